@@ -1,0 +1,68 @@
+"""ollama-seed: Ollama models on disk before anything asks for them.
+
+Pull straight from the registry into Ollama's store (``$OLLAMA_MODELS``), resumable and
+verified, with no Ollama server needed.
+"""
+
+from __future__ import annotations
+
+from .__about__ import __version__
+from ._api import apull, pull
+from ._digest import Digest
+from ._errors import (
+    AuthenticationError,
+    BundleError,
+    InsufficientSpace,
+    IntegrityError,
+    InvalidName,
+    ModelNotFound,
+    OfflineError,
+    RegistryError,
+    RegistryProtocolError,
+    SeedError,
+    SeedTimeout,
+    ServerError,
+    StoreError,
+    TransferError,
+)
+from ._layout import ModelsLayout, default_models_dir
+from ._manifest import Layer, Manifest
+from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
+from ._pull import PullResult
+from ._reference import ModelName
+from ._store import BlobProblem, InstalledModel, ModelStore, PruneReport
+
+__all__ = [
+    "AuthenticationError",
+    "BlobProblem",
+    "BundleError",
+    "Digest",
+    "InstalledModel",
+    "InsufficientSpace",
+    "IntegrityError",
+    "InvalidName",
+    "Layer",
+    "LayerProgress",
+    "Manifest",
+    "ModelName",
+    "ModelNotFound",
+    "ModelStore",
+    "ModelsLayout",
+    "OfflineError",
+    "ProgressCallback",
+    "ProgressEvent",
+    "PruneReport",
+    "PullResult",
+    "RegistryError",
+    "RegistryProtocolError",
+    "SeedError",
+    "SeedTimeout",
+    "ServerError",
+    "Status",
+    "StoreError",
+    "TransferError",
+    "__version__",
+    "apull",
+    "default_models_dir",
+    "pull",
+]

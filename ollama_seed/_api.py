@@ -1,0 +1,99 @@
+"""The public pull API: ``await apull(...)`` and its blocking twin ``pull(...)``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from ._groups import collapse
+from ._progress import ProgressCallback
+from ._pull import PullResult, PullSession
+from ._reference import ModelName
+from ._registry import Credentials
+from ._store import ModelStore
+from ._throttle import parse_rate
+
+__all__ = ["apull", "pull", "run_sync"]
+
+T = TypeVar("T")
+StrPath = str | os.PathLike[str]
+
+
+def _rate(value: float | str | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return float(value) if value else None
+    return parse_rate(value)
+
+
+async def apull(
+    name: str | ModelName,
+    *,
+    models_dir: StrPath | None = None,
+    insecure: bool = False,
+    connections: int = 16,
+    max_connections: int = 64,
+    max_rate: float | str | None = None,
+    stall_timeout: float = 30.0,
+    progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    credentials: Credentials | None = None,
+    use_locks: bool = True,
+) -> PullResult:
+    """Pull one model into the Ollama store, fetching only the blobs that are missing.
+
+    Args:
+        name: ``gpt-oss:20b``, ``user/model``, ``host:port/ns/model:tag``, optionally ``@sha256:<hex>``.
+        models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
+        insecure: plain http for this registry (as ``ollama pull --insecure``).
+        connections: concurrent range requests per blob.
+        max_connections: concurrent requests across all blobs.
+        max_rate: bandwidth cap in bytes/s, or a string such as ``"50M"`` or ``"400Mbit"``.
+        stall_timeout: seconds without a byte before a request is retried.
+        progress: called with :class:`Status` and :class:`LayerProgress` events.
+        transport: an httpx transport (tests, custom networking).
+        credentials: ``host -> (user, password)`` for registries that ask.
+        use_locks: lock blobs between processes (saves bandwidth; correctness does not need it).
+
+    Raises:
+        InvalidName, ModelNotFound, AuthenticationError, RegistryError, TransferError,
+        IntegrityError, InsufficientSpace, StoreError: all :class:`SeedError`.
+    """
+    ref = name if isinstance(name, ModelName) else ModelName.parse(name)
+    store = ModelStore(models_dir)
+    try:
+        async with PullSession(store, insecure=insecure, connections=connections, max_connections=max_connections,
+                               max_rate=_rate(max_rate), stall_timeout=stall_timeout, progress=progress,
+                               transport=transport, credentials=credentials, use_locks=use_locks) as session:
+            return await session.pull(ref)
+    except BaseException as exc:
+        err = collapse(exc)
+        if err is exc:
+            raise
+        raise err from None
+
+
+def run_sync(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Run the async API function *func* to completion from synchronous code.
+
+    Raises:
+        RuntimeError: called inside a running event loop, where the ``a``-prefixed form belongs.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(partial(func, *args, **kwargs))
+    name = getattr(func, "__name__", "apull")
+    raise RuntimeError(f"ollama_seed.{name[1:]}() blocks, so it cannot run inside a running event loop; "
+                       f"use 'await ollama_seed.{name}(...)' there instead")
+
+
+def pull(name: str | ModelName, **options: Any) -> PullResult:
+    """Blocking form of :func:`apull`; takes the same options. Not for use inside an event loop."""
+    result: PullResult = run_sync(apull, name, **options)
+    return result
+

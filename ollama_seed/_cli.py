@@ -1,0 +1,84 @@
+"""The ``ollama-seed`` command line. The only module that prints.
+
+Subcommands live in ``_cli_*.py`` modules, each with a ``register(subparsers)`` function
+that adds its parsers and sets ``func`` to a handler ``(args) -> int``.
+
+Exit codes (also in ``docs/cli.md``): 0 success, 1 unexpected error, 2 usage or invalid
+name, 3 model not found, 4 network or registry error, 5 integrity (digest/size mismatch),
+6 not enough disk space, 7 authentication, 8 local store unusable, 9 timeout,
+10 offline and missing, 11 Ollama server error, 12 bad bundle, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import _cli_store
+from .__about__ import __version__
+from ._errors import SeedError
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_UNEXPECTED", "EXIT_USAGE", "main"]
+
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_MODULES = [_cli_store]
+
+
+def _optional_modules() -> list[object]:
+    """Subcommand modules added by other features, if present."""
+    import importlib
+
+    found = []
+    for mod in ("_cli_ensure", "_cli_bundle", "_cli_serve"):
+        try:
+            found.append(importlib.import_module(f"ollama_seed.{mod}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ollama_seed.{mod}":
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ollama-seed",
+        description="Pull Ollama models straight from the registry into Ollama's store, "
+                    "resumable and verified, with no Ollama server needed.",
+    )
+    parser.add_argument("--version", action="version", version=f"ollama-seed {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for HTTP details)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in [*_MODULES, *_optional_modules()]:
+        module.register(sub)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        code: int = args.func(args)
+        return code
+    except SeedError as exc:
+        print(f"ollama-seed: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ollama-seed: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_UNEXPECTED

@@ -1,0 +1,33 @@
+"""Which staging files belong to a live download (their blob's lock is held by a process)."""
+
+from __future__ import annotations
+
+import filelock
+
+from ._digest import Digest
+from ._store import ModelStore
+
+__all__ = ["staging_in_use"]
+
+
+def staging_in_use(store: ModelStore) -> set[str]:
+    """Stems (``sha256-<hex>``) of staging files whose lock another process holds right now."""
+    busy: set[str] = set()
+    staging = store.layout.staging_dir
+    if not staging.is_dir():
+        return busy
+    for path in staging.iterdir():
+        stem = path.name.split(".", 1)[0]
+        digest = Digest.from_filename(stem)
+        if digest is None or stem in busy:
+            continue
+        lock = filelock.FileLock(str(store.layout.lock(digest)), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            busy.add(stem)
+        except OSError:
+            busy.add(stem)
+        else:
+            lock.release()
+    return busy

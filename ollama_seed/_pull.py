@@ -1,0 +1,235 @@
+"""Pulling models: manifest, missing blobs (each fetched once), manifest written last.
+
+A :class:`PullSession` holds what several pulls share: one HTTP client, one connection
+limit across every blob, one bandwidth cap, and a table of blobs in flight so a blob two
+models share is downloaded once. Between processes a per-blob file lock saves bandwidth;
+correctness never depends on it (see :mod:`._transfer`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+import filelock
+import httpx
+
+from ._digest import Digest
+from ._errors import InsufficientSpace, IntegrityError
+from ._manifest import Layer, Manifest
+from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
+from ._reference import ModelName
+from ._registry import Credentials, RegistryClient
+from ._store import ModelStore
+from ._throttle import TokenBucket
+from ._transfer import BlobDownloader, TransferConfig
+
+__all__ = ["PullResult", "PullSession"]
+
+log = logging.getLogger("ollama_seed")
+LOCK_POLL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    """What a pull did."""
+
+    name: ModelName
+    manifest_digest: Digest
+    layers: tuple[Layer, ...]
+    bytes_downloaded: int
+    bytes_reused: int
+    blobs_downloaded: int
+    elapsed: float
+    path: str
+
+    @property
+    def total_size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+
+@dataclass
+class _Inflight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+    received: int = 0
+
+
+def _noop(event: ProgressEvent) -> None:
+    return None
+
+
+class PullSession:
+    """Shared state for pulls into one store. Use as an async context manager."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        insecure: bool = False,
+        connections: int = 16,
+        max_connections: int = 64,
+        max_rate: float | None = None,
+        stall_timeout: float = 30.0,
+        progress: ProgressCallback | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        credentials: Credentials | None = None,
+        use_locks: bool = True,
+        check_space: bool = True,
+        transfer: TransferConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.progress = progress or _noop
+        self.use_locks = use_locks
+        self.check_space = check_space
+        self.client = RegistryClient(insecure=insecure, transport=transport, credentials=credentials,
+                                     max_connections=max_connections, read_timeout=stall_timeout)
+        cfg = transfer or TransferConfig(connections=connections, stall_timeout=stall_timeout,
+                                         unique_staging=not use_locks)
+        bucket = TokenBucket(max_rate) if max_rate else None
+        self.downloader = BlobDownloader(self.client, store, anyio.CapacityLimiter(max_connections), bucket, cfg)
+        self._inflight: dict[Digest, _Inflight] = {}
+
+    async def __aenter__(self) -> PullSession:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.client.aclose()
+
+    # -- one model ---------------------------------------------------------------------
+    async def fetch_manifest(self, name: ModelName) -> Manifest:
+        self.progress(Status(name.display, "pulling manifest"))
+        manifest = await self.client.fetch_manifest(name)
+        if name.digest is not None and manifest.digest != name.digest:
+            raise IntegrityError(
+                f"{name.display}: the registry's manifest is {manifest.digest}, but the name pins {name.digest}; "
+                "the tag has moved, pull without the pin or with the new digest",
+                expected=str(name.digest), actual=str(manifest.digest))
+        return manifest
+
+    async def pull(self, name: ModelName, manifest: Manifest | None = None) -> PullResult:
+        """Pull *name* (fetching its manifest unless given) and install it."""
+        started = time.monotonic()
+        self.store.prepare()
+        name = self.store.resolve(name)
+        if manifest is None:
+            manifest = await self.fetch_manifest(name)
+        label = name.display
+        missing = self.store.missing(manifest)
+        missing_set = {layer.digest for layer in missing}
+        reused = 0
+        for layer in manifest.blobs:
+            if layer.digest not in missing_set:
+                reused += layer.size
+                self.progress(LayerProgress(label, str(layer.digest), layer.media_type, layer.size, layer.size,
+                                            cached=True, done=True))
+        if self.check_space:
+            self.ensure_space(missing)
+        received = 0
+        if missing:
+            results: dict[Digest, int] = {}
+
+            async def one(layer: Layer) -> None:
+                results[layer.digest] = await self.blob(name, layer)
+
+            async with anyio.create_task_group() as tg:
+                for layer in missing:
+                    tg.start_soon(one, layer)
+            received = sum(results.values())
+        self.progress(Status(label, "verifying sha256 digest"))
+        self.progress(Status(label, "writing manifest"))
+        path = self.store.write_manifest(name, manifest)
+        self.progress(Status(label, "success"))
+        return PullResult(name, manifest.digest, manifest.blobs, received, reused, len(missing),
+                          time.monotonic() - started, str(path))
+
+    def ensure_space(self, missing: list[Layer]) -> None:
+        """Fail before the first byte if the missing blobs cannot fit."""
+        layout = self.store.layout
+        needed = 0
+        for layer in missing:
+            try:
+                staged = os.lstat(layout.staging_data(layer.digest)).st_blocks * 512
+            except OSError:
+                staged = 0
+            needed += max(0, layer.size - staged)
+        free = shutil.disk_usage(layout.staging_dir).free
+        if needed > free:
+            raise InsufficientSpace(
+                f"not enough disk space in {self.store.root}: the missing layers need {_human(needed)} "
+                f"({needed} bytes) but only {_human(free)} ({free} bytes) is free; free some space or set "
+                "OLLAMA_MODELS to a larger disk", needed=needed, free=free)
+
+    # -- one blob, once ----------------------------------------------------------------
+    async def blob(self, name: ModelName, layer: Layer) -> int:
+        """Download *layer* unless another task of this session already is; bytes received."""
+        entry = self._inflight.get(layer.digest)
+        if entry is not None:
+            await entry.done.wait()
+            if entry.error is not None:
+                raise entry.error
+            self._emit(name, layer, layer.size, done=True)
+            return 0
+        entry = self._inflight[layer.digest] = _Inflight()
+        try:
+            entry.received = await self._blob_locked(name, layer)
+            return entry.received
+        except BaseException as exc:
+            entry.error = exc
+            raise
+        finally:
+            entry.done.set()
+            if entry.error is not None:
+                del self._inflight[layer.digest]
+
+    def _emit(self, name: ModelName, layer: Layer, completed: int, *, done: bool = False) -> None:
+        self.progress(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, completed,
+                                    done=done))
+
+    async def _blob_locked(self, name: ModelName, layer: Layer) -> int:
+        lock = self._lock(layer) if self.use_locks else None
+        if lock is not None:
+            waited = False
+            while True:
+                try:
+                    await anyio.to_thread.run_sync(lambda: lock.acquire(timeout=LOCK_POLL))
+                    break
+                except filelock.Timeout:
+                    if not waited:
+                        waited = True
+                        self.progress(Status(name.display, f"waiting for {layer.digest.short}: "
+                                                           "another process is downloading it"))
+        try:
+            if self.store.has_blob(layer):  # another process finished it meanwhile
+                self._emit(name, layer, layer.size, done=True)
+                return 0
+            received = await self.downloader.download(name, layer, lambda n: self._emit(name, layer, n))
+            self._emit(name, layer, layer.size, done=True)
+            return received
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock(self, layer: Layer) -> filelock.BaseFileLock | None:
+        path = self.store.layout.lock(layer.digest)
+        try:
+            return filelock.FileLock(str(path), thread_local=False)
+        except (OSError, ValueError) as exc:  # pragma: no cover - exotic file systems
+            log.warning("no lock for %s (%s); continuing without one", layer.digest, exc)
+            return None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n} B"
+

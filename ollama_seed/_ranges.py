@@ -1,0 +1,163 @@
+"""What to do with a blob response, Range headers, Retry-After and backoff. Pure.
+
+:func:`classify` is the single place that decides how a ranged blob GET is treated; the
+transfer code only does what it returns.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+__all__ = [
+    "Accept",
+    "Expired",
+    "Fail",
+    "Ignored",
+    "Redirect",
+    "Retry",
+    "backoff",
+    "classify",
+    "parse_content_range",
+    "parse_retry_after",
+    "range_header",
+]
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.ASCII)
+MAX_RETRY_AFTER = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Take the body: it starts at the byte we asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """The server ignored Range and sent the whole blob from byte 0 (status 200)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Follow *location*: a registry pointing at its storage or CDN."""
+
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again later; *after* is the server's Retry-After in seconds, if it sent one."""
+
+    reason: str
+    after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A storage/CDN URL refused us (403/400/401/404/410): resolve it again through the registry."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Give up on this blob: retrying cannot help."""
+
+    reason: str
+    status: int | None = None
+
+
+Outcome = Accept | Ignored | Redirect | Retry | Expired | Fail
+
+
+def range_header(start: int, end: int) -> str:
+    """``Range`` value for bytes ``[start, end)`` (HTTP's end is inclusive)."""
+    return f"bytes={start}-{end - 1}"
+
+
+def parse_content_range(value: str) -> tuple[int, int, int | None] | None:
+    """``bytes a-b/total`` as ``(a, b + 1, total)``; None if malformed."""
+    m = _CONTENT_RANGE.fullmatch(value.strip())
+    if not m:
+        return None
+    start, last = int(m.group(1)), int(m.group(2))
+    if last < start:
+        return None
+    total = None if m.group(3) == "*" else int(m.group(3))
+    if total is not None and last >= total:
+        return None
+    return start, last + 1, total
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped at 5 minutes."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform in [base*2**attempt / 2, base*2**attempt], capped."""
+    top = min(cap, base * (2 ** min(attempt, 30)))
+    r = (rng or random).random()
+    return top / 2 + r * top / 2
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    start: int,
+    end: int,
+    size: int,
+    ranged: bool,
+    via_storage: bool,
+) -> Outcome:
+    """Decide what to do with a response to ``GET blob`` for bytes ``[start, end)`` of *size*.
+
+    *ranged* says whether a Range header was sent; *via_storage* whether the URL was a
+    storage/CDN location we were redirected to (whose refusals mean "expired").
+    """
+    if status == 206:
+        cr = parse_content_range(headers.get("content-range", ""))
+        if cr is None:
+            return Fail(f"206 with a malformed Content-Range {headers.get('content-range')!r}", status)
+        got_start, got_end, total = cr
+        if total is not None and total != size:
+            return Fail(f"the server says the blob has {total} bytes; the manifest says {size}", status)
+        if got_start != start or got_end > size:
+            return Fail(f"asked for bytes {start}-{end - 1}, got {got_start}-{got_end - 1}", status)
+        return Accept()
+    if status == 200:
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) != size:
+            return Fail(f"Content-Length is {length}; the manifest says {size} bytes", status)
+        if ranged and start > 0:
+            return Ignored()
+        return Accept()
+    if status in (301, 302, 303, 307, 308):
+        location = headers.get("location")
+        if not location:
+            return Fail(f"{status} redirect without a Location header", status)
+        return Redirect(location)
+    if status == 416:
+        return Fail(f"416 range not satisfiable for bytes {start}-{end - 1} of {size}", status)
+    if status in (408, 425, 429, 500, 502, 503, 504):
+        return Retry(f"HTTP {status}", parse_retry_after(headers.get("retry-after")))
+    if via_storage and status in (400, 401, 403, 404, 410):
+        return Expired(f"storage answered HTTP {status}")
+    return Fail(f"unexpected HTTP {status}", status)

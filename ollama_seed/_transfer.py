@@ -1,0 +1,371 @@
+"""Downloading one blob: concurrent ranged GETs into a staging file, verified, installed.
+
+How it works:
+
+- The blob is staged in ``.ollama-seed/staging/sha256-<hex>.data``, pre-sized (and
+  ``posix_fallocate``-d, so a full disk shows up before the first byte). Its resume state,
+  ``…state``, is mapped into memory and a piece's counter is updated after each write, so
+  a process killed at any instant resumes with at most the bytes in flight lost.
+- Workers (``connections`` per blob, and a shared limiter across blobs) claim runs of
+  pieces from :class:`~._plan.Scheduler` and fetch each with one Range request.
+  :func:`~._ranges.classify` decides what a response means; this module only acts.
+- A registry's 307 to storage on another host is followed by hand, once per blob; the
+  Authorization header never goes there. A storage URL that starts refusing (expired
+  signature) is resolved again through the registry.
+- Hashing follows the contiguous on-disk prefix while the download runs (read back from the
+  page cache in a worker thread), so once the last byte lands only a short tail remains to
+  hash: verification costs no second full read of a large blob.
+- After size and sha256 match, the data is fsynced and renamed into ``blobs/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import mmap
+import os
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+
+from ._errors import IntegrityError, RegistryProtocolError, SeedError, TransferError
+from ._fsutil import open_nofollow, raise_os_error
+from ._groups import collapse, leaves
+from ._manifest import Layer
+from ._plan import BlobPlan, Run, Scheduler
+from ._ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
+from ._reference import ModelName
+from ._registry import RegistryClient, describe_transport_error
+from ._store import ModelStore
+from ._throttle import TokenBucket
+
+__all__ = ["BlobDownloader", "TransferConfig"]
+
+HASH_STEP = 4 * 1024 * 1024
+HASH_LAG = 8 * 1024 * 1024
+MAX_REDIRECTS = 10
+MAX_REFRESHES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TransferConfig:
+    """Knobs of the transfer engine."""
+
+    connections: int = 16
+    stall_timeout: float = 30.0
+    max_attempts: int = 8
+    integrity_retries: int = 1
+    progress_interval: float = 0.1
+    unique_staging: bool = False
+    sleep: Callable[[float], object] | None = None
+
+
+class _RangeIgnored(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class _Job:
+    name: ModelName
+    layer: Layer
+    fd: int
+    plan: BlobPlan
+    sched: Scheduler
+    state: mmap.mmap | None
+    blob_url: str
+    direct_url: str | None = None
+    received: int = 0
+    hashed: int = 0
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def reset(self) -> None:
+        """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
+        self.sched = Scheduler(self.plan, 1, self.sched.on_record)
+        for i in range(self.plan.pieces):
+            self.plan.done[i] = 0
+            if self.sched.on_record is not None:
+                self.sched.on_record(i, 0)
+
+
+class BlobDownloader:
+    """Downloads blobs for one pull session."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: ModelStore,
+        limiter: anyio.CapacityLimiter,
+        bucket: TokenBucket | None,
+        config: TransferConfig,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.limiter = limiter
+        self.bucket = bucket
+        self.cfg = config
+
+    async def _sleep(self, seconds: float) -> None:
+        if self.cfg.sleep is not None:
+            self.cfg.sleep(seconds)
+            await anyio.sleep(0)
+        else:
+            await anyio.sleep(seconds)
+
+    # -- staging -----------------------------------------------------------------------
+    def _paths(self, layer: Layer) -> tuple[Path, Path]:
+        lay = self.store.layout
+        data, state = lay.staging_data(layer.digest), lay.staging_state(layer.digest)
+        if self.cfg.unique_staging:
+            tag = f".{os.getpid()}-{secrets.token_hex(4)}"
+            data, state = data.with_name(data.name + tag), state.with_name(state.name + tag)
+        return data, state
+
+    def _open(self, layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple[int, BlobPlan, mmap.mmap | None]:
+        plan = None
+        if not fresh:
+            with contextlib.suppress(OSError):
+                st = os.lstat(data)
+                if st.st_size == layer.size:
+                    plan = BlobPlan.from_state(state.read_bytes(), digest_hex=layer.digest.hex, size=layer.size)
+        try:
+            if plan is None:
+                plan = BlobPlan.new(layer.size)
+                state.unlink(missing_ok=True)
+                fd = open_nofollow(data, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+                try:
+                    os.ftruncate(fd, layer.size)
+                    if layer.size:
+                        try:
+                            os.posix_fallocate(fd, 0, layer.size)
+                        except OSError as exc:
+                            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                                raise
+                    tmp = state.with_name(state.name + ".new")
+                    tmp.unlink(missing_ok=True)
+                    sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                    with os.fdopen(sfd, "wb") as f:
+                        f.write(plan.state_bytes(layer.digest.hex))
+                    os.replace(tmp, state)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            else:
+                fd = open_nofollow(data, os.O_RDWR)
+            mm = None
+            if plan.pieces:
+                sfd = open_nofollow(state, os.O_RDWR)
+                try:
+                    mm = mmap.mmap(sfd, 0)
+                finally:
+                    os.close(sfd)
+            return fd, plan, mm
+        except OSError as exc:
+            raise_os_error(exc, f"preparing the staging file for {layer.digest}")
+            raise
+
+    # -- the download --------------------------------------------------------------------
+    async def download(self, name: ModelName, layer: Layer, on_bytes: Callable[[int], None]) -> int:
+        """Fetch *layer* into ``blobs/``; returns the bytes received over the network."""
+        data, state = self._paths(layer)
+        received = 0
+        for attempt in range(self.cfg.integrity_retries + 1):
+            job = self._start(name, layer, data, state, fresh=attempt > 0)
+            try:
+                on_bytes(job.plan.completed)
+                await self._fetch(job, on_bytes)
+                actual = job.hasher.hexdigest()
+                received += job.received
+                if actual == layer.digest.hex and os.fstat(job.fd).st_size == layer.size:
+                    await anyio.to_thread.run_sync(os.fsync, job.fd)
+                    self._close(job)
+                    self.store.install_blob(data, layer)
+                    state.unlink(missing_ok=True)
+                    return received
+                problem = IntegrityError(
+                    f"sha256 mismatch for {layer.digest}: the downloaded bytes hash to sha256:{actual}; "
+                    "the download was discarded" + ("; run the pull again" if attempt else ", fetching it again"),
+                    expected=str(layer.digest), actual=f"sha256:{actual}")
+            finally:
+                self._close(job)
+            data.unlink(missing_ok=True)
+            state.unlink(missing_ok=True)
+            if attempt == self.cfg.integrity_retries:
+                raise problem
+        raise AssertionError("unreachable")
+
+    def _start(self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool) -> _Job:
+        fd, plan, mm = self._open(layer, data, state, fresh=fresh)
+
+        def on_record(i: int, value: int) -> None:
+            if mm is not None:
+                mm[BlobPlan.done_offset(i):BlobPlan.done_offset(i) + 8] = value.to_bytes(8, "little")
+
+        sched = Scheduler(plan, self.cfg.connections, on_record)
+        return _Job(name, layer, fd, plan, sched, mm, self.client.blob_url(name, str(layer.digest)))
+
+    @staticmethod
+    def _close(job: _Job) -> None:
+        if job.state is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                job.state.close()
+            job.state = None
+        if job.fd >= 0:
+            os.close(job.fd)
+            job.fd = -1
+
+    async def _fetch(self, job: _Job, on_bytes: Callable[[int], None]) -> None:
+        done = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._hash_follower, job, done)
+                try:
+                    async with anyio.create_task_group() as workers:
+                        for _ in range(min(self.cfg.connections, max(1, job.plan.pieces))):
+                            workers.start_soon(self._worker, job, on_bytes)
+                except BaseException as exc:
+                    if not all(isinstance(e, _RangeIgnored) for e in leaves(exc)):
+                        raise
+                    job.reset()
+                    await self._fetch_run(job, Run(0, job.plan.pieces, 0), on_bytes, ranged=False)
+                done.set()
+        except BaseException as exc:
+            err = collapse(exc)
+            if isinstance(err, OSError) and not isinstance(err, SeedError):
+                raise_os_error(err, f"writing {job.layer.digest}")
+            raise err from None
+        await anyio.to_thread.run_sync(self._hash_up_to, job, job.plan.size)
+        on_bytes(job.plan.completed)
+
+    async def _worker(self, job: _Job, on_bytes: Callable[[int], None]) -> None:
+        while (run := job.sched.claim()) is not None:
+            try:
+                await self._fetch_run(job, run, on_bytes, ranged=True)
+            finally:
+                job.sched.release(run)
+
+    # -- hashing -------------------------------------------------------------------------
+    def _hash_up_to(self, job: _Job, frontier: int) -> None:
+        if frontier < job.hashed:  # the data was restarted from zero
+            job.hasher, job.hashed = hashlib.sha256(), 0
+        while job.hashed < frontier:
+            chunk = os.pread(job.fd, min(HASH_STEP, frontier - job.hashed), job.hashed)
+            if not chunk:
+                raise IntegrityError(f"staging file of {job.layer.digest} is shorter than expected")
+            job.hasher.update(chunk)
+            job.hashed += len(chunk)
+
+    async def _hash_follower(self, job: _Job, done: anyio.Event) -> None:
+        while not done.is_set():
+            with anyio.move_on_after(0.05):
+                await done.wait()
+            frontier = job.plan.frontier
+            if frontier - job.hashed >= HASH_LAG or frontier < job.hashed:
+                await anyio.to_thread.run_sync(self._hash_up_to, job, frontier)
+
+    # -- one run -------------------------------------------------------------------------
+    async def _fetch_run(self, job: _Job, run: Run, on_bytes: Callable[[int], None], *, ranged: bool) -> None:
+        layer, plan = job.layer, job.plan
+        attempts = refreshes = redirects = 0
+        error = "no attempt made"
+        while not job.sched.finished(run):
+            if not ranged and run.pos:
+                job.reset()
+                run.pos = 0
+            url = job.direct_url or job.blob_url
+            via_storage = job.direct_url is not None
+            start, end = run.pos, run.limit(plan)
+            headers = {"Accept-Encoding": "identity"}
+            if ranged:
+                headers["Range"] = range_header(start, end)
+            before = run.pos
+            wait: float | None = None
+            try:
+                async with self.limiter:
+                    with anyio.fail_after(self.cfg.stall_timeout):
+                        resp = await self.client.send(job.name, "GET", url, headers)
+                    try:
+                        outcome = classify(resp.status_code, resp.headers, start=start, end=end, size=layer.size,
+                                           ranged=ranged, via_storage=via_storage)
+                        if isinstance(outcome, Accept):
+                            await self._stream(job, run, resp, on_bytes)
+                            if job.sched.finished(run):
+                                return
+                            error = f"the body ended early at byte {run.pos} of {end}"
+                        elif isinstance(outcome, Redirect):
+                            redirects += 1
+                            if redirects > MAX_REDIRECTS:
+                                raise RegistryProtocolError(f"more than {MAX_REDIRECTS} redirects for {layer.digest}")
+                            job.direct_url = urllib.parse.urljoin(url, outcome.location)
+                            continue
+                        elif isinstance(outcome, Ignored):
+                            raise _RangeIgnored
+                        elif isinstance(outcome, Retry):
+                            error, wait = outcome.reason, outcome.after
+                        elif isinstance(outcome, Expired):
+                            refreshes += 1
+                            if refreshes > MAX_REFRESHES:
+                                raise TransferError(f"{layer.digest}: storage kept refusing fresh URLs ({outcome.reason})")
+                            job.direct_url = None
+                            continue
+                        elif isinstance(outcome, Fail):
+                            raise RegistryProtocolError(f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",
+                                                        url=_strip_query(url), status=outcome.status)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await resp.aclose()
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                error = describe_transport_error(exc, url)
+            except TimeoutError:
+                error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
+            if run.pos > before:
+                attempts = 0
+            attempts += 1
+            if attempts >= self.cfg.max_attempts:
+                raise TransferError(f"downloading {layer.digest} failed after {attempts} attempts: {error}; "
+                                    "run the pull again to resume")
+            await self._sleep(wait if wait is not None else backoff(attempts - 1))
+
+    async def _stream(self, job: _Job, run: Run, resp: httpx.Response, on_bytes: Callable[[int], None]) -> None:
+        plan, fd, sched = job.plan, job.fd, job.sched
+        interval, last = self.cfg.progress_interval, 0.0
+        it = resp.aiter_raw()
+        while True:
+            with anyio.fail_after(self.cfg.stall_timeout):
+                try:
+                    chunk = await anext(it)
+                except StopAsyncIteration:
+                    return
+            room = run.limit(plan) - run.pos
+            if room <= 0:
+                return
+            if len(chunk) > room:
+                chunk = chunk[:room]
+            view, pos = memoryview(chunk), run.pos
+            while view:
+                n = os.pwrite(fd, view, pos)
+                view, pos = view[n:], pos + n
+            sched.record(run, len(chunk))
+            job.received += len(chunk)
+            now = time.monotonic()
+            if now - last >= interval:
+                last = now
+                on_bytes(plan.completed)
+            if self.bucket is not None:
+                await self.bucket.consume(len(chunk))
+            if run.pos >= run.limit(plan):
+                return
+
+
+def _strip_query(url: str) -> str:
+    return str(httpx.URL(url).copy_with(query=None))
+
+
+def _hostof(url: str) -> str:
+    return httpx.URL(url).host
