@@ -5,6 +5,7 @@ ExceptionGroup error::
 
     SeedError                               root; .exit_code is what the CLI exits with
     ├── InvalidName (ValueError)            a model name that Ollama would refuse      exit 2
+    ├── ConfigError (ValueError)            a bad config file, option or OLLAMA_HOST   exit 2
     ├── RegistryError                       the registry said no or misbehaved          exit 4
     │   ├── ModelNotFound (LookupError)     404 on the manifest                         exit 3
     │   ├── AuthenticationError             401/403 that a token did not cure           exit 7
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BundleError",
+    "ConfigError",
     "IntegrityError",
     "InsufficientSpace",
     "InvalidName",
@@ -49,6 +51,12 @@ class SeedError(Exception):
 
 class InvalidName(SeedError, ValueError):
     """A model name, tag or digest that does not follow Ollama's rules."""
+
+    exit_code = 2
+
+
+class ConfigError(SeedError, ValueError):
+    """A config file, option or address (``OLLAMA_HOST``) that cannot be used as written."""
 
     exit_code = 2
 
