@@ -21,6 +21,7 @@ import httpx
 
 from ._digest import Digest
 from ._errors import InsufficientSpace, IntegrityError
+from ._groups import collapse
 from ._manifest import Layer, Manifest
 from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
 from ._reference import ModelName
@@ -139,9 +140,12 @@ class PullSession:
             async def one(layer: Layer) -> None:
                 results[layer.digest] = await self.blob(name, layer)
 
-            async with anyio.create_task_group() as tg:
-                for layer in missing:
-                    tg.start_soon(one, layer)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for layer in missing:
+                        tg.start_soon(one, layer)
+            except BaseException as exc:
+                raise collapse(exc) from None
             received = sum(results.values())
         self.progress(Status(label, "verifying sha256 digest"))
         self.progress(Status(label, "writing manifest"))

@@ -228,7 +228,7 @@ class RegistryClient:
     async def _read_limited(resp: httpx.Response, url: str) -> bytes:
         chunks: list[bytes] = []
         total = 0
-        async for chunk in resp.aiter_raw():
+        async for chunk in resp.aiter_bytes():
             total += len(chunk)
             if total > MAX_MANIFEST_BYTES:
                 raise RegistryProtocolError(f"manifest at {url} is larger than {MAX_MANIFEST_BYTES} bytes", url=url)

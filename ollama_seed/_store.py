@@ -9,6 +9,7 @@ Invariants this module keeps (see ``docs/reliability.md``):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -265,10 +266,8 @@ class ModelStore:
         base = self.layout.manifests_dir
         for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
             if Path(dirpath) != base:
-                try:
+                with contextlib.suppress(OSError):
                     os.rmdir(dirpath)
-                except OSError:
-                    pass
 
     def prune(self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None) -> PruneReport:
         """Remove unreferenced blobs older than *grace_seconds* and abandoned staging files.

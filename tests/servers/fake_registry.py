@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from .model import BuiltModel
@@ -184,7 +185,7 @@ class _Body(httpx.AsyncByteStream):
             chunk = self.data[i : min(i + step, limit)]
             self.reg.bytes_sent += len(chunk)
             yield chunk
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         if self.drop is not None and self.drop < len(self.data):
             raise httpx.ReadError("connection dropped by fault injection")
 
