@@ -52,18 +52,21 @@ class LineRenderer:
         self.out, self.interval = out, interval
         self._layers: dict[tuple[str, str], tuple[int, int]] = {}
         self._last = time.monotonic()
+        self._printed: dict[str, int] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         if isinstance(event, Status):
             self.out.write(f"{event.model}: {event.status}\n")
         else:
             self._layers[(event.model, event.digest)] = (event.completed, event.total)
+            done = sum(c for (m, _), (c, _) in self._layers.items() if m == event.model)
+            total = sum(t for (m, _), (_, t) in self._layers.items() if m == event.model)
             now = time.monotonic()
-            if now - self._last < self.interval and not (event.done and not event.cached):
+            finished = done == total and self._printed.get(event.model) != done
+            if now - self._last < self.interval and not finished:
                 return
             self._last = now
-            done = sum(c for c, _ in self._layers.values())
-            total = sum(t for _, t in self._layers.values())
+            self._printed[event.model] = done
             pct = 100.0 * done / total if total else 100.0
             self.out.write(f"{event.model}: {_size(done)} / {_size(total)} ({pct:.0f}%)\n")
         self.out.flush()
