@@ -9,9 +9,11 @@ from __future__ import annotations
 from .__about__ import __version__
 from ._api import apull, pull
 from ._digest import Digest
+from ._ensure import EnsureReport, aensure, ensure
 from ._errors import (
     AuthenticationError,
     BundleError,
+    ConfigError,
     InsufficientSpace,
     IntegrityError,
     InvalidName,
@@ -30,13 +32,16 @@ from ._manifest import Layer, Manifest
 from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
 from ._pull import PullResult
 from ._reference import ModelName
+from ._server import ServerInfo, await_ready, wait_ready
 from ._store import BlobProblem, InstalledModel, ModelStore, PruneReport
 
 __all__ = [
     "AuthenticationError",
     "BlobProblem",
     "BundleError",
+    "ConfigError",
     "Digest",
+    "EnsureReport",
     "InstalledModel",
     "InsufficientSpace",
     "IntegrityError",
@@ -58,11 +63,16 @@ __all__ = [
     "SeedError",
     "SeedTimeout",
     "ServerError",
+    "ServerInfo",
     "Status",
     "StoreError",
     "TransferError",
     "__version__",
+    "aensure",
     "apull",
+    "await_ready",
     "default_models_dir",
+    "ensure",
     "pull",
+    "wait_ready",
 ]

@@ -1,0 +1,538 @@
+"""``ensure()``: make models usable, cheaply when they already are.
+
+How it decides, per model:
+
+1. The cheap check, with no network: the manifest parses (and matches a pinned digest) and
+   every blob it names is in ``blobs/`` with the right size. ``verify=True`` also re-hashes.
+2. Complete: done (unless ``update=True``, which asks the registry for the tag's current
+   manifest and fetches only the layers that changed).
+3. Incomplete: pull what is missing. When the manifest on disk is intact, its blobs are
+   fetched (the model stays the version you had); otherwise the registry's manifest is.
+   Every model of one call shares one :class:`~._pull.PullSession`: one connection budget,
+   and a blob two models share is downloaded once.
+4. With a server: wait until it answers, confirm it sees each model (``/api/show``), and with
+   ``warm=True`` load each one into memory. With ``via_server=True`` the server itself pulls
+   (for init containers that cannot reach the models volume).
+
+Offline (``offline=True`` or ``OLLAMA_SEED_OFFLINE=1``) never talks to a registry and fails at
+once, naming what is missing. A server you name is still asked, since it is yours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import httpx
+
+from ._digest import Digest
+from ._errors import OfflineError, SeedError, SeedTimeout, ServerError, StoreError
+from ._groups import collapse
+from ._manifest import Layer, Manifest
+from ._progress import LayerProgress, ProgressCallback, ProgressEvent
+from ._reference import ModelName
+from ._registry import Credentials
+from ._server import ServerClient, parse_host
+from ._store import ModelStore
+
+if TYPE_CHECKING:
+    from ._pull import PullSession
+
+__all__ = ["EnsureReport", "aensure", "ensure", "offline_from_env"]
+
+log = logging.getLogger("ollama_seed")
+
+OFFLINE_ENV = "OLLAMA_SEED_OFFLINE"
+_FALSY = {"", "0", "false", "no", "off", "f", "n"}
+EnsureStatus = Literal["present", "pulled", "updated"]
+Names = str | ModelName | Iterable[str | ModelName]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureReport:
+    """What :func:`ensure` did for one model.
+
+    ``status`` is ``present`` (complete already, nothing fetched), ``pulled`` (missing parts
+    were fetched) or ``updated`` (``update=True`` found a newer manifest and installed it).
+    """
+
+    name: ModelName
+    status: EnsureStatus
+    bytes_fetched: int
+    elapsed: float
+    manifest_digest: Digest | None = None
+    server: str | None = None
+    via_server: bool = False
+    warmed: bool = False
+
+    @property
+    def model(self) -> str:
+        """The name as Ollama shows it (``llama3.2:1b``)."""
+        return self.name.display
+
+    @property
+    def fetched(self) -> bool:
+        """Whether anything was downloaded or installed."""
+        return self.status != "present"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what ``ollama-seed ensure --json`` prints)."""
+        return {"model": self.model, "name": str(self.name), "status": self.status,
+                "bytes_fetched": self.bytes_fetched, "elapsed": round(self.elapsed, 6),
+                "digest": self.manifest_digest.hex if self.manifest_digest else None,
+                "server": self.server, "via_server": self.via_server, "warmed": self.warmed}
+
+
+def offline_from_env(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``OLLAMA_SEED_OFFLINE`` asks for offline mode (any value but 0/false/no/off)."""
+    env = os.environ if environ is None else environ
+    return env.get(OFFLINE_ENV, "").strip().lower() not in _FALSY
+
+
+def _names(names: Names) -> list[ModelName]:
+    items: Iterable[str | ModelName] = [names] if isinstance(names, (str, ModelName)) else names
+    out: dict[str, ModelName] = {}
+    for item in items:
+        ref = item if isinstance(item, ModelName) else ModelName.parse(item)
+        out.setdefault(str(ref), ref)
+    return list(out.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """The cheap check's verdict on one model."""
+
+    name: ModelName
+    manifest: Manifest | None
+    missing: tuple[Layer, ...] = ()
+    corrupt: tuple[Layer, ...] = ()
+    problem: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None and not self.missing and not self.corrupt and self.problem is None
+
+    def describe(self) -> str:
+        if self.problem:
+            return f"{self.name.display}: {self.problem}"
+        parts = []
+        if self.missing:
+            size = sum(layer.size for layer in self.missing)
+            parts.append(f"{len(self.missing)} blob(s) missing or incomplete ({size} bytes, first "
+                         f"{self.missing[0].digest})")
+        if self.corrupt:
+            parts.append(f"{len(self.corrupt)} blob(s) whose sha256 does not match (first {self.corrupt[0].digest})")
+        return f"{self.name.display}: " + "; ".join(parts)
+
+
+def _inspect(store: ModelStore, name: ModelName) -> _Local:
+    """The cheap check: manifest parses, pin matches, every blob present with its size."""
+    resolved = store.resolve(name)
+    try:
+        manifest = store.read_manifest(resolved)
+    except StoreError as exc:
+        return _Local(resolved, None, problem=f"its manifest is unreadable ({exc})")
+    if manifest is None:
+        return _Local(resolved, None, problem=f"not in {store.root}")
+    if name.digest is not None and manifest.digest != name.digest:
+        return _Local(resolved, None, problem=f"the manifest on disk is {manifest.digest}, not the pinned "
+                                              f"{name.digest}")
+    return _Local(resolved, manifest, tuple(store.missing(manifest)))
+
+
+def _verified(store: ModelStore, local: _Local) -> _Local:
+    """*local* with the blobs whose sha256 is wrong listed as corrupt (reads every blob)."""
+    if local.manifest is None:
+        return local
+    absent = {layer.digest for layer in local.missing}
+    corrupt = tuple(layer for layer in local.manifest.blobs
+                    if layer.digest not in absent and store.verify_blob(layer) is not None)
+    return _Local(local.name, local.manifest, local.missing, corrupt, local.problem)
+
+
+def _offline_error(store: ModelStore, incomplete: list[_Local]) -> OfflineError:
+    lines = "; ".join(item.describe() for item in incomplete)
+    return OfflineError(f"offline mode ({OFFLINE_ENV} or --offline) and {len(incomplete)} model(s) are not "
+                        f"complete in {store.root}: {lines}. Pull them where there is network, or import a bundle")
+
+
+def _present(local: _Local, started: float) -> EnsureReport:
+    digest = local.manifest.digest if local.manifest else None
+    return EnsureReport(local.name, "present", 0, time.monotonic() - started, digest)
+
+
+def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = None) -> list[EnsureReport] | None:
+    """Reports if every model is complete on disk, else None. No network, no event loop."""
+    started = time.monotonic()
+    store = ModelStore(models_dir)
+    reports = []
+    for ref in _names(names):
+        local = _inspect(store, ref)
+        if not local.complete:
+            return None
+        reports.append(_present(local, started))
+    return reports
+
+
+class _Tracker:
+    """Forwards progress events and remembers enough to say what a timeout interrupted."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.forward = progress
+        self.layers: dict[str, dict[str, tuple[int, int]]] = {}
+        self.phase = "checking the models directory"
+        self.pending: set[str] = set()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, LayerProgress):
+            self.layers.setdefault(event.model, {})[event.digest] = (event.completed, event.total)
+        if self.forward is not None:
+            self.forward(event)
+
+    def describe(self) -> str:
+        parts = []
+        for model in sorted(self.pending):
+            layers = self.layers.get(model, {})
+            done = sum(c for c, _ in layers.values())
+            total = sum(t for _, t in layers.values())
+            parts.append(f"{model} ({done} of {total} bytes)" if total else model)
+        where = f"while {self.phase}"
+        return f"{where}; unfinished: {', '.join(parts)}" if parts else where
+
+
+async def aensure(
+    names: Names,
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    verify: bool = False,
+    update: bool = False,
+    offline: bool | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - an overall deadline is part of the public contract
+    server: str | None = None,
+    via_server: bool = False,
+    wait_timeout: float | None = 60.0,
+    warm: bool = False,
+    keep_alive: str | float | None = None,
+    insecure: bool = False,
+    connections: int = 16,
+    max_connections: int = 64,
+    max_rate: float | str | None = None,
+    stall_timeout: float = 30.0,
+    mirrors: tuple[str, ...] | list[str] = (),
+    progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    server_transport: httpx.AsyncBaseTransport | None = None,
+    credentials: Credentials | None = None,
+    use_locks: bool = True,
+) -> list[EnsureReport]:
+    """Make each named model usable, touching the network only for what is missing.
+
+    Args:
+        names: one model name or several (``"llama3.2:1b"``, ``["a", "b"]``).
+        models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
+        verify: re-hash every blob on disk (slow for big models); corrupt blobs are fetched again.
+        update: ask the registry for the tag's current manifest; fetch only the changed layers.
+        offline: never talk to a registry; fail at once naming what is missing. None reads
+            ``OLLAMA_SEED_OFFLINE``. Wins over *update*.
+        timeout: overall seconds for the whole call; None for no limit.
+        server: an Ollama server (any ``OLLAMA_HOST`` form) that must see each model
+            (``/api/show``). Implied as ``$OLLAMA_HOST`` by *via_server* and *warm*.
+        via_server: have the server pull (``/api/pull``) instead of writing the store ourselves.
+        wait_timeout: seconds to wait for the server to answer before using it.
+        warm: load each model into the server's memory (an empty ``/api/generate``).
+        keep_alive: how long a warmed model stays loaded (``"10m"``, ``-1`` for ever); None is
+            the server's default.
+        insecure, connections, max_connections, max_rate, stall_timeout, credentials, use_locks:
+            as :func:`apull`.
+        mirrors: registry base URLs tried, in order, before each model's own registry.
+        progress: called with :class:`Status` and :class:`LayerProgress` events.
+        transport: httpx transport for registry traffic (tests, custom networking).
+        server_transport: httpx transport for the Ollama server (tests).
+
+    Returns:
+        One :class:`EnsureReport` per distinct name, in the order given.
+
+    Raises:
+        InvalidName: a name Ollama would refuse.
+        OfflineError: offline and something is missing.
+        SeedTimeout: *timeout* passed; the message says what was unfinished.
+        ServerError: the server did not become ready, does not see a model, or failed a pull or load.
+        ConfigError: *server* has an unsupported scheme.
+        ModelNotFound, AuthenticationError, RegistryError, TransferError, IntegrityError,
+        InsufficientSpace, StoreError: from pulling, as :func:`apull`.
+    """
+    refs = _names(names)
+    from ._api import _rate
+
+    opts = _Options(
+        store=ModelStore(models_dir), verify=verify, update=update,
+        offline=offline_from_env() if offline is None else offline,
+        server=parse_host(server) if (server is not None or via_server or warm) else None,
+        wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
+        pull={"insecure": insecure, "connections": connections, "max_connections": max_connections,
+              "max_rate": _rate(max_rate), "stall_timeout": stall_timeout, "credentials": credentials,
+              "use_locks": use_locks},
+        mirrors=tuple(mirrors), transport=transport, server_transport=server_transport,
+        tracker=_Tracker(progress))
+    result: list[EnsureReport] | None = None
+    with anyio.move_on_after(timeout) as scope:
+        try:
+            result = await (_via_server(refs, opts) if via_server else _local(refs, opts))
+        except BaseException as exc:
+            err = collapse(exc)
+            if err is exc:
+                raise
+            raise err from None
+    if result is None or scope.cancelled_caught:
+        raise SeedTimeout(f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
+                          "run it again to resume, or allow more time (--timeout)")
+    return result
+
+
+@dataclass
+class _Options:
+    store: ModelStore
+    verify: bool
+    update: bool
+    offline: bool
+    server: str | None
+    wait_timeout: float | None
+    warm: bool
+    keep_alive: str | float | None
+    pull: dict[str, Any]
+    mirrors: tuple[str, ...]
+    transport: httpx.AsyncBaseTransport | None
+    server_transport: httpx.AsyncBaseTransport | None
+    tracker: _Tracker
+
+
+async def _local(refs: list[ModelName], o: _Options) -> list[EnsureReport]:
+    started = time.monotonic()
+    locals_ = [_inspect(o.store, ref) for ref in refs]
+    if o.verify:
+        o.tracker.phase = "verifying blobs"
+        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item) for item in locals_]
+    incomplete = [item for item in locals_ if not item.complete]
+    if o.offline and incomplete:
+        raise _offline_error(o.store, incomplete)
+    reports: dict[str, EnsureReport] = {}
+    for ref, item in zip(refs, locals_, strict=True):
+        if item.complete and not (o.update and not o.offline):
+            reports[str(ref)] = _present(item, started)
+    todo = [(ref, item) for ref, item in zip(refs, locals_, strict=True) if str(ref) not in reports]
+    if todo:
+        reports.update(await _pull_all(todo, o, started))
+    ordered = [reports[str(ref)] for ref in refs]
+    if o.server is not None:
+        ordered = await _confirm(ordered, o)
+    return ordered
+
+
+async def _pull_all(todo: list[tuple[ModelName, _Local]], o: _Options, started: float) -> dict[str, EnsureReport]:
+    from ._config import MirrorTransport
+    from ._pull import PullSession
+
+    transport = MirrorTransport(o.mirrors, o.transport) if o.mirrors else o.transport
+    o.tracker.phase = "pulling"
+    o.tracker.pending = {ref.display for ref, _ in todo}
+    reports: dict[str, EnsureReport] = {}
+    errors: dict[str, SeedError] = {}
+    async with PullSession(o.store, progress=o.tracker, transport=transport, **o.pull) as session:
+
+        async def one(ref: ModelName, item: _Local) -> None:
+            try:
+                reports[str(ref)] = await _pull_one(session, ref, item, o.update, started)
+            except SeedError as exc:
+                errors[str(ref)] = exc
+            o.tracker.pending.discard(ref.display)
+
+        async with anyio.create_task_group() as tg:
+            for ref, item in todo:
+                tg.start_soon(one, ref, item)
+    if errors:
+        first = next(errors[str(ref)] for ref, _ in todo if str(ref) in errors)
+        for other in errors.values():
+            if other is not first:
+                log.error("ensure: %s", other)
+        raise first
+    return reports
+
+
+async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: bool, started: float) -> EnsureReport:
+    name = item.name
+    manifest = item.manifest
+    if update:
+        manifest = await session.fetch_manifest(name)
+        assert manifest is not None
+        if item.complete and item.manifest is not None and manifest.digest == item.manifest.digest:
+            return _present(item, started)
+    for layer in item.corrupt:  # verify=True found them: fetch them again
+        if manifest is not None and layer in manifest.blobs:
+            session.store.layout.blob(layer.digest).unlink(missing_ok=True)
+    result = await session.pull(name, manifest)
+    changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
+    status: EnsureStatus = "updated" if update and changed else "pulled"
+    return EnsureReport(name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest)
+
+
+async def _confirm(reports: list[EnsureReport], o: _Options) -> list[EnsureReport]:
+    """Wait for the server, check it sees every model, warm them if asked."""
+    assert o.server is not None
+    async with ServerClient(o.server, transport=o.server_transport) as client:
+        o.tracker.phase = f"waiting for the Ollama server at {client.url}"
+        await client.wait(o.wait_timeout)
+        o.tracker.phase = "checking the models with the server"
+        for report in reports:
+            if not await client.has_model(report.model):
+                raise ServerError(
+                    f"{report.model} is complete in {o.store.root}, but the Ollama server at {client.url} does not "
+                    "see it: the server reads another models directory. Give both the same volume, or set "
+                    f"OLLAMA_MODELS for one of them (or use --via-server)")
+        out = []
+        for report in reports:
+            if o.warm:
+                o.tracker.phase = f"loading {report.model} into the server's memory"
+                await client.load(report.model, keep_alive=o.keep_alive)
+            out.append(EnsureReport(report.name, report.status, report.bytes_fetched, report.elapsed,
+                                    report.manifest_digest, client.url, False, o.warm))
+        return out
+
+
+def _digests(models: list[dict[str, Any]]) -> dict[str, str]:
+    out = {}
+    for m in models:
+        name, digest = m.get("name") or m.get("model"), m.get("digest")
+        if isinstance(name, str) and isinstance(digest, str):
+            out[name.lower()] = digest
+    return out
+
+
+def _digest_of(table: dict[str, str], ref: ModelName) -> Digest | None:
+    text = table.get(ref.display.lower())
+    try:
+        return Digest(text) if text else None
+    except SeedError:
+        return None
+
+
+async def _via_server(refs: list[ModelName], o: _Options) -> list[EnsureReport]:
+    started = time.monotonic()
+    assert o.server is not None
+    reports: dict[str, EnsureReport] = {}
+    async with ServerClient(o.server, transport=o.server_transport) as client:
+        o.tracker.phase = f"waiting for the Ollama server at {client.url}"
+        await client.wait(o.wait_timeout)
+        o.tracker.phase = "asking the server which models it has"
+        before = _digests(await client.tags())
+        todo = []
+        for ref in refs:
+            if (o.update and not o.offline) or not await client.has_model(ref.display):
+                todo.append(ref)
+            else:
+                reports[str(ref)] = EnsureReport(ref, "present", 0, time.monotonic() - started,
+                                                 _digest_of(before, ref), client.url, True)
+        if todo and o.offline:
+            raise OfflineError(f"offline mode ({OFFLINE_ENV} or --offline) and the Ollama server at {client.url} "
+                               f"does not have {', '.join(ref.display for ref in todo)}")
+        if todo:
+            o.tracker.phase = "pulling through the server"
+            o.tracker.pending = {ref.display for ref in todo}
+            outcomes: dict[str, tuple[int, int]] = {}
+
+            async def one(ref: ModelName) -> None:
+                outcome = await client.pull(ref.display, insecure=bool(o.pull["insecure"]), progress=o.tracker)
+                outcomes[str(ref)] = (outcome.bytes_fetched, outcome.bytes_reused)
+                o.tracker.pending.discard(ref.display)
+
+            async with anyio.create_task_group() as tg:
+                for ref in todo:
+                    tg.start_soon(one, ref)
+            after = _digests(await client.tags())
+            for ref in todo:
+                fetched = outcomes[str(ref)][0]
+                old, new = _digest_of(before, ref), _digest_of(after, ref)
+                status: EnsureStatus = "pulled"
+                if old is not None and old == new:
+                    status = "present"
+                elif old is not None:
+                    status = "updated"
+                if not await client.has_model(ref.display):
+                    raise ServerError(f"the Ollama server at {client.url} reported success pulling {ref.display} "
+                                      "but does not show it")
+                reports[str(ref)] = EnsureReport(ref, status, fetched, time.monotonic() - started, new,
+                                                 client.url, True)
+        out = []
+        for ref in refs:
+            report = reports[str(ref)]
+            if o.warm:
+                o.tracker.phase = f"loading {ref.display} into the server's memory"
+                await client.load(ref.display, keep_alive=o.keep_alive)
+                report = EnsureReport(report.name, report.status, report.bytes_fetched, report.elapsed,
+                                      report.manifest_digest, report.server, True, True)
+            out.append(report)
+        return out
+
+
+def _refuse_in_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError("ollama_seed.ensure() blocks, so it cannot run inside a running event loop; "
+                       "use 'await ollama_seed.aensure(...)' there instead")
+
+
+def ensure(
+    names: Names,
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    verify: bool = False,
+    update: bool = False,
+    offline: bool | None = None,
+    timeout: float | None = None,
+    server: str | None = None,
+    via_server: bool = False,
+    wait_timeout: float | None = 60.0,
+    warm: bool = False,
+    keep_alive: str | float | None = None,
+    insecure: bool = False,
+    connections: int = 16,
+    max_connections: int = 64,
+    max_rate: float | str | None = None,
+    stall_timeout: float = 30.0,
+    mirrors: tuple[str, ...] | list[str] = (),
+    progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    server_transport: httpx.AsyncBaseTransport | None = None,
+    credentials: Credentials | None = None,
+    use_locks: bool = True,
+) -> list[EnsureReport]:
+    """Blocking form of :func:`aensure`, with the same arguments.
+
+    When every model is already complete and no server, update or verify is asked for, it
+    returns after the cheap on-disk check without starting an event loop.
+
+    Raises:
+        RuntimeError: called inside a running event loop (use ``await aensure(...)`` there).
+        SeedError: as :func:`aensure`.
+    """
+    _refuse_in_loop()
+    if not (update or verify or via_server or warm or server is not None):
+        fast = check_local(names, models_dir=models_dir)
+        if fast is not None:
+            return fast
+    from ._api import run_sync
+
+    reports: list[EnsureReport] = run_sync(
+        aensure, names, models_dir=models_dir, verify=verify, update=update, offline=offline, timeout=timeout,
+        server=server, via_server=via_server, wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
+        insecure=insecure, connections=connections, max_connections=max_connections, max_rate=max_rate,
+        stall_timeout=stall_timeout, mirrors=mirrors, progress=progress, transport=transport,
+        server_transport=server_transport, credentials=credentials, use_locks=use_locks)
+    return reports
