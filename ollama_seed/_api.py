@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -43,6 +44,7 @@ async def apull(
     transport: httpx.AsyncBaseTransport | None = None,
     credentials: Credentials | None = None,
     use_locks: bool = True,
+    mirrors: Sequence[str] = (),
 ) -> PullResult:
     """Pull one model into the Ollama store, fetching only the blobs that are missing.
 
@@ -58,6 +60,8 @@ async def apull(
         transport: an httpx transport (tests, custom networking).
         credentials: ``host -> (user, password)`` for registries that ask.
         use_locks: lock blobs between processes (saves bandwidth; correctness does not need it).
+        mirrors: registries to try first, in order (``http://mirror:8080``); then the name's own registry.
+            A mirror that fails or serves a blob with the wrong digest is skipped for that blob.
 
     Raises:
         InvalidName, ModelNotFound, AuthenticationError, RegistryError, TransferError,
@@ -68,7 +72,8 @@ async def apull(
     try:
         async with PullSession(store, insecure=insecure, connections=connections, max_connections=max_connections,
                                max_rate=_rate(max_rate), stall_timeout=stall_timeout, progress=progress,
-                               transport=transport, credentials=credentials, use_locks=use_locks) as session:
+                               transport=transport, credentials=credentials, use_locks=use_locks,
+                               mirrors=mirrors) as session:
             return await session.pull(ref)
     except BaseException as exc:
         err = collapse(exc)

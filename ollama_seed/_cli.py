@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from . import _cli_store
 from .__about__ import __version__
@@ -30,11 +31,11 @@ EXIT_INTERRUPTED = 130
 _MODULES = [_cli_store]
 
 
-def _optional_modules() -> list[object]:
+def _optional_modules() -> list[ModuleType]:
     """Subcommand modules added by other features, if present."""
     import importlib
 
-    found = []
+    found: list[ModuleType] = []
     for mod in ("_cli_ensure", "_cli_bundle", "_cli_serve"):
         try:
             found.append(importlib.import_module(f"ollama_seed.{mod}"))
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in [*_MODULES, *_optional_modules()]:
-        module.register(sub)  # type: ignore[attr-defined]
+        module.register(sub)
     return parser
 
 

@@ -32,6 +32,8 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
     p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
                    help="retry a request after S seconds without a byte (default 30)")
+    p.add_argument("--mirror", action="append", default=[], metavar="URL",
+                   help="a registry mirror to try first (repeatable, in order), e.g. http://mirror:8080")
     p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
@@ -83,7 +85,7 @@ def register(sub: Any) -> None:
 def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"models_dir": args.models_dir, "insecure": args.insecure, "connections": args.connections,
             "max_connections": args.max_connections, "max_rate": args.max_rate,
-            "stall_timeout": args.stall_timeout}
+            "stall_timeout": args.stall_timeout, "mirrors": args.mirror}
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -140,7 +142,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     store = ModelStore(args.models_dir)
     names = [ModelName.parse(n) for n in args.names] or [m.name for m in store.list_models()]
-    report = []
+    report: list[dict[str, Any]] = []
     bad = 0
     for name in names:
         try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ._errors import SeedError
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["collapse", "leaves"]
 

@@ -61,8 +61,11 @@ def _layer(obj: Any, what: str) -> Layer:
     if not isinstance(obj, dict):
         raise _Bad(f"{what} is not an object")
     media_type = _text(obj.get("mediaType", ""), f"{what}.mediaType")
+    text = obj.get("digest")
+    if not isinstance(text, str):
+        raise _Bad(f"{what}.digest is missing or not a string")
     try:
-        digest = Digest.parse(obj.get("digest"))
+        digest = Digest.parse(text)
     except InvalidName as exc:
         raise _Bad(f"{what}.digest: {exc}") from None
     size = obj.get("size")

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -20,7 +21,14 @@ import filelock
 import httpx
 
 from ._digest import Digest
-from ._errors import InsufficientSpace, IntegrityError
+from ._errors import (
+    InsufficientSpace,
+    IntegrityError,
+    InvalidName,
+    ModelNotFound,
+    RegistryError,
+    TransferError,
+)
 from ._groups import collapse
 from ._manifest import Layer, Manifest
 from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
@@ -83,8 +91,11 @@ class PullSession:
         use_locks: bool = True,
         check_space: bool = True,
         transfer: TransferConfig | None = None,
+        mirrors: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.mirrors = [normalize_mirror(m) for m in mirrors]
+        self._dead: set[str] = set()
         self.progress = progress or _noop
         self.use_locks = use_locks
         self.check_space = check_space
@@ -107,7 +118,17 @@ class PullSession:
     # -- one model ---------------------------------------------------------------------
     async def fetch_manifest(self, name: ModelName) -> Manifest:
         self.progress(Status(name.display, "pulling manifest"))
-        manifest = await self.client.fetch_manifest(name)
+        manifest = None
+        for base in self.mirrors:
+            try:
+                manifest = await self.client.fetch_manifest(name, base=base)
+                break
+            except (RegistryError, TransferError) as exc:
+                if not isinstance(exc, ModelNotFound):
+                    self._dead.add(base)
+                log.info("mirror %s: no manifest for %s (%s); trying the next source", base, name.display, exc)
+        if manifest is None:
+            manifest = await self.client.fetch_manifest(name)
         if name.digest is not None and manifest.digest != name.digest:
             raise IntegrityError(
                 f"{name.display}: the registry's manifest is {manifest.digest}, but the name pins {name.digest}; "
@@ -214,12 +235,28 @@ class PullSession:
             if self.store.has_blob(layer):  # another process finished it meanwhile
                 self._emit(name, layer, layer.size, done=True)
                 return 0
-            received = await self.downloader.download(name, layer, lambda n: self._emit(name, layer, n))
+            received = await self._from_sources(name, layer)
             self._emit(name, layer, layer.size, done=True)
             return received
         finally:
             if lock is not None:
                 lock.release()
+
+    async def _from_sources(self, name: ModelName, layer: Layer) -> int:
+        """Mirrors in order, then the registry; a mirror that fails or lies is dropped for this blob."""
+        received = 0
+        for base in [*(m for m in self.mirrors if m not in self._dead), None]:
+            try:
+                return received + await self.downloader.download(
+                    name, layer, lambda n: self._emit(name, layer, n), base=base,
+                    integrity_retries=0 if base else None)
+            except (IntegrityError, RegistryError, TransferError) as exc:
+                if base is None:
+                    raise
+                log.warning("mirror %s failed for %s: %s; trying the next source", base, layer.digest.short, exc)
+                self.progress(Status(name.display, f"mirror {base} failed for {layer.digest.short}; "
+                                                   "trying the next source"))
+        raise AssertionError("unreachable")
 
     def _lock(self, layer: Layer) -> filelock.BaseFileLock | None:
         path = self.store.layout.lock(layer.digest)
@@ -228,6 +265,20 @@ class PullSession:
         except (OSError, ValueError) as exc:  # pragma: no cover - exotic file systems
             log.warning("no lock for %s (%s); continuing without one", layer.digest, exc)
             return None
+
+
+def normalize_mirror(url: str) -> str:
+    """``http://host:port`` (a path prefix is kept, a trailing slash dropped); https if no scheme is given."""
+    text = url.strip()
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidName(f"not a mirror URL: {url!r} (want http://host:port or https://host)")
+    return text.rstrip("/")
 
 
 def _human(n: float) -> str:

@@ -112,8 +112,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter: uniform in [base*2**attempt / 2, base*2**attempt], capped."""
-    top = min(cap, base * (2 ** min(attempt, 30)))
-    r = (rng or random).random()
+    top = min(cap, base * (2.0 ** min(attempt, 30)))
+    r = rng.random() if rng is not None else random.random()
     return top / 2 + r * top / 2
 
 

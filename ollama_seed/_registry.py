@@ -118,11 +118,12 @@ class RegistryClient:
     def base(self, name: ModelName) -> str:
         return name.base_url(insecure=self.insecure)
 
-    def manifest_url(self, name: ModelName, reference: str | None = None) -> str:
-        return f"{self.base(name)}/v2/{name.repository}/manifests/{reference or name.tag}"
+    def manifest_url(self, name: ModelName, reference: str | None = None, *, base: str | None = None) -> str:
+        return f"{base or self.base(name)}/v2/{name.repository}/manifests/{reference or name.tag}"
 
-    def blob_url(self, name: ModelName, digest: str) -> str:
-        return f"{self.base(name)}/v2/{name.repository}/blobs/{digest}"
+    def blob_url(self, name: ModelName, digest: str, *, base: str | None = None) -> str:
+        """The blob's URL at the registry, or at the mirror *base* (``scheme://host[:port]``)."""
+        return f"{base or self.base(name)}/v2/{name.repository}/blobs/{digest}"
 
     # -- requests ---------------------------------------------------------------------
     async def send(self, name: ModelName, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
@@ -179,8 +180,8 @@ class RegistryClient:
             raise AuthenticationError(f"token endpoint {challenge.realm} answered without a token")
         return f"Bearer {token}"
 
-    async def fetch_manifest(self, name: ModelName) -> Manifest:
-        """GET the manifest of *name*; retries transient failures.
+    async def fetch_manifest(self, name: ModelName, *, base: str | None = None) -> Manifest:
+        """GET the manifest of *name* (from the mirror *base* if given); retries transient failures.
 
         Raises:
             ModelNotFound: 404.
@@ -189,7 +190,8 @@ class RegistryClient:
             RegistryProtocolError: the bytes are not a valid manifest.
             TransferError: the registry could not be reached after retries.
         """
-        url = self.manifest_url(name)
+        url = self.manifest_url(name, base=base)
+        where = httpx.URL(url).netloc.decode()
         headers = {"Accept": f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}", "Accept-Encoding": "identity"}
         for attempt in range(MANIFEST_ATTEMPTS):
             last = attempt == MANIFEST_ATTEMPTS - 1
@@ -212,7 +214,7 @@ class RegistryClient:
                 continue
             if status == 404:
                 raise ModelNotFound(
-                    f"model {name.display!r} not found at {name.host} (GET {url} answered 404); "
+                    f"model {name.display!r} not found at {where} (GET {url} answered 404); "
                     "check the name and tag", url=url, status=404)
             if status in (401, 403):
                 raise AuthenticationError(

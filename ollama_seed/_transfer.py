@@ -171,12 +171,14 @@ class BlobDownloader:
             raise
 
     # -- the download --------------------------------------------------------------------
-    async def download(self, name: ModelName, layer: Layer, on_bytes: Callable[[int], None]) -> int:
-        """Fetch *layer* into ``blobs/``; returns the bytes received over the network."""
+    async def download(self, name: ModelName, layer: Layer, on_bytes: Callable[[int], None], *,
+                       base: str | None = None, integrity_retries: int | None = None) -> int:
+        """Fetch *layer* into ``blobs/`` (from the mirror *base* if given); the bytes received."""
         data, state = self._paths(layer)
         received = 0
-        for attempt in range(self.cfg.integrity_retries + 1):
-            job = self._start(name, layer, data, state, fresh=attempt > 0)
+        retries = self.cfg.integrity_retries if integrity_retries is None else integrity_retries
+        for attempt in range(retries + 1):
+            job = self._start(name, layer, data, state, fresh=attempt > 0, base=base)
             try:
                 on_bytes(job.plan.completed)
                 await self._fetch(job, on_bytes)
@@ -196,11 +198,12 @@ class BlobDownloader:
                 self._close(job)
             data.unlink(missing_ok=True)
             state.unlink(missing_ok=True)
-            if attempt == self.cfg.integrity_retries:
+            if attempt == retries:
                 raise problem
         raise AssertionError("unreachable")
 
-    def _start(self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool) -> _Job:
+    def _start(self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool,
+               base: str | None = None) -> _Job:
         fd, plan, mm = self._open(layer, data, state, fresh=fresh)
 
         def on_record(i: int, value: int) -> None:
@@ -208,7 +211,7 @@ class BlobDownloader:
                 mm[BlobPlan.done_offset(i):BlobPlan.done_offset(i) + 8] = value.to_bytes(8, "little")
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
-        return _Job(name, layer, fd, plan, sched, mm, self.client.blob_url(name, str(layer.digest)))
+        return _Job(name, layer, fd, plan, sched, mm, self.client.blob_url(name, str(layer.digest), base=base))
 
     @staticmethod
     def _close(job: _Job) -> None:
