@@ -71,7 +71,8 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
     return os.open(path, flags | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE) -> None:
+def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
+                 owner: tuple[int, int] | None = None) -> None:
     """Write *data* to *path* atomically: temp file in *tmp_dir* (same file system), fsync, rename."""
     tmp = tmp_dir / f"{path.name}.{secrets.token_hex(8)}.tmp"
     try:
@@ -81,6 +82,8 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE) 
             while view:
                 view = view[os.write(fd, view):]
             os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, *owner)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -64,6 +64,17 @@ class PruneReport:
     skipped_reason: str | None = None
 
 
+def _foreign_owner(root: Path) -> tuple[int, int] | None:
+    """``(uid, gid)`` of the models directory when we run as root and it belongs to someone else."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 4 MiB chunks."""
     h = hashlib.sha256()
@@ -80,6 +91,7 @@ class ModelStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.layout = ModelsLayout(Path(root).expanduser() if root is not None else default_models_dir())
+        self._owner: tuple[int, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -87,10 +99,21 @@ class ModelStore:
 
     def prepare(self) -> None:
         """Create ``blobs/``, ``manifests/`` and our private state directory."""
-        ensure_dir(self.layout.blobs_dir)
-        ensure_dir(self.layout.manifests_dir)
+        ensure_dir(self.root)
+        self._owner = _foreign_owner(self.root)
+        for d in (self.layout.blobs_dir, self.layout.manifests_dir):
+            ensure_dir(d)
+            self._give(d)
         for d in (self.layout.state_dir, self.layout.staging_dir, self.layout.locks_dir, self.layout.tmp_dir):
             ensure_dir(d, PRIVATE_DIR_MODE)
+            self._give(d)
+
+    def _give(self, path: Path) -> None:
+        """Hand what root created to the models directory's owner (Ollama's service user) so
+        ``ollama rm`` and Ollama's prune can still delete it."""
+        if self._owner is not None:
+            with contextlib.suppress(OSError):
+                os.lchown(path, *self._owner)
 
     # -- reading -----------------------------------------------------------------------
     def blob_size(self, digest: Digest) -> int | None:
@@ -209,6 +232,7 @@ class ModelStore:
             if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
                 raise IntegrityError(f"staged file for {layer.digest} is not a {layer.size}-byte file")
             os.chmod(staged, FILE_MODE)
+            self._give(staged)
             os.replace(staged, target)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
@@ -228,9 +252,10 @@ class ModelStore:
         for part in name.path_parts[:-1]:
             d = d / part
             ensure_dir(d)
+            self._give(d)
         if path.is_symlink() or path.is_dir():
             raise StoreError(f"{path} is a link or a directory; remove it and pull again")
-        atomic_write(path, manifest.raw, self.layout.tmp_dir)
+        atomic_write(path, manifest.raw, self.layout.tmp_dir, owner=self._owner)
         return path
 
     def referenced(self) -> tuple[set[Digest], list[str]]:

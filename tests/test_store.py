@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ollama_seed import ModelName, ModelNotFound, ModelStore, StoreError, default_models_dir
+from ollama_seed import Digest, Layer, ModelName, ModelNotFound, ModelStore, StoreError, default_models_dir
 from ollama_seed._cli import main
 from ollama_seed._manifest import Manifest
 from tests.servers.model import BuiltModel, make_model
@@ -153,3 +153,22 @@ def test_cli_store_commands(models_dir: Path, two_models: tuple[BuiltModel, Buil
     assert main(["prune", "--models-dir", str(models_dir)]) == 0
     assert main(["pull", "not valid!"]) == 2
     assert main([]) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_root_hands_new_files_to_the_stores_owner(tmp_path: Path) -> None:
+    """Written as root into a store owned by Ollama's service user, files stay deletable by it."""
+    root = tmp_path / "models"
+    root.mkdir()
+    os.chown(root, 4321, 4321)
+    m = make_model(size_bytes=100)
+    store = ModelStore(root)
+    store.prepare()
+    staged = store.layout.staging_dir / "x.data"
+    layers = [Layer(b.media_type, Digest.parse(b.digest), b.size) for b in m.blobs]
+    for b, layer in zip(m.blobs, layers, strict=True):
+        staged.write_bytes(b.read_bytes())
+        store.install_blob(staged, layer)
+    path = store.write_manifest(ModelName.parse(f"{HOST}/library/own"), Manifest.parse(m.manifest))
+    for p in [path, *path.parents[:4], *(root / "blobs").iterdir(), root / "blobs", root / ".ollama-seed"]:
+        assert (p.stat().st_uid, p.stat().st_gid) == (4321, 4321), p
