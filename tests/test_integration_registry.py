@@ -146,3 +146,21 @@ def test_cli_exit_codes(docker_registry: DockerRegistry, models_dir: Path, args:
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_proxy_environment_is_honoured(docker_registry: DockerRegistry, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP(S)_PROXY sends requests through the proxy; NO_PROXY exempts hosts, as for Ollama."""
+    m = make_model(size_bytes=3_000_000, seed=11)
+    seed_registry(docker_registry.url, "library/proxied", "latest", m)
+    name = f"{docker_registry.host}/library/proxied"
+    with ProxyThread(docker_registry.url) as p:
+        monkeypatch.setenv("HTTP_PROXY", p.url)
+        first = ollama_seed.pull(name, models_dir=tmp_path / "a", insecure=True)
+        through = p.stats.snapshot()
+        assert first.bytes_downloaded == m.total_size
+        assert through["requests"] >= len(m.blobs) + 1
+        assert through["bytes_down"] >= m.total_size
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        ollama_seed.pull(name, models_dir=tmp_path / "b", insecure=True)
+        assert p.stats.snapshot()["requests"] == through["requests"]
