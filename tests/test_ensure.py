@@ -179,7 +179,7 @@ def test_offline_with_missing_model_fails_naming_it(models_dir: Path, no_sockets
 
 def test_offline_from_environment(models_dir: Path, monkeypatch: pytest.MonkeyPatch, no_sockets: None) -> None:
     monkeypatch.setenv("OLLAMA_SEED_OFFLINE", "1")
-    with pytest.raises(OfflineError, match="llama3.2:1b"):
+    with pytest.raises(OfflineError, match=r"llama3\.2:1b"):
         ollama_seed.ensure("llama3.2:1b", models_dir=models_dir, transport=NoNetwork())
     monkeypatch.setenv("OLLAMA_SEED_OFFLINE", "0")
     reg = FakeRegistry()

@@ -129,7 +129,7 @@ async def test_await_ready_timeout_on_503(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_wait_ready_inside_loop_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeError, match="await ollama_seed.await_ready"):
+    with pytest.raises(RuntimeError, match=r"await ollama_seed\.await_ready"):
         ollama_seed.wait_ready("127.0.0.1:1", timeout=0)
 
 
