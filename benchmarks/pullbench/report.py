@@ -1,0 +1,209 @@
+"""Summaries, target checks, the Markdown table and the SVG plot of one run (pure: dicts in, text out)."""
+
+from __future__ import annotations
+
+import statistics
+from html import escape
+from typing import Any
+
+from .machine import describe_short
+
+TOOLS = ("ollama-seed", "aria2c", "curl")
+COLORS = {"ollama-seed": "#2b6cb0", "aria2c": "#dd6b20", "curl": "#718096"}
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def summarize(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per tool: median / min / max MB/s over successful runs, seconds, peak RSS, CPU, failures."""
+    out: dict[str, dict[str, Any]] = {}
+    for tool in TOOLS:
+        ms = [m for m in scenario["measurements"] if m["tool"] == tool]
+        if not ms:
+            continue
+        good = [m for m in ms if m["ok"]]
+        rates = [m["MBps"] for m in good if m.get("MBps")]
+        s: dict[str, Any] = {
+            "runs": len(ms), "failed": len(ms) - len(good),
+            "MBps_median": _r(_median(rates)), "MBps_min": _r(min(rates) if rates else None),
+            "MBps_max": _r(max(rates) if rates else None),
+            "seconds_median": _r(_median([m["seconds"] for m in good]), 3),
+            "peak_rss_mb_max": max(m["peak_rss_mb"] for m in ms),
+            "cpu_s_median": _r(_median([m["cpu_s"] for m in good]), 3),
+            "notes": sorted({n for m in ms for n in m["notes"]}),
+        }
+        if scenario.get("resume"):
+            ratios = [m["transferred_ratio"] for m in ms if m.get("transferred_ratio") is not None]
+            s["transferred_ratio_max"] = max(ratios) if ratios else None
+            s["transferred_ratio_median"] = _r(_median(ratios), 4)
+            s["killed_at_fraction_median"] = _r(_median([m["killed_at_fraction"] for m in ms]), 3)
+        out[tool] = s
+    return out
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def limits_summary(limits: dict[str, list[float]]) -> dict[str, float | None]:
+    return {k: _r(_median(v)) for k, v in limits.items()}
+
+
+def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the numbers that decide it (None: not measured in this run)."""
+    sc = {s["name"]: s for s in result["scenarios"]}
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, passed: bool | None, detail: str) -> None:
+        targets.append({"target": name, "passed": passed, "detail": detail})
+
+    if "cap50" in sc:
+        s = sc["cap50"]["summary"]
+        ours, aria = s.get("ollama-seed", {}).get("MBps_median"), s.get("aria2c", {}).get("MBps_median")
+        cap = sc["cap50"]["cap_MBps_16_connections"]
+        if ours is not None and cap:
+            add("50 Mbit/s per connection: >= 95% of the aggregate cap", ours >= 0.95 * cap,
+                f"{ours:.1f} MB/s of {cap:.1f} MB/s = {ours / cap:.1%}")
+        if ours is not None and aria is not None:
+            add("50 Mbit/s per connection: no slower than aria2c", ours >= aria,
+                f"{ours:.1f} vs {aria:.1f} MB/s = {ours / aria:.2f}x")
+    if "loopback" in sc:
+        s = sc["loopback"]["summary"]
+        ours, curl = s.get("ollama-seed", {}).get("MBps_median"), s.get("curl", {}).get("MBps_median")
+        if ours is not None and curl:
+            add("uncapped loopback: >= 80% of curl-to-file (while verifying sha256 and fsyncing)",
+                ours >= 0.8 * curl, f"{ours:.1f} vs {curl:.1f} MB/s = {ours / curl:.1%}")
+    if "resume" in sc:
+        r = sc["resume"]["summary"].get("ollama-seed", {}).get("transferred_ratio_max")
+        if r is not None:
+            add("resume: bytes transferred <= 1.05 x blob size", r <= 1.05, f"worst run {r:.3f} x")
+    rss = [m["peak_rss_mb"] for s in result["scenarios"] for m in s["measurements"] if m["tool"] == "ollama-seed"]
+    rss += [m.get("first_peak_rss_mb", 0) for s in result["scenarios"] for m in s["measurements"]
+            if m["tool"] == "ollama-seed"]
+    if rss:
+        add("peak RSS <= 100 MB", max(rss) <= 100, f"worst {max(rss):.1f} MB over {len(rss)} ollama-seed processes")
+    mem = result.get("memory")
+    if mem and len(mem) >= 2:
+        small, large = mem[0], mem[-1]
+        add(f"peak RSS for {large['label']} no more than for {small['label']} (5 MB slack)",
+            large["peak_rss_mb"] <= small["peak_rss_mb"] + 5,
+            f"{large['peak_rss_mb']:.1f} MB vs {small['peak_rss_mb']:.1f} MB")
+    add("the report states the machine", bool(result.get("machine")), describe_short(result["machine"]))
+    return targets
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or not b else f"{a / b:.2f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lim = result["limits_summary"]
+    m = result["machine"]
+    lines = [
+        f"## pullbench run {result['started']}",
+        "",
+        f"Machine: {describe_short(m)}; load average {m['loadavg_start'][0]:.2f} at start, "
+        f"{result.get('loadavg_end', [0])[0]:.2f} at the end.",
+        f"Model: {result['model']['total_size'] / 2**20:.0f} MiB in {result['model']['blobs']} blobs "
+        f"({result['model']['origin']}); model blob {result['model']['blob_size'] / 2**20:.0f} MiB. "
+        f"Runs per tool: {result['config']['runs']}. MB = 1e6 bytes; medians.",
+        "",
+        f"Limits of this machine: sha256 in memory {_fmt(lim.get('sha256_memory_MBps'))} MB/s, "
+        f"sha256 reading a file {_fmt(lim.get('sha256_file_MBps'))} MB/s, "
+        f"disk write with fsync (dd conv=fsync) {_fmt(lim.get('disk_fsync_MBps'))} MB/s.",
+        "",
+        "| scenario | tool | MB/s | Mbit/s | min-max | vs aria2c | vs curl | vs link cap | vs disk+fsync "
+        "| vs sha256 (file) | peak RSS MB | CPU s | notes |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for s in result["scenarios"]:
+        if s.get("resume"):
+            continue
+        summ = s["summary"]
+        aria = summ.get("aria2c", {}).get("MBps_median")
+        curl = summ.get("curl", {}).get("MBps_median")
+        for tool, t in summ.items():
+            v = t["MBps_median"]
+            cap = s["cap_MBps_1_connection"] if tool == "curl" else s["cap_MBps_16_connections"]
+            notes = "; ".join(t["notes"] + ([f"{t['failed']} failed"] if t["failed"] else []))
+            lines.append(
+                f"| {s['name']} | {tool} | {_fmt(v)} | {_fmt(v * 8 if v else None, '.0f')} | "
+                f"{_fmt(t['MBps_min'], '.0f')}-{_fmt(t['MBps_max'], '.0f')} | "
+                f"{_ratio(v, aria) if tool != 'aria2c' else ''} | {_ratio(v, curl) if tool != 'curl' else ''} | "
+                f"{_ratio(v, cap)} | {_ratio(v, lim.get('disk_fsync_MBps'))} | "
+                f"{_ratio(v, lim.get('sha256_file_MBps'))} | {t['peak_rss_mb_max']:.1f} | "
+                f"{_fmt(t['cpu_s_median'], '.2f')} | {escape(notes)} |")
+    resume = [s for s in result["scenarios"] if s.get("resume")]
+    if resume:
+        lines += ["", "Resume (" + resume[0]["link"] + "): kill -9 at about half, run again; blob bytes through "
+                  "the proxy over both runs / blob size.", "",
+                  "| tool | killed at | transferred / blob (median, worst) | rerun s | peak RSS MB |",
+                  "|---|--:|--:|--:|--:|"]
+        for tool, t in resume[0]["summary"].items():
+            lines.append(f"| {tool} | {_fmt(t.get('killed_at_fraction_median'), '.0%')} | "
+                         f"{_fmt(t.get('transferred_ratio_median'), '.3f')}, "
+                         f"{_fmt(t.get('transferred_ratio_max'), '.3f')} | {_fmt(t['seconds_median'], '.2f')} | "
+                         f"{t['peak_rss_mb_max']:.1f} |")
+        for note in resume[0].get("notes", []):
+            lines.append(f"\n{note}")
+    if result.get("memory"):
+        lines += ["", "| memory: model size | seconds | peak RSS MB | CPU s |", "|---|--:|--:|--:|"]
+        lines += [f"| {x['label']} | {x['seconds']:.2f} | {x['peak_rss_mb']:.1f} | {x['cpu_s']:.2f} |"
+                  for x in result["memory"]]
+    lines += ["", "| target | result | numbers |", "|---|---|---|"]
+    for t in result["targets"]:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[t["passed"]]
+        lines.append(f"| {t['target']} | {verdict} | {escape(t['detail'])} |")
+    busy = [f"{s['name']}/{x['tool']}" for s in result["scenarios"] for x in s["measurements"]
+            if x.get("proxy", {}).get("busy")]
+    if busy:
+        lines += ["", f"Proxy near saturation (> 85% of a core) in: {', '.join(sorted(set(busy)))}."]
+    return "\n".join(lines) + "\n"
+
+
+def svg(result: dict[str, Any]) -> str:
+    """Horizontal grouped bars: MB/s per tool per scenario, with the link cap as a tick."""
+    rows = [s for s in result["scenarios"] if not s.get("resume")]
+    bar, gap, left, width = 16, 14, 230, 520
+    vmax = max([t["MBps_median"] or 0 for s in rows for t in s["summary"].values()]
+               + [s["cap_MBps_16_connections"] or 0 for s in rows] + [1.0])
+    height = 60 + sum(len(s["summary"]) * bar + gap for s in rows) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">pullbench {escape(result["started"])}: '
+           'MB/s, median (higher is better)</text>',
+           f'<text x="10" y="38" fill="#555">{escape(describe_short(result["machine"]))}</text>']
+    y = 55
+    for s in rows:
+        top = y
+        for tool, t in s["summary"].items():
+            v = t["MBps_median"] or 0
+            w = width * v / vmax
+            out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar - 2}" fill="{COLORS[tool]}"/>')
+            out.append(f'<text x="{left + w + 4:.1f}" y="{y + bar - 5}">{tool} {v:.1f}</text>')
+            y += bar
+        cap = s["cap_MBps_16_connections"]
+        if cap:
+            x = left + width * cap / vmax
+            out.append(f'<line x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{y}" stroke="#c53030" '
+                       'stroke-dasharray="4,3"/>')
+        out.append(f'<text x="10" y="{(top + y) / 2 + 4:.0f}">{escape(s["name"])}</text>')
+        y += gap
+    lim = result["limits_summary"]
+    for key, label, color in (("disk_fsync_MBps", "disk+fsync", "#2f855a"), ("sha256_file_MBps", "sha256 file",
+                                                                              "#6b46c1")):
+        v = lim.get(key)
+        if v and v <= vmax * 1.2:
+            x = left + width * min(v, vmax) / vmax
+            out.append(f'<line x1="{x:.1f}" y1="50" x2="{x:.1f}" y2="{y}" stroke="{color}" stroke-width="1"/>')
+            out.append(f'<text x="{x + 2:.1f}" y="{y + 14}" fill="{color}">{label} {v:.0f}</text>')
+            y += 14
+    out.append(f'<text x="10" y="{height - 8}" fill="#555">dashed red: link cap for 16 connections</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
