@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ._errors import ConfigError, InvalidName
 
-__all__ = ["CONFIG_ENV", "Config", "MirrorTransport", "default_config_path", "load_config", "parse_config"]
+__all__ = ["CONFIG_ENV", "Config", "default_config_path", "load_config", "parse_config"]
 
 CONFIG_ENV = "OLLAMA_SEED_CONFIG"
 _TOP_KEYS = {"models", "models_dir", "connections", "max_rate", "registry"}
@@ -140,12 +138,15 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
     mirrors = registry.get("mirrors", [])
     if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
         raise bad("registry.mirrors", 'must be a list of URLs, e.g. mirrors = ["http://mirror.lan:5000"]')
+    from ._pull import normalize_mirror
+
+    normalized = []
     for m in mirrors:
-        scheme, sep, rest = m.partition("://")
-        if not sep or scheme not in ("http", "https") or not rest.strip("/") or " " in m:
-            raise bad("registry.mirrors", f"has {m!r}, which is not an http:// or https:// URL")
-    return Config(tuple(models), models_dir, connections, max_rate, insecure,
-                  tuple(m.rstrip("/") for m in mirrors), path)
+        try:
+            normalized.append(normalize_mirror(m))
+        except InvalidName as exc:
+            raise bad("registry.mirrors", f"has a bad entry: {exc}") from None
+    return Config(tuple(models), models_dir, connections, max_rate, insecure, tuple(normalized), path)
 
 
 def _rate(value: Any, bad: Any) -> float | None:
@@ -166,46 +167,3 @@ def _rate(value: Any, bad: Any) -> float | None:
             raise bad("max_rate", f"is not a rate: {exc}") from None
     raise bad("max_rate", "must be a number of bytes/s or a string such as \"50M\"")
 
-
-class MirrorTransport(httpx.AsyncBaseTransport):
-    """Send registry API requests (``/v2/...``) to mirrors first, in order, then to the registry itself.
-
-    A mirror is skipped for a request when it cannot be reached, or answers 401, 403, 404 or
-    5xx (it does not have the model, or is unwell); one that cannot be reached is not asked
-    again in this session. Requests outside ``/v2/`` (token endpoints, a CDN a 307 points to)
-    and requests already addressed to a mirror go straight through. Every byte is still checked
-    against the digests in the manifest, so a mirror can make a pull fail but never corrupt it.
-    """
-
-    FALLBACK_STATUSES = frozenset({401, 403, 404}) | frozenset(range(500, 600))
-
-    def __init__(self, mirrors: tuple[str, ...] | list[str], inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.mirrors = [httpx.URL(m.rstrip("/")) for m in mirrors]
-        self.inner = inner or httpx.AsyncHTTPTransport()
-        self._dead: set[int] = set()
-        self._hosts = {m.netloc for m in self.mirrors}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if not url.path.startswith("/v2/") or url.netloc in self._hosts:
-            return await self.inner.handle_async_request(request)
-        for i, mirror in enumerate(self.mirrors):
-            if i in self._dead:
-                continue
-            target = url.copy_with(scheme=mirror.scheme, netloc=mirror.netloc,
-                                   path=mirror.path.rstrip("/") + url.path)
-            headers = [(k, v) for k, v in request.headers.raw if k.lower() not in (b"host", b"authorization")]
-            attempt = httpx.Request(request.method, target, headers=headers, extensions=request.extensions)
-            try:
-                resp = await self.inner.handle_async_request(attempt)
-            except httpx.TransportError:
-                self._dead.add(i)
-                continue
-            if resp.status_code in self.FALLBACK_STATUSES:
-                await resp.aclose()
-                continue
-            return resp
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

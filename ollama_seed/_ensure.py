@@ -335,15 +335,14 @@ async def _local(refs: list[ModelName], o: _Options) -> list[EnsureReport]:
 
 
 async def _pull_all(todo: list[tuple[ModelName, _Local]], o: _Options, started: float) -> dict[str, EnsureReport]:
-    from ._config import MirrorTransport
     from ._pull import PullSession
 
-    transport = MirrorTransport(o.mirrors, o.transport) if o.mirrors else o.transport
     o.tracker.phase = "pulling"
     o.tracker.pending = {ref.display for ref, _ in todo}
     reports: dict[str, EnsureReport] = {}
     errors: dict[str, SeedError] = {}
-    async with PullSession(o.store, progress=o.tracker, transport=transport, **o.pull) as session:
+    async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors,
+                           **o.pull) as session:
 
         async def one(ref: ModelName, item: _Local) -> None:
             try:
