@@ -16,7 +16,7 @@ import contextlib
 import logging
 import platform
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 
 import anyio
@@ -24,6 +24,7 @@ import httpx
 
 from . import __about__
 from ._auth import parse_challenge, token_url
+from ._credentials import DockerCredentials
 from ._errors import (
     AuthenticationError,
     ModelNotFound,
@@ -35,12 +36,14 @@ from ._errors import (
 from ._manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, Manifest
 from ._ranges import backoff, parse_retry_after
 from ._reference import ModelName
+from ._signing import OllamaKeySigner
 
 __all__ = ["Credentials", "RegistryClient", "describe_transport_error"]
 
 log = logging.getLogger("ollama_seed")
 
 Credentials = Callable[[str], "tuple[str, str] | None"]
+Content = bytes | Callable[[], AsyncIterator[bytes]] | None
 MANIFEST_ATTEMPTS = 4
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -89,9 +92,13 @@ class RegistryClient:
         max_connections: int = 64,
         connect_timeout: float = 30.0,
         read_timeout: float = 30.0,
+        signer: OllamaKeySigner | None = None,
     ) -> None:
         self.insecure = insecure
-        self.credentials = credentials
+        # Without explicit credentials: the environment, then ~/.docker/config.json (read on a 401 only).
+        self.credentials = credentials if credentials is not None else DockerCredentials()
+        # Ollama's key (~/.ollama/id_ed25519) signs token requests to Ollama's own registry.
+        self.signer = signer if signer is not None else OllamaKeySigner()
         self._tokens: dict[tuple[str, str], str] = {}
         self._client = httpx.AsyncClient(
             transport=transport,
@@ -126,20 +133,26 @@ class RegistryClient:
         return f"{base or self.base(name)}/v2/{name.repository}/blobs/{digest}"
 
     # -- requests ---------------------------------------------------------------------
-    async def send(self, name: ModelName, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
+    async def send(self, name: ModelName, method: str, url: str, headers: dict[str, str], *,
+                   content: Content = None, scope: str | None = None) -> httpx.Response:
         """Send a streaming request; answers a 401 challenge once with a token.
 
         Authorization is attached only when *url* is on the registry's own host. The
         caller closes the response. httpx transport errors propagate (the caller retries).
+        *content* is a request body, or a function returning a fresh async iterator of it
+        (called again if the request is repeated after a 401). *scope* defaults to pulling
+        *name*'s repository (``repository:<ns>/<model>:pull``); pushes ask for ``pull,push``.
         """
         own_host = httpx.URL(url).netloc.decode() == name.host
-        scope = f"repository:{name.repository}:pull"
+        scope = scope or f"repository:{name.repository}:pull"
         for attempt in range(2):
             hdrs = dict(headers)
             token = self._tokens.get((name.host, scope)) if own_host else None
             if token:
                 hdrs["Authorization"] = token
-            resp = await self._client.send(self._client.build_request(method, url, headers=hdrs), stream=True)
+            body = content() if callable(content) else content
+            request = self._client.build_request(method, url, headers=hdrs, content=body)
+            resp = await self._client.send(request, stream=True)
             if resp.status_code != 401 or not own_host or attempt == 1:
                 return resp
             challenge = resp.headers.get("www-authenticate")
@@ -153,24 +166,29 @@ class RegistryClient:
             raise AuthenticationError(
                 f"{name.host} asks for credentials (401) but sent no usable WWW-Authenticate challenge",
                 url=url, status=401)
-        creds = self.credentials(name.host) if self.credentials else None
+        creds = self.credentials(name.host)
         if challenge.scheme == "basic":
             if creds is None:
                 raise AuthenticationError(
                     f"{name.host} wants a user name and password; none are configured for it", url=url, status=401)
             return _basic(*creds)
-        turl = token_url(challenge, scope)
+        signed: dict[str, str] = {}
+        if creds is None and self.signer.applies(name.host):
+            turl, signed = self.signer.token_request(challenge, name.host, scope)
+        else:
+            turl = token_url(challenge, scope)
         auth = httpx.BasicAuth(*creds) if creds else None
         if auth and httpx.URL(turl).scheme != "https" and not self.insecure:
             raise AuthenticationError(f"refusing to send credentials to a plain-http token endpoint {challenge.realm}")
         try:
-            resp = await self._client.get(turl, auth=auth if auth else httpx.USE_CLIENT_DEFAULT)
+            resp = await self._client.get(turl, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, headers=signed)
         except httpx.TransportError as exc:
             raise TransferError(describe_transport_error(exc, turl)) from exc
         if resp.status_code != 200:
             raise AuthenticationError(
                 f"token endpoint {challenge.realm} refused {scope} (HTTP {resp.status_code}): "
-                f"{_excerpt(resp.content)}", url=challenge.realm, status=resp.status_code)
+                f"{_excerpt(resp.content)}" + (f"; is {self.signer.key_path}.pub added to your ollama.com account?"
+                                               if signed else ""), url=challenge.realm, status=resp.status_code)
         try:
             doc = resp.json()
             token = doc.get("token") or doc.get("access_token")
