@@ -8,6 +8,20 @@ from __future__ import annotations
 
 from .__about__ import __version__
 from ._api import apull, pull
+from ._bundle import (
+    BundleInfo,
+    BundleModel,
+    ExportResult,
+    ImportResult,
+    aexport_bundle,
+    aimport_bundle,
+    ainspect_bundle,
+    averify_bundle,
+    export_bundle,
+    import_bundle,
+    inspect_bundle,
+    verify_bundle,
+)
 from ._digest import Digest
 from ._ensure import EnsureReport, aensure, ensure
 from ._errors import (
@@ -39,9 +53,13 @@ __all__ = [
     "AuthenticationError",
     "BlobProblem",
     "BundleError",
+    "BundleInfo",
+    "BundleModel",
     "ConfigError",
     "Digest",
     "EnsureReport",
+    "ExportResult",
+    "ImportResult",
     "InstalledModel",
     "InsufficientSpace",
     "IntegrityError",
@@ -69,10 +87,18 @@ __all__ = [
     "TransferError",
     "__version__",
     "aensure",
+    "aexport_bundle",
+    "aimport_bundle",
+    "ainspect_bundle",
     "apull",
+    "averify_bundle",
     "await_ready",
     "default_models_dir",
     "ensure",
+    "export_bundle",
+    "import_bundle",
+    "inspect_bundle",
     "pull",
+    "verify_bundle",
     "wait_ready",
 ]
