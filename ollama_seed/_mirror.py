@@ -251,7 +251,7 @@ class MirrorApp:
         except Exception as exc:
             if ctx.status:
                 raise
-            log.exception("mirror: %s %s failed", scope.get("method"), scope.get("path"))
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             await self._error(ctx, scope, _Reply(500, "UNKNOWN", f"internal error: {type(exc).__name__}"))
         finally:
             if access_log.isEnabledFor(logging.INFO):
@@ -375,7 +375,7 @@ class MirrorApp:
         try:
             return Manifest.parse(raw, source=str(path))
         except SeedError as exc:
-            log.warning("mirror: skipping %s: %s", path, exc)
+            log.warning("skipping %s: %s", path, exc)
             return None
 
     def _find_manifest(self, repo: _Repo, ref: str) -> Manifest | None:
@@ -490,7 +490,7 @@ class MirrorApp:
                 return
         if self.store.blob_size(digest) != layer.size:
             if cache is None:
-                log.warning("mirror: %s is listed by %s but missing or damaged in %s", digest, repo.path,
+                log.warning("%s is listed by %s but missing or damaged in %s", digest, repo.path,
                             self.store.root)
                 raise _Reply(404, "BLOB_UNKNOWN", f"blob {digest} is missing from this mirror's store")
             if scope["method"] == "HEAD":

@@ -213,7 +213,7 @@ class PullThroughCache:
                                      f"{manifest.digest}", expected=str(want), actual=str(manifest.digest))
         else:
             manifest = await session.client.fetch_manifest(self.name(namespace, model, reference))
-        log.info("mirror: fetched the manifest of %s/%s:%s from %s", namespace, model, reference, self.upstream)
+        log.info("fetched the manifest of %s/%s:%s from %s", namespace, model, reference, self.upstream)
         self._manifests[(namespace, model, reference)] = manifest
         while len(self._manifests) > self.remember:
             self._manifests.popitem(last=False)
@@ -230,7 +230,7 @@ class PullThroughCache:
                 self.store.write_manifest(self.name(ns, model, tag), manifest)
                 self._written.add(mark)
             except SeedError as exc:
-                log.warning("mirror: could not store the manifest of %s/%s:%s: %s", ns, model, tag, exc)
+                log.warning("could not store the manifest of %s/%s:%s: %s", ns, model, tag, exc)
 
     # -- blobs ------------------------------------------------------------------------------
     async def layer(self, namespace: str, model: str, digest: Digest) -> Layer | None:
@@ -282,5 +282,5 @@ class PullThroughCache:
 
     async def _fetch_blob(self, namespace: str, model: str, layer: Layer) -> None:
         received = await self._session_or_fail().blob(self.name(namespace, model), layer)
-        log.info("mirror: fetched %s (%d bytes over the network) from %s", layer.digest, received, self.upstream)
+        log.info("fetched %s (%d bytes over the network) from %s", layer.digest, received, self.upstream)
         self._complete()

@@ -291,7 +291,7 @@ async def aserve(
         if not server.started:
             raise SeedError(f"the mirror failed to start on {host}:{bound[1]}; see the log above")
         info = ServeInfo(str(bound[0]), int(bound[1]))
-        log.info("mirror: serving %s at %s", app.store.root, info.url)
+        log.info("serving %s at %s", app.store.root, info.url)
         task_status.started(info)
         try:
             await done.wait()
