@@ -32,13 +32,13 @@ import anyio
 import httpx
 
 from ._digest import Digest
-from ._errors import OfflineError, SeedError, SeedTimeout, ServerError, StoreError
+from ._errors import OfflineError, SeedError, SeedTimeout, StoreError
 from ._groups import collapse
 from ._manifest import Layer, Manifest
 from ._progress import LayerProgress, ProgressCallback, ProgressEvent
 from ._reference import ModelName
 from ._registry import Credentials
-from ._server import ServerClient, parse_host
+from ._server import parse_host
 from ._store import ModelStore
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = Non
     return reports
 
 
-class _Tracker:
+class Tracker:
     """Forwards progress events and remembers enough to say what a timeout interrupted."""
 
     def __init__(self, progress: ProgressCallback | None) -> None:
@@ -270,7 +270,7 @@ async def aensure(
     refs = _names(names)
     from ._api import _rate
 
-    opts = _Options(
+    opts = EnsureOptions(
         store=ModelStore(models_dir), verify=verify, update=update,
         offline=offline_from_env() if offline is None else offline,
         server=parse_host(server) if (server is not None or via_server or warm) else None,
@@ -279,11 +279,16 @@ async def aensure(
               "max_rate": _rate(max_rate), "stall_timeout": stall_timeout, "credentials": credentials,
               "use_locks": use_locks},
         mirrors=tuple(mirrors), transport=transport, server_transport=server_transport,
-        tracker=_Tracker(progress))
+        tracker=Tracker(progress))
     result: list[EnsureReport] | None = None
     with anyio.move_on_after(timeout) as scope:
         try:
-            result = await (_via_server(refs, opts) if via_server else _local(refs, opts))
+            if via_server:
+                from ._ensure_server import via_server as through_server
+
+                result = await through_server(refs, opts)
+            else:
+                result = await _local(refs, opts)
         except BaseException as exc:
             err = collapse(exc)
             if err is exc:
@@ -296,7 +301,7 @@ async def aensure(
 
 
 @dataclass
-class _Options:
+class EnsureOptions:
     store: ModelStore
     verify: bool
     update: bool
@@ -309,10 +314,10 @@ class _Options:
     mirrors: tuple[str, ...]
     transport: httpx.AsyncBaseTransport | None
     server_transport: httpx.AsyncBaseTransport | None
-    tracker: _Tracker
+    tracker: Tracker
 
 
-async def _local(refs: list[ModelName], o: _Options) -> list[EnsureReport]:
+async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
     started = time.monotonic()
     locals_ = [_inspect(o.store, ref) for ref in refs]
     if o.verify:
@@ -330,11 +335,13 @@ async def _local(refs: list[ModelName], o: _Options) -> list[EnsureReport]:
         reports.update(await _pull_all(todo, o, started))
     ordered = [reports[str(ref)] for ref in refs]
     if o.server is not None:
-        ordered = await _confirm(ordered, o)
+        from ._ensure_server import confirm
+
+        ordered = await confirm(ordered, o)
     return ordered
 
 
-async def _pull_all(todo: list[tuple[ModelName, _Local]], o: _Options, started: float) -> dict[str, EnsureReport]:
+async def _pull_all(todo: list[tuple[ModelName, _Local]], o: EnsureOptions, started: float) -> dict[str, EnsureReport]:
     from ._pull import PullSession
 
     o.tracker.phase = "pulling"
@@ -378,104 +385,6 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"
     return EnsureReport(name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest)
-
-
-async def _confirm(reports: list[EnsureReport], o: _Options) -> list[EnsureReport]:
-    """Wait for the server, check it sees every model, warm them if asked."""
-    assert o.server is not None
-    async with ServerClient(o.server, transport=o.server_transport) as client:
-        o.tracker.phase = f"waiting for the Ollama server at {client.url}"
-        await client.wait(o.wait_timeout)
-        o.tracker.phase = "checking the models with the server"
-        for report in reports:
-            if not await client.has_model(report.model):
-                raise ServerError(
-                    f"{report.model} is complete in {o.store.root}, but the Ollama server at {client.url} does not "
-                    "see it: the server reads another models directory. Give both the same volume, or set "
-                    f"OLLAMA_MODELS for one of them (or use --via-server)")
-        out = []
-        for report in reports:
-            if o.warm:
-                o.tracker.phase = f"loading {report.model} into the server's memory"
-                await client.load(report.model, keep_alive=o.keep_alive)
-            out.append(EnsureReport(report.name, report.status, report.bytes_fetched, report.elapsed,
-                                    report.manifest_digest, client.url, False, o.warm))
-        return out
-
-
-def _digests(models: list[dict[str, Any]]) -> dict[str, str]:
-    out = {}
-    for m in models:
-        name, digest = m.get("name") or m.get("model"), m.get("digest")
-        if isinstance(name, str) and isinstance(digest, str):
-            out[name.lower()] = digest
-    return out
-
-
-def _digest_of(table: dict[str, str], ref: ModelName) -> Digest | None:
-    text = table.get(ref.display.lower())
-    try:
-        return Digest(text) if text else None
-    except SeedError:
-        return None
-
-
-async def _via_server(refs: list[ModelName], o: _Options) -> list[EnsureReport]:
-    started = time.monotonic()
-    assert o.server is not None
-    reports: dict[str, EnsureReport] = {}
-    async with ServerClient(o.server, transport=o.server_transport) as client:
-        o.tracker.phase = f"waiting for the Ollama server at {client.url}"
-        await client.wait(o.wait_timeout)
-        o.tracker.phase = "asking the server which models it has"
-        before = _digests(await client.tags())
-        todo = []
-        for ref in refs:
-            if (o.update and not o.offline) or not await client.has_model(ref.display):
-                todo.append(ref)
-            else:
-                reports[str(ref)] = EnsureReport(ref, "present", 0, time.monotonic() - started,
-                                                 _digest_of(before, ref), client.url, True)
-        if todo and o.offline:
-            raise OfflineError(f"offline mode ({OFFLINE_ENV} or --offline) and the Ollama server at {client.url} "
-                               f"does not have {', '.join(ref.display for ref in todo)}")
-        if todo:
-            o.tracker.phase = "pulling through the server"
-            o.tracker.pending = {ref.display for ref in todo}
-            outcomes: dict[str, tuple[int, int]] = {}
-
-            async def one(ref: ModelName) -> None:
-                outcome = await client.pull(ref.display, insecure=bool(o.pull["insecure"]), progress=o.tracker)
-                outcomes[str(ref)] = (outcome.bytes_fetched, outcome.bytes_reused)
-                o.tracker.pending.discard(ref.display)
-
-            async with anyio.create_task_group() as tg:
-                for ref in todo:
-                    tg.start_soon(one, ref)
-            after = _digests(await client.tags())
-            for ref in todo:
-                fetched = outcomes[str(ref)][0]
-                old, new = _digest_of(before, ref), _digest_of(after, ref)
-                status: EnsureStatus = "pulled"
-                if old is not None and old == new:
-                    status = "present"
-                elif old is not None:
-                    status = "updated"
-                if not await client.has_model(ref.display):
-                    raise ServerError(f"the Ollama server at {client.url} reported success pulling {ref.display} "
-                                      "but does not show it")
-                reports[str(ref)] = EnsureReport(ref, status, fetched, time.monotonic() - started, new,
-                                                 client.url, True)
-        out = []
-        for ref in refs:
-            report = reports[str(ref)]
-            if o.warm:
-                o.tracker.phase = f"loading {ref.display} into the server's memory"
-                await client.load(ref.display, keep_alive=o.keep_alive)
-                report = EnsureReport(report.name, report.status, report.bytes_fetched, report.elapsed,
-                                      report.manifest_digest, report.server, True, True)
-            out.append(report)
-        return out
 
 
 def _refuse_in_loop() -> None:
