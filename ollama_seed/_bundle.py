@@ -53,6 +53,7 @@ T = TypeVar("T")
 StrPath = str | os.PathLike[str]
 BundleSource = StrPath | IO[bytes]
 Emit = Callable[[ProgressEvent], None]
+CANCEL_GRACE = 10.0  # seconds to wait for the worker's clean-up (it may be blocked reading a pipe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +98,9 @@ async def _in_thread(work: Callable[[threading.Event, Emit], T], progress: Progr
     try:
         return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
     except anyio.get_cancelled_exc_class():
-        cancel.set()
+        cancel.set()  # the worker stops at its next chunk and removes what it staged
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(finished.wait)
+            await anyio.to_thread.run_sync(finished.wait, CANCEL_GRACE)
         raise
 
 

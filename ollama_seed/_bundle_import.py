@@ -354,19 +354,27 @@ class Importer:
         return blob.fd
 
     def _stage(self, member: Member, digest: Digest, blob: _Blob) -> None:
-        fd = self._open_staging(digest, blob)
-        self._copy(member, digest, fd)
+        try:
+            fd = self._open_staging(digest, blob)
+            self._copy(member, digest, fd)
+        except BaseException:
+            self._discard(blob)
+            raise
         self.st.written += 1
         self.st.bytes_written += blob.size
 
     def _stage_bytes(self, digest: Digest, blob: _Blob, raw: bytes) -> None:
-        fd = self._open_staging(digest, blob)
         try:
+            fd = self._open_staging(digest, blob)
             view = memoryview(raw)
             while view:
                 view = view[os.write(fd, view):]
         except OSError as exc:
+            self._discard(blob)
             raise_os_error(exc, f"staging {digest}")
+        except BaseException:
+            self._discard(blob)
+            raise
         self.st.written += 1
         self.st.bytes_written += blob.size
 
@@ -486,14 +494,19 @@ class Importer:
 
     def _cleanup(self) -> None:
         for blob in self.st.blobs.values():
-            if blob.fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(blob.fd)
-                blob.fd = -1
-            if blob.staged is not None:
-                blob.staged.unlink(missing_ok=True)
-                blob.staged = None
-            if blob.lock is not None:
-                with contextlib.suppress(Exception):
-                    blob.lock.release()
-                blob.lock = None
+            self._discard(blob)
+
+    @staticmethod
+    def _discard(blob: _Blob) -> None:
+        """Close and remove a staging file that was not installed; release its lock."""
+        if blob.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(blob.fd)
+            blob.fd = -1
+        if blob.staged is not None:
+            blob.staged.unlink(missing_ok=True)
+            blob.staged = None
+        if blob.lock is not None:
+            with contextlib.suppress(Exception):
+                blob.lock.release()
+            blob.lock = None
