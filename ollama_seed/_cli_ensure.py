@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import ConfigError, SeedError
+from ._progress import ProgressEvent
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
 
@@ -109,7 +111,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             where = config.path or args.config or _default_path()
             raise ConfigError(f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
                               f"{where} as models = [\"llama3.2:1b\"]")
-        renderer = make_renderer(args.progress, sys.stderr)
+        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr))
         try:
             reports = ensure(
                 names, models_dir=args.models_dir or config.models_dir, verify=args.verify, update=args.update,
@@ -120,8 +122,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
                 max_rate=args.max_rate or config.max_rate, stall_timeout=args.stall_timeout,
                 mirrors=tuple(args.mirrors or config.mirrors), progress=renderer)
         finally:
-            if renderer is not None:
-                renderer.close()
+            renderer.close()
     except SeedError as exc:
         if args.json:
             _fail_json(exc)
@@ -136,6 +137,25 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             extra += ", loaded" if r.warmed else ""
         print(f"{r.model}: {r.status} ({_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
     return 0
+
+
+class _LazyRenderer:
+    """Creates the progress display on the first event: a run with nothing to fetch draws nothing."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._renderer: Any = None
+        self._made = False
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if not self._made:
+            self._renderer, self._made = self._make(), True
+        if self._renderer is not None:
+            self._renderer(event)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
 
 
 def _default_path() -> str:

@@ -322,7 +322,8 @@ async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
     locals_ = [_inspect(o.store, ref) for ref in refs]
     if o.verify:
         o.tracker.phase = "verifying blobs"
-        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item) for item in locals_]
+        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item, abandon_on_cancel=True)
+                   for item in locals_]
     incomplete = [item for item in locals_ if not item.complete]
     if o.offline and incomplete:
         raise _offline_error(o.store, incomplete)

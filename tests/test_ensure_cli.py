@@ -180,3 +180,15 @@ def test_real_registry_pull_then_offline(docker_registry: DockerRegistry, models
     assert (report["status"], report["bytes_fetched"]) == ("present", 0)
     manifest = models_dir / "manifests" / docker_registry.host / "library" / "ensured" / "v1"
     assert manifest.read_bytes() == model.manifest
+
+
+def test_progress_lines_only_when_something_happens(installed: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ensure", "tiny", "--models-dir", str(installed), "--progress", "plain"]) == 0
+    assert capsys.readouterr().err == ""  # complete already: nothing drawn
+    app = FakeOllama(tmp_path / "server-models", catalog={"tiny": make_model(size_bytes=1000)})
+    with ServerThread(app) as server:
+        assert main(["ensure", "tiny", "--via-server", "--server", server.url, "--progress", "plain"]) == 0
+    err = capsys.readouterr().err
+    assert "tiny:latest: pulling manifest" in err
+    assert "tiny:latest: success" in err
