@@ -113,9 +113,10 @@ class BlobPlan:
         got_size, ps, pieces = struct.unpack_from("<QQQ", raw, 8)
         if got_size != size or raw[32:STATE_HEADER] != bytes.fromhex(digest_hex) or ps == 0:
             return None
-        plan = cls.new(size, ps)
-        if pieces != plan.pieces or len(raw) != STATE_HEADER + 8 * pieces:
+        # check the counts against the file's length before allocating anything they imply
+        if pieces != (math.ceil(size / ps) if size > 0 else 0) or len(raw) != STATE_HEADER + 8 * pieces:
             return None
+        plan = cls.new(size, ps)
         done = list(struct.unpack_from(f"<{pieces}Q", raw, STATE_HEADER))
         if any(d > plan.piece_len(i) for i, d in enumerate(done)):
             return None

@@ -29,6 +29,7 @@ from ._errors import (
     RegistryError,
     TransferError,
 )
+from ._fsutil import raise_os_error
 from ._groups import collapse
 from ._manifest import Layer, Manifest
 from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
@@ -231,6 +232,8 @@ class PullSession:
                         waited = True
                         self.progress(Status(name.display, f"waiting for {layer.digest.short}: "
                                                            "another process is downloading it"))
+                except OSError as exc:  # e.g. the lock file is a symlink (opened with O_NOFOLLOW)
+                    raise_os_error(exc, f"locking {self.store.layout.lock(layer.digest)}")
         try:
             if self.store.has_blob(layer):  # another process finished it meanwhile
                 self._emit(name, layer, layer.size, done=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import random
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,7 +28,8 @@ __all__ = [
     "range_header",
 ]
 
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.ASCII)
+# at most 20 digits (2**64): a longer number is a lie, and int() refuses over 4300 digits anyway
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,20})-(\d{1,20})/(\d{1,20}|\*)", re.ASCII)
 MAX_RETRY_AFTER = 300.0
 
 
@@ -98,7 +100,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit() alone: '²' is a digit float() refuses
         return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -115,6 +117,16 @@ def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.R
     top = min(cap, base * (2.0 ** min(attempt, 30)))
     r = rng.random() if rng is not None else random.random()
     return top / 2 + r * top / 2
+
+
+def _http_location(location: str) -> bool:
+    """A Location we may follow: printable ASCII (RFC 3986), relative or http(s)."""
+    if not (location.isascii() and location.isprintable()):
+        return False
+    try:
+        return urllib.parse.urlsplit(location).scheme.lower() in ("", "http", "https")
+    except ValueError:
+        return False
 
 
 def classify(
@@ -144,8 +156,9 @@ def classify(
         return Accept()
     if status == 200:
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) != size:
-            return Fail(f"Content-Length is {length}; the manifest says {size} bytes", status)
+        digits = length is not None and length.isascii() and length.isdigit()
+        if length is not None and digits and (len(length) > 20 or int(length) != size):
+            return Fail(f"Content-Length is {length[:24]}; the manifest says {size} bytes", status)
         if ranged and start > 0:
             return Ignored()
         return Accept()
@@ -153,6 +166,8 @@ def classify(
         location = headers.get("location")
         if not location:
             return Fail(f"{status} redirect without a Location header", status)
+        if not _http_location(location):
+            return Fail(f"{status} redirect to {location[:100]!r}, which is not an http(s) URL", status)
         return Redirect(location)
     if status == 416:
         return Fail(f"416 range not satisfiable for bytes {start}-{end - 1} of {size}", status)

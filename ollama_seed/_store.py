@@ -99,7 +99,8 @@ class ModelStore:
 
     def prepare(self) -> None:
         """Create ``blobs/``, ``manifests/`` and our private state directory."""
-        ensure_dir(self.root)
+        if not self.root.is_dir():  # a root that is a link to a directory is fine (stores moved to other disks)
+            ensure_dir(self.root)
         self._owner = _foreign_owner(self.root)
         for d in (self.layout.blobs_dir, self.layout.manifests_dir):
             ensure_dir(d)
