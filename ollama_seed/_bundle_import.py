@@ -32,7 +32,7 @@ import filelock
 
 from ._bundle_format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
 from ._bundle_members import Member, MemberSource
-from ._bundle_stream import CHUNK, BoundedSource, HashRing, TruncatedBundle
+from ._bundle_stream import CHUNK, BoundedSource, HashRing, TruncatedBundle, Writeback
 from ._bundle_tar import MAX_PAX, padding
 from ._digest import Digest
 from ._errors import BundleError, RegistryProtocolError, StoreError
@@ -384,6 +384,7 @@ class Importer:
         hasher = hashlib.sha256()
         left, done, reported = member.size, 0, 0
         model = self._model_of(digest)
+        writeback = Writeback(fd) if fd is not None else None
         try:
             while left:
                 if self.cancel is not None and self.cancel.is_set():
@@ -394,9 +395,10 @@ class Importer:
                     raise TruncatedBundle("inside a blob")
                 chunk = view[:n]
                 self.ring.update(slot, hasher, chunk)
-                if fd is not None:
+                if fd is not None and writeback is not None:
                     while chunk:
                         chunk = chunk[os.write(fd, chunk):]
+                    writeback.wrote(n)
                 left -= n
                 done += n
                 if done - reported >= PROGRESS_STEP:
