@@ -132,9 +132,13 @@ class _Prefixed:
         return int(self.inner.readinto(view))
 
     def read(self, size: int = -1) -> bytes:  # for zstandard's stream_reader
-        buf = bytearray(size if size > 0 else CHUNK)
+        size = size if size > 0 else CHUNK
+        if not self.head and isinstance(self.inner, _FdSource):
+            return self.inner.f.read(size) or b""
+        buf = bytearray(size)
         n = self.readinto(memoryview(buf))
-        return bytes(buf[:n])
+        del buf[n:]
+        return bytes(buf)
 
 
 class _ZstdSource:
