@@ -1,0 +1,77 @@
+"""A few-MiB run of the pull benchmark harness, so the harness cannot rot. Asserts no timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from benchmarks.pullbench.cli import parse_size
+from tests.servers.registry import registry_available
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASUREMENT_KEYS = {"tool", "ok", "seconds", "bytes", "MBps", "peak_rss_mb", "cpu_s", "run", "notes"}
+
+
+def test_parse_size_uses_binary_units() -> None:
+    assert parse_size("512M") == 512 << 20
+    assert parse_size("4GiB") == 4 << 30
+    assert parse_size("3000001") == 3000001
+
+
+@pytest.mark.registry
+@pytest.mark.timeout(240)
+def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None:
+    missing = [t for t in ("aria2c", "curl", "dd") if shutil.which(t) is None]
+    if not registry_available() or missing:
+        pytest.skip(f"needs docker-registry, aria2c, curl and dd (missing: {missing or ['docker-registry']})")
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pullbench", "--size", "3M", "--runs", "1", "--curl-max", "1M",
+         "--scenarios", "loopback,cap50,resume", "--workdir", str(tmp_path / "work"), "--results", str(results),
+         "--label", "smoke"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=220, check=False)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: a target was not met (timing is not judged here)
+    jsons = list(results.glob("*-smoke.json"))
+    assert len(jsons) == 1, proc.stderr[-3000:]
+    doc = json.loads(jsons[0].read_text())
+
+    assert doc["schema"] == "pullbench/1"
+    machine = doc["machine"]
+    assert machine["cores"] >= 1 and machine["memory_gib"] > 0 and machine["disk"]["fs"] and machine["kernel"]
+    assert doc["model"]["blob_size"] == 3 << 20 and doc["model"]["blobs"] >= 2
+    assert set(doc["limits_summary"]) == {"sha256_memory_MBps", "sha256_file_MBps", "disk_fsync_MBps"}
+    assert all(v > 0 for v in doc["limits_summary"].values())
+    assert [s["name"] for s in doc["scenarios"]] == ["loopback", "cap50", "resume"]
+
+    for sc in doc["scenarios"][:2]:
+        tools = {m["tool"]: m for m in sc["measurements"]}
+        assert set(tools) == {"ollama-seed", "aria2c", "curl"}
+        for m in tools.values():
+            assert set(m) >= MEASUREMENT_KEYS, m
+            assert m["ok"], m  # every tool fetched the right bytes (sizes and sha256 checked afterwards)
+            assert m["bytes"] > 0 and m["seconds"] > 0 and m["peak_rss_mb"] > 0
+        assert set(sc["summary"]) == {"ollama-seed", "aria2c", "curl"}
+    capped = doc["scenarios"][1]
+    assert capped["cap_MBps_16_connections"] == pytest.approx(100.0)
+    assert all(m["proxy"]["bytes_down"] > 0 for m in capped["measurements"])
+    curl = next(m for m in capped["measurements"] if m["tool"] == "curl")
+    assert curl["bytes"] == 1 << 20  # --curl-max on a capped link
+
+    resume = doc["scenarios"][2]
+    for m in resume["measurements"]:
+        assert m["transferred_ratio"] >= 0.99  # at least the whole blob crossed the proxy over both runs
+    assert {t["target"].split(":")[0] for t in doc["targets"]} >= {"peak RSS <= 100 MB", "the report states the machine"}
+
+    md = jsons[0].with_suffix(".md").read_text()
+    assert "| scenario | tool |" in md and "Machine:" in md
+    svg = ET.parse(jsons[0].with_suffix(".svg")).getroot()
+    assert svg.tag.endswith("svg") and len(list(svg)) > 5
