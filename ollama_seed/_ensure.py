@@ -281,7 +281,7 @@ async def aensure(
         mirrors=tuple(mirrors), transport=transport, server_transport=server_transport,
         tracker=Tracker(progress))
     result: list[EnsureReport] | None = None
-    with anyio.move_on_after(timeout) as scope:
+    with anyio.move_on_after(timeout):
         try:
             if via_server:
                 from ._ensure_server import via_server as through_server
@@ -294,7 +294,7 @@ async def aensure(
             if err is exc:
                 raise
             raise err from None
-    if result is None or scope.cancelled_caught:
+    if result is None:  # the deadline cancelled the work
         raise SeedTimeout(f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
                           "run it again to resume, or allow more time (--timeout)")
     return result
