@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -20,11 +21,15 @@ from tests.servers.fake_registry import FakeRegistry
 __all__ = ["RegistryASGI", "RegistryServer"]
 
 
-class RegistryASGI:
-    """An ASGI app that hands each request to ``FakeRegistry.handle`` and streams its answer."""
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
-    def __init__(self, reg: FakeRegistry) -> None:
-        self.reg = reg
+
+class RegistryASGI:
+    """An ASGI app that hands each request to *handler* (``FakeRegistry.handle``, or a wrapper of it)
+    and streams its answer."""
+
+    def __init__(self, handler: FakeRegistry | Handler) -> None:
+        self.handler: Handler = handler.handle if isinstance(handler, FakeRegistry) else handler
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -34,21 +39,25 @@ class RegistryASGI:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
         url = f"{scope['scheme']}://{host}{path.decode('latin-1')}" + (f"?{query.decode('latin-1')}" if query else "")
-        resp = await self.reg.handle(httpx.Request(scope["method"], url, headers=headers))
+        resp = await self.handler(httpx.Request(scope["method"], url, headers=headers))
         await send({"type": "http.response.start", "status": resp.status_code,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.multi_items()]})
         try:
-            async for chunk in resp.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.ReadError:
-            return  # an injected drop: end without completing the body; uvicorn closes the connection
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            body = resp.content  # answers built with content= are already read
+        except httpx.ResponseNotRead:
+            try:
+                async for chunk in resp.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.ReadError:
+                return  # an injected drop: end without completing the body; uvicorn closes the connection
+            body = b""
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class RegistryServer:
     """``with RegistryServer(reg, certs=None) as srv: srv.url, srv.host``."""
 
-    def __init__(self, reg: FakeRegistry, *, certs: CertFiles | None = None) -> None:
+    def __init__(self, reg: FakeRegistry | Handler, *, certs: CertFiles | None = None) -> None:
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
