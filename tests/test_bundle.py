@@ -366,3 +366,30 @@ def test_import_does_not_need_the_store_to_exist(src: Path, tmp_path: Path) -> N
     assert oct((dst / ".ollama-seed").stat().st_mode & 0o777) == "0o700"
     assert shutil.which("tar")
     assert os.stat(next((dst / "blobs").iterdir())).st_mode & 0o777 == 0o644
+
+
+def test_a_thin_bundle_uses_blobs_already_in_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An index may name blobs the bundle does not carry, if the target store has them."""
+    from ollama_seed._bundle_format import INDEX_MEMBER, BundleIndex
+    from tests.bundles.craft import join, member, models
+
+    first, second = models(2)
+    full = BundleIndex.build([(second.name, second.manifest)], created_by="t", created="")
+    shared = {b.digest for b in first.manifest.blobs}
+    thin = BundleIndex(full.models, tuple(b for b in full.blobs if b.digest not in shared), "t", "")
+    data = join([member(INDEX_MEMBER, thin.encode()),
+                 *[member(b.path, second.built.blob(str(b.digest)).read_bytes()) for b in thin.blobs],
+                 member(second.manifest_path, second.built.manifest)])
+    path = tmp_path / "thin.bundle"
+    path.write_bytes(data)
+    with pytest.raises(BundleError, match="neither in the bundle nor in the store"):
+        verify_bundle(path)
+    dst = tmp_path / "dst"
+    install(dst, [first])
+    assert len(verify_bundle(path, models_dir=dst).models) == 1
+    result = import_bundle(path, models_dir=dst)
+    assert result.blobs_written == 2 and not ModelStore(dst).verify(second.name)
+    assert main(["bundle", "ls", str(path), "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["format"] == "ollama-seed" and [m["name"] for m in listing["models"]] == ["m1:latest"]
+    assert len(listing["blobs"]) == 2
