@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
                     help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)")
     ap.add_argument("--tools", default=",".join(report.TOOLS), help="comma-separated (default: all)")
-    ap.add_argument("--runs", type=int, default=1, help="repetitions per tool and scenario (default 1)")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions per tool and scenario (default 3)")
     ap.add_argument("--curl-max", type=parse_size, default=64 * MIB,
                     help="on capped links curl fetches only this prefix of the blob (default 64M)")
     ap.add_argument("--memory-sizes", default="",

@@ -82,6 +82,7 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     rss = [m["peak_rss_mb"] for s in result["scenarios"] for m in s["measurements"] if m["tool"] == "ollama-seed"]
     rss += [m.get("first_peak_rss_mb", 0) for s in result["scenarios"] for m in s["measurements"]
             if m["tool"] == "ollama-seed"]
+    rss += [x["peak_rss_mb"] for x in result.get("memory") or []]
     if rss:
         add("peak RSS <= 100 MB", max(rss) <= 100, f"worst {max(rss):.1f} MB over {len(rss)} ollama-seed processes")
     mem = result.get("memory")
