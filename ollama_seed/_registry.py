@@ -55,15 +55,23 @@ def _user_agent() -> str:
     return f"ollama/0.0.0 ({machine} {platform.system().lower()}) ollama-seed/{__about__.__version__}"
 
 
+def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind *exc*, if that is what it is (retrying cannot help)."""
+    cause: BaseException | None = exc
+    for _ in range(32):
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def describe_transport_error(exc: BaseException, url: str) -> str:
     """A one-line, actionable description of a network failure (no secrets: the URL has no query)."""
     shown = str(httpx.URL(url).copy_with(query=None))
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return (f"TLS certificate of {shown} could not be verified ({cause.verify_message}); "
-                    "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
-        cause = cause.__cause__ or cause.__context__
+    cert = _cert_error(exc)
+    if cert is not None:
+        return (f"TLS certificate of {shown} could not be verified ({cert.verify_message}); "
+                "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
     if isinstance(exc, httpx.ConnectError):
         return f"cannot connect to {shown}: {exc or type(exc).__name__}; check the address, network and HTTPS_PROXY"
     if isinstance(exc, httpx.TimeoutException):
@@ -143,7 +151,9 @@ class RegistryClient:
         (called again if the request is repeated after a 401). *scope* defaults to pulling
         *name*'s repository (``repository:<ns>/<model>:pull``); pushes ask for ``pull,push``.
         """
-        own_host = httpx.URL(url).netloc.decode() == name.host
+        target = httpx.URL(url)
+        # the registry's own host, and never downgraded to plain http from an https registry
+        own_host = target.netloc.decode() == name.host and target.scheme in ("https", httpx.URL(self.base(name)).scheme)
         scope = scope or f"repository:{name.repository}:pull"
         for attempt in range(2):
             hdrs = dict(headers)
@@ -220,7 +230,7 @@ class RegistryClient:
                 finally:
                     await resp.aclose()
             except httpx.TransportError as exc:
-                if last:
+                if last or _cert_error(exc) is not None:  # an untrusted certificate stays untrusted
                     raise TransferError(f"pull model manifest: {describe_transport_error(exc, url)}") from exc
                 await anyio.sleep(backoff(attempt))
                 continue
