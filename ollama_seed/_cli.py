@@ -21,6 +21,7 @@ from types import ModuleType
 from . import _cli_store
 from .__about__ import __version__
 from ._errors import SeedError
+from ._redact import RedactFilter
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_UNEXPECTED", "EXIT_USAGE", "main"]
 
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # signed URLs and tokens never reach the log (see _redact)
+        handler.addFilter(RedactFilter())
     if args.verbose < 2:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

@@ -167,7 +167,8 @@ def classify(
         if not location:
             return Fail(f"{status} redirect without a Location header", status)
         if not _http_location(location):
-            return Fail(f"{status} redirect to {location[:100]!r}, which is not an http(s) URL", status)
+            shown = location.split("?", 1)[0][:100]  # a signed URL's query is a key: never in a message
+            return Fail(f"{status} redirect to {shown!r}, which is not an http(s) URL", status)
         return Redirect(location)
     if status == 416:
         return Fail(f"416 range not satisfiable for bytes {start}-{end - 1} of {size}", status)

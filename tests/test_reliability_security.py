@@ -33,6 +33,9 @@ from tests.faultkit.invariants import assert_store_ok, tree
 from tests.faultkit.tls import CertFiles, make_certs, tls_available
 from tests.servers.fake_registry import FakeRegistry, Faults
 from tests.servers.model import BuiltModel, make_model
+from tests.servers.proxy import ProxyThread
+from tests.servers.registry import DockerRegistry
+from tests.servers.seed import seed_registry
 
 MIB = 1 << 20
 REPO = "library/secure"
@@ -247,3 +250,37 @@ def test_staging_files_are_private(model: BuiltModel, models_dir: Path) -> None:
     assert {p.suffix for p in staged} == {".data", ".state"}
     assert all(stat.S_IMODE(os.lstat(p).st_mode) & 0o077 == 0 for p in staged), [(p.name, oct(p.stat().st_mode))
                                                                                for p in staged]
+
+
+# --------------------------------------------------------------------------- signed URLs in -vv logs
+
+@pytest.mark.registry
+def test_signed_storage_urls_never_reach_the_log(docker_registry: DockerRegistry, model: BuiltModel,
+                                                 tmp_path: Path) -> None:
+    """Regression: at -vv httpx logged each request URL and httpcore each response head, signed query and all."""
+    seed_registry(docker_registry.url, REPO, "latest", model)
+    with ProxyThread(docker_registry.url, redirect_blobs_to="http://localhost:{port}", cdn_expire_after=1000) as p:
+        proc = run_cli("-vv", *pull_args(tmp_path / "models", f"{p.url.removeprefix('http://')}/{REPO}", "--insecure"))
+        assert p.stats.snapshot()["redirects"] > 0
+    assert proc.returncode == 0, proc.stderr
+    assert "?<redacted>" in proc.stderr  # the storage URLs were logged, without their query
+    assert "seed_token=" not in proc.stderr
+    assert "seed_cdn=" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [('HTTP Request: GET https://cdn.test/b?X-Amz-Signature=0a1b2c3d&X-Amz-Credential=AKIA "HTTP/1.1 200 OK"',
+      "0a1b2c3d"),
+     (f"(b'Location', b'https://cdn.test/blob/x?sig={TOKEN}')", TOKEN),
+     (f"Authorization: Bearer {TOKEN}", TOKEN),
+     (f"{{'authorization': 'Basic {base64.b64encode(f'{USER}:{PASSWORD}'.encode()).decode()}'}}",
+      base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())],
+    ids=["signed-url", "location-header", "bearer", "basic"],
+)
+def test_redact_masks_queries_and_authorization(line: str, secret: str) -> None:
+    from ollama_seed._redact import redact
+
+    assert secret not in redact(line)
+    assert redact("GET https://reg.test/v2/library/m/manifests/latest") == (
+        "GET https://reg.test/v2/library/m/manifests/latest")
