@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from ._digest import Digest
 from ._errors import InvalidName, ModelNotFound, SeedError
@@ -545,7 +546,7 @@ class MirrorApp:
 
             async def watch() -> None:
                 while (await receive())["type"] != "http.disconnect":
-                    pass
+                    await anyio.lowlevel.checkpoint()  # a well-behaved server blocks in receive() anyway
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)

@@ -50,16 +50,17 @@ def parse_upstream(url: str) -> tuple[str, str]:
     Raises:
         ConfigError: not ``http(s)://host[:port]`` (a path, query or user name is refused).
     """
-    text = url.strip().rstrip("/")
+    text = url.strip()
     if "://" not in text:
         text = "https://" + text
     parts = urllib.parse.urlsplit(text)
-    bad = parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query \
-        or parts.fragment or "@" in parts.netloc
+    bad = parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+        or parts.query or parts.fragment or "@" in parts.netloc or parts.netloc.endswith(":")
     if not bad:
         try:
+            _ = parts.port
             ModelName.parse(f"{parts.netloc}/ns/model")
-        except SeedError:
+        except (SeedError, ValueError):
             bad = True
     if bad:
         raise ConfigError(f"--upstream {url!r} is not a registry address; write it as https://host[:port] "
