@@ -89,6 +89,7 @@ class OllamaKeySigner:
         if self._key is not None:
             return
         try:
+            from cryptography.exceptions import UnsupportedAlgorithm
             from cryptography.hazmat.primitives import serialization
             from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         except ImportError:
@@ -101,7 +102,7 @@ class OllamaKeySigner:
             raise AuthenticationError(f"cannot read the Ollama key {self.key_path}: {exc.strerror or exc}") from None
         try:
             key = serialization.load_ssh_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise AuthenticationError(f"{self.key_path} is not an unencrypted OpenSSH private key ({exc}); "
                                       "it should be the key 'ollama serve' created") from None
         if not isinstance(key, Ed25519PrivateKey):
