@@ -22,6 +22,7 @@ from ._bundle import (
     inspect_bundle,
     verify_bundle,
 )
+from ._credentials import DockerCredentials
 from ._digest import Digest
 from ._ensure import EnsureReport, aensure, ensure
 from ._errors import (
@@ -43,9 +44,12 @@ from ._errors import (
 )
 from ._layout import ModelsLayout, default_models_dir
 from ._manifest import Layer, Manifest
+from ._mirror import MirrorApp
 from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
 from ._pull import PullResult
+from ._push import PushResult, apush, push
 from ._reference import ModelName
+from ._serve import ServeInfo, aserve, create_app, serve
 from ._server import ServerInfo, await_ready, wait_ready
 from ._store import BlobProblem, InstalledModel, ModelStore, PruneReport
 
@@ -57,6 +61,7 @@ __all__ = [
     "BundleModel",
     "ConfigError",
     "Digest",
+    "DockerCredentials",
     "EnsureReport",
     "ExportResult",
     "ImportResult",
@@ -67,6 +72,7 @@ __all__ = [
     "Layer",
     "LayerProgress",
     "Manifest",
+    "MirrorApp",
     "ModelName",
     "ModelNotFound",
     "ModelStore",
@@ -76,10 +82,12 @@ __all__ = [
     "ProgressEvent",
     "PruneReport",
     "PullResult",
+    "PushResult",
     "RegistryError",
     "RegistryProtocolError",
     "SeedError",
     "SeedTimeout",
+    "ServeInfo",
     "ServerError",
     "ServerInfo",
     "Status",
@@ -91,14 +99,19 @@ __all__ = [
     "aimport_bundle",
     "ainspect_bundle",
     "apull",
+    "apush",
+    "aserve",
     "averify_bundle",
     "await_ready",
+    "create_app",
     "default_models_dir",
     "ensure",
     "export_bundle",
     "import_bundle",
     "inspect_bundle",
     "pull",
+    "push",
+    "serve",
     "verify_bundle",
     "wait_ready",
 ]
