@@ -328,7 +328,7 @@ def _inspect(source: BundleSource, cancel: threading.Event, emit: Emit) -> Bundl
         manifest = Manifest.parse(raw)
         manifest_bytes += len(raw)
         models.append(BundleModel(name, manifest.digest, len(raw) + manifest.total_size, len(manifest.blobs)))
-    blobs = tuple((d, b.size) for d, b in st.blobs.items() if st.oci is None or d not in st.oci)
+    blobs = tuple((d, b.size) for d, b in st.blobs.items() if d not in (st.oci or {}) and d not in st.oci_skip)
     return BundleInfo(st.kind, None, "", "", opened.compression, tuple(models), blobs,
                       sum(size for _, size in blobs) + manifest_bytes)
 

@@ -30,7 +30,7 @@ from ._digest import Digest
 from ._errors import IntegrityError, StoreError
 from ._fsutil import ensure_dir, open_nofollow, raise_os_error
 from ._manifest import Layer, Manifest
-from ._oci_layout import encode_index, encode_layout
+from ._oci_layout import encode_index, encode_layout, oci_twin
 from ._progress import LayerProgress, ProgressEvent, Status
 from ._reference import ModelName
 from ._store import ModelStore
@@ -146,7 +146,9 @@ class Exporter:
                 self.emit(Status(name.display, "exporting"))
                 mtime = self._mtime(name, now)
                 if oci:
+                    twin = oci_twin(manifest)
                     self._member(sink, f"blobs/sha256/{manifest.digest.hex}", manifest.raw, mtime)
+                    self._member(sink, f"blobs/sha256/{hashlib.sha256(twin).hexdigest()}", twin, mtime)
                 for layer in manifest.blobs:
                     if layer.digest not in written:
                         written.add(layer.digest)
@@ -244,9 +246,12 @@ class Exporter:
                             continue
                         seen.add(layer.digest)
                         written.append(self._file(blob_dir / layer.digest.hex, self._blob_filler(name, layer)))
-                    if manifest.digest not in seen:
-                        seen.add(manifest.digest)
-                        written.append(self._file(blob_dir / manifest.digest.hex, _writer(manifest.raw)))
+                    twin = oci_twin(manifest)
+                    for raw in (manifest.raw, twin):
+                        digest = Digest(hashlib.sha256(raw).hexdigest())
+                        if digest not in seen:
+                            seen.add(digest)
+                            written.append(self._file(blob_dir / digest.hex, _writer(raw)))
                     self.bytes_in += len(manifest.raw)
                     self.emit(Status(name.display, "success"))
             written.append(self._file(root / "oci-layout", _writer(encode_layout())))

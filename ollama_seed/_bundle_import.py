@@ -92,6 +92,7 @@ class _State:
     kind: str = ""
     index: BundleIndex | None = None
     oci: dict[Digest, list[OciEntry]] | None = None
+    oci_skip: frozenset[Digest] = frozenset()
     declared: dict[Digest, int] = field(default_factory=dict)
     blobs: dict[Digest, _Blob] = field(default_factory=dict)
     manifests: dict[ModelName, bytes] = field(default_factory=dict)
@@ -264,7 +265,7 @@ class Importer:
     def _on_oci_index(self, raw: bytes) -> None:
         if self.st.oci is not None:
             raise BundleError("refusing bundle member 'index.json': it appears twice")
-        entries = parse_index(raw)
+        entries, self.st.oci_skip = parse_index(raw)
         self.st.oci = {}
         for entry in entries:
             self.st.oci.setdefault(entry.digest, []).append(entry)
@@ -290,6 +291,10 @@ class Importer:
             raise BundleError(f"refusing bundle member {path!r}: {size} bytes, but the bundle says {declared}")
         if digest in st.blobs:
             self._copy(member, digest, None, duplicate=True)
+            return
+        if digest in st.oci_skip:  # an OCI twin of a manifest: checked, not kept
+            self._copy(member, digest, None)
+            st.blobs[digest] = _Blob(size, in_store=True)
             return
         is_oci_manifest = st.oci is not None and digest in st.oci
         maybe_manifest = st.kind == "oci" and st.oci is None and size <= MAX_MANIFEST_BYTES

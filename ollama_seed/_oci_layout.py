@@ -1,9 +1,18 @@
 """OCI image layouts (``--format oci``): ``oci-layout``, ``index.json`` and ``blobs/sha256/<hex>``.
 
-Each model is one entry of ``index.json``: a descriptor of its manifest (the exact bytes
-Ollama stores, so the model's digest is kept) annotated with
-``org.opencontainers.image.ref.name`` = the full model name (``host/namespace/model:tag``).
-Blobs are stored once under ``blobs/sha256/``. The layout can be a directory or a tar of one.
+Each model has two entries in ``index.json``:
+
+- its manifest, the exact bytes Ollama stores (so the model keeps its digest), with the
+  Docker schema 2 media type, annotated ``io.ollama-seed.name`` = the full model name;
+- an OCI twin of that manifest (the same JSON with ``mediaType`` set to the OCI image
+  manifest type, same config and layers), annotated ``org.opencontainers.image.ref.name`` =
+  the full model name and ``io.ollama-seed.twin-of`` = the exact manifest's digest. OCI tools
+  that only look at OCI media types (skopeo, for one) find the model through it:
+  ``skopeo copy oci:DIR:registry.ollama.ai/library/gemma3:270m ...``.
+
+Blobs are stored once under ``blobs/sha256/``. The layout can be a directory or a tar of
+one. Import uses the exact manifests and skips the twins; a layout made by another tool
+(no ``io.ollama-seed`` annotations) is imported through its ``ref.name`` entries.
 
 Reading a layout directory goes through :class:`DirMembers`, which presents it as the same
 member stream a tar gives, so the importer has one code path. Every file is opened without
@@ -12,6 +21,7 @@ following symlinks and must be a regular file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -29,12 +39,15 @@ from ._manifest import MAX_MANIFEST_BYTES, Manifest
 from ._reference import ModelName
 
 __all__ = ["INDEX_MEDIA_TYPE", "REF_NAME", "DirMembers", "OciEntry", "encode_index", "encode_layout",
-           "is_layout_dir", "parse_index", "parse_layout"]
+           "is_layout_dir", "oci_twin", "parse_index", "parse_layout"]
 
 LAYOUT_VERSION = "1.0.0"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
-_NAME_KEYS = (REF_NAME, "io.containerd.image.name")
+SEED_NAME = "io.ollama-seed.name"
+TWIN_OF = "io.ollama-seed.twin-of"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+_NAME_KEYS = (SEED_NAME, REF_NAME, "io.containerd.image.name")
 MAX_LAYOUT_FILE = 4096
 
 
@@ -52,18 +65,25 @@ def encode_layout() -> bytes:
     return json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
 
 
+def oci_twin(manifest: Manifest) -> bytes:
+    """The manifest's JSON with the OCI image manifest media type (config and layers unchanged)."""
+    doc = json.loads(manifest.raw)
+    doc["mediaType"] = OCI_MANIFEST
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
 def encode_index(models: Sequence[tuple[ModelName, Manifest]], *, created_by: str) -> bytes:
-    """``index.json`` for *models*."""
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": INDEX_MEDIA_TYPE,
-        "manifests": [
-            {"mediaType": manifest.media_type, "digest": str(manifest.digest), "size": len(manifest.raw),
-             "annotations": {REF_NAME: str(name.unpinned())}}
-            for name, manifest in models
-        ],
-        "annotations": {"io.ollama-seed.created-by": created_by},
-    }
+    """``index.json`` for *models*: per model its exact manifest and its OCI twin."""
+    entries = []
+    for name, manifest in models:
+        full = str(name.unpinned())
+        twin = oci_twin(manifest)
+        entries.append({"mediaType": manifest.media_type, "digest": str(manifest.digest), "size": len(manifest.raw),
+                        "annotations": {SEED_NAME: full}})
+        entries.append({"mediaType": OCI_MANIFEST, "digest": f"sha256:{hashlib.sha256(twin).hexdigest()}",
+                        "size": len(twin), "annotations": {REF_NAME: full, TWIN_OF: str(manifest.digest)}})
+    doc = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries,
+           "annotations": {"io.ollama-seed.created-by": created_by}}
     return (json.dumps(doc, indent=1) + "\n").encode()
 
 
@@ -82,7 +102,8 @@ def parse_layout(raw: bytes) -> None:
         raise BundleError(f"oci-layout says imageLayoutVersion {version!r}; only 1.x layouts are read")
 
 
-def _entry(obj: Any, i: int) -> OciEntry:
+def _entry(obj: Any, i: int) -> OciEntry | Digest:
+    """A model entry, or the digest of a twin to skip."""
     if not isinstance(obj, dict):
         raise BundleError(f"index.json manifests[{i}] is not an object")
     try:
@@ -93,7 +114,11 @@ def _entry(obj: Any, i: int) -> OciEntry:
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_MANIFEST_BYTES:
         raise BundleError(f"index.json manifests[{i}].size must be from 1 to {MAX_MANIFEST_BYTES}")
     annotations = obj.get("annotations") or {}
-    text = next((annotations[k] for k in _NAME_KEYS if isinstance(annotations, dict) and k in annotations), None)
+    if not isinstance(annotations, dict):
+        raise BundleError(f"index.json manifests[{i}].annotations is not an object")
+    if TWIN_OF in annotations:
+        return digest
+    text = next((annotations[k] for k in _NAME_KEYS if k in annotations), None)
     if not isinstance(text, str) or "/" not in text:
         raise BundleError(f"index.json manifests[{i}] has no full model name in {REF_NAME} "
                           "(want host/namespace/model:tag); cannot tell which model it is")
@@ -105,8 +130,8 @@ def _entry(obj: Any, i: int) -> OciEntry:
     return OciEntry(name.unpinned(), digest, size, media_type if isinstance(media_type, str) else "")
 
 
-def parse_index(raw: bytes) -> tuple[OciEntry, ...]:
-    """The models of an OCI ``index.json``.
+def parse_index(raw: bytes) -> tuple[tuple[OciEntry, ...], frozenset[Digest]]:
+    """The models of an OCI ``index.json``, and the digests of OCI twins (to skip).
 
     Raises:
         BundleError: not an image index, or an entry without a usable model name.
@@ -119,13 +144,15 @@ def parse_index(raw: bytes) -> tuple[OciEntry, ...]:
         raise BundleError(f"index.json is not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2 or not isinstance(doc.get("manifests"), list):
         raise BundleError("index.json is not an OCI image index (schemaVersion 2 with a manifests list)")
-    entries = tuple(_entry(obj, i) for i, obj in enumerate(doc["manifests"]))
+    found = [_entry(obj, i) for i, obj in enumerate(doc["manifests"])]
+    entries = tuple(e for e in found if isinstance(e, OciEntry))
+    twins = frozenset(e for e in found if isinstance(e, Digest))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise BundleError("index.json names one model twice")
     if not entries:
         raise BundleError("index.json lists no models")
-    return entries
+    return entries, twins - {e.digest for e in entries}
 
 
 def is_layout_dir(path: Path) -> bool:
@@ -145,7 +172,7 @@ class DirMembers:
             (MemberRef(MemberKind.OCI_INDEX, "index.json"), root / "index.json"),
         ]
         seen: set[Digest] = set()
-        for entry in parse_index(self._small(root / "index.json", MAX_INDEX_BYTES)):
+        for entry in parse_index(self._small(root / "index.json", MAX_INDEX_BYTES))[0]:
             for digest in (entry.digest, *self._layers(entry)):
                 if digest not in seen:
                     seen.add(digest)

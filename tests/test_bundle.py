@@ -211,15 +211,22 @@ def test_oci_layout_directory_round_trip(src: Path, tmp_path: Path) -> None:
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads((layout / "index.json").read_text())
     assert index["schemaVersion"] == 2 and index["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    refs = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
-    assert refs == ["registry.ollama.ai/library/alpha:latest", NAMES[1]]
+    exact = [m for m in index["manifests"] if "io.ollama-seed.name" in m["annotations"]]
+    twins = [m for m in index["manifests"] if "org.opencontainers.image.ref.name" in m["annotations"]]
+    assert [m["annotations"]["io.ollama-seed.name"] for m in exact] == ["registry.ollama.ai/library/alpha:latest",
+                                                                        NAMES[1]]
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in twins] == [
+        "registry.ollama.ai/library/alpha:latest", NAMES[1]]
+    assert {m["mediaType"] for m in twins} == {"application/vnd.oci.image.manifest.v1+json"}
+    assert [m["annotations"]["io.ollama-seed.twin-of"] for m in twins] == [m["digest"] for m in exact]
     import hashlib
 
     for path in (layout / "blobs" / "sha256").iterdir():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
-    for entry in index["manifests"]:  # the exact manifest bytes, so the model keeps its digest
+    for entry in exact:  # the exact manifest bytes, so the model keeps its digest
         raw = (layout / "blobs" / "sha256" / entry["digest"][7:]).read_bytes()
-        assert len(raw) == entry["size"]
+        assert raw == (src / "manifests" / "registry.ollama.ai/library/alpha/latest").read_bytes() or \
+            raw == next(p for p in (src / "manifests" / "hf.co").rglob("*") if p.is_file()).read_bytes()
     imported = import_bundle(layout, models_dir=tmp_path / "dst")
     assert imported.format == "oci" and len(imported.models) == 2
     same_store(src, tmp_path / "dst")
@@ -240,6 +247,20 @@ def test_oci_layout_tar_round_trip(src: Path, tmp_path: Path) -> None:
                               capture_output=True, check=True).stdout
     import_bundle(io.BytesIO(retarred), models_dir=tmp_path / "b")
     same_store(src, tmp_path / "b")
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed (apt-get install skopeo)")
+def test_skopeo_reads_the_oci_layout(src: Path, tmp_path: Path) -> None:
+    layout, copy = tmp_path / "layout", tmp_path / "copy"
+    export_bundle(NAMES, layout, models_dir=src, format="oci")
+    ref = "registry.ollama.ai/library/alpha:latest"
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout}:{ref}"], capture_output=True, check=True)
+    assert json.loads(raw.stdout)["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:{ref}", f"oci:{copy}:{ref}"], check=True,
+                   capture_output=True)
+    result = import_bundle(copy, models_dir=tmp_path / "dst")  # a layout another tool wrote
+    assert result.models == (ModelName.parse(ref),)
+    assert not ModelStore(tmp_path / "dst").verify(ModelName.parse(ref))
 
 
 def test_oci_layout_refuses_symlinked_blobs(src: Path, tmp_path: Path) -> None:
