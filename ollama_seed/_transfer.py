@@ -403,8 +403,9 @@ class BlobDownloader:
                 on_bytes(plan.completed)
             if bucket is not None:
                 await bucket.consume(size)
-            if run.pos >= limit:
-                return
+            # At the run's end, go round once more rather than return: the response then ends
+            # normally (h11 sees its end) and httpcore keeps the connection for the next run.
+            # Leaving early made it close the connection: a new TCP (and TLS) handshake per run.
 
 
 def _strip_query(url: str) -> str:
