@@ -39,7 +39,7 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
          "--scenarios", "loopback,cap50,resume", "--workdir", str(tmp_path / "work"), "--results", str(results),
          "--label", "smoke"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=220, check=False)
-    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: a target was not met (timing is not judged here)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # missed targets fail only with --check
     jsons = list(results.glob("*-smoke.json"))
     assert len(jsons) == 1, proc.stderr[-3000:]
     doc = json.loads(jsons[0].read_text())

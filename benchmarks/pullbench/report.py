@@ -32,6 +32,7 @@ def summarize(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "seconds_median": _r(_median([m["seconds"] for m in good]), 3),
             "peak_rss_mb_max": max(m["peak_rss_mb"] for m in ms),
             "cpu_s_median": _r(_median([m["cpu_s"] for m in good]), 3),
+            "noop_seconds_median": _r(_median([m["noop_seconds"] for m in good if m.get("noop_seconds")]), 3),
             "notes": sorted({n for m in ms for n in m["notes"]}),
         }
         if scenario.get("resume"):
@@ -132,7 +133,10 @@ def markdown(result: dict[str, Any]) -> str:
         for tool, t in summ.items():
             v = t["MBps_median"]
             cap = s["cap_MBps_1_connection"] if tool == "curl" else s["cap_MBps_16_connections"]
-            notes = "; ".join(t["notes"] + ([f"{t['failed']} failed"] if t["failed"] else []))
+            extra = [f"{t['failed']} failed"] if t["failed"] else []
+            if t.get("noop_seconds_median"):
+                extra.append(f"a no-op pull (start-up, manifest) takes {t['noop_seconds_median']:.2f} s")
+            notes = "; ".join(t["notes"] + extra)
             lines.append(
                 f"| {s['name']} | {tool} | {_fmt(v)} | {_fmt(v * 8 if v else None, '.0f')} | "
                 f"{_fmt(t['MBps_min'], '.0f')}-{_fmt(t['MBps_max'], '.0f')} | "

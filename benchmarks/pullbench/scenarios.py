@@ -131,9 +131,14 @@ def _measure_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
         if proxy:
             proxy.mark()
         outcome = _invoke(ctx, tool, target, base, home, sc)
+        cpu = proxy.cpu_since_mark() if proxy else 0.0
         m = outcome.as_dict()
+        if tool == "ollama-seed" and outcome.ok:
+            # The same command again, with everything present: interpreter start-up, imports, the
+            # manifest request and the checks. Context for the wall time, not subtracted anywhere.
+            noop = tools.ollama_seed(target, base / "models", home, verify=False, source=None)
+            m["noop_seconds"] = round(noop.proc.seconds, 4) if noop.ok else None
         if proxy:
-            cpu = proxy.cpu_since_mark()
             stats = proxy.stop()
             m["proxy"] = _proxy_summary(stats, cpu, outcome.proc.seconds)
             if m["proxy"]["busy"]:
