@@ -124,12 +124,13 @@ def test_recoverable_faults_end_with_a_correct_store(case: str, faulty: BuiltMod
 
 def test_slow_trickle_is_not_mistaken_for_a_stall(faulty: BuiltModel, docker_registry: DockerRegistry,
                                                   store: Path) -> None:
-    """1 MB/s per connection with a 0.3 s stall timeout: bytes keep coming, so no request is retried."""
-    small = make_model(size_bytes=700_000, seed=33)
+    """300 kB/s on one connection for about two seconds, with a 0.5 s stall timeout and no retry allowed:
+    bytes keep coming (a few kB every 10 ms), so the slow body is never mistaken for a stall."""
+    small = make_model(size_bytes=600_000, seed=33)
     seed_registry(docker_registry.url, "library/trickle", "latest", small)
-    with ProxyThread(docker_registry.url, per_conn_bps=1e6) as proxy:
+    with ProxyThread(docker_registry.url, per_conn_bps=300e3) as proxy:
         host = proxy.url.removeprefix("http://")
-        pull(store, f"{host}/library/trickle:latest", stall_timeout=0.3, max_attempts=1, connections=1)
+        pull(store, f"{host}/library/trickle:latest", stall_timeout=0.5, max_attempts=1, connections=1)
         snap = proxy.stats.snapshot()
     assert snap["bytes_down"] <= small.total_size + 2 * len(small.manifest)  # nothing fetched twice
     assert ModelStore(store).verify(ModelName.parse(f"{host}/library/trickle:latest")) == []
