@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+pytest.importorskip("cryptography", reason="the 'signing' extra is not installed")
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
