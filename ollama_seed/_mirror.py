@@ -404,10 +404,10 @@ class MirrorApp:
             if d is None:
                 continue
             try:
-                stamp = tuple(sorted((e.name, e.stat(follow_symlinks=False).st_mtime_ns,
-                                      e.stat(follow_symlinks=False).st_size) for e in os.scandir(d)))
+                stats = [(e.name, e.stat(follow_symlinks=False)) for e in os.scandir(d)]
             except OSError:
                 continue
+            stamp = tuple(sorted((n, st.st_mtime_ns, st.st_size, st.st_ino) for n, st in stats))
             cached = self._layers.get(d)
             if cached is None or cached[0] != stamp:
                 layers: dict[Digest, Layer] = {}

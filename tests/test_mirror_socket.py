@@ -20,7 +20,7 @@ import pytest
 import ollama_seed
 from ollama_seed._cli import main
 from ollama_seed._serve import ServeInfo, aserve
-from tests.servers.model import BuiltModel, make_model
+from tests.servers.model import MT_SYSTEM, BuiltModel, make_model
 
 OLLAMA_UA = "ollama/0.12.3 (amd64 linux) Go/go1.24.1"
 SECRET = b"top secret outside the store\n"
@@ -52,7 +52,8 @@ def tree(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
-    return make_model(tmp_path_factory.mktemp("model"), size_bytes=9 * MIB + 77, seed=5)
+    return make_model(tmp_path_factory.mktemp("model"), size_bytes=9 * MIB + 77, seed=5, one_byte_layer=True,
+                      extra_layers=[(MT_SYSTEM, b"")])
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from ollama_seed._errors import AuthenticationError, InvalidName, ModelNotFound,
 from ollama_seed._mirror import MirrorApp
 from ollama_seed._push import apush, push
 from ollama_seed._store import ModelStore
-from tests.servers.model import BuiltModel, make_model
+from tests.servers.model import MT_SYSTEM, BuiltModel, make_model
 from tests.servers.registry import DockerRegistry
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +46,7 @@ class Recording(httpx.AsyncBaseTransport):
 
 @pytest.fixture
 def model() -> BuiltModel:
-    return make_model(size_bytes=MIB + 3, seed=21)
+    return make_model(size_bytes=MIB + 3, seed=21, one_byte_layer=True, extra_layers=[(MT_SYSTEM, b"")])
 
 
 @pytest.fixture
@@ -170,6 +170,8 @@ class UploadRegistry:
         self.manifests: dict[str, bytes] = {}
         self.uploads: dict[str, bytearray] = {}
         self.token_scopes: list[list[str]] = []
+        self.expire_first = False  # answer each upload's first request with a body 401, as if the token expired
+        self.expired: set[str] = set()
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -189,6 +191,9 @@ class UploadRegistry:
             return httpx.Response(202, headers={"Location": f"/upload/{uid}?_state=x"})
         if path.startswith("/upload/"):
             uid = path.rsplit("/", 1)[1]
+            if self.expire_first and body and uid not in self.expired:
+                self.expired.add(uid)
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://reg.test/token"'})
             self.uploads[uid] += body
             if request.method == "PATCH":
                 return httpx.Response(202, headers={"Location": f"/upload/{uid}?_state=y",
@@ -217,6 +222,16 @@ async def test_push_with_token_auth_and_push_scope(store_dir: Path, model: Built
     assert reg.token_scopes and all(s == ["repository:ns/m:pull,push"] for s in reg.token_scopes)
     assert {d: reg.blobs[d] for d in reg.blobs} == {b.digest: b.read_bytes() for b in model.blobs}
     assert reg.manifests == {"1": model.manifest}
+    assert len(result.uploaded) == len(model.blobs)
+
+
+async def test_a_body_is_sent_again_whole_after_a_401(store_dir: Path, model: BuiltModel) -> None:
+    reg = UploadRegistry()
+    reg.expire_first = True
+    result = await apush("tiny", "reg.test/ns/m:2", models_dir=store_dir, transport=httpx.MockTransport(reg.handle),
+                         chunk_size=300_000, concurrency=1, credentials=lambda host: ("u", "p"))
+    assert len(reg.expired) == sum(1 for b in model.blobs if b.size)  # each non-empty body went twice
+    assert {d: reg.blobs[d] for d in reg.blobs} == {b.digest: b.read_bytes() for b in model.blobs}
     assert len(result.uploaded) == len(model.blobs)
 
 
