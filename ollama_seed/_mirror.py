@@ -30,13 +30,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import stat
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,8 +42,9 @@ import anyio.lowlevel
 from ._digest import Digest
 from ._errors import InvalidName, ModelNotFound, SeedError
 from ._fsutil import open_nofollow
-from ._manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Layer, Manifest
-from ._reference import DEFAULT_HOST, ModelName
+from ._manifest import MANIFEST_MEDIA_TYPE, Layer
+from ._mirror_index import SEGMENT, MirrorIndex, Repo
+from ._reference import ModelName
 from ._store import ModelStore
 
 if TYPE_CHECKING:
@@ -68,7 +66,6 @@ CHUNK = 1024 * 1024
 MAX_PATH = 1024
 MAX_PAGE = 10_000
 DIRECT = "direct=1"  # the query that marks a request sent by our own 307: serve the bytes
-_SEGMENT = re.compile(r"[A-Za-z0-9_.:-]{1,350}")
 _API = [(b"docker-distribution-api-version", b"registry/2.0")]
 _ALLOW = [(b"allow", b"GET, HEAD")]
 
@@ -79,18 +76,6 @@ class _Reply(Exception):
     def __init__(self, status: int, code: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, list(headers)
-
-
-@dataclass(frozen=True, slots=True)
-class _Repo:
-    host: str | None
-    namespace: str
-    model: str
-
-    @property
-    def path(self) -> str:
-        base = f"{self.namespace}/{self.model}"
-        return f"{self.host}/{base}" if self.host else base
 
 
 class _Ctx:
@@ -143,12 +128,12 @@ def _segment(raw: bytes) -> str:
         text = urllib.parse.unquote(raw.decode("ascii"), errors="strict")
     except UnicodeError:
         raise ValueError("not ASCII") from None
-    if not _SEGMENT.fullmatch(text):
+    if not SEGMENT.fullmatch(text):
         raise ValueError(f"bad path segment {text[:80]!r}")
     return text
 
 
-def _repo(parts: list[str]) -> _Repo:
+def _repo(parts: list[str]) -> Repo:
     if len(parts) == 2:
         host, (ns, model) = None, parts
     elif len(parts) == 3:
@@ -156,7 +141,7 @@ def _repo(parts: list[str]) -> _Repo:
     else:
         raise _Reply(404, "NAME_UNKNOWN", "a repository is <namespace>/<model> or <host>/<namespace>/<model>")
     _check_name(host or "h", ns, model)
-    return _Repo(host, ns, model)
+    return Repo(host, ns, model)
 
 
 def _check_name(host: str, ns: str, model: str, tag: str = "latest") -> None:
@@ -167,23 +152,6 @@ def _check_name(host: str, ns: str, model: str, tag: str = "latest") -> None:
         raise _Reply(400, "NAME_INVALID", str(exc)) from None
     if name.path_parts != (host, ns, model, tag) or name.digest is not None:
         raise _Reply(400, "NAME_INVALID", f"invalid repository {ns}/{model}:{tag}")
-
-
-def _read_small(path: Path) -> bytes | None:
-    try:
-        fd = open_nofollow(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
-            return None
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_MANIFEST_BYTES + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _page(items: list[str], query: dict[str, list[str]], path: str) -> tuple[list[str], list[tuple[bytes, bytes]]]:
@@ -226,7 +194,7 @@ class MirrorApp:
         self.redirect = redirect
         self.hosts = tuple(hosts) if hosts else None
         self.chunk_size = chunk_size
-        self._layers: dict[Path, tuple[tuple[Any, ...], dict[Digest, Layer]]] = {}
+        self.index = MirrorIndex(store, hosts=self.hosts, first_host=cache.host if cache is not None else None)
 
     async def __aenter__(self) -> MirrorApp:
         if self.cache is not None:
@@ -316,7 +284,7 @@ class MirrorApp:
             raise _Reply(400, "NAME_INVALID", f"invalid path: {exc}") from None
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if path == ["_catalog"]:
-            items, links = _page(self._catalog(), query, "/v2/_catalog")
+            items, links = _page(self.index.catalog(), query, "/v2/_catalog")
             await self._json(send, scope, {"repositories": items}, links)
             return
         if len(path) >= 4 and path[-2:] == ["tags", "list"]:
@@ -330,108 +298,9 @@ class MirrorApp:
             return
         raise _Reply(404, "NOT_FOUND", "unknown registry API path")
 
-    # -- store lookups -------------------------------------------------------------------
-    def search_hosts(self, repo: _Repo | None = None) -> list[str]:
-        """Registry hosts to look under, in order."""
-        if repo is not None and repo.host is not None:
-            return [repo.host]
-        if self.hosts is not None:
-            return list(self.hosts)
-        first = [self.cache.host] if self.cache is not None else []
-        first += [h for h in (DEFAULT_HOST,) if h not in first]
-        try:
-            others = sorted(e for e in os.listdir(self.store.layout.manifests_dir) if _SEGMENT.fullmatch(e))
-        except OSError:
-            others = []
-        return first + [h for h in others if h not in first]
-
-    def _dir(self, host: str, ns: str, model: str) -> Path | None:
-        here = self.store.layout.manifests_dir
-        for part in (host, ns, model):
-            if not (here / part).is_dir():
-                try:
-                    matches = [e for e in os.listdir(here) if e.lower() == part.lower()]
-                except OSError:
-                    return None
-                if len(matches) != 1:
-                    return None
-                part = matches[0]
-            here = here / part
-        return here if here.is_dir() and not here.is_symlink() else None
-
-    def _tag_files(self, host: str, ns: str, model: str) -> list[tuple[str, Path]]:
-        d = self._dir(host, ns, model)
-        if d is None:
-            return []
-        try:
-            return sorted((e.name, Path(e.path)) for e in os.scandir(d)
-                          if e.is_file(follow_symlinks=False) and _SEGMENT.fullmatch(e.name))
-        except OSError:
-            return []
-
-    def _read(self, path: Path) -> Manifest | None:
-        raw = _read_small(path)
-        if raw is None:
-            return None
-        try:
-            return Manifest.parse(raw, source=str(path))
-        except SeedError as exc:
-            log.warning("skipping %s: %s", path, exc)
-            return None
-
-    def _find_manifest(self, repo: _Repo, ref: str) -> Manifest | None:
-        if ref.startswith("sha256:"):
-            digest = Digest.parse(ref)
-            for host in self.search_hosts(repo):
-                for _tag, path in self._tag_files(host, repo.namespace, repo.model):
-                    m = self._read(path)
-                    if m is not None and m.digest == digest:
-                        return m
-            return None
-        for host in self.search_hosts(repo):
-            files = self._tag_files(host, repo.namespace, repo.model)
-            paths = [p for t, p in files if t == ref] or [p for t, p in files if t.lower() == ref.lower()]
-            if len(paths) == 1:
-                m = self._read(paths[0])
-                if m is not None:
-                    return m
-        return None
-
-    def _repo_layers(self, repo: _Repo) -> dict[Digest, Layer]:
-        found: dict[Digest, Layer] = {}
-        for host in self.search_hosts(repo):
-            d = self._dir(host, repo.namespace, repo.model)
-            if d is None:
-                continue
-            try:
-                stats = [(e.name, e.stat(follow_symlinks=False)) for e in os.scandir(d)]
-            except OSError:
-                continue
-            stamp = tuple(sorted((n, st.st_mtime_ns, st.st_size, st.st_ino) for n, st in stats))
-            cached = self._layers.get(d)
-            if cached is None or cached[0] != stamp:
-                layers: dict[Digest, Layer] = {}
-                for _tag, path in self._tag_files(host, repo.namespace, repo.model):
-                    m = self._read(path)
-                    if m is not None:
-                        layers.update((layer.digest, layer) for layer in m.blobs)
-                cached = self._layers[d] = (stamp, layers)
-            for digest, layer in cached[1].items():
-                found.setdefault(digest, layer)
-        return found
-
-    def _catalog(self) -> list[str]:
-        search = set(self.search_hosts())
-        names: set[str] = set()
-        for item in self.store.iter_models():
-            if not isinstance(item, tuple):
-                host, ns, model, _tag = item.name.path_parts
-                names.add(f"{ns}/{model}" if host in search else f"{host}/{ns}/{model}")
-        return sorted(names)
-
     # -- handlers --------------------------------------------------------------------------
-    async def _tags(self, send: Send, scope: Scope, repo: _Repo, query: dict[str, list[str]]) -> None:
-        tags = {t for host in self.search_hosts(repo) for t, _ in self._tag_files(host, repo.namespace, repo.model)}
+    async def _tags(self, send: Send, scope: Scope, repo: Repo, query: dict[str, list[str]]) -> None:
+        tags = set(self.index.tags(repo))
         if self.cache is not None and repo.host in (None, self.cache.host):
             tags.update(self.cache.known_tags(repo.namespace, repo.model))
         if not tags:
@@ -439,7 +308,7 @@ class MirrorApp:
         items, links = _page(sorted(tags), query, f"/v2/{repo.path}/tags/list")
         await self._json(send, scope, {"name": repo.path, "tags": items}, links)
 
-    async def _manifest(self, send: Send, scope: Scope, repo: _Repo, ref: str) -> None:
+    async def _manifest(self, send: Send, scope: Scope, repo: Repo, ref: str) -> None:
         if ref.startswith("sha256:"):
             try:
                 Digest.parse(ref)
@@ -447,7 +316,7 @@ class MirrorApp:
                 raise _Reply(400, "DIGEST_INVALID", str(exc)) from None
         else:
             _check_name(repo.host or "h", repo.namespace, repo.model, ref)
-        manifest = self._find_manifest(repo, ref)
+        manifest = self.index.find_manifest(repo, ref)
         if manifest is None and self.cache is not None and repo.host in (None, self.cache.host):
             try:
                 manifest = await self.cache.manifest(repo.namespace, repo.model, ref)
@@ -464,14 +333,14 @@ class MirrorApp:
             (b"etag", f'"{manifest.digest}"'.encode())])
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else manifest.raw})
 
-    async def _blob(self, send: _Ctx, scope: Scope, receive: Receive, repo: _Repo, ref: str, direct: bool) -> None:
+    async def _blob(self, send: _Ctx, scope: Scope, receive: Receive, repo: Repo, ref: str, direct: bool) -> None:
         try:
             digest = Digest.parse(ref)
         except InvalidName as exc:
             raise _Reply(400, "DIGEST_INVALID", str(exc)) from None
         if not ref.startswith("sha256:"):
             raise _Reply(400, "DIGEST_INVALID", "a digest is written sha256:<hex>")
-        layer = self._repo_layers(repo).get(digest)
+        layer = self.index.repo_layers(repo).get(digest)
         cache = self.cache if self.cache is not None and repo.host in (None, self.cache.host) else None
         try:
             if layer is None and cache is not None:

@@ -205,6 +205,8 @@ def test_parse_range_table() -> None:
     assert parse_range("BYTES = 2-4", 10) == (2, 5)
     assert parse_range("bytes=1-2, 4-5", 10) is None
     assert parse_range("bytes=" + "9" * 30 + "-", 10) is None
+    for odd in ("bytes=\u00b2-", "bytes=-\u00b2", "bytes=\u0661-\u0662", "bytes=1 -2", "bytes=+1-2"):
+        assert parse_range(odd, 10) is None, odd
 
 
 async def test_blob_must_belong_to_the_repository(store_dir: Path, client: httpx.AsyncClient,
