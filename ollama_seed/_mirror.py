@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import time
 import urllib.parse
@@ -65,6 +66,7 @@ RedirectPolicy = Callable[[Mapping[str, Any]], "str | None"]
 CHUNK = 1024 * 1024
 MAX_PATH = 1024
 MAX_PAGE = 10_000
+_DIGITS = re.compile(r"[0-9]*")  # ASCII only: str.isdigit() also takes superscripts, which int() refuses
 DIRECT = "direct=1"  # the query that marks a request sent by our own 307: serve the bytes
 _API = [(b"docker-distribution-api-version", b"registry/2.0")]
 _ALLOW = [(b"allow", b"GET, HEAD")]
@@ -104,7 +106,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not sep or unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or (first and not first.isdigit()) or (last and not last.isdigit()) or len(first + last) > 19:
+    if not dash or not _DIGITS.fullmatch(first) or not _DIGITS.fullmatch(last) or len(first + last) > 19:
         return None
     if first:
         start = int(first)
