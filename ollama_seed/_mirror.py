@@ -159,7 +159,7 @@ def _check_name(host: str, ns: str, model: str, tag: str = "latest") -> None:
 def _page(items: list[str], query: dict[str, list[str]], path: str) -> tuple[list[str], list[tuple[bytes, bytes]]]:
     last = query.get("last", [""])[0]
     n_text = query.get("n", [""])[0]
-    n = int(n_text) if n_text.isdigit() else MAX_PAGE
+    n = int(n_text) if n_text and _DIGITS.fullmatch(n_text) and len(n_text) < 10 else MAX_PAGE
     n = max(0, min(n, MAX_PAGE))
     items = [i for i in items if i > last] if last else items
     headers: list[tuple[bytes, bytes]] = []

@@ -264,7 +264,7 @@ class PullThroughCache:
                 continue
             break
         length = resp.headers.get("content-length", "")
-        if resp.status_code == 200 and length.isdigit():
+        if resp.status_code == 200 and length.isascii() and length.isdigit():
             return Layer("application/octet-stream", digest, int(length))
         if resp.status_code == 404:
             raise ModelNotFound(f"{self.host} has no blob {digest} in {namespace}/{model}", status=404)

@@ -137,7 +137,7 @@ class BlobRedirect:
         host, port = _split_host(_header(scope, b"host"))
         if not host and server:
             host, port = str(server[0]), str(server[1])
-        if port and not port.isdigit():
+        if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
             return None
         alt = alternate_host(host) if host else None
         if alt is None:

@@ -103,6 +103,9 @@ async def test_catalog_and_tags_paginate(store_dir: Path, client: httpx.AsyncCli
     assert r.json()["tags"] == ["c", "latest"] and "link" not in r.headers
     r = await client.get("/v2/_catalog", params={"n": "1"})
     assert r.json() == {"repositories": ["library/tiny"]} and "link" in r.headers
+    for odd in ("\u00b2", "-1", "9" * 40, "x"):  # ignored: the whole list
+        r = await client.get("/v2/library/tiny/tags/list", params={"n": odd})
+        assert r.status_code == 200 and len(r.json()["tags"]) == 4, odd
 
 
 async def test_manifest_by_tag_and_digest(client: httpx.AsyncClient, model: BuiltModel) -> None:
@@ -326,8 +329,9 @@ def scope_for(host: str, ua: str = OLLAMA_UA, server: tuple[str, int] = ("192.0.
     ("[fd00:0000:0000:0000:0000:0000:0000:0002]:8080", "http://[fd00::2]:8080"),
     ("mirror.lan:8080", "http://192.0.2.2:8080"),
     ("192.168.1.10", "http://[::ffff:192.168.1.10]"),
+    ("127.0.0.1:\u00b2", None),
 ])
-def test_auto_redirect_targets_another_name_of_the_same_address(host: str, expected: str) -> None:
+def test_auto_redirect_targets_another_name_of_the_same_address(host: str, expected: str | None) -> None:
     assert BlobRedirect("auto")(scope_for(host)) == expected
 
 
