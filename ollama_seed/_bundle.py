@@ -25,7 +25,8 @@ from ._bundle_export import Exporter, ExportResult, choose_compression, resolve_
 from ._bundle_format import MAX_INDEX_BYTES, BundleIndex, Compression, MemberKind, parse_compress, parse_size
 from ._bundle_import import END_SLACK, INITIAL_LIMIT, Importer, ImportResult
 from ._bundle_members import Member, MemberSource, TarMembers
-from ._bundle_stream import BoundedSource, FileSink, OpenedSource, PartsSink, Sink, StreamSink, ZstdSink, open_source
+from ._bundle_sinks import FileSink, PartsSink, Sink, StreamSink, ZstdSink
+from ._bundle_stream import BoundedSource, OpenedSource, open_source
 from ._digest import Digest
 from ._errors import BundleError
 from ._manifest import Manifest

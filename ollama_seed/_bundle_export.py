@@ -24,7 +24,8 @@ import zstandard
 
 from .__about__ import __version__
 from ._bundle_format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
-from ._bundle_stream import CHUNK, FileSink, HashRing, Sink
+from ._bundle_sinks import FileSink, Sink
+from ._bundle_stream import CHUNK, HashRing
 from ._bundle_tar import END_OF_ARCHIVE, encode_header, padding
 from ._digest import Digest
 from ._errors import IntegrityError, StoreError

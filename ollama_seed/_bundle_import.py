@@ -17,27 +17,23 @@ without one (a tar of a store, an OCI layout) are bounded per member by the disk
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import errno
 import hashlib
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import filelock
 
 from ._bundle_format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
 from ._bundle_members import Member, MemberSource
-from ._bundle_stream import CHUNK, BoundedSource, HashRing, TruncatedBundle, Writeback
+from ._bundle_sinks import Writeback
+from ._bundle_staging import StagedBlob, discard, install_staged, open_staging
+from ._bundle_stream import CHUNK, BoundedSource, HashRing, TruncatedBundle
 from ._bundle_tar import MAX_PAX, padding
 from ._digest import Digest
 from ._errors import BundleError, RegistryProtocolError, StoreError
-from ._fsutil import open_nofollow, raise_os_error
-from ._manifest import MAX_MANIFEST_BYTES, Layer, Manifest
+from ._fsutil import raise_os_error
+from ._manifest import MAX_MANIFEST_BYTES, Manifest
 from ._oci_layout import OciEntry, parse_index, parse_layout
 from ._progress import LayerProgress, ProgressEvent, Status
 from ._reference import ModelName
@@ -78,23 +74,13 @@ class ImportResult:
 
 
 @dataclass
-class _Blob:
-    size: int
-    staged: Path | None = None
-    fd: int = -1
-    lock: filelock.BaseFileLock | None = None
-    in_store: bool = False
-    small: bytes | None = None  # kept when it may be an OCI manifest whose index.json is still to come
-
-
-@dataclass
 class _State:
     kind: str = ""
     index: BundleIndex | None = None
     oci: dict[Digest, list[OciEntry]] | None = None
     oci_skip: frozenset[Digest] = frozenset()
     declared: dict[Digest, int] = field(default_factory=dict)
-    blobs: dict[Digest, _Blob] = field(default_factory=dict)
+    blobs: dict[Digest, StagedBlob] = field(default_factory=dict)
     manifests: dict[ModelName, bytes] = field(default_factory=dict)
     pending: dict[ModelName, Manifest] = field(default_factory=dict)
     done: list[ModelName] = field(default_factory=list)
@@ -294,7 +280,7 @@ class Importer:
             return
         if digest in st.oci_skip:  # an OCI twin of a manifest: checked, not kept
             self._copy(member, digest, None)
-            st.blobs[digest] = _Blob(size, in_store=True)
+            st.blobs[digest] = StagedBlob(size, in_store=True)
             return
         is_oci_manifest = st.oci is not None and digest in st.oci
         maybe_manifest = st.kind == "oci" and st.oci is None and size <= MAX_MANIFEST_BYTES
@@ -303,13 +289,13 @@ class Importer:
             if hashlib.sha256(raw).hexdigest() != digest.hex:
                 raise BundleError(f"refusing bundle member {path!r}: its content does not match its name")
             if is_oci_manifest:
-                st.blobs[digest] = _Blob(size, in_store=True)
+                st.blobs[digest] = StagedBlob(size, in_store=True)
                 self._on_oci_manifest(digest, raw)
                 return
             st.held_small += size
             if st.held_small > MAX_HELD_SMALL:
                 raise BundleError("this OCI layout puts index.json after too many blobs to import it as a stream")
-            blob = _Blob(size, small=raw)
+            blob = StagedBlob(size, small=raw)
             st.blobs[digest] = blob
             if self.install and not self._in_store(digest, size):
                 self._stage_bytes(digest, blob, raw)
@@ -317,7 +303,7 @@ class Importer:
                 blob.in_store = self._in_store(digest, size)
             self._after_blob(digest)
             return
-        blob = _Blob(size)
+        blob = StagedBlob(size)
         if self._in_store(digest, size):
             self._copy(member, digest, None)
             blob.in_store = True
@@ -338,47 +324,29 @@ class Importer:
                 self._try_complete(name)
 
     # -- staging ----------------------------------------------------------------------
-    def _open_staging(self, digest: Digest, blob: _Blob) -> int:
+    def _stage(self, member: Member, digest: Digest, blob: StagedBlob) -> None:
         assert self.store is not None
-        layout = self.store.layout
-        blob.staged = layout.staging_dir / f"{digest.filename}.import-{os.getpid()}-{secrets.token_hex(4)}"
-        with contextlib.suppress(OSError, filelock.Timeout):
-            lock = filelock.FileLock(str(layout.lock(digest)), thread_local=False)
-            lock.acquire(timeout=0)  # keeps prune away from our staging file; correctness does not need it
-            blob.lock = lock
         try:
-            blob.fd = open_nofollow(blob.staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            if blob.size:
-                try:
-                    os.posix_fallocate(blob.fd, 0, blob.size)
-                except OSError as exc:
-                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                        raise
-        except OSError as exc:
-            raise_os_error(exc, f"staging {digest} ({blob.size} bytes)")
-        return blob.fd
-
-    def _stage(self, member: Member, digest: Digest, blob: _Blob) -> None:
-        try:
-            fd = self._open_staging(digest, blob)
+            fd = open_staging(self.store, digest, blob)
             self._copy(member, digest, fd)
         except BaseException:
-            self._discard(blob)
+            discard(blob)
             raise
         self.st.written += 1
         self.st.bytes_written += blob.size
 
-    def _stage_bytes(self, digest: Digest, blob: _Blob, raw: bytes) -> None:
+    def _stage_bytes(self, digest: Digest, blob: StagedBlob, raw: bytes) -> None:
+        assert self.store is not None
         try:
-            fd = self._open_staging(digest, blob)
+            fd = open_staging(self.store, digest, blob)
             view = memoryview(raw)
             while view:
                 view = view[os.write(fd, view):]
         except OSError as exc:
-            self._discard(blob)
+            discard(blob)
             raise_os_error(exc, f"staging {digest}")
         except BaseException:
-            self._discard(blob)
+            discard(blob)
             raise
         self.st.written += 1
         self.st.bytes_written += blob.size
@@ -446,7 +414,7 @@ class Importer:
         for layer in manifest.blobs:
             blob = self.st.blobs.get(layer.digest)
             if blob is not None and blob.staged is not None:
-                self._install_blob(blob, layer)
+                install_staged(self.store, blob, layer)
         target = self.store.resolve(name)
         self.emit(Status(name.display, "writing manifest"))
         try:
@@ -460,23 +428,6 @@ class Importer:
         if existing is not None:
             self.st.replaced.append(name)
         self.store.write_manifest(target, manifest)
-
-    def _install_blob(self, blob: _Blob, layer: Layer) -> None:
-        assert self.store is not None and blob.staged is not None
-        try:
-            os.fsync(blob.fd)
-            os.close(blob.fd)
-        except OSError as exc:
-            raise_os_error(exc, f"writing {layer.digest}")
-        blob.fd = -1
-        if self.store.has_blob(layer):  # another process installed it meanwhile: keep theirs
-            blob.staged.unlink(missing_ok=True)
-        else:
-            self.store.install_blob(blob.staged, layer)
-        blob.staged, blob.in_store = None, True
-        if blob.lock is not None:
-            blob.lock.release()
-            blob.lock = None
 
     def _finish(self) -> None:
         st = self.st
@@ -501,19 +452,4 @@ class Importer:
 
     def _cleanup(self) -> None:
         for blob in self.st.blobs.values():
-            self._discard(blob)
-
-    @staticmethod
-    def _discard(blob: _Blob) -> None:
-        """Close and remove a staging file that was not installed; release its lock."""
-        if blob.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(blob.fd)
-            blob.fd = -1
-        if blob.staged is not None:
-            blob.staged.unlink(missing_ok=True)
-            blob.staged = None
-        if blob.lock is not None:
-            with contextlib.suppress(Exception):
-                blob.lock.release()
-            blob.lock = None
+            discard(blob)
