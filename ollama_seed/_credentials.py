@@ -5,8 +5,10 @@ For a registry host (``registry.example.com:5000``), first match wins:
 1. ``OLLAMA_SEED_REGISTRY_USER_<HOST>`` and ``OLLAMA_SEED_REGISTRY_PASSWORD_<HOST>``, where
    ``<HOST>`` is the host in upper case with every other character than A-Z and 0-9 turned into
    ``_`` (``REGISTRY_EXAMPLE_COM_5000``);
-2. ``OLLAMA_SEED_REGISTRY_USER`` and ``OLLAMA_SEED_REGISTRY_PASSWORD``, for every registry that
-   asks, or only for the hosts listed (comma-separated) in ``OLLAMA_SEED_REGISTRY_HOSTS``;
+2. ``OLLAMA_SEED_REGISTRY_USER`` and ``OLLAMA_SEED_REGISTRY_PASSWORD``, for the hosts listed
+   (comma-separated) in ``OLLAMA_SEED_REGISTRY_HOSTS``, or without that list for every registry
+   that asks except the public ones (``registry.ollama.ai``, ``ollama.com``, ``hf.co``,
+   ``huggingface.co``), so a site password is not offered to them;
 3. the ``auths`` section of ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``),
    as ``docker login`` writes it: ``"auth"`` (base64 of ``user:password``) or ``"username"`` and
    ``"password"``. Keys may be ``host``, ``https://host`` or ``https://host/v1/``.
@@ -36,6 +38,7 @@ log = logging.getLogger("ollama_seed")
 USER_ENV = "OLLAMA_SEED_REGISTRY_USER"
 PASSWORD_ENV = "OLLAMA_SEED_REGISTRY_PASSWORD"
 HOSTS_ENV = "OLLAMA_SEED_REGISTRY_HOSTS"
+PUBLIC_HOSTS = frozenset({"registry.ollama.ai", "ollama.com", "hf.co", "huggingface.co"})
 _DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 
 
@@ -87,7 +90,7 @@ class DockerCredentials:
         user, password = env.get(USER_ENV), env.get(PASSWORD_ENV)
         if user is not None and password is not None:
             allowed = {h.strip().lower() for h in env.get(HOSTS_ENV, "").split(",") if h.strip()}
-            if not allowed or host.lower() in allowed:
+            if host.lower() in allowed or (not allowed and host.lower() not in PUBLIC_HOSTS):
                 return user, password
         return self._from_config(host)
 

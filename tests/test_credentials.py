@@ -36,6 +36,8 @@ def test_per_host_variables_win(tmp_path: Path) -> None:
     creds = DockerCredentials(env, tmp_path / "none.json")
     assert creds("reg.lan:5000") == ("alice", "s1")
     assert creds("other.lan") == ("bob", "s2")
+    assert creds("registry.ollama.ai") is None  # a site password is not offered to the public registries
+    assert creds("hf.co") is None
 
 
 def test_global_variables_can_be_limited_to_hosts(tmp_path: Path) -> None:
