@@ -76,6 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
           + (f", pulling through from {args.upstream}" if args.upstream else "")
           + f"\n  ollama pull --insecure {shown}:{args.port}/library/MODEL:TAG\n"
           f"  ollama-seed pull --mirror http://{shown}:{args.port} MODEL:TAG", file=sys.stderr)
+    if not args.upstream and next(iter(store.iter_models()), None) is None:
+        print(f"ollama-seed: warning: {store.root} holds no models yet; pull some into it, or use --upstream",
+              file=sys.stderr)
     try:
         run_sync(aserve, args.models_dir, host=args.host, port=args.port, upstream=args.upstream,
                  redirect_blobs_to=args.redirect_blobs_to, hosts=args.registry_host or None,
