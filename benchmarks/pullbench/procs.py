@@ -92,7 +92,9 @@ def run_measured(
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read()[-2000:].decode("utf-8", "replace")
-    return ProcResult(list(argv), proc.returncode, seconds, hwm[0], usage.ru_utime + usage.ru_stime,
+    # A process that ended before the first poll: ru_maxrss, an upper bound (see peak_rss_of).
+    peak = hwm[0] or usage.ru_maxrss * 1024
+    return ProcResult(list(argv), proc.returncode, seconds, peak, usage.ru_utime + usage.ru_stime,
                       killed.is_set(), tail)
 
 
