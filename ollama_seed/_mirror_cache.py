@@ -108,7 +108,8 @@ class PullThroughCache:
         self.scheme, self.host = parse_upstream(upstream)
         self._session_args: dict[str, Any] = {
             "credentials": credentials, "transport": transport, "connections": connections,
-            "max_connections": max_connections, "stall_timeout": stall_timeout}
+            "max_connections": max_connections, "stall_timeout": stall_timeout,
+            "insecure": self.scheme == "http"}  # an http:// upstream is the operator's explicit choice
         self.remember = remember
         self._manifests: OrderedDict[tuple[str, str, str], Manifest] = OrderedDict()
         self._written: set[tuple[str, str, str, Digest]] = set()

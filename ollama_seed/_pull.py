@@ -118,6 +118,9 @@ class PullSession:
 
     # -- one model ---------------------------------------------------------------------
     async def fetch_manifest(self, name: ModelName) -> Manifest:
+        if name.scheme == "http" and not self.client.insecure:
+            raise InvalidName(f"{name.display}: insecure protocol http; pass --insecure (insecure=True) "
+                              "to pull over plain http, as with 'ollama pull --insecure'")
         self.progress(Status(name.display, "pulling manifest"))
         manifest = None
         for base in self.mirrors:

@@ -244,3 +244,14 @@ def test_blocking_pull(models_dir: Path) -> None:
     result = ollama_seed.pull(NAME, models_dir=models_dir, transport=registry(m).transport())
     assert result.blobs_downloaded == len(m.blobs)
     assert os.path.exists(result.path)
+
+
+async def test_http_scheme_needs_insecure(models_dir: Path) -> None:
+    """As Ollama: an http:// name is refused unless the registry is marked insecure."""
+    m = model(size=MIB)
+    reg = registry(m)
+    with pytest.raises(ollama_seed.InvalidName, match="insecure protocol http"):
+        await ollama_seed.apull(f"http://{NAME}", models_dir=models_dir, transport=reg.transport())
+    assert reg.requests == []
+    await ollama_seed.apull(f"http://{NAME}", models_dir=models_dir, transport=reg.transport(), insecure=True)
+    assert all(u.startswith("http://") for _, u, _ in reg.requests)
