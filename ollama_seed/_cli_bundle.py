@@ -10,15 +10,19 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._bundle import BundleInfo, aexport_bundle, aimport_bundle, ainspect_bundle, averify_bundle
-from ._bundle_export import ExportResult
 from ._bundle_format import parse_compress, parse_size
-from ._bundle_import import ImportResult
 from ._cli_store import add_common
 from ._groups import collapse
 from ._render import make_renderer
+
+if TYPE_CHECKING:
+    from ._bundle import BundleInfo
+    from ._bundle_export import ExportResult
+    from ._bundle_import import ImportResult
+
+# The bundle machinery is imported inside the handlers: other subcommands start faster.
 
 __all__ = ["register"]
 
@@ -107,6 +111,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output == "-" and args.json:
         print("ollama-seed: error: --json needs stdout, which -o - uses for the bundle", file=sys.stderr)
         return EXIT_USAGE
+    from ._bundle import aexport_bundle
+
     try:
         result: ExportResult = _run(aexport_bundle, args.names, args.output, models_dir=args.models_dir,
                                     compress=args.compress, split_size=args.split_size, format=args.format,
@@ -137,6 +143,8 @@ def _import_json(result: ImportResult) -> dict[str, Any]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from ._bundle import aimport_bundle
+
     result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir,
                                 progress_mode=args.progress)
     if args.json:
@@ -151,6 +159,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ._bundle import averify_bundle
+
     result: ImportResult = _run(averify_bundle, args.source, models_dir=args.models_dir,
                                 progress_mode=args.progress)
     if args.json:
@@ -163,6 +173,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from ._api import run_sync
+    from ._bundle import ainspect_bundle
 
     try:
         info: BundleInfo = run_sync(ainspect_bundle, args.source)

@@ -101,7 +101,7 @@ def _fail_json(exc: SeedError) -> None:
 
 def cmd_ensure(args: argparse.Namespace) -> int:
     from ._config import load_config
-    from ._ensure import ensure
+    from ._ensure_local import ensure
     from ._render import make_renderer
 
     try:

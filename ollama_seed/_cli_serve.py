@@ -13,8 +13,9 @@ from ._cli_store import add_common
 from ._groups import collapse
 from ._progress import LayerProgress, ProgressEvent, Status
 from ._push import DEFAULT_CHUNK, PushResult, apush
-from ._serve import aserve
 from ._store import ModelStore
+
+# The server (uvicorn) is imported inside its handler: other subcommands start faster.
 from ._throttle import parse_rate
 
 __all__ = ["register"]
@@ -68,6 +69,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ._serve import aserve
+
     mirror_log = logging.getLogger("ollama_seed.mirror")
     mirror_log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     store = ModelStore(args.models_dir)

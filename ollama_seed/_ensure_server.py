@@ -8,7 +8,8 @@ from typing import Any
 import anyio
 
 from ._digest import Digest
-from ._ensure import OFFLINE_ENV, EnsureOptions, EnsureReport, EnsureStatus
+from ._ensure import EnsureOptions
+from ._ensure_local import OFFLINE_ENV, EnsureReport, EnsureStatus
 from ._errors import OfflineError, SeedError, ServerError
 from ._reference import ModelName
 from ._server import ServerClient
