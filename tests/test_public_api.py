@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import ollama_seed
 
 
@@ -16,12 +18,8 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="no_such_thing"):
         ollama_seed.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
-    except AttributeError as exc:
-        assert "no_such_thing" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")
 
 
 def test_import_and_ensure_of_a_complete_model_load_no_network_stack() -> None:
