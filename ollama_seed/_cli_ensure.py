@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import ConfigError, SeedError
-from ._progress import ProgressEvent
+from ._progress import ProgressEvent, human_size
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
 
@@ -135,7 +135,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         if r.server:
             extra = f", {'pulled by' if r.via_server and r.fetched else 'seen by'} {r.server}"
             extra += ", loaded" if r.warmed else ""
-        print(f"{r.model}: {r.status} ({_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
+        print(f"{r.model}: {r.status} ({human_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
     return 0
 
 
@@ -164,12 +164,7 @@ def _default_path() -> str:
     return str(default_config_path())
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
+
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

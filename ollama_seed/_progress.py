@@ -10,7 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LayerProgress", "ProgressCallback", "ProgressEvent", "Status"]
+__all__ = ["LayerProgress", "ProgressCallback", "ProgressEvent", "Status", "human_size"]
+
+
+def human_size(n: float) -> str:
+    """``532 B``, ``1.5 KB``, ``4.1 GB``: decimal units, as Ollama shows sizes."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 @dataclass(frozen=True, slots=True)

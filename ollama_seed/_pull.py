@@ -32,7 +32,7 @@ from ._errors import (
 from ._fsutil import raise_os_error
 from ._groups import collapse
 from ._manifest import Layer, Manifest
-from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
+from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status, human_size
 from ._reference import ModelName
 from ._registry import Credentials, RegistryClient
 from ._store import ModelStore
@@ -192,8 +192,8 @@ class PullSession:
         free = shutil.disk_usage(layout.staging_dir).free
         if needed > free:
             raise InsufficientSpace(
-                f"not enough disk space in {self.store.root}: the missing layers need {_human(needed)} "
-                f"({needed} bytes) but only {_human(free)} ({free} bytes) is free; free some space or set "
+                f"not enough disk space in {self.store.root}: the missing layers need {human_size(needed)} "
+                f"({needed} bytes) but only {human_size(free)} ({free} bytes) is free; free some space or set "
                 "OLLAMA_MODELS to a larger disk", needed=needed, free=free)
 
     # -- one blob, once ----------------------------------------------------------------
@@ -285,12 +285,3 @@ def normalize_mirror(url: str) -> str:
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidName(f"not a mirror URL: {url!r} (want http://host:port or https://host)")
     return text.rstrip("/")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n} B"
-

@@ -18,7 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ._progress import LayerProgress, ProgressEvent, Status
+from ._progress import LayerProgress, ProgressEvent, Status, human_size
 
 __all__ = ["JsonRenderer", "LineRenderer", "RichRenderer", "make_renderer"]
 
@@ -68,7 +68,7 @@ class LineRenderer:
             self._last = now
             self._printed[event.model] = done
             pct = 100.0 * done / total if total else 100.0
-            self.out.write(f"{event.model}: {_size(done)} / {_size(total)} ({pct:.0f}%)\n")
+            self.out.write(f"{event.model}: {human_size(done)} / {human_size(total)} ({pct:.0f}%)\n")
         self.out.flush()
 
     def close(self) -> None:
@@ -107,12 +107,7 @@ class RichRenderer:
         self.progress.stop()
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
+
 
 
 def make_renderer(mode: str, stream: IO[str] | None = None) -> JsonRenderer | LineRenderer | RichRenderer | None:
