@@ -33,6 +33,8 @@ def summarize(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "peak_rss_mb_max": max(m["peak_rss_mb"] for m in ms),
             "cpu_s_median": _r(_median([m["cpu_s"] for m in good]), 3),
             "noop_seconds_median": _r(_median([m["noop_seconds"] for m in good if m.get("noop_seconds")]), 3),
+            "link_MBps_median": _r(_median([m["proxy"]["link_MBps"] for m in good
+                                            if (m.get("proxy") or {}).get("link_MBps")])),
             "notes": sorted({n for m in ms for n in m["notes"]}),
         }
         if scenario.get("resume"):
@@ -64,12 +66,20 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         s = sc["cap50"]["summary"]
         ours, aria = s.get("ollama-seed", {}).get("MBps_median"), s.get("aria2c", {}).get("MBps_median")
         cap = sc["cap50"]["cap_MBps_16_connections"]
+        link = s.get("ollama-seed", {}).get("link_MBps_median")
+        aria_link = s.get("aria2c", {}).get("link_MBps_median")
         if ours is not None and cap:
-            add("50 Mbit/s per connection: >= 95% of the aggregate cap", ours >= 0.95 * cap,
-                f"{ours:.1f} MB/s of {cap:.1f} MB/s = {ours / cap:.1%}")
+            add("50 Mbit/s per connection: >= 95% of the aggregate cap (wall time, start-up included)",
+                ours >= 0.95 * cap, f"{ours:.1f} MB/s of {cap:.1f} MB/s = {ours / cap:.1%}")
+        if link is not None and cap:
+            add("50 Mbit/s per connection: >= 95% of the aggregate cap (link phase, at the proxy)",
+                link >= 0.95 * cap, f"{link:.1f} MB/s of {cap:.1f} MB/s = {link / cap:.1%}")
         if ours is not None and aria is not None:
-            add("50 Mbit/s per connection: no slower than aria2c", ours >= aria,
+            add("50 Mbit/s per connection: no slower than aria2c (wall time)", ours >= aria,
                 f"{ours:.1f} vs {aria:.1f} MB/s = {ours / aria:.2f}x")
+        if link is not None and aria_link is not None:
+            add("50 Mbit/s per connection: no slower than aria2c (link phase)", link >= aria_link,
+                f"{link:.1f} vs {aria_link:.1f} MB/s = {link / aria_link:.2f}x")
     if "loopback" in sc:
         s = sc["loopback"]["summary"]
         ours, curl = s.get("ollama-seed", {}).get("MBps_median"), s.get("curl", {}).get("MBps_median")
@@ -114,15 +124,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result.get('loadavg_end', [0])[0]:.2f} at the end.",
         f"Model: {result['model']['total_size'] / 2**20:.0f} MiB in {result['model']['blobs']} blobs "
         f"({result['model']['origin']}); model blob {result['model']['blob_size'] / 2**20:.0f} MiB. "
-        f"Runs per tool: {result['config']['runs']}. MB = 1e6 bytes; medians.",
+        f"Runs per tool: {result['config']['runs']}. MB = 1e6 bytes; medians. MB/s is wall time, process start "
+        "to exit; 'link phase' is what the shaping proxy saw, the same way for every tool: blob bytes sent "
+        "from the first blob request to the last blob byte (start-up and the manifest request excluded).",
         "",
         f"Limits of this machine: sha256 in memory {_fmt(lim.get('sha256_memory_MBps'))} MB/s, "
         f"sha256 reading a file {_fmt(lim.get('sha256_file_MBps'))} MB/s, "
         f"disk write with fsync (dd conv=fsync) {_fmt(lim.get('disk_fsync_MBps'))} MB/s.",
         "",
         "| scenario | tool | MB/s | Mbit/s | min-max | vs aria2c | vs curl | vs link cap | vs disk+fsync "
-        "| vs sha256 (file) | peak RSS MB | CPU s | notes |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| vs sha256 (file) | link phase MB/s | peak RSS MB | CPU s | notes |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for s in result["scenarios"]:
         if s.get("resume"):
@@ -142,7 +154,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_fmt(t['MBps_min'], '.0f')}-{_fmt(t['MBps_max'], '.0f')} | "
                 f"{_ratio(v, aria) if tool != 'aria2c' else ''} | {_ratio(v, curl) if tool != 'curl' else ''} | "
                 f"{_ratio(v, cap)} | {_ratio(v, lim.get('disk_fsync_MBps'))} | "
-                f"{_ratio(v, lim.get('sha256_file_MBps'))} | {t['peak_rss_mb_max']:.1f} | "
+                f"{_ratio(v, lim.get('sha256_file_MBps'))} | {_fmt(t.get('link_MBps_median'))} | "
+                f"{t['peak_rss_mb_max']:.1f} | "
                 f"{_fmt(t['cpu_s_median'], '.2f')} | {escape(notes)} |")
     resume = [s for s in result["scenarios"] if s.get("resume")]
     if resume:

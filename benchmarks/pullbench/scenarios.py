@@ -152,7 +152,10 @@ def _measure_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
 
 def _proxy_summary(stats: dict[str, Any], cpu: float, seconds: float) -> dict[str, Any]:
     util = cpu / seconds if seconds > 0 else 0.0
+    phase, blob_bytes = stats.get("blob_phase_s"), stats.get("blob_bytes") or 0
+    link = round(blob_bytes / phase / 1e6, 2) if phase else None
     return {"bytes_down": stats.get("bytes_down"), "connections": stats.get("connections"),
+            "link_phase_s": phase, "link_MBps": link,
             "requests": stats.get("requests"), "faults": stats.get("faults", {}), "cpu_s": round(cpu, 3),
             "cpu_util": round(util, 3), "busy": util > PROXY_BUSY}
 

@@ -162,6 +162,20 @@ class Stats:
         self.per_path: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.started = time.monotonic()
+        # the link phase: first blob request to the last blob body byte sent, for any client
+        self.blob_first: float | None = None
+        self.blob_last: float | None = None
+        self.blob_bytes = 0
+
+    def blob_request(self) -> None:
+        with self._lock:
+            if self.blob_first is None:
+                self.blob_first = time.monotonic()
+
+    def blob_sent(self, n: int) -> None:
+        with self._lock:
+            self.blob_last = time.monotonic()
+            self.blob_bytes += n
 
     def incr(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -188,6 +202,9 @@ class Stats:
                 "fault_total": sum(self.faults.values()),
                 "per_path": dict(self.per_path),
                 "seconds": round(time.monotonic() - self.started, 3),
+                "blob_bytes": self.blob_bytes,
+                "blob_phase_s": (round(self.blob_last - self.blob_first, 4)
+                                 if self.blob_first is not None and self.blob_last is not None else None),
             }
 
 

@@ -169,6 +169,8 @@ class ShapingProxy:
         b.offset += n
         self.stats.body(b.path, n)
         await self._send(c, data)
+        if BLOB_RE.match(b.path):
+            self.stats.blob_sent(n)
 
     async def _reply(self, c: _Conn, status: int, reason: str, body: bytes, extra: str, req: Head) -> bool:
         """Answer without asking upstream, then close (a request body may be unread)."""
@@ -190,6 +192,8 @@ class ShapingProxy:
         method, target, version = req.start_line.split(" ", 2)
         url = urllib.parse.urlsplit(target)
         path, query = url.path, urllib.parse.parse_qs(url.query)
+        if method == "GET" and BLOB_RE.match(path):
+            self.stats.blob_request()  # before the added latency: the link phase includes it
         if self.o.latency_ms > 0:
             await asyncio.sleep(self.o.latency_ms / 1000)
         marked = CDN_MARK in query
