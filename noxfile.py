@@ -30,5 +30,5 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against aria2c, curl, tar and zstd on this machine (needs the Debian packages)."""
-    session.install("-e", ".[dev,bench]")
+    session.install("-e", ".[dev]")
     session.run("python", "-m", "benchmarks.pullbench", *session.posargs)
