@@ -215,6 +215,9 @@ def test_proxy_relays_identical_bodies_and_counts(registry: DockerRegistry, mode
     assert s["requests"] == 4
     assert s["bytes_down"] == len(model.manifest) + MODEL_SIZE + 10
     assert s["per_path"][f"/v2/{REPO}/blobs/{layer.digest}"] == MODEL_SIZE + 10
+    # the link phase counts blob GET bodies only (not the manifest, not the HEAD)
+    assert s["blob_bytes"] == MODEL_SIZE + 10
+    assert s["blob_phase_s"] is not None and 0 < s["blob_phase_s"] <= s["seconds"]
 
 
 @needs_registry
