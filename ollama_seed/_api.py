@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 import httpx
@@ -22,6 +22,7 @@ from ._throttle import parse_rate
 __all__ = ["apull", "pull", "run_sync"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 StrPath = str | os.PathLike[str]
 
 
@@ -82,7 +83,7 @@ async def apull(
         raise err from None
 
 
-def run_sync(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+def run_sync(func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run the async API function *func* to completion from synchronous code.
 
     Raises:
@@ -97,8 +98,28 @@ def run_sync(func: Any, /, *args: Any, **kwargs: Any) -> Any:
                        f"use 'await ollama_seed.{name}(...)' there instead")
 
 
-def pull(name: str | ModelName, **options: Any) -> PullResult:
-    """Blocking form of :func:`apull`; takes the same options. Not for use inside an event loop."""
-    result: PullResult = run_sync(apull, name, **options)
-    return result
+def pull(
+    name: str | ModelName,
+    *,
+    models_dir: StrPath | None = None,
+    insecure: bool = False,
+    connections: int = 16,
+    max_connections: int = 64,
+    max_rate: float | str | None = None,
+    stall_timeout: float = 30.0,
+    progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    credentials: Credentials | None = None,
+    use_locks: bool = True,
+    mirrors: Sequence[str] = (),
+) -> PullResult:
+    """Blocking form of :func:`apull`, with the same arguments. Not for use inside an event loop.
 
+    Raises:
+        RuntimeError: called inside a running event loop (use ``await apull(...)`` there).
+        SeedError: as :func:`apull`.
+    """
+    return run_sync(apull, name, models_dir=models_dir, insecure=insecure, connections=connections,
+                    max_connections=max_connections, max_rate=max_rate, stall_timeout=stall_timeout,
+                    progress=progress, transport=transport, credentials=credentials, use_locks=use_locks,
+                    mirrors=mirrors)
