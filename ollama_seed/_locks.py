@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
+
 import filelock
 
 from ._digest import Digest
 from ._store import ModelStore
 
 __all__ = ["staging_in_use"]
+
+
+def _owner_alive(name: str) -> bool:
+    """True for ``sha256-<hex>.data.<pid>-<tag>`` (unique staging) whose process still runs."""
+    suffix = name.rsplit(".", 1)[-1]
+    pid_text, sep, _tag = suffix.partition("-")
+    if not sep or not pid_text.isascii() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def staging_in_use(store: ModelStore) -> set[str]:
@@ -20,6 +37,9 @@ def staging_in_use(store: ModelStore) -> set[str]:
         stem = path.name.split(".", 1)[0]
         digest = Digest.from_filename(stem)
         if digest is None or stem in busy:
+            continue
+        if _owner_alive(path.name):  # a process-unique staging file (no locks) of a live process
+            busy.add(stem)
             continue
         lock = filelock.FileLock(str(store.layout.lock(digest)), thread_local=False)
         try:

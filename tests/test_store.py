@@ -172,3 +172,21 @@ def test_root_hands_new_files_to_the_stores_owner(tmp_path: Path) -> None:
     path = store.write_manifest(ModelName.parse(f"{HOST}/library/own"), Manifest.parse(m.manifest))
     for p in [path, *path.parents[:4], *(root / "blobs").iterdir(), root / "blobs", root / ".ollama-seed"]:
         assert (p.stat().st_uid, p.stat().st_gid) == (4321, 4321), p
+
+
+def test_prune_keeps_unique_staging_of_a_live_process(models_dir: Path) -> None:
+    """Without locks, staging files carry their process's pid; prune keeps a live one's."""
+    from ollama_seed._locks import staging_in_use
+
+    store = ModelStore(models_dir)
+    store.prepare()
+    live = f"sha256-{'5' * 64}.data.{os.getpid()}-abcd1234"
+    dead_pid = 2**22 + 12345  # above Linux's pid_max: never a live process
+    dead = f"sha256-{'6' * 64}.data.{dead_pid}-abcd1234"
+    for name in (live, dead):
+        (store.layout.staging_dir / name).write_bytes(b"x")
+    busy = staging_in_use(store)
+    assert busy == {f"sha256-{'5' * 64}"}
+    report = store.prune(staging_in_use=busy)
+    assert report.removed_staging == (dead,)
+    assert (store.layout.staging_dir / live).exists()
