@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import httpx
@@ -19,7 +19,7 @@ from ._registry import Credentials
 from ._store import ModelStore
 from ._throttle import parse_rate
 
-__all__ = ["apull", "pull", "run_sync"]
+__all__ = ["apull", "apull_all", "pull", "run_sync"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -81,6 +81,33 @@ async def apull(
         if err is exc:
             raise
         raise err from None
+
+
+async def apull_all(names: Sequence[str | ModelName], **options: Any) -> list[PullResult]:
+    """Pull several models at once in one session (one connection budget; a shared blob once).
+
+    Takes :func:`apull`'s options. Results come in the order of *names*; the first failure
+    cancels the other pulls and is raised.
+    """
+    refs = [n if isinstance(n, ModelName) else ModelName.parse(n) for n in names]
+    max_rate = _rate(options.pop("max_rate", None))
+    store = ModelStore(options.pop("models_dir", None))
+    results: dict[int, PullResult] = {}
+    try:
+        async with PullSession(store, max_rate=max_rate, **options) as session:
+
+            async def one(i: int, ref: ModelName) -> None:
+                results[i] = await session.pull(ref)
+
+            async with anyio.create_task_group() as tg:
+                for i, ref in enumerate(refs):
+                    tg.start_soon(one, i, ref)
+    except BaseException as exc:
+        err = collapse(exc)
+        if err is exc:
+            raise
+        raise err from None
+    return [results[i] for i in range(len(refs))]
 
 
 def run_sync(func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

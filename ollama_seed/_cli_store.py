@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ._api import apull, run_sync
+from ._api import apull_all, run_sync
 from ._errors import IntegrityError, SeedError
 from ._groups import collapse
 from ._pull import PullResult
@@ -89,12 +89,11 @@ def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    names = [ModelName.parse(n) for n in args.names]
+    names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
     renderer = make_renderer("json" if args.json else args.progress)
     results: list[PullResult] = []
     try:
-        for name in names:
-            results.append(run_sync(apull, name, progress=renderer, **pull_kwargs(args)))
+        results = run_sync(apull_all, names, progress=renderer, **pull_kwargs(args))
     except BaseException as exc:
         raise collapse(exc) from None
     finally:

@@ -164,3 +164,25 @@ def test_proxy_environment_is_honoured(docker_registry: DockerRegistry, tmp_path
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         ollama_seed.pull(name, models_dir=tmp_path / "b", insecure=True)
         assert p.stats.snapshot()["requests"] == through["requests"]
+
+
+def test_cli_pulls_several_models_at_once_sharing_blobs(docker_registry: DockerRegistry, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`pull a b`: one session, so the layer both models share crosses the wire once."""
+    from ollama_seed._cli import main
+
+    a = make_model(size_bytes=4_000_000, seed=21)
+    b = make_model(size_bytes=4_000_000, seed=21, template="another template")
+    seed_registry(docker_registry.url, "library/twin-a", "latest", a)
+    seed_registry(docker_registry.url, "library/twin-b", "latest", b)
+    with ProxyThread(docker_registry.url) as p:
+        host = p.url.removeprefix("http://")
+        code = main(["pull", "--insecure", "--progress", "none", "--models-dir", str(tmp_path / "m"),
+                     f"{host}/library/twin-a", f"{host}/library/twin-b"])
+        sent = p.stats.snapshot()["blob_bytes"]
+    assert code == 0
+    union = {x.digest: x.size for x in (*a.blobs, *b.blobs)}
+    assert a.model_layer.digest == b.model_layer.digest
+    assert sent == sum(union.values())
+    err = capsys.readouterr().err
+    assert "twin-a:latest" in err and "twin-b:latest" in err
