@@ -68,19 +68,11 @@ async def apull(
         InvalidName, ModelNotFound, AuthenticationError, RegistryError, TransferError,
         IntegrityError, InsufficientSpace, StoreError: all :class:`SeedError`.
     """
-    ref = name if isinstance(name, ModelName) else ModelName.parse(name)
-    store = ModelStore(models_dir)
-    try:
-        async with PullSession(store, insecure=insecure, connections=connections, max_connections=max_connections,
-                               max_rate=_rate(max_rate), stall_timeout=stall_timeout, progress=progress,
-                               transport=transport, credentials=credentials, use_locks=use_locks,
-                               mirrors=mirrors) as session:
-            return await session.pull(ref)
-    except BaseException as exc:
-        err = collapse(exc)
-        if err is exc:
-            raise
-        raise err from None
+    (result,) = await apull_all([name], models_dir=models_dir, insecure=insecure, connections=connections,
+                                max_connections=max_connections, max_rate=max_rate, stall_timeout=stall_timeout,
+                                progress=progress, transport=transport, credentials=credentials,
+                                use_locks=use_locks, mirrors=mirrors)
+    return result
 
 
 async def apull_all(names: Sequence[str | ModelName], **options: Any) -> list[PullResult]:

@@ -67,7 +67,6 @@ class PullResult:
 class _Inflight:
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
-    received: int = 0
 
 
 def _noop(event: ProgressEvent) -> None:
@@ -208,8 +207,7 @@ class PullSession:
             return 0
         entry = self._inflight[layer.digest] = _Inflight()
         try:
-            entry.received = await self._blob_locked(name, layer)
-            return entry.received
+            return await self._blob_locked(name, layer)
         except BaseException as exc:
             entry.error = exc
             raise
@@ -250,10 +248,9 @@ class PullSession:
 
     async def _from_sources(self, name: ModelName, layer: Layer) -> int:
         """Mirrors in order, then the registry; a mirror that fails or lies is dropped for this blob."""
-        received = 0
         for base in [*(m for m in self.mirrors if m not in self._dead), None]:
             try:
-                return received + await self.downloader.download(
+                return await self.downloader.download(
                     name, layer, lambda n: self._emit(name, layer, n), base=base,
                     integrity_retries=0 if base else None)
             except (IntegrityError, RegistryError, TransferError) as exc:

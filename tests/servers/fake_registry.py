@@ -21,7 +21,6 @@ Every request is recorded in ``requests`` as ``(method, url, headers)``, and bod
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,7 +188,3 @@ class _Body(httpx.AsyncByteStream):
         if self.drop is not None and self.drop < len(self.data):
             raise httpx.ReadError("connection dropped by fault injection")
 
-
-def manifest_json(model: BuiltModel) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(model.manifest)
-    return doc
