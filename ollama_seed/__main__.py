@@ -1,5 +1,5 @@
 """``python -m ollama_seed``."""
 
-from ._cli import main
+from ._cli import entry
 
-raise SystemExit(main())
+entry()

@@ -8,11 +8,9 @@ import logging
 import sys
 from typing import Any
 
-from ._api import run_sync
 from ._cli_store import add_common
 from ._groups import collapse
 from ._progress import LayerProgress, ProgressEvent, Status
-from ._push import DEFAULT_CHUNK, PushResult, apush
 from ._store import ModelStore
 
 # The server (uvicorn) is imported inside its handler: other subcommands start faster.
@@ -59,7 +57,7 @@ def register(sub: Any) -> None:
                    help="where to push it, e.g. registry.lan:5000/ai/llama:8b")
     add_common(p)
     p.add_argument("--insecure", action="store_true", help="plain http to the registry")
-    p.add_argument("--chunk-size", type=_size, default=DEFAULT_CHUNK, metavar="SIZE",
+    p.add_argument("--chunk-size", type=_size, default=32 * 1024 * 1024, metavar="SIZE",
                    help="blobs up to SIZE go in one PUT, larger ones in PATCH chunks of SIZE (default 32Mi)")
     p.add_argument("--mount-from", action="append", default=[], metavar="REPO",
                    help="a repository on the same registry to mount blobs from when it has them (repeatable)")
@@ -69,6 +67,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ._api import run_sync
     from ._serve import aserve
 
     mirror_log = logging.getLogger("ollama_seed.mirror")
@@ -103,6 +102,9 @@ class _PushLines:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from ._api import run_sync
+    from ._push import PushResult, apush
+
     try:
         result: PushResult = run_sync(
             apush, args.name, args.target, models_dir=args.models_dir, insecure=args.insecure,

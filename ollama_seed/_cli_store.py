@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._api import apull_all, run_sync
 from ._errors import IntegrityError, SeedError
 from ._groups import collapse
-from ._pull import PullResult
 from ._reference import ModelName
 from ._render import make_renderer
 from ._store import ModelStore
 from ._throttle import parse_rate
+
+if TYPE_CHECKING:
+    from ._pull import PullResult
 
 __all__ = ["add_common", "register"]
 
@@ -89,6 +90,8 @@ def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from ._api import apull_all, run_sync  # httpx and anyio load only for commands that use the network
+
     names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
     renderer = make_renderer("json" if args.json else args.progress)
     results: list[PullResult] = []

@@ -6,8 +6,6 @@ import re
 import time
 from collections.abc import Callable
 
-import anyio
-
 __all__ = ["TokenBucket", "parse_rate"]
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
@@ -54,4 +52,6 @@ class TokenBucket:
     async def consume(self, nbytes: int) -> None:
         delay = self.reserve(nbytes)
         if delay > 0:
+            import anyio  # here, so the CLI's parse_rate does not load anyio
+
             await anyio.sleep(delay)

@@ -131,7 +131,7 @@ def test_kubernetes_app_waits_through_the_server() -> None:
 def test_dockerfile_matches_the_package() -> None:
     text = (ROOT / "Dockerfile").read_text()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["ollama-seed"] == "ollama_seed._cli:main"
+    assert pyproject["project"]["scripts"]["ollama-seed"] == "ollama_seed._cli:entry"
     assert 'ENTRYPOINT ["ollama-seed"]' in text
     assert "OLLAMA_MODELS=/root/.ollama/models" in text
     copied = [word for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,36 @@ def test_import_and_ensure_of_a_complete_model_load_no_network_stack() -> None:
             "print(sorted(m for m in ('httpx', 'anyio', 'rich', 'uvicorn', 'zstandard') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+_LOADED = ("import atexit, sys; atexit.register(lambda: print('LOADED', sorted(m for m in "
+           "('httpx', 'httpx._main', 'httpcore', 'anyio', 'rich', 'trio', 'click', 'uvicorn', 'zstandard') "
+           "if sys.modules.get(m) is not None), file=sys.stderr)); "
+           "sys.argv = ['ollama-seed', *sys.argv[1:]]; from ollama_seed._cli import entry; entry()")
+
+
+def _cli_modules(*argv: str) -> tuple[int, list[str]]:
+    proc = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, timeout=60)
+    line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED ")][-1]
+    return proc.returncode, eval(line[len("LOADED "):])  # a repr of a list of str, printed by the child
+
+
+def test_cli_ensure_of_a_complete_model_and_local_commands_load_no_network_stack(tmp_path: Path) -> None:
+    """An init container's `ollama-seed ensure` of a present model starts as fast as `--version`."""
+    from tests.servers.model import make_model
+
+    make_model(size_bytes=10_000).expected_store(tmp_path, "registry.ollama.ai", "library/tiny", "latest")
+    for argv in (["--version"], ["list", "--models-dir", str(tmp_path)],
+                 ["ensure", "tiny", "--models-dir", str(tmp_path)]):
+        code, loaded = _cli_modules(*argv)
+        assert code == 0, argv
+        assert loaded == [], (argv, loaded)
+
+
+def test_cli_pull_loads_httpx_without_its_unused_optional_imports(tmp_path: Path) -> None:
+    """entry() keeps httpx's own CLI (click, pygments, rich) and trio out of a pull: ~90 ms of start-up."""
+    code, loaded = _cli_modules("pull", "--models-dir", str(tmp_path), "--progress", "none", "--insecure",
+                                "http://127.0.0.1:9/library/tiny:latest")
+    assert code == 4  # nothing listens on port 9: a network error, after httpx was loaded and used
+    assert "httpx" in loaded and "httpcore" in loaded
+    assert not {"httpx._main", "trio", "click", "rich"} & set(loaded), loaded

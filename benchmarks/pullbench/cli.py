@@ -16,7 +16,7 @@ from typing import Any
 
 from . import SCHEMA, limits, report, tools
 from .machine import describe_machine, describe_short
-from .procs import REPO
+from .procs import REPO, compile_package
 from .rig import registry, seed_model
 from .scenarios import SCENARIOS, Context, run_scenario
 
@@ -93,6 +93,7 @@ def log(msg: str) -> None:
 
 def run(a: argparse.Namespace, work: Path, names: list[str], tool_names: list[str]) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.timezone.utc)
+    compile_package()
     machine = describe_machine(work)
     log(f"machine: {describe_short(machine)}")
     result: dict[str, Any] = {
