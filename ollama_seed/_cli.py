@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -69,10 +70,25 @@ _UNUSED_OPTIONAL_IMPORTS = ("httpx._main", "trio")
 
 
 def entry() -> None:
-    """The console script and ``python -m ollama_seed``: trim start-up, run, exit with the code."""
+    """The console script and ``python -m ollama_seed``: trim start-up, run, exit with the code.
+
+    Every file the command wrote is closed (and fsynced where it matters) before main()
+    returns, so the exit skips the interpreter's teardown (~30 ms of freeing ~400 modules
+    after a pull) once stdio and logging are flushed. Under coverage or with threads still
+    running (none are expected) it exits the ordinary way.
+    """
     for name in _UNUSED_OPTIONAL_IMPORTS:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
-    raise SystemExit(main())
+    code = main()
+    if "coverage" in sys.modules or threading.active_count() > 1:
+        raise SystemExit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): the output is lost either way
+            code = code or EXIT_UNEXPECTED
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -138,7 +139,12 @@ class Run:
 
 
 class Scheduler:
-    """Hands out runs of pieces to workers and records the bytes they write."""
+    """Hands out runs of pieces to workers and records the bytes they write.
+
+    Thread-safe: runs may be read by worker threads (see ``_direct``) while the event loop
+    claims, steals and releases; every change to the runs and the plan happens under
+    :attr:`lock`.
+    """
 
     def __init__(self, plan: BlobPlan, connections: int,
                  on_record: Callable[[int, int], None] | None = None) -> None:
@@ -147,12 +153,17 @@ class Scheduler:
         self.connections = max(1, connections)
         self.active: list[Run] = []
         self._claimed = [False] * plan.pieces
+        self.lock = threading.Lock()
 
     def _untouched(self, i: int) -> bool:
         return not self._claimed[i] and self.plan.done[i] == 0
 
     def claim(self) -> Run | None:
         """The next run to fetch, or None when every byte is on disk or in flight."""
+        with self.lock:
+            return self._claim()
+
+    def _claim(self) -> Run | None:
         plan = self.plan
         free = [i for i in range(plan.pieces) if not self._claimed[i] and not plan.is_done(i)]
         if not free:
@@ -187,6 +198,19 @@ class Scheduler:
 
     def record(self, run: Run, nbytes: int) -> None:
         """*nbytes* were written at ``run.pos``; they never reach past ``run.limit``."""
+        with self.lock:
+            self._record(run, nbytes)
+
+    def record_upto(self, run: Run, nbytes: int) -> int:
+        """Record the first of *nbytes* written at ``run.pos`` that are still within the run
+        (a steal may have shortened it since they were read); returns how many."""
+        with self.lock:
+            take = min(nbytes, run.limit(self.plan) - run.pos)
+            if take > 0:
+                self._record(run, take)
+            return max(take, 0)
+
+    def _record(self, run: Run, nbytes: int) -> None:
         plan = self.plan
         pos, left = run.pos, nbytes
         while left > 0:
@@ -204,10 +228,11 @@ class Scheduler:
 
     def release(self, run: Run) -> None:
         """The run ended (finished, stolen down, or failed): its unfinished pieces become claimable."""
-        if run in self.active:
-            self.active.remove(run)
-        for i in range(run.first, run.end):
-            self._claimed[i] = False
+        with self.lock:
+            if run in self.active:
+                self.active.remove(run)
+            for i in range(run.first, run.end):
+                self._claimed[i] = False
 
     def finished(self, run: Run) -> bool:
         return run.pos >= run.limit(self.plan)

@@ -113,6 +113,7 @@ class PullSession:
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.downloader.close()
         await self.client.aclose()
 
     # -- one model ---------------------------------------------------------------------

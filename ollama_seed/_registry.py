@@ -38,7 +38,7 @@ from ._ranges import backoff, parse_retry_after
 from ._reference import ModelName
 from ._signing import OllamaKeySigner
 
-__all__ = ["Credentials", "RegistryClient", "describe_transport_error"]
+__all__ = ["Credentials", "RegistryClient", "describe_transport_error", "user_agent"]
 
 log = logging.getLogger("ollama_seed")
 
@@ -48,7 +48,7 @@ MANIFEST_ATTEMPTS = 4
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def _user_agent() -> str:
+def user_agent() -> str:
     # registry.ollama.ai gates models on the client version in the User-Agent; "0.0.0" is
     # the development version Ollama itself sends, which the registry lets through.
     machine = platform.machine().lower().replace("x86_64", "amd64").replace("aarch64", "arm64")
@@ -108,13 +108,14 @@ class RegistryClient:
         # Ollama's key (~/.ollama/id_ed25519) signs token requests to Ollama's own registry.
         self.signer = signer if signer is not None else OllamaKeySigner()
         self._tokens: dict[tuple[str, str], str] = {}
+        self._custom_transport = transport is not None
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
             trust_env=True,
-            headers={"User-Agent": _user_agent()},
+            headers={"User-Agent": user_agent()},
         )
 
     async def __aenter__(self) -> RegistryClient:
@@ -141,6 +142,26 @@ class RegistryClient:
         return f"{base or self.base(name)}/v2/{name.repository}/blobs/{digest}"
 
     # -- requests ---------------------------------------------------------------------
+    @property
+    def custom_transport(self) -> bool:
+        """True when requests go through an injected transport (tests, embedding apps)."""
+        return self._custom_transport
+
+    def _own_host(self, name: ModelName, url: str) -> bool:
+        """*url* is on the registry's own host, and not downgraded to plain http from an https registry."""
+        target = httpx.URL(url)
+        return target.netloc.decode() == name.host and target.scheme in ("https", httpx.URL(self.base(name)).scheme)
+
+    def with_token(self, name: ModelName, url: str, headers: dict[str, str],
+                   scope: str | None = None) -> dict[str, str]:
+        """*headers* plus the Authorization a request to *url* carries (only on the registry's own host)."""
+        hdrs = dict(headers)
+        if self._own_host(name, url):
+            token = self._tokens.get((name.host, scope or f"repository:{name.repository}:pull"))
+            if token:
+                hdrs["Authorization"] = token
+        return hdrs
+
     async def send(self, name: ModelName, method: str, url: str, headers: dict[str, str], *,
                    content: Content = None, scope: str | None = None) -> httpx.Response:
         """Send a streaming request; answers a 401 challenge once with a token.
@@ -151,15 +172,10 @@ class RegistryClient:
         (called again if the request is repeated after a 401). *scope* defaults to pulling
         *name*'s repository (``repository:<ns>/<model>:pull``); pushes ask for ``pull,push``.
         """
-        target = httpx.URL(url)
-        # the registry's own host, and never downgraded to plain http from an https registry
-        own_host = target.netloc.decode() == name.host and target.scheme in ("https", httpx.URL(self.base(name)).scheme)
+        own_host = self._own_host(name, url)
         scope = scope or f"repository:{name.repository}:pull"
         for attempt in range(2):
-            hdrs = dict(headers)
-            token = self._tokens.get((name.host, scope)) if own_host else None
-            if token:
-                hdrs["Authorization"] = token
+            hdrs = self.with_token(name, url, headers, scope)
             body = content() if callable(content) else content
             request = self._client.build_request(method, url, headers=hdrs, content=body)
             resp = await self._client.send(request, stream=True)

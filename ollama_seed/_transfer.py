@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import mmap
 import os
 import secrets
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -36,6 +38,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from ._direct import READ_SIZE, DirectPool, DirectResponse, LinkError
 from ._errors import IntegrityError, RegistryProtocolError, SeedError, TransferError
 from ._fsutil import open_nofollow, raise_os_error
 from ._groups import collapse, leaves
@@ -43,7 +46,7 @@ from ._manifest import Layer
 from ._plan import BlobPlan, Run, Scheduler
 from ._ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ._reference import ModelName
-from ._registry import RegistryClient, describe_transport_error
+from ._registry import RegistryClient, describe_transport_error, user_agent
 from ._store import ModelStore
 from ._throttle import TokenBucket
 
@@ -68,6 +71,7 @@ class TransferConfig:
     progress_interval: float = 0.1
     unique_staging: bool = False
     sleep: Callable[[float], object] | None = None
+    direct: bool = True  # blocking sockets in threads for bodies on direct links (see _direct)
 
 
 class _RangeIgnored(Exception):
@@ -123,6 +127,18 @@ class BlobDownloader:
         self.limiter = limiter
         self.bucket = bucket
         self.cfg = config
+        # The direct path: not with an injected transport (httpx owns those requests), nor with
+        # a rate limit (the token bucket is the event loop's), nor when OLLAMA_SEED_DIRECT=0.
+        use_direct = (config.direct and not client.custom_transport and bucket is None
+                      and os.environ.get("OLLAMA_SEED_DIRECT", "1") != "0")
+        self.direct = DirectPool(timeout=config.stall_timeout, user_agent=user_agent()) if use_direct else None
+        self._threads = anyio.CapacityLimiter(int(limiter.total_tokens) + 4)
+        self._buffers = threading.local()
+
+    def close(self) -> None:
+        """Close the kept-alive direct connections."""
+        if self.direct is not None:
+            self.direct.close()
 
     async def _sleep(self, seconds: float) -> None:
         if self.cfg.sleep is not None:
@@ -240,7 +256,7 @@ class BlobDownloader:
         done = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._hash_follower, job, done)
+                tg.start_soon(self._hash_follower, job, done, on_bytes)
                 tg.start_soon(self._watchdog, job, done)
                 try:
                     async with anyio.create_task_group() as workers:
@@ -295,10 +311,15 @@ class BlobDownloader:
                 if now - watch.last > limit:
                     watch.scope.cancel()
 
-    async def _hash_follower(self, job: _Job, done: anyio.Event) -> None:
+    async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
+        shown = -1
         while not done.is_set():
             with anyio.move_on_after(0.05):
                 await done.wait()
+            completed = job.plan.completed
+            if completed != shown:  # progress of bodies read in worker threads (the direct path)
+                shown = completed
+                on_bytes(completed)
             frontier = job.plan.frontier
             if frontier - job.hashed >= HASH_LAG or frontier < job.hashed:
                 await anyio.to_thread.run_sync(self._hash_up_to, job, frontier)
@@ -322,22 +343,19 @@ class BlobDownloader:
             wait: float | None = None
             try:
                 async with self.limiter:
-                    with anyio.fail_after(self.cfg.stall_timeout):
-                        resp = await self.client.send(job.name, "GET", url, headers)
+                    resp = await self._send(job, url, headers, ranged=ranged)
                     try:
                         outcome = classify(resp.status_code, resp.headers, start=start, end=end, size=layer.size,
                                            ranged=ranged, via_storage=via_storage)
                         if isinstance(outcome, Accept):
-                            watch = _Watch(anyio.CancelScope(), time.monotonic())
-                            job.watches.add(watch)
-                            try:
-                                with watch.scope:
-                                    await self._stream(job, run, resp, on_bytes, watch)
-                            finally:
-                                job.watches.discard(watch)
+                            stalled = False
+                            if isinstance(resp, DirectResponse):
+                                await self._in_thread(functools.partial(self._read_run, job, run, resp), resp.abort)
+                            else:
+                                stalled = await self._stream_watched(job, run, resp, on_bytes)
                             if job.sched.finished(run):
                                 return
-                            if watch.scope.cancelled_caught:
+                            if stalled:
                                 error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
                             else:
                                 error = f"the body ended early at byte {run.pos} of {end}"
@@ -362,10 +380,15 @@ class BlobDownloader:
                             raise RegistryProtocolError(f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",
                                                         url=_strip_query(url), status=outcome.status)
                     finally:
-                        with anyio.CancelScope(shield=True):
-                            await resp.aclose()
+                        if isinstance(resp, DirectResponse):
+                            resp.release()
+                        else:
+                            with anyio.CancelScope(shield=True):
+                                await resp.aclose()
             except (httpx.TransportError, httpx.StreamError) as exc:
                 error = describe_transport_error(exc, url)
+            except LinkError as exc:
+                error = str(exc)
             except TimeoutError:
                 error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
             if run.pos > before:
@@ -375,6 +398,101 @@ class BlobDownloader:
                 raise TransferError(f"downloading {layer.digest} failed after {attempts} attempts: {error}; "
                                     "run the pull again to resume")
             await self._sleep(wait if wait is not None else backoff(attempts - 1))
+
+    async def _send(self, job: _Job, url: str, headers: dict[str, str], *,
+                    ranged: bool) -> httpx.Response | DirectResponse:
+        """The request, on a direct connection when the link allows one, else through httpx."""
+        direct = self.direct
+        if direct is not None and ranged and direct.usable(url):
+            resp = await self._open_direct(direct, url, self.client.with_token(job.name, url, headers))
+            if resp.status_code != 401:
+                return resp
+            resp.release()  # httpx answers the challenge and keeps the token for the next requests
+        with anyio.fail_after(self.cfg.stall_timeout):
+            return await self.client.send(job.name, "GET", url, headers)
+
+    async def _open_direct(self, direct: DirectPool, url: str, headers: dict[str, str]) -> DirectResponse:
+        """``direct.open`` in a worker thread. A cancelled wait does not wait for the connect
+        (that could take the whole timeout): the response, whenever it comes, is closed."""
+        lock = threading.Lock()
+        abandoned = False
+        opened: list[DirectResponse] = []
+
+        def run() -> DirectResponse:
+            resp = direct.open(url, headers)
+            with lock:
+                opened.append(resp)
+                if abandoned:
+                    resp.release()
+            return resp
+
+        try:
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=self._threads)
+        except anyio.get_cancelled_exc_class():
+            with lock:
+                abandoned = True
+                for resp in opened:
+                    resp.release()
+            raise
+
+    async def _in_thread(self, func: Callable[[], None], abort: Callable[[], None]) -> None:
+        """Run *func* in a worker thread. On cancellation, *abort* it and wait until it has
+        returned: a thread must never outlive the staging file descriptor it writes to."""
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                func()
+            finally:
+                finished.set()
+
+        try:
+            await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=self._threads)
+        except anyio.get_cancelled_exc_class():
+            abort()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(finished.wait)  # prompt: the abort ends its read
+            raise
+
+    def _read_run(self, job: _Job, run: Run, resp: DirectResponse) -> None:
+        """In a worker thread: read *resp*'s body into the staging file until the run ends.
+
+        A read is at most READ_SIZE (<= one piece), and a steal never takes the piece being
+        written nor the next one (see _plan.Scheduler._steal), so every byte read lands in
+        pieces this run still owns; ``record_upto`` checks it all the same.
+        """
+        plan, sched, fd = job.plan, job.sched, job.fd
+        view = getattr(self._buffers, "view", None)
+        if view is None:
+            view = self._buffers.view = memoryview(bytearray(READ_SIZE))
+        while True:
+            pos = run.pos  # only this thread moves it
+            room = run.limit(plan) - pos
+            if room <= 0:
+                return
+            n = resp.readinto(view[:min(READ_SIZE, room)])
+            if n <= 0:
+                return
+            written = os.pwrite(fd, view[:n], pos)
+            while written < n:
+                written += os.pwrite(fd, view[written:n], pos + written)
+            take = sched.record_upto(run, n)
+            with sched.lock:
+                job.received += take
+            if take < n:
+                return
+
+    async def _stream_watched(self, job: _Job, run: Run, resp: httpx.Response,
+                              on_bytes: Callable[[int], None]) -> bool:
+        """Stream an httpx body under the stall watchdog; True if it stalled."""
+        watch = _Watch(anyio.CancelScope(), time.monotonic())
+        job.watches.add(watch)
+        try:
+            with watch.scope:
+                await self._stream(job, run, resp, on_bytes, watch)
+        finally:
+            job.watches.discard(watch)
+        return watch.scope.cancelled_caught
 
     async def _stream(self, job: _Job, run: Run, resp: httpx.Response, on_bytes: Callable[[int], None],
                       watch: _Watch) -> None:
@@ -397,7 +515,8 @@ class BlobDownloader:
                 while n < size:
                     n += os.pwrite(fd, view[n:], pos + n)
             sched.record(run, size)
-            job.received += size
+            with sched.lock:
+                job.received += size
             if now - last >= interval:
                 last = now
                 on_bytes(plan.completed)

@@ -31,10 +31,21 @@ def test_import_and_ensure_of_a_complete_model_load_no_network_stack() -> None:
     assert out.strip() == "[]"
 
 
-_LOADED = ("import atexit, sys; atexit.register(lambda: print('LOADED', sorted(m for m in "
-           "('httpx', 'httpx._main', 'httpcore', 'anyio', 'rich', 'trio', 'click', 'uvicorn', 'zstandard') "
-           "if sys.modules.get(m) is not None), file=sys.stderr)); "
-           "sys.argv = ['ollama-seed', *sys.argv[1:]]; from ollama_seed._cli import entry; entry()")
+_LOADED = """
+import atexit, os, sys
+def report():
+    names = ('httpx', 'httpx._main', 'httpcore', 'anyio', 'rich', 'trio', 'click', 'uvicorn', 'zstandard')
+    print('LOADED', sorted(m for m in names if sys.modules.get(m) is not None), file=sys.stderr, flush=True)
+real_exit = os._exit
+def fast_exit(code):  # entry() skips teardown (and atexit) with os._exit
+    report()
+    real_exit(code)
+os._exit = fast_exit
+atexit.register(report)
+sys.argv = ['ollama-seed', *sys.argv[1:]]
+from ollama_seed._cli import entry
+entry()
+"""
 
 
 def _cli_modules(*argv: str) -> tuple[int, list[str]]:

@@ -1,0 +1,194 @@
+"""Blob range requests over blocking sockets, one worker thread per connection.
+
+Why: through httpx, every 64 KiB of a body crosses h11, httpcore, httpx and asyncio on the
+event-loop thread, so a pull tops out near one core's worth of Python (~300 MB/s on the
+project's 2-core test machine) however fast the link. Here a worker thread sends the Range
+request with :mod:`http.client` and reads the body with ``readinto`` straight into a 1 MiB
+buffer (``recv_into``, the GIL released); the caller ``pwrite``-s it. Python runs once per
+MiB, and the copies spread over the cores.
+
+Only for *direct* connections: http or https, no proxy in the environment, no injected
+transport (see :meth:`DirectPool.usable`). The request logic (auth challenges, redirects,
+retries, what a status means) stays in :mod:`._transfer`; this module sends one request and
+hands back one response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+
+__all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "proxied", "trust_context"]
+
+READ_SIZE = 256 * 1024  # <= the smallest piece (_plan.MIN_PIECE); small enough that a kill loses little
+log = logging.getLogger("ollama_seed.direct")
+_PROXY_VARS = frozenset({"http_proxy", "https_proxy", "all_proxy"})
+_Key = tuple[str, str, int]
+
+
+class LinkError(Exception):
+    """A network failure on a direct connection, described in one line (retried by the caller)."""
+
+
+def proxied(scheme: str, environ: Mapping[str, str] | None = None) -> bool:
+    """True when the environment names a proxy that httpx could use for *scheme* URLs.
+
+    Deliberately coarse: with any such proxy set (even if NO_PROXY might exempt the host),
+    requests stay on httpx, which owns the proxy rules.
+    """
+    env = os.environ if environ is None else environ
+    names = {k.lower() for k, v in env.items() if v and k.lower() in _PROXY_VARS}
+    return f"{scheme}_proxy" in names or "all_proxy" in names
+
+
+def trust_context() -> ssl.SSLContext:
+    """The CA trust httpx uses with ``trust_env``: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    if capath:
+        return ssl.create_default_context(capath=capath)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _shown(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def describe(exc: BaseException, url: str, timeout: float) -> str:
+    """One line for a failure of *url* (no query string: signed URLs stay out of logs)."""
+    shown = _shown(url)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS certificate of {shown} could not be verified ({exc.verify_message}); "
+                "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"stalled: no data for {timeout:g} s from {shown}"
+    if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
+        return f"cannot connect to {shown}: {exc}; check the address, network and HTTPS_PROXY"
+    return f"network error from {shown}: {type(exc).__name__}: {exc}"
+
+
+class DirectResponse:
+    """One response; its body is read by one thread. :meth:`abort` may be called from another."""
+
+    def __init__(self, pool: DirectPool, key: _Key, conn: http.client.HTTPConnection,
+                 resp: http.client.HTTPResponse, url: str) -> None:
+        self._pool, self._key, self._conn, self._resp, self.url = pool, key, conn, resp, url
+        self.status_code = resp.status
+        self.headers: dict[str, str] = {k.lower(): v for k, v in resp.getheaders()}
+        self._aborted = False
+
+    def readinto(self, view: memoryview) -> int:
+        """Bytes read into *view*; 0 at the end of the body (or after an abort)."""
+        try:
+            return self._resp.readinto(view)
+        except (OSError, http.client.HTTPException) as exc:
+            if self._aborted:
+                return 0
+            raise LinkError(describe(exc, self.url, self._pool.timeout)) from exc
+
+    def abort(self) -> None:
+        """Stop a read in progress in another thread (the socket is shut down)."""
+        self._aborted = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def release(self) -> None:
+        """Back to the pool if the body was read to its end, else closed."""
+        if self._resp.isclosed() and not self._aborted and not self._resp.will_close:
+            self._pool.give_back(self._key, self._conn)
+        else:
+            self._resp.close()
+            self._conn.close()
+
+
+class DirectPool:
+    """Kept-alive http.client connections per (scheme, host, port), shared by worker threads."""
+
+    def __init__(self, *, timeout: float, user_agent: str,
+                 context: Callable[[], ssl.SSLContext] = trust_context) -> None:
+        self.timeout = timeout
+        self._user_agent = user_agent
+        self._make_context = context
+        self._context: ssl.SSLContext | None = None
+        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @staticmethod
+    def usable(url: str) -> bool:
+        scheme = urllib.parse.urlsplit(url).scheme
+        return scheme in ("http", "https") and not proxied(scheme)
+
+    def _new(self, key: _Key) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        if scheme == "https":
+            with self._lock:
+                if self._context is None:
+                    self._context = self._make_context()
+                context = self._context
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=context)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def _take(self, key: _Key) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give_back(self, key: _Key, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.setdefault(key, []).append(conn)
+                return
+        conn.close()
+
+    def open(self, url: str, headers: Mapping[str, str]) -> DirectResponse:
+        """Send ``GET url`` and read the response head (blocking; call it in a worker thread).
+
+        Raises:
+            LinkError: the request could not be sent or no response head came back.
+        """
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        key = (scheme, host, parts.port or (443 if scheme == "https" else 80))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        hdrs = {"User-Agent": self._user_agent, **headers}
+        for fresh in (False, True):
+            conn = None if fresh else self._take(key)
+            reused = conn is not None
+            if conn is None:
+                conn = self._new(key)
+            try:
+                conn.request("GET", target, headers=hdrs)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if reused and isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
+                    continue  # a kept-alive connection the server had closed meanwhile: once more, fresh
+                raise LinkError(describe(exc, url, self.timeout)) from exc
+            # as httpx logs its requests (-vv); the redacting log filter strips signed queries
+            log.debug('HTTP Request: GET %s "HTTP/1.1 %d %s" (direct%s)', url, resp.status, resp.reason,
+                      ", kept-alive" if reused else "")
+            return DirectResponse(self, key, conn, resp, url)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()

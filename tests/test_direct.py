@@ -1,0 +1,306 @@
+"""The direct path (_direct): blocking range requests in worker threads, and how _transfer uses it."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from ollama_seed._direct import DirectPool, LinkError, proxied
+from ollama_seed._pull import PullSession
+from ollama_seed._reference import ModelName
+from ollama_seed._store import ModelStore
+from ollama_seed._transfer import BlobDownloader
+from tests.servers.model import BuiltModel, make_model
+from tests.servers.proxy import ProxyThread
+from tests.servers.registry import DockerRegistry
+from tests.servers.seed import seed_registry
+
+MIB = 1024 * 1024
+BLOB = bytes(range(256)) * 4096  # 1 MiB
+REPO = "library/direct"
+
+
+# --------------------------------------------------------------------------- which requests go direct
+
+@pytest.mark.parametrize(("env", "scheme", "expected"), [
+    ({}, "http", False),
+    ({}, "https", False),
+    ({"HTTP_PROXY": "http://p:3128"}, "http", True),
+    ({"HTTP_PROXY": "http://p:3128"}, "https", False),
+    ({"https_proxy": "http://p:3128"}, "https", True),
+    ({"ALL_PROXY": "socks5://p:1080"}, "http", True),
+    ({"all_proxy": "socks5://p:1080"}, "https", True),
+    ({"HTTP_PROXY": ""}, "http", False),  # empty means unset, as for httpx
+    ({"NO_PROXY": "*"}, "http", False),
+    ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, "https", True),  # coarse on purpose: httpx decides
+])
+def test_a_proxy_in_the_environment_keeps_requests_on_httpx(env: dict[str, str], scheme: str,
+                                                            expected: bool) -> None:
+    assert proxied(scheme, env) is expected
+
+
+# --------------------------------------------------------------------------- a tiny keep-alive server
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_GET(self) -> None:
+        srv = self.server
+        with srv.lock:
+            srv.paths.append(self.path)
+            srv.headers.append(dict(self.headers))
+        if srv.stall_after is not None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BLOB)))
+            self.end_headers()
+            self.wfile.write(BLOB[:srv.stall_after])
+            self.wfile.flush()
+            srv.release.wait(10)
+            return
+        start, end = 0, len(BLOB)
+        rng = self.headers.get("Range")
+        if rng:
+            a, b = rng.removeprefix("bytes=").split("-")
+            start, end = int(a), int(b) + 1
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(BLOB)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        self.wfile.write(BLOB[start:end])
+        if srv.close_after_response:
+            self.close_connection = True  # closes without saying so (no Connection: close)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.close_after_response = False
+        self.stall_after: int | None = None
+        self.release = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def pool() -> Iterator[DirectPool]:
+    p = DirectPool(timeout=5.0, user_agent="ollama-seed-test")
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _read_all(pool: DirectPool, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    resp = pool.open(url, headers)
+    buf = bytearray(64 * 1024)
+    out = bytearray()
+    try:
+        while n := resp.readinto(memoryview(buf)):
+            out += buf[:n]
+    finally:
+        resp.release()
+    return resp.status_code, bytes(out)
+
+
+def test_range_bodies_arrive_exactly_and_one_connection_is_kept_alive(server: _Server, pool: DirectPool) -> None:
+    for start, end in [(0, 1000), (1000, 300_000), (300_000, len(BLOB))]:
+        status, body = _read_all(pool, f"{server.url}/blob", {"Range": f"bytes={start}-{end - 1}"})
+        assert status == 206
+        assert body == BLOB[start:end]
+    assert server.connections == 1
+    assert server.headers[0]["User-Agent"] == "ollama-seed-test"
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_transparently(server: _Server,
+                                                                            pool: DirectPool) -> None:
+    server.close_after_response = True
+    for _ in range(3):
+        assert _read_all(pool, f"{server.url}/blob", {"Range": "bytes=0-99"}) == (206, BLOB[:100])
+    assert server.connections == 3
+
+
+def test_a_body_not_read_to_its_end_closes_its_connection(server: _Server, pool: DirectPool) -> None:
+    resp = pool.open(f"{server.url}/blob", {})
+    buf = bytearray(1000)
+    assert resp.readinto(memoryview(buf)) > 0
+    resp.release()  # 1 MiB still unread: the connection cannot carry another request
+    assert _read_all(pool, f"{server.url}/blob", {"Range": "bytes=5-9"}) == (206, BLOB[5:10])
+    assert server.connections == 2
+
+
+def test_refused_connection_is_a_link_error_naming_the_address() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: refused
+        p = DirectPool(timeout=2.0, user_agent="t")
+        with pytest.raises(LinkError, match=rf"cannot connect to http://127.0.0.1:{port}/v2/x/blobs/y") as info:
+            p.open(f"http://127.0.0.1:{port}/v2/x/blobs/y?X-Signature=secret", {})
+    assert "secret" not in str(info.value)
+
+
+def test_a_stalled_body_is_a_link_error_after_the_timeout(server: _Server) -> None:
+    """A read fills its whole buffer or fails: bytes it held when the link stalled are fetched again."""
+    server.stall_after = 1000
+    p = DirectPool(timeout=0.3, user_agent="t")
+    resp = p.open(f"{server.url}/blob?sig=secret", {})
+    buf = bytearray(len(BLOB))
+    started = time.monotonic()
+    try:
+        with pytest.raises(LinkError, match=r"stalled: no data for 0\.3 s from http://127\.0\.0\.1:\d+/blob$") as info:
+            resp.readinto(memoryview(buf))
+        assert time.monotonic() - started < 3
+        assert "secret" not in str(info.value)
+    finally:
+        resp.release()
+        p.close()
+
+
+def test_abort_ends_a_read_blocked_in_another_thread_at_once(server: _Server, pool: DirectPool) -> None:
+    server.stall_after = 10
+    resp = pool.open(f"{server.url}/blob", {})
+    results: list[int] = []
+
+    def reader() -> None:
+        buf = bytearray(len(BLOB))
+        total = 0
+        while n := resp.readinto(memoryview(buf)[total:]):
+            total += n
+        results.append(total)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive()  # blocked: the server sent 10 bytes and waits
+    started = time.monotonic()
+    resp.abort()
+    t.join(2)
+    assert not t.is_alive()
+    assert time.monotonic() - started < 1
+    assert results == [10]
+    resp.release()
+
+
+# --------------------------------------------------------------------------- pulls through it
+
+@pytest.fixture(scope="module")
+def model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
+    m = make_model(tmp_path_factory.mktemp("direct-model"), size_bytes=24 * MIB + 777, seed=11)
+    seed_registry(docker_registry.url, REPO, "latest", m)
+    return m
+
+
+def _pull(models: Path, proxy: ProxyThread, **kw: object) -> None:
+    async def go() -> None:
+        async with PullSession(ModelStore(models), insecure=True, **kw) as session:  # type: ignore[arg-type]
+            await session.pull(ModelName.parse(f"{proxy.url.removeprefix('http://')}/{REPO}"))
+
+    anyio.run(go)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".ollama-seed" not in p.parts}
+
+
+@pytest.mark.registry
+def test_direct_and_httpx_paths_write_the_same_store(docker_registry: DockerRegistry, model: BuiltModel,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="ollama_seed.direct")
+    with ProxyThread(docker_registry.url) as proxy:
+        _pull(tmp_path / "direct", proxy)
+        direct_lines = [r for r in caplog.records if r.name == "ollama_seed.direct"]
+        caplog.clear()
+        monkeypatch.setenv("OLLAMA_SEED_DIRECT", "0")
+        _pull(tmp_path / "httpx", proxy)
+        assert not [r for r in caplog.records if r.name == "ollama_seed.direct"]
+    assert len(direct_lines) >= 5  # every blob's range requests went direct
+    assert all("206" in r.getMessage() or "200" in r.getMessage() for r in direct_lines)
+    assert _tree(tmp_path / "direct") == _tree(tmp_path / "httpx")
+    expected = tmp_path / "expected"
+    model.expected_store(expected, proxy.url.removeprefix("http://"), REPO, "latest")
+    assert _tree(tmp_path / "direct") == _tree(expected)
+
+
+@pytest.mark.registry
+def test_cancelling_a_pull_stops_every_reader_thread_before_it_returns(docker_registry: DockerRegistry,
+                                                                      model: BuiltModel, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """No worker thread may outlive the pull: it would write into a closed (or reused) descriptor."""
+    models = tmp_path / "models"
+    active: list[int] = [0, 0]  # readers running now, readers ever started
+    still_reading: list[int] = []
+    lock = threading.Lock()
+    real = BlobDownloader._read_run
+
+    def counted(self: BlobDownloader, *args: Any) -> None:
+        with lock:
+            active[0] += 1
+            active[1] += 1
+        try:
+            real(self, *args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(BlobDownloader, "_read_run", counted)
+    # every body goes silent after 300 kB: at the cancel, readers are blocked in recv with nothing coming
+    with ProxyThread(docker_registry.url, drop_after_bytes=300_000, drop_style="stall", stall_s=20) as proxy:
+        async def go() -> float:
+            async with PullSession(ModelStore(models), insecure=True) as session:
+                with anyio.move_on_after(0.8):
+                    await session.pull(ModelName.parse(f"{proxy.url.removeprefix('http://')}/{REPO}"))
+                still_reading.append(active[0])
+                return time.monotonic()
+
+        started = time.monotonic()
+        returned = anyio.run(go)
+        assert active[1] >= 2 and still_reading == [0]  # readers ran, and none outlived the cancelled pull
+        assert returned - started < 3  # prompt, though readers were blocked in recv
+        state = next((models / ".ollama-seed" / "staging").glob(f"sha256-{model.model_layer.hex}.state"))
+        data = state.with_suffix(".data")
+        before = (state.read_bytes(), data.stat().st_mtime_ns)
+        assert proxy.stats.snapshot()["blob_bytes"] > 0
+        time.sleep(0.5)
+        assert (state.read_bytes(), data.stat().st_mtime_ns) == before  # nothing writes any more
