@@ -23,9 +23,9 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-__all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "proxied", "trust_context"]
+__all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "proxied"]
 
 READ_SIZE = 256 * 1024  # <= the smallest piece (_plan.MIN_PIECE); small enough that a kill loses little
 log = logging.getLogger("ollama_seed.direct")
@@ -46,18 +46,6 @@ def proxied(scheme: str, environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     names = {k.lower() for k, v in env.items() if v and k.lower() in _PROXY_VARS}
     return f"{scheme}_proxy" in names or "all_proxy" in names
-
-
-def trust_context() -> ssl.SSLContext:
-    """The CA trust httpx uses with ``trust_env``: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi."""
-    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    if cafile:
-        return ssl.create_default_context(cafile=cafile)
-    if capath:
-        return ssl.create_default_context(capath=capath)
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _shown(url: str) -> str:
@@ -117,12 +105,10 @@ class DirectResponse:
 class DirectPool:
     """Kept-alive http.client connections per (scheme, host, port), shared by worker threads."""
 
-    def __init__(self, *, timeout: float, user_agent: str,
-                 context: Callable[[], ssl.SSLContext] = trust_context) -> None:
+    def __init__(self, *, timeout: float, user_agent: str, context: ssl.SSLContext) -> None:
         self.timeout = timeout
         self._user_agent = user_agent
-        self._make_context = context
-        self._context: ssl.SSLContext | None = None
+        self._context = context  # the registry client's: one trust, loaded once, for both paths
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -135,11 +121,7 @@ class DirectPool:
     def _new(self, key: _Key) -> http.client.HTTPConnection:
         scheme, host, port = key
         if scheme == "https":
-            with self._lock:
-                if self._context is None:
-                    self._context = self._make_context()
-                context = self._context
-            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=context)
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._context)
         return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
     def _take(self, key: _Key) -> http.client.HTTPConnection | None:

@@ -37,6 +37,7 @@ from ._manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, OCI_MANIFEST_MED
 from ._ranges import backoff, parse_retry_after
 from ._reference import ModelName
 from ._signing import OllamaKeySigner
+from ._tls import LazyTrustContext
 
 __all__ = ["Credentials", "RegistryClient", "describe_transport_error", "user_agent"]
 
@@ -109,7 +110,9 @@ class RegistryClient:
         self.signer = signer if signer is not None else OllamaKeySigner()
         self._tokens: dict[tuple[str, str], str] = {}
         self._custom_transport = transport is not None
+        self.tls = LazyTrustContext()  # shared with the direct path; CAs load on the first handshake
         self._client = httpx.AsyncClient(
+            verify=self.tls,
             transport=transport,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),

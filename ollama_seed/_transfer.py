@@ -53,7 +53,8 @@ from ._throttle import TokenBucket
 __all__ = ["BlobDownloader", "TransferConfig"]
 
 HASH_STEP = 1024 * 1024
-HASH_LAG = 8 * 1024 * 1024
+HASH_LAG = 2 * 1024 * 1024  # the follower hashes once the prefix is this far ahead ...
+HASH_POLL = 0.025  # ... looking every this many seconds: at most ~5 MB left to hash at 100 MB/s
 SYNC_STEP = 64 * 1024 * 1024  # writeback (fdatasync) runs once this many more bytes are hashed
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 _preadv: Callable[[int, list[memoryview], int], int] | None = getattr(os, "preadv", None)
@@ -133,7 +134,8 @@ class BlobDownloader:
         # a rate limit (the token bucket is the event loop's), nor when OLLAMA_SEED_DIRECT=0.
         use_direct = (config.direct and not client.custom_transport and bucket is None
                       and os.environ.get("OLLAMA_SEED_DIRECT", "1") != "0")
-        self.direct = DirectPool(timeout=config.stall_timeout, user_agent=user_agent()) if use_direct else None
+        self.direct = (DirectPool(timeout=config.stall_timeout, user_agent=user_agent(), context=client.tls)
+                       if use_direct else None)
         self._threads = anyio.CapacityLimiter(int(limiter.total_tokens) + 4)
         self._buffers = threading.local()
 
@@ -331,7 +333,7 @@ class BlobDownloader:
     async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
         shown = -1
         while not done.is_set():
-            with anyio.move_on_after(0.05):
+            with anyio.move_on_after(HASH_POLL):
                 await done.wait()
             completed = job.plan.completed
             if completed != shown:  # progress of bodies read in worker threads (the direct path)
@@ -454,10 +456,20 @@ class BlobDownloader:
 
     async def _in_thread(self, func: Callable[[], None], abort: Callable[[], None]) -> None:
         """Run *func* in a worker thread. On cancellation, *abort* it and wait until it has
-        returned: a thread must never outlive the staging file descriptor it writes to."""
+        returned: a thread must never outlive the staging file descriptor it writes to.
+
+        A cancellation can also land before the thread has started (anyio checks for one on
+        the way in): then *func* must never start, and there is nothing to wait for.
+        """
+        lock = threading.Lock()
         finished = threading.Event()
+        state = {"started": False, "cancelled": False}
 
         def run() -> None:
+            with lock:
+                if state["cancelled"]:
+                    return
+                state["started"] = True
             try:
                 func()
             finally:
@@ -466,9 +478,13 @@ class BlobDownloader:
         try:
             await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=self._threads)
         except anyio.get_cancelled_exc_class():
-            abort()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(finished.wait)  # prompt: the abort ends its read
+            with lock:
+                state["cancelled"] = True
+                started = state["started"]
+            if started:
+                abort()
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(finished.wait)  # prompt: the abort ends its read
             raise
 
     def _read_run(self, job: _Job, run: Run, resp: DirectResponse) -> None:

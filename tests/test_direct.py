@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from ollama_seed._direct import DirectPool, LinkError, proxied
 from ollama_seed._pull import PullSession
 from ollama_seed._reference import ModelName
 from ollama_seed._store import ModelStore
+from ollama_seed._tls import LazyTrustContext
 from ollama_seed._transfer import BlobDownloader
 from tests.servers.model import BuiltModel, make_model
 from tests.servers.proxy import ProxyThread
@@ -124,7 +126,7 @@ def server() -> Iterator[_Server]:
 
 @pytest.fixture
 def pool() -> Iterator[DirectPool]:
-    p = DirectPool(timeout=5.0, user_agent="ollama-seed-test")
+    p = DirectPool(timeout=5.0, user_agent="ollama-seed-test", context=LazyTrustContext())
     try:
         yield p
     finally:
@@ -173,7 +175,7 @@ def test_refused_connection_is_a_link_error_naming_the_address() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: refused
-        p = DirectPool(timeout=2.0, user_agent="t")
+        p = DirectPool(timeout=2.0, user_agent="t", context=LazyTrustContext())
         with pytest.raises(LinkError, match=rf"cannot connect to http://127.0.0.1:{port}/v2/x/blobs/y") as info:
             p.open(f"http://127.0.0.1:{port}/v2/x/blobs/y?X-Signature=secret", {})
     assert "secret" not in str(info.value)
@@ -182,7 +184,7 @@ def test_refused_connection_is_a_link_error_naming_the_address() -> None:
 def test_a_stalled_body_is_a_link_error_after_the_timeout(server: _Server) -> None:
     """A read fills its whole buffer or fails: bytes it held when the link stalled are fetched again."""
     server.stall_after = 1000
-    p = DirectPool(timeout=0.3, user_agent="t")
+    p = DirectPool(timeout=0.3, user_agent="t", context=LazyTrustContext())
     resp = p.open(f"{server.url}/blob?sig=secret", {})
     buf = bytearray(len(BLOB))
     started = time.monotonic()
@@ -304,3 +306,67 @@ def test_cancelling_a_pull_stops_every_reader_thread_before_it_returns(docker_re
         assert proxy.stats.snapshot()["blob_bytes"] > 0
         time.sleep(0.5)
         assert (state.read_bytes(), data.stat().st_mtime_ns) == before  # nothing writes any more
+
+
+# --------------------------------------------------------------------------- the lazily loaded trust
+
+def test_lazy_trust_has_the_default_context_settings_and_loads_nothing_until_a_handshake() -> None:
+    lazy, default = LazyTrustContext(), ssl.create_default_context()
+    for attr in ("protocol", "verify_mode", "check_hostname", "options", "verify_flags", "minimum_version"):
+        assert getattr(lazy, attr) == getattr(default, attr), attr
+    assert lazy.cert_store_stats()["x509_ca"] == 0
+
+
+def test_lazy_trust_reads_ssl_cert_file_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import certifi
+
+    bundle = Path(certifi.where()).read_text()
+    one = bundle[:bundle.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+    (tmp_path / "one.pem").write_text(one[one.index("-----BEGIN"):])
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "one.pem"))
+    ctx = LazyTrustContext()
+    ctx.load_trust()
+    ctx.load_trust()  # idempotent
+    assert ctx.cert_store_stats()["x509_ca"] == 1
+    monkeypatch.delenv("SSL_CERT_FILE")
+    ctx = LazyTrustContext()
+    ctx.load_trust()
+    assert ctx.cert_store_stats()["x509_ca"] > 50  # certifi's bundle
+
+
+@pytest.mark.registry
+def test_a_plain_http_pull_never_loads_the_ca_certificates(docker_registry: DockerRegistry, model: BuiltModel,
+                                                           tmp_path: Path) -> None:
+    seen: list[dict[str, int]] = []
+
+    async def go(proxy: ProxyThread) -> None:
+        async with PullSession(ModelStore(tmp_path / "m"), insecure=True) as session:
+            await session.pull(ModelName.parse(f"{proxy.url.removeprefix('http://')}/{REPO}"))
+            seen.append(session.client.tls.cert_store_stats())
+
+    with ProxyThread(docker_registry.url) as proxy:
+        anyio.run(go, proxy)
+    assert seen == [{"x509": 0, "crl": 0, "x509_ca": 0}]
+
+
+def test_a_cancellation_before_the_worker_thread_starts_neither_runs_nor_waits(tmp_path: Path) -> None:
+    """Regression: a worker cancelled at anyio's entry checkpoint waited forever for a thread that never ran."""
+    from ollama_seed._registry import RegistryClient
+    from ollama_seed._transfer import TransferConfig
+
+    ran: list[str] = []
+
+    async def go() -> None:
+        async with RegistryClient() as client:
+            dl = BlobDownloader(client, ModelStore(tmp_path / "m"), anyio.CapacityLimiter(4), None, TransferConfig())
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await dl._in_thread(lambda: ran.append("ran"), lambda: ran.append("aborted"))
+            dl.close()
+
+    t = threading.Thread(target=anyio.run, args=(go,), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the cancelled _in_thread never returned"
+    time.sleep(0.1)
+    assert ran == []
