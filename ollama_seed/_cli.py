@@ -3,7 +3,7 @@
 Subcommands live in ``_cli_*.py`` modules, each with a ``register(subparsers)`` function
 that adds its parsers and sets ``func`` to a handler ``(args) -> int``.
 
-Exit codes (also in ``docs/cli.md``): 0 success, 1 unexpected error, 2 usage or invalid
+Exit codes (also in README.md): 0 success, 1 unexpected error, 2 usage or invalid
 name, 3 model not found, 4 network or registry error, 5 integrity (digest/size mismatch),
 6 not enough disk space, 7 authentication, 8 local store unusable, 9 timeout,
 10 offline and missing, 11 Ollama server error, 12 bad bundle, 130 interrupted.
