@@ -115,8 +115,17 @@ class DirectPool:
 
     @staticmethod
     def usable(url: str) -> bool:
-        scheme = urllib.parse.urlsplit(url).scheme
-        return scheme in ("http", "https") and not proxied(scheme)
+        """http(s), no proxy, and a URL http.client sends as it is: anything it would refuse
+        (a control character, a space, non-ASCII, a bad port, e.g. in a hostile redirect) stays
+        on httpx, which quotes or rejects it as before."""
+        if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+            return False
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError for a port out of range)
+        except ValueError:
+            return False
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and not proxied(parts.scheme)
 
     def _new(self, key: _Key) -> http.client.HTTPConnection:
         scheme, host, port = key
@@ -161,6 +170,9 @@ class DirectPool:
                 if reused and isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
                     continue  # a kept-alive connection the server had closed meanwhile: once more, fresh
                 raise LinkError(describe(exc, url, self.timeout)) from exc
+            except ValueError as exc:  # http.client refusing the request line or a header (see usable)
+                conn.close()
+                raise LinkError(f"cannot request {_shown(url)}: {exc}") from exc
             # as httpx logs its requests (-vv); the redacting log filter strips signed queries
             log.debug('HTTP Request: GET %s "HTTP/1.1 %d %s" (direct%s)', url, resp.status, resp.reason,
                       ", kept-alive" if reused else "")

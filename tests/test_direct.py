@@ -50,6 +50,24 @@ def test_a_proxy_in_the_environment_keeps_requests_on_httpx(env: dict[str, str],
     assert proxied(scheme, env) is expected
 
 
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://127.0.0.1:5000/v2/x/blobs/sha256:ab", True),
+    ("https://cdn.example/blob?X-Amz-Signature=abc&x=1%20y", True),
+    ("ftp://host/blob", False),
+    ("http://host:99999/blob", False),
+    ("http:///blob", False),
+    ("https://cdn.example/a b", False),  # a hostile Location: httpx quotes it, http.client would refuse
+    ("https://cdn.example/a\r\nX-Injected: 1", False),
+    ("https://cdn.example/\x7f", False),
+    ("https://cdn.example/bl\u00f6b", False),
+])
+def test_only_urls_http_client_sends_verbatim_go_direct(url: str, expected: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert DirectPool.usable(url) is expected
+
+
 # --------------------------------------------------------------------------- a tiny keep-alive server
 
 class _Handler(http.server.BaseHTTPRequestHandler):
