@@ -23,9 +23,14 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-__all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "proxied"]
+import anyio
+
+from ._plan import Run, Scheduler
+
+__all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "open_in_thread", "proxied", "read_body",
+           "run_in_thread"]
 
 READ_SIZE = 256 * 1024  # <= the smallest piece (_plan.MIN_PIECE); small enough that a kill loses little
 log = logging.getLogger("ollama_seed.direct")
@@ -186,3 +191,91 @@ class DirectPool:
         for conns in idle.values():
             for conn in conns:
                 conn.close()
+
+
+# -- running them from the event loop ----------------------------------------------------
+
+async def open_in_thread(pool: DirectPool, url: str, headers: Mapping[str, str],
+                         limiter: anyio.CapacityLimiter) -> DirectResponse:
+    """``pool.open`` in a worker thread. A cancelled wait does not wait for the connect (that
+    could take the whole timeout): the response, whenever it comes, is closed."""
+    lock = threading.Lock()
+    abandoned = False
+    opened: list[DirectResponse] = []
+
+    def run() -> DirectResponse:
+        resp = pool.open(url, headers)
+        with lock:
+            opened.append(resp)
+            if abandoned:
+                resp.release()
+        return resp
+
+    try:
+        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
+    except anyio.get_cancelled_exc_class():
+        with lock:
+            abandoned = True
+            for resp in opened:
+                resp.release()
+        raise
+
+
+async def run_in_thread(func: Callable[[], None], abort: Callable[[], None], limiter: anyio.CapacityLimiter) -> None:
+    """Run *func* in a worker thread. On cancellation, *abort* it and wait until it has
+    returned: a thread must never outlive the staging file descriptor it writes to.
+
+    A cancellation can also land before the thread has started (anyio checks for one on the
+    way in): then *func* must never start, and there is nothing to wait for.
+    """
+    lock = threading.Lock()
+    finished = threading.Event()
+    state = {"started": False, "cancelled": False}
+
+    def run() -> None:
+        with lock:
+            if state["cancelled"]:
+                return
+            state["started"] = True
+        try:
+            func()
+        finally:
+            finished.set()
+
+    try:
+        await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
+    except anyio.get_cancelled_exc_class():
+        with lock:
+            state["cancelled"] = True
+            started = state["started"]
+        if started:
+            abort()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(finished.wait)  # prompt: the abort ends its read
+        raise
+
+
+def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: memoryview,
+              count: Callable[[int], None]) -> None:
+    """In a worker thread: read *resp*'s body into file *fd* until *run* ends (or the body does).
+
+    A read is at most ``len(view)`` (<= one piece), and a steal never takes the piece being
+    written nor the next one (see _plan.Scheduler._steal), so every byte read lands in pieces
+    this run still owns; ``record_upto`` checks it all the same. *count* gets the bytes kept.
+    """
+    plan = sched.plan
+    while True:
+        pos = run.pos  # only this thread moves it
+        room = run.limit(plan) - pos
+        if room <= 0:
+            return
+        n = resp.readinto(view[:min(len(view), room)])
+        if n <= 0:
+            return
+        written = os.pwrite(fd, view[:n], pos)
+        while written < n:
+            written += os.pwrite(fd, view[written:n], pos + written)
+        take = sched.record_upto(run, n)
+        count(take)
+        if take < n:
+            return

@@ -21,12 +21,10 @@ How it works:
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import hashlib
 import mmap
 import os
-import secrets
 import threading
 import time
 import urllib.parse
@@ -38,15 +36,16 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ._direct import READ_SIZE, DirectPool, DirectResponse, LinkError
+from ._direct import READ_SIZE, DirectPool, DirectResponse, LinkError, open_in_thread, read_body, run_in_thread
 from ._errors import IntegrityError, RegistryProtocolError, SeedError, TransferError
-from ._fsutil import open_nofollow, raise_os_error
+from ._fsutil import raise_os_error
 from ._groups import collapse, leaves
 from ._manifest import Layer
 from ._plan import BlobPlan, Run, Scheduler
 from ._ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ._reference import ModelName
 from ._registry import RegistryClient, describe_transport_error, user_agent
+from ._staging import open_staging, staging_paths
 from ._store import ModelStore
 from ._throttle import TokenBucket
 
@@ -151,63 +150,11 @@ class BlobDownloader:
         else:
             await anyio.sleep(seconds)
 
-    # -- staging -----------------------------------------------------------------------
-    def _paths(self, layer: Layer) -> tuple[Path, Path]:
-        lay = self.store.layout
-        data, state = lay.staging_data(layer.digest), lay.staging_state(layer.digest)
-        if self.cfg.unique_staging:
-            tag = f".{os.getpid()}-{secrets.token_hex(4)}"
-            data, state = data.with_name(data.name + tag), state.with_name(state.name + tag)
-        return data, state
-
-    def _open(self, layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple[int, BlobPlan, mmap.mmap | None]:
-        plan = None
-        if not fresh:
-            with contextlib.suppress(OSError):
-                st = os.lstat(data)
-                if st.st_size == layer.size:
-                    plan = BlobPlan.from_state(state.read_bytes(), digest_hex=layer.digest.hex, size=layer.size)
-        try:
-            if plan is None:
-                plan = BlobPlan.new(layer.size)
-                state.unlink(missing_ok=True)
-                fd = open_nofollow(data, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
-                try:
-                    os.ftruncate(fd, layer.size)
-                    if layer.size:
-                        try:
-                            os.posix_fallocate(fd, 0, layer.size)
-                        except OSError as exc:
-                            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                                raise
-                    tmp = state.with_name(state.name + ".new")
-                    tmp.unlink(missing_ok=True)
-                    sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-                    with os.fdopen(sfd, "wb") as f:
-                        f.write(plan.state_bytes(layer.digest.hex))
-                    os.replace(tmp, state)
-                except BaseException:
-                    os.close(fd)
-                    raise
-            else:
-                fd = open_nofollow(data, os.O_RDWR)
-            mm = None
-            if plan.pieces:
-                sfd = open_nofollow(state, os.O_RDWR)
-                try:
-                    mm = mmap.mmap(sfd, 0)
-                finally:
-                    os.close(sfd)
-            return fd, plan, mm
-        except OSError as exc:
-            raise_os_error(exc, f"preparing the staging file for {layer.digest}")
-            raise
-
     # -- the download --------------------------------------------------------------------
     async def download(self, name: ModelName, layer: Layer, on_bytes: Callable[[int], None], *,
                        base: str | None = None, integrity_retries: int | None = None) -> int:
         """Fetch *layer* into ``blobs/`` (from the mirror *base* if given); the bytes received."""
-        data, state = self._paths(layer)
+        data, state = staging_paths(self.store.layout, layer, unique=self.cfg.unique_staging)
         received = 0
         retries = self.cfg.integrity_retries if integrity_retries is None else integrity_retries
         for attempt in range(retries + 1):
@@ -237,7 +184,7 @@ class BlobDownloader:
 
     def _start(self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool,
                base: str | None = None) -> _Job:
-        fd, plan, mm = self._open(layer, data, state, fresh=fresh)
+        fd, plan, mm = open_staging(layer, data, state, fresh=fresh)
 
         def on_record(i: int, value: int) -> None:
             if mm is not None:
@@ -369,7 +316,8 @@ class BlobDownloader:
                         if isinstance(outcome, Accept):
                             stalled = False
                             if isinstance(resp, DirectResponse):
-                                await self._in_thread(functools.partial(self._read_run, job, run, resp), resp.abort)
+                                await run_in_thread(functools.partial(self._read_run, job, run, resp), resp.abort,
+                                                    self._threads)
                             else:
                                 stalled = await self._stream_watched(job, run, resp, on_bytes)
                             if job.sched.finished(run):
@@ -423,97 +371,25 @@ class BlobDownloader:
         """The request, on a direct connection when the link allows one, else through httpx."""
         direct = self.direct
         if direct is not None and ranged and direct.usable(url):
-            resp = await self._open_direct(direct, url, self.client.with_token(job.name, url, headers))
+            resp = await open_in_thread(direct, url, self.client.with_token(job.name, url, headers),
+                                        self._threads)
             if resp.status_code != 401:
                 return resp
             resp.release()  # httpx answers the challenge and keeps the token for the next requests
         with anyio.fail_after(self.cfg.stall_timeout):
             return await self.client.send(job.name, "GET", url, headers)
 
-    async def _open_direct(self, direct: DirectPool, url: str, headers: dict[str, str]) -> DirectResponse:
-        """``direct.open`` in a worker thread. A cancelled wait does not wait for the connect
-        (that could take the whole timeout): the response, whenever it comes, is closed."""
-        lock = threading.Lock()
-        abandoned = False
-        opened: list[DirectResponse] = []
-
-        def run() -> DirectResponse:
-            resp = direct.open(url, headers)
-            with lock:
-                opened.append(resp)
-                if abandoned:
-                    resp.release()
-            return resp
-
-        try:
-            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=self._threads)
-        except anyio.get_cancelled_exc_class():
-            with lock:
-                abandoned = True
-                for resp in opened:
-                    resp.release()
-            raise
-
-    async def _in_thread(self, func: Callable[[], None], abort: Callable[[], None]) -> None:
-        """Run *func* in a worker thread. On cancellation, *abort* it and wait until it has
-        returned: a thread must never outlive the staging file descriptor it writes to.
-
-        A cancellation can also land before the thread has started (anyio checks for one on
-        the way in): then *func* must never start, and there is nothing to wait for.
-        """
-        lock = threading.Lock()
-        finished = threading.Event()
-        state = {"started": False, "cancelled": False}
-
-        def run() -> None:
-            with lock:
-                if state["cancelled"]:
-                    return
-                state["started"] = True
-            try:
-                func()
-            finally:
-                finished.set()
-
-        try:
-            await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=self._threads)
-        except anyio.get_cancelled_exc_class():
-            with lock:
-                state["cancelled"] = True
-                started = state["started"]
-            if started:
-                abort()
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(finished.wait)  # prompt: the abort ends its read
-            raise
-
     def _read_run(self, job: _Job, run: Run, resp: DirectResponse) -> None:
-        """In a worker thread: read *resp*'s body into the staging file until the run ends.
-
-        A read is at most READ_SIZE (<= one piece), and a steal never takes the piece being
-        written nor the next one (see _plan.Scheduler._steal), so every byte read lands in
-        pieces this run still owns; ``record_upto`` checks it all the same.
-        """
-        plan, sched, fd = job.plan, job.sched, job.fd
+        """In a worker thread: the body of *resp* into the staging file (see _direct.read_body)."""
         view = getattr(self._buffers, "view", None)
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
-        while True:
-            pos = run.pos  # only this thread moves it
-            room = run.limit(plan) - pos
-            if room <= 0:
-                return
-            n = resp.readinto(view[:min(READ_SIZE, room)])
-            if n <= 0:
-                return
-            written = os.pwrite(fd, view[:n], pos)
-            while written < n:
-                written += os.pwrite(fd, view[written:n], pos + written)
-            take = sched.record_upto(run, n)
-            with sched.lock:
-                job.received += take
-            if take < n:
-                return
+
+        def count(n: int) -> None:
+            with job.sched.lock:
+                job.received += n
+
+        read_body(resp, job.fd, job.sched, run, view, count)
 
     async def _stream_watched(self, job: _Job, run: Run, resp: httpx.Response,
                               on_bytes: Callable[[int], None]) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from ollama_seed._direct import DirectPool, LinkError, proxied
+from ollama_seed._direct import DirectPool, LinkError, proxied, run_in_thread
 from ollama_seed._pull import PullSession
 from ollama_seed._reference import ModelName
 from ollama_seed._store import ModelStore
@@ -367,20 +367,14 @@ def test_a_plain_http_pull_never_loads_the_ca_certificates(docker_registry: Dock
     assert seen == [{"x509": 0, "crl": 0, "x509_ca": 0}]
 
 
-def test_a_cancellation_before_the_worker_thread_starts_neither_runs_nor_waits(tmp_path: Path) -> None:
+def test_a_cancellation_before_the_worker_thread_starts_neither_runs_nor_waits() -> None:
     """Regression: a worker cancelled at anyio's entry checkpoint waited forever for a thread that never ran."""
-    from ollama_seed._registry import RegistryClient
-    from ollama_seed._transfer import TransferConfig
-
     ran: list[str] = []
 
     async def go() -> None:
-        async with RegistryClient() as client:
-            dl = BlobDownloader(client, ModelStore(tmp_path / "m"), anyio.CapacityLimiter(4), None, TransferConfig())
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await dl._in_thread(lambda: ran.append("ran"), lambda: ran.append("aborted"))
-            dl.close()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await run_in_thread(lambda: ran.append("ran"), lambda: ran.append("aborted"), anyio.CapacityLimiter(4))
 
     t = threading.Thread(target=anyio.run, args=(go,), daemon=True)
     t.start()
