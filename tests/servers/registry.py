@@ -19,6 +19,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
@@ -149,6 +150,9 @@ class DockerRegistry:
                     start_new_session=True,
                 )
             reg = cls(proc, p, workdir, tmp)
+            # It runs in its own session (a Ctrl-C to the tests does not reach it), so make sure it
+            # dies with this process even when the teardown never runs (pytest killed by a closed pipe).
+            atexit.register(reg._kill_at_exit)
             try:
                 reg._wait_ready(timeout)
                 return reg
@@ -171,8 +175,14 @@ class DockerRegistry:
                 time.sleep(0.05)
         raise RuntimeError(f"docker-registry not ready on {self.url} after {timeout}s:\n{self.log_tail()}")
 
+    def _kill_at_exit(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self, *, remove: bool = True) -> None:
         """Terminate (SIGTERM, then SIGKILL after 5 s); remove the workdir if we created it."""
+        atexit.unregister(self._kill_at_exit)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
