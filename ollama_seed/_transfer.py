@@ -105,7 +105,6 @@ class _Job:
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     watches: set[_Watch] = field(default_factory=set)
     hash_view: memoryview = field(default_factory=lambda: memoryview(bytearray(HASH_STEP)))
-    cuts: int = 0  # responses that ended early or failed mid-body: a link that cuts wants short runs
 
     def reset(self) -> None:
         """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
@@ -256,12 +255,6 @@ class BlobDownloader:
             job.hasher.update(chunk)
             job.hashed += n
 
-    @staticmethod
-    def _cut(job: _Job) -> None:
-        """A response was cut: runs longer than what the link carries in one piece only cost more."""
-        job.cuts += 1
-        job.sched.divisor = 2.0
-
     async def _writeback(self, job: _Job, done: anyio.Event) -> None:
         """Write hashed data out while the download runs, so the fsync before the install has
         little left to do (it was ~0.25 s per 512 MiB at the end). Its own thread: an
@@ -297,8 +290,7 @@ class BlobDownloader:
                 shown = completed
                 on_bytes(completed)
             elapsed = time.monotonic() - started
-            if (job.sched.divisor > 1 and not job.cuts and elapsed >= SLOW_LINK_AFTER
-                    and (completed - at_start) < SLOW_LINK * elapsed):
+            if job.sched.divisor > 1 and elapsed >= SLOW_LINK_AFTER and (completed - at_start) < SLOW_LINK * elapsed:
                 job.sched.divisor = 1.0  # a slow link: longer runs, fewer round trips (see Scheduler)
             frontier = job.plan.frontier
             if frontier - job.hashed >= HASH_LAG or frontier < job.hashed:
@@ -340,7 +332,6 @@ class BlobDownloader:
                                 error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
                             else:
                                 error = f"the body ended early at byte {run.pos} of {end}"
-                                self._cut(job)
                         elif isinstance(outcome, Redirect):
                             redirects += 1
                             if redirects > MAX_REDIRECTS:
@@ -369,10 +360,8 @@ class BlobDownloader:
                                 await resp.aclose()
             except (httpx.TransportError, httpx.StreamError) as exc:
                 error = describe_transport_error(exc, url)
-                self._cut(job)
             except LinkError as exc:
                 error = str(exc)
-                self._cut(job)
             except TimeoutError:
                 error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
             if run.pos > before:

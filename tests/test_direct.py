@@ -403,30 +403,3 @@ def test_a_link_much_slower_than_sha256_gets_longer_runs(docker_registry: Docker
         _pull(tmp_path / "models", proxy)
     assert divisors[:16] == [2.0] * 16  # the first wave, before the rate is known
     assert 1.0 in divisors
-
-
-@pytest.mark.registry
-def test_a_link_that_cuts_responses_keeps_short_runs(docker_registry: DockerRegistry, model: BuiltModel,
-                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once a response is cut, the slow-link rule no longer lengthens runs for that blob."""
-    from ollama_seed._plan import Scheduler
-
-    events: list[str] = []
-    real_claim, real_cut = Scheduler.claim, BlobDownloader._cut
-
-    def claim(self: Scheduler) -> Any:
-        if self.plan.size == model.model_layer.size:
-            events.append(f"claim {self.divisor}")
-        return real_claim(self)
-
-    def cut(job: Any) -> None:
-        events.append("cut")
-        real_cut(job)
-
-    monkeypatch.setattr(Scheduler, "claim", claim)
-    monkeypatch.setattr(BlobDownloader, "_cut", staticmethod(cut))
-    with ProxyThread(docker_registry.url, per_conn_bps=1e6, drop_after_bytes=700_000) as proxy:
-        _pull(tmp_path / "models", proxy)
-    assert "cut" in events
-    after = events[events.index("cut"):]
-    assert "claim 1.0" not in after, events
