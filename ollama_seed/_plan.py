@@ -6,11 +6,10 @@ ranges still missing, to the byte.
 
 Workers do not fetch single pieces; they *claim runs* of consecutive untouched pieces,
 one HTTP range request per run (guided self-scheduling): a claim takes about
-``remaining / (2 * connections)`` pieces (``Scheduler.divisor``, lowered to 1 by the transfer
-on a slow link), so early requests are long and few, and the last ones are short, which
-keeps every connection busy to the end. A worker that finds nothing left to claim *steals*
-the back half of the longest run still in flight, so one slow connection cannot hold the
-pull at 99%.
+``remaining / (2 * connections)`` pieces, so early requests are long and few, and the
+last ones are short, which keeps every connection busy to the end. A worker that finds
+nothing left to claim *steals* the back half of the longest run still in flight, so one
+slow connection cannot hold the pull at 99%.
 
 Claims always start at the lowest untouched piece, so the contiguous on-disk prefix (the
 :attr:`BlobPlan.frontier`) advances steadily; the hasher follows it, and verification
