@@ -151,10 +151,6 @@ class Scheduler:
         self.plan = plan
         self.on_record = on_record
         self.connections = max(1, connections)
-        # claims take remaining / (divisor x connections) pieces: 2 keeps the hashed prefix close
-        # behind the download; the transfer lowers it to 1 on a link much slower than sha256,
-        # where the hash keeps up anyway and every request saved is a round trip saved
-        self.divisor = 2.0
         self.active: list[Run] = []
         self._claimed = [False] * plan.pieces
         self.lock = threading.Lock()
@@ -173,7 +169,7 @@ class Scheduler:
         if not free:
             return self._steal()
         first = free[0]
-        want = max(1, math.ceil(len(free) / (self.divisor * self.connections)))
+        want = max(1, math.ceil(len(free) / (2 * self.connections)))
         end = first + 1
         while end < plan.pieces and end - first < want and self._untouched(end):
             end += 1

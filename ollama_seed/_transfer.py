@@ -54,8 +54,6 @@ __all__ = ["BlobDownloader", "TransferConfig"]
 HASH_STEP = 1024 * 1024
 HASH_LAG = 2 * 1024 * 1024  # the follower hashes once the prefix is this far ahead ...
 HASH_POLL = 0.025  # ... looking every this many seconds: at most ~5 MB left to hash at 100 MB/s
-SLOW_LINK = 250e6  # bytes/s: well under sha256 (1.5-2 GB/s), so the hash keeps up with longer runs
-SLOW_LINK_AFTER = 0.5  # seconds of a blob's download before its rate is judged
 SYNC_STEP = 64 * 1024 * 1024  # writeback (fdatasync) runs once this many more bytes are hashed
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 _preadv: Callable[[int, list[memoryview], int], int] | None = getattr(os, "preadv", None)
@@ -281,7 +279,6 @@ class BlobDownloader:
 
     async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
         shown = -1
-        started, at_start = time.monotonic(), job.plan.completed
         while not done.is_set():
             with anyio.move_on_after(HASH_POLL):
                 await done.wait()
@@ -289,9 +286,6 @@ class BlobDownloader:
             if completed != shown:  # progress of bodies read in worker threads (the direct path)
                 shown = completed
                 on_bytes(completed)
-            elapsed = time.monotonic() - started
-            if job.sched.divisor > 1 and elapsed >= SLOW_LINK_AFTER and (completed - at_start) < SLOW_LINK * elapsed:
-                job.sched.divisor = 1.0  # a slow link: longer runs, fewer round trips (see Scheduler)
             frontier = job.plan.frontier
             if frontier - job.hashed >= HASH_LAG or frontier < job.hashed:
                 await anyio.to_thread.run_sync(self._hash_up_to, job, frontier)

@@ -382,24 +382,3 @@ def test_a_cancellation_before_the_worker_thread_starts_neither_runs_nor_waits()
     assert not t.is_alive(), "the cancelled _in_thread never returned"
     time.sleep(0.1)
     assert ran == []
-
-
-@pytest.mark.registry
-def test_a_link_much_slower_than_sha256_gets_longer_runs(docker_registry: DockerRegistry, model: BuiltModel,
-                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After half a second under SLOW_LINK, claims take remaining / connections (fewer round trips)."""
-    from ollama_seed._plan import Scheduler
-
-    divisors: list[float] = []
-    real = Scheduler.claim
-
-    def claim(self: Scheduler) -> Any:
-        if self.plan.size == model.model_layer.size:
-            divisors.append(self.divisor)
-        return real(self)
-
-    monkeypatch.setattr(Scheduler, "claim", claim)
-    with ProxyThread(docker_registry.url, per_conn_bps=1e6) as proxy:  # 16 MB/s in all: 24 MiB in ~1.6 s
-        _pull(tmp_path / "models", proxy)
-    assert divisors[:16] == [2.0] * 16  # the first wave, before the rate is known
-    assert 1.0 in divisors
