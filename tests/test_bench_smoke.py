@@ -75,3 +75,14 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
     assert "| scenario | tool |" in md and "Machine:" in md
     svg = ET.parse(jsons[0].with_suffix(".svg")).getroot()
     assert svg.tag.endswith("svg") and len(list(svg)) > 5
+
+
+def test_scheduler_simulation_runs_and_fewer_claims_mean_fewer_requests() -> None:
+    """benchmarks/schedsim drives the real Scheduler; a tiny blob keeps it from rotting."""
+    from benchmarks.schedsim import Link, simulate
+
+    link = Link("test", rate=4e6, rtt=0.01, hash_rate=1e9)
+    wall2, on_link2, requests2 = simulate(32 * 2**20, link, divisor=2.0, connections=4)
+    wall1, on_link1, requests1 = simulate(32 * 2**20, link, divisor=1.0, connections=4)
+    assert 0.5 < wall2 <= on_link2 <= 1.0 and 0.5 < wall1 <= on_link1 <= 1.0
+    assert requests1 < requests2
