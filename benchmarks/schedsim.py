@@ -16,7 +16,6 @@ the hash is the bottleneck (see docs/performance.md, "tried and not adopted").
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 
 from ollama_seed._plan import BlobPlan, Run, Scheduler
@@ -37,34 +36,11 @@ LINKS = [
 ]
 
 
-class DivisorScheduler(Scheduler):
-    """The Scheduler with ``remaining / (divisor * connections)`` claims."""
-
-    def __init__(self, plan: BlobPlan, connections: int, divisor: float) -> None:
-        super().__init__(plan, connections)
-        self.divisor = divisor
-
-    def _claim(self) -> Run | None:
-        plan = self.plan
-        free = [i for i in range(plan.pieces) if not self._claimed[i] and not plan.is_done(i)]
-        if not free:
-            return self._steal()
-        first = free[0]
-        want = max(1, math.ceil(len(free) / (self.divisor * self.connections)))
-        end = first + 1
-        while end < plan.pieces and end - first < want and self._untouched(end):
-            end += 1
-        for i in range(first, end):
-            self._claimed[i] = True
-        run = Run(first, end, plan.bounds(first)[0] + plan.done[first])
-        self.active.append(run)
-        return run
-
-
 def simulate(size: int, link: Link, *, divisor: float = 2.0, connections: int = 16) -> tuple[float, float, int]:
     """(wall share, link share, requests) for one blob of *size* bytes over *link*."""
     plan = BlobPlan.new(size)
-    sched = DivisorScheduler(plan, connections, divisor)
+    sched = Scheduler(plan, connections)
+    sched.divisor = divisor
     dt = 0.002 if link.rate < 1e7 else 0.0005
     step = int(link.rate * dt)
     state: list[tuple[str, float, Run | None]] = [("idle", 0.0, None)] * connections

@@ -151,6 +151,9 @@ class Scheduler:
         self.plan = plan
         self.on_record = on_record
         self.connections = max(1, connections)
+        # claims take remaining / (divisor x connections) pieces; 2 keeps the hashed prefix close
+        # behind the download (benchmarks/schedsim compares other values)
+        self.divisor = 2.0
         self.active: list[Run] = []
         self._claimed = [False] * plan.pieces
         self.lock = threading.Lock()
@@ -169,7 +172,7 @@ class Scheduler:
         if not free:
             return self._steal()
         first = free[0]
-        want = max(1, math.ceil(len(free) / (2 * self.connections)))
+        want = max(1, math.ceil(len(free) / (self.divisor * self.connections)))
         end = first + 1
         while end < plan.pieces and end - first < want and self._untouched(end):
             end += 1

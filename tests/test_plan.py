@@ -172,3 +172,18 @@ def test_corrupt_state_is_never_trusted(mutate: object) -> None:
 def test_state_for_another_size_is_ignored() -> None:
     plan = BlobPlan.new(3 * MIB, MIB)
     assert BlobPlan.from_state(plan.state_bytes(HEX), digest_hex=HEX, size=3 * MIB + 1) is None
+
+
+@pytest.mark.parametrize(("divisor", "connections", "pieces", "first_claims"), [
+    (2.0, 16, 512, [16, 16, 15, 15]),  # the default: remaining / (2 x 16)
+    (1.0, 16, 512, [32, 30, 29, 27]),  # remaining / 16: about half the requests
+    (2.0, 4, 10, [2, 1, 1, 1]),
+    (1.0, 4, 10, [3, 2, 2, 1]),
+])
+def test_claim_size_follows_the_divisor(divisor: float, connections: int, pieces: int,
+                                        first_claims: list[int]) -> None:
+    sched = Scheduler(BlobPlan.new(pieces * MIB, MIB), connections)
+    sched.divisor = divisor
+    runs = [sched.claim() for _ in first_claims]
+    assert [r.end - r.first for r in runs if r is not None] == first_claims
+    assert [r.first for r in runs if r is not None] == list(itertools.accumulate([0, *first_claims[:-1]]))
