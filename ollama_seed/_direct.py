@@ -255,13 +255,12 @@ async def run_in_thread(func: Callable[[], None], abort: Callable[[], None], lim
         raise
 
 
-def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: memoryview,
-              count: Callable[[int], None]) -> None:
+def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: memoryview) -> None:
     """In a worker thread: read *resp*'s body into file *fd* until *run* ends (or the body does).
 
     A read is at most ``len(view)`` (<= one piece), and a steal never takes the piece being
     written nor the next one (see _plan.Scheduler._steal), so every byte read lands in pieces
-    this run still owns; ``record_upto`` checks it all the same. *count* gets the bytes kept.
+    this run still owns; ``record_upto`` checks it all the same.
     """
     plan = sched.plan
     while True:
@@ -275,7 +274,5 @@ def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: m
         written = os.pwrite(fd, view[:n], pos)
         while written < n:
             written += os.pwrite(fd, view[written:n], pos + written)
-        take = sched.record_upto(run, n)
-        count(take)
-        if take < n:
+        if sched.record_upto(run, n) < n:
             return

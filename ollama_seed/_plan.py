@@ -157,6 +157,7 @@ class Scheduler:
         self.active: list[Run] = []
         self._claimed = [False] * plan.pieces
         self.lock = threading.Lock()
+        self.received = 0  # bytes recorded: what arrived from the network into this plan
 
     def _untouched(self, i: int) -> bool:
         return not self._claimed[i] and self.plan.done[i] == 0
@@ -223,6 +224,7 @@ class Scheduler:
             if pos != start + plan.done[i]:
                 raise ValueError(f"write at {pos} is not at piece {i}'s end {start + plan.done[i]}")
             plan.done[i] += take
+            self.received += take
             if self.on_record is not None:
                 self.on_record(i, plan.done[i])
             pos += take

@@ -97,7 +97,6 @@ class _Job:
     state: mmap.mmap | None
     blob_url: str
     direct_url: str | None = None
-    received: int = 0
     hashed: int = 0
     synced: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
@@ -106,7 +105,8 @@ class _Job:
 
     def reset(self) -> None:
         """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
-        self.sched = Scheduler(self.plan, 1, self.sched.on_record)
+        old, self.sched = self.sched, Scheduler(self.plan, 1, self.sched.on_record)
+        self.sched.received = old.received  # what came before the restart was still downloaded
         for i in range(self.plan.pieces):
             self.plan.done[i] = 0
             if self.sched.on_record is not None:
@@ -163,7 +163,7 @@ class BlobDownloader:
                 on_bytes(job.plan.completed)
                 await self._fetch(job, on_bytes)
                 actual = job.hasher.hexdigest()
-                received += job.received
+                received += job.sched.received
                 if actual == layer.digest.hex and os.fstat(job.fd).st_size == layer.size:
                     await anyio.to_thread.run_sync(os.fsync, job.fd)
                     self._close(job)
@@ -384,12 +384,7 @@ class BlobDownloader:
         view = getattr(self._buffers, "view", None)
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
-
-        def count(n: int) -> None:
-            with job.sched.lock:
-                job.received += n
-
-        read_body(resp, job.fd, job.sched, run, view, count)
+        read_body(resp, job.fd, job.sched, run, view)
 
     async def _stream_watched(self, job: _Job, run: Run, resp: httpx.Response,
                               on_bytes: Callable[[int], None]) -> bool:
@@ -424,8 +419,6 @@ class BlobDownloader:
                 while n < size:
                     n += os.pwrite(fd, view[n:], pos + n)
             sched.record(run, size)
-            with sched.lock:
-                job.received += size
             if now - last >= interval:
                 last = now
                 on_bytes(plan.completed)

@@ -255,3 +255,13 @@ async def test_http_scheme_needs_insecure(models_dir: Path) -> None:
     assert reg.requests == []
     await ollama_seed.apull(f"http://{NAME}", models_dir=models_dir, transport=reg.transport(), insecure=True)
     assert all(u.startswith("http://") for _, u, _ in reg.requests)
+
+
+async def test_bytes_downloaded_counts_what_came_before_a_restart_from_zero(models_dir: Path) -> None:
+    """A server that ignores Range and drops the whole-body stream: the blob starts over from byte 0,
+    and the bytes of the dropped attempt still count as downloaded."""
+    m = model()
+    reg = registry(m, Faults(ignore_range=True, drop_after=300_000, drops=1, blob_filter=m.model_layer.hex))
+    result = await ollama_seed.apull(NAME, models_dir=models_dir, transport=reg.transport(), stall_timeout=1.0)
+    assert reg.bytes_sent > m.total_size  # the dropped attempt's bytes came too
+    assert result.bytes_downloaded == reg.bytes_sent
