@@ -213,12 +213,12 @@ class BlobDownloader:
                 try:
                     async with anyio.create_task_group() as workers:
                         for _ in range(min(self.cfg.connections, max(1, job.plan.pieces))):
-                            workers.start_soon(self._worker, job, on_bytes)
+                            workers.start_soon(self._worker, job)
                 except BaseException as exc:
                     if not all(isinstance(e, _RangeIgnored) for e in leaves(exc)):
                         raise
                     job.reset()
-                    await self._fetch_run(job, Run(0, job.plan.pieces, 0), on_bytes, ranged=False)
+                    await self._fetch_run(job, Run(0, job.plan.pieces, 0), ranged=False)
                 done.set()
         except BaseException as exc:
             err = collapse(exc)
@@ -228,10 +228,10 @@ class BlobDownloader:
         await anyio.to_thread.run_sync(self._hash_up_to, job, job.plan.size)
         on_bytes(job.plan.completed)
 
-    async def _worker(self, job: _Job, on_bytes: Callable[[int], None]) -> None:
+    async def _worker(self, job: _Job) -> None:
         while (run := job.sched.claim()) is not None:
             try:
-                await self._fetch_run(job, run, on_bytes, ranged=True)
+                await self._fetch_run(job, run, ranged=True)
             finally:
                 job.sched.release(run)
 
@@ -278,20 +278,22 @@ class BlobDownloader:
                     watch.scope.cancel()
 
     async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
-        shown = -1
+        shown, last = -1, 0.0
         while not done.is_set():
             with anyio.move_on_after(HASH_POLL):
                 await done.wait()
-            completed = job.plan.completed
-            if completed != shown:  # progress of bodies read in worker threads (the direct path)
-                shown = completed
-                on_bytes(completed)
+            now = time.monotonic()
+            if now - last >= self.cfg.progress_interval:  # progress of both paths, reported here only
+                completed = job.plan.completed
+                if completed != shown:
+                    shown, last = completed, now
+                    on_bytes(completed)
             frontier = job.plan.frontier
             if frontier - job.hashed >= HASH_LAG or frontier < job.hashed:
                 await anyio.to_thread.run_sync(self._hash_up_to, job, frontier)
 
     # -- one run -------------------------------------------------------------------------
-    async def _fetch_run(self, job: _Job, run: Run, on_bytes: Callable[[int], None], *, ranged: bool) -> None:
+    async def _fetch_run(self, job: _Job, run: Run, *, ranged: bool) -> None:
         layer, plan = job.layer, job.plan
         attempts = refreshes = redirects = 0
         error = "no attempt made"
@@ -319,7 +321,7 @@ class BlobDownloader:
                                 await run_in_thread(functools.partial(self._read_run, job, run, resp), resp.abort,
                                                     self._threads)
                             else:
-                                stalled = await self._stream_watched(job, run, resp, on_bytes)
+                                stalled = await self._stream_watched(job, run, resp)
                             if job.sched.finished(run):
                                 return
                             if stalled:
@@ -386,22 +388,19 @@ class BlobDownloader:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
         read_body(resp, job.fd, job.sched, run, view)
 
-    async def _stream_watched(self, job: _Job, run: Run, resp: httpx.Response,
-                              on_bytes: Callable[[int], None]) -> bool:
+    async def _stream_watched(self, job: _Job, run: Run, resp: httpx.Response) -> bool:
         """Stream an httpx body under the stall watchdog; True if it stalled."""
         watch = _Watch(anyio.CancelScope(), time.monotonic())
         job.watches.add(watch)
         try:
             with watch.scope:
-                await self._stream(job, run, resp, on_bytes, watch)
+                await self._stream(job, run, resp, watch)
         finally:
             job.watches.discard(watch)
         return watch.scope.cancelled_caught
 
-    async def _stream(self, job: _Job, run: Run, resp: httpx.Response, on_bytes: Callable[[int], None],
-                      watch: _Watch) -> None:
+    async def _stream(self, job: _Job, run: Run, resp: httpx.Response, watch: _Watch) -> None:
         plan, fd, sched, bucket = job.plan, job.fd, job.sched, self.bucket
-        interval, last = self.cfg.progress_interval, 0.0
         async for chunk in resp.aiter_raw():
             now = time.monotonic()
             watch.last = now
@@ -419,9 +418,6 @@ class BlobDownloader:
                 while n < size:
                     n += os.pwrite(fd, view[n:], pos + n)
             sched.record(run, size)
-            if now - last >= interval:
-                last = now
-                on_bytes(plan.completed)
             if bucket is not None:
                 await bucket.consume(size)
             # At the run's end, go round once more rather than return: the response then ends

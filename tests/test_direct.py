@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import logging
 import socket
 import ssl
@@ -382,3 +383,27 @@ def test_a_cancellation_before_the_worker_thread_starts_neither_runs_nor_waits()
     assert not t.is_alive(), "the cancelled _in_thread never returned"
     time.sleep(0.1)
     assert ran == []
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("direct", ["1", "0"])
+def test_progress_is_reported_during_the_download_on_both_paths(docker_registry: DockerRegistry, model: BuiltModel,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                direct: str) -> None:
+    """The hash follower reports progress for both body paths, at most once per progress_interval."""
+    from ollama_seed._progress import LayerProgress
+
+    monkeypatch.setenv("OLLAMA_SEED_DIRECT", direct)
+    events: list[tuple[float, int]] = []
+
+    def progress(e: object) -> None:
+        if isinstance(e, LayerProgress) and e.digest == model.model_layer.digest and not e.done:
+            events.append((time.monotonic(), e.completed))
+
+    with ProxyThread(docker_registry.url, per_conn_bps=1e6) as proxy:  # 16 MB/s in all: 24 MiB in ~1.6 s
+        _pull(tmp_path / "models", proxy, progress=progress)
+    middle = [c for _, c in events if 0 < c < model.model_layer.size]
+    assert len(middle) >= 5  # every ~0.1 s of a ~1.6 s download
+    assert middle == sorted(middle)
+    gaps = [b - a for (a, ca), (b, cb) in itertools.pairwise(events) if ca > 0 and cb < model.model_layer.size]
+    assert min(gaps) >= 0.09  # progress_interval 0.1 s, not once per chunk or per connection
