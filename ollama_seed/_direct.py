@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 import anyio
 
 from ._plan import Run, Scheduler
+from ._registry import describe_transport_error
 
 __all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "open_in_thread", "proxied", "read_body",
            "run_in_thread"]
@@ -59,16 +60,11 @@ def _shown(url: str) -> str:
 
 
 def describe(exc: BaseException, url: str, timeout: float) -> str:
-    """One line for a failure of *url* (no query string: signed URLs stay out of logs)."""
-    shown = _shown(url)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS certificate of {shown} could not be verified ({exc.verify_message}); "
-                "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
+    """One line for a failure of *url* (no query string: signed URLs stay out of logs): a stall
+    here, everything else worded as on the httpx path (``describe_transport_error``)."""
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return f"stalled: no data for {timeout:g} s from {shown}"
-    if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
-        return f"cannot connect to {shown}: {exc}; check the address, network and HTTPS_PROXY"
-    return f"network error from {shown}: {type(exc).__name__}: {exc}"
+        return f"stalled: no data for {timeout:g} s from {_shown(url)}"
+    return describe_transport_error(exc, url)
 
 
 class DirectResponse:

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import logging
 import platform
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
@@ -73,7 +74,7 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
     if cert is not None:
         return (f"TLS certificate of {shown} could not be verified ({cert.verify_message}); "
                 "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, (httpx.ConnectError, ConnectionRefusedError, socket.gaierror)):  # httpx's, or http.client's
         return f"cannot connect to {shown}: {exc or type(exc).__name__}; check the address, network and HTTPS_PROXY"
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out talking to {shown} ({type(exc).__name__})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -407,3 +408,27 @@ def test_progress_is_reported_during_the_download_on_both_paths(docker_registry:
     assert middle == sorted(middle)
     gaps = [b - a for (a, ca), (b, cb) in itertools.pairwise(events) if ca > 0 and cb < model.model_layer.size]
     assert min(gaps) >= 0.09  # progress_interval 0.1 s, not once per chunk or per connection
+
+
+def _cert_failure() -> ssl.SSLCertVerificationError:
+    exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    exc.verify_message = "self-signed certificate"
+    return exc
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (TimeoutError("timed out"), r"^stalled: no data for 30 s from https://cdn\.example/blob$"),
+    (ConnectionRefusedError(111, "Connection refused"),
+     r"^cannot connect to https://cdn\.example/blob: .*Connection refused; check the address, network and HTTPS_PROXY$"),
+    (socket.gaierror(-2, "Name or service not known"), r"^cannot connect to https://cdn\.example/blob: "),
+    (_cert_failure(), r"^TLS certificate of https://cdn\.example/blob could not be verified \(self-signed certificate\); "
+                      r"set SSL_CERT_FILE"),
+    (ConnectionResetError(104, "Connection reset by peer"),
+     r"^network error from https://cdn\.example/blob: ConnectionResetError: "),
+])
+def test_direct_failures_read_as_on_the_httpx_path_without_the_query(exc: BaseException, expected: str) -> None:
+    from ollama_seed._direct import describe
+
+    text = describe(exc, "https://cdn.example/blob?X-Amz-Signature=secret", 30.0)
+    assert re.search(expected, text), text
+    assert "secret" not in text
