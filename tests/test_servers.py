@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -271,6 +272,46 @@ def test_proxy_drop_after_n(registry: DockerRegistry, model: BuiltModel, style: 
         _, again, _ = raw_get(p.url + url)  # max_faults=1: the retry gets everything
         assert len(again) == MODEL_SIZE
         assert p.stats.snapshot()["faults"] == {"drop": 1}
+
+
+@needs_registry
+def test_proxy_stops_cleanly_under_connects_and_stalls(registry: DockerRegistry, model: BuiltModel) -> None:
+    """Stopping mid-stall, with clients still connecting, leaves no socket for the GC to find open."""
+    import gc
+    import warnings
+
+    url = blob_url("", model.model_layer.digest)
+    host, port = "", 0
+    done = threading.Event()
+
+    def hammer() -> None:  # what a cancelled pull's worker threads do: connect late, then go
+        while not done.is_set():
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2) as s:
+                s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            p = ProxyThread(registry.url, drop_after_bytes=1000, drop_style="stall", stall_s=30).start()
+            host, port = "127.0.0.1", p.proxy.port
+            stalled = socket.create_connection((host, port))
+            stalled.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert stalled.recv(1)  # the head is out: the handler now sits in its stall
+            done.clear()
+            hammers = [threading.Thread(target=hammer) for _ in range(4)]
+            for h in hammers:
+                h.start()
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            p.stop()
+            assert time.monotonic() - t0 < 5
+            done.set()
+            for h in hammers:
+                h.join()
+            stalled.close()
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
 
 
 @needs_registry

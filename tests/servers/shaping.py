@@ -93,8 +93,10 @@ class ShapingProxy:
         self.piece = max(1024, min(CHUNK, int(min(rates) * 0.01))) if rates else CHUNK  # ~10 ms
         self.total = self._bucket(self.o.total_bps)
         self._cdn_gen = self._cdn_served = self._faults_taken = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lsock: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
@@ -104,19 +106,58 @@ class ShapingProxy:
         return TokenBucket(rate, max(self.piece, rate * 0.02)) if rate > 0 else None
 
     async def start(self) -> ShapingProxy:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEAD)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._lsock = socket.create_server((self.host, self.port), backlog=128)
+        self._lsock.setblocking(False)
+        self.port = int(self._lsock.getsockname()[1])
+        self._stopping = False
+        self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop())
         return self
 
+    async def _accept_loop(self) -> None:
+        """Accept until close() wakes us. Never cancelled, so no accepted socket is dropped unclosed.
+
+        (asyncio.Server is not used: on 3.11 a socket accepted just before Server.close() is leaked,
+        its transport refused by the closed server, and surfaces later as a ResourceWarning.)
+        """
+        loop = asyncio.get_running_loop()
+        assert self._lsock is not None
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._lsock)
+            except OSError:  # e.g. out of descriptors: try again shortly
+                await asyncio.sleep(0.01)
+                continue
+            if self._stopping:
+                conn.close()
+                return
+            try:
+                r, w = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
+            except OSError:
+                conn.close()
+                continue
+            task = loop.create_task(self._handle(r, w))
+            self._conns[task] = w
+            task.add_done_callback(lambda t: self._conns.pop(t, None))
+
     async def close(self) -> None:
-        if self._server is None:
+        if self._acceptor is None or self._lsock is None:
             return
-        self._server.close()
-        for t in list(self._tasks):
+        self._stopping = True
+        wake = socket.create_connection(self._lsock.getsockname()[:2])  # loopback: the kernel completes it
+        try:
+            await self._acceptor
+        finally:
+            wake.close()
+            self._lsock.close()  # connections still queued are reset by the kernel
+        conns = dict(self._conns)
+        for t in conns:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
+        await asyncio.gather(*conns, return_exceptions=True)
+        for w in conns.values():  # a handler cancelled before its first step never closed it
+            w.transport.abort()
+        for _ in range(3):  # the aborted transports' connection_lost callbacks
+            await asyncio.sleep(0)
+        self._acceptor = self._lsock = None
 
     async def __aenter__(self) -> ShapingProxy:
         return await self.start()
@@ -311,9 +352,6 @@ class ShapingProxy:
         # fin: the caller closes the connection after the buffered bytes
 
     async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         self.stats.incr("connections")
         w.transport.set_write_buffer_limits(high=4 * CHUNK)
         c = _Conn(r, w, self._bucket(self.o.per_conn_bps))
@@ -326,5 +364,3 @@ class ShapingProxy:
             for wr in (c.uw, c.w):
                 if wr is not None:
                     wr.close()
-            if task is not None:
-                self._tasks.discard(task)
