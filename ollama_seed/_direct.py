@@ -146,11 +146,15 @@ class DirectPool:
                 return
         conn.close()
 
-    def open(self, url: str, headers: Mapping[str, str]) -> DirectResponse:
+    def open(self, url: str, headers: Mapping[str, str],
+             cancelled: Callable[[], bool] = lambda: False) -> DirectResponse:
         """Send ``GET url`` and read the response head (blocking; call it in a worker thread).
 
+        *cancelled* is asked once connected, before the request goes out: a caller that has
+        given up meanwhile sends nothing (the connection is closed; LinkError).
+
         Raises:
-            LinkError: the request could not be sent or no response head came back.
+            LinkError: the request could not be sent, no response head came back, or *cancelled*.
         """
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme
@@ -164,6 +168,11 @@ class DirectPool:
             if conn is None:
                 conn = self._new(key)
             try:
+                if conn.sock is None:
+                    conn.connect()
+                if cancelled():
+                    conn.close()
+                    raise LinkError(f"request to {_shown(url)} cancelled")
                 conn.request("GET", target, headers=hdrs)
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
@@ -194,13 +203,14 @@ class DirectPool:
 async def open_in_thread(pool: DirectPool, url: str, headers: Mapping[str, str],
                          limiter: anyio.CapacityLimiter) -> DirectResponse:
     """``pool.open`` in a worker thread. A cancelled wait does not wait for the connect (that
-    could take the whole timeout): the response, whenever it comes, is closed."""
+    could take the whole timeout): if the connect completes later, no request is sent, and a
+    response already on its way is closed when it comes."""
     lock = threading.Lock()
     abandoned = False
     opened: list[DirectResponse] = []
 
     def run() -> DirectResponse:
-        resp = pool.open(url, headers)
+        resp = pool.open(url, headers, lambda: abandoned)
         with lock:
             opened.append(resp)
             if abandoned:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import itertools
 import logging
@@ -17,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from ollama_seed._direct import DirectPool, LinkError, proxied, run_in_thread
+from ollama_seed._direct import DirectPool, LinkError, open_in_thread, proxied, run_in_thread
 from ollama_seed._pull import PullSession
 from ollama_seed._reference import ModelName
 from ollama_seed._store import ModelStore
@@ -432,3 +433,33 @@ def test_direct_failures_read_as_on_the_httpx_path_without_the_query(exc: BaseEx
     text = describe(exc, "https://cdn.example/blob?X-Amz-Signature=secret", 30.0)
     assert re.search(expected, text), text
     assert "secret" not in text
+
+
+def test_a_caller_that_gave_up_during_the_connect_sends_no_request(server: _Server) -> None:
+    """A cancelled pull returns without waiting for a slow connect; once that connect completes,
+    the worker thread closes it instead of sending a request the pull no longer wants."""
+
+    class SlowConnect(http.client.HTTPConnection):
+        def connect(self) -> None:
+            time.sleep(0.3)
+            super().connect()
+
+    p = DirectPool(timeout=5.0, user_agent="t", context=LazyTrustContext())
+    p._new = lambda key: SlowConnect(key[1], key[2], timeout=5.0)  # type: ignore[method-assign]
+
+    async def give_up() -> float:
+        started = time.monotonic()
+        with anyio.move_on_after(0.05):
+            await open_in_thread(p, f"{server.url}/blob", {}, anyio.CapacityLimiter(4))
+        return time.monotonic() - started
+
+    try:
+        assert anyio.run(give_up) < 0.25  # did not wait for the connect
+        deadline = time.monotonic() + 3
+        while server.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # a request, had one been sent, would have reached the server by now
+        assert server.connections == 1
+        assert server.paths == []
+    finally:
+        p.close()
