@@ -36,7 +36,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ._direct import READ_SIZE, DirectPool, DirectResponse, LinkError, open_in_thread, read_body, run_in_thread
+from ._direct import READ_SIZE, DirectPool, DirectResponse, LinkError, drain, open_in_thread, read_body, run_in_thread
 from ._errors import IntegrityError, RegistryProtocolError, SeedError, TransferError
 from ._fsutil import raise_os_error
 from ._groups import collapse, leaves
@@ -333,17 +333,20 @@ class BlobDownloader:
                             if redirects > MAX_REDIRECTS:
                                 raise RegistryProtocolError(f"more than {MAX_REDIRECTS} redirects for {layer.digest}")
                             job.direct_url = urllib.parse.urljoin(url, outcome.location)
+                            await drain(resp, self._threads)
                             continue
                         elif isinstance(outcome, Ignored):
                             raise _RangeIgnored
                         elif isinstance(outcome, Retry):
                             error, wait = outcome.reason, outcome.after
+                            await drain(resp, self._threads)
                         elif isinstance(outcome, Expired):
                             refreshes += 1
                             if refreshes > MAX_REFRESHES:
                                 raise TransferError(
                                     f"{layer.digest}: storage kept refusing fresh URLs ({outcome.reason})")
                             job.direct_url = None
+                            await drain(resp, self._threads)
                             continue
                         elif isinstance(outcome, Fail):
                             raise RegistryProtocolError(f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",

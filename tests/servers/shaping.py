@@ -214,14 +214,17 @@ class ShapingProxy:
             self.stats.blob_sent(n)
 
     async def _reply(self, c: _Conn, status: int, reason: str, body: bytes, extra: str, req: Head) -> bool:
-        """Answer without asking upstream, then close (a request body may be unread)."""
+        """Answer without asking upstream. Keep the connection as a registry would, unless the
+        request has a body (left unread here) or asked to close; return True if kept."""
+        keep = not (req.chunked or req.content_length or req.wants_close)
+        close = "" if keep else "Connection: close\r\n"
         head = f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
-        head += f"Docker-Distribution-Api-Version: registry/2.0\r\nConnection: close\r\n{extra}\r\n"
+        head += f"Docker-Distribution-Api-Version: registry/2.0\r\n{close}{extra}\r\n"
         await self._send(c, head.encode("latin-1"))
         if not req.start_line.startswith("HEAD "):
             self.stats.body(urllib.parse.urlsplit(req.start_line.split(" ")[1]).path, len(body))
             await self._send(c, body)
-        return False
+        return keep
 
     # ------------------------------------------------------------------ one request
     async def _request(self, c: _Conn) -> bool:
