@@ -294,21 +294,22 @@ def test_proxy_stops_cleanly_under_connects_and_stalls(registry: DockerRegistry,
         for _ in range(5):
             p = ProxyThread(registry.url, drop_after_bytes=1000, drop_style="stall", stall_s=30).start()
             host, port = "127.0.0.1", p.proxy.port
-            stalled = socket.create_connection((host, port))
-            stalled.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            assert stalled.recv(1)  # the head is out: the handler now sits in its stall
-            done.clear()
             hammers = [threading.Thread(target=hammer) for _ in range(4)]
-            for h in hammers:
-                h.start()
-            time.sleep(0.05)
-            t0 = time.monotonic()
-            p.stop()
-            assert time.monotonic() - t0 < 5
-            done.set()
-            for h in hammers:
-                h.join()
-            stalled.close()
+            with socket.create_connection((host, port)) as stalled:
+                stalled.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert stalled.recv(1)  # the head is out: the handler now sits in its stall
+                done.clear()
+                for h in hammers:
+                    h.start()
+                try:
+                    time.sleep(0.05)
+                    t0 = time.monotonic()
+                    p.stop()
+                    assert time.monotonic() - t0 < 5
+                finally:
+                    done.set()
+                    for h in hammers:
+                        h.join()
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []

@@ -143,7 +143,12 @@ class ShapingProxy:
         if self._acceptor is None or self._lsock is None:
             return
         self._stopping = True
-        wake = socket.create_connection(self._lsock.getsockname()[:2])  # loopback: the kernel completes it
+        # The acceptor ends at the next connection it takes: a client's, or this one. Started, not
+        # waited for: with the accept queue full, a blocking connect here would stall the loop
+        # that has to empty it.
+        wake = socket.socket(self._lsock.family, socket.SOCK_STREAM)
+        wake.setblocking(False)
+        wake.connect_ex(self._lsock.getsockname())
         try:
             await self._acceptor
         finally:
