@@ -294,7 +294,7 @@ def test_proxy_stops_cleanly_under_connects_and_stalls(registry: DockerRegistry,
         for _ in range(5):
             p = ProxyThread(registry.url, drop_after_bytes=1000, drop_style="stall", stall_s=30).start()
             host, port = "127.0.0.1", p.proxy.port
-            hammers = [threading.Thread(target=hammer) for _ in range(4)]
+            hammers = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
             with socket.create_connection((host, port)) as stalled:
                 stalled.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 assert stalled.recv(1)  # the head is out: the handler now sits in its stall
