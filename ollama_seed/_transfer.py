@@ -40,6 +40,7 @@ from ._direct import READ_SIZE, DirectPool, DirectResponse, LinkError, drain, op
 from ._errors import IntegrityError, RegistryProtocolError, SeedError, TransferError
 from ._fsutil import raise_os_error
 from ._groups import collapse, leaves
+from ._httpx_body import Watch, stream_watched, watchdog
 from ._manifest import Layer
 from ._plan import BlobPlan, Run, Scheduler
 from ._ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
@@ -80,14 +81,6 @@ class _RangeIgnored(Exception):
 
 
 @dataclass(eq=False)
-class _Watch:
-    """One response body being read: the watchdog cancels *scope* after a stall."""
-
-    scope: anyio.CancelScope
-    last: float
-
-
-@dataclass(eq=False)
 class _Job:
     name: ModelName
     layer: Layer
@@ -100,7 +93,7 @@ class _Job:
     hashed: int = 0
     synced: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
-    watches: set[_Watch] = field(default_factory=set)
+    watches: set[Watch] = field(default_factory=set)
     hash_view: memoryview = field(default_factory=lambda: memoryview(bytearray(HASH_STEP)))
 
     def reset(self) -> None:
@@ -208,7 +201,7 @@ class BlobDownloader:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._hash_follower, job, done, on_bytes)
-                tg.start_soon(self._watchdog, job, done)
+                tg.start_soon(watchdog, job.watches, self.cfg.stall_timeout, done)
                 tg.start_soon(self._writeback, job, done)
                 try:
                     async with anyio.create_task_group() as workers:
@@ -265,18 +258,6 @@ class BlobDownloader:
                 await anyio.to_thread.run_sync(_datasync, job.fd)
                 job.synced = hashed
 
-    async def _watchdog(self, job: _Job, done: anyio.Event) -> None:
-        """Cancel a body read that got no byte for ``stall_timeout`` seconds (cheaper than a
-        timeout scope around every chunk)."""
-        limit = self.cfg.stall_timeout
-        while not done.is_set():
-            with anyio.move_on_after(min(1.0, limit / 4)):
-                await done.wait()
-            now = time.monotonic()
-            for watch in list(job.watches):
-                if now - watch.last > limit:
-                    watch.scope.cancel()
-
     async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
         shown, last = -1, 0.0
         while not done.is_set():
@@ -321,7 +302,8 @@ class BlobDownloader:
                                 await run_in_thread(functools.partial(self._read_run, job, run, resp), resp.abort,
                                                     self._threads)
                             else:
-                                stalled = await self._stream_watched(job, run, resp)
+                                stalled = await stream_watched(job.watches, job.fd, job.sched, run, resp,
+                                                               self.bucket)
                             if job.sched.finished(run):
                                 return
                             if stalled:
@@ -390,43 +372,6 @@ class BlobDownloader:
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
         read_body(resp, job.fd, job.sched, run, view)
-
-    async def _stream_watched(self, job: _Job, run: Run, resp: httpx.Response) -> bool:
-        """Stream an httpx body under the stall watchdog; True if it stalled."""
-        watch = _Watch(anyio.CancelScope(), time.monotonic())
-        job.watches.add(watch)
-        try:
-            with watch.scope:
-                await self._stream(job, run, resp, watch)
-        finally:
-            job.watches.discard(watch)
-        return watch.scope.cancelled_caught
-
-    async def _stream(self, job: _Job, run: Run, resp: httpx.Response, watch: _Watch) -> None:
-        plan, fd, sched, bucket = job.plan, job.fd, job.sched, self.bucket
-        async for chunk in resp.aiter_raw():
-            now = time.monotonic()
-            watch.last = now
-            limit = run.limit(plan)  # re-read: a steal may have shortened the run meanwhile
-            room = limit - run.pos
-            if room <= 0:
-                return
-            if len(chunk) > room:
-                chunk = chunk[:room]
-            size = len(chunk)
-            pos = run.pos
-            n = os.pwrite(fd, chunk, pos)
-            if n < size:
-                view = memoryview(chunk)
-                while n < size:
-                    n += os.pwrite(fd, view[n:], pos + n)
-            sched.record(run, size)
-            if bucket is not None:
-                await bucket.consume(size)
-            # At the run's end, go round once more rather than return: the response then ends
-            # normally (h11 sees its end) and httpcore keeps the connection for the next run.
-            # Leaving early made it close the connection: a new TCP (and TLS) handshake per run.
-
 
 def _strip_query(url: str) -> str:
     return str(httpx.URL(url).copy_with(query=None))
