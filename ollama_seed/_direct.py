@@ -3,9 +3,9 @@
 Why: through httpx, every 64 KiB of a body crosses h11, httpcore, httpx and asyncio on the
 event-loop thread, so a pull tops out near one core's worth of Python (~300 MB/s on the
 project's 2-core test machine) however fast the link. Here a worker thread sends the Range
-request with :mod:`http.client` and reads the body with ``readinto`` straight into a 1 MiB
-buffer (``recv_into``, the GIL released); the caller ``pwrite``-s it. Python runs once per
-MiB, and the copies spread over the cores.
+request with :mod:`http.client` and reads the body with ``readinto`` straight into a
+``READ_SIZE`` (256 KiB) buffer (``recv_into``, the GIL released), then ``pwrite``-s it. Python
+runs once per 256 KiB, and the copies spread over the cores.
 
 Only for *direct* connections: http or https, no proxy in the environment, no injected
 transport (see :meth:`DirectPool.usable`). The request logic (auth challenges, redirects,
@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 import anyio
 import httpx
 
+from ._fsutil import pwrite_all
 from ._plan import Run, Scheduler
 from ._registry import describe_transport_error
 
@@ -307,8 +308,6 @@ def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: m
         n = resp.readinto(view[:min(len(view), room)])
         if n <= 0:
             return
-        written = os.pwrite(fd, view[:n], pos)
-        while written < n:
-            written += os.pwrite(fd, view[written:n], pos + written)
+        pwrite_all(fd, view[:n], pos)
         if sched.record_upto(run, n) < n:
             return

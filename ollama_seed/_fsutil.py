@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ._errors import InsufficientSpace, StoreError
 
-__all__ = ["atomic_write", "ensure_dir", "fsync_dir", "open_nofollow", "raise_os_error"]
+__all__ = ["atomic_write", "ensure_dir", "fsync_dir", "open_nofollow", "pwrite_all", "raise_os_error"]
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -69,6 +69,15 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
 def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
     """``os.open`` that never follows a symlink at the last component."""
     return os.open(path, flags | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
+    """Write all of *data* at offset *pos* of *fd* (``os.pwrite`` may write less than asked)."""
+    n = os.pwrite(fd, data, pos)
+    if n < len(data):
+        view = memoryview(data)
+        while n < len(view):
+            n += os.pwrite(fd, view[n:], pos + n)
 
 
 def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,

@@ -7,13 +7,13 @@ which is cheaper than a timeout scope around every chunk.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import anyio
 import httpx
 
+from ._fsutil import pwrite_all
 from ._plan import Run, Scheduler
 from ._throttle import TokenBucket
 
@@ -62,16 +62,10 @@ async def _stream(fd: int, sched: Scheduler, run: Run, resp: httpx.Response, buc
             return
         if len(chunk) > room:
             chunk = chunk[:room]
-        size = len(chunk)
-        pos = run.pos
-        n = os.pwrite(fd, chunk, pos)
-        if n < size:
-            view = memoryview(chunk)
-            while n < size:
-                n += os.pwrite(fd, view[n:], pos + n)
-        sched.record(run, size)
+        pwrite_all(fd, chunk, run.pos)
+        sched.record(run, len(chunk))
         if bucket is not None:
-            await bucket.consume(size)
+            await bucket.consume(len(chunk))
         # At the run's end, go round once more rather than return: the response then ends
         # normally (h11 sees its end) and httpcore keeps the connection for the next run.
         # Leaving early made it close the connection: a new TCP (and TLS) handshake per run.

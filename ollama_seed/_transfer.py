@@ -373,6 +373,7 @@ class BlobDownloader:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
         read_body(resp, job.fd, job.sched, run, view)
 
+
 def _strip_query(url: str) -> str:
     return str(httpx.URL(url).copy_with(query=None))
 

@@ -1,20 +1,25 @@
 """The direct path's connections (_direct.DirectPool, DirectResponse, open_in_thread) against a
-tiny keep-alive server: bodies, keep-alive, failures, aborts, giving up, and draining."""
+tiny keep-alive server: bodies, keep-alive, failures, aborts, giving up, and draining (on both
+paths); and pwrite_all, which both paths write with."""
 
 from __future__ import annotations
 
 import http.client
 import http.server
+import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
-from ollama_seed._direct import DRAIN_LIMIT, DRAIN_TIMEOUT, DirectPool, LinkError, open_in_thread
+from ollama_seed._direct import DRAIN_LIMIT, DRAIN_TIMEOUT, DirectPool, LinkError, drain, open_in_thread
+from ollama_seed._fsutil import pwrite_all
 from ollama_seed._tls import LazyTrustContext
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB
@@ -268,3 +273,53 @@ def test_a_stalled_unwanted_body_is_given_up_after_the_drain_timeout(server: _Se
     assert DRAIN_TIMEOUT * 0.9 <= waited < DRAIN_TIMEOUT + 2  # not the pool's 5 s timeout
     assert _read_all(pool, f"{server.url}/blob", {"Range": "bytes=0-9"}) == (206, BLOB[:10])
     assert server.connections == 2  # the half-read connection was closed, not reused
+
+
+# --------------------------------------------------------------------------- the httpx side of drain
+
+class _SlowBody(httpx.AsyncByteStream):
+    def __init__(self, first: bytes, then_wait: float) -> None:
+        self.first, self.then_wait = first, then_wait
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.first
+        await anyio.sleep(self.then_wait)
+        yield b"never wanted"
+
+
+def test_httpx_drain_reads_a_small_body_whole() -> None:
+    resp = httpx.Response(503, headers={"Content-Length": "12"}, stream=_SlowBody(b"unavailable!", 0))
+    anyio.run(drain, resp, anyio.CapacityLimiter(1))
+    assert resp.is_stream_consumed
+    assert resp.content.startswith(b"unavailable!")
+
+
+def test_httpx_drain_leaves_a_large_body_unread() -> None:
+    resp = httpx.Response(200, headers={"Content-Length": str(DRAIN_LIMIT + 1)}, stream=_SlowBody(b"x", 0))
+    anyio.run(drain, resp, anyio.CapacityLimiter(1))
+    assert not resp.is_stream_consumed
+
+
+def test_httpx_drain_gives_up_on_a_stalled_body_after_the_drain_timeout() -> None:
+    resp = httpx.Response(503, headers={"Content-Length": "100"}, stream=_SlowBody(b"half", 30))
+    started = time.monotonic()
+    anyio.run(drain, resp, anyio.CapacityLimiter(1))
+    assert DRAIN_TIMEOUT * 0.9 <= time.monotonic() - started < DRAIN_TIMEOUT + 2
+
+
+def test_pwrite_all_finishes_what_a_short_pwrite_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.pwrite
+    calls: list[int] = []
+
+    def short(fd: int, data: bytes | memoryview, pos: int) -> int:  # at most 3 bytes a call
+        calls.append(pos)
+        return real(fd, bytes(data[:3]), pos)
+
+    monkeypatch.setattr(os, "pwrite", short)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        pwrite_all(fd, b"0123456789", 5)
+        assert os.pread(fd, 20, 0) == b"\0" * 5 + b"0123456789"
+    finally:
+        os.close(fd)
+    assert calls == [5, 8, 11, 14]
