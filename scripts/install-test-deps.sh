@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on a Debian machine: the package with its test
-# extras, and the Debian packages the integration tests and benchmarks drive
-# (docker-registry, aria2, curl, zstd). Safe to run again.
+# Install everything the test suite needs on a Debian machine, pinned:
+#   - Debian packages the tests and benchmarks drive: docker-registry (a real registry),
+#     skopeo (OCI layout interop), docker-compose (validates the example compose files),
+#     aria2 and curl (benchmark references), zstd;
+#   - the Python tools and libraries at the exact versions of requirements/dev.txt (hashes
+#     checked), then the package itself, editable, built without fetching anything else.
+# Installs into whatever `python3` is first on PATH (use a virtual environment). Safe to run again.
+# Refresh the lock: see "Development" in README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v aria2c >/dev/null 2>&1 || need+=(aria2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
@@ -18,4 +25,6 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+pip=(python3 -m pip install -q --disable-pip-version-check)
+"${pip[@]}" --require-hashes -r requirements/dev.txt
+"${pip[@]}" --no-deps --no-build-isolation -e .
