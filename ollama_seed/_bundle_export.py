@@ -22,6 +22,7 @@ from pathlib import Path
 
 import zstandard
 
+from . import _platform
 from .__about__ import __version__
 from ._bundle_format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
 from ._bundle_sinks import FileSink, Sink
@@ -81,7 +82,7 @@ def choose_compression(store: ModelStore, models: Sequence[tuple[ModelName, Mani
         return Compression("zstd", DEFAULT_ZSTD_LEVEL), 0.0
     try:
         for offset in windows:
-            data = os.pread(fd, SAMPLE_WINDOW, offset)
+            data = _platform.current.pread(fd, SAMPLE_WINDOW, offset)
             raw += len(data)
             packed += len(cctx.compress(data))
     finally:
@@ -191,8 +192,8 @@ class Exporter:
         if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
             os.close(fd)
             raise StoreError(f"{path} is not a {layer.size}-byte file; run 'ollama-seed verify' and pull again")
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        with contextlib.suppress(OSError):
+            _platform.current.fadvise_sequential(fd)
         return fd, st.st_mtime
 
     def _copy(self, name: ModelName, layer: Layer, fd: int, sink: Sink) -> None:
@@ -259,7 +260,7 @@ class Exporter:
             written.append(self._file(root / "index.json", _writer(encode_index(self.models, created_by=TOOL))))
         except BaseException:
             for path in written:
-                path.unlink(missing_ok=True)
+                _platform.current.remove(path)
             for d in (blob_dir, root / "blobs", *([root] if created_root else [])):
                 with contextlib.suppress(OSError):
                     d.rmdir()

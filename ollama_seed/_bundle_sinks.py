@@ -17,9 +17,10 @@ from typing import IO, Protocol
 
 import zstandard
 
+from . import _platform
 from ._bundle_stream import CHUNK, MAX_PARTS
 from ._errors import BundleError
-from ._fsutil import fsync_dir, raise_os_error
+from ._fsutil import fsync_dir, open_nofollow, raise_os_error
 
 __all__ = ["FileSink", "PartsSink", "Sink", "StreamSink", "Writeback", "ZstdSink"]
 
@@ -103,16 +104,16 @@ class _TempFile:
         self.final = final
         self.tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
         try:
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self.fd = open_nofollow(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise_os_error(exc, f"creating {final}")
 
     def finish(self) -> None:
         try:
-            os.fsync(self.fd)
+            _platform.current.full_sync(self.fd)
             os.close(self.fd)
             self.fd = -1
-            os.replace(self.tmp, self.final)
+            _platform.current.replace(self.tmp, self.final)
         except OSError as exc:
             raise_os_error(exc, f"writing {self.final}")
 
@@ -121,7 +122,7 @@ class _TempFile:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-        self.tmp.unlink(missing_ok=True)
+        _platform.current.remove(self.tmp)
 
 
 class FileSink:

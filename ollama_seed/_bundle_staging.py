@@ -9,7 +9,6 @@ before a byte is written). While it exists we try to hold the blob's lock, which
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import filelock
 
+from . import _platform
 from ._digest import Digest
 from ._fsutil import open_nofollow, raise_os_error
 from ._manifest import Layer
@@ -52,12 +52,7 @@ def open_staging(store: ModelStore, digest: Digest, blob: StagedBlob) -> int:
         blob.lock = lock
     try:
         blob.fd = open_nofollow(blob.staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        if blob.size:
-            try:
-                os.posix_fallocate(blob.fd, 0, blob.size)
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                    raise
+        _platform.current.preallocate(blob.fd, blob.size, blob.staged.parent)
     except OSError as exc:
         raise_os_error(exc, f"staging {digest} ({blob.size} bytes)")
     return blob.fd
@@ -71,13 +66,13 @@ def install_staged(store: ModelStore, blob: StagedBlob, layer: Layer) -> None:
     """
     assert blob.staged is not None
     try:
-        os.fsync(blob.fd)
+        _platform.current.full_sync(blob.fd)
         os.close(blob.fd)
     except OSError as exc:
         raise_os_error(exc, f"writing {layer.digest}")
     blob.fd = -1
     if store.has_blob(layer):
-        blob.staged.unlink(missing_ok=True)
+        _platform.current.remove(blob.staged)
     else:
         store.install_blob(blob.staged, layer)
     blob.staged, blob.in_store = None, True
@@ -93,7 +88,7 @@ def discard(blob: StagedBlob) -> None:
             os.close(blob.fd)
         blob.fd = -1
     if blob.staged is not None:
-        blob.staged.unlink(missing_ok=True)
+        _platform.current.remove(blob.staged)
         blob.staged = None
     if blob.lock is not None:
         with contextlib.suppress(Exception):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
+from . import _platform
 from ._ensure_local import (
     EnsureReport,
     EnsureStatus,
@@ -258,7 +259,7 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
             return _present(item, started)
     for layer in item.corrupt:  # verify=True found them: fetch them again
         if manifest is not None and layer in manifest.blobs:
-            session.store.layout.blob(layer.digest).unlink(missing_ok=True)
+            _platform.current.remove(session.store.layout.blob(layer.digest))
     result = await session.pull(name, manifest)
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"

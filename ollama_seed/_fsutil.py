@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+from . import _platform
 from ._errors import InsufficientSpace, StoreError
 
 __all__ = ["atomic_write", "ensure_dir", "fsync_dir", "open_nofollow", "pwrite_all", "raise_os_error"]
@@ -14,7 +15,6 @@ __all__ = ["atomic_write", "ensure_dir", "fsync_dir", "open_nofollow", "pwrite_a
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 PRIVATE_DIR_MODE = 0o700
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def raise_os_error(exc: OSError, what: str) -> None:
@@ -28,17 +28,8 @@ def raise_os_error(exc: OSError, what: str) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a rename or create inside *path* durable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Make a rename or create inside *path* durable (not possible on Windows: skipped there)."""
+    _platform.current.fsync_dir(path)
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
@@ -67,17 +58,13 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
 
 
 def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
-    """``os.open`` that never follows a symlink at the last component."""
-    return os.open(path, flags | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    """``os.open`` (binary mode) that never follows a symlink at the last component."""
+    return _platform.current.open_nofollow(path, flags, mode)
 
 
 def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
     """Write all of *data* at offset *pos* of *fd* (``os.pwrite`` may write less than asked)."""
-    n = os.pwrite(fd, data, pos)
-    if n < len(data):
-        view = memoryview(data)
-        while n < len(view):
-            n += os.pwrite(fd, view[n:], pos + n)
+    _platform.current.pwrite_all(fd, data, pos)
 
 
 def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
@@ -90,14 +77,14 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
+            _platform.current.set_mode(fd, mode)
             if owner is not None:
                 os.fchown(fd, *owner)
-            os.fsync(fd)
+            _platform.current.full_sync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        _platform.current.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _platform.current.remove(tmp)
         raise_os_error(exc, f"writing {path}")
     fsync_dir(path.parent)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import filelock
 
+from . import _platform
 from ._digest import Digest
 from ._store import ModelStore
 
@@ -18,13 +17,7 @@ def _owner_alive(name: str) -> bool:
     pid_text, sep, _tag = suffix.partition("-")
     if not sep or not pid_text.isascii() or not pid_text.isdigit():
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
+    return _platform.current.pid_alive(int(pid_text))
 
 
 def staging_in_use(store: ModelStore) -> set[str]:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from . import _platform
 from ._digest import Digest
 from ._errors import InvalidName, ModelNotFound, SeedError
 from ._fsutil import open_nofollow
@@ -423,7 +424,7 @@ class MirrorApp:
             tg.start_soon(watch)
             pos = start
             while pos < end:
-                data = await anyio.to_thread.run_sync(os.pread, fd, min(self.chunk_size, end - pos), pos)
+                data = await anyio.to_thread.run_sync(_platform.current.pread, fd, min(self.chunk_size, end - pos), pos)
                 if not data:
                     raise OSError(f"blob file shrank while it was being sent (at byte {pos})")
                 pos += len(data)

@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _platform
 from ._api import run_sync
 from ._digest import Digest
 from ._errors import (
@@ -146,7 +147,7 @@ class _Pusher:
             try:
                 pos, end = start, start + length
                 while pos < end:
-                    data = await anyio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK, end - pos), pos)
+                    data = await anyio.to_thread.run_sync(_platform.current.pread, fd, min(READ_CHUNK, end - pos), pos)
                     if not data:
                         raise StoreError(f"{path} is shorter than the manifest says; run 'ollama-seed verify'")
                     pos += len(data)

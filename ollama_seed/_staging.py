@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import mmap
 import os
 import secrets
 from pathlib import Path
 
+from . import _platform
 from ._fsutil import open_nofollow, raise_os_error
 from ._layout import ModelsLayout
 from ._manifest import Layer
@@ -31,7 +31,7 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
     """Open (resume) or create the staging file of *layer*: its descriptor, its plan, and the
     resume state mapped into memory (None for an empty blob).
 
-    The data file is pre-sized and ``posix_fallocate``-d, so a full disk shows up before the
+    The data file is pre-sized and pre-allocated (``_platform.preallocate``), so a full disk shows up before the
     first byte. A state that does not prove it describes exactly this blob means starting over.
     """
     plan = None
@@ -43,22 +43,16 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
     try:
         if plan is None:
             plan = BlobPlan.new(layer.size)
-            state.unlink(missing_ok=True)
+            _platform.current.remove(state)
             fd = open_nofollow(data, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
             try:
-                os.ftruncate(fd, layer.size)
-                if layer.size:
-                    try:
-                        os.posix_fallocate(fd, 0, layer.size)
-                    except OSError as exc:
-                        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                            raise
+                _platform.current.preallocate(fd, layer.size, data.parent)
                 tmp = state.with_name(state.name + ".new")
-                tmp.unlink(missing_ok=True)
+                _platform.current.remove(tmp)
                 sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
                 with os.fdopen(sfd, "wb") as f:
                     f.write(plan.state_bytes(layer.digest.hex))
-                os.replace(tmp, state)
+                _platform.current.replace(tmp, state)
             except BaseException:
                 os.close(fd)
                 raise

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _platform
 from ._digest import Digest
 from ._errors import IntegrityError, ModelNotFound, RegistryProtocolError, StoreError
 from ._fsutil import (
@@ -234,7 +235,7 @@ class ModelStore:
                 raise IntegrityError(f"staged file for {layer.digest} is not a {layer.size}-byte file")
             os.chmod(staged, FILE_MODE)
             self._give(staged)
-            os.replace(staged, target)
+            _platform.current.replace(staged, target)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
                 raise StoreError(f"{self.layout.blobs_dir} is on another file system than {self.layout.state_dir}; "
@@ -274,7 +275,7 @@ class ModelStore:
         """Delete the manifest of *name* and the blobs no other manifest uses; the blobs removed."""
         model = self.get(name)
         try:
-            model.path.unlink()
+            _platform.current.remove(model.path)
         except OSError as exc:
             raise_os_error(exc, f"removing {model.path}")
         self._prune_dirs()
@@ -284,7 +285,7 @@ class ModelStore:
         removed = []
         for layer in model.manifest.blobs:
             if layer.digest not in refs and self.blob_size(layer.digest) is not None:
-                self.layout.blob(layer.digest).unlink(missing_ok=True)
+                _platform.current.remove(self.layout.blob(layer.digest))
                 removed.append(layer.digest)
         return removed
 
@@ -318,7 +319,7 @@ class ModelStore:
                 st = entry.stat(follow_symlinks=False)
                 if now - st.st_mtime < grace_seconds:
                     continue
-                os.unlink(entry.path)
+                _platform.current.remove(entry.path)
                 removed.append(digest)
                 removed_bytes += st.st_size
         staging: list[str] = []
@@ -332,7 +333,7 @@ class ModelStore:
                     continue
                 if d == self.layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace_seconds:
                     continue
-                os.unlink(entry.path)
+                _platform.current.remove(entry.path)
                 staging.append(entry.name)
         self._prune_dirs()
         return PruneReport(tuple(removed), removed_bytes, tuple(staging), skipped)

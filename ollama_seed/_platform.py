@@ -1,0 +1,409 @@
+"""What this operating system offers for file I/O, chosen once, with a fallback for every gap.
+
+Linux has every call ollama-seed uses. macOS lacks ``posix_fallocate``, ``fdatasync`` and
+``posix_fadvise`` (and ``preadv`` before macOS 11), and its ``fsync`` does not flush the drive's
+cache (``F_FULLFSYNC`` does). Windows also lacks ``pread``/``pwrite``, ``O_NOFOLLOW``,
+``O_DIRECTORY``, directory fsync and (before Python 3.13) ``fchmod``; it opens files in text mode
+unless told ``O_BINARY``; and a file that is open (by us, Ollama, or a virus scanner) cannot be
+replaced or deleted for a moment. See docs/reliability.md, "Platforms", for what each fallback
+guarantees.
+
+``OLLAMA_SEED_EMULATE=macos`` or ``=windows``, read once at import, hides what that system lacks
+so its fallbacks run (and are tested) on Linux. Under ``windows`` it also refuses to replace or
+delete a file this process still has open or mapped, as Windows would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import threading
+
+__all__ = ["Platform", "current", "detect", "emulate"]
+
+Kind = Literal["linux", "macos", "windows", "posix"]
+EMULATE_ENV = "OLLAMA_SEED_EMULATE"
+_F_PREALLOCATE = 42  # <sys/fcntl.h> on macOS; Python's fcntl module does not export it
+_F_ALLOCATEALL = 0x4
+_F_PEOFPOSMODE = 3
+_REPLACE_RETRY_S = 1.0  # as pip: a reader or scanner holding the target lets go within a second
+_REPLACE_STEP_S = 0.05
+
+
+class Platform:
+    """The calls one operating system offers. Every attribute is a capability, never a guess.
+
+    A plain class, not a dataclass: it is built at import on the cheap ``ensure()`` path.
+    """
+
+    def __init__(self, kind: Kind, *, emulated: bool = False,
+                 os_fallocate: Callable[[int, int, int], None] | None = None,
+                 os_fadvise: Callable[[int, int, int, int], None] | None = None,
+                 os_pread: Callable[[int, int, int], bytes] | None = None,
+                 os_pwrite: Callable[[int, bytes | memoryview, int], int] | None = None,
+                 os_preadv: Callable[[int, list[memoryview], int], int] | None = None,
+                 os_fdatasync: Callable[[int], None] | None = None, os_fchmod: Callable[[int, int], None] | None = None,
+                 o_nofollow: int = 0, o_directory: int = 0, o_binary: int = 0, full_fsync: int | None = None,
+                 dir_fsync: bool = True, sharing_violations: bool = False) -> None:
+        self.kind = kind
+        self.emulated = emulated
+        self.os_fallocate = os_fallocate  # os.posix_fallocate
+        self.os_fadvise = os_fadvise
+        self.os_pread = os_pread
+        self.os_pwrite = os_pwrite
+        self.os_preadv = os_preadv
+        self.os_fdatasync = os_fdatasync
+        self.os_fchmod = os_fchmod
+        self.o_nofollow = o_nofollow
+        self.o_directory = o_directory
+        self.o_binary = o_binary
+        self.full_fsync = full_fsync  # fcntl.F_FULLFSYNC on macOS
+        self.dir_fsync = dir_fsync
+        self.sharing_violations = sharing_violations  # an open file cannot be replaced or deleted (Windows)
+
+    def __repr__(self) -> str:
+        missing = [n for n in ("os_fallocate", "os_fadvise", "os_pread", "os_pwrite", "os_preadv", "os_fdatasync",
+                               "os_fchmod", "o_nofollow", "o_directory") if not getattr(self, n)]
+        return f"Platform({self.kind}{', emulated' if self.emulated else ''}, without {', '.join(missing) or 'nothing'})"
+
+    # -- preallocation ---------------------------------------------------------------------------
+
+    def preallocate(self, fd: int, size: int, directory: Path) -> None:
+        """Size *fd* to *size* bytes and reserve the space, so a full disk fails now, not midway.
+
+        Linux: ``posix_fallocate``. macOS: ``F_PREALLOCATE``. Elsewhere (and where the file system
+        refuses both): ``ftruncate`` plus a check that *directory*'s file system has the space free.
+        """
+        os.ftruncate(fd, size)
+        if size <= 0:
+            return
+        if self.os_fallocate is not None:
+            try:
+                self.os_fallocate(fd, 0, size)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+        elif self.kind == "macos" and not self.emulated and _mac_preallocate(fd, size):  # pragma: no cover
+            return
+        free = _free_bytes(directory)
+        if free is not None and free < size:
+            raise OSError(errno.ENOSPC, f"{size} bytes needed, {free} free", str(directory))
+
+    def fadvise_sequential(self, fd: int) -> None:
+        if self.os_fadvise is not None:
+            self.os_fadvise(fd, 0, 0, getattr(os, "POSIX_FADV_SEQUENTIAL", 2))
+
+    # -- positional I/O --------------------------------------------------------------------------
+
+    def pwrite_all(self, fd: int, data: bytes | memoryview, pos: int) -> None:
+        """Write all of *data* at offset *pos* (a write may take less than asked)."""
+        if self.os_pwrite is None:
+            with _fd_lock(fd):
+                os.lseek(fd, pos, os.SEEK_SET)
+                _write_all(fd, data)
+            return
+        n = self.os_pwrite(fd, data, pos)
+        if n < len(data):
+            view = memoryview(data)
+            while n < len(view):
+                n += self.os_pwrite(fd, view[n:], pos + n)
+
+    def pread(self, fd: int, n: int, pos: int) -> bytes:
+        """Up to *n* bytes at offset *pos* (fewer only at the end of the file)."""
+        if self.os_pread is not None:
+            return self.os_pread(fd, n, pos)
+        with _fd_lock(fd):
+            os.lseek(fd, pos, os.SEEK_SET)
+            return os.read(fd, n)
+
+    def preadinto(self, fd: int, buf: memoryview, pos: int) -> int:
+        """Read into *buf* at offset *pos*; the number of bytes read (``preadv`` where there is one)."""
+        if self.os_preadv is not None:
+            return self.os_preadv(fd, [buf], pos)
+        chunk = self.pread(fd, len(buf), pos)
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+    # -- durability ------------------------------------------------------------------------------
+
+    def datasync(self, fd: int) -> None:
+        """Start writeback of *fd*'s data (``fdatasync``; ``fsync`` where there is none)."""
+        (self.os_fdatasync or os.fsync)(fd)
+
+    def full_sync(self, fd: int) -> None:
+        """Make *fd*'s data durable before it is renamed into place: ``fsync`` (on Windows the CRT's
+        ``_commit``), and on macOS ``F_FULLFSYNC``, which also flushes the drive's cache."""
+        if self.full_fsync is not None:
+            import fcntl
+
+            try:
+                fcntl.fcntl(fd, self.full_fsync)
+                return
+            except OSError:  # not every file system supports it (SMB, some FUSE): plain fsync
+                pass
+        os.fsync(fd)
+
+    def fsync_dir(self, path: Path) -> None:
+        """Make a rename or create inside *path* durable (impossible on Windows: no-op there)."""
+        if not self.dir_fsync:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | self.o_directory)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def set_mode(self, fd: int, mode: int) -> None:
+        """``fchmod`` where it exists; Windows has only a read-only flag, which we never set."""
+        if self.os_fchmod is not None:
+            self.os_fchmod(fd, mode)
+
+    # -- opening without following links --------------------------------------------------------
+
+    def open_nofollow(self, path: Path | str, flags: int, mode: int = 0o600) -> int:
+        """``os.open`` in binary mode that never follows a symlink at the last component.
+
+        Without ``O_NOFOLLOW`` (Windows): ``lstat`` before, ``fstat`` after, and the two must be the
+        same regular file; a link swapped in between the two calls is caught by the comparison.
+        """
+        flags |= self.o_binary | getattr(os, "O_CLOEXEC", 0)
+        if self.o_nofollow:
+            return os.open(path, flags | self.o_nofollow, mode)
+        try:
+            before: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            before = None
+        if before is not None and _is_link(before):
+            raise OSError(errno.ELOOP, "refusing to open a symbolic link", str(path))
+        fd = os.open(path, flags, mode)
+        try:
+            after = os.fstat(fd)
+            now = os.lstat(path)
+            if _is_link(now) or not os.path.samestat(after, now) or (
+                    before is not None and not os.path.samestat(before, after)):
+                raise OSError(errno.ELOOP, "the file was replaced by a link while it was opened", str(path))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    # -- replacing and deleting ------------------------------------------------------------------
+
+    def replace(self, src: Path | str, dst: Path | str) -> None:
+        """``os.replace``; on Windows retried for up to a second while another process holds *dst*
+        open (Ollama reading it, a virus scanner, an indexer), as pip does."""
+        self._retry(lambda: self._checked(os.replace, src, dst), str(dst))
+
+    def remove(self, path: Path | str) -> None:
+        """``os.unlink``; on Windows retried like :meth:`replace`. A missing file is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            self._retry(lambda: self._checked(os.unlink, path), str(path))
+
+    def _checked(self, op: Callable[..., None], *paths: Path | str) -> None:
+        if self.emulated and self.sharing_violations:
+            for p in paths:
+                if _open_here(p):
+                    raise PermissionError(errno.EACCES, "emulated Windows: the file is open in this process", str(p))
+        op(*paths)
+
+    def _retry(self, op: Callable[[], None], what: str) -> None:
+        if not self.sharing_violations:
+            op()
+            return
+        deadline = time.monotonic() + _REPLACE_RETRY_S
+        while True:
+            try:
+                op()
+                return
+            except PermissionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_REPLACE_STEP_S)
+
+    # -- processes -------------------------------------------------------------------------------
+
+    def pid_alive(self, pid: int) -> bool:
+        """Whether process *pid* runs (``os.kill(pid, 0)`` would kill it on Windows)."""
+        if self.kind == "windows" and not self.emulated:
+            return _windows_pid_alive(pid)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists, owned by someone else
+            return True
+        return True
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+_FD_LOCKS: dict[int, threading.Lock] = {}
+_FD_LOCKS_GUARD: threading.Lock | None = None
+
+
+def _fd_lock(fd: int) -> threading.Lock:
+    """One lock per descriptor number: seek-then-read/write is one step for the threads sharing it."""
+    global _FD_LOCKS_GUARD
+    if _FD_LOCKS_GUARD is None:
+        import threading  # only where there is no pwrite (Windows): not on the start-up path
+
+        _FD_LOCKS_GUARD = threading.Lock()
+    with _FD_LOCKS_GUARD:
+        lock = _FD_LOCKS.get(fd)
+        if lock is None:
+            import threading
+
+            lock = _FD_LOCKS[fd] = threading.Lock()
+        return lock
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _is_link(st: os.stat_result) -> bool:
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        return True
+    reparse = getattr(st, "st_reparse_tag", 0)  # Windows junctions and other reparse points
+    return bool(reparse)
+
+
+def _free_bytes(directory: Path) -> int | None:
+    import shutil
+    for candidate in (directory, *directory.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return None
+
+
+def _mac_preallocate(fd: int, size: int) -> bool:
+    """``F_PREALLOCATE`` (fstore_t: flags, posmode, offset, length, bytesalloc); False if refused."""
+    try:
+        import fcntl
+        import struct
+
+        st = os.fstat(fd)
+        fstore = struct.pack("IiqqQ", _F_ALLOCATEALL, _F_PEOFPOSMODE, 0, max(0, size - st.st_blocks * 512), 0)
+        fcntl.fcntl(fd, _F_PREALLOCATE, fstore)
+    except (OSError, ImportError, ValueError):
+        return False
+    return True
+
+
+def _open_here(path: Path | str) -> bool:
+    """Whether this process has *path* open or mapped (Linux /proc; the Windows emulation's check)."""
+    try:
+        target = os.path.realpath(path)
+    except OSError:
+        return False
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{name}") == target:
+                    return True
+            except OSError:
+                continue
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any(line.rstrip("\n").endswith(" " + target) for line in maps)
+    except OSError:
+        return False
+
+
+def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    if sys.platform != "win32":
+        raise OSError(errno.ENOSYS, "the Windows process check runs on Windows only")
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return bool(ctypes.get_last_error() == 5)  # ERROR_ACCESS_DENIED: it exists
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return bool(code.value == 259)  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+# -- choosing --------------------------------------------------------------------------------------
+
+def _native_kind() -> Kind:
+    if sys.platform.startswith("linux"):
+        return "linux"
+    if sys.platform == "darwin":
+        return "macos"
+    if sys.platform == "win32":
+        return "windows"
+    return "posix"
+
+
+def _from_os(kind: Kind, *, emulated: bool) -> Platform:
+    """What *kind* offers, from what this ``os`` module has, less what *kind* is known to lack."""
+    hide: set[str] = set()
+    if kind in ("macos", "windows"):
+        hide |= {"posix_fallocate", "posix_fadvise", "fdatasync"}
+    if kind == "windows":
+        hide |= {"pread", "pwrite", "preadv", "fchmod", "O_NOFOLLOW", "O_DIRECTORY"}
+    if kind == "macos" and emulated:
+        hide.add("preadv")  # present only on macOS 11+ builds: test the older case
+
+    def has(name: str) -> Any:
+        return None if name in hide else getattr(os, name, None)
+
+    full_fsync = None
+    if kind == "macos" and not emulated:
+        import fcntl
+
+        full_fsync = getattr(fcntl, "F_FULLFSYNC", None)
+    return Platform(
+        kind=kind, emulated=emulated,
+        os_fallocate=has("posix_fallocate"), os_fadvise=has("posix_fadvise"),
+        os_pread=has("pread"), os_pwrite=has("pwrite"), os_preadv=has("preadv"),
+        os_fdatasync=has("fdatasync"), os_fchmod=has("fchmod"),
+        o_nofollow=int(has("O_NOFOLLOW") or 0), o_directory=int(has("O_DIRECTORY") or 0),
+        o_binary=int(getattr(os, "O_BINARY", 0)),
+        full_fsync=full_fsync,
+        dir_fsync=kind != "windows",
+        sharing_violations=kind == "windows",
+    )
+
+
+def emulate(kind: str) -> Platform:
+    """This machine with the os module reduced to what *kind* (``macos``, ``windows``) offers."""
+    if kind not in ("macos", "windows", "linux"):
+        raise ValueError(f"{EMULATE_ENV} must be macos, windows or linux, not {kind!r}")
+    chosen: Kind = "macos" if kind == "macos" else "windows" if kind == "windows" else "linux"
+    return _from_os(chosen, emulated=chosen != _native_kind())
+
+
+def detect() -> Platform:
+    """This machine, or the emulation ``OLLAMA_SEED_EMULATE`` asks for."""
+    wanted = os.environ.get(EMULATE_ENV, "").strip().lower()
+    if wanted:
+        return emulate(wanted)
+    return _from_os(_native_kind(), emulated=False)
+
+
+current: Platform = detect()
