@@ -55,7 +55,8 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
         return Path(explicit).expanduser()
     import platformdirs  # only when a config is looked for: keeps `import ollama_seed` light
 
-    return Path(platformdirs.user_config_dir("ollama-seed")) / "config.toml"
+    # appauthor=False: %LOCALAPPDATA%\\ollama-seed on Windows, not ...\\ollama-seed\\ollama-seed
+    return Path(platformdirs.user_config_dir("ollama-seed", appauthor=False)) / "config.toml"
 
 
 def _toml_loads(text: str) -> dict[str, Any]:

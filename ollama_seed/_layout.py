@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._digest import Digest
-from ._reference import ModelName
+from ._errors import InvalidName
+from ._reference import ModelName, windows_path_problem
 
 __all__ = ["ModelsLayout", "default_models_dir"]
 
@@ -35,7 +36,7 @@ STATE_DIR = ".ollama-seed"
 def default_models_dir(environ: dict[str, str] | None = None) -> Path:
     """Ollama's models directory: ``$OLLAMA_MODELS``, else ``~/.ollama/models`` (``envconfig.Models``)."""
     env = os.environ if environ is None else environ
-    value = env.get("OLLAMA_MODELS", "").strip().strip("\"'").strip()
+    value = env.get("OLLAMA_MODELS", "").strip().strip("\"'")  # envconfig.Var: TrimSpace, then Trim quotes
     if value:
         return Path(value).expanduser()
     return Path.home() / ".ollama" / "models"
@@ -43,9 +44,10 @@ def default_models_dir(environ: dict[str, str] | None = None) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class ModelsLayout:
-    """Paths inside one models directory."""
+    """Paths inside one models directory. *windows_names*: refuse names Windows cannot store."""
 
     root: Path
+    windows_names: bool = False
 
     @property
     def blobs_dir(self) -> Path:
@@ -75,6 +77,9 @@ class ModelsLayout:
         return self.blobs_dir / digest.filename
 
     def manifest(self, name: ModelName) -> Path:
+        """Raises InvalidName on Windows for a name with no file-system spelling there."""
+        if self.windows_names and (problem := windows_path_problem(name)):
+            raise InvalidName(problem)
         return self.manifests_dir.joinpath(*name.path_parts)
 
     def staging_data(self, digest: Digest) -> Path:

@@ -234,6 +234,13 @@ class Platform:
                     raise
                 time.sleep(_REPLACE_STEP_S)
 
+    def long_path(self, root: Path) -> Path:
+        """*root* with Windows' ``\\\\?\\`` prefix where paths below it could pass the 260-character
+        limit (as huggingface_hub does, and Go's os package does for Ollama); unchanged elsewhere."""
+        if self.kind != "windows" or self.emulated:
+            return root
+        return Path(windows_long_path(str(root.absolute())))
+
     # -- processes -------------------------------------------------------------------------------
 
     def pid_alive(self, pid: int) -> bool:
@@ -247,6 +254,22 @@ class Platform:
         except OSError:  # exists, owned by someone else
             return True
         return True
+
+
+# Longest path we make below a models directory, past its root: a staging file
+# (``\\.ollama-seed\\staging\\sha256-<64 hex>.data.<pid>-<8 hex>``), or a manifest of short parts.
+_BELOW_ROOT = 110
+_WINDOWS_MAX_PATH = 260
+
+
+def windows_long_path(absolute: str) -> str:
+    """``\\\\?\\`` + *absolute* when paths below it could pass MAX_PATH; a UNC share becomes
+    ``\\\\?\\UNC\\server\\share``. Pure string work, so it is tested on any system."""
+    if absolute.startswith("\\\\?\\") or len(absolute) + _BELOW_ROOT < _WINDOWS_MAX_PATH:
+        return absolute
+    if absolute.startswith("\\\\"):
+        return "\\\\?\\UNC\\" + absolute[2:]
+    return "\\\\?\\" + absolute
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from ._digest import Digest
 from ._errors import InvalidName
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "ModelName"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "ModelName", "windows_path_problem"]
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -26,6 +26,30 @@ _RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
     "model": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"), 80, "letters, digits, '_', '-', '.'"),
     "tag": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"), 80, "letters, digits, '_', '-', '.'"),
 }
+
+
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))])
+
+
+def windows_path_problem(name: ModelName) -> str | None:
+    """Why *name*'s manifest path cannot exist on Windows (None if it can), as a message that says
+    what to do. Ollama has no escaped spelling for these either: its Windows build fails on them
+    (ollama/ollama#4088), and it skips a manifest directory it cannot parse back into a name.
+    """
+    if ":" in name.host:
+        return (f"{name.display}: a registry host with a port ({name.host}) cannot be a folder name on Windows "
+                "(':' is not allowed), and Ollama on Windows cannot store or load such a model either; "
+                "serve the registry under a host name without a port (a reverse proxy on 443), or import the "
+                "model on Linux or macOS")
+    for kind, part in zip(("host", "namespace", "model", "tag"), name.path_parts):
+        if part.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+            return (f"{name.display}: the {kind} {part!r} is a reserved device name on Windows and cannot be a "
+                    "file or folder name there; use another name")
+        if part.endswith("."):
+            return (f"{name.display}: the {kind} {part!r} ends with '.', which Windows drops from file names; "
+                    "use a name that does not")
+    return None
 
 
 def _check(kind: str, value: str, whole: str) -> None:

@@ -91,7 +91,9 @@ class ModelStore:
     """One Ollama models directory (``$OLLAMA_MODELS``, else ``~/.ollama/models``)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.layout = ModelsLayout(Path(root).expanduser() if root is not None else default_models_dir())
+        plat = _platform.current
+        base = Path(root).expanduser() if root is not None else default_models_dir()
+        self.layout = ModelsLayout(plat.long_path(base), windows_names=plat.kind == "windows" and not plat.emulated)
         self._owner: tuple[int, int] | None = None
 
     @property

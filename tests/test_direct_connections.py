@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 
+from ollama_seed import _platform
 from ollama_seed._direct import DRAIN_LIMIT, DRAIN_TIMEOUT, DirectPool, LinkError, drain, open_in_thread
 from ollama_seed._fsutil import pwrite_all
 from ollama_seed._tls import LazyTrustContext
@@ -315,7 +316,7 @@ def test_pwrite_all_finishes_what_a_short_pwrite_left(tmp_path: Path, monkeypatc
         calls.append(pos)
         return real(fd, bytes(data[:3]), pos)
 
-    monkeypatch.setattr(os, "pwrite", short)
+    monkeypatch.setattr(_platform, "current", _platform.Platform("linux", os_pwrite=short))
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
         pwrite_all(fd, b"0123456789", 5)

@@ -265,3 +265,64 @@ def test_pull_resume_verify_bundle_and_serve_write_identical_stores(
     want_mirror = tmp_path / "expected-mirror"
     model.expected_store(want_mirror, mirror, REPO, "latest")
     assert tree(mirrored_root) == tree(want_mirror)
+
+
+# -- names and paths that Windows and macOS treat differently ------------------------------------------
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("gpt-oss:20b", None),
+    ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", None),
+    ("localhost:5000/library/x:latest", "host with a port"),
+    ("registry.example/library/con:latest", "reserved device name"),
+    ("registry.example/library/x:Aux.v1", "reserved device name"),
+    ("registry.example/lpt9/x:latest", "reserved device name"),
+    ("registry.example/library/console:latest", None),
+    ("registry.example/library/x:v1.", "ends with '.'"),
+])
+def test_names_windows_cannot_store(name: str, problem: str | None) -> None:
+    from ollama_seed._reference import ModelName, windows_path_problem
+
+    got = windows_path_problem(ModelName.parse(name))
+    assert (got is None) if problem is None else (got is not None and problem in got)
+
+
+def test_a_windows_layout_refuses_a_host_with_a_port_before_anything_is_written(tmp_path: Path) -> None:
+    from ollama_seed._errors import InvalidName
+    from ollama_seed._layout import ModelsLayout
+    from ollama_seed._reference import ModelName
+
+    lay = ModelsLayout(tmp_path, windows_names=True)
+    with pytest.raises(InvalidName, match=r"cannot be a folder name on Windows"):
+        lay.manifest(ModelName.parse("localhost:5000/library/x"))
+    assert lay.manifest(ModelName.parse("x")) == tmp_path / "manifests" / "registry.ollama.ai" / "library" / "x" / "latest"
+    assert ModelsLayout(tmp_path).manifest(ModelName.parse("localhost:5000/library/x")).parts[-4] == "localhost:5000"
+
+
+@pytest.mark.parametrize(("root", "expected"), [
+    ("C:\\Users\\ada\\.ollama\\models", "C:\\Users\\ada\\.ollama\\models"),
+    ("C:\\" + "d" * 150, "\\\\?\\C:\\" + "d" * 150),
+    ("\\\\?\\C:\\" + "d" * 150, "\\\\?\\C:\\" + "d" * 150),
+    ("\\\\server\\share\\" + "m" * 150, "\\\\?\\UNC\\server\\share\\" + "m" * 150),
+])
+def test_windows_long_paths_get_the_extended_prefix(root: str, expected: str) -> None:
+    assert _platform.windows_long_path(root) == expected
+
+
+@pytest.mark.anyio
+async def test_two_spellings_of_one_name_never_make_two_manifests(tmp_path: Path) -> None:
+    """Case-insensitive APFS and NTFS would merge them silently; Ollama keeps the first spelling
+    (getExistingName), on every file system, and so does ollama-seed."""
+    import ollama_seed
+    from tests.servers.fake_registry import FakeRegistry
+
+    m = make_model(size_bytes=MIB + 5, seed=3)
+    reg = FakeRegistry()
+    reg.add("library/tiny", "latest", m)
+    models = tmp_path / "models"
+    await ollama_seed.apull("reg.test/library/tiny:latest", models_dir=models, transport=reg.transport())
+    requests = len(reg.blob_requests())
+    await ollama_seed.apull("REG.test/Library/Tiny:LATEST", models_dir=models, transport=reg.transport())
+    manifests = sorted(p.relative_to(models / "manifests").as_posix()
+                       for p in (models / "manifests").rglob("*") if p.is_file())
+    assert manifests == ["reg.test/library/tiny/latest"]
+    assert len(reg.blob_requests()) == requests

@@ -13,6 +13,7 @@ reason) and pulls a 16 MiB model from a real docker-registry through the countin
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from ollama_seed import _platform
 from ollama_seed._cli import main
 from ollama_seed._plan import BlobPlan
 from tests.faultkit.cli import run_cli
@@ -125,7 +127,9 @@ def test_enospc_mid_body_leaves_no_corruption_and_resumes(roomy: BuiltModel, pro
 
     with small_fs(tmp_path / "fs", 10 * MIB) as fs:
         models = fs / "models"
-        monkeypatch.setattr(os, "posix_fallocate", no_fallocate)
+        plat = copy.copy(_platform.current)  # a file system without fallocate: only the size is set
+        plat.os_fallocate = no_fallocate
+        monkeypatch.setattr(_platform, "current", plat)
         monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**40, 0, 2**40))  # type: ignore[attr-defined]
         assert main(args(models, name_of(proxy))) == 6
         err = capsys.readouterr().err
