@@ -72,7 +72,8 @@ class Platform:
     def __repr__(self) -> str:
         missing = [n for n in ("os_fallocate", "os_fadvise", "os_pread", "os_pwrite", "os_preadv", "os_fdatasync",
                                "os_fchmod", "o_nofollow", "o_directory") if not getattr(self, n)]
-        return f"Platform({self.kind}{', emulated' if self.emulated else ''}, without {', '.join(missing) or 'nothing'})"
+        how = ", emulated" if self.emulated else ""
+        return f"Platform({self.kind}{how}, without {', '.join(missing) or 'nothing'})"
 
     # -- preallocation ---------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ def windows_path_problem(name: ModelName) -> str | None:
                 "(':' is not allowed), and Ollama on Windows cannot store or load such a model either; "
                 "serve the registry under a host name without a port (a reverse proxy on 443), or import the "
                 "model on Linux or macOS")
-    for kind, part in zip(("host", "namespace", "model", "tag"), name.path_parts):
+    for kind, part in zip(("host", "namespace", "model", "tag"), name.path_parts, strict=True):
         if part.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
             return (f"{name.display}: the {kind} {part!r} is a reserved device name on Windows and cannot be a "
                     "file or folder name there; use another name")
