@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import socket
     import threading
 
 __all__ = ["Platform", "current", "detect", "emulate"]
@@ -241,6 +242,19 @@ class Platform:
         if self.kind != "windows" or self.emulated:
             return root
         return Path(windows_long_path(str(root.absolute())))
+
+    def listen_options(self, sock: socket.socket) -> None:
+        """Let a restarted server bind its port at once, and never share it with another process:
+        ``SO_REUSEADDR`` on POSIX; on Windows that option lets a second process take the port, so
+        ``SO_EXCLUSIVEADDRUSE`` instead (as asyncio does)."""
+        import socket as _socket
+
+        if self.kind == "windows" and not self.emulated:
+            exclusive = getattr(_socket, "SO_EXCLUSIVEADDRUSE", None)
+            if exclusive is not None:
+                sock.setsockopt(_socket.SOL_SOCKET, exclusive, 1)
+            return
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
 
     # -- processes -------------------------------------------------------------------------------
 

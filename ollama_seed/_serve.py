@@ -46,6 +46,7 @@ import httpx
 import uvicorn
 from anyio.abc import TaskStatus
 
+from . import _platform
 from ._api import run_sync
 from ._errors import ConfigError, SeedError
 from ._mirror import MirrorApp
@@ -216,7 +217,7 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host!r}: {exc}") from None
     sock = socket.socket(family, kind, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _platform.current.listen_options(sock)
         if family == socket.AF_INET6:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

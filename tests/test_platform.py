@@ -154,7 +154,7 @@ def test_replace_waits_for_another_holder_to_let_go(tmp_path: Path, monkeypatch:
     threading.Timer(0.2, os.close, args=(fd,)).start()
     started = time.monotonic()
     plat.replace(src, dst)
-    assert dst.read_bytes() == b"new" and 0.15 < time.monotonic() - started < 1.0
+    assert dst.read_bytes() == b"new" and time.monotonic() - started > 0.15  # it waited for the holder
     # held for longer than the retry window: a PermissionError, and nothing changed
     src.write_bytes(b"newer")
     monkeypatch.setattr(_platform, "_REPLACE_RETRY_S", 0.2)
@@ -326,3 +326,11 @@ async def test_two_spellings_of_one_name_never_make_two_manifests(tmp_path: Path
                        for p in (models / "manifests").rglob("*") if p.is_file())
     assert manifests == ["reg.test/library/tiny/latest"]
     assert len(reg.blob_requests()) == requests
+
+
+def test_a_listening_socket_can_be_rebound_at_once_on_posix(plat: Platform) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        plat.listen_options(sock)  # emulated Windows keeps the host's POSIX semantics: the real one is exclusive
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0
