@@ -77,7 +77,7 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            _platform.current.set_mode(fd, mode)
+            _platform.current.set_mode(fd, mode, tmp)
             if owner is not None:
                 os.fchown(fd, *owner)
             _platform.current.full_sync(fd)

@@ -169,10 +169,13 @@ class Platform:
         finally:
             os.close(fd)
 
-    def set_mode(self, fd: int, mode: int) -> None:
-        """``fchmod`` where it exists; Windows has only a read-only flag, which we never set."""
+    def set_mode(self, fd: int, mode: int, path: Path) -> None:
+        """``fchmod`` where it exists; else ``chmod`` of *path* (Windows before Python 3.13, where a
+        mode only sets or clears the read-only flag: our modes all leave the file writable)."""
         if self.os_fchmod is not None:
             self.os_fchmod(fd, mode)
+        else:
+            os.chmod(path, mode)
 
     # -- opening without following links --------------------------------------------------------
 
