@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ollama_seed._throttle import parse_rate  # noqa: E402
+from ollama_seed.wire.throttle import parse_rate  # noqa: E402
 from tests.servers.model import make_model  # noqa: E402
 from tests.servers.registry import DockerRegistry, free_port  # noqa: E402
 from tests.servers.seed import seed_registry  # noqa: E402

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from ollama_seed._plan import BlobPlan, Run, Scheduler
+from ollama_seed.core.plan import BlobPlan, Run, Scheduler
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .__about__ import __version__
-from ._digest import Digest
-from ._ensure_local import EnsureReport, ensure
-from ._errors import (
+from .core.digest import Digest
+from .core.errors import (
     AuthenticationError,
     BundleError,
     ConfigError,
@@ -29,15 +28,15 @@ from ._errors import (
     StoreError,
     TransferError,
 )
-from ._layout import ModelsLayout, default_models_dir
-from ._manifest import Layer, Manifest
-from ._progress import LayerProgress, ProgressCallback, ProgressEvent, Status
-from ._reference import ModelName
-from ._store import BlobProblem, InstalledModel, ModelStore, PruneReport
+from .core.layout import ModelsLayout, default_models_dir
+from .core.manifest import Layer, Manifest
+from .core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status
+from .core.reference import ModelName
+from .startup.local import EnsureReport, ensure
+from .store.store import BlobProblem, InstalledModel, ModelStore, PruneReport
 
 if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stays cheap
-    from ._api import apull, pull
-    from ._bundle import (
+    from .bundle.api import (
         BundleInfo,
         BundleModel,
         ExportResult,
@@ -51,43 +50,44 @@ if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stay
         inspect_bundle,
         verify_bundle,
     )
-    from ._credentials import DockerCredentials
-    from ._ensure import aensure
-    from ._mirror import MirrorApp
-    from ._pull import PullResult
-    from ._push import PushResult, apush, push
-    from ._serve import ServeInfo, aserve, create_app, serve
-    from ._server import ServerInfo, await_ready, wait_ready
+    from .mirror.app import MirrorApp
+    from .mirror.push import PushResult, apush, push
+    from .mirror.serve import ServeInfo, aserve, create_app, serve
+    from .pulling.api import apull, pull
+    from .pulling.session import PullResult
+    from .startup.run import aensure
+    from .startup.server import ServerInfo, await_ready, wait_ready
+    from .wire.credentials import DockerCredentials
 
 _LAZY: dict[str, str] = {
-    "apull": "._api",
-    "pull": "._api",
-    "BundleInfo": "._bundle",
-    "BundleModel": "._bundle",
-    "ExportResult": "._bundle",
-    "ImportResult": "._bundle",
-    "aexport_bundle": "._bundle",
-    "aimport_bundle": "._bundle",
-    "ainspect_bundle": "._bundle",
-    "averify_bundle": "._bundle",
-    "export_bundle": "._bundle",
-    "import_bundle": "._bundle",
-    "inspect_bundle": "._bundle",
-    "verify_bundle": "._bundle",
-    "DockerCredentials": "._credentials",
-    "aensure": "._ensure",
-    "MirrorApp": "._mirror",
-    "PullResult": "._pull",
-    "PushResult": "._push",
-    "apush": "._push",
-    "push": "._push",
-    "ServeInfo": "._serve",
-    "aserve": "._serve",
-    "create_app": "._serve",
-    "serve": "._serve",
-    "ServerInfo": "._server",
-    "await_ready": "._server",
-    "wait_ready": "._server",
+    "apull": ".pulling.api",
+    "pull": ".pulling.api",
+    "BundleInfo": ".bundle.api",
+    "BundleModel": ".bundle.api",
+    "ExportResult": ".bundle.api",
+    "ImportResult": ".bundle.api",
+    "aexport_bundle": ".bundle.api",
+    "aimport_bundle": ".bundle.api",
+    "ainspect_bundle": ".bundle.api",
+    "averify_bundle": ".bundle.api",
+    "export_bundle": ".bundle.api",
+    "import_bundle": ".bundle.api",
+    "inspect_bundle": ".bundle.api",
+    "verify_bundle": ".bundle.api",
+    "DockerCredentials": ".wire.credentials",
+    "aensure": ".startup.run",
+    "MirrorApp": ".mirror.app",
+    "PullResult": ".pulling.session",
+    "PushResult": ".mirror.push",
+    "apush": ".mirror.push",
+    "push": ".mirror.push",
+    "ServeInfo": ".mirror.serve",
+    "aserve": ".mirror.serve",
+    "create_app": ".mirror.serve",
+    "serve": ".mirror.serve",
+    "ServerInfo": ".startup.server",
+    "await_ready": ".startup.server",
+    "wait_ready": ".startup.server",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m ollama_seed``."""
 
-from ._cli import entry
+from .cli.main import entry
 
 entry()

@@ -31,9 +31,9 @@ from ollama_seed import (
     inspect_bundle,
     verify_bundle,
 )
-from ollama_seed._bundle_stream import TruncatedBundle
-from ollama_seed._cli import main
-from ollama_seed._store import ModelStore
+from ollama_seed.bundle.stream import TruncatedBundle
+from ollama_seed.cli.main import main
+from ollama_seed.store.store import ModelStore
 from tests.bundles.craft import Model, install, snapshot
 from tests.servers.model import make_model
 
@@ -391,7 +391,7 @@ def test_import_does_not_need_the_store_to_exist(src: Path, tmp_path: Path) -> N
 
 def test_a_thin_bundle_uses_blobs_already_in_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An index may name blobs the bundle does not carry, if the target store has them."""
-    from ollama_seed._bundle_format import INDEX_MEMBER, BundleIndex
+    from ollama_seed.bundle.format import INDEX_MEMBER, BundleIndex
     from tests.bundles.craft import join, member, models
 
     first, second = models(2)

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from ollama_seed import BundleError, Digest, Manifest, ModelName
-from ollama_seed._bundle_format import (
+from ollama_seed.bundle.format import (
     FORMAT_VERSION,
     BundleIndex,
     Compression,
@@ -17,7 +17,7 @@ from ollama_seed._bundle_format import (
     parse_compress,
     parse_size,
 )
-from ollama_seed._bundle_tar import encode_header, padding, parse_header, parse_pax, pax_size
+from ollama_seed.bundle.tar import encode_header, padding, parse_header, parse_pax, pax_size
 from tests.servers.model import make_model
 
 HEX = "0123456789abcdef" * 4

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ollama_seed import BundleError, import_bundle, verify_bundle
-from ollama_seed._bundle_format import INDEX_MEMBER
-from ollama_seed._cli import main
-from ollama_seed._store import ModelStore
+from ollama_seed.bundle.format import INDEX_MEMBER
+from ollama_seed.cli.main import main
+from ollama_seed.store.store import ModelStore
 from tests.bundles.craft import (
     END,
     Model,
@@ -37,7 +37,7 @@ Case = Callable[[list[Model]], bytes]
 
 
 def _index_doc(items: list[Model]) -> dict[str, object]:
-    from ollama_seed._bundle_format import BundleIndex
+    from ollama_seed.bundle.format import BundleIndex
 
     index = BundleIndex.build([(m.name, m.manifest) for m in items], created_by="craft", created="")
     doc: dict[str, object] = json.loads(index.encode())

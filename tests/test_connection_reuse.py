@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from ollama_seed import ModelName, ModelStore
-from ollama_seed._pull import PullSession
-from ollama_seed._transfer import TransferConfig
+from ollama_seed.pulling.session import PullSession
+from ollama_seed.wire.transfer import TransferConfig
 from tests.servers.model import BuiltModel, make_model
 from tests.servers.proxy import ProxyThread
 from tests.servers.registry import DockerRegistry

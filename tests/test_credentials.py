@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ollama_seed._credentials import DockerCredentials, docker_config_path, env_key
-from ollama_seed._reference import ModelName
-from ollama_seed._registry import RegistryClient
+from ollama_seed.core.reference import ModelName
+from ollama_seed.wire.credentials import DockerCredentials, docker_config_path, env_key
+from ollama_seed.wire.registry import RegistryClient
 
 
 def b64(text: str) -> str:

@@ -15,16 +15,16 @@ from typing import Any
 import anyio
 import pytest
 
-from ollama_seed._direct import (
+from ollama_seed.core.reference import ModelName
+from ollama_seed.pulling.session import PullSession
+from ollama_seed.store.store import ModelStore
+from ollama_seed.wire.direct import (
     DirectPool,
     proxied,
     run_in_thread,
 )
-from ollama_seed._pull import PullSession
-from ollama_seed._reference import ModelName
-from ollama_seed._store import ModelStore
-from ollama_seed._tls import LazyTrustContext
-from ollama_seed._transfer import BlobDownloader
+from ollama_seed.wire.tls import LazyTrustContext
+from ollama_seed.wire.transfer import BlobDownloader
 from tests.servers.model import BuiltModel, make_model
 from tests.servers.proxy import ProxyThread
 from tests.servers.registry import DockerRegistry
@@ -221,7 +221,7 @@ def test_progress_is_reported_during_the_download_on_both_paths(docker_registry:
                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 direct: str) -> None:
     """The hash follower reports progress for both body paths, at most once per progress_interval."""
-    from ollama_seed._progress import LayerProgress
+    from ollama_seed.core.progress import LayerProgress
 
     monkeypatch.setenv("OLLAMA_SEED_DIRECT", direct)
     events: list[tuple[float, int]] = []
@@ -256,7 +256,7 @@ def _cert_failure() -> ssl.SSLCertVerificationError:
      r"^network error from https://cdn\.example/blob: ConnectionResetError: "),
 ])
 def test_direct_failures_read_as_on_the_httpx_path_without_the_query(exc: BaseException, expected: str) -> None:
-    from ollama_seed._direct import describe
+    from ollama_seed.wire.direct import describe
 
     text = describe(exc, "https://cdn.example/blob?X-Amz-Signature=secret", 30.0)
     assert re.search(expected, text), text

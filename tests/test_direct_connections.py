@@ -18,10 +18,10 @@ import anyio
 import httpx
 import pytest
 
-from ollama_seed import _platform
-from ollama_seed._direct import DRAIN_LIMIT, DRAIN_TIMEOUT, DirectPool, LinkError, drain, open_in_thread
-from ollama_seed._fsutil import pwrite_all
-from ollama_seed._tls import LazyTrustContext
+from ollama_seed.store import platform as _platform
+from ollama_seed.store.fsutil import pwrite_all
+from ollama_seed.wire.direct import DRAIN_LIMIT, DRAIN_TIMEOUT, DirectPool, LinkError, drain, open_in_thread
+from ollama_seed.wire.tls import LazyTrustContext
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB
 

@@ -18,7 +18,7 @@ from ollama_seed import (
     OfflineError,
     SeedTimeout,
 )
-from ollama_seed._progress import ProgressEvent, Status
+from ollama_seed.core.progress import ProgressEvent, Status
 from tests.servers.fake_registry import FakeRegistry, Faults
 from tests.servers.model import MT_TEMPLATE, BuiltModel, bytes_blob, compact_json, make_model
 

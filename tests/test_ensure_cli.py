@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ollama_seed._cli import main
+from ollama_seed.cli.main import main
 from tests.servers.fake_ollama import FakeOllama, ServerThread
 from tests.servers.model import make_model
 from tests.servers.registry import DockerRegistry

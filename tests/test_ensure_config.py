@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ollama_seed import ConfigError
-from ollama_seed._config import Config, default_config_path, load_config, parse_config
+from ollama_seed.startup.config import Config, default_config_path, load_config, parse_config
 
 FULL = """
 models = ["gpt-oss:20b", "llama3.2:1b", "hf.co/user/repo:Q4_K_M"]

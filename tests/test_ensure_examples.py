@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ollama_seed._cli import build_parser
-from ollama_seed._cli_ensure import cmd_ensure
-from ollama_seed._config import parse_config
+from ollama_seed.cli.ensure import cmd_ensure
+from ollama_seed.cli.main import build_parser
+from ollama_seed.startup.config import parse_config
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the example YAML files")
 
@@ -131,7 +131,7 @@ def test_kubernetes_app_waits_through_the_server() -> None:
 def test_dockerfile_matches_the_package() -> None:
     text = (ROOT / "Dockerfile").read_text()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["ollama-seed"] == "ollama_seed._cli:entry"
+    assert pyproject["project"]["scripts"]["ollama-seed"] == "ollama_seed.cli.main:entry"
     assert 'ENTRYPOINT ["ollama-seed"]' in text
     assert "OLLAMA_MODELS=/root/.ollama/models" in text
     copied = [word for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line

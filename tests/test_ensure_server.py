@@ -9,7 +9,7 @@ import pytest
 
 import ollama_seed
 from ollama_seed import OfflineError, SeedTimeout, ServerError
-from ollama_seed._progress import LayerProgress, ProgressEvent
+from ollama_seed.core.progress import LayerProgress, ProgressEvent
 from tests.servers.fake_ollama import FakeOllama, ServerThread
 from tests.servers.fake_registry import FakeRegistry
 from tests.servers.model import make_model

@@ -169,7 +169,7 @@ def test_proxy_environment_is_honoured(docker_registry: DockerRegistry, tmp_path
 def test_cli_pulls_several_models_at_once_sharing_blobs(docker_registry: DockerRegistry, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """`pull a b`: one session, so the layer both models share crosses the wire once."""
-    from ollama_seed._cli import main
+    from ollama_seed.cli.main import main
 
     a = make_model(size_bytes=4_000_000, seed=21)
     b = make_model(size_bytes=4_000_000, seed=21, template="another template")

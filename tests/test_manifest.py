@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ollama_seed import Manifest, RegistryProtocolError
-from ollama_seed._manifest import MAX_MANIFEST_BYTES
+from ollama_seed.core.manifest import MAX_MANIFEST_BYTES
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 

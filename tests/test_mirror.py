@@ -13,10 +13,10 @@ import anyio
 import httpx
 import pytest
 
-from ollama_seed._errors import ConfigError
-from ollama_seed._mirror import MirrorApp, parse_range
-from ollama_seed._serve import BlobRedirect, alternate_host, create_app, is_stock_ollama
-from ollama_seed._store import ModelStore
+from ollama_seed.core.errors import ConfigError
+from ollama_seed.mirror.app import MirrorApp, parse_range
+from ollama_seed.mirror.serve import BlobRedirect, alternate_host, create_app, is_stock_ollama
+from ollama_seed.store.store import ModelStore
 from tests.servers.model import BuiltModel, make_model
 
 pytestmark = pytest.mark.anyio

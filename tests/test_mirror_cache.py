@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 import ollama_seed
-from ollama_seed._errors import ConfigError
-from ollama_seed._mirror import MirrorApp
-from ollama_seed._mirror_cache import PullThroughCache, parse_upstream
-from ollama_seed._serve import ServeInfo, aserve
-from ollama_seed._store import ModelStore
+from ollama_seed.core.errors import ConfigError
+from ollama_seed.mirror.app import MirrorApp
+from ollama_seed.mirror.cache import PullThroughCache, parse_upstream
+from ollama_seed.mirror.serve import ServeInfo, aserve
+from ollama_seed.store.store import ModelStore
 from tests.servers.fake_registry import FakeRegistry, Faults
 from tests.servers.model import BuiltModel, make_model
 from tests.servers.proxy import ProxyThread

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 import ollama_seed
-from ollama_seed._cli import main
-from ollama_seed._serve import ServeInfo, aserve
+from ollama_seed.cli.main import main
+from ollama_seed.mirror.serve import ServeInfo, aserve
 from tests.servers.model import MT_SYSTEM, BuiltModel, make_model
 
 OLLAMA_UA = "ollama/0.12.3 (amd64 linux) Go/go1.24.1"

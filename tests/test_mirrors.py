@@ -9,7 +9,7 @@ import pytest
 
 import ollama_seed
 from ollama_seed import InvalidName, ModelName, ModelStore
-from ollama_seed._pull import normalize_mirror
+from ollama_seed.pulling.session import normalize_mirror
 from tests.servers.fake_registry import FakeRegistry, Faults
 from tests.servers.model import make_model
 

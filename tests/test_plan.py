@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ollama_seed._plan import MIB, BlobPlan, Scheduler, choose_piece_size
+from ollama_seed.core.plan import MIB, BlobPlan, Scheduler, choose_piece_size
 
 HEX = "0f" * 32
 

@@ -22,9 +22,9 @@ from typing import Any
 import anyio.from_thread
 import pytest
 
-from ollama_seed import _platform
-from ollama_seed._platform import Platform, emulate
-from ollama_seed._serve import ServeInfo, aserve
+from ollama_seed.mirror.serve import ServeInfo, aserve
+from ollama_seed.store import platform as _platform
+from ollama_seed.store.platform import Platform, emulate
 from tests.faultkit.cli import run_cli, start_cli
 from tests.faultkit.invariants import assert_store_ok, tree
 from tests.servers.model import BuiltModel, make_model
@@ -280,16 +280,16 @@ def test_pull_resume_verify_bundle_and_serve_write_identical_stores(
     ("registry.example/library/x:v1.", "ends with '.'"),
 ])
 def test_names_windows_cannot_store(name: str, problem: str | None) -> None:
-    from ollama_seed._reference import ModelName, windows_path_problem
+    from ollama_seed.core.reference import ModelName, windows_path_problem
 
     got = windows_path_problem(ModelName.parse(name))
     assert (got is None) if problem is None else (got is not None and problem in got)
 
 
 def test_a_windows_layout_refuses_a_host_with_a_port_before_anything_is_written(tmp_path: Path) -> None:
-    from ollama_seed._errors import InvalidName
-    from ollama_seed._layout import ModelsLayout
-    from ollama_seed._reference import ModelName
+    from ollama_seed.core.errors import InvalidName
+    from ollama_seed.core.layout import ModelsLayout
+    from ollama_seed.core.reference import ModelName
 
     lay = ModelsLayout(tmp_path, windows_names=True)
     with pytest.raises(InvalidName, match=r"cannot be a folder name on Windows"):

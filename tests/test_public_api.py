@@ -43,7 +43,7 @@ def fast_exit(code):  # entry() skips teardown (and atexit) with os._exit
 os._exit = fast_exit
 atexit.register(report)
 sys.argv = ['ollama-seed', *sys.argv[1:]]
-from ollama_seed._cli import entry
+from ollama_seed.cli.main import entry
 entry()
 """
 

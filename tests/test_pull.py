@@ -22,8 +22,8 @@ from ollama_seed import (
     Status,
     TransferError,
 )
-from ollama_seed._pull import PullSession
-from ollama_seed._transfer import TransferConfig
+from ollama_seed.pulling.session import PullSession
+from ollama_seed.wire.transfer import TransferConfig
 from tests.servers.fake_registry import FakeRegistry, Faults
 from tests.servers.model import MT_SYSTEM, BuiltModel, make_model
 

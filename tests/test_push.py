@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 import ollama_seed
-from ollama_seed._cli import main
-from ollama_seed._errors import AuthenticationError, InvalidName, ModelNotFound, RegistryError, StoreError
-from ollama_seed._mirror import MirrorApp
-from ollama_seed._push import apush, push
-from ollama_seed._store import ModelStore
+from ollama_seed.cli.main import main
+from ollama_seed.core.errors import AuthenticationError, InvalidName, ModelNotFound, RegistryError, StoreError
+from ollama_seed.mirror.app import MirrorApp
+from ollama_seed.mirror.push import apush, push
+from ollama_seed.store.store import ModelStore
 from tests.servers.model import MT_SYSTEM, BuiltModel, make_model
 from tests.servers.registry import DockerRegistry
 

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ollama_seed._auth import parse_challenge, token_url
-from ollama_seed._ranges import (
+from ollama_seed.core.auth import parse_challenge, token_url
+from ollama_seed.core.ranges import (
     Accept,
     Expired,
     Fail,
@@ -21,7 +21,7 @@ from ollama_seed._ranges import (
     parse_retry_after,
     range_header,
 )
-from ollama_seed._throttle import TokenBucket, parse_rate
+from ollama_seed.wire.throttle import TokenBucket, parse_rate
 
 SIZE = 1000
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from ollama_seed import _platform
-from ollama_seed._cli import main
-from ollama_seed._plan import BlobPlan
+from ollama_seed.cli.main import main
+from ollama_seed.core.plan import BlobPlan
+from ollama_seed.store import platform as _platform
 from tests.faultkit.cli import run_cli
 from tests.faultkit.invariants import assert_store_ok, tree
 from tests.faultkit.smallfs import fill, remount, small_fs

@@ -28,8 +28,8 @@ from ollama_seed import (
     SeedError,
     TransferError,
 )
-from ollama_seed._pull import PullSession
-from ollama_seed._transfer import TransferConfig
+from ollama_seed.pulling.session import PullSession
+from ollama_seed.wire.transfer import TransferConfig
 from tests.faultkit.asgi import RegistryServer
 from tests.faultkit.invariants import assert_store_ok, tree
 from tests.servers.fake_registry import FakeRegistry, Faults

@@ -34,10 +34,10 @@ from ollama_seed import (
     SeedError,
     StoreError,
 )
-from ollama_seed._layout import ModelsLayout
-from ollama_seed._manifest import MAX_BLOB_SIZE
-from ollama_seed._plan import STATE_HEADER, STATE_MAGIC, BlobPlan
-from ollama_seed._ranges import (
+from ollama_seed.core.layout import ModelsLayout
+from ollama_seed.core.manifest import MAX_BLOB_SIZE
+from ollama_seed.core.plan import STATE_HEADER, STATE_MAGIC, BlobPlan
+from ollama_seed.core.ranges import (
     Accept,
     Expired,
     Fail,
@@ -427,9 +427,9 @@ def test_hostile_response_headers_end_in_a_seed_error_or_success(status: int, he
             return httpx.Response(status, headers=headers, content=b"x" if status != 307 else b"")
         return await reg.handle(request)
 
-    from ollama_seed._pull import PullSession
-    from ollama_seed._store import ModelStore
-    from ollama_seed._transfer import TransferConfig
+    from ollama_seed.pulling.session import PullSession
+    from ollama_seed.store.store import ModelStore
+    from ollama_seed.wire.transfer import TransferConfig
 
     async def go() -> None:
         cfg = TransferConfig(connections=2, max_attempts=3, sleep=lambda s: None)
@@ -534,7 +534,7 @@ def test_a_symlink_in_the_store_is_never_written_through(spot: str, models_dir: 
                                                          tmp_path: Path) -> None:
     where, kind, refuses = SYMLINK_SPOTS[spot]
     m, reg = _pull_model(models_dir)
-    from ollama_seed._store import ModelStore
+    from ollama_seed.store.store import ModelStore
 
     ModelStore(models_dir).prepare()
     link = where(models_dir, m)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ollama_seed import BundleError, SeedError, import_bundle
-from ollama_seed._bundle_format import INDEX_MEMBER, BundleIndex, MemberKind, classify_member
+from ollama_seed.bundle.format import INDEX_MEMBER, BundleIndex, MemberKind, classify_member
 from tests.bundles.craft import bundle_members, install, join, member, models, zstd
 from tests.faultkit.invariants import assert_store_ok, outside_snapshot, tree
 from tests.servers.model import make_model

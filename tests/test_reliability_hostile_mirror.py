@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ollama_seed._mirror import MirrorApp, parse_range
-from ollama_seed._store import ModelStore
+from ollama_seed.mirror.app import MirrorApp, parse_range
+from ollama_seed.store.store import ModelStore
 from tests.servers.model import make_model
 
 with warnings.catch_warnings():  # see test_reliability_hostile.py: keep hypothesis failure reports readable

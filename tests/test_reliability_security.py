@@ -25,8 +25,8 @@ import pytest
 
 import ollama_seed
 from ollama_seed import AuthenticationError, ModelName, ModelStore, TransferError
-from ollama_seed._pull import PullSession
-from ollama_seed._transfer import TransferConfig
+from ollama_seed.pulling.session import PullSession
+from ollama_seed.wire.transfer import TransferConfig
 from tests.faultkit.asgi import RegistryServer
 from tests.faultkit.cli import run_cli
 from tests.faultkit.invariants import assert_store_ok, tree
@@ -279,7 +279,7 @@ def test_signed_storage_urls_never_reach_the_log(docker_registry: DockerRegistry
     ids=["signed-url", "location-header", "bearer", "basic"],
 )
 def test_redact_masks_queries_and_authorization(line: str, secret: str) -> None:
-    from ollama_seed._redact import redact
+    from ollama_seed.core.redact import redact
 
     assert secret not in redact(line)
     assert redact("GET https://reg.test/v2/library/m/manifests/latest") == (

@@ -8,8 +8,8 @@ import json
 from rich.console import Console
 
 from ollama_seed import LayerProgress, Status
-from ollama_seed._render import JsonRenderer, LineRenderer, make_renderer
-from ollama_seed._render_rich import RichRenderer
+from ollama_seed.cli.render import JsonRenderer, LineRenderer, make_renderer
+from ollama_seed.cli.render_rich import RichRenderer
 
 D = "sha256:" + "ab" * 32
 

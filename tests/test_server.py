@@ -13,8 +13,8 @@ import pytest
 
 import ollama_seed
 from ollama_seed import ConfigError, ServerError
-from ollama_seed._progress import LayerProgress, ProgressEvent, Status
-from ollama_seed._server import ServerClient, parse_host
+from ollama_seed.core.progress import LayerProgress, ProgressEvent, Status
+from ollama_seed.startup.server import ServerClient, parse_host
 from tests.servers.fake_ollama import FakeOllama, ServerThread
 from tests.servers.model import make_model
 

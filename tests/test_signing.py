@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 import ollama_seed
-from ollama_seed._auth import Challenge
-from ollama_seed._errors import AuthenticationError
-from ollama_seed._signing import OllamaKeySigner, default_key_path, signed_data
+from ollama_seed.core.auth import Challenge
+from ollama_seed.core.errors import AuthenticationError
+from ollama_seed.wire.signing import OllamaKeySigner, default_key_path, signed_data
 from tests.servers.fake_registry import FakeRegistry
 from tests.servers.model import make_model
 

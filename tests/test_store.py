@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ollama_seed import Digest, Layer, ModelName, ModelNotFound, ModelStore, StoreError, default_models_dir
-from ollama_seed._cli import main
-from ollama_seed._manifest import Manifest
+from ollama_seed.cli.main import main
+from ollama_seed.core.manifest import Manifest
 from tests.servers.model import BuiltModel, make_model
 
 HOST = "reg.test"
@@ -176,7 +176,7 @@ def test_root_hands_new_files_to_the_stores_owner(tmp_path: Path) -> None:
 
 def test_prune_keeps_unique_staging_of_a_live_process(models_dir: Path) -> None:
     """Without locks, staging files carry their process's pid; prune keeps a live one's."""
-    from ollama_seed._locks import staging_in_use
+    from ollama_seed.store.locks import staging_in_use
 
     store = ModelStore(models_dir)
     store.prepare()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ollama_seed._plan import BlobPlan
+from ollama_seed.core.plan import BlobPlan
 
 from . import tools
 from .procs import ProxyProcess, ShapingOptions

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import zstandard
 
-from ollama_seed._bundle_format import INDEX_MEMBER, BundleIndex
-from ollama_seed._manifest import Manifest
-from ollama_seed._reference import ModelName
+from ollama_seed.bundle.format import INDEX_MEMBER, BundleIndex
+from ollama_seed.core.manifest import Manifest
+from ollama_seed.core.reference import ModelName
 from tests.servers.model import BuiltModel, make_model
 
 BLOCK = 512

@@ -15,10 +15,10 @@ import os
 import stat
 from pathlib import Path
 
-from ollama_seed._digest import Digest
-from ollama_seed._errors import RegistryProtocolError
-from ollama_seed._layout import ModelsLayout
-from ollama_seed._manifest import Manifest
+from ollama_seed.core.digest import Digest
+from ollama_seed.core.errors import RegistryProtocolError
+from ollama_seed.core.layout import ModelsLayout
+from ollama_seed.core.manifest import Manifest
 
 __all__ = ["assert_store_ok", "outside_snapshot", "sha256_hex", "store_problems", "tree"]
 

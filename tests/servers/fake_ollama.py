@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from ollama_seed._reference import ModelName
+from ollama_seed.core.reference import ModelName
 
 from .model import BuiltModel
 
@@ -238,10 +238,10 @@ class FakeOllama:
 
     async def _pull_registry(self, model: str, insecure: bool,
                              line: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        from ollama_seed._errors import SeedError
-        from ollama_seed._progress import ProgressEvent, Status
-        from ollama_seed._pull import PullSession
-        from ollama_seed._store import ModelStore
+        from ollama_seed.core.errors import SeedError
+        from ollama_seed.core.progress import ProgressEvent, Status
+        from ollama_seed.pulling.session import PullSession
+        from ollama_seed.store.store import ModelStore
 
         events: list[ProgressEvent] = []
         try:

@@ -1,0 +1,292 @@
+"""Export: models from the store into a bundle stream (or an OCI layout), each blob once, verified on the way.
+
+Member order is what lets an importer work as a stream: the index first, then per model
+the blobs not yet written, then its manifest. Every blob is hashed while it is read from
+the store (in a helper thread, alongside the write), so a corrupt store blob stops the
+export here instead of failing an import on the far side of an air gap.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime
+import hashlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from ..__about__ import __version__
+from ..core.digest import Digest
+from ..core.errors import IntegrityError, StoreError
+from ..core.manifest import Layer, Manifest
+from ..core.progress import LayerProgress, ProgressEvent, Status
+from ..core.reference import ModelName
+from ..store import platform as _platform
+from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error
+from ..store.store import ModelStore
+from .format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
+from .oci import encode_index, encode_layout, oci_twin
+from .sinks import FileSink, Sink
+from .stream import CHUNK, HashRing
+from .tar import END_OF_ARCHIVE, encode_header, padding
+
+__all__ = ["AUTO_MIN_SAVING", "ExportResult", "Exporter", "choose_compression"]
+
+AUTO_MIN_SAVING = 0.02
+SAMPLE_WINDOW = 4 * 1024 * 1024
+PROGRESS_STEP = 16 * CHUNK
+TOOL = f"ollama-seed {__version__}"
+
+
+class Cancelled(Exception):
+    """The caller cancelled the export."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What an export wrote. *paths* are the files (or the directory) written; empty for a stream."""
+
+    models: tuple[ModelName, ...]
+    blobs: int
+    bytes_in: int
+    bytes_out: int
+    compression: str
+    format: str
+    paths: tuple[str, ...]
+    elapsed: float
+
+
+def choose_compression(store: ModelStore, models: Sequence[tuple[ModelName, Manifest]]) -> tuple[Compression, float]:
+    """``auto``: zstd level 1 if sampled windows of the largest blob shrink by 2% or more, else none.
+
+    Measured (docs/performance.md): quantized GGUF weights shrink about 5-6% at level 1 at
+    about 1 GB/s, level 3 adds only 0.3%; random data does not shrink at all.
+    """
+    blobs = {layer.digest: layer for _, m in models for layer in m.blobs}
+    if not blobs:
+        return Compression("none"), 0.0
+    largest = max(blobs.values(), key=lambda layer: layer.size)
+    windows = sorted({0, max(0, largest.size // 2 - SAMPLE_WINDOW // 2), max(0, largest.size - SAMPLE_WINDOW)})
+    raw = packed = 0
+    cctx = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL)
+    try:
+        fd = open_nofollow(store.layout.blob(largest.digest), os.O_RDONLY)
+    except OSError:
+        return Compression("zstd", DEFAULT_ZSTD_LEVEL), 0.0
+    try:
+        for offset in windows:
+            data = _platform.current.pread(fd, SAMPLE_WINDOW, offset)
+            raw += len(data)
+            packed += len(cctx.compress(data))
+    finally:
+        os.close(fd)
+    saving = 1 - packed / raw if raw else 0.0
+    if raw < 64 * 1024:  # tiny models: text layers dominate, and they compress
+        return Compression("zstd", DEFAULT_ZSTD_LEVEL), saving
+    return (Compression("zstd", DEFAULT_ZSTD_LEVEL) if saving >= AUTO_MIN_SAVING else Compression("none")), saving
+
+
+def resolve_models(store: ModelStore, names: Sequence[ModelName]) -> list[tuple[ModelName, Manifest]]:
+    """The installed models *names* (each once), refusing incomplete ones.
+
+    Raises:
+        ModelNotFound: a name that is not installed.
+        StoreError: a model with a missing blob.
+    """
+    out: list[tuple[ModelName, Manifest]] = []
+    seen: set[ModelName] = set()
+    for name in names:
+        model = store.get(name)
+        if model.name in seen:
+            continue
+        seen.add(model.name)
+        missing = store.missing(model.manifest)
+        if missing:
+            raise StoreError(f"{model.name.display} is incomplete in {store.root}: blob {missing[0].digest} is "
+                             f"missing or of the wrong size; run 'ollama-seed pull {model.name.display}' first")
+        out.append((model.name, model.manifest))
+    return out
+
+
+class Exporter:
+    """Writes one bundle."""
+
+    def __init__(self, store: ModelStore, models: list[tuple[ModelName, Manifest]], *, verify: bool = True,
+                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None) -> None:
+        self.store, self.models, self.verify = store, models, verify
+        self.emit = emit or (lambda event: None)
+        self.cancel = cancel
+        self.ring = HashRing(None)
+        self.blobs = 0
+        self.bytes_in = 0
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ollama-seed-hash")
+
+    # -- tar stream -------------------------------------------------------------------
+    def write_tar(self, sink: Sink, *, oci: bool = False) -> None:
+        """The whole bundle (ollama-seed format, or an OCI layout as tar) into *sink*; not committed."""
+        now = time.time()
+        with self._pool() as pool:
+            self.ring = HashRing(pool)
+            if oci:
+                self._member(sink, "oci-layout", encode_layout(), now)
+                self._member(sink, "index.json", encode_index(self.models, created_by=TOOL), now)
+            else:
+                created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                index = BundleIndex.build(self.models, created_by=TOOL, created=created)
+                self._member(sink, INDEX_MEMBER, index.encode(), now)
+            written: set[Digest] = set()
+            for name, manifest in self.models:
+                self.emit(Status(name.display, "exporting"))
+                mtime = self._mtime(name, now)
+                if oci:
+                    twin = oci_twin(manifest)
+                    self._member(sink, f"blobs/sha256/{manifest.digest.hex}", manifest.raw, mtime)
+                    self._member(sink, f"blobs/sha256/{hashlib.sha256(twin).hexdigest()}", twin, mtime)
+                for layer in manifest.blobs:
+                    if layer.digest not in written:
+                        written.add(layer.digest)
+                        path = f"blobs/sha256/{layer.digest.hex}" if oci else f"blobs/{layer.digest.filename}"
+                        self._blob(name, layer, path, sink)
+                if not oci:
+                    self._member(sink, "manifests/" + "/".join(name.path_parts), manifest.raw, mtime)
+                self.bytes_in += len(manifest.raw)
+                self.emit(Status(name.display, "success"))
+            sink.write(END_OF_ARCHIVE)
+
+    def _mtime(self, name: ModelName, default: float) -> float:
+        try:
+            return os.lstat(self.store.layout.manifest(name)).st_mtime
+        except OSError:
+            return default
+
+    def _member(self, sink: Sink, path: str, data: bytes, mtime: float) -> None:
+        sink.write(encode_header(path, len(data), mtime=mtime))
+        sink.write(data)
+        sink.write(bytes(padding(len(data))))
+
+    def _blob(self, name: ModelName, layer: Layer, path: str, sink: Sink) -> None:
+        fd, mtime = self._open_blob(layer)
+        try:
+            sink.write(encode_header(path, layer.size, mtime=mtime))
+            self._copy(name, layer, fd, sink)
+            sink.write(bytes(padding(layer.size)))
+        finally:
+            os.close(fd)
+
+    def _open_blob(self, layer: Layer) -> tuple[int, float]:
+        path = self.store.layout.blob(layer.digest)
+        try:
+            fd = open_nofollow(path, os.O_RDONLY)
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
+            os.close(fd)
+            raise StoreError(f"{path} is not a {layer.size}-byte file; run 'ollama-seed verify' and pull again")
+        with contextlib.suppress(OSError):
+            _platform.current.fadvise_sequential(fd)
+        return fd, st.st_mtime
+
+    def _copy(self, name: ModelName, layer: Layer, fd: int, sink: Sink) -> None:
+        hasher = hashlib.sha256() if self.verify else None
+        left, done, reported = layer.size, 0, 0
+        try:
+            while left:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled
+                slot, view = self.ring.take()
+                n = os.readv(fd, [view[:left] if left < len(view) else view])
+                if not n:
+                    raise StoreError(f"{layer.digest} shrank while it was read; is something rewriting the store?")
+                chunk = view[:n]
+                if hasher is not None:
+                    self.ring.update(slot, hasher, chunk)
+                sink.write(chunk)
+                left -= n
+                done += n
+                if done - reported >= PROGRESS_STEP:
+                    reported = done
+                    self.emit(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, done))
+        except OSError as exc:
+            raise_os_error(exc, f"reading {layer.digest}")
+        self.ring.wait()
+        if hasher is not None and hasher.hexdigest() != layer.digest.hex:
+            raise IntegrityError(f"blob {layer.digest} in {self.store.root} is corrupt (its sha256 is "
+                                 f"{hasher.hexdigest()}); run 'ollama-seed pull {name.display}' to repair it",
+                                 expected=layer.digest.hex, actual=hasher.hexdigest())
+        self.blobs += 1
+        self.bytes_in += layer.size
+        self.emit(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, layer.size,
+                                done=True))
+
+    # -- OCI directory ----------------------------------------------------------------
+    def write_oci_dir(self, root: Path) -> None:
+        """An OCI image layout directory at *root* (absent or empty); removed again on failure."""
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise StoreError(f"{root} exists and is not an empty directory; choose a new directory for the layout")
+        created_root = not root.exists()
+        blob_dir = root / "blobs" / "sha256"
+        ensure_dir(blob_dir)
+        written: list[Path] = []
+        try:
+            with self._pool() as pool:
+                self.ring = HashRing(pool)
+                seen: set[Digest] = set()
+                for name, manifest in self.models:
+                    self.emit(Status(name.display, "exporting"))
+                    for layer in manifest.blobs:
+                        if layer.digest in seen:
+                            continue
+                        seen.add(layer.digest)
+                        written.append(self._file(blob_dir / layer.digest.hex, self._blob_filler(name, layer)))
+                    twin = oci_twin(manifest)
+                    for raw in (manifest.raw, twin):
+                        digest = Digest(hashlib.sha256(raw).hexdigest())
+                        if digest not in seen:
+                            seen.add(digest)
+                            written.append(self._file(blob_dir / digest.hex, _writer(raw)))
+                    self.bytes_in += len(manifest.raw)
+                    self.emit(Status(name.display, "success"))
+            written.append(self._file(root / "oci-layout", _writer(encode_layout())))
+            written.append(self._file(root / "index.json", _writer(encode_index(self.models, created_by=TOOL))))
+        except BaseException:
+            for path in written:
+                _platform.current.remove(path)
+            for d in (blob_dir, root / "blobs", *([root] if created_root else [])):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise
+
+    def _blob_filler(self, name: ModelName, layer: Layer) -> Callable[[FileSink], object]:
+        def fill(sink: FileSink) -> None:
+            fd, _ = self._open_blob(layer)
+            try:
+                self._copy(name, layer, fd, sink)
+            finally:
+                os.close(fd)
+
+        return fill
+
+    @staticmethod
+    def _file(path: Path, fill: Callable[[FileSink], object]) -> Path:
+        sink = FileSink(path)
+        try:
+            fill(sink)
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        return path
+
+
+def _writer(data: bytes) -> Callable[[FileSink], object]:
+    return lambda sink: sink.write(data)

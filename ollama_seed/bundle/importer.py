@@ -1,0 +1,455 @@
+"""Import (and verify) a bundle: every member checked, every blob hashed, manifests installed last.
+
+How a blob travels: its bytes are read from the stream into a fresh staging file
+(``.ollama-seed/staging/sha256-<hex>.import-<pid>-<random>``, created with O_EXCL and
+O_NOFOLLOW) while sha256 runs alongside; the digest must equal the member's name and the
+size the index's. The file waits in staging until every blob of a manifest that needs it
+is verified; then it is fsynced and moved into ``blobs/`` by :meth:`ModelStore.install_blob`,
+and the manifest follows through :meth:`ModelStore.write_manifest`. Blobs already in the
+store are read through and verified but not written. Staging files of models that never
+completed are removed, so a bad or truncated bundle leaves the store as it was, apart from
+the models it completed.
+
+The index bounds how many bytes may come out of the stream (decompression bombs); bundles
+without one (a tar of a store, an OCI layout) are bounded per member by the disk instead.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..core.digest import Digest
+from ..core.errors import BundleError, RegistryProtocolError, StoreError
+from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
+from ..core.progress import LayerProgress, ProgressEvent, Status
+from ..core.reference import ModelName
+from ..store.fsutil import raise_os_error
+from ..store.store import ModelStore
+from .format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
+from .members import Member, MemberSource
+from .oci import OciEntry, parse_index, parse_layout
+from .sinks import Writeback
+from .staging import StagedBlob, discard, install_staged, open_staging
+from .stream import CHUNK, BoundedSource, HashRing, TruncatedBundle
+from .tar import MAX_PAX, padding
+
+__all__ = ["ImportResult", "Importer"]
+
+HEADER_ALLOWANCE = 8 * 1024
+END_SLACK = 1024 * 1024
+INITIAL_LIMIT = MAX_INDEX_BYTES + 4 * MAX_PAX + 64 * 1024
+MAX_HELD_SMALL = 64 * 1024 * 1024
+PROGRESS_STEP = 16 * CHUNK
+
+
+class Cancelled(Exception):
+    """The caller cancelled the import; raised inside the worker thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import (or a verify) did.
+
+    *models* are the models installed or found identical (verified, for a verify), in bundle
+    order; *replaced* had another manifest under the same name before; *unchanged* were
+    already installed with the same manifest.
+    """
+
+    models: tuple[ModelName, ...]
+    replaced: tuple[ModelName, ...]
+    unchanged: tuple[ModelName, ...]
+    blobs_written: int
+    blobs_skipped: int
+    bytes_written: int
+    bytes_read: int
+    format: str
+    compression: str
+    elapsed: float
+
+
+@dataclass
+class _State:
+    kind: str = ""
+    index: BundleIndex | None = None
+    oci: dict[Digest, list[OciEntry]] | None = None
+    oci_skip: frozenset[Digest] = frozenset()
+    declared: dict[Digest, int] = field(default_factory=dict)
+    blobs: dict[Digest, StagedBlob] = field(default_factory=dict)
+    manifests: dict[ModelName, bytes] = field(default_factory=dict)
+    pending: dict[ModelName, Manifest] = field(default_factory=dict)
+    done: list[ModelName] = field(default_factory=list)
+    replaced: list[ModelName] = field(default_factory=list)
+    unchanged: list[ModelName] = field(default_factory=list)
+    held_small: int = 0
+    written: int = 0
+    skipped: int = 0
+    bytes_written: int = 0
+
+
+class Importer:
+    """One import (``store`` given, ``install=True``) or verification (``install=False``)."""
+
+    def __init__(self, store: ModelStore | None, *, install: bool,
+                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None) -> None:
+        self.store = store
+        self.install = install and store is not None
+        self.emit = emit or (lambda event: None)
+        self.cancel = cancel
+        self.st = _State()
+        self.members: MemberSource | None = None
+        self.bounded: BoundedSource | None = None
+        self.ring = HashRing(None)
+
+    # -- driver -----------------------------------------------------------------------
+    def run(self, members: MemberSource, bounded: BoundedSource | None, *, label: str, compression: str,
+            directory: bool = False) -> ImportResult:
+        """Read every member of *members*; install (or just check) what they carry.
+
+        Raises:
+            BundleError: a refused member, a digest or size mismatch, a truncated bundle.
+            StoreError, InsufficientSpace: the store cannot take the data.
+        """
+        started = time.monotonic()
+        self.members, self.bounded = members, bounded
+        if self.install:
+            assert self.store is not None
+            self.store.prepare()
+        if directory:
+            self.st.kind = "oci"
+        current: Member | None = None
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ollama-seed-hash") as pool:
+            self.ring = HashRing(pool)
+            try:
+                first = True
+                while (current := members.next()) is not None:
+                    self._member(current, first)
+                    first = False
+                    current = None
+                self._finish()
+            except TruncatedBundle as exc:
+                where = f"inside member {current.ref.path}" if current else "between members"
+                raise self._truncated(f"{label} is truncated: it ends {where} ({exc})") from None
+            finally:
+                self.ring.wait()
+                self._cleanup()
+        return ImportResult(tuple(self.st.done), tuple(self.st.replaced), tuple(self.st.unchanged), self.st.written,
+                            self.st.skipped, self.st.bytes_written, bounded.count if bounded else 0,
+                            self.st.kind or "empty", compression, time.monotonic() - started)
+
+    def _truncated(self, message: str) -> TruncatedBundle:
+        done = ", ".join(n.display for n in self.st.done) or "none"
+        todo = [m.name for m in self.st.index.models] if self.st.index else list(self.st.pending)
+        missing = ", ".join(n.display for n in todo if n not in self.st.done) or "none known"
+        verb = "installed" if self.install else "verified"
+        exc = TruncatedBundle(f"{message}. Models {verb}: {done}; not {verb}: {missing}. Copy the bundle again "
+                              "and re-run; completed models and blobs are skipped")
+        exc.installed = tuple(self.st.done)  # type: ignore[attr-defined]
+        return exc
+
+    def _member(self, member: Member, first: bool) -> None:
+        kind = member.ref.kind
+        if kind is MemberKind.DIR:
+            return
+        if kind is MemberKind.INDEX:
+            if not first:
+                raise BundleError(f"refusing bundle member {INDEX_MEMBER!r}: the index must be the first member")
+            self._on_index(member)
+            return
+        if first and self.bounded is not None:
+            self.bounded.limit = 1 << 62  # no index: bounded per member by the disk instead
+        oci = kind in (MemberKind.OCI_LAYOUT, MemberKind.OCI_INDEX, MemberKind.OCI_BLOB)
+        self.st.kind = self.st.kind or ("oci" if oci else "tar")
+        if oci != (self.st.kind == "oci"):
+            raise BundleError(f"refusing bundle member {member.ref.path!r}: the bundle mixes an OCI layout "
+                              "with models-directory members")
+        if kind is MemberKind.MANIFEST:
+            assert member.ref.name is not None
+            self._on_manifest(member.ref.name, self.read_small(member, MAX_MANIFEST_BYTES), member.ref.path)
+        elif kind is MemberKind.OCI_LAYOUT:
+            parse_layout(self.read_small(member, 4096))
+        elif kind is MemberKind.OCI_INDEX:
+            self._on_oci_index(self.read_small(member, MAX_INDEX_BYTES))
+        else:
+            assert member.ref.digest is not None
+            self._on_blob(member, member.ref.digest)
+
+    def read_small(self, member: Member, limit: int) -> bytes:
+        """All data of a small member (at most *limit* bytes).
+
+        Raises:
+            BundleError: the member is larger.
+        """
+        if member.size > limit:
+            raise BundleError(f"refusing bundle member {member.ref.path!r}: {member.size} bytes, "
+                              f"more than the {limit} allowed")
+        assert self.members is not None
+        buf = bytearray(member.size)
+        view = memoryview(buf)
+        got = 0
+        while got < member.size:
+            n = self.members.readinto(view[got:])
+            if not n:
+                raise TruncatedBundle("inside a small member")
+            got += n
+        return bytes(buf)
+
+    # -- members ----------------------------------------------------------------------
+    def _on_index(self, member: Member) -> None:
+        index = BundleIndex.decode(self.read_small(member, MAX_INDEX_BYTES))
+        self.st.kind, self.st.index = "ollama-seed", index
+        carried = index.blob_map
+        for model in index.models:
+            for digest in model.blobs:
+                if digest not in carried and not (self.store and self.store.blob_size(digest) is not None):
+                    where = f"in {self.store.root}" if self.store else "given (pass the models directory)"
+                    raise BundleError(f"model {model.name.display} needs blob {digest}, which is neither in the "
+                                      f"bundle nor in the store {where}; refusing the bundle")
+        self.st.declared = {b.digest: b.size for b in index.blobs}
+        if self.bounded is not None:
+            budget = sum(size + padding(size) for size in self.st.declared.values())
+            budget += sum(m.manifest_size + padding(m.manifest_size) for m in index.models)
+            budget += HEADER_ALLOWANCE * (len(index.blobs) + len(index.models) + 8) + END_SLACK
+            self.bounded.limit = self.bounded.count + budget
+        for model in index.models:
+            self.emit(Status(model.name.display, "importing" if self.install else "verifying"))
+
+    def _on_manifest(self, name: ModelName, raw: bytes, path: str) -> None:
+        previous = self.st.manifests.get(name)
+        if previous is not None:
+            if previous != raw:
+                raise BundleError(f"refusing bundle member {path!r}: a duplicate member with other content")
+            return
+        self.st.manifests[name] = raw
+        index, model = self.st.index, None
+        if index is not None:
+            model = next((m for m in index.models if m.name == name), None)
+            if model is None:
+                raise BundleError(f"refusing bundle member {path!r}: the index does not list this model")
+            if len(raw) != model.manifest_size or hashlib.sha256(raw).hexdigest() != model.manifest_digest.hex:
+                raise BundleError(f"refusing bundle member {path!r}: it is not the manifest the index names "
+                                  f"({model.manifest_digest})")
+        try:
+            manifest = Manifest.parse(raw, source=path)
+        except RegistryProtocolError as exc:
+            raise BundleError(f"refusing bundle member {path!r}: {exc}") from None
+        if model is not None and {b.digest for b in manifest.blobs} != set(model.blobs):
+            raise BundleError(f"refusing bundle member {path!r}: its blobs differ from the ones the index lists")
+        for layer in manifest.blobs:
+            known = self.st.declared.setdefault(layer.digest, layer.size)
+            if known != layer.size:
+                raise BundleError(f"refusing bundle member {path!r}: it gives {layer.digest} {layer.size} bytes, "
+                                  f"but the bundle says {known}")
+        self.st.pending[name] = manifest
+        self._try_complete(name)
+
+    def _on_oci_index(self, raw: bytes) -> None:
+        if self.st.oci is not None:
+            raise BundleError("refusing bundle member 'index.json': it appears twice")
+        entries, self.st.oci_skip = parse_index(raw)
+        self.st.oci = {}
+        for entry in entries:
+            self.st.oci.setdefault(entry.digest, []).append(entry)
+            self.emit(Status(entry.name.display, "importing" if self.install else "verifying"))
+        for digest in list(self.st.oci):
+            blob = self.st.blobs.get(digest)
+            if blob is not None and blob.small is not None:
+                self._on_oci_manifest(digest, blob.small)
+
+    def _on_oci_manifest(self, digest: Digest, raw: bytes) -> None:
+        assert self.st.oci is not None
+        for entry in self.st.oci[digest]:
+            if entry.size != len(raw):
+                raise BundleError(f"the manifest of {entry.name} is {len(raw)} bytes; index.json says {entry.size}")
+            self._on_manifest(entry.name, raw, f"blobs/sha256/{digest.hex}")
+
+    def _on_blob(self, member: Member, digest: Digest) -> None:
+        path, size, st = member.ref.path, member.size, self.st
+        if st.index is not None and digest not in st.declared:
+            raise BundleError(f"refusing bundle member {path!r}: the index does not list this blob")
+        declared = st.declared.get(digest)
+        if declared is not None and declared != size:
+            raise BundleError(f"refusing bundle member {path!r}: {size} bytes, but the bundle says {declared}")
+        if digest in st.blobs:
+            self._copy(member, digest, None, duplicate=True)
+            return
+        if digest in st.oci_skip:  # an OCI twin of a manifest: checked, not kept
+            self._copy(member, digest, None)
+            st.blobs[digest] = StagedBlob(size, in_store=True)
+            return
+        is_oci_manifest = st.oci is not None and digest in st.oci
+        maybe_manifest = st.kind == "oci" and st.oci is None and size <= MAX_MANIFEST_BYTES
+        if is_oci_manifest or maybe_manifest:
+            raw = self.read_small(member, MAX_MANIFEST_BYTES)
+            if hashlib.sha256(raw).hexdigest() != digest.hex:
+                raise BundleError(f"refusing bundle member {path!r}: its content does not match its name")
+            if is_oci_manifest:
+                st.blobs[digest] = StagedBlob(size, in_store=True)
+                self._on_oci_manifest(digest, raw)
+                return
+            st.held_small += size
+            if st.held_small > MAX_HELD_SMALL:
+                raise BundleError("this OCI layout puts index.json after too many blobs to import it as a stream")
+            blob = StagedBlob(size, small=raw)
+            st.blobs[digest] = blob
+            if self.install and not self._in_store(digest, size):
+                self._stage_bytes(digest, blob, raw)
+            else:
+                blob.in_store = self._in_store(digest, size)
+            self._after_blob(digest)
+            return
+        blob = StagedBlob(size)
+        if self._in_store(digest, size):
+            self._copy(member, digest, None)
+            blob.in_store = True
+            st.skipped += 1
+        elif self.install:
+            self._stage(member, digest, blob)
+        else:
+            self._copy(member, digest, None)
+        st.blobs[digest] = blob
+        self._after_blob(digest)
+
+    def _in_store(self, digest: Digest, size: int) -> bool:
+        return self.store is not None and self.store.blob_size(digest) == size
+
+    def _after_blob(self, digest: Digest) -> None:
+        for name, manifest in list(self.st.pending.items()):
+            if any(layer.digest == digest for layer in manifest.blobs):
+                self._try_complete(name)
+
+    # -- staging ----------------------------------------------------------------------
+    def _stage(self, member: Member, digest: Digest, blob: StagedBlob) -> None:
+        assert self.store is not None
+        try:
+            fd = open_staging(self.store, digest, blob)
+            self._copy(member, digest, fd)
+        except BaseException:
+            discard(blob)
+            raise
+        self.st.written += 1
+        self.st.bytes_written += blob.size
+
+    def _stage_bytes(self, digest: Digest, blob: StagedBlob, raw: bytes) -> None:
+        assert self.store is not None
+        try:
+            fd = open_staging(self.store, digest, blob)
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            discard(blob)
+            raise_os_error(exc, f"staging {digest}")
+        except BaseException:
+            discard(blob)
+            raise
+        self.st.written += 1
+        self.st.bytes_written += blob.size
+
+    def _copy(self, member: Member, digest: Digest, fd: int | None, *, duplicate: bool = False) -> None:
+        """Read the member's data, hash it alongside, write it to *fd* if given; check the digest."""
+        assert self.members is not None
+        hasher = hashlib.sha256()
+        left, done, reported = member.size, 0, 0
+        model = self._model_of(digest)
+        writeback = Writeback(fd) if fd is not None else None
+        try:
+            while left:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled
+                slot, view = self.ring.take()
+                n = self.members.readinto(view[:left] if left < len(view) else view)
+                if not n:
+                    raise TruncatedBundle("inside a blob")
+                chunk = view[:n]
+                self.ring.update(slot, hasher, chunk)
+                if fd is not None and writeback is not None:
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk):]
+                    writeback.wrote(n)
+                left -= n
+                done += n
+                if done - reported >= PROGRESS_STEP:
+                    reported = done
+                    self.emit(LayerProgress(model, str(digest), "", member.size, done, cached=fd is None))
+        except OSError as exc:
+            raise_os_error(exc, f"staging {digest}")
+        self.ring.wait()
+        if hasher.hexdigest() != digest.hex:
+            what = "a duplicate member with other content" if duplicate else \
+                f"its content hashes to sha256:{hasher.hexdigest()}, not to its name"
+            raise BundleError(f"refusing bundle member {member.ref.path!r}: {what}")
+        self.emit(LayerProgress(model, str(digest), "", member.size, member.size, cached=fd is None, done=True))
+
+    def _model_of(self, digest: Digest) -> str:
+        if self.st.index is not None:
+            for model in self.st.index.models:
+                if digest in model.blobs:
+                    return model.name.display
+        return "bundle"
+
+    # -- completing models ------------------------------------------------------------
+    def _try_complete(self, name: ModelName) -> None:
+        manifest = self.st.pending[name]
+        for layer in manifest.blobs:
+            blob = self.st.blobs.get(layer.digest)
+            if blob is None and not self._in_store(layer.digest, layer.size):
+                return
+            if blob is not None and blob.size != layer.size:
+                raise BundleError(f"the manifest of {name.display} gives {layer.digest} {layer.size} bytes; "
+                                  f"the bundle carries {blob.size}")
+        if self.install:
+            self._install(name, manifest)
+        del self.st.pending[name]
+        self.st.done.append(name)
+        self.emit(Status(name.display, "success"))
+
+    def _install(self, name: ModelName, manifest: Manifest) -> None:
+        assert self.store is not None
+        for layer in manifest.blobs:
+            blob = self.st.blobs.get(layer.digest)
+            if blob is not None and blob.staged is not None:
+                install_staged(self.store, blob, layer)
+        target = self.store.resolve(name)
+        self.emit(Status(name.display, "writing manifest"))
+        try:
+            existing = self.store.read_manifest(target)
+        except StoreError:
+            existing = None
+            self.st.replaced.append(name)
+        if existing is not None and existing.raw == manifest.raw:
+            self.st.unchanged.append(name)
+            return
+        if existing is not None:
+            self.st.replaced.append(name)
+        self.store.write_manifest(target, manifest)
+
+    def _finish(self) -> None:
+        st = self.st
+        if st.pending:
+            name, manifest = next(iter(st.pending.items()))
+            absent = [layer.digest for layer in manifest.blobs
+                      if layer.digest not in st.blobs and not self._in_store(layer.digest, layer.size)]
+            raise BundleError(f"the manifest of {name.display} references blob {absent[0] if absent else '?'}, "
+                              "which is neither in the bundle nor in the store; that model was not installed")
+        expected: list[ModelName] = []
+        if st.index is not None:
+            expected = [m.name for m in st.index.models]
+        elif st.oci is not None:
+            expected = [e.name for entries in st.oci.values() for e in entries]
+        elif st.kind == "oci":
+            raise BundleError("this OCI layout has no index.json; nothing names its models")
+        lacking = [n for n in expected if n not in st.done]
+        if lacking:
+            raise self._truncated(f"the bundle lacks the manifest of {lacking[0].display} that its index lists")
+        if not st.done:
+            raise BundleError("the bundle holds no model")
+
+    def _cleanup(self) -> None:
+        for blob in self.st.blobs.values():
+            discard(blob)

@@ -1,0 +1,123 @@
+"""Walk the members of a tar stream one by one, validating each header; never extract anything.
+
+:class:`TarMembers` reads headers itself (with :mod:`._bundle_tar`), folds pax and GNU
+long-name headers into the member that follows, refuses every type but regular files and
+directories, and validates each name with :func:`._bundle_format.classify_member`. The
+caller reads a member's data with :meth:`readinto` (or :meth:`skip`) before asking for the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..core.errors import BundleError
+from .format import MemberRef, classify_member
+from .stream import ByteSource, TruncatedBundle, read_exact
+from .tar import BLOCK, DIR, GLOBAL_PAX, LONGNAME, PAX, padding, parse_header, parse_pax, pax_size
+
+__all__ = ["Member", "MemberSource", "TarMembers"]
+
+MAX_MEMBERS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A validated member: what it is, and how many data bytes follow."""
+
+    ref: MemberRef
+    size: int
+
+
+class MemberSource(Protocol):
+    """Anything that yields members and their data: a tar stream or an OCI layout directory."""
+
+    def next(self) -> Member | None: ...
+    def readinto(self, view: memoryview, /) -> int: ...
+    def skip(self) -> None: ...
+
+
+class TarMembers:
+    """Members of a tar stream, in order."""
+
+    def __init__(self, src: ByteSource) -> None:
+        self.src = src
+        self.left = 0  # data bytes of the current member not yet read
+        self.pad = 0
+        self.count = 0
+        self.current: Member | None = None
+
+    def _data(self, size: int) -> bytes:
+        data = read_exact(self.src, size)
+        read_exact(self.src, padding(size))
+        return data
+
+    def next(self) -> Member | None:
+        """The next member, or None at the end-of-archive marker.
+
+        Raises:
+            BundleError: a refused type or name, a damaged header.
+            TruncatedBundle: the stream ended without an end-of-archive marker.
+        """
+        if self.left or self.pad:
+            self.skip()
+        pax: dict[str, str] = {}
+        longname: str | None = None
+        while True:
+            block = read_exact(self.src, BLOCK, allow_short=True)
+            if not block:
+                raise TruncatedBundle("the bundle ends without tar's end-of-archive marker")
+            header = parse_header(block)
+            if header is None:
+                return None
+            self.count += 1
+            if self.count > MAX_MEMBERS:
+                raise BundleError(f"more than {MAX_MEMBERS} tar members; refusing the bundle")
+            if header.kind == PAX:
+                pax.update(parse_pax(self._data(header.size)))
+                continue
+            if header.kind == GLOBAL_PAX:
+                self._data(header.size)  # bounded by MAX_PAX; nothing in it concerns us
+                continue
+            if header.kind == LONGNAME:
+                raw = self._data(header.size).rstrip(b"\x00")
+                try:
+                    longname = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BundleError("a GNU long name that is not UTF-8; refusing the bundle") from None
+                continue
+            name = pax.get("path") or longname or header.name
+            if header.refused:
+                raise BundleError(f"refusing bundle member {name[:200]!r}: it is {header.kind}; "
+                                  "a bundle holds only regular files and directories")
+            size = pax_size(pax, header.size)
+            is_dir = header.kind == DIR
+            ref = classify_member(name, is_dir=is_dir)
+            if is_dir and size:
+                raise BundleError(f"refusing bundle member {name[:200]!r}: a directory with {size} data bytes")
+            self.left, self.pad = size, padding(size)
+            self.current = Member(ref, size)
+            return self.current
+
+    def readinto(self, view: memoryview) -> int:
+        """Data of the current member into *view*; 0 once it is all read (its padding is then consumed).
+
+        Raises:
+            TruncatedBundle: the stream ended inside the data.
+        """
+        if not self.left:
+            if self.pad:
+                read_exact(self.src, self.pad)
+                self.pad = 0
+            return 0
+        n = self.src.readinto(view[: self.left] if len(view) > self.left else view)
+        if not n:
+            raise TruncatedBundle("the bundle ends inside a member's data")
+        self.left -= n
+        return n
+
+    def skip(self) -> None:
+        """Discard the rest of the current member's data."""
+        buf = memoryview(bytearray(64 * 1024))
+        while self.readinto(buf):
+            pass

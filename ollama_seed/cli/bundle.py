@@ -1,0 +1,196 @@
+"""CLI: ``export``, ``import``, ``bundle ls``, ``bundle verify``.
+
+The bundle itself may go to stdout (``-o -``), so summaries and progress go to stderr;
+``--json`` prints one result document on stdout (not with ``-o -``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..bundle.format import parse_compress, parse_size
+from ..core.groups import collapse
+from .render import make_renderer
+from .store import add_common
+
+if TYPE_CHECKING:
+    from ..bundle.api import BundleInfo
+    from ..bundle.export import ExportResult
+    from ..bundle.importer import ImportResult
+
+# The bundle machinery is imported inside the handlers: other subcommands start faster.
+
+__all__ = ["register"]
+
+EXIT_USAGE = 2
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
+                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="write installed models to a bundle for another (air-gapped) host")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar")
+    p.add_argument("--compress", type=_arg(parse_compress), default=parse_compress("auto"),
+                   metavar="auto|none|zstd[:LEVEL]",
+                   help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more")
+    p.add_argument("--split-size", type=_arg(parse_size), metavar="SIZE",
+                   help="write FILE.000, FILE.001, ... of at most SIZE (4G = 4e9 bytes, 4GiB = 2**32)")
+    p.add_argument("--format", choices=["ollama", "oci"], default="ollama",
+                   help="ollama (tar with an index, the default) or oci (an OCI image layout)")
+    p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while exporting")
+    add_common(p)
+    _progress_option(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="install the models of a bundle, verifying every blob")
+    p.add_argument("source", metavar="FILE", help="bundle file, its first part FILE.000, - for stdin, "
+                                                  "or an OCI layout (directory or tar)")
+    add_common(p)
+    _progress_option(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(func=cmd_import)
+
+    bundle = sub.add_parser("bundle", help="read a bundle without installing it (ls, verify)")
+    bsub = bundle.add_subparsers(dest="bundle_command", metavar="COMMAND")
+    bsub.required = True
+    p = bsub.add_parser("ls", help="list the models and blobs of a bundle")
+    p.add_argument("source", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+    p = bsub.add_parser("verify", help="read a whole bundle and check every digest; writes nothing")
+    p.add_argument("source", metavar="FILE")
+    p.add_argument("--models-dir", metavar="DIR",
+                   help="a store to look in for blobs the bundle does not carry (default: none)")
+    _progress_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+
+def _run(func: Any, *args: Any, progress_mode: str = "none", **kwargs: Any) -> Any:
+    from ..pulling.api import run_sync
+
+    renderer = make_renderer(progress_mode, sys.stderr)
+    try:
+        return run_sync(func, *args, progress=renderer, **kwargs)
+    except BaseException as exc:
+        raise collapse(exc) from None
+    finally:
+        if renderer is not None:
+            renderer.close()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.output == "-" and sys.stdout.isatty():
+        print("ollama-seed: error: refusing to write a binary bundle to a terminal; use -o FILE or a pipe",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.output == "-" and args.json:
+        print("ollama-seed: error: --json needs stdout, which -o - uses for the bundle", file=sys.stderr)
+        return EXIT_USAGE
+    from ..bundle.api import aexport_bundle
+
+    try:
+        result: ExportResult = _run(aexport_bundle, args.names, args.output, models_dir=args.models_dir,
+                                    compress=args.compress, split_size=args.split_size, format=args.format,
+                                    verify=not args.no_verify, progress_mode=args.progress)
+    except ValueError as exc:
+        print(f"ollama-seed: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps({"models": [n.display for n in result.models], "blobs": result.blobs,
+                          "bytes_in": result.bytes_in, "bytes_out": result.bytes_out,
+                          "compression": result.compression, "format": result.format,
+                          "paths": list(result.paths), "elapsed": round(result.elapsed, 3)}))
+        return 0
+    where = ", ".join(result.paths) if result.paths else "stdout"
+    if len(result.paths) > 3:
+        where = f"{result.paths[0]} .. {result.paths[-1]} ({len(result.paths)} parts)"
+    print(f"exported {len(result.models)} model(s), {result.blobs} blob(s): {_mb(result.bytes_in)} -> "
+          f"{_mb(result.bytes_out)} ({result.compression}, {result.format}) to {where} in {result.elapsed:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+def _import_json(result: ImportResult) -> dict[str, Any]:
+    return {"models": [n.display for n in result.models], "replaced": [n.display for n in result.replaced],
+            "unchanged": [n.display for n in result.unchanged], "blobs_written": result.blobs_written,
+            "blobs_skipped": result.blobs_skipped, "bytes_written": result.bytes_written,
+            "format": result.format, "compression": result.compression, "elapsed": round(result.elapsed, 3)}
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..bundle.api import aimport_bundle
+
+    result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir,
+                                progress_mode=args.progress)
+    if args.json:
+        print(json.dumps(_import_json(result)))
+        return 0
+    for name in result.models:
+        state = "unchanged" if name in result.unchanged else "replaced" if name in result.replaced else "installed"
+        print(f"{name.display}: {state}", file=sys.stderr)
+    print(f"{result.blobs_written} blob(s) written ({_mb(result.bytes_written)}), {result.blobs_skipped} already "
+          f"in the store; {result.elapsed:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..bundle.api import averify_bundle
+
+    result: ImportResult = _run(averify_bundle, args.source, models_dir=args.models_dir,
+                                progress_mode=args.progress)
+    if args.json:
+        print(json.dumps({"ok": True, **_import_json(result)}))
+        return 0
+    print(f"ok: {len(result.models)} model(s) verified ({', '.join(n.display for n in result.models)}); "
+          f"format {result.format}, compression {result.compression}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from ..bundle.api import ainspect_bundle
+    from ..pulling.api import run_sync
+
+    try:
+        info: BundleInfo = run_sync(ainspect_bundle, args.source)
+    except BaseException as exc:
+        raise collapse(exc) from None
+    if args.json:
+        print(json.dumps({"format": info.format, "version": info.version, "created_by": info.created_by,
+                          "created": info.created, "compression": info.compression, "size": info.size,
+                          "models": [{"name": m.name.display, "digest": str(m.manifest_digest), "size": m.size,
+                                      "blobs": m.blobs} for m in info.models],
+                          "blobs": [{"digest": str(d), "size": s} for d, s in info.blobs]}))
+        return 0
+    made = f", made by {info.created_by} at {info.created}" if info.created_by else ""
+    version = f" v{info.version}" if info.version else ""
+    print(f"{info.format}{version} bundle, compression {info.compression}{made}")
+    print(f"{'NAME':<50} {'ID':<12} {'SIZE':>10} {'BLOBS':>5}")
+    for m in info.models:
+        print(f"{m.name.display:<50} {m.manifest_digest.hex[:12]:<12} {_mb(m.size):>10} {m.blobs:>5}")
+    print(f"{len(info.blobs)} distinct blob(s), {_mb(info.size)} in all")
+    return 0

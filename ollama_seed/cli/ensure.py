@@ -1,0 +1,184 @@
+"""CLI: ``ensure`` (models ready, or exit non-zero) and ``wait`` (an Ollama server answers).
+
+``ollama-seed ensure`` with no names ensures the ``models`` of the config file (see
+:mod:`._config`); flags override the file's settings. Exit 0 only when every model is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import ConfigError, SeedError
+from ..core.progress import ProgressEvent, human_size
+
+__all__ = ["cmd_ensure", "cmd_wait", "register"]
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    from ..wire.throttle import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _keep_alive(text: str) -> str | float:
+    """Ollama takes a number of seconds or a Go duration (``10m``, ``1h``); ``-1`` keeps it loaded."""
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        return text
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "ensure", help="make models ready: return at once if complete on disk, else pull only what is missing",
+        description="Exit 0 only when every named model is ready. With no NAME, ensure the models listed in "
+                    "the config file.")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--config", metavar="PATH", help="config file (default: $OLLAMA_SEED_CONFIG, else "
+                                                    "config.toml in the user config dir)")
+    p.add_argument("--models-dir", metavar="DIR", help="the Ollama models directory (default: $OLLAMA_MODELS, "
+                                                       "else ~/.ollama/models)")
+    p.add_argument("--server", metavar="URL", help="an Ollama server that must see the models "
+                                                   "(any OLLAMA_HOST form; default $OLLAMA_HOST when needed)")
+    p.add_argument("--via-server", action="store_true",
+                   help="have the server pull (/api/pull): for containers without the models volume")
+    p.add_argument("--wait-timeout", type=_seconds, default=60.0, metavar="S",
+                   help="wait up to S seconds for the server to answer (default 60)")
+    p.add_argument("--warm", action="store_true", help="load each model into the server's memory")
+    p.add_argument("--keep-alive", type=_keep_alive, metavar="DURATION",
+                   help="how long a warmed model stays loaded (10m, 1h, -1 for ever; default: the server's)")
+    p.add_argument("--offline", action="store_true", default=None,
+                   help="never contact a registry; fail at once naming what is missing (also OLLAMA_SEED_OFFLINE=1)")
+    p.add_argument("--verify", action="store_true", help="re-hash every blob on disk; fetch corrupt ones again")
+    p.add_argument("--update", action="store_true", help="ask the registry for the tag's current manifest and "
+                                                         "fetch only changed layers")
+    p.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds overall")
+    p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
+    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
+                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="plain http for the registry (as ollama pull --insecure)")
+    p.add_argument("--mirror", action="append", dest="mirrors", metavar="URL",
+                   help="registry mirror tried before the model's registry (repeatable)")
+    p.add_argument("--connections", type=int, metavar="N", help="range requests per blob (default 16)")
+    p.add_argument("--max-connections", type=int, default=64, metavar="N",
+                   help="requests across all blobs and models (default 64)")
+    p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
+    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
+                   help="retry a request after S seconds without a byte (default 30)")
+    p.set_defaults(func=cmd_ensure)
+
+    w = sub.add_parser("wait", help="wait until an Ollama server answers",
+                       description="Poll the server with backoff; exit 0 when it answers, 11 on timeout.")
+    w.add_argument("--server", metavar="URL", help="the server (any OLLAMA_HOST form; default $OLLAMA_HOST)")
+    w.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="give up after S seconds "
+                                                                                  "(default 60)")
+    w.add_argument("--json", action="store_true", help="print one JSON line on stdout")
+    w.set_defaults(func=cmd_wait)
+
+
+def _fail_json(exc: SeedError) -> None:
+    print(json.dumps({"ok": False, "error": str(exc), "error_type": type(exc).__name__,
+                      "exit_code": exc.exit_code}))
+
+
+def cmd_ensure(args: argparse.Namespace) -> int:
+    from ..startup.config import load_config
+    from ..startup.local import ensure
+    from .render import make_renderer
+
+    try:
+        config = load_config(args.config, required=args.config is not None)
+        names = list(args.names) or list(config.models)
+        if not names:
+            where = config.path or args.config or _default_path()
+            raise ConfigError(f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
+                              f"{where} as models = [\"llama3.2:1b\"]")
+        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr))
+        try:
+            reports = ensure(
+                names, models_dir=args.models_dir or config.models_dir, verify=args.verify, update=args.update,
+                offline=args.offline, timeout=args.timeout, server=args.server, via_server=args.via_server,
+                wait_timeout=args.wait_timeout, warm=args.warm, keep_alive=args.keep_alive,
+                insecure=config.insecure if args.insecure is None else args.insecure,
+                connections=args.connections or config.connections or 16, max_connections=args.max_connections,
+                max_rate=args.max_rate or config.max_rate, stall_timeout=args.stall_timeout,
+                mirrors=tuple(args.mirrors or config.mirrors), progress=renderer)
+        finally:
+            renderer.close()
+    except SeedError as exc:
+        if args.json:
+            _fail_json(exc)
+        raise
+    if args.json:
+        print(json.dumps({"ok": True, "models": [r.to_dict() for r in reports]}))
+        return 0
+    for r in reports:
+        extra = ""
+        if r.server:
+            extra = f", {'pulled by' if r.via_server and r.fetched else 'seen by'} {r.server}"
+            extra += ", loaded" if r.warmed else ""
+        print(f"{r.model}: {r.status} ({human_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
+    return 0
+
+
+class _LazyRenderer:
+    """Creates the progress display on the first event: a run with nothing to fetch draws nothing."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._renderer: Any = None
+        self._made = False
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if not self._made:
+            self._renderer, self._made = self._make(), True
+        if self._renderer is not None:
+            self._renderer(event)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+
+
+def _default_path() -> str:
+    from ..startup.config import default_config_path
+
+    return str(default_config_path())
+
+
+
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from ..startup.server import wait_ready
+
+    try:
+        info = wait_ready(args.server, timeout=args.timeout)
+    except SeedError as exc:
+        if args.json:
+            _fail_json(exc)
+        raise
+    if args.json:
+        print(json.dumps({"ok": True, "url": info.url, "version": info.version, "waited": round(info.waited, 3)}))
+    else:
+        version = f" (ollama {info.version})" if info.version else ""
+        print(f"ready: {info.url}{version} after {info.waited:.1f} s")
+    return 0

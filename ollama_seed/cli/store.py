@@ -1,0 +1,192 @@
+"""CLI: ``pull``, ``list``, ``show``, ``verify``, ``rm``, ``prune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import IntegrityError, SeedError
+from ..core.groups import collapse
+from ..core.reference import ModelName
+from ..store.store import ModelStore
+from ..wire.throttle import parse_rate
+from .render import make_renderer
+
+if TYPE_CHECKING:
+    from ..pulling.session import PullResult
+
+__all__ = ["add_common", "register"]
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", metavar="DIR", help="the Ollama models directory (default: $OLLAMA_MODELS, "
+                                                       "else ~/.ollama/models)")
+
+
+def add_pull_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true", help="plain http for the registry (as ollama pull --insecure)")
+    p.add_argument("--connections", type=int, default=16, metavar="N", help="range requests per blob (default 16)")
+    p.add_argument("--max-connections", type=int, default=64, metavar="N",
+                   help="requests across all blobs (default 64)")
+    p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
+    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
+                   help="retry a request after S seconds without a byte (default 30)")
+    p.add_argument("--mirror", action="append", default=[], metavar="URL",
+                   help="a registry mirror to try first (repeatable, in order), e.g. http://mirror:8080")
+    p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
+    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
+                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+
+
+def _rate(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("pull", help="pull models from their registry into the store")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    add_common(p)
+    add_pull_options(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("list", aliases=["ls"], help="list the models in the store")
+    add_common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="layers, media types, sizes and digests of a model")
+    p.add_argument("name", metavar="NAME")
+    add_common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("verify", help="re-hash every blob of the named models (default: all)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    add_common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("rm", help="remove models; blobs another model uses are kept")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    add_common(p)
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("prune", help="remove unreferenced blobs and abandoned partial downloads")
+    add_common(p)
+    p.add_argument("--grace", type=float, default=3600.0, metavar="S",
+                   help="keep unreferenced blobs younger than S seconds (default 3600, as Ollama)")
+    p.set_defaults(func=cmd_prune)
+
+
+def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"models_dir": args.models_dir, "insecure": args.insecure, "connections": args.connections,
+            "max_connections": args.max_connections, "max_rate": args.max_rate,
+            "stall_timeout": args.stall_timeout, "mirrors": args.mirror}
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from ..pulling.api import apull_all, run_sync  # httpx and anyio load only for commands that use the network
+
+    names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
+    renderer = make_renderer("json" if args.json else args.progress)
+    results: list[PullResult] = []
+    try:
+        results = run_sync(apull_all, names, progress=renderer, **pull_kwargs(args))
+    except BaseException as exc:
+        raise collapse(exc) from None
+    finally:
+        if renderer is not None:
+            renderer.close()
+    if not args.json:
+        for r in results:
+            print(f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
+                  f"{r.bytes_downloaded} bytes downloaded, {r.bytes_reused} reused, {r.elapsed:.1f} s",
+                  file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = ModelStore(args.models_dir)
+    models = store.list_models()
+    if args.json:
+        print(json.dumps([{"name": m.name.display, "digest": m.manifest.digest.hex, "size": m.manifest.total_size,
+                           "modified": m.modified} for m in models]))
+        return 0
+    print(f"{'NAME':<50} {'ID':<12} {'SIZE':>10}")
+    for m in models:
+        print(f"{m.name.display:<50} {m.manifest.digest.hex[:12]:<12} {_gb(m.manifest.total_size):>10}")
+    return 0
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    model = ModelStore(args.models_dir).get(ModelName.parse(args.name))
+    m = model.manifest
+    if args.json:
+        print(json.dumps({"name": model.name.display, "digest": str(m.digest), "path": str(model.path),
+                          "layers": [{"mediaType": lay.media_type, "digest": str(lay.digest), "size": lay.size}
+                                     for lay in (*m.layers, *([m.config] if m.config else []))]}))
+        return 0
+    print(f"{model.name.display}  ({m.digest})\n  manifest: {model.path}")
+    for layer in (*m.layers, *([m.config] if m.config else [])):
+        print(f"  {layer.kind:<10} {layer.digest}  {layer.size:>14}  {layer.media_type}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    store = ModelStore(args.models_dir)
+    names = [ModelName.parse(n) for n in args.names] or [m.name for m in store.list_models()]
+    report: list[dict[str, Any]] = []
+    bad = 0
+    for name in names:
+        try:
+            problems = store.verify(name)
+        except SeedError as exc:
+            problems = []
+            report.append({"name": name.display, "ok": False, "error": str(exc)})
+            bad += 1
+            continue
+        bad += bool(problems)
+        report.append({"name": name.display, "ok": not problems,
+                       "problems": [{"digest": str(p.layer.digest), "problem": p.problem} for p in problems]})
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for item in report:
+            status = "ok" if item["ok"] else "BAD"
+            print(f"{item['name']}: {status}")
+            for p in item.get("problems", []):
+                print(f"  {p['digest']}: {p['problem']}")
+            if "error" in item:
+                print(f"  {item['error']}")
+    if bad:
+        raise IntegrityError(f"{bad} model(s) failed verification; pull them again to repair")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    store = ModelStore(args.models_dir)
+    for text in args.names:
+        removed = store.remove(ModelName.parse(text))
+        print(f"deleted '{text}' ({len(removed)} blobs removed)")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from ..store.locks import staging_in_use
+
+    store = ModelStore(args.models_dir)
+    report = store.prune(grace_seconds=args.grace, staging_in_use=staging_in_use(store))
+    if report.skipped_reason:
+        print(f"blobs kept: {report.skipped_reason}", file=sys.stderr)
+    print(f"removed {len(report.removed_blobs)} unreferenced blobs ({report.removed_bytes} bytes) "
+          f"and {len(report.removed_staging)} abandoned staging files")
+    return 0

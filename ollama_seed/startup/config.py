@@ -1,0 +1,170 @@
+"""The ollama-seed config file: which models to ensure, and how to reach their registry.
+
+Where it is, first match wins: ``--config PATH``, ``$OLLAMA_SEED_CONFIG``, then
+``config.toml`` in platformdirs' user config directory for ``ollama-seed``
+(``~/.config/ollama-seed/config.toml`` on Linux). Every key is optional::
+
+    models = ["gpt-oss:20b", "llama3.2:1b"]   # what `ollama-seed ensure` with no names ensures
+    models_dir = "/srv/ollama/models"         # default: $OLLAMA_MODELS, else ~/.ollama/models
+    connections = 16                          # range requests per blob
+    max_rate = "50M"                          # bytes/s as a number, or "50M", "400Mbit"
+
+    [registry]
+    insecure = false                          # plain http, as `ollama pull --insecure`
+    mirrors = ["http://mirror.lan:5000"]      # tried in order before the model's own registry
+
+Unknown keys are errors, so a typo does not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError, InvalidName
+
+__all__ = ["CONFIG_ENV", "Config", "default_config_path", "load_config", "parse_config"]
+
+CONFIG_ENV = "OLLAMA_SEED_CONFIG"
+_TOP_KEYS = {"models", "models_dir", "connections", "max_rate", "registry"}
+_REGISTRY_KEYS = {"insecure", "mirrors"}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated config file (or the empty default when there is none)."""
+
+    models: tuple[str, ...] = ()
+    models_dir: str | None = None
+    connections: int | None = None
+    max_rate: float | None = None
+    insecure: bool = False
+    mirrors: tuple[str, ...] = ()
+    path: Path | None = field(default=None, compare=False)
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$OLLAMA_SEED_CONFIG``, else ``<user config dir>/ollama-seed/config.toml``."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(CONFIG_ENV, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs  # only when a config is looked for: keeps `import ollama_seed` light
+
+    # appauthor=False: %LOCALAPPDATA%\\ollama-seed on Windows, not ...\\ollama-seed\\ollama-seed
+    return Path(platformdirs.user_config_dir("ollama-seed", appauthor=False)) / "config.toml"
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
+    """Read and validate a config file.
+
+    Args:
+        path: the file; None looks in the default place (see the module docs).
+        required: fail when the file does not exist (an explicit ``--config`` must exist);
+            otherwise a missing file is an empty config.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, unknown key or wrong type; the message names the
+            file and the key.
+    """
+    target = Path(path).expanduser() if path is not None else default_config_path()
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {target} does not exist") from None
+        return Config(path=None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {target}: {exc}") from None
+    try:
+        doc = _toml_loads(text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"config file {target} is not valid TOML: {exc}") from None
+    return parse_config(doc, target)
+
+
+def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Validate a decoded config document.
+
+    Raises:
+        ConfigError: naming the key that is wrong and what it should be.
+    """
+    where = f"config file {path}" if path else "config"
+
+    def bad(key: str, what: str) -> ConfigError:
+        return ConfigError(f"{where}: {key} {what}")
+
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise bad(unknown[0], f"is not a known key (known: {', '.join(sorted(_TOP_KEYS))})")
+    models = doc.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise bad("models", 'must be a list of model names, e.g. models = ["llama3.2:1b"]')
+    from ..core.reference import ModelName
+
+    for m in models:
+        try:
+            ModelName.parse(m)
+        except InvalidName as exc:
+            raise bad("models", f"has a bad entry: {exc}") from None
+    models_dir = doc.get("models_dir")
+    if models_dir is not None and (not isinstance(models_dir, str) or not models_dir.strip()):
+        raise bad("models_dir", "must be a non-empty path string")
+    connections = doc.get("connections")
+    if connections is not None and (isinstance(connections, bool) or not isinstance(connections, int)
+                                    or not 1 <= connections <= 256):
+        raise bad("connections", f"must be a whole number from 1 to 256, not {connections!r}")
+    max_rate = _rate(doc.get("max_rate"), bad)
+    registry = doc.get("registry", {})
+    if not isinstance(registry, dict):
+        raise bad("registry", "must be a table: [registry]")
+    unknown = sorted(set(registry) - _REGISTRY_KEYS)
+    if unknown:
+        raise bad(f"registry.{unknown[0]}", f"is not a known key (known: {', '.join(sorted(_REGISTRY_KEYS))})")
+    insecure = registry.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise bad("registry.insecure", "must be true or false")
+    mirrors = registry.get("mirrors", [])
+    if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+        raise bad("registry.mirrors", 'must be a list of URLs, e.g. mirrors = ["http://mirror.lan:5000"]')
+    from ..pulling.session import normalize_mirror
+
+    normalized = []
+    for m in mirrors:
+        try:
+            normalized.append(normalize_mirror(m))
+        except InvalidName as exc:
+            raise bad("registry.mirrors", f"has a bad entry: {exc}") from None
+    return Config(tuple(models), models_dir, connections, max_rate, insecure, tuple(normalized), path)
+
+
+def _rate(value: Any, bad: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise bad("max_rate", "must be a number of bytes/s or a string such as \"50M\"")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise bad("max_rate", "must be positive")
+        return float(value)
+    if isinstance(value, str):
+        from ..wire.throttle import parse_rate
+
+        try:
+            return parse_rate(value)
+        except ValueError as exc:
+            raise bad("max_rate", f"is not a rate: {exc}") from None
+    raise bad("max_rate", "must be a number of bytes/s or a string such as \"50M\"")
+

@@ -1,0 +1,224 @@
+"""ensure()'s cheap path: is every model complete on disk? No network, no event loop.
+
+Kept apart from :mod:`._ensure` so that the blocking :func:`ensure` of a complete model
+imports neither httpx nor anyio: at application start-up it costs little more than
+importing the package (``benchmarks/bench_ensure.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..core.digest import Digest
+from ..core.errors import OfflineError, StoreError
+from ..core.manifest import Layer, Manifest
+from ..core.reference import ModelName
+from ..store.store import ModelStore
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..core.progress import ProgressCallback
+    from ..wire.registry import Credentials
+
+__all__ = ["OFFLINE_ENV", "EnsureReport", "check_local", "ensure", "offline_from_env"]
+
+OFFLINE_ENV = "OLLAMA_SEED_OFFLINE"
+_FALSY = {"", "0", "false", "no", "off", "f", "n"}
+EnsureStatus = Literal["present", "pulled", "updated"]
+Names = str | ModelName | Iterable[str | ModelName]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureReport:
+    """What :func:`ensure` did for one model.
+
+    ``status`` is ``present`` (complete already, nothing fetched), ``pulled`` (missing parts
+    were fetched) or ``updated`` (``update=True`` found a newer manifest and installed it).
+    """
+
+    name: ModelName
+    status: EnsureStatus
+    bytes_fetched: int
+    elapsed: float
+    manifest_digest: Digest | None = None
+    server: str | None = None
+    via_server: bool = False
+    warmed: bool = False
+
+    @property
+    def model(self) -> str:
+        """The name as Ollama shows it (``llama3.2:1b``)."""
+        return self.name.display
+
+    @property
+    def fetched(self) -> bool:
+        """Whether anything was downloaded or installed."""
+        return self.status != "present"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what ``ollama-seed ensure --json`` prints)."""
+        return {"model": self.model, "name": str(self.name), "status": self.status,
+                "bytes_fetched": self.bytes_fetched, "elapsed": round(self.elapsed, 6),
+                "digest": self.manifest_digest.hex if self.manifest_digest else None,
+                "server": self.server, "via_server": self.via_server, "warmed": self.warmed}
+
+
+def offline_from_env(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``OLLAMA_SEED_OFFLINE`` asks for offline mode (any value but 0/false/no/off)."""
+    env = os.environ if environ is None else environ
+    return env.get(OFFLINE_ENV, "").strip().lower() not in _FALSY
+
+
+def _names(names: Names) -> list[ModelName]:
+    items: Iterable[str | ModelName] = [names] if isinstance(names, (str, ModelName)) else names
+    out: dict[str, ModelName] = {}
+    for item in items:
+        ref = item if isinstance(item, ModelName) else ModelName.parse(item)
+        out.setdefault(str(ref), ref)
+    return list(out.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """The cheap check's verdict on one model."""
+
+    name: ModelName
+    manifest: Manifest | None
+    missing: tuple[Layer, ...] = ()
+    corrupt: tuple[Layer, ...] = ()
+    problem: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None and not self.missing and not self.corrupt and self.problem is None
+
+    def describe(self) -> str:
+        if self.problem:
+            return f"{self.name.display}: {self.problem}"
+        parts = []
+        if self.missing:
+            size = sum(layer.size for layer in self.missing)
+            parts.append(f"{len(self.missing)} blob(s) missing or incomplete ({size} bytes, first "
+                         f"{self.missing[0].digest})")
+        if self.corrupt:
+            parts.append(f"{len(self.corrupt)} blob(s) whose sha256 does not match (first {self.corrupt[0].digest})")
+        return f"{self.name.display}: " + "; ".join(parts)
+
+
+def _inspect(store: ModelStore, name: ModelName) -> _Local:
+    """The cheap check: manifest parses, pin matches, every blob present with its size."""
+    resolved = store.resolve(name)
+    try:
+        manifest = store.read_manifest(resolved)
+    except StoreError as exc:
+        return _Local(resolved, None, problem=f"its manifest is unreadable ({exc})")
+    if manifest is None:
+        return _Local(resolved, None, problem=f"not in {store.root}")
+    if name.digest is not None and manifest.digest != name.digest:
+        return _Local(resolved, None, problem=f"the manifest on disk is {manifest.digest}, not the pinned "
+                                              f"{name.digest}")
+    return _Local(resolved, manifest, tuple(store.missing(manifest)))
+
+
+def _verified(store: ModelStore, local: _Local) -> _Local:
+    """*local* with the blobs whose sha256 is wrong listed as corrupt (reads every blob)."""
+    if local.manifest is None:
+        return local
+    absent = {layer.digest for layer in local.missing}
+    corrupt = tuple(layer for layer in local.manifest.blobs
+                    if layer.digest not in absent and store.verify_blob(layer) is not None)
+    return _Local(local.name, local.manifest, local.missing, corrupt, local.problem)
+
+
+def _offline_error(store: ModelStore, incomplete: list[_Local]) -> OfflineError:
+    lines = "; ".join(item.describe() for item in incomplete)
+    return OfflineError(f"offline mode ({OFFLINE_ENV} or --offline) and {len(incomplete)} model(s) are not "
+                        f"complete in {store.root}: {lines}. Pull them where there is network, or import a bundle")
+
+
+def _present(local: _Local, started: float) -> EnsureReport:
+    digest = local.manifest.digest if local.manifest else None
+    return EnsureReport(local.name, "present", 0, time.monotonic() - started, digest)
+
+
+def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = None) -> list[EnsureReport] | None:
+    """Reports if every model is complete on disk, else None. No network, no event loop."""
+    started = time.monotonic()
+    store = ModelStore(models_dir)
+    reports = []
+    for ref in _names(names):
+        local = _inspect(store, ref)
+        if not local.complete:
+            return None
+        reports.append(_present(local, started))
+    return reports
+
+
+
+def _refuse_in_loop() -> None:
+    aio = sys.modules.get("asyncio")  # not imported: no loop can be running (and we save its import)
+    if aio is None:
+        return
+    try:
+        aio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError("ollama_seed.ensure() blocks, so it cannot run inside a running event loop; "
+                       "use 'await ollama_seed.aensure(...)' there instead")
+
+
+def ensure(
+    names: Names,
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    verify: bool = False,
+    update: bool = False,
+    offline: bool | None = None,
+    timeout: float | None = None,
+    server: str | None = None,
+    via_server: bool = False,
+    wait_timeout: float | None = 60.0,
+    warm: bool = False,
+    keep_alive: str | float | None = None,
+    insecure: bool = False,
+    connections: int = 16,
+    max_connections: int = 64,
+    max_rate: float | str | None = None,
+    stall_timeout: float = 30.0,
+    mirrors: tuple[str, ...] | list[str] = (),
+    progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    server_transport: httpx.AsyncBaseTransport | None = None,
+    credentials: Credentials | None = None,
+    use_locks: bool = True,
+) -> list[EnsureReport]:
+    """Blocking form of :func:`aensure`, with the same arguments.
+
+    When every model is already complete and no server, update or verify is asked for, it
+    returns after the cheap on-disk check without starting an event loop.
+
+    Raises:
+        RuntimeError: called inside a running event loop (use ``await aensure(...)`` there).
+        SeedError: as :func:`aensure`.
+    """
+    _refuse_in_loop()
+    if not (update or verify or via_server or warm or server is not None):
+        fast = check_local(names, models_dir=models_dir)
+        if fast is not None:
+            return fast
+    from ..pulling.api import run_sync
+    from .run import aensure
+
+    reports: list[EnsureReport] = run_sync(
+        aensure, names, models_dir=models_dir, verify=verify, update=update, offline=offline, timeout=timeout,
+        server=server, via_server=via_server, wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
+        insecure=insecure, connections=connections, max_connections=max_connections, max_rate=max_rate,
+        stall_timeout=stall_timeout, mirrors=mirrors, progress=progress, transport=transport,
+        server_transport=server_transport, credentials=credentials, use_locks=use_locks)
+    return reports

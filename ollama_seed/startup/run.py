@@ -1,0 +1,266 @@
+"""``ensure()``: make models usable, cheaply when they already are.
+
+How it decides, per model:
+
+1. The cheap check, with no network: the manifest parses (and matches a pinned digest) and
+   every blob it names is in ``blobs/`` with the right size. ``verify=True`` also re-hashes.
+2. Complete: done (unless ``update=True``, which asks the registry for the tag's current
+   manifest and fetches only the layers that changed).
+3. Incomplete: pull what is missing. When the manifest on disk is intact, its blobs are
+   fetched (the model stays the version you had); otherwise the registry's manifest is.
+   Every model of one call shares one :class:`~._pull.PullSession`: one connection budget,
+   and a blob two models share is downloaded once.
+4. With a server: wait until it answers, confirm it sees each model (``/api/show``), and with
+   ``warm=True`` load each one into memory. With ``via_server=True`` the server itself pulls
+   (for init containers that cannot reach the models volume).
+
+Offline (``offline=True`` or ``OLLAMA_SEED_OFFLINE=1``) never talks to a registry and fails at
+once, naming what is missing. A server you name is still asked, since it is yours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from ..core.errors import SeedError, SeedTimeout
+from ..core.groups import collapse
+from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent
+from ..core.reference import ModelName
+from ..store import platform as _platform
+from ..store.store import ModelStore
+from ..wire.registry import Credentials
+from .local import (
+    EnsureReport,
+    EnsureStatus,
+    Names,
+    _inspect,
+    _Local,
+    _names,
+    _offline_error,
+    _present,
+    _verified,
+    ensure,
+    offline_from_env,
+)
+from .server import parse_host
+
+if TYPE_CHECKING:
+    from ..pulling.session import PullSession
+
+__all__ = ["EnsureReport", "aensure", "ensure", "offline_from_env"]
+
+log = logging.getLogger("ollama_seed")
+
+class Tracker:
+    """Forwards progress events and remembers enough to say what a timeout interrupted."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.forward = progress
+        self.layers: dict[str, dict[str, tuple[int, int]]] = {}
+        self.phase = "checking the models directory"
+        self.pending: set[str] = set()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, LayerProgress):
+            self.layers.setdefault(event.model, {})[event.digest] = (event.completed, event.total)
+        if self.forward is not None:
+            self.forward(event)
+
+    def describe(self) -> str:
+        parts = []
+        for model in sorted(self.pending):
+            layers = self.layers.get(model, {})
+            done = sum(c for c, _ in layers.values())
+            total = sum(t for _, t in layers.values())
+            parts.append(f"{model} ({done} of {total} bytes)" if total else model)
+        where = f"while {self.phase}"
+        return f"{where}; unfinished: {', '.join(parts)}" if parts else where
+
+
+async def aensure(
+    names: Names,
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    verify: bool = False,
+    update: bool = False,
+    offline: bool | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - an overall deadline is part of the public contract
+    server: str | None = None,
+    via_server: bool = False,
+    wait_timeout: float | None = 60.0,
+    warm: bool = False,
+    keep_alive: str | float | None = None,
+    insecure: bool = False,
+    connections: int = 16,
+    max_connections: int = 64,
+    max_rate: float | str | None = None,
+    stall_timeout: float = 30.0,
+    mirrors: tuple[str, ...] | list[str] = (),
+    progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    server_transport: httpx.AsyncBaseTransport | None = None,
+    credentials: Credentials | None = None,
+    use_locks: bool = True,
+) -> list[EnsureReport]:
+    """Make each named model usable, touching the network only for what is missing.
+
+    Args:
+        names: one model name or several (``"llama3.2:1b"``, ``["a", "b"]``).
+        models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
+        verify: re-hash every blob on disk (slow for big models); corrupt blobs are fetched again.
+        update: ask the registry for the tag's current manifest; fetch only the changed layers.
+        offline: never talk to a registry; fail at once naming what is missing. None reads
+            ``OLLAMA_SEED_OFFLINE``. Wins over *update*.
+        timeout: overall seconds for the whole call; None for no limit.
+        server: an Ollama server (any ``OLLAMA_HOST`` form) that must see each model
+            (``/api/show``). Implied as ``$OLLAMA_HOST`` by *via_server* and *warm*.
+        via_server: have the server pull (``/api/pull``) instead of writing the store ourselves.
+        wait_timeout: seconds to wait for the server to answer before using it.
+        warm: load each model into the server's memory (an empty ``/api/generate``).
+        keep_alive: how long a warmed model stays loaded (``"10m"``, ``-1`` for ever); None is
+            the server's default.
+        insecure, connections, max_connections, max_rate, stall_timeout, credentials, use_locks:
+            as :func:`apull`.
+        mirrors: registry base URLs tried, in order, before each model's own registry.
+        progress: called with :class:`Status` and :class:`LayerProgress` events.
+        transport: httpx transport for registry traffic (tests, custom networking).
+        server_transport: httpx transport for the Ollama server (tests).
+
+    Returns:
+        One :class:`EnsureReport` per distinct name, in the order given.
+
+    Raises:
+        InvalidName: a name Ollama would refuse.
+        OfflineError: offline and something is missing.
+        SeedTimeout: *timeout* passed; the message says what was unfinished.
+        ServerError: the server did not become ready, does not see a model, or failed a pull or load.
+        ConfigError: *server* has an unsupported scheme.
+        ModelNotFound, AuthenticationError, RegistryError, TransferError, IntegrityError,
+        InsufficientSpace, StoreError: from pulling, as :func:`apull`.
+    """
+    refs = _names(names)
+    from ..pulling.api import _rate
+
+    opts = EnsureOptions(
+        store=ModelStore(models_dir), verify=verify, update=update,
+        offline=offline_from_env() if offline is None else offline,
+        server=parse_host(server) if (server is not None or via_server or warm) else None,
+        wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
+        pull={"insecure": insecure, "connections": connections, "max_connections": max_connections,
+              "max_rate": _rate(max_rate), "stall_timeout": stall_timeout, "credentials": credentials,
+              "use_locks": use_locks},
+        mirrors=tuple(mirrors), transport=transport, server_transport=server_transport,
+        tracker=Tracker(progress))
+    result: list[EnsureReport] | None = None
+    with anyio.move_on_after(timeout):
+        try:
+            if via_server:
+                from .via_server import via_server as through_server
+
+                result = await through_server(refs, opts)
+            else:
+                result = await _local(refs, opts)
+        except BaseException as exc:
+            err = collapse(exc)
+            if err is exc:
+                raise
+            raise err from None
+    if result is None:  # the deadline cancelled the work
+        raise SeedTimeout(f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
+                          "run it again to resume, or allow more time (--timeout)")
+    return result
+
+
+@dataclass
+class EnsureOptions:
+    store: ModelStore
+    verify: bool
+    update: bool
+    offline: bool
+    server: str | None
+    wait_timeout: float | None
+    warm: bool
+    keep_alive: str | float | None
+    pull: dict[str, Any]
+    mirrors: tuple[str, ...]
+    transport: httpx.AsyncBaseTransport | None
+    server_transport: httpx.AsyncBaseTransport | None
+    tracker: Tracker
+
+
+async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
+    started = time.monotonic()
+    locals_ = [_inspect(o.store, ref) for ref in refs]
+    if o.verify:
+        o.tracker.phase = "verifying blobs"
+        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item, abandon_on_cancel=True)
+                   for item in locals_]
+    incomplete = [item for item in locals_ if not item.complete]
+    if o.offline and incomplete:
+        raise _offline_error(o.store, incomplete)
+    reports: dict[str, EnsureReport] = {}
+    for ref, item in zip(refs, locals_, strict=True):
+        if item.complete and not (o.update and not o.offline):
+            reports[str(ref)] = _present(item, started)
+    todo = [(ref, item) for ref, item in zip(refs, locals_, strict=True) if str(ref) not in reports]
+    if todo:
+        reports.update(await _pull_all(todo, o, started))
+    ordered = [reports[str(ref)] for ref in refs]
+    if o.server is not None:
+        from .via_server import confirm
+
+        ordered = await confirm(ordered, o)
+    return ordered
+
+
+async def _pull_all(todo: list[tuple[ModelName, _Local]], o: EnsureOptions, started: float) -> dict[str, EnsureReport]:
+    from ..pulling.session import PullSession
+
+    o.tracker.phase = "pulling"
+    o.tracker.pending = {ref.display for ref, _ in todo}
+    reports: dict[str, EnsureReport] = {}
+    errors: dict[str, SeedError] = {}
+    async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors,
+                           **o.pull) as session:
+
+        async def one(ref: ModelName, item: _Local) -> None:
+            try:
+                reports[str(ref)] = await _pull_one(session, ref, item, o.update, started)
+            except SeedError as exc:
+                errors[str(ref)] = exc
+            o.tracker.pending.discard(ref.display)
+
+        async with anyio.create_task_group() as tg:
+            for ref, item in todo:
+                tg.start_soon(one, ref, item)
+    if errors:
+        first = next(errors[str(ref)] for ref, _ in todo if str(ref) in errors)
+        for other in errors.values():
+            if other is not first:
+                log.error("ensure: %s", other)
+        raise first
+    return reports
+
+
+async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: bool, started: float) -> EnsureReport:
+    name = item.name
+    manifest = item.manifest
+    if update:
+        manifest = await session.fetch_manifest(name)
+        assert manifest is not None
+        if item.complete and item.manifest is not None and manifest.digest == item.manifest.digest:
+            return _present(item, started)
+    for layer in item.corrupt:  # verify=True found them: fetch them again
+        if manifest is not None and layer in manifest.blobs:
+            _platform.current.remove(session.store.layout.blob(layer.digest))
+    result = await session.pull(name, manifest)
+    changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
+    status: EnsureStatus = "updated" if update and changed else "pulled"
+    return EnsureReport(name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest)

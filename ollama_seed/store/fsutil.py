@@ -1,0 +1,90 @@
+"""Small, careful file-system helpers: atomic writes, directory fsync, no symlink following."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from ..core.errors import InsufficientSpace, StoreError
+from . import platform as _platform
+
+__all__ = ["atomic_write", "ensure_dir", "fsync_dir", "open_nofollow", "pwrite_all", "raise_os_error"]
+
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+PRIVATE_DIR_MODE = 0o700
+
+
+def raise_os_error(exc: OSError, what: str) -> None:
+    """Re-raise *exc* as the matching :class:`SeedError` with a message that says what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise InsufficientSpace(f"no space left on the device while {what}; free some space and run again") from exc
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise StoreError(f"permission denied while {what} ({exc}); run as the owner of the models "
+                         "directory or fix its permissions") from exc
+    raise StoreError(f"{what} failed: {exc}") from exc
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create inside *path* durable (not possible on Windows: skipped there)."""
+    _platform.current.fsync_dir(path)
+
+
+def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
+    """Create *path* (and parents); refuse if it, or anything on the way, is a symlink we did not expect.
+
+    The models root itself may be a symlink (users move stores to other disks); every
+    directory we create below it must be a real directory.
+    """
+    if path.is_symlink():
+        raise StoreError(f"{path} is a symbolic link; ollama-seed does not write through links there. "
+                         "Remove it or point OLLAMA_MODELS at the real directory")
+    if path.is_dir():
+        return
+    if path.exists():
+        raise StoreError(f"{path} exists and is not a directory")
+    if not path.parent.exists():
+        ensure_dir(path.parent, DIR_MODE)
+    try:
+        os.mkdir(path, mode)
+        os.chmod(path, mode)
+    except FileExistsError:
+        if not path.is_dir() or path.is_symlink():
+            raise StoreError(f"{path} appeared as something other than a directory") from None
+    except OSError as exc:
+        raise_os_error(exc, f"creating {path}")
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` (binary mode) that never follows a symlink at the last component."""
+    return _platform.current.open_nofollow(path, flags, mode)
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
+    """Write all of *data* at offset *pos* of *fd* (``os.pwrite`` may write less than asked)."""
+    _platform.current.pwrite_all(fd, data, pos)
+
+
+def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Write *data* to *path* atomically: temp file in *tmp_dir* (same file system), fsync, rename."""
+    tmp = tmp_dir / f"{path.name}.{secrets.token_hex(8)}.tmp"
+    try:
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            _platform.current.set_mode(fd, mode, tmp)
+            if owner is not None:
+                os.fchown(fd, *owner)
+            _platform.current.full_sync(fd)
+        finally:
+            os.close(fd)
+        _platform.current.replace(tmp, path)
+    except OSError as exc:
+        _platform.current.remove(tmp)
+        raise_os_error(exc, f"writing {path}")
+    fsync_dir(path.parent)

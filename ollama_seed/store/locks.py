@@ -1,0 +1,46 @@
+"""Which staging files belong to a live download (their blob's lock is held by a process)."""
+
+from __future__ import annotations
+
+import filelock
+
+from ..core.digest import Digest
+from . import platform as _platform
+from .store import ModelStore
+
+__all__ = ["staging_in_use"]
+
+
+def _owner_alive(name: str) -> bool:
+    """True for ``sha256-<hex>.data.<pid>-<tag>`` (unique staging) whose process still runs."""
+    suffix = name.rsplit(".", 1)[-1]
+    pid_text, sep, _tag = suffix.partition("-")
+    if not sep or not pid_text.isascii() or not pid_text.isdigit():
+        return False
+    return _platform.current.pid_alive(int(pid_text))
+
+
+def staging_in_use(store: ModelStore) -> set[str]:
+    """Stems (``sha256-<hex>``) of staging files whose lock another process holds right now."""
+    busy: set[str] = set()
+    staging = store.layout.staging_dir
+    if not staging.is_dir():
+        return busy
+    for path in staging.iterdir():
+        stem = path.name.split(".", 1)[0]
+        digest = Digest.from_filename(stem)
+        if digest is None or stem in busy:
+            continue
+        if _owner_alive(path.name):  # a process-unique staging file (no locks) of a live process
+            busy.add(stem)
+            continue
+        lock = filelock.FileLock(str(store.layout.lock(digest)), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            busy.add(stem)
+        except OSError:
+            busy.add(stem)
+        else:
+            lock.release()
+    return busy

@@ -1,0 +1,341 @@
+"""The local store: an Ollama models directory, read and written the way Ollama expects.
+
+Invariants this module keeps (see ``docs/reliability.md``):
+
+- a file at ``blobs/sha256-<hex>`` was verified (size and sha256) before it was renamed there;
+- a manifest is written last, atomically, and only when every blob it names is in ``blobs/``;
+- temporary files never live in ``blobs/`` or ``manifests/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.digest import Digest
+from ..core.errors import IntegrityError, ModelNotFound, RegistryProtocolError, StoreError
+from ..core.layout import ModelsLayout, default_models_dir
+from ..core.manifest import Layer, Manifest
+from ..core.reference import ModelName
+from . import platform as _platform
+from .fsutil import (
+    FILE_MODE,
+    PRIVATE_DIR_MODE,
+    atomic_write,
+    ensure_dir,
+    fsync_dir,
+    raise_os_error,
+)
+
+__all__ = ["BlobProblem", "InstalledModel", "ModelStore", "PruneReport"]
+
+HASH_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledModel:
+    """A model whose manifest is in the store."""
+
+    name: ModelName
+    manifest: Manifest
+    modified: float
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BlobProblem:
+    """A blob of a model that is missing, of the wrong size, or whose sha256 differs."""
+
+    layer: Layer
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    removed_blobs: tuple[Digest, ...]
+    removed_bytes: int
+    removed_staging: tuple[str, ...]
+    skipped_reason: str | None = None
+
+
+def _foreign_owner(root: Path) -> tuple[int, int] | None:
+    """``(uid, gid)`` of the models directory when we run as root and it belongs to someone else."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class ModelStore:
+    """One Ollama models directory (``$OLLAMA_MODELS``, else ``~/.ollama/models``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        plat = _platform.current
+        base = Path(root).expanduser() if root is not None else default_models_dir()
+        self.layout = ModelsLayout(plat.long_path(base), windows_names=plat.kind == "windows" and not plat.emulated)
+        self._owner: tuple[int, int] | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    def prepare(self) -> None:
+        """Create ``blobs/``, ``manifests/`` and our private state directory."""
+        if not self.root.is_dir():  # a root that is a link to a directory is fine (stores moved to other disks)
+            ensure_dir(self.root)
+        self._owner = _foreign_owner(self.root)
+        for d in (self.layout.blobs_dir, self.layout.manifests_dir):
+            ensure_dir(d)
+            self._give(d)
+        for d in (self.layout.state_dir, self.layout.staging_dir, self.layout.locks_dir, self.layout.tmp_dir):
+            ensure_dir(d, PRIVATE_DIR_MODE)
+            self._give(d)
+
+    def _give(self, path: Path) -> None:
+        """Hand what root created to the models directory's owner (Ollama's service user) so
+        ``ollama rm`` and Ollama's prune can still delete it."""
+        if self._owner is not None:
+            with contextlib.suppress(OSError):
+                os.lchown(path, *self._owner)
+
+    # -- reading -----------------------------------------------------------------------
+    def blob_size(self, digest: Digest) -> int | None:
+        """Size of the blob file, or None if absent or not a regular file."""
+        try:
+            st = os.lstat(self.layout.blob(digest))
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def has_blob(self, layer: Layer) -> bool:
+        return self.blob_size(layer.digest) == layer.size
+
+    def resolve(self, name: ModelName) -> ModelName:
+        """*name* mapped case-insensitively onto an existing manifest path, as Ollama does."""
+        parts = list(name.path_parts)
+        here = self.layout.manifests_dir
+        for i, part in enumerate(parts):
+            try:
+                entries = os.listdir(here)
+            except OSError:
+                return name
+            if part not in entries:
+                matches = [e for e in entries if e.lower() == part.lower()]
+                if len(matches) != 1:
+                    return name
+                parts[i] = matches[0]
+            here = here / parts[i]
+        host, namespace, model, tag = parts
+        return ModelName(host, namespace, model, tag, name.scheme, name.digest)
+
+    def read_manifest(self, name: ModelName) -> Manifest | None:
+        """The stored manifest of *name*, None if absent.
+
+        Raises:
+            StoreError: the file exists but is not a valid manifest.
+        """
+        path = self.layout.manifest(name)
+        try:
+            if path.is_symlink() or not path.is_file():
+                return None
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            return Manifest.parse(raw, source=str(path))
+        except RegistryProtocolError as exc:
+            raise StoreError(f"{exc}; remove it with 'ollama-seed rm {name.display}' and pull again") from None
+
+    def missing(self, manifest: Manifest) -> list[Layer]:
+        """Blobs of *manifest* that are absent or have the wrong size."""
+        return [layer for layer in manifest.blobs if not self.has_blob(layer)]
+
+    def iter_models(self) -> Iterator[InstalledModel | tuple[Path, str]]:
+        """Every manifest file four levels deep: a model, or ``(path, problem)`` if unreadable."""
+        base = self.layout.manifests_dir
+        if not base.is_dir():
+            return
+        for path in sorted(base.glob("*/*/*/*")):
+            if not path.is_file() or path.is_symlink():
+                continue
+            name = self.layout.name_for_manifest_path(path)
+            if name is None:
+                yield path, "not a valid model name"
+                continue
+            try:
+                manifest = Manifest.parse(path.read_bytes(), source=str(path))
+                yield InstalledModel(name, manifest, path.stat().st_mtime, path)
+            except (RegistryProtocolError, OSError) as exc:
+                yield path, str(exc)
+
+    def list_models(self) -> list[InstalledModel]:
+        """Installed models, newest first (as ``ollama list``)."""
+        models = [m for m in self.iter_models() if isinstance(m, InstalledModel)]
+        return sorted(models, key=lambda m: m.modified, reverse=True)
+
+    def get(self, name: ModelName) -> InstalledModel:
+        """The installed model *name*.
+
+        Raises:
+            ModelNotFound: no manifest for it.
+        """
+        name = self.resolve(name)
+        manifest = self.read_manifest(name)
+        if manifest is None:
+            raise ModelNotFound(f"model {name.display!r} is not in {self.root}")
+        path = self.layout.manifest(name)
+        return InstalledModel(name, manifest, path.stat().st_mtime, path)
+
+    def verify_blob(self, layer: Layer) -> str | None:
+        """None if the blob is intact, else what is wrong with it."""
+        size = self.blob_size(layer.digest)
+        if size is None:
+            return "missing"
+        if size != layer.size:
+            return f"size {size}, expected {layer.size}"
+        actual = sha256_file(self.layout.blob(layer.digest))
+        return None if actual == layer.digest.hex else f"sha256 is {actual}"
+
+    def verify(self, name: ModelName) -> list[BlobProblem]:
+        """Re-hash every blob of *name*; the list of bad ones (empty if the model is intact)."""
+        model = self.get(name)
+        problems = []
+        for layer in model.manifest.blobs:
+            problem = self.verify_blob(layer)
+            if problem:
+                problems.append(BlobProblem(layer, problem))
+        return problems
+
+    # -- writing -----------------------------------------------------------------------
+    def install_blob(self, staged: Path, layer: Layer) -> None:
+        """Move a verified, fsynced staging file to ``blobs/sha256-<hex>`` atomically."""
+        target = self.layout.blob(layer.digest)
+        try:
+            st = os.lstat(staged)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
+                raise IntegrityError(f"staged file for {layer.digest} is not a {layer.size}-byte file")
+            os.chmod(staged, FILE_MODE)
+            self._give(staged)
+            _platform.current.replace(staged, target)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise StoreError(f"{self.layout.blobs_dir} is on another file system than {self.layout.state_dir}; "
+                                 "ollama-seed needs them on one to rename atomically") from exc
+            raise_os_error(exc, f"installing {layer.digest}")
+        fsync_dir(self.layout.blobs_dir)
+
+    def write_manifest(self, name: ModelName, manifest: Manifest) -> Path:
+        """Write the manifest's exact bytes, last and atomically, after checking every blob is present."""
+        missing = self.missing(manifest)
+        if missing:
+            raise StoreError(f"refusing to write the manifest of {name.display}: "
+                             f"{len(missing)} blob(s) missing, first {missing[0].digest}")
+        path = self.layout.manifest(name)
+        d = self.layout.manifests_dir
+        for part in name.path_parts[:-1]:
+            d = d / part
+            ensure_dir(d)
+            self._give(d)
+        if path.is_symlink() or path.is_dir():
+            raise StoreError(f"{path} is a link or a directory; remove it and pull again")
+        atomic_write(path, manifest.raw, self.layout.tmp_dir, owner=self._owner)
+        return path
+
+    def referenced(self) -> tuple[set[Digest], list[str]]:
+        """Digests referenced by any manifest, and descriptions of unreadable manifests."""
+        refs: set[Digest] = set()
+        bad: list[str] = []
+        for item in self.iter_models():
+            if isinstance(item, InstalledModel):
+                refs.update(layer.digest for layer in item.manifest.blobs)
+            else:
+                bad.append(f"{item[0]}: {item[1]}")
+        return refs, bad
+
+    def remove(self, name: ModelName) -> list[Digest]:
+        """Delete the manifest of *name* and the blobs no other manifest uses; the blobs removed."""
+        model = self.get(name)
+        try:
+            _platform.current.remove(model.path)
+        except OSError as exc:
+            raise_os_error(exc, f"removing {model.path}")
+        self._prune_dirs()
+        refs, bad = self.referenced()
+        if bad:
+            return []  # an unreadable manifest might reference anything: keep every blob
+        removed = []
+        for layer in model.manifest.blobs:
+            if layer.digest not in refs and self.blob_size(layer.digest) is not None:
+                _platform.current.remove(self.layout.blob(layer.digest))
+                removed.append(layer.digest)
+        return removed
+
+    def _prune_dirs(self) -> None:
+        base = self.layout.manifests_dir
+        for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
+            if Path(dirpath) != base:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+
+    def prune(self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None) -> PruneReport:
+        """Remove unreferenced blobs older than *grace_seconds* and abandoned staging files.
+
+        Like Ollama's start-up prune, nothing is removed from ``blobs/`` while any manifest
+        is unreadable, and strays are only removed once they are older than the grace period
+        (another process may be about to write their manifest). Staging files named in
+        *staging_in_use* (held by a live lock) are kept.
+        """
+        now = time.time()
+        refs, bad = self.referenced()
+        removed: list[Digest] = []
+        removed_bytes = 0
+        skipped = None
+        if bad:
+            skipped = f"unreadable manifest(s), blobs kept: {bad[0]}"
+        elif self.layout.blobs_dir.is_dir():
+            for entry in os.scandir(self.layout.blobs_dir):
+                digest = Digest.from_filename(entry.name)
+                if digest is None or digest in refs or not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if now - st.st_mtime < grace_seconds:
+                    continue
+                _platform.current.remove(entry.path)
+                removed.append(digest)
+                removed_bytes += st.st_size
+        staging: list[str] = []
+        in_use = staging_in_use or set()
+        for d in (self.layout.staging_dir, self.layout.tmp_dir):
+            if not d.is_dir():
+                continue
+            for entry in os.scandir(d):
+                stem = entry.name.split(".", 1)[0]
+                if stem in in_use or not entry.is_file(follow_symlinks=False):
+                    continue
+                if d == self.layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace_seconds:
+                    continue
+                _platform.current.remove(entry.path)
+                staging.append(entry.name)
+        self._prune_dirs()
+        return PruneReport(tuple(removed), removed_bytes, tuple(staging), skipped)

@@ -1,0 +1,5 @@
+"""HTTP and the async runtime: the registry client, blob transfers (httpx and the direct path), TLS,
+throttling, credentials, signing.
+
+May import ``core`` and ``store``.
+"""

@@ -1,0 +1,297 @@
+"""The registry client: manifests, blob requests, bearer tokens. httpx underneath.
+
+- Manifests: ``GET /v2/<ns>/<model>/manifests/<tag>`` with the Docker v2 Accept header (Docker
+  Distribution answers 400 without it); the raw bytes are kept.
+- Blobs: the caller sends ranged GETs through :meth:`RegistryClient.send`; redirects are
+  never followed by httpx, so the transfer code sees a registry's 307 to its CDN and decides.
+- Authorization goes only to the registry's own host, never to a redirect target.
+- Proxies (``HTTPS_PROXY``, ``NO_PROXY``) and ``SSL_CERT_FILE`` come from the environment
+  through httpx's ``trust_env``; TLS is always verified, ``insecure`` means plain http.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import platform
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+
+import anyio
+import httpx
+
+from .. import __about__ as __about__
+from ..core.auth import parse_challenge, token_url
+from ..core.errors import (
+    AuthenticationError,
+    ModelNotFound,
+    RegistryError,
+    RegistryProtocolError,
+    SeedError,
+    TransferError,
+)
+from ..core.manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, Manifest
+from ..core.ranges import backoff, parse_retry_after
+from ..core.reference import ModelName
+from .credentials import DockerCredentials
+from .signing import OllamaKeySigner
+from .tls import LazyTrustContext
+
+__all__ = ["Credentials", "RegistryClient", "describe_transport_error", "user_agent"]
+
+log = logging.getLogger("ollama_seed")
+
+Credentials = Callable[[str], "tuple[str, str] | None"]
+Content = bytes | Callable[[], AsyncIterator[bytes]] | None
+MANIFEST_ATTEMPTS = 4
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def user_agent() -> str:
+    # registry.ollama.ai gates models on the client version in the User-Agent; "0.0.0" is
+    # the development version Ollama itself sends, which the registry lets through.
+    machine = platform.machine().lower().replace("x86_64", "amd64").replace("aarch64", "arm64")
+    return f"ollama/0.0.0 ({machine} {platform.system().lower()}) ollama-seed/{__about__.__version__}"
+
+
+def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind *exc*, if that is what it is (retrying cannot help)."""
+    cause: BaseException | None = exc
+    for _ in range(32):
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def describe_transport_error(exc: BaseException, url: str) -> str:
+    """A one-line, actionable description of a network failure (no secrets: the URL has no query)."""
+    shown = str(httpx.URL(url).copy_with(query=None))
+    cert = _cert_error(exc)
+    if cert is not None:
+        return (f"TLS certificate of {shown} could not be verified ({cert.verify_message}); "
+                "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
+    if isinstance(exc, (httpx.ConnectError, ConnectionRefusedError, socket.gaierror)):  # httpx's, or http.client's
+        return f"cannot connect to {shown}: {exc or type(exc).__name__}; check the address, network and HTTPS_PROXY"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out talking to {shown} ({type(exc).__name__})"
+    return f"network error from {shown}: {type(exc).__name__}: {exc}"
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+    return text if text.isprintable() else repr(body[:120])
+
+
+class RegistryClient:
+    """One httpx client for one pull (or several), with per-host bearer tokens."""
+
+    def __init__(
+        self,
+        *,
+        insecure: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        credentials: Credentials | None = None,
+        max_connections: int = 64,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 30.0,
+        signer: OllamaKeySigner | None = None,
+    ) -> None:
+        self.insecure = insecure
+        # Without explicit credentials: the environment, then ~/.docker/config.json (read on a 401 only).
+        self.credentials = credentials if credentials is not None else DockerCredentials()
+        # Ollama's key (~/.ollama/id_ed25519) signs token requests to Ollama's own registry.
+        self.signer = signer if signer is not None else OllamaKeySigner()
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._custom_transport = transport is not None
+        self.tls = LazyTrustContext()  # shared with the direct path; CAs load on the first handshake
+        self._client = httpx.AsyncClient(
+            verify=self.tls,
+            transport=transport,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=None),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,
+            trust_env=True,
+            headers={"User-Agent": user_agent()},
+        )
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._client.aclose()
+
+    # -- URLs -------------------------------------------------------------------------
+    def base(self, name: ModelName) -> str:
+        return name.base_url(insecure=self.insecure)
+
+    def manifest_url(self, name: ModelName, reference: str | None = None, *, base: str | None = None) -> str:
+        return f"{base or self.base(name)}/v2/{name.repository}/manifests/{reference or name.tag}"
+
+    def blob_url(self, name: ModelName, digest: str, *, base: str | None = None) -> str:
+        """The blob's URL at the registry, or at the mirror *base* (``scheme://host[:port]``)."""
+        return f"{base or self.base(name)}/v2/{name.repository}/blobs/{digest}"
+
+    # -- requests ---------------------------------------------------------------------
+    @property
+    def custom_transport(self) -> bool:
+        """True when requests go through an injected transport (tests, embedding apps)."""
+        return self._custom_transport
+
+    def _own_host(self, name: ModelName, url: str) -> bool:
+        """*url* is on the registry's own host, and not downgraded to plain http from an https registry."""
+        target = httpx.URL(url)
+        return target.netloc.decode() == name.host and target.scheme in ("https", httpx.URL(self.base(name)).scheme)
+
+    def with_token(self, name: ModelName, url: str, headers: dict[str, str],
+                   scope: str | None = None) -> dict[str, str]:
+        """*headers* plus the Authorization a request to *url* carries (only on the registry's own host)."""
+        hdrs = dict(headers)
+        if self._own_host(name, url):
+            token = self._tokens.get((name.host, scope or f"repository:{name.repository}:pull"))
+            if token:
+                hdrs["Authorization"] = token
+        return hdrs
+
+    async def send(self, name: ModelName, method: str, url: str, headers: dict[str, str], *,
+                   content: Content = None, scope: str | None = None) -> httpx.Response:
+        """Send a streaming request; answers a 401 challenge once with a token.
+
+        Authorization is attached only when *url* is on the registry's own host. The
+        caller closes the response. httpx transport errors propagate (the caller retries).
+        *content* is a request body, or a function returning a fresh async iterator of it
+        (called again if the request is repeated after a 401). *scope* defaults to pulling
+        *name*'s repository (``repository:<ns>/<model>:pull``); pushes ask for ``pull,push``.
+        """
+        own_host = self._own_host(name, url)
+        scope = scope or f"repository:{name.repository}:pull"
+        for attempt in range(2):
+            hdrs = self.with_token(name, url, headers, scope)
+            body = content() if callable(content) else content
+            request = self._client.build_request(method, url, headers=hdrs, content=body)
+            resp = await self._client.send(request, stream=True)
+            if resp.status_code != 401 or not own_host or attempt == 1:
+                return resp
+            challenge = resp.headers.get("www-authenticate")
+            await resp.aclose()
+            self._tokens[(name.host, scope)] = await self._authorize(name, challenge, scope, url)
+        raise AssertionError("unreachable")
+
+    async def _authorize(self, name: ModelName, header: str | None, scope: str, url: str) -> str:
+        challenge = parse_challenge(header)
+        if challenge is None:
+            raise AuthenticationError(
+                f"{name.host} asks for credentials (401) but sent no usable WWW-Authenticate challenge",
+                url=url, status=401)
+        creds = self.credentials(name.host)
+        if challenge.scheme == "basic":
+            if creds is None:
+                raise AuthenticationError(
+                    f"{name.host} wants a user name and password; none are configured for it", url=url, status=401)
+            return _basic(*creds)
+        signed: dict[str, str] = {}
+        if creds is None and self.signer.applies(name.host):
+            turl, signed = self.signer.token_request(challenge, name.host, scope)
+        else:
+            turl = token_url(challenge, scope)
+        auth = httpx.BasicAuth(*creds) if creds else None
+        if auth and httpx.URL(turl).scheme != "https" and not self.insecure:
+            raise AuthenticationError(f"refusing to send credentials to a plain-http token endpoint {challenge.realm}")
+        try:
+            resp = await self._client.get(turl, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, headers=signed)
+        except httpx.TransportError as exc:
+            raise TransferError(describe_transport_error(exc, turl)) from exc
+        if resp.status_code != 200:
+            raise AuthenticationError(
+                f"token endpoint {challenge.realm} refused {scope} (HTTP {resp.status_code}): "
+                f"{_excerpt(resp.content)}" + (f"; is {self.signer.key_path}.pub added to your ollama.com account?"
+                                               if signed else ""), url=challenge.realm, status=resp.status_code)
+        try:
+            doc = resp.json()
+            token = doc.get("token") or doc.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(f"token endpoint {challenge.realm} answered without a token")
+        return f"Bearer {token}"
+
+    async def fetch_manifest(self, name: ModelName, *, base: str | None = None) -> Manifest:
+        """GET the manifest of *name* (from the mirror *base* if given); retries transient failures.
+
+        Raises:
+            ModelNotFound: 404.
+            AuthenticationError: 401/403 after a token.
+            RegistryError: other refusals, with status and an excerpt of the body.
+            RegistryProtocolError: the bytes are not a valid manifest.
+            TransferError: the registry could not be reached after retries.
+        """
+        url = self.manifest_url(name, base=base)
+        where = httpx.URL(url).netloc.decode()
+        headers = {"Accept": f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}", "Accept-Encoding": "identity"}
+        for attempt in range(MANIFEST_ATTEMPTS):
+            last = attempt == MANIFEST_ATTEMPTS - 1
+            try:
+                resp = await self.send(name, "GET", url, headers)
+                try:
+                    body = await self._read_limited(resp, url)
+                finally:
+                    await resp.aclose()
+            except httpx.TransportError as exc:
+                if last or _cert_error(exc) is not None:  # an untrusted certificate stays untrusted
+                    raise TransferError(f"pull model manifest: {describe_transport_error(exc, url)}") from exc
+                await anyio.sleep(backoff(attempt))
+                continue
+            status = resp.status_code
+            if status == 200:
+                return Manifest.parse(body, source=f"the manifest of {name.display} from {name.host}")
+            if status in RETRY_STATUSES and not last:
+                await anyio.sleep(parse_retry_after(resp.headers.get("retry-after")) or backoff(attempt))
+                continue
+            if status == 404:
+                raise ModelNotFound(
+                    f"model {name.display!r} not found at {where} (GET {url} answered 404); "
+                    "check the name and tag", url=url, status=404)
+            if status in (401, 403):
+                raise AuthenticationError(
+                    f"{name.host} refused access to {name.repository} (HTTP {status}): {_excerpt(body)}",
+                    url=url, status=status)
+            if 300 <= status < 400:
+                raise RegistryProtocolError(f"manifest request answered a {status} redirect; not supported",
+                                            url=url, status=status)
+            raise RegistryError(f"pull model manifest: {status}: {_excerpt(body)}", url=url, status=status)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _read_limited(resp: httpx.Response, url: str) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in resp.aiter_bytes():
+            total += len(chunk)
+            if total > MAX_MANIFEST_BYTES:
+                raise RegistryProtocolError(f"manifest at {url} is larger than {MAX_MANIFEST_BYTES} bytes", url=url)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def map_errors(url: str) -> Iterator[None]:
+    """Turn stray httpx errors into :class:`TransferError`."""
+    try:
+        yield
+    except SeedError:
+        raise
+    except httpx.TransportError as exc:
+        raise TransferError(describe_transport_error(exc, url)) from exc
