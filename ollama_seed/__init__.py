@@ -32,7 +32,8 @@ from .core.layout import ModelsLayout, default_models_dir
 from .core.manifest import Layer, Manifest
 from .core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status
 from .core.reference import ModelName
-from .startup.local import EnsureReport, ensure
+from .startup.blocking import ensure
+from .startup.local import EnsureReport
 from .store.store import BlobProblem, InstalledModel, ModelStore, PruneReport
 
 if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stays cheap

@@ -25,8 +25,8 @@ from ..core.errors import BundleError
 from ..core.manifest import Manifest
 from ..core.progress import ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
-from ..pulling.api import run_sync
 from ..store.store import ModelStore
+from ..wire.sync import run_sync
 from .export import Exporter, ExportResult, choose_compression, resolve_models
 from .format import MAX_INDEX_BYTES, BundleIndex, Compression, MemberKind, parse_compress, parse_size
 from .importer import END_SLACK, INITIAL_LIMIT, Importer, ImportResult

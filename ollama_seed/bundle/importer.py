@@ -22,7 +22,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..core.digest import Digest
 from ..core.errors import BundleError, RegistryProtocolError, StoreError
@@ -32,8 +31,9 @@ from ..core.reference import ModelName
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
 from .format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
+from .import_state import ImportResult, ImportState
 from .members import Member, MemberSource
-from .oci import OciEntry, parse_index, parse_layout
+from .oci import parse_index, parse_layout
 from .sinks import Writeback
 from .staging import StagedBlob, discard, install_staged, open_staging
 from .stream import CHUNK, BoundedSource, HashRing, TruncatedBundle
@@ -52,46 +52,6 @@ class Cancelled(Exception):
     """The caller cancelled the import; raised inside the worker thread."""
 
 
-@dataclass(frozen=True, slots=True)
-class ImportResult:
-    """What an import (or a verify) did.
-
-    *models* are the models installed or found identical (verified, for a verify), in bundle
-    order; *replaced* had another manifest under the same name before; *unchanged* were
-    already installed with the same manifest.
-    """
-
-    models: tuple[ModelName, ...]
-    replaced: tuple[ModelName, ...]
-    unchanged: tuple[ModelName, ...]
-    blobs_written: int
-    blobs_skipped: int
-    bytes_written: int
-    bytes_read: int
-    format: str
-    compression: str
-    elapsed: float
-
-
-@dataclass
-class _State:
-    kind: str = ""
-    index: BundleIndex | None = None
-    oci: dict[Digest, list[OciEntry]] | None = None
-    oci_skip: frozenset[Digest] = frozenset()
-    declared: dict[Digest, int] = field(default_factory=dict)
-    blobs: dict[Digest, StagedBlob] = field(default_factory=dict)
-    manifests: dict[ModelName, bytes] = field(default_factory=dict)
-    pending: dict[ModelName, Manifest] = field(default_factory=dict)
-    done: list[ModelName] = field(default_factory=list)
-    replaced: list[ModelName] = field(default_factory=list)
-    unchanged: list[ModelName] = field(default_factory=list)
-    held_small: int = 0
-    written: int = 0
-    skipped: int = 0
-    bytes_written: int = 0
-
-
 class Importer:
     """One import (``store`` given, ``install=True``) or verification (``install=False``)."""
 
@@ -101,7 +61,7 @@ class Importer:
         self.install = install and store is not None
         self.emit = emit or (lambda event: None)
         self.cancel = cancel
-        self.st = _State()
+        self.st = ImportState()
         self.members: MemberSource | None = None
         self.bounded: BoundedSource | None = None
         self.ring = HashRing(None)

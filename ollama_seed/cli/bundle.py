@@ -87,7 +87,7 @@ def register(sub: Any) -> None:
 
 
 def _run(func: Any, *args: Any, progress_mode: str = "none", **kwargs: Any) -> Any:
-    from ..pulling.api import run_sync
+    from ..wire.sync import run_sync
 
     renderer = make_renderer(progress_mode, sys.stderr)
     try:
@@ -173,7 +173,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from ..bundle.api import ainspect_bundle
-    from ..pulling.api import run_sync
+    from ..wire.sync import run_sync
 
     try:
         info: BundleInfo = run_sync(ainspect_bundle, args.source)

@@ -100,8 +100,8 @@ def _fail_json(exc: SeedError) -> None:
 
 
 def cmd_ensure(args: argparse.Namespace) -> int:
+    from ..startup.blocking import ensure
     from ..startup.config import load_config
-    from ..startup.local import ensure
     from .render import make_renderer
 
     try:

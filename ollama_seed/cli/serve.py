@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..mirror.serve import aserve
-    from ..pulling.api import run_sync
+    from ..wire.sync import run_sync
 
     mirror_log = logging.getLogger("ollama_seed.mirror")
     mirror_log.setLevel(logging.WARNING if args.quiet else logging.INFO)
@@ -103,7 +103,7 @@ class _PushLines:
 
 def cmd_push(args: argparse.Namespace) -> int:
     from ..mirror.push import PushResult, apush
-    from ..pulling.api import run_sync
+    from ..wire.sync import run_sync
 
     try:
         result: PushResult = run_sync(

@@ -47,11 +47,11 @@ from ..core.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status
 from ..core.ranges import backoff
 from ..core.reference import ModelName
-from ..pulling.api import run_sync
 from ..store import platform as _platform
 from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.store import InstalledModel, ModelStore
 from ..wire.registry import Credentials, RegistryClient, map_errors
+from ..wire.sync import run_sync
 
 __all__ = ["PushResult", "apush", "push"]
 

@@ -47,10 +47,10 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 from ..core.errors import ConfigError, SeedError
-from ..pulling.api import run_sync
 from ..store import platform as _platform
 from ..store.store import ModelStore
 from ..wire.registry import Credentials
+from ..wire.sync import run_sync
 from .app import MirrorApp
 from .cache import PullThroughCache
 

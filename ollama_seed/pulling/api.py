@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
@@ -16,10 +14,11 @@ from ..core.progress import ProgressCallback
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from ..wire.registry import Credentials
+from ..wire.sync import run_sync
 from ..wire.throttle import parse_rate
 from .session import PullResult, PullSession
 
-__all__ = ["apull", "apull_all", "pull", "run_sync"]
+__all__ = ["apull", "apull_all", "pull"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -100,21 +99,6 @@ async def apull_all(names: Sequence[str | ModelName], **options: Any) -> list[Pu
             raise
         raise err from None
     return [results[i] for i in range(len(refs))]
-
-
-def run_sync(func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run the async API function *func* to completion from synchronous code.
-
-    Raises:
-        RuntimeError: called inside a running event loop, where the ``a``-prefixed form belongs.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.run(partial(func, *args, **kwargs))
-    name = getattr(func, "__name__", "apull")
-    raise RuntimeError(f"ollama_seed.{name[1:]}() blocks, so it cannot run inside a running event loop; "
-                       f"use 'await ollama_seed.{name}(...)' there instead")
 
 
 def pull(

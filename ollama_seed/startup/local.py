@@ -1,6 +1,6 @@
 """ensure()'s cheap path: is every model complete on disk? No network, no event loop.
 
-Kept apart from :mod:`._ensure` so that the blocking :func:`ensure` of a complete model
+Kept apart from :mod:`.run` so that the blocking :func:`~.blocking.ensure` of a complete model
 imports neither httpx nor anyio: at application start-up it costs little more than
 importing the package (``benchmarks/bench_ensure.py``).
 """
@@ -8,7 +8,6 @@ importing the package (``benchmarks/bench_ensure.py``).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,12 +20,10 @@ from ..core.reference import ModelName
 from ..store.store import ModelStore
 
 if TYPE_CHECKING:
-    import httpx
 
-    from ..core.progress import ProgressCallback
-    from ..wire.registry import Credentials
+    pass
 
-__all__ = ["OFFLINE_ENV", "EnsureReport", "check_local", "ensure", "offline_from_env"]
+__all__ = ["OFFLINE_ENV", "EnsureReport", "check_local", "offline_from_env"]
 
 OFFLINE_ENV = "OLLAMA_SEED_OFFLINE"
 _FALSY = {"", "0", "false", "no", "off", "f", "n"}
@@ -157,68 +154,4 @@ def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = Non
         if not local.complete:
             return None
         reports.append(_present(local, started))
-    return reports
-
-
-
-def _refuse_in_loop() -> None:
-    aio = sys.modules.get("asyncio")  # not imported: no loop can be running (and we save its import)
-    if aio is None:
-        return
-    try:
-        aio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError("ollama_seed.ensure() blocks, so it cannot run inside a running event loop; "
-                       "use 'await ollama_seed.aensure(...)' there instead")
-
-
-def ensure(
-    names: Names,
-    *,
-    models_dir: str | os.PathLike[str] | None = None,
-    verify: bool = False,
-    update: bool = False,
-    offline: bool | None = None,
-    timeout: float | None = None,
-    server: str | None = None,
-    via_server: bool = False,
-    wait_timeout: float | None = 60.0,
-    warm: bool = False,
-    keep_alive: str | float | None = None,
-    insecure: bool = False,
-    connections: int = 16,
-    max_connections: int = 64,
-    max_rate: float | str | None = None,
-    stall_timeout: float = 30.0,
-    mirrors: tuple[str, ...] | list[str] = (),
-    progress: ProgressCallback | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    server_transport: httpx.AsyncBaseTransport | None = None,
-    credentials: Credentials | None = None,
-    use_locks: bool = True,
-) -> list[EnsureReport]:
-    """Blocking form of :func:`aensure`, with the same arguments.
-
-    When every model is already complete and no server, update or verify is asked for, it
-    returns after the cheap on-disk check without starting an event loop.
-
-    Raises:
-        RuntimeError: called inside a running event loop (use ``await aensure(...)`` there).
-        SeedError: as :func:`aensure`.
-    """
-    _refuse_in_loop()
-    if not (update or verify or via_server or warm or server is not None):
-        fast = check_local(names, models_dir=models_dir)
-        if fast is not None:
-            return fast
-    from ..pulling.api import run_sync
-    from .run import aensure
-
-    reports: list[EnsureReport] = run_sync(
-        aensure, names, models_dir=models_dir, verify=verify, update=update, offline=offline, timeout=timeout,
-        server=server, via_server=via_server, wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
-        insecure=insecure, connections=connections, max_connections=max_connections, max_rate=max_rate,
-        stall_timeout=stall_timeout, mirrors=mirrors, progress=progress, transport=transport,
-        server_transport=server_transport, credentials=credentials, use_locks=use_locks)
     return reports

@@ -23,15 +23,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 
 from ..core.errors import SeedError, SeedTimeout
 from ..core.groups import collapse
-from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent
+from ..core.progress import ProgressCallback
 from ..core.reference import ModelName
 from ..store import platform as _platform
 from ..store.store import ModelStore
@@ -46,43 +45,17 @@ from .local import (
     _offline_error,
     _present,
     _verified,
-    ensure,
     offline_from_env,
 )
+from .options import EnsureOptions, Tracker
 from .server import parse_host
 
 if TYPE_CHECKING:
     from ..pulling.session import PullSession
 
-__all__ = ["EnsureReport", "aensure", "ensure", "offline_from_env"]
+__all__ = ["EnsureReport", "aensure", "offline_from_env"]
 
 log = logging.getLogger("ollama_seed")
-
-class Tracker:
-    """Forwards progress events and remembers enough to say what a timeout interrupted."""
-
-    def __init__(self, progress: ProgressCallback | None) -> None:
-        self.forward = progress
-        self.layers: dict[str, dict[str, tuple[int, int]]] = {}
-        self.phase = "checking the models directory"
-        self.pending: set[str] = set()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if isinstance(event, LayerProgress):
-            self.layers.setdefault(event.model, {})[event.digest] = (event.completed, event.total)
-        if self.forward is not None:
-            self.forward(event)
-
-    def describe(self) -> str:
-        parts = []
-        for model in sorted(self.pending):
-            layers = self.layers.get(model, {})
-            done = sum(c for c, _ in layers.values())
-            total = sum(t for _, t in layers.values())
-            parts.append(f"{model} ({done} of {total} bytes)" if total else model)
-        where = f"while {self.phase}"
-        return f"{where}; unfinished: {', '.join(parts)}" if parts else where
-
 
 async def aensure(
     names: Names,
@@ -176,23 +149,6 @@ async def aensure(
         raise SeedTimeout(f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
                           "run it again to resume, or allow more time (--timeout)")
     return result
-
-
-@dataclass
-class EnsureOptions:
-    store: ModelStore
-    verify: bool
-    update: bool
-    offline: bool
-    server: str | None
-    wait_timeout: float | None
-    warm: bool
-    keep_alive: str | float | None
-    pull: dict[str, Any]
-    mirrors: tuple[str, ...]
-    transport: httpx.AsyncBaseTransport | None
-    server_transport: httpx.AsyncBaseTransport | None
-    tracker: Tracker
 
 
 async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:

@@ -361,7 +361,7 @@ def wait_ready(host: str | None = None, *, timeout: float | None = 60.0,
         ServerError, ConfigError: as :func:`await_ready`.
         RuntimeError: called inside a running event loop.
     """
-    from ..pulling.api import run_sync
+    from ..wire.sync import run_sync
 
     info: ServerInfo = run_sync(await_ready, host, timeout=timeout, transport=transport)
     return info

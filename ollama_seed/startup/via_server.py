@@ -11,7 +11,7 @@ from ..core.digest import Digest
 from ..core.errors import OfflineError, SeedError, ServerError
 from ..core.reference import ModelName
 from .local import OFFLINE_ENV, EnsureReport, EnsureStatus
-from .run import EnsureOptions
+from .options import EnsureOptions
 from .server import ServerClient
 
 __all__ = ["confirm", "via_server"]
