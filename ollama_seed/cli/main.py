@@ -34,17 +34,10 @@ _MODULES = [_cli_store]
 
 
 def _optional_modules() -> list[ModuleType]:
-    """Subcommand modules added by other features, if present."""
-    import importlib
+    """The other subcommand modules, loaded when the parser is built (not at import)."""
+    from . import bundle, ensure, serve
 
-    found: list[ModuleType] = []
-    for mod in ("_cli_ensure", "_cli_bundle", "_cli_serve"):
-        try:
-            found.append(importlib.import_module(f"ollama_seed.{mod}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ollama_seed.{mod}":
-                raise
-    return found
+    return [ensure, bundle, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
