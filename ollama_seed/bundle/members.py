@@ -1,6 +1,6 @@
 """Walk the members of a tar stream one by one, validating each header; never extract anything.
 
-:class:`TarMembers` reads headers itself (with :mod:`._bundle_tar`), folds pax and GNU
+:class:`TarMembers` reads headers itself (with :mod:`bundle.tar`), folds pax and GNU
 long-name headers into the member that follows, refuses every type but regular files and
 directories, and validates each name with :func:`._bundle_format.classify_member`. The
 caller reads a member's data with :meth:`readinto` (or :meth:`skip`) before asking for the next.

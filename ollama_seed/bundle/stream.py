@@ -1,7 +1,7 @@
 """Reading bundles: sources (file, stdin, split parts, zstd), bounded reads, hashing alongside I/O.
 
 Everything here moves bytes; nothing decides what they mean. Sources expose
-``readinto(view) -> int`` (0 at the end). Writing is in :mod:`._bundle_sinks`.
+``readinto(view) -> int`` (0 at the end). Writing is in :mod:`bundle.sinks`.
 """
 
 from __future__ import annotations

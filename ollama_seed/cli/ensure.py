@@ -1,7 +1,7 @@
 """CLI: ``ensure`` (models ready, or exit non-zero) and ``wait`` (an Ollama server answers).
 
 ``ollama-seed ensure`` with no names ensures the ``models`` of the config file (see
-:mod:`._config`); flags override the file's settings. Exit 0 only when every model is ready.
+:mod:`startup.config`); flags override the file's settings. Exit 0 only when every model is ready.
 """
 
 from __future__ import annotations

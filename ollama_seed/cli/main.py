@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # signed URLs and tokens never reach the log (see _redact)
+    for handler in logging.getLogger().handlers:  # signed URLs and tokens never reach the log (see core/redact)
         handler.addFilter(RedactFilter())
     if args.verbose < 2:
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -141,7 +141,7 @@ class Run:
 class Scheduler:
     """Hands out runs of pieces to workers and records the bytes they write.
 
-    Thread-safe: runs may be read by worker threads (see ``_direct``) while the event loop
+    Thread-safe: runs may be read by worker threads (see ``wire/direct``) while the event loop
     claims, steals and releases; every change to the runs and the plan happens under
     :attr:`lock`.
     """

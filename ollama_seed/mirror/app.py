@@ -1,4 +1,4 @@
-"""The mirror: a read-only registry over a :class:`~._store.ModelStore`, as an ASGI application.
+"""The mirror: a read-only registry over a :class:`~ollama_seed.store.store.ModelStore`, as an ASGI application.
 
 Routes (``GET`` and ``HEAD``; any other method is 405)::
 
@@ -14,7 +14,7 @@ in turn: the ``hosts`` given, else the upstream's host, ``registry.ollama.ai``, 
 in name order. A blob is served for a repository only if one of its manifests lists it.
 
 Safety: the raw request path is split on ``/``, each segment is percent-decoded once and must
-then be a valid name part (:class:`~._reference.ModelName` rules, checked by parsing the name
+then be a valid name part (:class:`~ollama_seed.core.reference.ModelName` rules, checked by parsing the name
 back) or a ``sha256:<hex>`` digest. Files are opened with ``O_NOFOLLOW`` and must be regular
 files, so no spelling of a URL (``..``, ``%2e%2e``, ``%2f``, ``//``, ``\\``, NUL, overlong)
 reaches a path outside ``manifests/`` and ``blobs/``.
@@ -176,9 +176,9 @@ class MirrorApp:
 
     Args:
         store: the models directory to serve.
-        cache: a pull-through cache; misses are fetched from its upstream (see :mod:`._mirror_cache`).
+        cache: a pull-through cache; misses are fetched from its upstream (see :mod:`mirror.cache`).
         redirect: decides whether a blob GET answers 307 to another address of this server
-            (see :class:`~._serve.BlobRedirect`); the bytes are then served at that address.
+            (see :class:`~ollama_seed.mirror.serve.BlobRedirect`); the bytes are then served at that address.
         hosts: registry hosts a two-part repository is looked up under, in order.
         chunk_size: bytes per read and per write of a blob body.
     """

@@ -4,7 +4,7 @@
   registry client and validated; a digest reference must match the bytes. It is kept in memory
   (the most recent ``remember`` of them) and written to the store, under the upstream's host, as
   soon as every blob it lists is there, so it is still served after a restart.
-- A blob miss is downloaded by :class:`~._pull.PullSession` (ranged, resumable, sha256-verified,
+- A blob miss is downloaded by :class:`~ollama_seed.pulling.session.PullSession` (ranged, resumable, sha256-verified,
   installed atomically into ``blobs/``) and only then served from the file.
 - Concurrent requests for one manifest or one blob share a single upstream fetch. Fetches run in
   the cache's own task group, so a client that hangs up does not cancel one that others wait on.

@@ -3,7 +3,7 @@
 A :class:`PullSession` holds what several pulls share: one HTTP client, one connection
 limit across every blob, one bandwidth cap, and a table of blobs in flight so a blob two
 models share is downloaded once. Between processes a per-blob file lock saves bandwidth;
-correctness never depends on it (see :mod:`._transfer`).
+correctness never depends on it (see :mod:`wire.transfer`).
 """
 
 from __future__ import annotations

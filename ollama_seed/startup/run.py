@@ -8,7 +8,7 @@ How it decides, per model:
    manifest and fetches only the layers that changed).
 3. Incomplete: pull what is missing. When the manifest on disk is intact, its blobs are
    fetched (the model stays the version you had); otherwise the registry's manifest is.
-   Every model of one call shares one :class:`~._pull.PullSession`: one connection budget,
+   Every model of one call shares one :class:`~ollama_seed.pulling.session.PullSession`: one connection budget,
    and a blob two models share is downloaded once.
 4. With a server: wait until it answers, confirm it sees each model (``/api/show``), and with
    ``warm=True`` load each one into memory. With ``via_server=True`` the server itself pulls

@@ -8,7 +8,7 @@
 - Readiness is ``GET /api/version`` (``GET /`` on servers without it), polled with capped,
   jittered exponential backoff until a deadline.
 - ``/api/show`` answers whether the server sees a model; ``/api/pull`` streams NDJSON progress,
-  which becomes our :mod:`._progress` events, and an ``{"error": ...}`` line is a failure;
+  which becomes our :mod:`core.progress` events, and an ``{"error": ...}`` line is a failure;
   ``/api/generate`` with no prompt loads a model into memory (``keep_alive`` decides how long
   it stays).
 """

@@ -9,7 +9,7 @@ runs once per 256 KiB, and the copies spread over the cores.
 
 Only for *direct* connections: http or https, no proxy in the environment, no injected
 transport (see :meth:`DirectPool.usable`). The request logic (auth challenges, redirects,
-retries, what a status means) stays in :mod:`._transfer`; this module sends one request and
+retries, what a status means) stays in :mod:`wire.transfer`; this module sends one request and
 hands back one response.
 """
 

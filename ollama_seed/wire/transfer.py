@@ -7,8 +7,8 @@ How it works:
   ``…state``, is mapped into memory and a piece's counter is updated after each write, so
   a process killed at any instant resumes with at most the bytes in flight lost.
 - Workers (``connections`` per blob, and a shared limiter across blobs) claim runs of
-  pieces from :class:`~._plan.Scheduler` and fetch each with one Range request.
-  :func:`~._ranges.classify` decides what a response means; this module only acts.
+  pieces from :class:`~ollama_seed.core.plan.Scheduler` and fetch each with one Range request.
+  :func:`~ollama_seed.core.ranges.classify` decides what a response means; this module only acts.
 - A registry's 307 to storage on another host is followed by hand, once per blob; the
   Authorization header never goes there. A storage URL that starts refusing (expired
   signature) is resolved again through the registry.
