@@ -12,7 +12,8 @@ __all__ = ["staging_in_use"]
 
 
 def _owner_alive(name: str) -> bool:
-    """True for ``sha256-<hex>.data.<pid>-<tag>`` (unique staging) whose process still runs."""
+    """True for ``<stem>.<pid>-<tag>`` (unique staging: ``sha256-<hex>.data.<pid>-<tag>``, or
+    ``ingest-file.<pid>-<tag>`` of a local file being copied in) whose process still runs."""
     suffix = name.rsplit(".", 1)[-1]
     pid_text, sep, _tag = suffix.partition("-")
     if not sep or not pid_text.isascii() or not pid_text.isdigit():
@@ -21,7 +22,8 @@ def _owner_alive(name: str) -> bool:
 
 
 def staging_in_use(store: ModelStore) -> set[str]:
-    """Stems (``sha256-<hex>``) of staging files whose lock another process holds right now."""
+    """Stems (``sha256-<hex>``) of staging files whose lock another process holds right now, and the
+    names of other staging files (local files being copied in) whose process still runs."""
     busy: set[str] = set()
     staging = store.layout.staging_dir
     if not staging.is_dir():
@@ -29,10 +31,10 @@ def staging_in_use(store: ModelStore) -> set[str]:
     for path in staging.iterdir():
         stem = path.name.split(".", 1)[0]
         digest = Digest.from_filename(stem)
-        if digest is None or stem in busy:
-            continue
         if _owner_alive(path.name):  # a process-unique staging file (no locks) of a live process
-            busy.add(stem)
+            busy.add(stem if digest is not None else path.name)  # a blob's stem covers its .state too
+            continue
+        if digest is None or stem in busy:
             continue
         lock = filelock.FileLock(str(store.layout.lock(digest)), thread_local=False)
         try:

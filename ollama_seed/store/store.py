@@ -331,7 +331,7 @@ class ModelStore:
                 continue
             for entry in os.scandir(d):
                 stem = entry.name.split(".", 1)[0]
-                if stem in in_use or not entry.is_file(follow_symlinks=False):
+                if stem in in_use or entry.name in in_use or not entry.is_file(follow_symlinks=False):
                     continue
                 if d == self.layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace_seconds:
                     continue
