@@ -6,6 +6,7 @@ ExceptionGroup error::
     SeedError                               root; .exit_code is what the CLI exits with
     ├── InvalidName (ValueError)            a model name that Ollama would refuse      exit 2
     ├── ConfigError (ValueError)            a bad config file, option or OLLAMA_HOST   exit 2
+    ├── InvalidModelfile (ValueError)       a Modelfile, or a file it names, create cannot use  exit 2
     ├── RegistryError                       the registry said no or misbehaved          exit 4
     │   ├── ModelNotFound (LookupError)     404 on the manifest                         exit 3
     │   ├── AuthenticationError             401/403 that a token did not cure           exit 7
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "IntegrityError",
     "InsufficientSpace",
+    "InvalidModelfile",
     "InvalidName",
     "ModelNotFound",
     "OfflineError",
@@ -57,6 +59,12 @@ class InvalidName(SeedError, ValueError):
 
 class ConfigError(SeedError, ValueError):
     """A config file, option or address (``OLLAMA_HOST``) that cannot be used as written."""
+
+    exit_code = 2
+
+
+class InvalidModelfile(SeedError, ValueError):
+    """A Modelfile that does not parse, or a file it names that is not a usable GGUF."""
 
     exit_code = 2
 

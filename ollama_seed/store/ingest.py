@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.digest import Digest
-from ..core.errors import SeedError, StoreError
+from ..core.errors import IntegrityError, SeedError, StoreError
 from ..core.manifest import Layer
 from . import platform as _platform
 from .fsutil import atomic_write, open_nofollow, raise_os_error
@@ -35,10 +35,8 @@ SOURCES = "sources.json"
 MAX_SOURCES = 4096  # entries kept in the source cache (the oldest go first)
 
 
-class SourceChanged(SeedError):
+class SourceChanged(IntegrityError):
     """A source file changed while it was being copied into the store."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True, slots=True)
