@@ -48,10 +48,12 @@ class Era(enum.Enum):
     """v0.7.1 - v0.24.x: the GGUF layer's ``from`` is the blob's absolute path; ``rootfs`` in the config;
     ``model_families`` lists projectors and adapters too."""
     REWRITE = "rewrite"
-    """v0.30.0 - v0.32.6: ``from`` is the uploaded file's name; still ``rootfs``; families of model layers
-    only; arch defaults (gemma4, laguna, nemotron_h). Ollama itself rewrites text-only GGUFs through
-    llama-quantize here (bytes we cannot reproduce): we store the GGUF as-is, as it does for GGUFs with
-    compatibility tensors."""
+    """v0.30.0 - v0.32.6: still ``rootfs``; families of model layers only; arch defaults (gemma4, laguna,
+    nemotron_h). Ollama rewrites a text-only GGUF through ``llama-quantize ... COPY`` into a new blob with
+    no ``from`` (bytes that depend on its bundled llama.cpp); we store the GGUF as-is but write the layer
+    as the rewrite would (no ``from``), so the manifest matches Ollama's wherever the rewrite is a copy.
+    GGUFs Ollama keeps as-is (with ``v.``/``mm.``/... tensors, projectors, adapters) get ``from`` = the
+    file's name, as there."""
     CURRENT = "current"
     """v0.32.7 - v0.33.0-rc2 (the newest checked): as REWRITE, without ``rootfs``. The default."""
 
@@ -74,7 +76,8 @@ FILE_TYPES: dict[int, str] = {
 }
 # v0.13.5: 4 is MXFP4; no IQ*, TQ*, MXFP4_MOE, NVFP4 or Q1_0 names
 FILE_TYPES_V0_13: dict[int, str] = {
-    **{k: v for k, v in FILE_TYPES.items() if not v.startswith(("IQ", "TQ")) and v not in ("MXFP4_MOE", "NVFP4", "Q1_0")},
+    **{k: v for k, v in FILE_TYPES.items()
+       if not v.startswith(("IQ", "TQ")) and v not in ("MXFP4_MOE", "NVFP4", "Q1_0")},
     4: "MXFP4",
 }
 
@@ -114,7 +117,8 @@ def _or(*values: str) -> str:
     return next((v for v in values if v), "")
 
 
-def model_fields(ggufs: Sequence[tuple[str, GGUFInfo]], era: Era = Era.CURRENT, *, model_format: str = "") -> ModelFields:
+def model_fields(ggufs: Sequence[tuple[str, GGUFInfo]], era: Era = Era.CURRENT, *,
+                 model_format: str = "") -> ModelFields:
     """Derive the model fields from ``(media type, header)`` of the GGUF layers, in layer order.
 
     CLASSIC takes each field from the first GGUF layer of any kind and lists every GGUF's architecture;

@@ -17,9 +17,9 @@ import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, Union
+from typing import BinaryIO, TypeAlias
 
-from .sniff import describe_non_gguf
+from .sniff import describe_non_gguf, sniff
 
 __all__ = [
     "GGUFArray",
@@ -72,10 +72,6 @@ _BUFFER = 1 << 20
 # Compatibility tensors: a GGUF holding one is stored as-is by Ollama v0.30+, not rewritten
 _COMPAT_PREFIXES = ("a.", "mm.", "mtp.", "s.", "v.")
 
-GGUFScalar = Union[int, float, bool, str]
-GGUFValue = Union[GGUFScalar, "GGUFArray"]
-
-
 @dataclass(frozen=True, slots=True)
 class GGUFArray:
     """A metadata array: its item type and length; the items unless there are too many to keep."""
@@ -83,6 +79,9 @@ class GGUFArray:
     item_type: int
     count: int
     items: tuple[GGUFValue, ...] | None
+
+
+GGUFValue: TypeAlias = "int | float | bool | str | GGUFArray"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,10 +240,7 @@ def _header(r: _Reader) -> tuple[int, str]:
         raise r.fail(f"not a GGUF file: it is only {r.size} bytes long")
     head = r.read(min(r.size, 8), "the magic and version")
     r.pos = 4
-    if head[:4] == b"FUGG" or (head[:4] == b"GGUF" and len(head) == 8 and head[4:6] == b"\0\0" and head[6:8] != b"\0\0"):
-        raise r.fail("a big-endian GGUF: Ollama loads little-endian GGUFs only; convert it with gguf-py's "
-                     "gguf-convert-endian (llama.cpp) first")
-    if head[:4] != b"GGUF":
+    if sniff(head) != "gguf":
         raise r.fail(describe_non_gguf(head))
     version = r.u32("the GGUF version")
     if version == 1:

@@ -122,7 +122,8 @@ def parse_float32(text: str) -> float:
         return round_to_float32(Fraction(d))
     m = _HEX.fullmatch(text)
     if m and _underscore_ok(text):
-        sign, whole, frac, exp = m.group(1), m.group(2).replace("_", ""), (m.group(3) or "").replace("_", ""), m.group(4)
+        sign, exp = m.group(1), m.group(4)
+        whole, frac = m.group(2).replace("_", ""), (m.group(3) or "").replace("_", "")
         if whole == "" and frac == "":
             raise ValueError("invalid syntax")
         mantissa = int(whole + frac or "0", 16)
@@ -141,7 +142,7 @@ def parse_float32(text: str) -> float:
 
 def _decimal_parts(text: str) -> tuple[int, int]:
     """``'1.25e-7'`` -> ``(125, -9)``: an integer without trailing zeros and its power of ten."""
-    sign, digits, exponent = Decimal(text).normalize().as_tuple()
+    _, digits, exponent = Decimal(text).normalize().as_tuple()
     assert isinstance(exponent, int)
     return int("".join(map(str, digits))), exponent
 
@@ -222,9 +223,7 @@ def format_json_float(x: float, bits: int = 64) -> str:
     if x == 0:
         return sign + "0"
     a = abs(x)
-    if bits == 32:
-        exponent_form = a < _F32_SMALL or a >= _F32_LARGE
-    else:
-        exponent_form = a < 1e-6 or a >= 1e21
+    small, large = (_F32_SMALL, _F32_LARGE) if bits == 32 else (1e-6, 1e21)
+    exponent_form = a < small or a >= large
     n, e = shortest_digits(a, bits)
     return sign + (_format_exponent(n, e) if exponent_form else _format_fixed(n, e))

@@ -22,14 +22,16 @@ U+2028/U+2029 as ``\\u2028``/``\\u2029``; everything else literal UTF-8.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 from .gofloat import format_json_float, to_float32
 
-__all__ = ["Float32", "GoValue", "Struct", "encode", "go_bytes", "go_text", "marshal"]
+__all__ = ["Float32", "GoValue", "Struct", "decode_object", "encode", "go_bytes", "go_text", "marshal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,8 @@ class Struct:
         object.__setattr__(self, "fields", items)
 
 
-GoValue = Union[None, bool, int, float, Float32, str, bytes, Struct, Mapping[str, "GoValue"], Sequence["GoValue"]]
+GoValue: TypeAlias = ("bool | int | float | Float32 | str | bytes | Struct | Mapping[str, GoValue] | Sequence[GoValue]"
+                      " | None")
 
 _SHORT = {ord('"'): '\\"', ord("\\"): "\\\\", ord("\b"): "\\b", ord("\f"): "\\f", ord("\n"): "\\n",
           ord("\r"): "\\r", ord("\t"): "\\t"}
@@ -155,3 +158,36 @@ def marshal(value: GoValue) -> bytes:
 def encode(value: GoValue) -> bytes:
     """``json.NewEncoder(w).Encode(value)``: :func:`marshal` plus one ``\\n``."""
     return marshal(value) + b"\n"
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def _go_strings(value: object) -> GoValue:
+    """Lone surrogates (from ``\\ud800`` escapes) become U+FFFD, as Go's decoder makes them."""
+    if isinstance(value, str):
+        return re.sub("[\ud800-\udfff]", "\ufffd", value)
+    if isinstance(value, list):
+        return [_go_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {str(_go_strings(k)): _go_strings(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isinf(value):
+        raise ValueError("a number is too large for a float64")
+    return value  # type: ignore[return-value]
+
+
+def decode_object(data: bytes) -> dict[str, GoValue]:
+    """``json.Unmarshal(data, &map[string]any{})``: every number a float64, invalid UTF-8 -> U+FFFD.
+
+    Raises:
+        ValueError: not JSON, not an object, or a number past float64's range.
+    """
+    text = re.sub("[\udc80-\udcff]", "\ufffd", data.decode("utf-8", "surrogateescape"))
+    value = json.loads(text, parse_int=float, parse_constant=_no_constant)
+    if not isinstance(value, dict):
+        kind = {list: "array", str: "string", float: "number", bool: "boolean"}.get(type(value), "null")
+        raise ValueError(f"a JSON {kind} where an object belongs")
+    result = _go_strings(value)
+    assert isinstance(result, dict)
+    return result

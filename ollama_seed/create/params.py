@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Union
+from typing import TypeAlias
 
 from .gofloat import format_json_float, parse_float32
 from .gojson import GoValue
@@ -40,7 +40,7 @@ LIST_PARAMETERS = frozenset({"stop"})
 DEPRECATED_PARAMETERS = ("penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
                          "mirostat", "mirostat_tau", "mirostat_eta")
 
-ParameterValue = Union[int, float, bool, str, tuple[str, ...]]
+ParameterValue: TypeAlias = "int | float | bool | str | tuple[str, ...]"
 """int; float (already rounded to float32); bool; a ``stop`` string (one per PARAMETER line), or the
 ``stop`` list once lines are merged."""
 
