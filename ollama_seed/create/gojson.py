@@ -126,10 +126,11 @@ def _chunks(value: GoValue, depth: int) -> Iterator[str]:
             yield from _chunks(item, depth + 1)
         yield "}"
     elif isinstance(value, Mapping):
+        bad = next((key for key in value if not isinstance(key, str)), None)
+        if bad is not None:
+            raise TypeError(f"json: map keys must be strings, not {type(bad).__name__}")
         yield "{"
         for i, key in enumerate(sorted(value, key=_sort_key)):
-            if not isinstance(key, str):
-                raise TypeError(f"json: map keys must be strings, not {type(key).__name__}")
             yield ("," if i else "") + _string(key) + ":"
             yield from _chunks(value[key], depth + 1)
         yield "}"
