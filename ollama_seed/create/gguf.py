@@ -278,12 +278,9 @@ def read_gguf(f: BinaryIO, *, name: str = "GGUF file") -> GGUFInfo:
         value_type = r.u32(f"the type of metadata {key!r}")
         metadata[key] = _value(r, value_type, f"metadata {key!r}", 0, True)
         types[key] = value_type
-    alignment = 32
-    if "general.alignment" in metadata:
-        value = metadata["general.alignment"]
-        if types["general.alignment"] != TYPE_UINT32 or not isinstance(value, int) or value == 0:
-            raise r.fail(f"invalid GGUF alignment: {value!r} (general.alignment must be a uint32 above 0)")
-        alignment = value
+    alignment = metadata.get("general.alignment") if types.get("general.alignment") == TYPE_UINT32 else 32
+    if not isinstance(alignment, int) or alignment == 0:
+        raise r.fail("invalid GGUF alignment: 0 (general.alignment must be above 0)")
     total = 0
     compat = False
     tensors: list[tuple[str, int, int]] = []
