@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import cast
 
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
 _FMT = {U8: "B", I8: "b", U16: "H", I16: "h", U32: "I", I32: "i", F32: "f", BOOL: "?", U64: "Q", I64: "q", F64: "d"}
@@ -20,7 +21,7 @@ def value(kind: int, v: object) -> bytes:
         assert isinstance(v, (str, bytes))
         return gstr(v)
     if kind == ARR:
-        item_kind, items = v  # type: ignore[misc]
+        item_kind, items = cast("tuple[int, list[object]]", v)
         return struct.pack("<IQ", item_kind, len(items)) + b"".join(value(item_kind, i) for i in items)
     return struct.pack("<" + _FMT[kind], v)
 

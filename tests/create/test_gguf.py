@@ -153,13 +153,13 @@ def test_the_whole_file_is_never_read(tmp_path: Path) -> None:
     class Counting(io.FileIO):
         read_bytes = 0
 
-        def read(self, n: int = -1) -> bytes:
+        def read(self, n: int | None = -1) -> bytes:
             data = super().read(n)
             Counting.read_bytes += len(data)
             return data
 
-    with Counting(path, "rb") as f:
-        info = read_gguf(f)  # type: ignore[arg-type]
+    with Counting(path, "rb") as counted:
+        info = read_gguf(counted)
     assert info.parameter_count == 1 << 28
     assert Counting.read_bytes <= 1 << 20
 
