@@ -17,6 +17,7 @@ import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import BinaryIO, TypeAlias
 
 from .sniff import describe_non_gguf, sniff
@@ -174,6 +175,21 @@ class _Reader:
         self.need(n, what)
         self.pos += n
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Step over *count* strings without keeping them (token lists: hundreds of thousands)."""
+        length = struct.Struct("<Q").unpack_from
+        for i in range(count):
+            offset = self.pos - self.buf_start
+            if offset >= 0 and offset + 8 <= len(self.buf):
+                (n,) = length(self.buf, offset)
+                self.pos += 8
+            else:
+                n = self.u64(f"the length of {what}[{i}]")
+            if n > self.size - self.pos:
+                raise self.fail(f"corrupt GGUF: {what}[{i}] at byte {self.pos - 8} claims {n} bytes, past the end of "
+                                f"the file ({self.size} bytes)")
+            self.pos += n
+
     def unpack(self, fmt: str, size: int, what: str) -> int | float | bool:
         value: int | float | bool = struct.unpack(("<" if self.order == "little" else ">") + fmt,
                                                   self.read(size, what))[0]
@@ -227,12 +243,17 @@ def _value(r: _Reader, value_type: int, what: str, depth: int, keep: bool) -> GG
     if count * _min_size(item_type) > r.size - r.pos:
         raise r.fail(f"corrupt GGUF: {what} claims {count} items of type {_TYPE_NAMES[item_type]}, more than "
                      f"the {r.size - r.pos} bytes left in the file can hold")
-    keep_items = keep and count <= KEEP_ARRAY_ITEMS
-    if item_type in _FIXED and not keep_items:
+    if keep and count <= KEEP_ARRAY_ITEMS:
+        items = tuple(_value(r, item_type, f"{what}[{i}]", depth + 1, True) for i in range(count))
+        return GGUFArray(item_type, count, items)
+    if item_type in _FIXED:
         r.skip(count * _FIXED[item_type][1], what)
-        return GGUFArray(item_type, count, None)
-    items = [_value(r, item_type, f"{what}[{i}]", depth + 1, keep_items) for i in range(count)]
-    return GGUFArray(item_type, count, tuple(items) if keep_items else None)
+    elif item_type == TYPE_STRING:
+        r.skip_strings(count, what)
+    else:
+        for i in range(count):
+            _value(r, item_type, f"{what}[{i}]", depth + 1, False)
+    return GGUFArray(item_type, count, None)
 
 
 def _header(r: _Reader) -> tuple[int, str]:
@@ -304,5 +325,6 @@ def read_gguf(f: BinaryIO, *, name: str = "GGUF file") -> GGUFInfo:
         if data_offset + offset + nbytes > size:
             raise r.fail(f"truncated GGUF: tensor {tname!r} offset+size ({data_offset + offset + nbytes}) exceeds "
                          f"file size ({size}); the file is incomplete (re-download or re-convert it)")
-    return GGUFInfo(version=version, size=size, metadata=metadata, types=types, tensor_count=tensor_count,
-                    parameter_count=total % (1 << 64), has_compat_tensors=compat, data_offset=data_offset)
+    return GGUFInfo(version=version, size=size, metadata=MappingProxyType(metadata), types=MappingProxyType(types),
+                    tensor_count=tensor_count, parameter_count=total % (1 << 64), has_compat_tensors=compat,
+                    data_offset=data_offset)

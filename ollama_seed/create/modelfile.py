@@ -239,8 +239,8 @@ def parse_commands(source: str | bytes) -> tuple[Command, ...]:
     if state == "value":
         commands.append(Command(keyword, value.text(), start, name))
     if not any(c.keyword == "from" for c in commands):
-        raise ModelfileError("the Modelfile has no FROM line (no FROM line); add one naming a GGUF file, a folder "
-                             "or a model, as in FROM ./model.gguf", ollama_message="no FROM line")
+        raise ModelfileError("Modelfile: no FROM line; add one naming a GGUF file, a folder or a model, as in "
+                             "FROM ./model.gguf", ollama_message="no FROM line")
     return tuple(commands)
 
 
