@@ -203,6 +203,8 @@ HUGE = 1 << 62
     (gm.gguf([gm.gstr("x" * 70_000) + struct.pack("<I", gm.U8) + b"\0"]), "more than the 65535"),
     (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.U64, HUGE)]), "claims 4611686018427387904 items"),
     (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.STR, 1 << 40)]), "items of type string"),
+    (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.STR, 2000) + gm.gstr("a") * 1999
+              + struct.pack("<Q", HUGE)]), r"k'\[1999\] at byte 18040 claims 4611686018427387904 bytes, past the end"),
     (gm.gguf([gm.kv("k", gm.ARR, (gm.ARR, [(gm.ARR, [(gm.ARR, [(gm.U8, [1])])])]))]), "nests arrays more than 3"),
     (gm.gguf([gm.gstr("k") + struct.pack("<I", 13)]), "unknown value type 13"),
     (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, 99, 1)]), "array of unknown type 99"),
