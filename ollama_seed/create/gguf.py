@@ -138,8 +138,8 @@ class GGUFInfo:
 class _Reader:
     """Sequential reads through a 1 MiB window; nothing past the file's end is ever asked for."""
 
-    def __init__(self, f: BinaryIO, size: int, name: str, order: str) -> None:
-        self.f, self.size, self.name, self.order = f, size, name, order
+    def __init__(self, f: BinaryIO, size: int, name: str) -> None:
+        self.f, self.size, self.name = f, size, name
         self.pos = 0
         self.buf = b""
         self.buf_start = 0
@@ -191,8 +191,7 @@ class _Reader:
             self.pos += n
 
     def unpack(self, fmt: str, size: int, what: str) -> int | float | bool:
-        value: int | float | bool = struct.unpack(("<" if self.order == "little" else ">") + fmt,
-                                                  self.read(size, what))[0]
+        value: int | float | bool = struct.unpack("<" + fmt, self.read(size, what))[0]
         return value
 
     def u32(self, what: str) -> int:
@@ -256,7 +255,8 @@ def _value(r: _Reader, value_type: int, what: str, depth: int, keep: bool) -> GG
     return GGUFArray(item_type, count, None)
 
 
-def _header(r: _Reader) -> tuple[int, str]:
+def _header(r: _Reader) -> int:
+    """Magic and version: little-endian GGUF v2 or v3 (big-endian ones Ollama cannot run are refused)."""
     if r.size < 4:
         raise r.fail(f"not a GGUF file: it is only {r.size} bytes long")
     head = r.read(min(r.size, 8), "the magic and version")
@@ -269,7 +269,7 @@ def _header(r: _Reader) -> tuple[int, str]:
     if version not in (2, 3):
         raise r.fail(f"unsupported GGUF version {version} (this reader knows versions 2 and 3); it may be newer "
                      "than this ollama-seed, or not a GGUF file")
-    return version, "little"
+    return version
 
 
 def read_gguf(f: BinaryIO, *, name: str = "GGUF file") -> GGUFInfo:
@@ -284,8 +284,8 @@ def read_gguf(f: BinaryIO, *, name: str = "GGUF file") -> GGUFInfo:
     """
     size = f.seek(0, os.SEEK_END)
     f.seek(0)
-    r = _Reader(f, size, name, "little")
-    version, r.order = _header(r)
+    r = _Reader(f, size, name)
+    version = _header(r)
     tensor_count = r.u64("the tensor count")
     kv_count = r.u64("the metadata count")
     if kv_count > MAX_KV_COUNT or kv_count * 13 > size - r.pos:
