@@ -35,9 +35,9 @@ _MODULES = [_cli_store]
 
 def _optional_modules() -> list[ModuleType]:
     """The other subcommand modules, loaded when the parser is built (not at import)."""
-    from . import bundle, ensure, serve
+    from . import bundle, create, ensure, serve
 
-    return [ensure, bundle, serve]
+    return [ensure, create, bundle, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,6 @@
-"""``create``'s pure core: the Modelfile parser, a GGUF header reader, Go-exact JSON, and the layer builder.
+"""``create``: models from a Modelfile and local GGUF files, written into the store with no Ollama server.
 
-Bytes in, bytes out: nothing here touches the network or writes a file; the caller copies and installs.
+The core (``modelfile``, ``params``, ``gguf``, ``sniff``, ``gojson``, ``gofloat``, ``config``, ``layers``) is bytes
+in, bytes out; ``sources`` and ``run`` copy files into the store and write the manifest.
+May import ``core``, ``store``, ``wire`` and ``pulling``.
 """

@@ -26,8 +26,8 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .._digest import Digest
-from .._manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest
+from ..core.digest import Digest
+from ..core.manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest
 from .config import MEDIA_ADAPTER, MEDIA_MODEL, MEDIA_PROJECTOR, Era, config_blob, model_fields
 from .gguf import GGUFInfo
 from .gojson import GoValue, Struct, decode_object, encode, go_bytes

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from ollama_seed._digest import Digest
-from ollama_seed._errors import RegistryProtocolError
+from ollama_seed.core.digest import Digest
+from ollama_seed.core.errors import RegistryProtocolError
 from ollama_seed.create.config import (
     MEDIA_ADAPTER,
     MEDIA_MODEL,

@@ -12,7 +12,7 @@ import io
 
 import pytest
 
-from ollama_seed._digest import Digest
+from ollama_seed.core.digest import Digest
 from ollama_seed.create.config import Era
 from ollama_seed.create.gguf import read_gguf
 from ollama_seed.create.layers import (
