@@ -17,6 +17,7 @@ from .core.errors import (
     ConfigError,
     InsufficientSpace,
     IntegrityError,
+    InvalidModelfile,
     InvalidName,
     ModelNotFound,
     OfflineError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stay
         inspect_bundle,
         verify_bundle,
     )
+    from .creation.run import CreateResult, acreate, create
     from .mirror.app import MirrorApp
     from .mirror.push import PushResult, apush, push
     from .mirror.serve import ServeInfo, aserve, create_app, serve
@@ -77,6 +79,9 @@ _LAZY: dict[str, str] = {
     "verify_bundle": ".bundle.api",
     "DockerCredentials": ".wire.credentials",
     "aensure": ".startup.run",
+    "CreateResult": ".creation.run",
+    "acreate": ".creation.run",
+    "create": ".creation.run",
     "MirrorApp": ".mirror.app",
     "PullResult": ".pulling.session",
     "PushResult": ".mirror.push",
@@ -113,6 +118,7 @@ __all__ = [
     "BundleInfo",
     "BundleModel",
     "ConfigError",
+    "CreateResult",
     "Digest",
     "DockerCredentials",
     "EnsureReport",
@@ -121,6 +127,7 @@ __all__ = [
     "InstalledModel",
     "InsufficientSpace",
     "IntegrityError",
+    "InvalidModelfile",
     "InvalidName",
     "Layer",
     "LayerProgress",
@@ -147,6 +154,7 @@ __all__ = [
     "StoreError",
     "TransferError",
     "__version__",
+    "acreate",
     "aensure",
     "aexport_bundle",
     "aimport_bundle",
@@ -156,6 +164,7 @@ __all__ = [
     "aserve",
     "averify_bundle",
     "await_ready",
+    "create",
     "create_app",
     "default_models_dir",
     "ensure",

@@ -20,7 +20,7 @@ import ollama_seed
 from ollama_seed.cli.main import main
 from ollama_seed.core.errors import InvalidModelfile, OfflineError
 from ollama_seed.core.reference import ModelName
-from ollama_seed.create.run import acreate, create
+from ollama_seed.creation.run import acreate, create
 from ollama_seed.store.store import ModelStore
 from tests.faultkit.invariants import assert_store_ok, tree
 from tests.servers.fake_ollama import FakeOllama
@@ -236,7 +236,7 @@ def test_the_cli_creates_reports_json_and_exits_2_on_a_bad_modelfile(workdir: Pa
     assert "num_ctx" in capsys.readouterr().err
     assert main(["create", "x", "-f", str(workdir / "nothing-here"), "--models-dir", str(models_dir)]) == 2
     assert "wasn't found" in capsys.readouterr().err
-    assert "create" in dir(ollama_seed) or hasattr(ollama_seed, "create")
+    assert ollama_seed.create is create and callable(ollama_seed.acreate)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import ollama_seed
 
 PKG = Path(ollama_seed.__file__).parent
 # rank: a subpackage may import its own modules and those of lower ranks; equal ranks are peers
-RANKS = {"core": 0, "store": 1, "wire": 2, "pulling": 3, "bundle": 4, "mirror": 4, "create": 4, "startup": 5,
+RANKS = {"core": 0, "store": 1, "wire": 2, "pulling": 3, "bundle": 4, "mirror": 4, "creation": 4, "startup": 5,
          "cli": 6, "": 7}
 THIRD_PARTY_NOT_IN_CORE = {"httpx", "anyio", "uvicorn", "zstandard", "rich", "filelock", "platformdirs"}
 MAX_LINES = 450

@@ -40,8 +40,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from ..create.config import Era
-    from ..create.run import CreateResult, acreate
+    from ..creation.config import Era
+    from ..creation.run import CreateResult, acreate
     from ..wire.sync import run_sync
 
     renderer = make_renderer("json" if args.json else args.progress)

@@ -47,7 +47,10 @@ class LayerProgress:
     done: bool = False
 
     def to_ollama(self) -> dict[str, Any]:
-        line: dict[str, Any] = {"status": f"pulling {self.digest[7:19]}", "digest": self.digest}
+        if not self.digest.startswith("sha256:"):  # a local file being copied in (create): ``file:<name>``
+            line: dict[str, Any] = {"status": f"copying {self.digest}"}
+        else:
+            line = {"status": f"pulling {self.digest[7:19]}", "digest": self.digest}
         if self.total:
             line["total"] = self.total
         if self.completed:

@@ -15,10 +15,10 @@ import gguf
 import numpy as np
 import pytest
 
-from ollama_seed.create.config import MEDIA_MODEL, MEDIA_PROJECTOR, Era
-from ollama_seed.create.gguf import KEEP_ARRAY_ITEMS, GGUFArray, GGUFError, GGUFInfo, read_gguf
-from ollama_seed.create.layers import gguf_media_type
-from ollama_seed.create.sniff import CONVERT_HINT, classify_directory, describe_non_gguf, sniff
+from ollama_seed.creation.config import MEDIA_MODEL, MEDIA_PROJECTOR, Era
+from ollama_seed.creation.gguf import KEEP_ARRAY_ITEMS, GGUFArray, GGUFError, GGUFInfo, read_gguf
+from ollama_seed.creation.layers import gguf_media_type
+from ollama_seed.creation.sniff import CONVERT_HINT, classify_directory, describe_non_gguf, sniff
 from tests.create import ggufmake as gm
 
 Q = gguf.GGMLQuantizationType
@@ -138,7 +138,7 @@ def test_architecture_defaults_to_unknown_unless_a_string() -> None:
 
 
 def test_the_tensor_table_matches_the_ggml_block_sizes() -> None:
-    from ollama_seed.create import gguf as reader
+    from ollama_seed.creation import gguf as reader
     for ggml_type, sizes in reader._BLOCKS.items():
         assert gguf.GGML_QUANT_SIZES[Q(ggml_type)] == sizes
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from ollama_seed.create.gofloat import format_json_float, parse_float32, round_to_float32, shortest_digits
-from ollama_seed.create.gojson import Float32, Struct, decode_object, encode, go_bytes, go_text, marshal
+from ollama_seed.creation.gofloat import format_json_float, parse_float32, round_to_float32, shortest_digits
+from ollama_seed.creation.gojson import Float32, Struct, decode_object, encode, go_bytes, go_text, marshal
 
 
 @pytest.mark.parametrize(("text", "json"), [

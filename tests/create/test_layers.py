@@ -11,7 +11,7 @@ import pytest
 
 from ollama_seed.core.digest import Digest
 from ollama_seed.core.errors import RegistryProtocolError
-from ollama_seed.create.config import (
+from ollama_seed.creation.config import (
     MEDIA_ADAPTER,
     MEDIA_MODEL,
     MEDIA_PROJECTOR,
@@ -21,8 +21,8 @@ from ollama_seed.create.config import (
     file_type_name,
     human_number,
 )
-from ollama_seed.create.gguf import read_gguf
-from ollama_seed.create.layers import (
+from ollama_seed.creation.gguf import read_gguf
+from ollama_seed.creation.layers import (
     MEDIA_PARAMS,
     AutoTemplate,
     BaseModel,
@@ -33,7 +33,7 @@ from ollama_seed.create.layers import (
     manifest_layers,
     plan_create,
 )
-from ollama_seed.create.modelfile import parse_modelfile
+from ollama_seed.creation.modelfile import parse_modelfile
 from tests.create import ggufmake as gm
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_seed.create.modelfile import (
+from ollama_seed.creation.modelfile import (
     INVALID_COMMAND,
     INVALID_ROLE,
     Command,

@@ -13,9 +13,9 @@ import io
 import pytest
 
 from ollama_seed.core.digest import Digest
-from ollama_seed.create.config import Era
-from ollama_seed.create.gguf import read_gguf
-from ollama_seed.create.layers import (
+from ollama_seed.creation.config import Era
+from ollama_seed.creation.gguf import read_gguf
+from ollama_seed.creation.layers import (
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_PARAMS,
@@ -27,7 +27,7 @@ from ollama_seed.create.layers import (
     GGUFFile,
     plan_create,
 )
-from ollama_seed.create.modelfile import parse_modelfile
+from ollama_seed.creation.modelfile import parse_modelfile
 from tests.create import ggufmake as gm
 
 GGUF_TEST = "89a2116c3a82d6a97f59f748d86ed4417214353fd178ee54df418fde32495fad"

@@ -191,7 +191,7 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
     async def bring(local: LocalFile) -> GGUFFile:
         nonlocal copied, reused
         emit(Status(label, f"copying file {local.path.name}"))
-        key = f"file:{local.path}"
+        key = f"file:{local.path.name}"
 
         def step(done: int, total: int) -> None:
             emit(LayerProgress(label, key, "application/vnd.ollama.image.model", total, done))
@@ -201,7 +201,7 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
             reused += gguf.size
         else:
             copied += gguf.size
-        emit(LayerProgress(label, str(gguf.digest), "application/vnd.ollama.image.model", gguf.size, gguf.size,
+        emit(LayerProgress(label, key, "application/vnd.ollama.image.model", gguf.size, gguf.size,
                            cached=existed, done=True))
         return gguf
 
