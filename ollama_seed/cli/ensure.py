@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
         description="Exit 0 only when every named model is ready. With no NAME, ensure the models listed in "
                     "the config file.")
     p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--modelfile", action="append", default=[], type=_modelfile, metavar="NAME=PATH",
+                   help="a model made from a Modelfile and the GGUFs it names (repeatable): created when missing, "
+                        "created again only when the Modelfile or a file it names changed")
     p.add_argument("--config", metavar="PATH", help="config file (default: $OLLAMA_SEED_CONFIG, else "
                                                     "config.toml in the user config dir)")
     p.add_argument("--models-dir", metavar="DIR", help="the Ollama models directory (default: $OLLAMA_MODELS, "
@@ -94,6 +97,13 @@ def register(sub: Any) -> None:
     w.set_defaults(func=cmd_wait)
 
 
+def _modelfile(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"not NAME=PATH: {text!r} (example: my-assistant=/models/Modelfile)")
+    return name.strip(), path.strip()
+
+
 def _fail_json(exc: SeedError) -> None:
     print(json.dumps({"ok": False, "error": str(exc), "error_type": type(exc).__name__,
                       "exit_code": exc.exit_code}))
@@ -106,8 +116,9 @@ def cmd_ensure(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config, required=args.config is not None)
-        names = list(args.names) or list(config.models)
-        if not names:
+        modelfiles = dict(args.modelfile) if (args.names or args.modelfile) else dict(config.modelfiles)
+        names = list(args.names) or ([] if args.modelfile else list(config.models))
+        if not names and not modelfiles:
             where = config.path or args.config or _default_path()
             raise ConfigError(f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
                               f"{where} as models = [\"llama3.2:1b\"]")
@@ -120,7 +131,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
                 insecure=config.insecure if args.insecure is None else args.insecure,
                 connections=args.connections or config.connections or 16, max_connections=args.max_connections,
                 max_rate=args.max_rate or config.max_rate, stall_timeout=args.stall_timeout,
-                mirrors=tuple(args.mirrors or config.mirrors), progress=renderer)
+                mirrors=tuple(args.mirrors or config.mirrors), progress=renderer, modelfiles=modelfiles)
         finally:
             renderer.close()
     except SeedError as exc:

@@ -39,6 +39,7 @@ from .layers import (
     plan_create,
 )
 from .modelfile import ModelfileError, parse_modelfile
+from .record import remember
 from .sources import LocalFile, ingest_gguf, local_files
 
 __all__ = ["CreateResult", "acreate", "create"]
@@ -64,12 +65,13 @@ class CreateResult:
 
 
 def _read_modelfile(modelfile: str | os.PathLike[str]) -> tuple[bytes, Path]:
+    """The Modelfile's bytes and its path (``~`` expanded)."""
     path = Path(modelfile).expanduser()
     try:
         if os.stat(path).st_size > MAX_MODELFILE:
             raise InvalidModelfile(f"{path} is larger than {MAX_MODELFILE >> 20} MiB: not a Modelfile")
         with open(path, "rb") as f:
-            return f.read(MAX_MODELFILE + 1), path.parent.absolute()
+            return f.read(MAX_MODELFILE + 1), path
     except FileNotFoundError:
         raise InvalidModelfile(f"specified Modelfile wasn't found: {path}") from None
     except IsADirectoryError:
@@ -154,7 +156,8 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
     """
     emit = progress or (lambda _e: None)
     ref = ModelName.parse(name) if isinstance(name, str) else name
-    raw, folder = _read_modelfile(modelfile)
+    raw, modelfile_path = _read_modelfile(modelfile)
+    folder = modelfile_path.parent.absolute()
     try:
         parsed = parse_modelfile(raw)
     except ModelfileError as exc:
@@ -208,10 +211,13 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
     ggufs = [await bring(f) for f in files]
     adapter = await bring(adapter_file) if adapter_file is not None else None
     base = None
+    base_name: ModelName | None = None
     if base_value is not None:
         model = await _ensure_base(store, base_value, pull=pull, offline=offline,
                                    pull_options={"progress": progress, **pull_options})
+        base_name = model.name
         base = await anyio.to_thread.run_sync(_base, store, model)
+    sources = [f.path for f in files] + ([adapter_file.path] if adapter_file is not None else [])
 
     auto = None
     if not parsed.template and base is None:
@@ -231,6 +237,7 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
     path = store.layout.manifest(ref)
     existing = store.read_manifest(ref)
     if existing is not None and existing.raw == plan.manifest and not store.missing(existing):
+        remember(store, ref, modelfile_path, sources, base_name, plan.manifest_digest)
         emit(Status(label, "success"))
         return CreateResult(ref, plan.manifest_digest, path, len(plan.layers), copied, reused, True, tuple(warnings))
     emit(Status(label, "writing layers"))
@@ -240,6 +247,7 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
     emit(Status(label, "writing manifest"))
     manifest = Manifest.parse(plan.manifest, source="the created manifest")
     await anyio.to_thread.run_sync(store.write_manifest, ref, manifest)
+    remember(store, ref, modelfile_path, sources, base_name, plan.manifest_digest)
     emit(Status(label, "success"))
     return CreateResult(ref, plan.manifest_digest, path, len(plan.layers), copied, reused, False, tuple(warnings))
 

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from .local import EnsureReport, Names, check_local
+from .local import EnsureReport, Modelfiles, Names, check_local
 
 if TYPE_CHECKING:
     import httpx
@@ -54,6 +54,7 @@ def ensure(
     server_transport: httpx.AsyncBaseTransport | None = None,
     credentials: Credentials | None = None,
     use_locks: bool = True,
+    modelfiles: Modelfiles | None = None,
 ) -> list[EnsureReport]:
     """Blocking form of :func:`aensure`, with the same arguments.
 
@@ -66,7 +67,7 @@ def ensure(
     """
     _refuse_in_loop()
     if not (update or verify or via_server or warm or server is not None):
-        fast = check_local(names, models_dir=models_dir)
+        fast = check_local(names, models_dir=models_dir, modelfiles=modelfiles)
         if fast is not None:
             return fast
     from ..wire.sync import run_sync
@@ -77,5 +78,5 @@ def ensure(
         server=server, via_server=via_server, wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
         insecure=insecure, connections=connections, max_connections=max_connections, max_rate=max_rate,
         stall_timeout=stall_timeout, mirrors=mirrors, progress=progress, transport=transport,
-        server_transport=server_transport, credentials=credentials, use_locks=use_locks)
+        server_transport=server_transport, credentials=credentials, use_locks=use_locks, modelfiles=modelfiles)
     return reports

@@ -40,6 +40,8 @@ class Config:
 
     models: tuple[str, ...] = ()
     models_dir: str | None = None
+    modelfiles: tuple[tuple[str, str], ...] = ()
+    """(name, Modelfile path) of ``models`` entries written ``{ name = "...", modelfile = "..." }``."""
     connections: int | None = None
     max_rate: float | None = None
     insecure: bool = False
@@ -109,16 +111,31 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
         raise bad(unknown[0], f"is not a known key (known: {', '.join(sorted(_TOP_KEYS))})")
-    models = doc.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+    entries = doc.get("models", [])
+    if not isinstance(entries, list):
         raise bad("models", 'must be a list of model names, e.g. models = ["llama3.2:1b"]')
     from ..core.reference import ModelName
 
-    for m in models:
+    models: list[str] = []
+    modelfiles: list[tuple[str, str]] = []
+    for m in entries:
+        if isinstance(m, dict):
+            if set(m) != {"name", "modelfile"} or not all(isinstance(v, str) and v for v in m.values()):
+                raise bad("models", 'entries that are tables must be '
+                                    '{ name = "my-model", modelfile = "/path/Modelfile" }')
+            file = Path(m["modelfile"]).expanduser()
+            if path is not None and not file.is_absolute():
+                file = path.parent / file  # relative to the config file, as a user reading it expects
+            modelfiles.append((m["name"], str(file)))
+            m = m["name"]
+        if not isinstance(m, str):
+            raise bad("models", 'must be a list of model names, e.g. models = ["llama3.2:1b"]')
         try:
             ModelName.parse(m)
         except InvalidName as exc:
             raise bad("models", f"has a bad entry: {exc}") from None
+        if not any(m == name for name, _ in modelfiles):
+            models.append(m)
     models_dir = doc.get("models_dir")
     if models_dir is not None and (not isinstance(models_dir, str) or not models_dir.strip()):
         raise bad("models_dir", "must be a non-empty path string")
@@ -147,7 +164,8 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
             normalized.append(normalize_mirror(m))
         except InvalidName as exc:
             raise bad("registry.mirrors", f"has a bad entry: {exc}") from None
-    return Config(tuple(models), models_dir, connections, max_rate, insecure, tuple(normalized), path)
+    return Config(tuple(models), models_dir, tuple(modelfiles), connections, max_rate, insecure, tuple(normalized),
+                  path)
 
 
 def _rate(value: Any, bad: Any) -> float | None:

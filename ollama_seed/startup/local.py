@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.digest import Digest
@@ -23,11 +24,12 @@ if TYPE_CHECKING:
 
     pass
 
-__all__ = ["OFFLINE_ENV", "EnsureReport", "check_local", "offline_from_env"]
+__all__ = ["OFFLINE_ENV", "EnsureReport", "Modelfiles", "check_local", "created_up_to_date", "offline_from_env"]
 
 OFFLINE_ENV = "OLLAMA_SEED_OFFLINE"
 _FALSY = {"", "0", "false", "no", "off", "f", "n"}
-EnsureStatus = Literal["present", "pulled", "updated"]
+EnsureStatus = Literal["present", "pulled", "updated", "created"]
+Modelfiles = Mapping[str, "str | os.PathLike[str]"]
 Names = str | ModelName | Iterable[str | ModelName]
 
 
@@ -36,7 +38,8 @@ class EnsureReport:
     """What :func:`ensure` did for one model.
 
     ``status`` is ``present`` (complete already, nothing fetched), ``pulled`` (missing parts
-    were fetched) or ``updated`` (``update=True`` found a newer manifest and installed it).
+    were fetched), ``updated`` (``update=True`` found a newer manifest and installed it) or
+    ``created`` (made from its Modelfile, which or whose files changed since the last create).
     """
 
     name: ModelName
@@ -144,8 +147,20 @@ def _present(local: _Local, started: float) -> EnsureReport:
     return EnsureReport(local.name, "present", 0, time.monotonic() - started, digest)
 
 
-def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = None) -> list[EnsureReport] | None:
-    """Reports if every model is complete on disk, else None. No network, no event loop."""
+def created_up_to_date(store: ModelStore, name: str, modelfile: str | os.PathLike[str]) -> _Local | None:
+    """The cheap check of a model made from *modelfile*: complete, and created from exactly these files."""
+    from ..creation.record import up_to_date
+
+    local = _inspect(store, ModelName.parse(name))
+    if not local.complete or up_to_date(store, local.name, Path(modelfile).expanduser()) is None:
+        return None
+    return local
+
+
+def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = None,
+                modelfiles: Modelfiles | None = None) -> list[EnsureReport] | None:
+    """Reports if every model is complete on disk (and every Modelfile's model up to date), else
+    None. No network, no event loop."""
     started = time.monotonic()
     store = ModelStore(models_dir)
     reports = []
@@ -154,4 +169,9 @@ def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = Non
         if not local.complete:
             return None
         reports.append(_present(local, started))
+    for name, modelfile in (modelfiles or {}).items():
+        made = created_up_to_date(store, name, modelfile)
+        if made is None:
+            return None
+        reports.append(_present(made, started))
     return reports

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
-from ..core.errors import SeedError, SeedTimeout
+from ..core.errors import ConfigError, SeedError, SeedTimeout
 from ..core.groups import collapse
 from ..core.progress import ProgressCallback
 from ..core.reference import ModelName
@@ -38,6 +38,7 @@ from ..wire.registry import Credentials
 from .local import (
     EnsureReport,
     EnsureStatus,
+    Modelfiles,
     Names,
     _inspect,
     _Local,
@@ -45,6 +46,7 @@ from .local import (
     _offline_error,
     _present,
     _verified,
+    created_up_to_date,
     offline_from_env,
 )
 from .options import EnsureOptions, Tracker
@@ -81,6 +83,7 @@ async def aensure(
     server_transport: httpx.AsyncBaseTransport | None = None,
     credentials: Credentials | None = None,
     use_locks: bool = True,
+    modelfiles: Modelfiles | None = None,
 ) -> list[EnsureReport]:
     """Make each named model usable, touching the network only for what is missing.
 
@@ -105,6 +108,9 @@ async def aensure(
         progress: called with :class:`Status` and :class:`LayerProgress` events.
         transport: httpx transport for registry traffic (tests, custom networking).
         server_transport: httpx transport for the Ollama server (tests).
+        modelfiles: ``{name: Modelfile path}``: models made with :func:`~ollama_seed.create` (after the
+            named models are pulled, so a FROM may name one of them), again only when the Modelfile or
+            a file it names changed (``.ollama-seed/created.json``); offline, a FROM model must be there.
 
     Returns:
         One :class:`EnsureReport` per distinct name, in the order given.
@@ -135,11 +141,16 @@ async def aensure(
     with anyio.move_on_after(timeout):
         try:
             if via_server:
+                if modelfiles:
+                    raise ConfigError("a Modelfile is created into the models directory, which via_server means "
+                                      "this process cannot reach: create it where the directory is mounted")
                 from .via_server import via_server as through_server
 
                 result = await through_server(refs, opts)
             else:
                 result = await _local(refs, opts)
+                if modelfiles:
+                    result += await _created(modelfiles, opts)
         except BaseException as exc:
             err = collapse(exc)
             if err is exc:
@@ -149,6 +160,30 @@ async def aensure(
         raise SeedTimeout(f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
                           "run it again to resume, or allow more time (--timeout)")
     return result
+
+
+async def _created(modelfiles: Modelfiles, o: EnsureOptions) -> list[EnsureReport]:
+    from ..creation.run import acreate
+
+    reports = []
+    o.tracker.phase = "creating from Modelfiles"
+    for name, modelfile in modelfiles.items():
+        started = time.monotonic()
+        made = created_up_to_date(o.store, name, modelfile)
+        if made is not None:
+            reports.append(_present(made, started))
+            continue
+        result = await acreate(name, modelfile, models_dir=o.store.root, pull=not o.offline, offline=o.offline,
+                               progress=o.tracker, transport=o.transport, mirrors=o.mirrors, **o.pull)
+        for warning in result.warnings:
+            log.warning("%s: %s", result.name.display, warning)
+        reports.append(EnsureReport(result.name, "present" if result.unchanged else "created", result.bytes_copied,
+                                    time.monotonic() - started, result.manifest_digest))
+    if o.server is not None:
+        from .via_server import confirm
+
+        reports = await confirm(reports, o)
+    return reports
 
 
 async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
