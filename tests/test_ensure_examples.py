@@ -52,7 +52,7 @@ def _compose_command() -> list[str] | None:
     return [standalone] if standalone else None
 
 
-@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.via-server.yml"])
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.via-server.yml", "docker-compose.modelfile.yml"])
 def test_compose_config_validates(name: str) -> None:
     command = _compose_command()
     if command is None:
@@ -90,6 +90,17 @@ def test_compose_via_server_recipe() -> None:
     assert args.server == "http://ollama:11434"
     assert app["depends_on"]["ollama-seed"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in doc["services"]["ollama"]
+
+
+def test_compose_modelfile_recipe() -> None:
+    doc = _load(COMPOSE / "docker-compose.modelfile.yml")
+    seed, ollama = doc["services"]["ollama-seed"], doc["services"]["ollama"]
+    args = _parses_as_ensure(seed["command"])
+    assert args.names == [] and args.modelfile == [("custom-model", "/models/Modelfile")] and args.offline
+    assert "./models:/models:ro" in seed["volumes"]
+    shared = [v for v in seed["volumes"] if v.endswith(":/root/.ollama")]
+    assert shared and shared[0] in ollama["volumes"]
+    assert ollama["depends_on"]["ollama-seed"]["condition"] == "service_completed_successfully"
 
 
 def test_compose_config_file_example() -> None:
