@@ -1,14 +1,18 @@
 """Eight processes pull into one store at once: all succeed, and each blob crosses the wire once.
 
-The CLI runs as eight subprocesses against a real docker-registry behind the shaping proxy;
-the proxy's shared cap stretches the download to about two seconds so the processes overlap
-(they take about as long to start). The per-blob lock lets one process download a blob while
-the others wait and then find it installed; correctness never depends on the lock.
+The CLI runs as eight subprocesses against a real docker-registry behind the shaping proxy. The
+proxy holds every blob GET until another process has said it waits for a download, so the
+processes overlap however slowly they start (on a busy machine eight Python start-ups can take
+longer than the whole download: the test once failed that way). The per-blob lock lets one
+process download a blob while the others wait and then find it installed; correctness never
+depends on the lock.
 """
 
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -36,10 +40,22 @@ def crowd(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFact
     return a, b
 
 
-def run_all(names: list[str], models: Path, logs: Path) -> list[tuple[int, str]]:
+WAITING = "another process is downloading it"
+
+
+def run_all(names: list[str], models: Path, logs: Path, gate: threading.Event) -> list[tuple[int, str]]:
+    """Start every pull; open *gate* (the proxy's hold on blob GETs) once one process waits for
+    another's download (or after 60 s, when the assertions below say what went wrong)."""
     logs.mkdir()
     procs = [start_cli("pull", "--insecure", "--progress", "plain", "--models-dir", str(models), name,
                        log=logs / f"{i}.log") for i, name in enumerate(names)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            WAITING in (logs / f"{i}.log").read_text(errors="replace") for i in range(len(procs))):
+        if all(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.05)
+    gate.set()
     results = []
     for i, proc in enumerate(procs):
         try:
@@ -55,13 +71,14 @@ def test_eight_processes_pull_one_model_once(docker_registry: DockerRegistry, cr
                                              tmp_path: Path) -> None:
     model = crowd[0]
     models = tmp_path / "models"
-    with ProxyThread(docker_registry.url, total_bps=RATE) as proxy:
+    gate = threading.Event()
+    with ProxyThread(docker_registry.url, total_bps=RATE, hold_blobs=gate) as proxy:
         host = proxy.url.removeprefix("http://")
-        results = run_all([f"{host}/library/crowd-a:latest"] * PROCESSES, models, tmp_path / "logs")
+        results = run_all([f"{host}/library/crowd-a:latest"] * PROCESSES, models, tmp_path / "logs", gate)
         moved = proxy.stats.snapshot()["bytes_down"]
     for rc, log in results:
         assert rc == 0, log
-    waited = sum("another process is downloading it" in log for _, log in results)
+    waited = sum(WAITING in log for _, log in results)
     expected = tmp_path / "expected"
     model.expected_store(expected, host, "library/crowd-a", "latest")
     assert tree(models) == tree(expected)
@@ -79,10 +96,11 @@ def test_two_models_sharing_a_layer_four_processes_each(docker_registry: DockerR
     assert a.model_layer.digest == b.model_layer.digest
     union = sum({x.digest: x.size for x in (*a.blobs, *b.blobs)}.values())
     models = tmp_path / "models"
-    with ProxyThread(docker_registry.url, total_bps=RATE) as proxy:
+    gate = threading.Event()
+    with ProxyThread(docker_registry.url, total_bps=RATE, hold_blobs=gate) as proxy:
         host = proxy.url.removeprefix("http://")
         names = [f"{host}/library/crowd-{'ab'[i % 2]}:latest" for i in range(PROCESSES)]
-        results = run_all(names, models, tmp_path / "logs")
+        results = run_all(names, models, tmp_path / "logs", gate)
         moved = proxy.stats.snapshot()["bytes_down"]
     for rc, log in results:
         assert rc == 0, log

@@ -9,6 +9,7 @@ import random
 import re
 import socket
 import struct
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,7 @@ class ProxyOptions:
     corrupt_byte_at: int | None = None  # flip the byte at this offset of GET response bodies
     redirect_blobs_to: str | None = None  # BASE URL for 307s; "{port}" = this proxy's port
     cdn_expire_after: int | None = None  # marked requests per token; later ones with it get 403
+    hold_blobs: threading.Event | None = None  # blob GETs wait here until the test sets it
 
 
 class _Cut(Exception):
@@ -217,6 +219,8 @@ class ShapingProxy:
         path, query = url.path, urllib.parse.parse_qs(url.query)
         if method == "GET" and BLOB_RE.match(path):
             self.stats.blob_request()  # before the added latency: the link phase includes it
+            while self.o.hold_blobs is not None and not self.o.hold_blobs.is_set():  # noqa: ASYNC110 - a threading.Event the test thread sets
+                await asyncio.sleep(0.01)
         if self.o.latency_ms > 0:
             await asyncio.sleep(self.o.latency_ms / 1000)
         marked = CDN_MARK in query
