@@ -40,7 +40,7 @@ from ..store.fsutil import atomic_write
 from ..store.store import InstalledModel, ModelStore
 from .metrics import MirrorMetrics
 
-__all__ = ["STATE_FILE", "CacheBudget", "model_key"]
+__all__ = ["STATE_FILE", "CacheBudget", "blob_bytes", "model_key"]
 
 log = logging.getLogger("ollama_seed.mirror")
 STATE_FILE = "mirror-served.json"
@@ -50,6 +50,21 @@ def model_key(name: ModelName) -> str:
     """``host/namespace/model:tag``, the state file's key for a model."""
     host, ns, model, tag = name.path_parts
     return f"{host}/{ns}/{model}:{tag}"
+
+
+def blob_bytes(store: ModelStore) -> int:
+    """Bytes of the regular files in the store's ``blobs/``."""
+    total = 0
+    try:
+        with os.scandir(store.layout.blobs_dir) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        total += st.st_size
+    except OSError:
+        pass
+    return total
 
 
 class CacheBudget:
@@ -177,17 +192,7 @@ class CacheBudget:
     # -- size and eviction --------------------------------------------------------------------
     def used(self) -> int:
         """Bytes of the blobs in ``blobs/``."""
-        total = 0
-        try:
-            with os.scandir(self.store.layout.blobs_dir) as entries:
-                for entry in entries:
-                    with contextlib.suppress(OSError):
-                        st = entry.stat(follow_symlinks=False)
-                        if stat.S_ISREG(st.st_mode):
-                            total += st.st_size
-        except OSError:
-            pass
-        return total
+        return blob_bytes(self.store)
 
     @contextlib.asynccontextmanager
     async def room(self, digest: Digest, size: int) -> AsyncIterator[None]:

@@ -12,7 +12,7 @@ from ..store.store import ModelStore
 from ..wire.registry import Credentials
 from .app import MirrorApp
 from .auth import AccessRules, Authenticator, FailureLimiter, Htpasswd, StaticTokens
-from .budget import CacheBudget
+from .budget import CacheBudget, blob_bytes
 from .cache import PullThroughCache
 from .metrics import MirrorMetrics
 from .redirect import BlobRedirect
@@ -78,6 +78,8 @@ def create_app(
                                  metrics=metrics)
     elif keep:
         raise ConfigError("--keep protects models from the pull-through cache's eviction; it needs --upstream")
+    else:
+        metrics.watch_cache(lambda: blob_bytes(store), None)
     auth = None
     if htpasswd or token_file:
         auth = Authenticator(Htpasswd(htpasswd) if htpasswd else None,
