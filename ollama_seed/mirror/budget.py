@@ -6,8 +6,8 @@ evicted until it fits:
 
 - only models the pull-through wrote are candidates; models that were in the store before
   (those not in the state file below) and the ``--keep`` names are never evicted;
-- never a model with a blob that is being served or fetched right now (*pinned*), nor one
-  sharing a blob with a manifest the cache is still completing;
+- never a model whose removal would delete a blob that is being served or fetched right now
+  (*pinned*), or that a manifest the cache is still completing lists;
 - eviction is :meth:`ModelStore.remove <ollama_seed.store.store.ModelStore.remove>`, the same
   as ``ollama-seed rm``: the manifest goes, then the blobs no other manifest lists, so a blob
   another model uses stays and Ollama's layout stays consistent;
@@ -218,14 +218,19 @@ class CacheBudget:
         if used + need <= self.max_bytes:
             return
         busy = set(self.pins) | set(self.pending())
+        users: collections.Counter[Digest] = collections.Counter()  # manifests on disk listing each blob
+        for item in self.store.iter_models():
+            if isinstance(item, InstalledModel):
+                users.update({layer.digest for layer in item.manifest.blobs})
         for key in self.evictable():
             if used + need <= self.max_bytes:
                 break
             blobs = self._blobs(key)
-            if blobs & busy:
-                continue
-            freed = self._evict(key)
-            used -= freed
+            alone = {d for d in blobs if users[d] <= 1}  # what removing this model deletes
+            if alone & busy:
+                continue  # a blob of it is being served or fetched, or a model being completed needs it
+            used -= self._evict(key)
+            users.subtract(blobs)
         if used + need > self.max_bytes:
             raise InsufficientSpace(
                 f"the mirror's cache is full: {need} more bytes would take it over --max-cache-size "
