@@ -146,6 +146,13 @@ def test_logins_with_ollama_seed_pull_and_nothing_secret_in_the_logs(
                         env={**ca, "DOCKER_CONFIG": str(docker)})
     assert by_config.returncode == 0, by_config.stderr
     assert tree(tmp_path / "cfg") == expected(tmp_path, model, host)
+    nowhere = f"127.0.0.1:{free_port()}"  # --mirror: the mirror's own login, the registry never asked
+    by_mirror = run_cli("-vv", "pull", "--mirror", f"https://{host}", "--models-dir", str(tmp_path / "mirror"),
+                        "--progress", "none", f"{nowhere}/library/big:latest",
+                        env={**ca, "OLLAMA_SEED_REGISTRY_USER_" + host.replace(".", "_").replace(":", "_"): "puller",
+                             "OLLAMA_SEED_REGISTRY_PASSWORD_" + host.replace(".", "_").replace(":", "_"): PASSWORD})
+    assert by_mirror.returncode == 0, by_mirror.stderr
+    assert tree(tmp_path / "mirror") == expected(tmp_path, model, nowhere)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     server_log = log.read_text()
@@ -153,7 +160,7 @@ def test_logins_with_ollama_seed_pull_and_nothing_secret_in_the_logs(
     assert " 401 " in server_log and " 200 " in server_log  # the access log ran at -vv
     secrets = [PASSWORD, "not-it-at-all", base64.b64encode(f"puller:{PASSWORD}".encode()).decode(),
                base64.b64encode(b"puller:not-it-at-all").decode()]
-    for text in (server_log, anonymous.stderr, wrong.stderr, by_env.stderr, by_config.stderr):
+    for text in (server_log, anonymous.stderr, wrong.stderr, by_env.stderr, by_config.stderr, by_mirror.stderr):
         for secret in secrets:
             assert secret not in text
 

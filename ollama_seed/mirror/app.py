@@ -178,7 +178,7 @@ class MirrorApp:
         store: the models directory to serve.
         cache: a pull-through cache; misses are fetched from its upstream (see :mod:`mirror.cache`).
         redirect: decides whether a blob GET answers 307 to another address of this server
-            (see :class:`~ollama_seed.mirror.serve.BlobRedirect`); the bytes are then served at that address.
+            (see :class:`~ollama_seed.mirror.redirect.BlobRedirect`); the bytes are then served at that address.
         hosts: registry hosts a two-part repository is looked up under, in order.
         chunk_size: bytes per read and per write of a blob body.
     """
