@@ -85,6 +85,13 @@ def test_the_least_recently_served_model_is_evicted_and_the_order_survives_a_res
             x.size for x in b.blobs if x.digest in shared)
         assert metric(info.url, "ollama_seed_mirror_cache_bytes") <= cap
         assert metric(info.url, "ollama_seed_mirror_cache_limit_bytes") == cap
+        assert metric(info.url, "ollama_seed_mirror_upstream_bytes_total") == union_size(a, b, c)  # shared: once
+        assert metric(info.url, "ollama_seed_mirror_upstream_downloads_active") == 0
+        misses = [s for f in text_string_to_metric_families(httpx.get(f"{info.url}/metrics", timeout=30).text)
+                  for s in f.samples if s.name == "ollama_seed_mirror_pullthrough_total"]
+        by = {(s.labels["kind"], s.labels["result"]): s.value for s in misses}
+        assert by[("manifest", "miss")] == 3 and by[("manifest", "hit")] >= 1  # a's second GET came from the store
+        assert by[("blob", "miss")] >= len({x.digest for m in (a, b, c) for x in m.blobs})  # ranged: several each
         assert httpx.get(f"{info.url}/v2/library/c/manifests/latest", timeout=30).status_code == 200  # c: newest
     check_store(root, trio)
     assert all((root / "blobs" / d.replace(":", "-")).is_file() for d in shared)
