@@ -238,3 +238,30 @@ def test_tls_files_that_do_not_fit_are_a_clear_error(store_dir: Path, certs: Cer
     done = run_cli("serve", "--models-dir", str(store_dir), "--port", "0", "--tls-cert", str(certs.cert))
     assert done.returncode == 2 and "both --tls-cert FILE and --tls-key FILE" in done.stderr
     assert shutil.which("curl")
+
+
+def test_request_head_and_concurrency_limits(store_dir: Path) -> None:
+    with serving(store_dir, max_header_size=4096, limit_concurrency=3) as info:
+        with socket.create_connection(("127.0.0.1", info.port), timeout=30) as s:
+            s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 8192)  # no end of head yet
+            reply = s.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 400"), reply[:100]  # refused before the head ends: not buffered on
+        with socket.create_connection(("127.0.0.1", info.port), timeout=30) as one, \
+                socket.create_connection(("127.0.0.1", info.port), timeout=30) as two:
+            for held in (one, two):  # two keep-alive connections: with a third open, the limit of 3 is reached
+                held.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert held.recv(4096).startswith(b"HTTP/1.1 200")
+            with socket.create_connection(("127.0.0.1", info.port), timeout=30) as third:
+                third.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert third.recv(4096).startswith(b"HTTP/1.1 503")  # over --limit-concurrency
+        with socket.create_connection(("127.0.0.1", info.port), timeout=30) as after:
+            after.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            deadline = time.monotonic() + 30
+            reply = after.recv(4096)
+            while not reply.startswith(b"HTTP/1.1 200") and time.monotonic() < deadline:  # the two closed
+                after.close()
+                time.sleep(0.05)
+                with socket.create_connection(("127.0.0.1", info.port), timeout=30) as retry:
+                    retry.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    reply = retry.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200")

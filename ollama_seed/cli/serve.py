@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
     site.add_argument("--limit-concurrency", type=int, default=1024, metavar="N",
                       help="connections and requests at once; more are answered 503 (default 1024; 0 = no limit)")
     site.add_argument("--max-header-size", type=_size, default=16 * 1024, metavar="SIZE",
-                      help="largest request head accepted (default 16Ki)")
+                      help="a request head still incomplete past SIZE is refused (default 16Ki)")
     site.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
                       help="on SIGTERM, seconds the responses in flight may take to finish (default 30)")
     p.set_defaults(func=cmd_serve)

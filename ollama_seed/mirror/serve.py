@@ -154,7 +154,8 @@ async def aserve(
             see :func:`~ollama_seed.mirror.factory.create_app`.
         tls_cert, tls_key: PEM files; the mirror then speaks https only.
         limit_concurrency: connections and requests at once; more are answered 503 (None: no limit).
-        max_header_size: bytes of a request's head (request line and headers); more is refused.
+        max_header_size: a request head (request line and headers) still incomplete past this many
+            bytes is refused with 400 (h11's limit on what it buffers).
         shutdown_timeout: on stop, seconds the responses in flight may take to finish.
         keep_alive: seconds an idle keep-alive connection is kept open.
         handle_signals: stop gracefully on SIGINT/SIGTERM (main thread only).
