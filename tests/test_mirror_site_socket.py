@@ -265,3 +265,24 @@ def test_request_head_and_concurrency_limits(store_dir: Path) -> None:
                     retry.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     reply = retry.recv(4096)
             assert reply.startswith(b"HTTP/1.1 200")
+
+
+def test_ollama_seed_follows_a_signed_redirect_under_a_login(store_dir: Path, tmp_path: Path, model: BuiltModel,
+                                                              server_files: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import ollama_seed
+
+    port = free_port()
+    monkeypatch.setenv("OLLAMA_SEED_REGISTRY_USER", "puller")
+    monkeypatch.setenv("OLLAMA_SEED_REGISTRY_PASSWORD", PASSWORD)
+    with caplog.at_level(logging.INFO, logger="ollama_seed.mirror.access"), \
+            serving(store_dir, port=port, htpasswd=server_files["htpasswd"], redirect_blobs_to=f"http://localhost:{port}"):
+        ollama_seed.pull(f"127.0.0.1:{port}/library/big", models_dir=tmp_path / "out", insecure=True)
+    assert tree(tmp_path / "out") == expected(tmp_path, model, f"127.0.0.1:{port}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ollama_seed.mirror.access"]
+    assert any('" 307 ' in line and "user=puller" in line for line in lines)
+    signed = [line for line in lines if "?direct=1" in line and '" 206 ' in line]
+    assert signed and not any("signature" in line or "user=" in line for line in signed)  # no login, no signature logged
