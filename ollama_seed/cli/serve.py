@@ -14,6 +14,7 @@ from ..store.store import ModelStore
 
 # The server (uvicorn) is imported inside its handler: other subcommands start faster.
 from ..wire.throttle import parse_rate
+from .logjson import JsonFormatter
 from .store import add_common
 
 __all__ = ["register"]
@@ -49,6 +50,30 @@ def register(sub: Any) -> None:
     p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
                    help="retry an upstream request after S seconds without a byte (default 30)")
     p.add_argument("--quiet", action="store_true", help="no access log")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text lines (default) or one JSON object a line, access-log fields included")
+    site = p.add_argument_group("running it for a site")
+    site.add_argument("--tls-cert", metavar="FILE", help="serve https with this PEM certificate (chain after it)")
+    site.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    site.add_argument("--htpasswd", metavar="FILE",
+                      help="readers log in (HTTP Basic) as a user of this htpasswd file (bcrypt: 'htpasswd -B')")
+    site.add_argument("--token-file", metavar="FILE",
+                      help="or with a static bearer token: USER:TOKEN lines (TOKEN may be sha256:<hex of it>)")
+    site.add_argument("--access", metavar="FILE",
+                      help="TOML [read] table: user = [\"glob\", ...] repositories each user may read; "
+                           "others answer 404")
+    site.add_argument("--metrics-auth", action="store_true", help="/metrics needs a login too")
+    site.add_argument("--max-cache-size", type=_size, metavar="SIZE",
+                      help="with --upstream: keep the store's blobs under SIZE (e.g. 200G) by evicting "
+                           "pulled-through models, least recently served first")
+    site.add_argument("--keep", action="append", default=[], metavar="NAME",
+                      help="never evict this model (repeatable); models in the store before are never evicted")
+    site.add_argument("--limit-concurrency", type=int, default=1024, metavar="N",
+                      help="connections and requests at once; more are answered 503 (default 1024; 0 = no limit)")
+    site.add_argument("--max-header-size", type=_size, default=16 * 1024, metavar="SIZE",
+                      help="a request head still incomplete past SIZE is refused (default 16Ki)")
+    site.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
+                      help="on SIGTERM, seconds the responses in flight may take to finish (default 30)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("push", help="push a stored model into a registry (Docker Distribution, Harbor, zot, ...)")
@@ -72,19 +97,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     mirror_log = logging.getLogger("ollama_seed.mirror")
     mirror_log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    logging.getLogger("ollama_seed.mirror.auth").setLevel(logging.INFO)  # failed logins even with --quiet
+    if args.log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     store = ModelStore(args.models_dir)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"ollama-seed: serving {store.root} on http://{shown}:{args.port}"
+    tls = bool(args.tls_cert or args.tls_key)
+    scheme = "https" if tls else "http"
+    hint = "" if tls else " --insecure"
+    print(f"ollama-seed: serving {store.root} on {scheme}://{shown}:{args.port}"
           + (f", pulling through from {args.upstream}" if args.upstream else "")
-          + f"\n  ollama pull --insecure {shown}:{args.port}/library/MODEL:TAG\n"
-          f"  ollama-seed pull --mirror http://{shown}:{args.port} MODEL:TAG", file=sys.stderr)
+          + (", logins required" if args.htpasswd or args.token_file else "")
+          + f"\n  ollama pull{hint} {shown}:{args.port}/library/MODEL:TAG\n"
+          f"  ollama-seed pull --mirror {scheme}://{shown}:{args.port} MODEL:TAG", file=sys.stderr)
     if not args.upstream and next(iter(store.iter_models()), None) is None:
         print(f"ollama-seed: warning: {store.root} holds no models yet; pull some into it, or use --upstream",
               file=sys.stderr)
     try:
         run_sync(aserve, args.models_dir, host=args.host, port=args.port, upstream=args.upstream,
                  redirect_blobs_to=args.redirect_blobs_to, hosts=args.registry_host or None,
-                 connections=args.connections, stall_timeout=args.stall_timeout, handle_signals=True)
+                 connections=args.connections, stall_timeout=args.stall_timeout, htpasswd=args.htpasswd,
+                 token_file=args.token_file, access=args.access, metrics_auth=args.metrics_auth,
+                 max_cache_size=args.max_cache_size, keep=args.keep, tls_cert=args.tls_cert,
+                 tls_key=args.tls_key, limit_concurrency=args.limit_concurrency or None,
+                 max_header_size=args.max_header_size, shutdown_timeout=args.shutdown_timeout,
+                 handle_signals=True)
     except BaseException as exc:
         raise collapse(exc) from None
     return 0

@@ -41,7 +41,7 @@ import anyio
 import anyio.lowlevel
 
 from ..core.digest import Digest
-from ..core.errors import InvalidName, ModelNotFound, SeedError
+from ..core.errors import InsufficientSpace, InvalidName, ModelNotFound, SeedError
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Layer
 from ..core.reference import ModelName
 from ..store import platform as _platform
@@ -178,7 +178,7 @@ class MirrorApp:
         store: the models directory to serve.
         cache: a pull-through cache; misses are fetched from its upstream (see :mod:`mirror.cache`).
         redirect: decides whether a blob GET answers 307 to another address of this server
-            (see :class:`~ollama_seed.mirror.serve.BlobRedirect`); the bytes are then served at that address.
+            (see :class:`~ollama_seed.mirror.redirect.BlobRedirect`); the bytes are then served at that address.
         hosts: registry hosts a two-part repository is looked up under, in order.
         chunk_size: bytes per read and per write of a blob body.
     """
@@ -197,6 +197,7 @@ class MirrorApp:
         self.redirect = redirect
         self.hosts = tuple(hosts) if hosts else None
         self.chunk_size = chunk_size
+        self.log_access = True  # off when a wrapper (mirror.site) logs the requests itself
         self.index = MirrorIndex(store, hosts=self.hosts, first_host=cache.host if cache is not None else None)
 
     async def __aenter__(self) -> MirrorApp:
@@ -226,7 +227,7 @@ class MirrorApp:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             await self._error(ctx, scope, _Reply(500, "UNKNOWN", f"internal error: {type(exc).__name__}"))
         finally:
-            if access_log.isEnabledFor(logging.INFO):
+            if self.log_access and access_log.isEnabledFor(logging.INFO):
                 self._log(scope, ctx, time.monotonic() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -371,6 +372,8 @@ class MirrorApp:
                 return
             try:
                 await cache.fetch_blob(repo.namespace, repo.model, layer)
+            except InsufficientSpace as exc:  # --max-cache-size reached, or the disk is full
+                raise _Reply(507, "UNAVAILABLE", str(exc)) from None
             except SeedError as exc:
                 raise _Reply(502, "UNKNOWN", f"upstream: {exc}") from None
         await self._send_blob(send, scope, receive, layer)

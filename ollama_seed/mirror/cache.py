@@ -36,6 +36,8 @@ from ..core.reference import ModelName
 from ..pulling.session import PullSession
 from ..store.store import ModelStore
 from ..wire.registry import Credentials, map_errors
+from .budget import CacheBudget
+from .metrics import MirrorMetrics, note_miss
 
 __all__ = ["PullThroughCache", "parse_upstream"]
 
@@ -87,6 +89,8 @@ class PullThroughCache:
         transport: an httpx transport (tests).
         connections: range requests per blob; *stall_timeout*: seconds without a byte.
         remember: how many fetched manifests to keep in memory.
+        budget: keeps the store under a size by evicting models before a blob is fetched.
+        metrics: misses, upstream bytes, errors and running downloads are counted there.
 
     Raises:
         ConfigError: *upstream* is not a registry address.
@@ -103,6 +107,8 @@ class PullThroughCache:
         max_connections: int = 64,
         stall_timeout: float = 30.0,
         remember: int = 256,
+        budget: CacheBudget | None = None,
+        metrics: MirrorMetrics | None = None,
     ) -> None:
         self.store = store
         self.scheme, self.host = parse_upstream(upstream)
@@ -111,6 +117,10 @@ class PullThroughCache:
             "max_connections": max_connections, "stall_timeout": stall_timeout,
             "insecure": self.scheme == "http"}  # an http:// upstream is the operator's explicit choice
         self.remember = remember
+        self.budget = budget
+        self.metrics = metrics
+        if budget is not None:
+            budget.pending = self.pending_digests
         self._manifests: OrderedDict[tuple[str, str, str], Manifest] = OrderedDict()
         self._written: set[tuple[str, str, str, Digest]] = set()
         self._inflight: dict[tuple[Any, ...], _Shared[Any]] = {}
@@ -152,6 +162,11 @@ class PullThroughCache:
         """Tags of this repository fetched since start (not yet all in the store, maybe)."""
         return [t for (ns, m, t) in self._manifests if (ns, m) == (namespace, model) and not t.startswith("sha256:")]
 
+    def pending_digests(self) -> set[Digest]:
+        """Blobs of fetched manifests not yet written to the store (an eviction must not take them)."""
+        return {layer.digest for (ns, m, t), manifest in self._manifests.items()
+                if (ns, m, t, manifest.digest) not in self._written for layer in manifest.blobs}
+
     # -- shared fetches --------------------------------------------------------------------
     async def _shared(self, key: tuple[Any, ...], fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         entry = self._inflight.get(key)
@@ -172,6 +187,8 @@ class PullThroughCache:
             entry.value = await fn(*args)
         except Exception as exc:
             entry.error = collapse(exc)
+            if self.metrics is not None and not isinstance(entry.error, ModelNotFound):
+                self.metrics.upstream_errors.labels(str(key[0])).inc()
         except BaseException:
             entry.error = SeedError("the mirror is shutting down")
             raise
@@ -183,6 +200,22 @@ class PullThroughCache:
         if self._session is None:
             raise RuntimeError("the pull-through cache is not running; use 'async with' on it (or the app)")
         return self._session
+
+    async def unreachable(self, within: float = 5.0) -> str | None:
+        """None if the upstream answers ``GET /v2/`` (any status below 500, a login prompt too), else why not."""
+        client = self._session_or_fail().client
+        url = f"{self.upstream}/v2/"
+        try:
+            with anyio.fail_after(within):
+                resp = await client.send(self.name("library", "ready"), "GET", url, {"Accept-Encoding": "identity"})
+                await resp.aclose()
+        except RegistryError:  # it answered, with a login we could not complete: reachable
+            return None
+        except TimeoutError:
+            return f"{self.upstream} did not answer within {within:g} s"
+        except (httpx.HTTPError, OSError) as exc:
+            return f"{self.upstream}: {type(exc).__name__}: {exc}"
+        return None if resp.status_code < 500 else f"{self.upstream}/v2/ answered HTTP {resp.status_code}"
 
     # -- manifests ------------------------------------------------------------------------
     async def manifest(self, namespace: str, model: str, reference: str) -> Manifest:
@@ -201,6 +234,7 @@ class PullThroughCache:
             if key in self._manifests:
                 self._manifests.move_to_end(key)
             return found
+        note_miss()
         return await self._shared(("manifest", *key), self._fetch_manifest, namespace, model, reference)
 
     async def _fetch_manifest(self, namespace: str, model: str, reference: str) -> Manifest:
@@ -231,6 +265,8 @@ class PullThroughCache:
             try:
                 self.store.write_manifest(self.name(ns, model, tag), manifest)
                 self._written.add(mark)
+                if self.budget is not None:
+                    self.budget.adopt(self.name(ns, model, tag))
             except SeedError as exc:
                 log.warning("could not store the manifest of %s/%s:%s: %s", ns, model, tag, exc)
 
@@ -280,9 +316,20 @@ class PullThroughCache:
         """
         if self.store.has_blob(layer):
             return
+        note_miss()
         await self._shared(("blob", layer.digest), self._fetch_blob, namespace, model, layer)
 
     async def _fetch_blob(self, namespace: str, model: str, layer: Layer) -> None:
-        received = await self._session_or_fail().blob(self.name(namespace, model), layer)
+        room = self.budget.room(layer.digest, layer.size) if self.budget is not None else contextlib.nullcontext()
+        async with room:
+            if self.metrics is not None:
+                self.metrics.downloads.inc()
+            try:
+                received = await self._session_or_fail().blob(self.name(namespace, model), layer)
+            finally:
+                if self.metrics is not None:
+                    self.metrics.downloads.dec()
+        if self.metrics is not None:
+            self.metrics.upstream_bytes.inc(received)
         log.info("fetched %s (%d bytes over the network) from %s", layer.digest, received, self.upstream)
         self._complete()

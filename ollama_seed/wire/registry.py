@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import logging
 import platform
 import socket
@@ -135,6 +136,15 @@ class RegistryClient:
             await self._client.aclose()
 
     # -- URLs -------------------------------------------------------------------------
+    @staticmethod
+    def at(name: ModelName, base: str | None) -> ModelName:
+        """*name* as the mirror at *base* serves it: requests there are answered with that host's own
+        credentials and tokens (a mirror that asks for a login), never with the registry's."""
+        if not base:
+            return name
+        url = httpx.URL(base)
+        return dataclasses.replace(name, host=url.netloc.decode(), scheme=url.scheme)
+
     def base(self, name: ModelName) -> str:
         return name.base_url(insecure=self.insecure)
 
@@ -240,11 +250,12 @@ class RegistryClient:
         """
         url = self.manifest_url(name, base=base)
         where = httpx.URL(url).netloc.decode()
+        asked = self.at(name, base)
         headers = {"Accept": f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}", "Accept-Encoding": "identity"}
         for attempt in range(MANIFEST_ATTEMPTS):
             last = attempt == MANIFEST_ATTEMPTS - 1
             try:
-                resp = await self.send(name, "GET", url, headers)
+                resp = await self.send(asked, "GET", url, headers)
                 try:
                     body = await self._read_limited(resp, url)
                 finally:

@@ -183,7 +183,9 @@ class BlobDownloader:
                 mm[BlobPlan.done_offset(i):BlobPlan.done_offset(i) + 8] = value.to_bytes(8, "little")
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
-        return _Job(name, layer, fd, plan, sched, mm, self.client.blob_url(name, str(layer.digest), base=base))
+        # At a mirror the requests carry the mirror's own login (RegistryClient.at), not the registry's.
+        return _Job(self.client.at(name, base), layer, fd, plan, sched, mm,
+                    self.client.blob_url(name, str(layer.digest), base=base))
 
     @staticmethod
     def _close(job: _Job) -> None:

@@ -71,8 +71,12 @@ def _q(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
 
 
-def registry_config(port: int, storage: Path, *, access_log: bool = True, log_level: str = "info") -> str:
-    return f"""version: 0.1
+def registry_config(port: int, storage: Path, *, access_log: bool = True, log_level: str = "info",
+                    proxy_remote: str | None = None) -> str:
+    """The registry's config; with *proxy_remote* it is a pull-through cache of that registry
+    (Distribution's proxy mode: read-only, fetches what it lacks from the remote and keeps it)."""
+    proxy = f"proxy:\n  remoteurl: {_q(proxy_remote)}\n" if proxy_remote else ""
+    return proxy + f"""version: 0.1
 log:
   level: {log_level}
   formatter: text
@@ -128,6 +132,7 @@ class DockerRegistry:
         access_log: bool = True,
         log_level: str = "info",
         timeout: float = 20.0,
+        proxy_remote: str | None = None,
     ) -> DockerRegistry:
         if not registry_available():
             raise RuntimeError(f"{REGISTRY_BIN} not found (apt-get install docker-registry)")
@@ -140,7 +145,8 @@ class DockerRegistry:
         for attempt in range(attempts):
             p = port if port is not None else free_port()
             config = workdir / "config.yml"
-            config.write_text(registry_config(p, workdir / "storage", access_log=access_log, log_level=log_level))
+            config.write_text(registry_config(p, workdir / "storage", access_log=access_log, log_level=log_level,
+                                              proxy_remote=proxy_remote))
             with (workdir / "registry.log").open("ab") as log:
                 proc = subprocess.Popen(
                     [str(REGISTRY_BIN), "serve", str(config)],

@@ -1,0 +1,269 @@
+"""A bounded pull-through cache (``--max-cache-size``): whole models evicted, least recently served first.
+
+The size is the bytes of every blob in the store's ``blobs/``, plus the blobs being fetched.
+Before a pull-through fetches a blob that would take the store over the limit, models are
+evicted until it fits:
+
+- only models the pull-through wrote are candidates; models that were in the store before
+  (those not in the state file below) and the ``--keep`` names are never evicted;
+- never a model whose removal would delete a blob that is being served or fetched right now
+  (*pinned*), or that a manifest the cache is still completing lists;
+- eviction is :meth:`ModelStore.remove <ollama_seed.store.store.ModelStore.remove>`, the same
+  as ``ollama-seed rm``: the manifest goes, then the blobs no other manifest lists, so a blob
+  another model uses stays and Ollama's layout stays consistent;
+- if nothing more can be evicted, the fetch fails with :class:`~ollama_seed.core.errors.InsufficientSpace`
+  (the mirror answers 507) instead of growing past the limit.
+
+When each pulled-through model was last served is kept in ``.ollama-seed/mirror-served.json``
+(written atomically, at most every ``flush_every`` seconds and at shutdown), so the order
+survives a restart, and so does which models the pull-through brought in.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import anyio
+
+from ..core.digest import Digest
+from ..core.errors import InsufficientSpace, InvalidName, SeedError
+from ..core.reference import ModelName
+from ..store.fsutil import atomic_write
+from ..store.store import InstalledModel, ModelStore
+from .metrics import MirrorMetrics
+
+__all__ = ["STATE_FILE", "CacheBudget", "blob_bytes", "model_key"]
+
+log = logging.getLogger("ollama_seed.mirror")
+STATE_FILE = "mirror-served.json"
+
+
+def model_key(name: ModelName) -> str:
+    """``host/namespace/model:tag``, the state file's key for a model."""
+    host, ns, model, tag = name.path_parts
+    return f"{host}/{ns}/{model}:{tag}"
+
+
+def blob_bytes(store: ModelStore) -> int:
+    """Bytes of the regular files in the store's ``blobs/``."""
+    total = 0
+    try:
+        with os.scandir(store.layout.blobs_dir) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        total += st.st_size
+    except OSError:
+        pass
+    return total
+
+
+class CacheBudget:
+    """Keeps a store under *max_bytes* by evicting pulled-through models (see the module docstring).
+
+    Args:
+        store: the mirror's store.
+        max_bytes: the limit; None only tracks last-served times.
+        keep: model names never evicted (as ``ollama pull`` names them).
+        pending: the blobs of manifests the cache is still completing (never evicted).
+        metrics: evictions and the cache size are reported there.
+
+    Raises:
+        ConfigError: a *keep* name is invalid.
+    """
+
+    def __init__(self, store: ModelStore, max_bytes: int | None = None, *, keep: Sequence[str] = (),
+                 pending: Callable[[], Iterable[Digest]] = lambda: (), metrics: MirrorMetrics | None = None,
+                 flush_every: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.keep = {model_key(_parse(n)) for n in keep}
+        self.pending = pending
+        self.metrics = metrics
+        self.flush_every = flush_every
+        self._clock = clock
+        self.pins: collections.Counter[Digest] = collections.Counter()
+        self._reserved = 0
+        self._served: dict[str, float] = {}  # pulled-through models -> when last served
+        self._dirty = False
+        self._flushed = 0.0
+        self._lock = anyio.Lock()
+        self._layers: dict[str, frozenset[Digest]] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.store.layout.state_dir / STATE_FILE
+
+    # -- state ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Read the state file; forget models no longer in the store."""
+        self.store.prepare()
+        try:
+            doc = json.loads(self.path.read_bytes())
+            served = doc.get("served", {}) if isinstance(doc, dict) else {}
+        except FileNotFoundError:
+            served = {}
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s (%s); every model in the store is kept", self.path, exc)
+            served = {}
+        present = {model_key(m.name) for m in self.store.iter_models() if isinstance(m, InstalledModel)}
+        self._served = {k: float(v) for k, v in served.items()
+                        if isinstance(k, str) and isinstance(v, (int, float)) and k in present}
+        self._dirty = len(self._served) != len(served)
+        if self.metrics is not None:
+            self.metrics.watch_cache(self.used, self.max_bytes)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write the state file if something changed (and *flush_every* passed, unless *force*)."""
+        now = self._clock()
+        if not self._dirty or (not force and now - self._flushed < self.flush_every):
+            return
+        data = json.dumps({"version": 1, "served": self._served}, indent=1, sort_keys=True).encode()
+        try:
+            atomic_write(self.path, data, self.store.layout.tmp_dir, mode=0o600)
+        except (OSError, SeedError) as exc:
+            log.warning("cannot write %s: %s", self.path, exc)
+            return
+        self._dirty, self._flushed = False, now
+
+    def adopt(self, name: ModelName) -> None:
+        """A model the pull-through just wrote: it may be evicted from now on."""
+        key = model_key(name)
+        if key not in self.keep:
+            self._served[key] = self._clock()
+            self._dirty = True
+            self.flush(force=True)
+
+    def evictable(self) -> list[str]:
+        """Models that may be evicted, least recently served first."""
+        return sorted((k for k in self._served if k not in self.keep), key=lambda k: self._served[k])
+
+    def touch(self, host: str | None, namespace: str, model: str, *, tag: str | None = None,
+              digest: Digest | None = None) -> None:
+        """A manifest (by *tag*) or a blob (*digest*) of this repository was served."""
+        now = self._clock()
+        for key in self._served:
+            k_host, rest = key.split("/", 1)
+            k_repo, _, k_tag = rest.rpartition(":")
+            if (host is not None and host.lower() != k_host.lower()) \
+                    or k_repo.lower() != f"{namespace}/{model}".lower():
+                continue
+            if tag is not None and k_tag.lower() != tag.lower():
+                continue
+            if digest is not None and digest not in self._blobs(key):
+                continue
+            self._served[key] = now
+            self._dirty = True
+        self.flush()
+
+    def _blobs(self, key: str) -> frozenset[Digest]:
+        found = self._layers.get(key)
+        if found is None:
+            manifest = None
+            with contextlib.suppress(SeedError):
+                manifest = self.store.read_manifest(_parse(key))
+            found = frozenset(layer.digest for layer in manifest.blobs) if manifest is not None else frozenset()
+            self._layers[key] = found
+        return found
+
+    # -- pins -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def pinned(self, digests: Iterable[Digest]) -> Iterator[None]:
+        """While inside, no model with one of *digests* is evicted."""
+        held = list(digests)
+        self.pins.update(held)
+        try:
+            yield
+        finally:
+            self.pins.subtract(held)
+            for d in held:
+                if self.pins[d] <= 0:
+                    del self.pins[d]
+
+    # -- size and eviction --------------------------------------------------------------------
+    def used(self) -> int:
+        """Bytes of the blobs in ``blobs/``."""
+        return blob_bytes(self.store)
+
+    @contextlib.asynccontextmanager
+    async def room(self, digest: Digest, size: int) -> AsyncIterator[None]:
+        """Make room for a blob of *size* bytes about to be fetched, and hold it while inside.
+
+        Raises:
+            InsufficientSpace: even after every possible eviction the blob would not fit.
+        """
+        with self.pinned([digest]):
+            if self.max_bytes is not None:
+                async with self._lock:
+                    self._make_room(size)
+                    self._reserved += size
+            try:
+                yield
+            finally:
+                if self.max_bytes is not None:
+                    self._reserved -= size
+
+    def _make_room(self, need: int) -> None:
+        assert self.max_bytes is not None
+        used = self.used() + self._reserved
+        if used + need <= self.max_bytes:
+            return
+        busy = set(self.pins) | set(self.pending())
+        users: collections.Counter[Digest] = collections.Counter()  # manifests on disk listing each blob
+        for item in self.store.iter_models():
+            if isinstance(item, InstalledModel):
+                users.update({layer.digest for layer in item.manifest.blobs})
+        for key in self.evictable():
+            if used + need <= self.max_bytes:
+                break
+            blobs = self._blobs(key)
+            alone = {d for d in blobs if users[d] <= 1}  # what removing this model deletes
+            if alone & busy:
+                continue  # a blob of it is being served or fetched, or a model being completed needs it
+            used -= self._evict(key)
+            users.subtract(blobs)
+        if used + need > self.max_bytes:
+            raise InsufficientSpace(
+                f"the mirror's cache is full: {need} more bytes would take it over --max-cache-size "
+                f"{self.max_bytes} (in use {used}); the models in it are kept, being served, or being fetched. "
+                "Raise --max-cache-size or remove models from the store", needed=need, free=self.max_bytes - used)
+
+    def _evict(self, key: str) -> int:
+        """Remove one model as ``ollama-seed rm`` does; the bytes freed."""
+        name = _parse(key)
+        self._served.pop(key, None)
+        self._layers.pop(key, None)
+        self._dirty = True
+        try:
+            manifest = self.store.read_manifest(name)
+            removed = self.store.remove(name) if manifest is not None else []
+        except SeedError as exc:
+            log.warning("could not evict %s: %s", key, exc)
+            return 0
+        sizes = {layer.digest: layer.size for layer in manifest.blobs} if manifest is not None else {}
+        freed = sum(sizes.get(d, 0) for d in removed)
+        log.info("evicted %s from the cache (%d bytes freed, %d blob(s) kept for other models)", key, freed,
+                 len(sizes) - len(removed))
+        if self.metrics is not None:
+            self.metrics.evictions.inc()
+            self.metrics.evicted_bytes.inc(freed)
+        self.flush(force=True)
+        return freed
+
+
+def _parse(name: str) -> ModelName:
+    try:
+        return ModelName.parse(name)
+    except InvalidName as exc:
+        from ..core.errors import ConfigError
+
+        raise ConfigError(f"--keep {name!r}: {exc}") from None
