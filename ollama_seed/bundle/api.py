@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -20,20 +19,17 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ..core.digest import Digest
 from ..core.errors import BundleError
-from ..core.manifest import Manifest
 from ..core.progress import ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from ..wire.sync import run_sync
-from .export import Exporter, ExportResult, choose_compression, resolve_models
-from .format import MAX_INDEX_BYTES, BundleIndex, Compression, MemberKind, parse_compress, parse_size
-from .importer import END_SLACK, INITIAL_LIMIT, Importer, ImportResult
-from .members import Member, MemberSource, TarMembers
-from .oci import DirMembers, is_layout_dir
-from .sinks import FileSink, PartsSink, Sink, StreamSink, ZstdSink
-from .stream import BoundedSource, OpenedSource, open_source
+from .export import Exporter, ExportResult, choose_compression, export_dir, resolve_models
+from .format import Compression, parse_compress, parse_size
+from .import_state import ImportResult
+from .inspect import BundleInfo, BundleModel, inspect_source
+from .opened import BundleSource, run_importer
+from .sinks import FileSink, GzipSink, PartsSink, Sink, StreamSink, ZstdSink
 
 __all__ = [
     "BundleInfo",
@@ -52,34 +48,8 @@ __all__ = [
 
 T = TypeVar("T")
 StrPath = str | os.PathLike[str]
-BundleSource = StrPath | IO[bytes]
 Emit = Callable[[ProgressEvent], None]
 CANCEL_GRACE = 10.0  # seconds to wait for the worker's clean-up (it may be blocked reading a pipe)
-
-
-@dataclass(frozen=True, slots=True)
-class BundleModel:
-    """A model a bundle carries: name, manifest digest, and bytes of its manifest and blobs."""
-
-    name: ModelName
-    manifest_digest: Digest
-    size: int
-    blobs: int
-
-
-@dataclass(frozen=True, slots=True)
-class BundleInfo:
-    """What ``bundle ls`` shows. *format* is ``ollama-seed``, ``tar`` (no index) or ``oci``;
-    *size* is the bytes of blobs and manifests it carries, before tar and compression."""
-
-    format: str
-    version: int | None
-    created_by: str
-    created: str
-    compression: str
-    models: tuple[BundleModel, ...]
-    blobs: tuple[tuple[Digest, int], ...]
-    size: int
 
 
 async def _in_thread(work: Callable[[threading.Event, Emit], T], progress: ProgressCallback | None) -> T:
@@ -142,12 +112,14 @@ async def aexport_bundle(
     Args:
         names: models to export (``gemma3:270m``, ...); they must be complete in the store.
         output: a file path, ``"-"`` for standard output, or a writable binary file object.
-            With ``format="oci"``, a path not ending in ``.tar``/``.tar.zst`` is a layout directory.
+            With ``format="oci"``, a path not ending in ``.tar``/``.tar.zst`` is a layout directory;
+            with ``format="dir"``, the directory to write a models-directory tree into.
         models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
         compress: ``auto`` (zstd level 1 when a sample of the weights shrinks by 2% or more),
-            ``none``, ``zstd`` or ``zstd:LEVEL``.
+            ``none``, ``zstd``, ``zstd:LEVEL``, ``gzip`` (level 1) or ``gzip:LEVEL``.
         split_size: write ``FILE.000``, ``FILE.001``, ... of at most this size (``"4G"``, bytes).
-        format: ``ollama`` (tar with an index) or ``oci`` (OCI image layout).
+        format: ``ollama`` (tar with an index), ``oci`` (OCI image layout) or ``dir`` (a plain
+            models directory: blobs first, manifests last; every blob hashed, always).
         verify: hash every blob on the way (a corrupt store blob stops the export).
         progress: called with :class:`Status` and :class:`LayerProgress` events.
 
@@ -159,19 +131,25 @@ async def aexport_bundle(
     refs = _names(names)
     comp = parse_compress(compress)
     part = parse_size(split_size) if split_size else None
-    if format not in ("ollama", "oci"):
-        raise ValueError(f"format must be 'ollama' or 'oci', not {format!r}")
+    if format not in ("ollama", "oci", "dir"):
+        raise ValueError(f"format must be 'ollama', 'oci' or 'dir', not {format!r}")
     if (part and not isinstance(output, (str, os.PathLike))) or (part and output == "-"):
         raise ValueError("split parts need a file name for -o, not standard output")
-    oci_dir = format == "oci" and isinstance(output, (str, os.PathLike)) and output != "-" and \
-        not str(output).endswith((".tar", ".tar.zst"))
-    if oci_dir and (part or comp.kind == "zstd"):
+    is_path = isinstance(output, (str, os.PathLike)) and output != "-"
+    if format == "dir" and (not is_path or part or comp.kind not in ("auto", "none")):
+        raise ValueError("--format dir writes a directory tree: give a directory for -o, without --split-size "
+                         "or --compress")
+    oci_dir = format == "oci" and is_path and not str(output).endswith((".tar", ".tar.zst", ".tar.gz", ".tgz"))
+    if oci_dir and (part or comp.kind in ("zstd", "gzip")):
         raise ValueError("an OCI layout directory cannot be split or compressed; name the output FILE.tar")
     store = ModelStore(models_dir)
 
     def work(cancel: threading.Event, emit: Emit) -> ExportResult:
         started = time.monotonic()
         models = resolve_models(store, refs)
+        if format == "dir":
+            assert isinstance(output, (str, os.PathLike))
+            return export_dir(store, models, Path(output), emit=emit, cancel=cancel)
         exporter = Exporter(store, models, verify=verify, emit=emit, cancel=cancel)
         chosen = comp
         if comp.kind == "auto":
@@ -182,7 +160,11 @@ async def aexport_bundle(
             return ExportResult(tuple(n for n, _ in models), exporter.blobs, exporter.bytes_in, exporter.bytes_in,
                                 "none", "oci", (str(output),), time.monotonic() - started)
         inner = _sink(output, part)
-        sink: Sink = ZstdSink(inner, chosen.level) if chosen.kind == "zstd" else inner
+        sink: Sink = inner
+        if chosen.kind == "zstd":
+            sink = ZstdSink(inner, chosen.level)
+        elif chosen.kind == "gzip":
+            sink = GzipSink(inner, chosen.level)
         try:
             exporter.write_tar(sink, oci=format == "oci")
             paths = sink.commit()
@@ -205,62 +187,41 @@ def export_bundle(names: str | ModelName | Iterable[str | ModelName], output: St
 # -- import, verify, inspect ----------------------------------------------------------
 
 
-class _Opened:
-    def __init__(self, source: BundleSource) -> None:
-        self.stream: OpenedSource | None = None
-        self.bounded: BoundedSource | None = None
-        self.directory = False
-        if isinstance(source, (str, os.PathLike)) and source != "-" and Path(source).is_dir():
-            path = Path(source)
-            if not is_layout_dir(path):
-                raise BundleError(f"{path} is a directory but not an OCI image layout (no oci-layout file)")
-            self.dir_members = DirMembers(path)
-            self.members: MemberSource = self.dir_members
-            self.label, self.compression, self.directory = str(path), "none", True
-        else:
-            self.stream = open_source(source)
-            self.bounded = BoundedSource(self.stream.tar, INITIAL_LIMIT)
-            self.members = TarMembers(self.bounded)
-            self.label, self.compression = self.stream.label, self.stream.compression
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-        else:
-            self.dir_members.close()
-
-
-def _run_importer(source: BundleSource, store: ModelStore | None, install: bool, cancel: threading.Event,
-                  emit: Emit) -> ImportResult:
-    opened = _Opened(source)
-    try:
-        importer = Importer(store, install=install, emit=emit, cancel=cancel)
-        result = importer.run(opened.members, opened.bounded, label=opened.label, compression=opened.compression,
-                              directory=opened.directory)
-        if opened.stream is not None:
-            opened.stream.drain(END_SLACK)
-        return result
-    finally:
-        opened.close()
+def _name(value: str | ModelName | None) -> ModelName | None:
+    if value is None or isinstance(value, ModelName):
+        return value
+    return ModelName.parse(value)
 
 
 async def aimport_bundle(source: BundleSource, *, models_dir: StrPath | None = None,
+                         names: Iterable[str | ModelName] = (), as_name: str | ModelName | None = None,
                          progress: ProgressCallback | None = None) -> ImportResult:
     """Install the models of a bundle, verifying every byte; never needs the whole bundle on disk.
 
     Args:
-        source: a bundle file, its first part ``FILE.000`` (the rest are found), ``"-"`` for
-            standard input, a readable binary file object, or an OCI layout directory or tar.
+        source: a bundle file (tar, plain, zstd or gzip: ours, a ``tar`` of a models directory
+            or an ollamazip archive), its first part ``FILE.000`` (the rest are found), ``"-"``
+            for standard input, a readable binary file object, an OCI layout directory or tar,
+            or another Ollama models directory (a USB or NFS copy of ``~/.ollama/models``).
         models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
+        names: with a models directory as *source*, import only these models (default: all).
+        as_name: install the bundle's only model under this name (a bundle of several is refused).
         progress: called with :class:`Status` and :class:`LayerProgress` events.
 
     Raises:
         BundleError: a refused, damaged or truncated bundle (models completed before the
             problem stay installed; nothing else in the store changes).
+        ModelNotFound: a name in *names* is not in the source directory.
         StoreError, InsufficientSpace: the store cannot take the models.
+        ValueError: *names* with a source that is not a models directory.
     """
     store = ModelStore(models_dir)
-    return await _in_thread(lambda cancel, emit: _run_importer(source, store, True, cancel, emit), progress)
+    picked = [n if isinstance(n, ModelName) else ModelName.parse(n) for n in names]
+    rename = _name(as_name)
+    if rename is not None and rename.digest is not None:
+        raise ValueError(f"--as takes a name without a digest, not {rename.display!r}")
+    return await _in_thread(lambda cancel, emit: run_importer(source, store, True, cancel, emit, names=picked,
+                                                              rename=rename), progress)
 
 
 def import_bundle(source: BundleSource, **options: Any) -> ImportResult:
@@ -279,7 +240,7 @@ async def averify_bundle(source: BundleSource, *, models_dir: StrPath | None = N
         BundleError: the first problem found.
     """
     store = ModelStore(models_dir) if models_dir is not None else None
-    return await _in_thread(lambda cancel, emit: _run_importer(source, store, False, cancel, emit), progress)
+    return await _in_thread(lambda cancel, emit: run_importer(source, store, False, cancel, emit), progress)
 
 
 def verify_bundle(source: BundleSource, **options: Any) -> ImportResult:
@@ -288,68 +249,13 @@ def verify_bundle(source: BundleSource, **options: Any) -> ImportResult:
     return result
 
 
-class _Replay:
-    """A member source with its first member already read."""
-
-    def __init__(self, inner: MemberSource, first: Member | None) -> None:
-        self.inner, self.first, self.started = inner, first, False
-
-    def next(self) -> Member | None:
-        if not self.started:
-            self.started = True
-            if self.first is not None:
-                return self.first
-        return self.inner.next()
-
-    def readinto(self, view: memoryview) -> int:
-        return self.inner.readinto(view)
-
-    def skip(self) -> None:
-        self.inner.skip()
-
-
-def _inspect(source: BundleSource, cancel: threading.Event, emit: Emit) -> BundleInfo:
-    opened = _Opened(source)
-    try:
-        importer = Importer(None, install=False, cancel=cancel)
-        first = None if opened.directory else opened.members.next()
-        if first is not None and first.ref.kind is MemberKind.INDEX:
-            importer.members = opened.members
-            index = BundleIndex.decode(importer.read_small(first, MAX_INDEX_BYTES))
-            return _info_from_index(index, opened.compression)
-        importer.run(_Replay(opened.members, first), opened.bounded, label=opened.label,
-                     compression=opened.compression, directory=opened.directory)
-    finally:
-        opened.close()
-    st = importer.st
-    models = []
-    manifest_bytes = 0
-    for name in st.done:
-        raw = st.manifests[name]
-        manifest = Manifest.parse(raw)
-        manifest_bytes += len(raw)
-        models.append(BundleModel(name, manifest.digest, len(raw) + manifest.total_size, len(manifest.blobs)))
-    blobs = tuple((d, b.size) for d, b in st.blobs.items() if d not in (st.oci or {}) and d not in st.oci_skip)
-    return BundleInfo(st.kind, None, "", "", opened.compression, tuple(models), blobs,
-                      sum(size for _, size in blobs) + manifest_bytes)
-
-
-def _info_from_index(index: BundleIndex, compression: str) -> BundleInfo:
-    sizes = index.blob_map
-    models = tuple(BundleModel(m.name, m.manifest_digest,
-                               m.manifest_size + sum(sizes[d].size for d in m.blobs if d in sizes), len(m.blobs))
-                   for m in index.models)
-    return BundleInfo("ollama-seed", index.version, index.created_by, index.created, compression, models,
-                      tuple((b.digest, b.size) for b in index.blobs), index.size)
-
-
 async def ainspect_bundle(source: BundleSource) -> BundleInfo:
     """The models and blobs of a bundle, from its index (a bundle without one is read through).
 
     Raises:
         BundleError: not a bundle, or a damaged one.
     """
-    return await _in_thread(lambda cancel, emit: _inspect(source, cancel, emit), None)
+    return await _in_thread(lambda cancel, emit: inspect_source(source, cancel, emit), None)
 
 
 def inspect_bundle(source: BundleSource) -> BundleInfo:

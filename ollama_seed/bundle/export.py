@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import hashlib
 import os
+import shutil
 import stat
 import threading
 import time
@@ -32,12 +33,14 @@ from ..store import platform as _platform
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error
 from ..store.store import ModelStore
 from .format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
+from .importer import Importer
+from .modelsdir import ModelsDirMembers
 from .oci import encode_index, encode_layout, oci_twin
 from .sinks import FileSink, Sink
 from .stream import CHUNK, HashRing
 from .tar import END_OF_ARCHIVE, encode_header, padding
 
-__all__ = ["AUTO_MIN_SAVING", "ExportResult", "Exporter", "choose_compression"]
+__all__ = ["AUTO_MIN_SAVING", "ExportResult", "Exporter", "choose_compression", "export_dir"]
 
 AUTO_MIN_SAVING = 0.02
 SAMPLE_WINDOW = 4 * 1024 * 1024
@@ -113,6 +116,34 @@ def resolve_models(store: ModelStore, names: Sequence[ModelName]) -> list[tuple[
                              f"missing or of the wrong size; run 'ollama-seed pull {model.name.display}' first")
         out.append((model.name, model.manifest))
     return out
+
+
+def export_dir(store: ModelStore, models: list[tuple[ModelName, Manifest]], root: Path, *,
+               emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> ExportResult:
+    """``--format dir``: *models* into a plain models-directory tree at *root* (what rsync users want).
+
+    It is an import of the store into *root*: every blob hashed while staged there, blobs
+    already in *root* not read, every blob before any manifest, manifests atomically. When
+    *root* did not exist or was empty, our state directory is removed from it afterwards.
+    """
+    started = time.monotonic()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} exists and is not a directory; give a directory for --format dir")
+    if root.is_dir() and os.path.samefile(root, store.root):
+        raise StoreError(f"{root} is the store the models come from; give another directory")
+    fresh = not root.exists() or not any(root.iterdir())
+    dest = ModelStore(root)
+    source = ModelsDirMembers(store.root, [name for name, _ in models])
+    try:
+        importer = Importer(dest, install=True, emit=emit, cancel=cancel, manifests_last=True)
+        result = importer.run(source, None, label=str(store.root), compression="none")
+    finally:
+        source.close()
+    if fresh:
+        shutil.rmtree(dest.layout.state_dir, ignore_errors=True)
+    total = sum(len(m.raw) + sum(layer.size for layer in m.blobs) for _, m in models)
+    return ExportResult(tuple(name for name, _ in models), result.blobs_written, total, result.bytes_written,
+                        "none", "dir", (str(root),), time.monotonic() - started)
 
 
 class Exporter:

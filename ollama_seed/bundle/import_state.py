@@ -50,6 +50,10 @@ class ImportState:
     done: list[ModelName] = field(default_factory=list)
     replaced: list[ModelName] = field(default_factory=list)
     unchanged: list[ModelName] = field(default_factory=list)
+    ready: list[tuple[ModelName, Manifest]] = field(default_factory=list)  # complete, install deferred to the end
+    oz_name: ModelName | None = None  # an ollamazip archive: the name its metadata.json gives
+    oz_manifest: bytes | None = None  # its manifest.json, held until metadata.json names it
+    oz_members: set[str] = field(default_factory=set)
     held_small: int = 0
     written: int = 0
     skipped: int = 0
