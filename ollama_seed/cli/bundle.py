@@ -48,23 +48,32 @@ def register(sub: Any) -> None:
     p = sub.add_parser("export", help="write installed models to a bundle for another (air-gapped) host")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar")
+                   help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar; "
+                        "with --format dir the directory to write the models into")
     p.add_argument("--compress", type=_arg(parse_compress), default=parse_compress("auto"),
-                   metavar="auto|none|zstd[:LEVEL]",
-                   help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more")
+                   metavar="auto|none|zstd[:LEVEL]|gzip[:LEVEL]",
+                   help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more; "
+                        "gzip (level 1 unless given) for sites whose tools only read gzip")
     p.add_argument("--split-size", type=_arg(parse_size), metavar="SIZE",
                    help="write FILE.000, FILE.001, ... of at most SIZE (4G = 4e9 bytes, 4GiB = 2**32)")
-    p.add_argument("--format", choices=["ollama", "oci"], default="ollama",
-                   help="ollama (tar with an index, the default) or oci (an OCI image layout)")
+    p.add_argument("--format", choices=["ollama", "oci", "dir"], default="ollama",
+                   help="ollama (tar with an index, the default), oci (an OCI image layout) or dir (a plain "
+                        "models directory, blobs first and manifests last: for rsync)")
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while exporting")
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="install the models of a bundle, verifying every blob")
-    p.add_argument("source", metavar="FILE", help="bundle file, its first part FILE.000, - for stdin, "
-                                                  "or an OCI layout (directory or tar)")
+    p = sub.add_parser("import", help="install the models of a bundle or another models directory, "
+                                      "verifying every blob")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a bundle (tar, zstd or gzip: ours, a tar of a models directory, an ollamazip archive), "
+                        "its first part FILE.000, - for stdin, an OCI layout (directory or tar), or another "
+                        "Ollama models directory (/mnt/usb/.ollama/models)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="with a models directory: import only these models")
+    p.add_argument("--as", dest="as_name", metavar="NAME",
+                   help="install the only model of the bundle under this name (as ollamazip unpack --name)")
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -73,12 +82,13 @@ def register(sub: Any) -> None:
     bundle = sub.add_parser("bundle", help="read a bundle without installing it (ls, verify)")
     bsub = bundle.add_subparsers(dest="bundle_command", metavar="COMMAND")
     bsub.required = True
-    p = bsub.add_parser("ls", help="list the models and blobs of a bundle")
-    p.add_argument("source", metavar="FILE")
+    p = bsub.add_parser("ls", help="list the models and blobs of a bundle (any source import reads)")
+    p.add_argument("source", metavar="SOURCE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
-    p = bsub.add_parser("verify", help="read a whole bundle and check every digest; writes nothing")
-    p.add_argument("source", metavar="FILE")
+    p = bsub.add_parser("verify", help="read a whole bundle (any source import reads) and check every digest; "
+                                       "writes nothing")
+    p.add_argument("source", metavar="SOURCE")
     p.add_argument("--models-dir", metavar="DIR",
                    help="a store to look in for blobs the bundle does not carry (default: none)")
     _progress_option(p)
@@ -145,8 +155,12 @@ def _import_json(result: ImportResult) -> dict[str, Any]:
 def cmd_import(args: argparse.Namespace) -> int:
     from ..bundle.api import aimport_bundle
 
-    result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir,
-                                progress_mode=args.progress)
+    try:
+        result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir, names=args.names,
+                                    as_name=args.as_name, progress_mode=args.progress)
+    except ValueError as exc:
+        print(f"ollama-seed: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(_import_json(result)))
         return 0
