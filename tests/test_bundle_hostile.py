@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import lzma
 import io
 import json
+import lzma
 import os
 import tarfile
 from collections.abc import Callable

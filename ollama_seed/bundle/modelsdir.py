@@ -98,7 +98,9 @@ class ModelsDirMembers:
         stack: list[tuple[Path, tuple[str, ...]]] = [(base, ())]
         while stack:
             here, parts = stack.pop()
-            for entry in sorted(os.scandir(here), key=lambda e: e.name):
+            with os.scandir(here) as entries:
+                listed = sorted(entries, key=lambda e: e.name)
+            for entry in listed:
                 path, sub = Path(entry.path), (*parts, entry.name)
                 if entry.is_symlink():
                     raise _refuse(path, "a symbolic link in the models directory")
@@ -127,7 +129,9 @@ class ModelsDirMembers:
         out: dict[Digest, Path] = {}
         if base is None:
             return out
-        for entry in os.scandir(base):
+        with os.scandir(base) as entries:
+            listed = list(entries)
+        for entry in listed:
             path = Path(entry.path)
             if entry.is_symlink():
                 raise _refuse(path, "a symbolic link in the models directory")
