@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..bundle.format import parse_compress, parse_size
 from ..core.groups import collapse
-from .render import make_renderer
+from .render import add_interval, make_renderer
 from .store import add_common
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 def _progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
 
 
 def register(sub: Any) -> None:
@@ -96,10 +97,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_verify)
 
 
-def _run(func: Any, *args: Any, progress_mode: str = "none", **kwargs: Any) -> Any:
+def _run(func: Any, *args: Any, progress_mode: str = "none", interval: float = 5.0, verb: str = "pulling",
+         **kwargs: Any) -> Any:
     from ..wire.sync import run_sync
 
-    renderer = make_renderer(progress_mode, sys.stderr)
+    renderer = make_renderer(progress_mode, sys.stderr, interval=interval, verb=verb)
     try:
         return run_sync(func, *args, progress=renderer, **kwargs)
     except BaseException as exc:
@@ -126,7 +128,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         result: ExportResult = _run(aexport_bundle, args.names, args.output, models_dir=args.models_dir,
                                     compress=args.compress, split_size=args.split_size, format=args.format,
-                                    verify=not args.no_verify, progress_mode=args.progress)
+                                    verify=not args.no_verify, progress_mode=args.progress,
+                                    interval=args.progress_interval, verb="exporting")
     except ValueError as exc:
         print(f"ollama-seed: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -157,7 +160,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     try:
         result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir, names=args.names,
-                                    as_name=args.as_name, progress_mode=args.progress)
+                                    as_name=args.as_name, progress_mode=args.progress,
+                                    interval=args.progress_interval, verb="importing")
     except ValueError as exc:
         print(f"ollama-seed: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -176,7 +180,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..bundle.api import averify_bundle
 
     result: ImportResult = _run(averify_bundle, args.source, models_dir=args.models_dir,
-                                progress_mode=args.progress)
+                                progress_mode=args.progress, interval=args.progress_interval, verb="verifying")
     if args.json:
         print(json.dumps({"ok": True, **_import_json(result)}))
         return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.errors import ConfigError, SeedError
 from ..core.progress import ProgressEvent, human_size
+from .render import add_interval
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
 
@@ -76,6 +77,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
     p.add_argument("--insecure", action="store_true", default=None,
                    help="plain http for the registry (as ollama pull --insecure)")
     p.add_argument("--mirror", action="append", dest="mirrors", metavar="URL",
@@ -122,7 +124,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             where = config.path or args.config or _default_path()
             raise ConfigError(f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
                               f"{where} as models = [\"llama3.2:1b\"]")
-        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr))
+        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr, interval=args.progress_interval))
         try:
             reports = ensure(
                 names, models_dir=args.models_dir or config.models_dir, verify=args.verify, update=args.update,

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import IntegrityError, SeedError
 from ..core.groups import collapse
+from ..core.progress import human_duration, human_size
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from ..wire.throttle import parse_rate
-from .render import make_renderer
+from .render import add_interval, make_renderer
 
 if TYPE_CHECKING:
     from ..pulling.session import PullResult
@@ -40,6 +41,7 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
 
 
 def _rate(text: str) -> float:
@@ -102,8 +104,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from ..wire.sync import run_sync
 
     names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
-    renderer = make_renderer("json" if args.json else args.progress)
+    renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
     results: list[PullResult] = []
+    started = time.monotonic()
     try:
         results = run_sync(apull_all, names, progress=renderer, **pull_kwargs(args))
     except BaseException as exc:
@@ -111,11 +114,20 @@ def cmd_pull(args: argparse.Namespace) -> int:
     finally:
         if renderer is not None:
             renderer.close()
-    if not args.json:
-        for r in results:
-            print(f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
-                  f"{r.bytes_downloaded} bytes downloaded, {r.bytes_reused} reused, {r.elapsed:.1f} s",
-                  file=sys.stderr)
+    wall = time.monotonic() - started
+    down, reused = sum(r.bytes_downloaded for r in results), sum(r.bytes_reused for r in results)
+    rate = down / wall if wall > 0 else 0.0
+    if args.json:
+        print(json.dumps({"status": "summary", "models": [r.name.display for r in results],
+                          "sources": [r.source for r in results], "bytes_downloaded": down, "bytes_reused": reused,
+                          "elapsed": round(wall, 3), "rate": round(rate)}), flush=True)
+        return 0
+    for r in results:
+        print(f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
+              f"{human_size(r.bytes_downloaded)} downloaded, {human_size(r.bytes_reused)} reused, "
+              f"from {r.source}, {human_duration(r.elapsed)}", file=sys.stderr)
+    print(f"pulled {len(results)} model(s): {human_size(down)} downloaded, {human_size(reused)} reused, "
+          f"in {human_duration(wall)} ({human_size(rate)}/s)", file=sys.stderr)
     return 0
 
 
