@@ -33,9 +33,6 @@ from ..store import platform as _platform
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error
 from ..store.store import ModelStore
 from .format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
-from .importer import Importer
-from .modelsdir import ModelsDirMembers
-from .oci import encode_index, encode_layout, oci_twin
 from .sinks import FileSink, Sink
 from .stream import CHUNK, HashRing
 from .tar import END_OF_ARCHIVE, encode_header, padding
@@ -126,6 +123,9 @@ def export_dir(store: ModelStore, models: list[tuple[ModelName, Manifest]], root
     already in *root* not read, every blob before any manifest, manifests atomically. When
     *root* did not exist or was empty, our state directory is removed from it afterwards.
     """
+    from .importer import Importer  # only this export needs the import machinery
+    from .modelsdir import ModelsDirMembers
+
     started = time.monotonic()
     if root.exists() and not root.is_dir():
         raise StoreError(f"{root} exists and is not a directory; give a directory for --format dir")
@@ -164,6 +164,7 @@ class Exporter:
     # -- tar stream -------------------------------------------------------------------
     def write_tar(self, sink: Sink, *, oci: bool = False) -> None:
         """The whole bundle (ollama-seed format, or an OCI layout as tar) into *sink*; not committed."""
+        from .oci import encode_index, encode_layout, oci_twin  # loaded only for OCI output
         now = time.time()
         with self._pool() as pool:
             self.ring = HashRing(pool)
@@ -262,6 +263,7 @@ class Exporter:
     # -- OCI directory ----------------------------------------------------------------
     def write_oci_dir(self, root: Path) -> None:
         """An OCI image layout directory at *root* (absent or empty); removed again on failure."""
+        from .oci import encode_index, encode_layout, oci_twin
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise StoreError(f"{root} exists and is not an empty directory; choose a new directory for the layout")
         created_root = not root.exists()

@@ -9,45 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from ..core.digest import Digest
 from ..core.manifest import Manifest
 from ..core.progress import ProgressEvent
-from ..core.reference import ModelName
 from .format import MAX_INDEX_BYTES, BundleIndex, MemberKind
+from .import_state import BundleInfo, BundleModel
 from .importer import Importer
 from .members import Member, MemberSource
 from .modelsdir import ModelsDirMembers
 from .opened import BundleSource, OpenedBundle
 
 __all__ = ["BundleInfo", "BundleModel", "inspect_source"]
-
-
-@dataclass(frozen=True, slots=True)
-class BundleModel:
-    """A model a bundle carries: name, manifest digest, and bytes of its manifest and blobs."""
-
-    name: ModelName
-    manifest_digest: Digest
-    size: int
-    blobs: int
-
-
-@dataclass(frozen=True, slots=True)
-class BundleInfo:
-    """What ``bundle ls`` shows. *format* is ``ollama-seed``, ``tar`` (no index), ``oci``,
-    ``ollamazip`` or ``models-dir``; *size* is the bytes of blobs and manifests it carries,
-    before tar and compression."""
-
-    format: str
-    version: int | None
-    created_by: str
-    created: str
-    compression: str
-    models: tuple[BundleModel, ...]
-    blobs: tuple[tuple[Digest, int], ...]
-    size: int
 
 
 class _Replay:

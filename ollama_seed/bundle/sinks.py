@@ -39,9 +39,9 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
         return None
     try:
         import ctypes
-        import ctypes.util
 
-        func = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
+        # the process's own symbols include libc's; ctypes.util.find_library would run ldconfig (~40 ms)
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
         func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
         func.restype = ctypes.c_int
     except (OSError, AttributeError):

@@ -99,11 +99,10 @@ def register(sub: Any) -> None:
 
 def _run(func: Any, *args: Any, progress_mode: str = "none", interval: float = 5.0, verb: str = "pulling",
          **kwargs: Any) -> Any:
-    from ..wire.sync import run_sync
-
+    """*func*, a blocking bundle function, with a progress renderer; it runs in this thread, no event loop."""
     renderer = make_renderer(progress_mode, sys.stderr, interval=interval, verb=verb)
     try:
-        return run_sync(func, *args, progress=renderer, **kwargs)
+        return func(*args, progress=renderer, **kwargs)
     except BaseException as exc:
         raise collapse(exc) from None
     finally:
@@ -123,10 +122,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output == "-" and args.json:
         print("ollama-seed: error: --json needs stdout, which -o - uses for the bundle", file=sys.stderr)
         return EXIT_USAGE
-    from ..bundle.api import aexport_bundle
+    from ..bundle.api import export_bundle
 
     try:
-        result: ExportResult = _run(aexport_bundle, args.names, args.output, models_dir=args.models_dir,
+        result: ExportResult = _run(export_bundle, args.names, args.output, models_dir=args.models_dir,
                                     compress=args.compress, split_size=args.split_size, format=args.format,
                                     verify=not args.no_verify, progress_mode=args.progress,
                                     interval=args.progress_interval, verb="exporting")
@@ -156,10 +155,10 @@ def _import_json(result: ImportResult) -> dict[str, Any]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..bundle.api import aimport_bundle
+    from ..bundle.api import import_bundle
 
     try:
-        result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir, names=args.names,
+        result: ImportResult = _run(import_bundle, args.source, models_dir=args.models_dir, names=args.names,
                                     as_name=args.as_name, progress_mode=args.progress,
                                     interval=args.progress_interval, verb="importing")
     except ValueError as exc:
@@ -177,9 +176,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..bundle.api import averify_bundle
+    from ..bundle.api import verify_bundle
 
-    result: ImportResult = _run(averify_bundle, args.source, models_dir=args.models_dir,
+    result: ImportResult = _run(verify_bundle, args.source, models_dir=args.models_dir,
                                 progress_mode=args.progress, interval=args.progress_interval, verb="verifying")
     if args.json:
         print(json.dumps({"ok": True, **_import_json(result)}))
@@ -190,11 +189,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ..bundle.api import ainspect_bundle
-    from ..wire.sync import run_sync
+    from ..bundle.api import inspect_bundle
 
     try:
-        info: BundleInfo = run_sync(ainspect_bundle, args.source)
+        info: BundleInfo = inspect_bundle(args.source)
     except BaseException as exc:
         raise collapse(exc) from None
     if args.json:
