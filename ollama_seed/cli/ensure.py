@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ConfigError, SeedError
-from ..core.progress import ProgressEvent, human_size
+from ..core.progress import ProgressEvent, human_duration, human_size
 from .render import add_interval
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
@@ -116,6 +117,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     from ..startup.config import load_config
     from .render import make_renderer
 
+    started = time.monotonic()
     try:
         config = load_config(args.config, required=args.config is not None)
         modelfiles = dict(args.modelfile) if (args.names or args.modelfile) else dict(config.modelfiles)
@@ -148,7 +150,14 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         if r.server:
             extra = f", {'pulled by' if r.via_server and r.fetched else 'seen by'} {r.server}"
             extra += ", loaded" if r.warmed else ""
+        if r.source:
+            extra += f", from {r.source}"
         print(f"{r.model}: {r.status} ({human_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
+    wall = time.monotonic() - started
+    fetched = sum(r.bytes_fetched for r in reports)
+    if fetched:  # a summary for the logs when something was fetched (a ready start-up stays one line per model)
+        print(f"ensured {len(reports)} model(s): {human_size(fetched)} fetched in {human_duration(wall)} "
+              f"({human_size(fetched / wall if wall > 0 else 0)}/s)")
     return 0
 
 
