@@ -247,6 +247,19 @@ def test_manifest_without_metadata_imports_with_as(store: Path, tmp_path: Path) 
     assert manifest_digest(store, "named:now") == hashlib.sha256(model.built.manifest).hexdigest()
 
 
+def test_as_needs_no_name_in_metadata_but_still_checks_it(store: Path, tmp_path: Path) -> None:
+    model = _model()
+    nameless = tmp_path / "nameless.ollamazip"
+    nameless.write_bytes(oz_archive(oz_members(model, metadata={"archive_version": 1, "model": "../../x"})))
+    result = import_bundle(nameless, models_dir=store, as_name="given:1")  # --as names it: the bad name is unused
+    assert [n.display for n in result.models] == ["given:1"]
+    newer = tmp_path / "newer.ollamazip"
+    newer.write_bytes(oz_archive(oz_members(model, metadata={"archive_version": 2, "model": "m"})))
+    with pytest.raises(BundleError, match="archive_version"):
+        import_bundle(newer, models_dir=store, as_name="given:2")
+    assert FakeOllama(store).find("given:2") is None
+
+
 def test_as_refuses_a_bundle_of_two_models_before_writing(src: Path, store: Path, tmp_path: Path) -> None:
     indexed = tmp_path / "two.bundle"
     export_bundle([NAME, OTHER], indexed, models_dir=src, compress="none")

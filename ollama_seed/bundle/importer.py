@@ -221,7 +221,8 @@ class Importer(ImporterBase):
         st.oz_members.add(path)
         if member.ref.kind is MemberKind.OZ_METADATA:
             raw = self.read_small(member, MAX_METADATA_BYTES)
-            st.oz_name = self.rename or metadata_name(raw)
+            st.oz_name = metadata_name(raw, need_name=self.rename is None) or self.rename
+            assert st.oz_name is not None
             self.emit(Status(st.oz_name.display, "importing" if self.install else "verifying"))
         else:
             st.oz_manifest = self.read_small(member, MAX_MANIFEST_BYTES)

@@ -27,11 +27,12 @@ KNOWN_VERSION = 1
 _DEFAULTS = {"registry": "registry.ollama.ai", "namespace": "library", "tag": "latest"}  # ollamazip's own
 
 
-def metadata_name(raw: bytes) -> ModelName:
-    """The model an ollamazip ``metadata.json`` names.
+def metadata_name(raw: bytes, *, need_name: bool = True) -> ModelName | None:
+    """The model an ollamazip ``metadata.json`` names (None when *need_name* is false: ``--as`` names it).
 
     Missing ``registry``, ``namespace`` and ``tag`` take ollamazip's defaults; a missing
-    ``model`` is refused (ollamazip would install it as ``unknown``).
+    ``model`` is refused (ollamazip would install it as ``unknown``). The document and its
+    version are checked either way.
 
     Raises:
         BundleError: not a JSON object, a newer archive version, or a name that is not a
@@ -48,6 +49,8 @@ def metadata_name(raw: bytes) -> ModelName:
         raise BundleError(f"this ollamazip archive has archive_version {str(version)[:20]!r}; only version "
                           f"{KNOWN_VERSION} is known. Unpack it with ollamazip, or name the model with --as "
                           "after checking the archive")
+    if not need_name:
+        return None
     parts = []
     for key in ("registry", "namespace", "model", "tag"):
         value = doc.get(key, _DEFAULTS.get(key))
