@@ -118,7 +118,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     down, reused = sum(r.bytes_downloaded for r in results), sum(r.bytes_reused for r in results)
     rate = down / wall if wall > 0 else 0.0
     if args.json:
-        print(json.dumps({"status": "summary", "models": [r.name.display for r in results],
+        # the stream ends with "success" as Ollama's does; this last one carries the summary
+        print(json.dumps({"status": "success", "summary": True, "models": [r.name.display for r in results],
                           "sources": [r.source for r in results], "bytes_downloaded": down, "bytes_reused": reused,
                           "elapsed": round(wall, 3), "rate": round(rate)}), flush=True)
         return 0
