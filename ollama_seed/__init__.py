@@ -31,7 +31,7 @@ from .core.errors import (
 )
 from .core.layout import ModelsLayout, default_models_dir
 from .core.manifest import Layer, Manifest
-from .core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status
+from .core.progress import LayerNote, LayerProgress, ProgressCallback, ProgressEvent, Status
 from .core.reference import ModelName
 from .startup.blocking import ensure
 from .startup.local import EnsureReport
@@ -130,6 +130,7 @@ __all__ = [
     "InvalidModelfile",
     "InvalidName",
     "Layer",
+    "LayerNote",
     "LayerProgress",
     "Manifest",
     "MirrorApp",

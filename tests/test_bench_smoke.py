@@ -86,3 +86,21 @@ def test_scheduler_simulation_runs_and_fewer_claims_mean_fewer_requests() -> Non
     wall1, on_link1, requests1 = simulate(32 * 2**20, link, divisor=1.0, connections=4)
     assert 0.5 < wall2 <= on_link2 <= 1.0 and 0.5 < wall1 <= on_link1 <= 1.0
     assert requests1 < requests2
+
+
+def test_bundle_bench_against_ollamazip_runs_on_a_small_model(tmp_path: Path) -> None:
+    """The ollamazip comparison of benchmarks/bench_bundle.py, one round on 2 MB: it must not rot. No timing asserted."""
+    from benchmarks.bench_bundle import bench_ollamazip, report_ollamazip
+
+    data = tmp_path / "weights.bin"
+    data.write_bytes(os.urandom(2_000_000))
+    result = bench_ollamazip("smoke", data, tmp_path, 1)
+    rows = result["rows"]
+    assert isinstance(rows, dict) and len(rows) == 4
+    for m in rows.values():
+        assert m["ours_s"] > 0 and m["ref_s"] > 0 and m["ratio"] > 0 and m["ours_cpu"] >= 0
+    sizes = result["sizes"]
+    assert isinstance(sizes, dict) and sizes["ours"] > 0 and sizes["ollamazip"] > 0
+    table = report_ollamazip([result], 1)
+    assert table.count("| smoke |") == 4 and "unpack --verify" in table
+    assert not list(tmp_path.glob("oz-*"))  # its stores and archives are removed

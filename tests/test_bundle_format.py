@@ -131,13 +131,14 @@ def test_index_ignores_unknown_keys_and_refuses_garbage() -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("auto", Compression("auto")), ("none", Compression("none")), ("zstd", Compression("zstd", 1)),
     ("zstd:19", Compression("zstd", 19)), ("ZSTD:3", Compression("zstd", 3)),
+    ("gzip", Compression("gzip", 1)), ("gzip:9", Compression("gzip", 9)),
 ])
 def test_parse_compress(text: str, expected: Compression) -> None:
     assert parse_compress(text) == expected
-    assert str(expected) in ("auto", "none") or str(expected).startswith("zstd:")
+    assert str(expected) in ("auto", "none") or str(expected).startswith(("zstd:", "gzip:"))
 
 
-@pytest.mark.parametrize("text", ["zstd:0", "zstd:23", "gzip", "zstd:x", ""])
+@pytest.mark.parametrize("text", ["zstd:0", "zstd:23", "gzip:0", "gzip:10", "xz", "zstd:x", ""])
 def test_parse_compress_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="not a compression"):
         parse_compress(text)

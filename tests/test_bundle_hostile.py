@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
 import os
 import tarfile
 from collections.abc import Callable
@@ -160,6 +161,13 @@ def _damaged_header(items: list[Model]) -> bytes:
     return bytes(data)
 
 
+def _damaged_gzip(data: bytes) -> bytes:
+    """A gzip stream with its deflate data damaged near the start (inside the index)."""
+    packed = bytearray(gzip.compress(data))
+    packed[30:34] = b"\xff\xff\xff\xff"
+    return bytes(packed)
+
+
 CASES: dict[str, tuple[Case, str]] = {
     "absolute-path": (lambda items: join([member("/etc/cron.d/evil", b"x")]), "absolute path"),
     "dot-dot": (lambda items: join([member("blobs/../../evil", b"x")]), r"'\.\.'"),
@@ -194,12 +202,14 @@ CASES: dict[str, tuple[Case, str]] = {
     "manifest-not-json": (lambda items: join([member(items[0].manifest_path, b"not json")]),
                           "not a valid Ollama manifest"),
     "mixed-oci-and-store": (lambda items: join([member("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-                                                member(BLOB, b"abc")]), "mixes an OCI layout"),
+                                                member(BLOB, b"abc")]), "mixes models-directory members with OCI layout"),
     "oci-without-names": (_oci_no_name, "no full model name"),
     "huge-size": (_huge_size, "claims"),
     "damaged-header": (_damaged_header, "not a valid tar header"),
     "not-a-bundle": (lambda items: os.urandom(4096), "not a valid tar header"),
-    "gzip": (lambda items: gzip.compress(join(bundle_members(items))), "gzip-compressed"),
+    "gzip-damaged": (lambda items: _damaged_gzip(join(bundle_members(items))), "gzip stream of the bundle is damaged|bundle index"),
+    "gzip-truncated": (lambda items: gzip.compress(join(bundle_members(items)))[:300], "truncated|ends before"),
+    "xz": (lambda items: lzma.compress(join(bundle_members(items))), "xz-compressed"),
     "empty": (lambda items: b"", "is empty"),
     "truncated-index": (lambda items: join(bundle_members(items))[:700], "truncated"),
 }

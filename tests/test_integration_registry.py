@@ -102,9 +102,14 @@ def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: Do
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0]["status"] == "pulling manifest"
     assert lines[-1]["status"] == "success"
+    summary = lines[-1]
+    assert summary["summary"] is True and summary["models"] == [f"{name}:latest"]
+    assert summary["bytes_downloaded"] == big_model.total_size and summary["bytes_reused"] == 0
+    assert summary["sources"] == [f"http://{docker_registry.host}"] and summary["rate"] > 0
     layer_lines = [x for x in lines if x["status"].startswith("pulling ") and "digest" in x]
     assert {x["digest"] for x in layer_lines} == {b.digest for b in big_model.blobs}
-    assert all(set(x) <= {"status", "digest", "total", "completed", "model"} for x in lines)
+    ours = {"percent", "rate", "eta", "event", "message", "retry_in"}  # Ollama's keys plus these
+    assert all(set(x) <= {"status", "digest", "total", "completed", "model", *ours} for x in lines[:-1])
 
     listed = json.loads(run_cli("list", "--json", models_dir=models_dir, check=True).stdout)
     assert [m["name"] for m in listed] == [f"{name}:latest"]

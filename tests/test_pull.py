@@ -257,6 +257,20 @@ async def test_http_scheme_needs_insecure(models_dir: Path) -> None:
     assert all(u.startswith("http://") for _, u, _ in reg.requests)
 
 
+async def test_results_name_the_scheme_actually_used(models_dir: Path, tmp_path: Path) -> None:
+    """An --insecure pull reports http (and where the manifest came from), not the default https."""
+    m = model(size=MIB)
+    reg = registry(m)
+    result = await ollama_seed.apull(NAME, models_dir=models_dir, transport=reg.transport(), insecure=True)
+    assert result.name.scheme == "http" and result.source == f"http://{HOST}"
+    assert all(u.startswith("http://") for _, u, _ in reg.requests)
+    secure = await ollama_seed.apull(NAME, models_dir=tmp_path / "other", transport=registry(m).transport())
+    assert secure.name.scheme == "https" and secure.source == f"https://{HOST}"
+    [report] = await ollama_seed.aensure(NAME, models_dir=tmp_path / "third", transport=registry(m).transport(),
+                                         insecure=True)
+    assert report.status == "pulled" and report.to_dict()["source"] == f"http://{HOST}"
+
+
 async def test_bytes_downloaded_counts_what_came_before_a_restart_from_zero(models_dir: Path) -> None:
     """A server that ignores Range and drops the whole-body stream: the blob starts over from byte 0,
     and the bytes of the dropped attempt still count as downloaded."""

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import hashlib
 import os
+import shutil
 import stat
 import threading
 import time
@@ -32,12 +33,11 @@ from ..store import platform as _platform
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error
 from ..store.store import ModelStore
 from .format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
-from .oci import encode_index, encode_layout, oci_twin
 from .sinks import FileSink, Sink
 from .stream import CHUNK, HashRing
 from .tar import END_OF_ARCHIVE, encode_header, padding
 
-__all__ = ["AUTO_MIN_SAVING", "ExportResult", "Exporter", "choose_compression"]
+__all__ = ["AUTO_MIN_SAVING", "ExportResult", "Exporter", "choose_compression", "export_dir"]
 
 AUTO_MIN_SAVING = 0.02
 SAMPLE_WINDOW = 4 * 1024 * 1024
@@ -115,6 +115,37 @@ def resolve_models(store: ModelStore, names: Sequence[ModelName]) -> list[tuple[
     return out
 
 
+def export_dir(store: ModelStore, models: list[tuple[ModelName, Manifest]], root: Path, *,
+               emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> ExportResult:
+    """``--format dir``: *models* into a plain models-directory tree at *root* (what rsync users want).
+
+    It is an import of the store into *root*: every blob hashed while staged there, blobs
+    already in *root* not read, every blob before any manifest, manifests atomically. When
+    *root* did not exist or was empty, our state directory is removed from it afterwards.
+    """
+    from .importer import Importer  # only this export needs the import machinery
+    from .modelsdir import ModelsDirMembers
+
+    started = time.monotonic()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} exists and is not a directory; give a directory for --format dir")
+    if root.is_dir() and os.path.samefile(root, store.root):
+        raise StoreError(f"{root} is the store the models come from; give another directory")
+    fresh = not root.exists() or not any(root.iterdir())
+    dest = ModelStore(root)
+    source = ModelsDirMembers(store.root, [name for name, _ in models])
+    try:
+        importer = Importer(dest, install=True, emit=emit, cancel=cancel, manifests_last=True)
+        result = importer.run(source, None, label=str(store.root), compression="none")
+    finally:
+        source.close()
+    if fresh:
+        shutil.rmtree(dest.layout.state_dir, ignore_errors=True)
+    total = sum(len(m.raw) + sum(layer.size for layer in m.blobs) for _, m in models)
+    return ExportResult(tuple(name for name, _ in models), result.blobs_written, total, result.bytes_written,
+                        "none", "dir", (str(root),), time.monotonic() - started)
+
+
 class Exporter:
     """Writes one bundle."""
 
@@ -133,6 +164,7 @@ class Exporter:
     # -- tar stream -------------------------------------------------------------------
     def write_tar(self, sink: Sink, *, oci: bool = False) -> None:
         """The whole bundle (ollama-seed format, or an OCI layout as tar) into *sink*; not committed."""
+        from .oci import encode_index, encode_layout, oci_twin  # loaded only for OCI output
         now = time.time()
         with self._pool() as pool:
             self.ring = HashRing(pool)
@@ -231,6 +263,7 @@ class Exporter:
     # -- OCI directory ----------------------------------------------------------------
     def write_oci_dir(self, root: Path) -> None:
         """An OCI image layout directory at *root* (absent or empty); removed again on failure."""
+        from .oci import encode_index, encode_layout, oci_twin
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise StoreError(f"{root} exists and is not an empty directory; choose a new directory for the layout")
         created_root = not root.exists()

@@ -60,6 +60,8 @@ class MemberKind(Enum):
     OCI_LAYOUT = "oci-layout"
     OCI_INDEX = "oci-index"
     OCI_BLOB = "oci-blob"
+    OZ_METADATA = "ollamazip-metadata"
+    OZ_MANIFEST = "ollamazip-manifest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,9 @@ def classify_member(raw: str, *, is_dir: bool = False) -> MemberRef:
     """Validate a member name and say what it is.
 
     Accepted: the index, ``manifests/<valid name>``, ``blobs/sha256-<64 hex>``, the OCI
-    layout files (``oci-layout``, ``index.json``, ``blobs/sha256/<64 hex>``), and the
-    directories leading to them. A leading ``./`` is allowed (``tar -C DIR .``).
+    layout files (``oci-layout``, ``index.json``, ``blobs/sha256/<64 hex>``), ollamazip's
+    ``metadata.json`` and ``manifest.json``, and the directories leading to them. A leading
+    ``./`` is allowed (``tar -C DIR .``).
 
     Raises:
         BundleError: an absolute path, ``..``, an empty or odd component, or any other name.
@@ -114,6 +117,8 @@ def classify_member(raw: str, *, is_dir: bool = False) -> MemberRef:
         return MemberRef(MemberKind.OCI_LAYOUT, name)
     if name == "index.json":
         return MemberRef(MemberKind.OCI_INDEX, name)
+    if name in ("metadata.json", "manifest.json"):  # an ollamazip archive (``ollamazip pack``)
+        return MemberRef(MemberKind.OZ_METADATA if name == "metadata.json" else MemberKind.OZ_MANIFEST, name)
     if parts[0] == "blobs":
         if len(parts) == 2:
             digest = Digest.from_filename(parts[1])
@@ -339,20 +344,22 @@ def _decode_model(obj: Any, i: int) -> IndexModel:
 
 @dataclass(frozen=True, slots=True)
 class Compression:
-    """``auto``, ``none`` or ``zstd`` at a level (1..22)."""
+    """``auto``, ``none``, ``zstd`` at a level (1..22) or ``gzip`` at a level (1..9)."""
 
     kind: str
     level: int = 0
 
     def __str__(self) -> str:
-        return f"zstd:{self.level}" if self.kind == "zstd" else self.kind
+        return f"{self.kind}:{self.level}" if self.kind in ("zstd", "gzip") else self.kind
 
 
 DEFAULT_ZSTD_LEVEL = 1
+DEFAULT_GZIP_LEVEL = 1  # weights barely shrink at any level; 1 is several times faster than gzip's own 6
+_LEVELS = {"zstd": (DEFAULT_ZSTD_LEVEL, 22), "gzip": (DEFAULT_GZIP_LEVEL, 9)}
 
 
 def parse_compress(text: str | Compression) -> Compression:
-    """``auto``, ``none``, ``zstd`` (level 1) or ``zstd:LEVEL`` with LEVEL 1..22.
+    """``auto``, ``none``, ``zstd`` (level 1), ``zstd:LEVEL`` (1..22), ``gzip`` (level 1) or ``gzip:LEVEL`` (1..9).
 
     Raises:
         ValueError: anything else.
@@ -363,12 +370,13 @@ def parse_compress(text: str | Compression) -> Compression:
     if value in ("auto", "none"):
         return Compression(value)
     kind, _, level = value.partition(":")
-    if kind == "zstd":
+    if kind in _LEVELS:
+        default, top = _LEVELS[kind]
         if not level:
-            return Compression("zstd", DEFAULT_ZSTD_LEVEL)
-        if level.isdigit() and 1 <= int(level) <= 22:
-            return Compression("zstd", int(level))
-    raise ValueError(f"not a compression: {text!r} (want auto, none, zstd or zstd:LEVEL with LEVEL 1 to 22)")
+            return Compression(kind, default)
+        if level.isdigit() and 1 <= int(level) <= top:
+            return Compression(kind, int(level))
+    raise ValueError(f"not a compression: {text!r} (want auto, none, zstd[:1-22] or gzip[:1-9])")
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", re.IGNORECASE)

@@ -24,18 +24,20 @@ import time
 from collections.abc import Callable
 
 from ..core.digest import Digest
-from ..core.errors import BundleError, RegistryProtocolError, StoreError
+from ..core.errors import BundleError, RegistryProtocolError
 from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
 from ..core.progress import LayerProgress, ProgressEvent, Status
 from ..core.reference import ModelName
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
 from .format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
-from .import_state import ImportResult, ImportState
+from .import_finish import ImporterBase
+from .import_state import ImportResult
 from .members import Member, MemberSource
 from .oci import parse_index, parse_layout
+from .ollamazip import MAX_METADATA_BYTES, metadata_name
 from .sinks import Writeback
-from .staging import StagedBlob, discard, install_staged, open_staging
+from .staging import StagedBlob, discard, open_staging
 from .stream import CHUNK, BoundedSource, HashRing, TruncatedBundle
 from .tar import MAX_PAX, padding
 
@@ -46,22 +48,27 @@ END_SLACK = 1024 * 1024
 INITIAL_LIMIT = MAX_INDEX_BYTES + 4 * MAX_PAX + 64 * 1024
 MAX_HELD_SMALL = 64 * 1024 * 1024
 PROGRESS_STEP = 16 * CHUNK
+_FAMILY = {MemberKind.OCI_LAYOUT: "oci", MemberKind.OCI_INDEX: "oci", MemberKind.OCI_BLOB: "oci",
+           MemberKind.OZ_METADATA: "ollamazip", MemberKind.OZ_MANIFEST: "ollamazip"}
+_SHOWN = {"oci": "OCI layout", "ollamazip": "ollamazip", "tar": "models-directory", "ollama-seed": "ollama-seed"}
 
 
 class Cancelled(Exception):
     """The caller cancelled the import; raised inside the worker thread."""
 
 
-class Importer:
-    """One import (``store`` given, ``install=True``) or verification (``install=False``)."""
+class Importer(ImporterBase):
+    """One import (``store`` given, ``install=True``) or verification (``install=False``).
+
+    *rename* installs the bundle's only model under another name (``--as``); *manifests_last*
+    writes every manifest after the last blob (see :mod:`.import_finish`).
+    """
 
     def __init__(self, store: ModelStore | None, *, install: bool,
-                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None) -> None:
-        self.store = store
-        self.install = install and store is not None
-        self.emit = emit or (lambda event: None)
-        self.cancel = cancel
-        self.st = ImportState()
+                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None,
+                 rename: ModelName | None = None, manifests_last: bool = False) -> None:
+        super().__init__(store, install=install, emit=emit, cancel=cancel, rename=rename,
+                         manifests_last=manifests_last)
         self.members: MemberSource | None = None
         self.bounded: BoundedSource | None = None
         self.ring = HashRing(None)
@@ -102,16 +109,6 @@ class Importer:
                             self.st.skipped, self.st.bytes_written, bounded.count if bounded else 0,
                             self.st.kind or "empty", compression, time.monotonic() - started)
 
-    def _truncated(self, message: str) -> TruncatedBundle:
-        done = ", ".join(n.display for n in self.st.done) or "none"
-        todo = [m.name for m in self.st.index.models] if self.st.index else list(self.st.pending)
-        missing = ", ".join(n.display for n in todo if n not in self.st.done) or "none known"
-        verb = "installed" if self.install else "verified"
-        exc = TruncatedBundle(f"{message}. Models {verb}: {done}; not {verb}: {missing}. Copy the bundle again "
-                              "and re-run; completed models and blobs are skipped")
-        exc.installed = tuple(self.st.done)  # type: ignore[attr-defined]
-        return exc
-
     def _member(self, member: Member, first: bool) -> None:
         kind = member.ref.kind
         if kind is MemberKind.DIR:
@@ -123,12 +120,16 @@ class Importer:
             return
         if first and self.bounded is not None:
             self.bounded.limit = 1 << 62  # no index: bounded per member by the disk instead
-        oci = kind in (MemberKind.OCI_LAYOUT, MemberKind.OCI_INDEX, MemberKind.OCI_BLOB)
-        self.st.kind = self.st.kind or ("oci" if oci else "tar")
-        if oci != (self.st.kind == "oci"):
-            raise BundleError(f"refusing bundle member {member.ref.path!r}: the bundle mixes an OCI layout "
-                              "with models-directory members")
-        if kind is MemberKind.MANIFEST:
+        family = _FAMILY.get(kind, "tar")
+        if kind is MemberKind.BLOB and self.st.kind == "ollamazip":
+            family = "ollamazip"  # its blobs are named as ours are
+        self.st.kind = self.st.kind or family
+        if family != {"ollama-seed": "tar"}.get(self.st.kind, self.st.kind):
+            raise BundleError(f"refusing bundle member {member.ref.path!r}: the bundle mixes {_SHOWN[family]} "
+                              f"members with {_SHOWN.get(self.st.kind, self.st.kind)} ones")
+        if kind in (MemberKind.OZ_METADATA, MemberKind.OZ_MANIFEST):
+            self._on_ollamazip(member)
+        elif kind is MemberKind.MANIFEST:
             assert member.ref.name is not None
             self._on_manifest(member.ref.name, self.read_small(member, MAX_MANIFEST_BYTES), member.ref.path)
         elif kind is MemberKind.OCI_LAYOUT:
@@ -163,6 +164,10 @@ class Importer:
     def _on_index(self, member: Member) -> None:
         index = BundleIndex.decode(self.read_small(member, MAX_INDEX_BYTES))
         self.st.kind, self.st.index = "ollama-seed", index
+        if self.rename is not None and len(index.models) > 1:
+            shown = ", ".join(m.name.display for m in index.models[:5])
+            raise BundleError(f"--as names one model, but this bundle holds {len(index.models)} ({shown}); import "
+                              "it without --as, then give one of them another name with 'ollama-seed cp'")
         carried = index.blob_map
         for model in index.models:
             for digest in model.blobs:
@@ -207,6 +212,25 @@ class Importer:
                                   f"but the bundle says {known}")
         self.st.pending[name] = manifest
         self._try_complete(name)
+
+    def _on_ollamazip(self, member: Member) -> None:
+        """``metadata.json`` names the model, ``manifest.json`` is its manifest; either may come first."""
+        st, path = self.st, member.ref.path
+        if path in st.oz_members:
+            raise BundleError(f"refusing ollamazip member {path!r}: it appears twice")
+        st.oz_members.add(path)
+        if member.ref.kind is MemberKind.OZ_METADATA:
+            raw = self.read_small(member, MAX_METADATA_BYTES)
+            st.oz_name = metadata_name(raw, need_name=self.rename is None) or self.rename
+            assert st.oz_name is not None
+            self.emit(Status(st.oz_name.display, "importing" if self.install else "verifying"))
+        else:
+            st.oz_manifest = self.read_small(member, MAX_MANIFEST_BYTES)
+            if st.oz_name is None and self.rename is not None:
+                st.oz_name = self.rename
+        if st.oz_name is not None and st.oz_manifest is not None:
+            raw, st.oz_manifest = st.oz_manifest, None
+            self._on_manifest(st.oz_name, raw, "manifest.json")
 
     def _on_oci_index(self, raw: bytes) -> None:
         if self.st.oci is not None:
@@ -265,7 +289,11 @@ class Importer:
             return
         blob = StagedBlob(size)
         if self._in_store(digest, size):
-            self._copy(member, digest, None)
+            if self.install and getattr(self.members, "cheap_skip", False):
+                assert self.members is not None
+                self.members.skip()  # another models directory: a blob we already hold is not even read
+            else:
+                self._copy(member, digest, None)
             blob.in_store = True
             st.skipped += 1
         elif self.install:
@@ -274,9 +302,6 @@ class Importer:
             self._copy(member, digest, None)
         st.blobs[digest] = blob
         self._after_blob(digest)
-
-    def _in_store(self, digest: Digest, size: int) -> bool:
-        return self.store is not None and self.store.blob_size(digest) == size
 
     def _after_blob(self, digest: Digest) -> None:
         for name, manifest in list(self.st.pending.items()):
@@ -351,65 +376,7 @@ class Importer:
             for model in self.st.index.models:
                 if digest in model.blobs:
                     return model.name.display
-        return "bundle"
-
-    # -- completing models ------------------------------------------------------------
-    def _try_complete(self, name: ModelName) -> None:
-        manifest = self.st.pending[name]
-        for layer in manifest.blobs:
-            blob = self.st.blobs.get(layer.digest)
-            if blob is None and not self._in_store(layer.digest, layer.size):
-                return
-            if blob is not None and blob.size != layer.size:
-                raise BundleError(f"the manifest of {name.display} gives {layer.digest} {layer.size} bytes; "
-                                  f"the bundle carries {blob.size}")
-        if self.install:
-            self._install(name, manifest)
-        del self.st.pending[name]
-        self.st.done.append(name)
-        self.emit(Status(name.display, "success"))
-
-    def _install(self, name: ModelName, manifest: Manifest) -> None:
-        assert self.store is not None
-        for layer in manifest.blobs:
-            blob = self.st.blobs.get(layer.digest)
-            if blob is not None and blob.staged is not None:
-                install_staged(self.store, blob, layer)
-        target = self.store.resolve(name)
-        self.emit(Status(name.display, "writing manifest"))
-        try:
-            existing = self.store.read_manifest(target)
-        except StoreError:
-            existing = None
-            self.st.replaced.append(name)
-        if existing is not None and existing.raw == manifest.raw:
-            self.st.unchanged.append(name)
-            return
-        if existing is not None:
-            self.st.replaced.append(name)
-        self.store.write_manifest(target, manifest)
-
-    def _finish(self) -> None:
-        st = self.st
-        if st.pending:
-            name, manifest = next(iter(st.pending.items()))
-            absent = [layer.digest for layer in manifest.blobs
-                      if layer.digest not in st.blobs and not self._in_store(layer.digest, layer.size)]
-            raise BundleError(f"the manifest of {name.display} references blob {absent[0] if absent else '?'}, "
-                              "which is neither in the bundle nor in the store; that model was not installed")
-        expected: list[ModelName] = []
-        if st.index is not None:
-            expected = [m.name for m in st.index.models]
-        elif st.oci is not None:
-            expected = [e.name for entries in st.oci.values() for e in entries]
-        elif st.kind == "oci":
-            raise BundleError("this OCI layout has no index.json; nothing names its models")
-        lacking = [n for n in expected if n not in st.done]
-        if lacking:
-            raise self._truncated(f"the bundle lacks the manifest of {lacking[0].display} that its index lists")
-        if not st.done:
-            raise BundleError("the bundle holds no model")
-
-    def _cleanup(self) -> None:
-        for blob in self.st.blobs.values():
-            discard(blob)
+        for name, manifest in self.st.pending.items():
+            if any(layer.digest == digest for layer in manifest.blobs):
+                return (self.rename or name).display
+        return self.st.oz_name.display if self.st.oz_name is not None else "bundle"

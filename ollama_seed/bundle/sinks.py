@@ -1,4 +1,4 @@
-"""Writing bundles: sinks for stdout, a file, split parts and zstd, with early writeback.
+"""Writing bundles: sinks for stdout, a file, split parts, zstd and gzip, with early writeback.
 
 Sinks expose ``write(view)``, ``commit()`` and ``abort()``. Files are written under a
 temporary name, fsynced and renamed on ``commit()``, so a failed export never leaves a file
@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
@@ -22,7 +23,7 @@ from ..store import platform as _platform
 from ..store.fsutil import fsync_dir, open_nofollow, raise_os_error
 from .stream import CHUNK, MAX_PARTS
 
-__all__ = ["FileSink", "PartsSink", "Sink", "StreamSink", "Writeback", "ZstdSink"]
+__all__ = ["FileSink", "GzipSink", "PartsSink", "Sink", "StreamSink", "Writeback", "ZstdSink"]
 
 
 class Sink(Protocol):
@@ -38,9 +39,9 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
         return None
     try:
         import ctypes
-        import ctypes.util
 
-        func = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
+        # the process's own symbols include libc's; ctypes.util.find_library would run ldconfig (~40 ms)
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
         func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
         func.restype = ctypes.c_int
     except (OSError, AttributeError):
@@ -213,6 +214,33 @@ class ZstdSink:
 
     def commit(self) -> list[str]:
         self.writer.flush(zstandard.FLUSH_FRAME)
+        return self.inner.commit()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+class GzipSink:
+    """Compresses into another sink as one gzip member (``--compress gzip``, for tools that only know gzip).
+
+    zlib writes the header itself (no file name, mtime 0, so equal input gives equal bytes) and
+    releases the GIL while it deflates, so the hash thread keeps running alongside.
+    """
+
+    def __init__(self, inner: Sink, level: int) -> None:
+        self.inner = inner
+        self.comp = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        self.bytes_written = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        out = self.comp.compress(data)
+        if out:
+            self.inner.write(out)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def commit(self) -> list[str]:
+        self.inner.write(self.comp.flush())
         return self.inner.commit()
 
     def abort(self) -> None:

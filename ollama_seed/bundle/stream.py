@@ -1,4 +1,4 @@
-"""Reading bundles: sources (file, stdin, split parts, zstd), bounded reads, hashing alongside I/O.
+"""Reading bundles: sources (file, stdin, split parts, zstd, gzip), bounded reads, hashing alongside I/O.
 
 Everything here moves bytes; nothing decides what they mean. Sources expose
 ``readinto(view) -> int`` (0 at the end). Writing is in :mod:`bundle.sinks`.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import gzip
 import os
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -33,7 +35,8 @@ __all__ = [
 
 CHUNK = 1024 * 1024
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_OTHER_MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ": "xz", b"BZh": "bzip2", b"PK\x03\x04": "zip"}
+GZIP_MAGIC = b"\x1f\x8b"
+_OTHER_MAGIC = {b"\xfd7zXZ": "xz", b"BZh": "bzip2", b"PK\x03\x04": "zip"}
 MAX_PARTS = 1000
 
 
@@ -145,6 +148,25 @@ class _ZstdSource:
             raise BundleError(f"the zstd stream of the bundle is damaged ({exc})") from None
 
 
+class _GzipSource:
+    """A gzip stream (``tar -czf``, ollamazip's gzip archives), decompressed as it is read.
+
+    The stdlib reader checks each member's CRC-32 and length, reads concatenated members,
+    and skips zero padding after the last one.
+    """
+
+    def __init__(self, raw: _Prefixed) -> None:
+        self.reader = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]
+
+    def readinto(self, view: memoryview) -> int:
+        try:
+            return int(self.reader.readinto(view))
+        except EOFError:
+            raise TruncatedBundle("the gzip stream ends before its end marker") from None
+        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise BundleError(f"the gzip stream of the bundle is damaged ({exc})") from None
+
+
 class OpenedSource:
     """What :func:`open_source` returns: the tar-level byte source, and how it was found."""
 
@@ -170,7 +192,8 @@ def open_source(source: str | os.PathLike[str] | IO[bytes]) -> OpenedSource:
     """Open a bundle: a path, ``-`` for stdin, a readable binary file object, or split parts.
 
     A path that does not exist but whose ``.000`` part does, or a path ending in ``.000``,
-    is read as the parts ``.000, .001, ...`` in a row. zstd is detected by its magic number.
+    is read as the parts ``.000, .001, ...`` in a row. zstd and gzip are detected by their
+    magic numbers.
 
     Raises:
         BundleError: nothing to read, or a compression we do not read.
@@ -198,10 +221,12 @@ def open_source(source: str | os.PathLike[str] | IO[bytes]) -> OpenedSource:
     raw = _Prefixed(head, inner)
     if head.startswith(ZSTD_MAGIC):
         return OpenedSource(_ZstdSource(raw), raw, label, "zstd", closer)
+    if head.startswith(GZIP_MAGIC):
+        return OpenedSource(_GzipSource(raw), raw, label, "gzip", closer)
     for magic, kind in _OTHER_MAGIC.items():
         if head.startswith(magic):
             closer()
-            raise BundleError(f"{label} is {kind}-compressed; bundles are tar or zstd. Decompress it first "
+            raise BundleError(f"{label} is {kind}-compressed; bundles are tar, zstd or gzip. Decompress it first "
                               f"(for example: {kind} -dc FILE | ollama-seed import -)")
     if not head:
         closer()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..bundle.format import parse_compress, parse_size
 from ..core.groups import collapse
-from .render import make_renderer
+from .render import add_interval, make_renderer
 from .store import add_common
 
 if TYPE_CHECKING:
@@ -42,29 +42,39 @@ def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 def _progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("export", help="write installed models to a bundle for another (air-gapped) host")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar")
+                   help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar; "
+                        "with --format dir the directory to write the models into")
     p.add_argument("--compress", type=_arg(parse_compress), default=parse_compress("auto"),
-                   metavar="auto|none|zstd[:LEVEL]",
-                   help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more")
+                   metavar="auto|none|zstd[:LEVEL]|gzip[:LEVEL]",
+                   help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more; "
+                        "gzip (level 1 unless given) for sites whose tools only read gzip")
     p.add_argument("--split-size", type=_arg(parse_size), metavar="SIZE",
                    help="write FILE.000, FILE.001, ... of at most SIZE (4G = 4e9 bytes, 4GiB = 2**32)")
-    p.add_argument("--format", choices=["ollama", "oci"], default="ollama",
-                   help="ollama (tar with an index, the default) or oci (an OCI image layout)")
+    p.add_argument("--format", choices=["ollama", "oci", "dir"], default="ollama",
+                   help="ollama (tar with an index, the default), oci (an OCI image layout) or dir (a plain "
+                        "models directory, blobs first and manifests last: for rsync)")
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while exporting")
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="install the models of a bundle, verifying every blob")
-    p.add_argument("source", metavar="FILE", help="bundle file, its first part FILE.000, - for stdin, "
-                                                  "or an OCI layout (directory or tar)")
+    p = sub.add_parser("import", help="install the models of a bundle or another models directory, "
+                                      "verifying every blob")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a bundle (tar, zstd or gzip: ours, a tar of a models directory, an ollamazip archive), "
+                        "its first part FILE.000, - for stdin, an OCI layout (directory or tar), or another "
+                        "Ollama models directory (/mnt/usb/.ollama/models)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="with a models directory: import only these models")
+    p.add_argument("--as", dest="as_name", metavar="NAME",
+                   help="install the only model of the bundle under this name (as ollamazip unpack --name)")
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -73,12 +83,13 @@ def register(sub: Any) -> None:
     bundle = sub.add_parser("bundle", help="read a bundle without installing it (ls, verify)")
     bsub = bundle.add_subparsers(dest="bundle_command", metavar="COMMAND")
     bsub.required = True
-    p = bsub.add_parser("ls", help="list the models and blobs of a bundle")
-    p.add_argument("source", metavar="FILE")
+    p = bsub.add_parser("ls", help="list the models and blobs of a bundle (any source import reads)")
+    p.add_argument("source", metavar="SOURCE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
-    p = bsub.add_parser("verify", help="read a whole bundle and check every digest; writes nothing")
-    p.add_argument("source", metavar="FILE")
+    p = bsub.add_parser("verify", help="read a whole bundle (any source import reads) and check every digest; "
+                                       "writes nothing")
+    p.add_argument("source", metavar="SOURCE")
     p.add_argument("--models-dir", metavar="DIR",
                    help="a store to look in for blobs the bundle does not carry (default: none)")
     _progress_option(p)
@@ -86,12 +97,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_verify)
 
 
-def _run(func: Any, *args: Any, progress_mode: str = "none", **kwargs: Any) -> Any:
-    from ..wire.sync import run_sync
-
-    renderer = make_renderer(progress_mode, sys.stderr)
+def _run(func: Any, *args: Any, progress_mode: str = "none", interval: float = 5.0, verb: str = "pulling",
+         **kwargs: Any) -> Any:
+    """*func*, a blocking bundle function, with a progress renderer; it runs in this thread, no event loop."""
+    renderer = make_renderer(progress_mode, sys.stderr, interval=interval, verb=verb)
     try:
-        return run_sync(func, *args, progress=renderer, **kwargs)
+        return func(*args, progress=renderer, **kwargs)
     except BaseException as exc:
         raise collapse(exc) from None
     finally:
@@ -111,12 +122,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output == "-" and args.json:
         print("ollama-seed: error: --json needs stdout, which -o - uses for the bundle", file=sys.stderr)
         return EXIT_USAGE
-    from ..bundle.api import aexport_bundle
+    from ..bundle.api import export_bundle
 
     try:
-        result: ExportResult = _run(aexport_bundle, args.names, args.output, models_dir=args.models_dir,
+        result: ExportResult = _run(export_bundle, args.names, args.output, models_dir=args.models_dir,
                                     compress=args.compress, split_size=args.split_size, format=args.format,
-                                    verify=not args.no_verify, progress_mode=args.progress)
+                                    verify=not args.no_verify, progress_mode=args.progress,
+                                    interval=args.progress_interval, verb="exporting")
     except ValueError as exc:
         print(f"ollama-seed: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -143,10 +155,15 @@ def _import_json(result: ImportResult) -> dict[str, Any]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..bundle.api import aimport_bundle
+    from ..bundle.api import import_bundle
 
-    result: ImportResult = _run(aimport_bundle, args.source, models_dir=args.models_dir,
-                                progress_mode=args.progress)
+    try:
+        result: ImportResult = _run(import_bundle, args.source, models_dir=args.models_dir, names=args.names,
+                                    as_name=args.as_name, progress_mode=args.progress,
+                                    interval=args.progress_interval, verb="importing")
+    except ValueError as exc:
+        print(f"ollama-seed: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(_import_json(result)))
         return 0
@@ -159,10 +176,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..bundle.api import averify_bundle
+    from ..bundle.api import verify_bundle
 
-    result: ImportResult = _run(averify_bundle, args.source, models_dir=args.models_dir,
-                                progress_mode=args.progress)
+    result: ImportResult = _run(verify_bundle, args.source, models_dir=args.models_dir,
+                                progress_mode=args.progress, interval=args.progress_interval, verb="verifying")
     if args.json:
         print(json.dumps({"ok": True, **_import_json(result)}))
         return 0
@@ -172,11 +189,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ..bundle.api import ainspect_bundle
-    from ..wire.sync import run_sync
+    from ..bundle.api import inspect_bundle
 
     try:
-        info: BundleInfo = run_sync(ainspect_bundle, args.source)
+        info: BundleInfo = inspect_bundle(args.source)
     except BaseException as exc:
         raise collapse(exc) from None
     if args.json:

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..core.groups import collapse
-from .render import make_renderer
+from .render import add_interval, make_renderer
 from .store import add_common
 
 __all__ = ["register"]
@@ -36,6 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="NDJSON progress and the result as JSON on stdout")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
     p.set_defaults(func=cmd_create)
 
 
@@ -44,7 +45,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from ..creation.run import CreateResult, acreate
     from ..wire.sync import run_sync
 
-    renderer = make_renderer("json" if args.json else args.progress)
+    renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
     try:
         result: CreateResult = run_sync(
             acreate, args.name, args.file, models_dir=args.models_dir, pull=not (args.no_pull or args.offline),

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ConfigError, SeedError
-from ..core.progress import ProgressEvent, human_size
+from ..core.progress import ProgressEvent, human_duration, human_size
+from .render import add_interval
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
 
@@ -76,6 +78,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
     p.add_argument("--insecure", action="store_true", default=None,
                    help="plain http for the registry (as ollama pull --insecure)")
     p.add_argument("--mirror", action="append", dest="mirrors", metavar="URL",
@@ -114,6 +117,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     from ..startup.config import load_config
     from .render import make_renderer
 
+    started = time.monotonic()
     try:
         config = load_config(args.config, required=args.config is not None)
         modelfiles = dict(args.modelfile) if (args.names or args.modelfile) else dict(config.modelfiles)
@@ -122,7 +126,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             where = config.path or args.config or _default_path()
             raise ConfigError(f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
                               f"{where} as models = [\"llama3.2:1b\"]")
-        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr))
+        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr, interval=args.progress_interval))
         try:
             reports = ensure(
                 names, models_dir=args.models_dir or config.models_dir, verify=args.verify, update=args.update,
@@ -146,7 +150,14 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         if r.server:
             extra = f", {'pulled by' if r.via_server and r.fetched else 'seen by'} {r.server}"
             extra += ", loaded" if r.warmed else ""
+        if r.source:
+            extra += f", from {r.source}"
         print(f"{r.model}: {r.status} ({human_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
+    wall = time.monotonic() - started
+    fetched = sum(r.bytes_fetched for r in reports)
+    if fetched:  # a summary for the logs when something was fetched (a ready start-up stays one line per model)
+        print(f"ensured {len(reports)} model(s): {human_size(fetched)} fetched in {human_duration(wall)} "
+              f"({human_size(fetched / wall if wall > 0 else 0)}/s)")
     return 0
 
 

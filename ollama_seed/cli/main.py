@@ -52,7 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in [*_MODULES, *_optional_modules()]:
         module.register(sub)
+    _verbose_after(sub)
     return parser
+
+
+def _verbose_after(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``-v``/``-vv`` after the subcommand too (``ollama-seed pull -v NAME``), as users type them.
+
+    A separate destination: argparse would otherwise let the subcommand's count replace the
+    one given before it; main() adds the two.
+    """
+    for parser in set(sub.choices.values()):
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _verbose_after(nested[0])
+            continue
+        parser.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=argparse.SUPPRESS,
+                            help="log more (-vv for HTTP details)")
 
 
 # Imported eagerly by httpx/httpcore when installed, never used by this command: httpx's own CLI
@@ -91,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    args.verbose += getattr(args, "verbose_after", 0)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # signed URLs and tokens never reach the log (see core/redact)

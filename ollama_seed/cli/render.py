@@ -1,34 +1,115 @@
-"""Progress renderers for the CLI: rich bars on a terminal, plain lines in logs, NDJSON for tools."""
+"""Progress renderers for the CLI: rich bars on a terminal, plain lines in logs, NDJSON for tools.
+
+Plain lines are what ``docker logs -f`` and ``kubectl logs`` show of an init container, so each
+says what Ollama's own output says and a bit more::
+
+    gemma3:270m: pulling 8934d96d3f08  19% 49.0 MB / 253.1 MB, 12.3 MB/s, ETA 17 s
+    gemma3:270m: pulling 8934d96d3f08: connection dropped, retrying in 2 s
+    gemma3:270m: pulling 8934d96d3f08 100% 253.1 MB in 20 s (12.6 MB/s)
+
+A progress line comes at most every *interval* seconds (``--progress-interval``), for each layer
+that moved since the last one; a layer's end, a resume and a retry always get a line. The rate is
+the one over the last interval, the ETA the rest at that rate. NDJSON lines keep the shape of
+Ollama's ``/api/pull`` stream and add ``model``, ``percent``, ``rate`` (bytes/s) and ``eta`` (s);
+a resume or retry line adds ``event`` and ``message``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from ..core.progress import LayerProgress, ProgressEvent, Status, human_size
+from ..core.progress import LayerNote, LayerProgress, ProgressEvent, Status, human_duration, human_size
 
 if TYPE_CHECKING:
     from .render_rich import RichRenderer
 
-__all__ = ["JsonRenderer", "LineRenderer", "make_renderer"]
+__all__ = ["JsonRenderer", "LineRenderer", "add_interval", "layer_label", "make_renderer"]
+
+Clock = Callable[[], float]
+NOTE_REPEAT = 1.0  # the same note for the same layer (16 connections dropping at once) at most once a second
+
+
+def layer_label(event: LayerProgress | LayerNote, verb: str = "pulling") -> str:
+    """``pulling 8934d96d3f08`` as Ollama prints it (``copying file:NAME`` for create's local files)."""
+    if not event.digest.startswith("sha256:"):
+        return f"copying {event.digest}"
+    return f"{verb} {event.digest[7:19]}"
+
+
+@dataclass
+class _Layer:
+    total: int
+    started: float
+    start_bytes: int
+    mark_time: float
+    mark_bytes: int
+    completed: int = 0
+    ended: bool = False
+
+    def rate(self, now: float) -> float:
+        """Bytes/s since the last mark (the last line printed for this layer)."""
+        span = now - self.mark_time
+        return (self.completed - self.mark_bytes) / span if span > 0 else 0.0
+
+    def mark(self, now: float) -> None:
+        self.mark_time, self.mark_bytes = now, self.completed
+
+
+class _Layers:
+    """Per-layer bytes, times and rates, shared by the plain and NDJSON renderers."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.layers: dict[tuple[str, str], _Layer] = {}
+
+    def update(self, event: LayerProgress) -> _Layer:
+        now = self.clock()
+        layer = self.layers.get((event.model, event.digest))
+        if layer is None:
+            layer = _Layer(event.total, now, event.completed, now, event.completed)
+            self.layers[(event.model, event.digest)] = layer
+        layer.completed, layer.total = event.completed, event.total
+        return layer
+
+
+def _eta(layer: _Layer, rate: float) -> float | None:
+    left = layer.total - layer.completed
+    return left / rate if rate > 0 else None
 
 
 class JsonRenderer:
-    """One JSON object per line, shaped like Ollama's ``/api/pull`` stream (plus ``model``)."""
+    """One JSON object per line, shaped like Ollama's ``/api/pull`` stream, plus ``model`` and rates."""
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], *, clock: Clock = time.monotonic) -> None:
         self.out = out
+        self.track = _Layers(clock)
         self._last: dict[str, float] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         line: dict[str, Any] = event.to_ollama()
-        if isinstance(event, LayerProgress) and not event.done:
-            now = time.monotonic()
-            if now - self._last.get(event.digest, 0.0) < 0.5:
-                return
-            self._last[event.digest] = now
+        if isinstance(event, LayerProgress):
+            layer = self.track.update(event)
+            now = self.track.clock()
+            if not event.done:
+                if now - self._last.get(event.digest, 0.0) < 0.5:
+                    return
+                self._last[event.digest] = now
+                rate = layer.rate(now)
+                layer.mark(now)
+                eta = _eta(layer, rate)
+                line.update(rate=round(rate), **({"eta": round(eta, 1)} if eta is not None else {}))
+            if event.total:
+                line["percent"] = round(100.0 * event.completed / event.total, 1)
+        elif isinstance(event, LayerNote):
+            line.update(event=event.kind, message=event.message)
+            if event.kind == "retry":
+                line["retry_in"] = round(event.delay, 3)
         line["model"] = event.model
         self.out.write(json.dumps(line) + "\n")
         self.out.flush()
@@ -40,34 +121,80 @@ class JsonRenderer:
 class LineRenderer:
     """Plain lines for logs: phases as they happen, bytes at most every *interval* seconds."""
 
-    def __init__(self, out: IO[str], interval: float = 5.0) -> None:
-        self.out, self.interval = out, interval
-        self._layers: dict[tuple[str, str], tuple[int, int]] = {}
-        self._last = time.monotonic()
-        self._printed: dict[str, int] = {}
+    def __init__(self, out: IO[str], interval: float = 5.0, *, verb: str = "pulling",
+                 clock: Clock = time.monotonic) -> None:
+        self.out, self.interval, self.verb = out, interval, verb
+        self.track = _Layers(clock)
+        self._last_round = clock()
+        self._notes: dict[tuple[str, str, str], float] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
+        now = self.track.clock()
         if isinstance(event, Status):
-            self.out.write(f"{event.model}: {event.status}\n")
+            self._write(f"{event.model}: {event.status}")
+        elif isinstance(event, LayerNote):
+            key = (event.model, event.digest, event.kind)
+            if now - self._notes.get(key, -NOTE_REPEAT) >= NOTE_REPEAT:
+                self._notes[key] = now
+                self._write(f"{event.model}: {layer_label(event, self.verb)}: {event.message}")
         else:
-            self._layers[(event.model, event.digest)] = (event.completed, event.total)
-            done = sum(c for (m, _), (c, _) in self._layers.items() if m == event.model)
-            total = sum(t for (m, _), (_, t) in self._layers.items() if m == event.model)
-            now = time.monotonic()
-            finished = done == total and self._printed.get(event.model) != done
-            if now - self._last < self.interval and not finished:
-                return
-            self._last = now
-            self._printed[event.model] = done
-            pct = 100.0 * done / total if total else 100.0
-            self.out.write(f"{event.model}: {human_size(done)} / {human_size(total)} ({pct:.0f}%)\n")
+            layer = self.track.update(event)
+            if event.done:
+                if not layer.ended:
+                    layer.ended = True
+                    self._write(self._end_line(event, layer, now))
+            elif now - self._last_round >= self.interval:
+                self._last_round = now
+                for (model, digest), other in self.track.layers.items():
+                    if not other.ended and other.completed > 0:  # a layer waiting for its first byte: no line
+                        self._write(self._line(model, digest, other, now))
+
+    def _line(self, model: str, digest: str, layer: _Layer, now: float) -> str:
+        rate = layer.rate(now)
+        layer.mark(now)
+        pct = 100.0 * layer.completed / layer.total if layer.total else 100.0
+        eta = _eta(layer, rate)
+        when = f"ETA {human_duration(eta)}" if eta is not None else "no data, waiting"
+        label = layer_label(LayerProgress(model, digest, "", layer.total, layer.completed), self.verb)
+        return (f"{model}: {label} {pct:3.0f}% {human_size(layer.completed)} / {human_size(layer.total)}, "
+                f"{human_size(rate)}/s, {when}")
+
+    def _end_line(self, event: LayerProgress, layer: _Layer, now: float) -> str:
+        label = layer_label(event, self.verb)
+        moved = layer.completed - layer.start_bytes
+        if event.cached or moved <= 0:
+            return f"{event.model}: {label} 100% {human_size(event.total)}, already in the store"
+        took = now - layer.started
+        speed = f" ({human_size(moved / took)}/s)" if took > 0 else ""
+        return f"{event.model}: {label} 100% {human_size(event.total)} in {human_duration(took)}{speed}"
+
+    def _write(self, text: str) -> None:
+        self.out.write(text + "\n")
         self.out.flush()
 
     def close(self) -> None:
         return None
 
 
-def make_renderer(mode: str, stream: IO[str] | None = None) -> JsonRenderer | LineRenderer | RichRenderer | None:
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the interval must be more than 0 seconds, not {text!r}")
+    return value
+
+
+def add_interval(p: argparse.ArgumentParser) -> None:
+    """``--progress-interval S``: how often plain progress lines come (a layer's end, retries and resumes always)."""
+    p.add_argument("--progress-interval", type=_interval, default=5.0, metavar="S",
+                   help="plain progress lines at most every S seconds (default 5); ends of layers, "
+                        "resumes and retries always get one")
+
+
+def make_renderer(mode: str, stream: IO[str] | None = None, *, interval: float = 5.0,
+                  verb: str = "pulling") -> JsonRenderer | LineRenderer | RichRenderer | None:
     """``json``, ``plain``, ``rich``, ``none``, or ``auto`` (rich on a terminal, plain otherwise)."""
     out = stream or sys.stderr
     if mode == "auto":
@@ -75,7 +202,7 @@ def make_renderer(mode: str, stream: IO[str] | None = None) -> JsonRenderer | Li
     if mode == "json":
         return JsonRenderer(stream or sys.stdout)
     if mode == "plain":
-        return LineRenderer(out)
+        return LineRenderer(out, interval, verb=verb)
     if mode == "rich":  # rich loads only here: --progress none/plain/json start faster
         from rich.console import Console
 

@@ -13,7 +13,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..core.progress import ProgressEvent, Status
+from ..core.progress import LayerNote, ProgressEvent, Status
 
 __all__ = ["RichRenderer"]
 
@@ -33,6 +33,10 @@ class RichRenderer:
         if isinstance(event, Status):
             if event.status not in ("verifying sha256 digest", "writing manifest"):
                 self.progress.console.print(f"{event.model}: {event.status}")
+            return
+        if isinstance(event, LayerNote):
+            self.progress.console.print(f"{event.model}: pulling {event.digest[7:19]}: {event.message}",
+                                        highlight=False)
             return
         key = (event.model, event.digest)
         if key not in self._tasks:

@@ -1,18 +1,21 @@
-"""CLI: ``pull``, ``list``, ``show``, ``verify``, ``rm``, ``prune``."""
+"""CLI: ``pull``, ``list``, ``show``, ``cp``, ``verify``, ``rm``, ``prune``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import IntegrityError, SeedError
 from ..core.groups import collapse
+from ..core.progress import human_duration, human_size
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from ..wire.throttle import parse_rate
-from .render import make_renderer
+from .render import add_interval, make_renderer
 
 if TYPE_CHECKING:
     from ..pulling.session import PullResult
@@ -38,6 +41,7 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    add_interval(p)
 
 
 def _rate(text: str) -> float:
@@ -54,16 +58,22 @@ def register(sub: Any) -> None:
     add_pull_options(p)
     p.set_defaults(func=cmd_pull)
 
-    p = sub.add_parser("list", aliases=["ls"], help="list the models in the store")
+    p = sub.add_parser("list", aliases=["ls"], help="list the models in the store (as ollama list)")
     add_common(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON array on stdout, entries as Ollama's /api/tags")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="layers, media types, sizes and digests of a model")
     p.add_argument("name", metavar="NAME")
     add_common(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("cp", help="copy a model to another name (as ollama cp: the manifest only, no blob copied)")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("destination", metavar="DST")
+    add_common(p)
+    p.set_defaults(func=cmd_cp)
 
     p = sub.add_parser("verify", help="re-hash every blob of the named models (default: all)")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -94,8 +104,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from ..wire.sync import run_sync
 
     names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
-    renderer = make_renderer("json" if args.json else args.progress)
+    renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
     results: list[PullResult] = []
+    started = time.monotonic()
     try:
         results = run_sync(apull_all, names, progress=renderer, **pull_kwargs(args))
     except BaseException as exc:
@@ -103,11 +114,21 @@ def cmd_pull(args: argparse.Namespace) -> int:
     finally:
         if renderer is not None:
             renderer.close()
-    if not args.json:
-        for r in results:
-            print(f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
-                  f"{r.bytes_downloaded} bytes downloaded, {r.bytes_reused} reused, {r.elapsed:.1f} s",
-                  file=sys.stderr)
+    wall = time.monotonic() - started
+    down, reused = sum(r.bytes_downloaded for r in results), sum(r.bytes_reused for r in results)
+    rate = down / wall if wall > 0 else 0.0
+    if args.json:
+        # the stream ends with "success" as Ollama's does; this last one carries the summary
+        print(json.dumps({"status": "success", "summary": True, "models": [r.name.display for r in results],
+                          "sources": [r.source for r in results], "bytes_downloaded": down, "bytes_reused": reused,
+                          "elapsed": round(wall, 3), "rate": round(rate)}), flush=True)
+        return 0
+    for r in results:
+        print(f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
+              f"{human_size(r.bytes_downloaded)} downloaded, {human_size(r.bytes_reused)} reused, "
+              f"from {r.source}, {human_duration(r.elapsed)}", file=sys.stderr)
+    print(f"pulled {len(results)} model(s): {human_size(down)} downloaded, {human_size(reused)} reused, "
+          f"in {human_duration(wall)} ({human_size(rate)}/s)", file=sys.stderr)
     return 0
 
 
@@ -115,13 +136,51 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = ModelStore(args.models_dir)
     models = store.list_models()
     if args.json:
-        print(json.dumps([{"name": m.name.display, "digest": m.manifest.digest.hex, "size": m.manifest.total_size,
-                           "modified": m.modified} for m in models]))
+        print(json.dumps([{"name": m.name.display, "model": m.name.display, "digest": m.manifest.digest.hex,
+                           "size": m.manifest.total_size, "modified": m.modified,
+                           "modified_at": _rfc3339(m.modified)} for m in models]))
         return 0
-    print(f"{'NAME':<50} {'ID':<12} {'SIZE':>10}")
+    now = time.time()
+    width = max([len(m.name.display) for m in models] + [40])
+    print(f"{'NAME':<{width}}    {'ID':<12}    {'SIZE':<10}    MODIFIED")
     for m in models:
-        print(f"{m.name.display:<50} {m.manifest.digest.hex[:12]:<12} {_gb(m.manifest.total_size):>10}")
+        print(f"{m.name.display:<{width}}    {m.manifest.digest.hex[:12]:<12}    {_gb(m.manifest.total_size):<10}    "
+              f"{human_ago(now - m.modified)}")
     return 0
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+
+def human_ago(seconds: float) -> str:
+    """How long ago, in the words ``ollama list`` uses for MODIFIED (Ollama's ``format.HumanTime``)."""
+    if seconds < 0:
+        return _duration(-seconds) + " from now"
+    return _duration(seconds) + " ago"
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return "1 second" if s == 1 else f"{s} seconds"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return "About a minute" if minutes == 1 else f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)  # Go's math.Round on positive values
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
 
 
 def _gb(n: int) -> str:
@@ -139,6 +198,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"{model.name.display}  ({m.digest})\n  manifest: {model.path}")
     for layer in (*m.layers, *([m.config] if m.config else [])):
         print(f"  {layer.kind:<10} {layer.digest}  {layer.size:>14}  {layer.media_type}")
+    return 0
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    ModelStore(args.models_dir).copy(ModelName.parse(args.source), ModelName.parse(args.destination))
+    print(f"copied '{args.source}' to '{args.destination}'")  # Ollama's own words
     return 0
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LayerProgress", "ProgressCallback", "ProgressEvent", "Status", "human_size"]
+__all__ = ["LayerNote", "LayerProgress", "ProgressCallback", "ProgressEvent", "Status", "human_duration",
+           "human_size", "retry_reason"]
 
 
 def human_size(n: float) -> str:
@@ -58,5 +59,57 @@ class LayerProgress:
         return line
 
 
-ProgressEvent = Status | LayerProgress
+@dataclass(frozen=True, slots=True)
+class LayerNote:
+    """A resume or a retry of one layer's download: worth a line of its own in a log.
+
+    *kind* is ``resume`` (bytes from an earlier run were kept: *completed* of *total*) or
+    ``retry`` (*reason* in a few words, tried again after *delay* seconds).
+    """
+
+    model: str
+    digest: str
+    kind: str
+    total: int
+    completed: int
+    reason: str = ""
+    delay: float = 0.0
+
+    @property
+    def message(self) -> str:
+        if self.kind == "resume":
+            return f"resuming at {human_size(self.completed)} of {human_size(self.total)}"
+        return f"{self.reason}, retrying in {human_duration(self.delay)}"
+
+    def to_ollama(self) -> dict[str, Any]:
+        return {"status": f"pulling {self.digest[7:19]}", "digest": self.digest, "total": self.total,
+                "completed": self.completed}
+
+
+def human_duration(seconds: float) -> str:
+    """``0.5 s``, ``2 s``, ``4 min 10 s``, ``2 h 05 min``: short enough for a log line."""
+    if seconds < 10:
+        return f"{round(seconds, 1):g} s"
+    s = int(seconds + 0.5)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def retry_reason(error: str) -> str:
+    """A failure described in a few words for a retry line (the full text goes to the debug log)."""
+    if error.startswith("stalled"):
+        return "stalled"
+    if error.startswith(("the body ended early", "network error")):
+        return "connection dropped"
+    if error.startswith("cannot connect"):
+        return "cannot connect"
+    if error.startswith("timed out"):
+        return "timed out"
+    return error if len(error) <= 60 else error[:57] + "..."
+
+
+ProgressEvent = Status | LayerProgress | LayerNote
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import anyio
@@ -47,7 +47,8 @@ LOCK_POLL = 0.5
 
 @dataclass(frozen=True, slots=True)
 class PullResult:
-    """What a pull did."""
+    """What a pull did. *name* carries the scheme actually used (``http`` for an insecure pull);
+    *source* is where the manifest came from (``http://10.0.0.5:5000``, or a mirror)."""
 
     name: ModelName
     manifest_digest: Digest
@@ -57,6 +58,7 @@ class PullResult:
     blobs_downloaded: int
     elapsed: float
     path: str
+    source: str = ""
 
     @property
     def total_size(self) -> int:
@@ -106,6 +108,7 @@ class PullSession:
         bucket = TokenBucket(max_rate) if max_rate else None
         self.downloader = BlobDownloader(self.client, store, anyio.CapacityLimiter(max_connections), bucket, cfg)
         self._inflight: dict[Digest, _Inflight] = {}
+        self._sources: dict[ModelName, str] = {}
 
     async def __aenter__(self) -> PullSession:
         return self
@@ -126,6 +129,7 @@ class PullSession:
         for base in self.mirrors:
             try:
                 manifest = await self.client.fetch_manifest(name, base=base)
+                self._sources[name.unpinned()] = base
                 break
             except (RegistryError, TransferError) as exc:
                 if not isinstance(exc, ModelNotFound):
@@ -133,6 +137,7 @@ class PullSession:
                 log.info("mirror %s: no manifest for %s (%s); trying the next source", base, name.display, exc)
         if manifest is None:
             manifest = await self.client.fetch_manifest(name)
+            self._sources[name.unpinned()] = self.client.base(name)
         if name.digest is not None and manifest.digest != name.digest:
             raise IntegrityError(
                 f"{name.display}: the registry's manifest is {manifest.digest}, but the name pins {name.digest}; "
@@ -176,8 +181,10 @@ class PullSession:
         self.progress(Status(label, "writing manifest"))
         path = self.store.write_manifest(name, manifest)
         self.progress(Status(label, "success"))
-        return PullResult(name, manifest.digest, manifest.blobs, received, reused, len(missing),
-                          time.monotonic() - started, str(path))
+        source = self._sources.get(name.unpinned(), self.client.base(name))
+        used = replace(name, scheme=source.partition("://")[0] or name.scheme)
+        return PullResult(used, manifest.digest, manifest.blobs, received, reused, len(missing),
+                          time.monotonic() - started, str(path), source)
 
     def ensure_space(self, missing: list[Layer]) -> None:
         """Fail before the first byte if the missing blobs cannot fit."""
@@ -253,7 +260,7 @@ class PullSession:
             try:
                 return await self.downloader.download(
                     name, layer, lambda n: self._emit(name, layer, n), base=base,
-                    integrity_retries=0 if base else None)
+                    integrity_retries=0 if base else None, on_note=self.progress)
             except (IntegrityError, RegistryError, TransferError) as exc:
                 if base is None:
                     raise

@@ -50,6 +50,7 @@ class EnsureReport:
     server: str | None = None
     via_server: bool = False
     warmed: bool = False
+    source: str | None = None  # where a pull got the manifest, with the scheme used (http for --insecure)
 
     @property
     def model(self) -> str:
@@ -66,7 +67,8 @@ class EnsureReport:
         return {"model": self.model, "name": str(self.name), "status": self.status,
                 "bytes_fetched": self.bytes_fetched, "elapsed": round(self.elapsed, 6),
                 "digest": self.manifest_digest.hex if self.manifest_digest else None,
-                "server": self.server, "via_server": self.via_server, "warmed": self.warmed}
+                "server": self.server, "via_server": self.via_server, "warmed": self.warmed,
+                "source": self.source}
 
 
 def offline_from_env(environ: dict[str, str] | None = None) -> bool:

@@ -254,4 +254,5 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
     result = await session.pull(name, manifest)
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"
-    return EnsureReport(name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest)
+    return EnsureReport(name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest,
+                        source=result.source)

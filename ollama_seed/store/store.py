@@ -262,6 +262,25 @@ class ModelStore:
         atomic_write(path, manifest.raw, self.layout.tmp_dir, owner=self._owner)
         return path
 
+    def copy(self, src: ModelName, dst: ModelName) -> tuple[ModelName, ModelName]:
+        """What ``ollama cp SRC DST`` does on disk: the manifest file copied byte for byte to DST's path.
+
+        Both names are mapped case-insensitively onto existing paths, as Ollama's handler does;
+        the same path is a no-op; no blob is touched. Unlike Ollama's plain create-and-copy,
+        the write is atomic and only happens when every blob the manifest names is present.
+        Returns the two names as resolved.
+
+        Raises:
+            ModelNotFound: SRC is not installed. StoreError: a blob is missing, or DST cannot be written.
+        """
+        source = self.get(src)
+        target = self.resolve(dst.unpinned())
+        if self.layout.manifest(target) == source.path:
+            return source.name, target
+        self.prepare()
+        self.write_manifest(target, source.manifest)
+        return source.name, target
+
     def referenced(self) -> tuple[set[Digest], list[str]]:
         """Digests referenced by any manifest, and descriptions of unreadable manifests."""
         refs: set[Digest] = set()

@@ -40,6 +40,7 @@ from ..core.errors import IntegrityError, RegistryProtocolError, SeedError, Tran
 from ..core.groups import collapse, leaves
 from ..core.manifest import Layer
 from ..core.plan import BlobPlan, Run, Scheduler
+from ..core.progress import LayerNote, retry_reason
 from ..core.ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ..core.reference import ModelName
 from ..store import platform as _platform
@@ -94,6 +95,7 @@ class _Job:
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     watches: set[Watch] = field(default_factory=set)
     hash_view: memoryview = field(default_factory=lambda: memoryview(bytearray(HASH_STEP)))
+    on_note: Callable[[LayerNote], None] | None = None
 
     def reset(self) -> None:
         """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
@@ -144,15 +146,22 @@ class BlobDownloader:
 
     # -- the download --------------------------------------------------------------------
     async def download(self, name: ModelName, layer: Layer, on_bytes: Callable[[int], None], *,
-                       base: str | None = None, integrity_retries: int | None = None) -> int:
-        """Fetch *layer* into ``blobs/`` (from the mirror *base* if given); the bytes received."""
+                       base: str | None = None, integrity_retries: int | None = None,
+                       on_note: Callable[[LayerNote], None] | None = None) -> int:
+        """Fetch *layer* into ``blobs/`` (from the mirror *base* if given); the bytes received.
+
+        *on_note* hears of a resume (bytes of an earlier run kept) and of each retry.
+        """
         data, state = staging_paths(self.store.layout, layer, unique=self.cfg.unique_staging)
         received = 0
         retries = self.cfg.integrity_retries if integrity_retries is None else integrity_retries
         for attempt in range(retries + 1):
             job = self._start(name, layer, data, state, fresh=attempt > 0, base=base)
+            job.on_note = on_note
             try:
                 on_bytes(job.plan.completed)
+                if on_note is not None and job.plan.completed and attempt == 0:
+                    on_note(LayerNote(name.display, str(layer.digest), "resume", layer.size, job.plan.completed))
                 await self._fetch(job, on_bytes)
                 actual = job.hasher.hexdigest()
                 received += job.sched.received
@@ -172,6 +181,8 @@ class BlobDownloader:
             _platform.current.remove(state)
             if attempt == retries:
                 raise problem
+            if on_note is not None:
+                on_note(LayerNote(name.display, str(layer.digest), "retry", layer.size, 0, "sha256 mismatch"))
         raise AssertionError("unreachable")
 
     def _start(self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool,
@@ -349,7 +360,11 @@ class BlobDownloader:
             if attempts >= self.cfg.max_attempts:
                 raise TransferError(f"downloading {layer.digest} failed after {attempts} attempts: {error}; "
                                     "run the pull again to resume")
-            await self._sleep(wait if wait is not None else backoff(attempts - 1))
+            delay = wait if wait is not None else backoff(attempts - 1)
+            if job.on_note is not None:
+                job.on_note(LayerNote(job.name.display, str(layer.digest), "retry", layer.size, plan.completed,
+                                      retry_reason(error), delay))
+            await self._sleep(delay)
 
     async def _send(self, job: _Job, url: str, headers: dict[str, str], *,
                     ranged: bool) -> httpx.Response | DirectResponse:
