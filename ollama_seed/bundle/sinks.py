@@ -35,7 +35,8 @@ class Sink(Protocol):
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    if not sys.platform.startswith("linux"):
+    """Linux's ``sync_file_range``; None elsewhere and under OLLAMA_SEED_EMULATE (macOS and Windows have none)."""
+    if _platform.current.kind != "linux" or _platform.current.emulated:
         return None
     try:
         import ctypes

@@ -1,7 +1,8 @@
 """The ``ollama-seed`` command line. The only module that prints.
 
-Subcommands live in ``_cli_*.py`` modules, each with a ``register(subparsers)`` function
-that adds its parsers and sets ``func`` to a handler ``(args) -> int``.
+Subcommands live in the other modules of ``cli/`` (``store``, ``ensure``, ``create``, ``bundle``,
+``serve``), each with a ``register(subparsers)`` function that adds its parsers and sets ``func``
+to a handler ``(args) -> int``.
 
 Exit codes (also in README.md): 0 success, 1 unexpected error, 2 usage or invalid
 name, 3 model not found, 4 network or registry error, 5 integrity (digest/size mismatch),
