@@ -3,40 +3,24 @@ byte, eight clients at once, Range/HEAD on the wire, the 307 flow stock Ollama u
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import socket
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
-import anyio.from_thread
 import httpx
 import pytest
 
 import ollama_seed
 from ollama_seed.cli.main import main
-from ollama_seed.mirror.serve import ServeInfo, aserve
+from tests.servers.mirror import serving
 from tests.servers.model import MT_SYSTEM, BuiltModel, make_model
 
 OLLAMA_UA = "ollama/0.12.3 (amd64 linux) Go/go1.24.1"
 SECRET = b"top secret outside the store\n"
 MIB = 1 << 20
-
-
-@contextlib.contextmanager
-def serving(models_dir: Path, **options: Any) -> Iterator[ServeInfo]:
-    """``aserve`` on 127.0.0.1 in its own event loop thread; stopped gracefully on exit."""
-    options.setdefault("port", 0)
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, info = portal.start_task(partial(aserve, models_dir, **options))
-        try:
-            yield info
-        finally:
-            future.cancel()
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ os module reduced to what each offers (``OLLAMA_SEED_EMULATE``) writing byte-ide
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -14,19 +13,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio.from_thread
 import pytest
 
-from ollama_seed.mirror.serve import ServeInfo, aserve
 from ollama_seed.store import platform as _platform
 from ollama_seed.store.platform import Platform, emulate
 from tests.faultkit.cli import run_cli, start_cli
 from tests.faultkit.invariants import assert_store_ok, tree
+from tests.servers.mirror import serving
 from tests.servers.model import BuiltModel, make_model
 from tests.servers.proxy import ProxyThread
 from tests.servers.registry import DockerRegistry
@@ -200,16 +196,6 @@ def model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFact
     m = make_model(tmp_path_factory.mktemp("model"), size_bytes=12 * MIB + 333, seed=41, one_byte_layer=True)
     seed_registry(docker_registry.url, REPO, "latest", m)
     return m
-
-
-@contextlib.contextmanager
-def serving(models_dir: Path) -> Iterator[ServeInfo]:
-    with anyio.from_thread.start_blocking_portal() as portal:
-        future, info = portal.start_task(partial(aserve, models_dir, port=0))
-        try:
-            yield info
-        finally:
-            future.cancel()
 
 
 @pytest.mark.registry
