@@ -26,7 +26,7 @@ from ..core.progress import LayerProgress, ProgressCallback, Status
 from ..core.reference import ModelName
 from ..store.ingest import ingest_bytes
 from ..store.store import InstalledModel, ModelStore
-from .config import Era
+from .config import MEDIA_ADAPTER, MEDIA_MODEL, MEDIA_PROJECTOR, Era
 from .gguf import GGUFError, GGUFInfo, read_gguf
 from .layers import (
     MEDIA_PARAMS,
@@ -45,8 +45,7 @@ from .sources import LocalFile, ingest_gguf, local_files
 __all__ = ["CreateResult", "acreate", "create"]
 
 MAX_MODELFILE = 16 << 20
-_GGUF_MEDIA = ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector",
-               "application/vnd.ollama.image.adapter")
+_GGUF_MEDIA = (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +196,14 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
         key = f"file:{local.path.name}"
 
         def step(done: int, total: int) -> None:
-            emit(LayerProgress(label, key, "application/vnd.ollama.image.model", total, done))
+            emit(LayerProgress(label, key, MEDIA_MODEL, total, done))
 
         gguf, existed = await anyio.to_thread.run_sync(ingest_gguf, store, local, step, abandon_on_cancel=False)
         if existed:
             reused += gguf.size
         else:
             copied += gguf.size
-        emit(LayerProgress(label, key, "application/vnd.ollama.image.model", gguf.size, gguf.size,
+        emit(LayerProgress(label, key, MEDIA_MODEL, gguf.size, gguf.size,
                            cached=existed, done=True))
         return gguf
 
