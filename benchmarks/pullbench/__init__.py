@@ -12,4 +12,4 @@ from __future__ import annotations
 
 __all__ = ["SCHEMA"]
 
-SCHEMA = "pullbench/1"
+SCHEMA = "pullbench/2"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import SCHEMA, limits, report, tools
+from . import SCHEMA, cgroup, limits, report, tools
 from .machine import describe_machine, describe_short
 from .procs import REPO, compile_package
 from .rig import registry, seed_model
@@ -23,7 +23,7 @@ from .scenarios import SCENARIOS, Context, run_scenario
 MIB = 1 << 20
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|k|kib|m|mib|g|gib)?", re.IGNORECASE)
 _MULT = {"b": 1, "k": 1 << 10, "kib": 1 << 10, "m": MIB, "mib": MIB, "g": 1 << 30, "gib": 1 << 30}
-DEFAULT_SCENARIOS = ["loopback", "cap50", "cap50-total400", "latency50", "drop16", "resume"]
+DEFAULT_SCENARIOS = ["loopback", "quota500", "cap50", "cap50-total400", "latency50", "drop16", "resume"]
 
 
 def parse_size(text: str) -> int:
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         if (exe != "aria2c" or "aria2c" in tool_names) and shutil.which(exe) is None:
             print(f"{exe} is not installed (apt-get install aria2 curl)", file=sys.stderr)
             return 2
+    if any(SCENARIOS[n].cpu_quota for n in names) and (why := cgroup.available()):
+        print(f"a CPU-quota scenario needs a cgroup: {why}; leave it out with --scenarios", file=sys.stderr)
+        return 2
     work = a.workdir or Path(tempfile.mkdtemp(prefix="pullbench."))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -108,10 +111,12 @@ def run(a: argparse.Namespace, work: Path, names: list[str], tool_names: list[st
         model = seed_model(reg, work, a.size, model_file=a.model_file)
         result["model"] = model.as_dict()
         log(f"seeded in {model.seed_seconds:.1f} s: {model.blob_digest[:19]}, {model.total_size} bytes")
-        lim: dict[str, list[float]] = {"sha256_memory_MBps": [], "sha256_file_MBps": [], "disk_fsync_MBps": []}
+        lim: dict[str, list[float]] = {"sha256_memory_MBps": [], "sha256_cpu_s_per_GiB": [], "sha256_file_MBps": [],
+                                       "disk_fsync_MBps": []}
         probe = min(model.blob_size, 1 << 30)
         for _ in range(a.runs):
             lim["sha256_memory_MBps"].append(round(limits.sha256_memory(max(probe, 64 * MIB)), 1))
+            lim["sha256_cpu_s_per_GiB"].append(round(limits.sha256_cpu_per_gib(max(probe, 64 * MIB)), 4))
             lim["sha256_file_MBps"].append(round(limits.sha256_file(model.source)[0], 1))
             lim["disk_fsync_MBps"].append(round(limits.disk_fsync(work, max(probe, 64 * MIB)), 1))
         result["limits"] = lim

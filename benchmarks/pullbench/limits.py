@@ -31,6 +31,20 @@ def sha256_memory(nbytes: int) -> float:
     return nbytes / (time.perf_counter() - t0) / 1e6
 
 
+def sha256_cpu_per_gib(nbytes: int) -> float:
+    """CPU seconds (this process: user + system) that hashlib.sha256 spends per GiB, over *nbytes*
+    in 1 MiB updates: the hashing part of the "curl + hashlib" CPU reference."""
+    buf = os.urandom(MIB)
+    h = hashlib.sha256()
+    left = nbytes
+    t0 = time.process_time()
+    while left > 0:
+        n = min(left, MIB)
+        h.update(buf if n == MIB else buf[:n])
+        left -= n
+    return (time.process_time() - t0) / nbytes * (1 << 30)
+
+
 def sha256_file(path: Path) -> tuple[float, str]:
     """MB/s reading *path* back (1 MiB readinto) and hashing it, and the hex digest."""
     h = hashlib.sha256()

@@ -35,6 +35,8 @@ class ProcResult:
     cpu_seconds: float
     killed: bool = False
     stderr_tail: str = ""
+    user_seconds: float = 0.0
+    sys_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -68,11 +70,17 @@ def run_measured(
     stdout: IO[bytes] | int = subprocess.DEVNULL,
     kill_when: Callable[[], bool] | None = None,
     poll: float = 0.01,
+    preexec: Callable[[], None] | None = None,
 ) -> ProcResult:
-    """Run *argv* to completion (or SIGKILL it once *kill_when* says so) and measure it."""
+    """Run *argv* to completion (or SIGKILL it once *kill_when* says so) and measure it.
+
+    *preexec* runs in the child before it execs (e.g. :meth:`cgroup.CpuQuota.enter`), so the
+    whole process, from its first instruction, is what gets measured under it.
+    """
     with tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
-        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err)
+        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err,
+                                preexec_fn=preexec)
         killed, reaped, lock = threading.Event(), threading.Event(), threading.Lock()
         hwm = [0]
 
@@ -104,7 +112,7 @@ def run_measured(
     # A process that ended before the first poll: ru_maxrss, an upper bound (see peak_rss_of).
     peak = hwm[0] or usage.ru_maxrss * 1024
     return ProcResult(list(argv), proc.returncode, seconds, peak, usage.ru_utime + usage.ru_stime,
-                      killed.is_set(), tail)
+                      killed.is_set(), tail, usage.ru_utime, usage.ru_stime)
 
 
 def peak_rss_of(pid: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from ollama_seed.core.plan import BlobPlan
 
 from . import tools
+from .cgroup import CpuQuota
 from .procs import ProxyProcess, ShapingOptions
 from .rig import SeededModel
 
@@ -29,6 +30,8 @@ class Scenario:
     title: str
     shaping: ShapingOptions | None  # None: straight to the registry, no proxy
     resume: bool = False
+    cpu_quota: float | None = None  # every tool runs in a cgroup limited to this many CPUs (0.5 = 500m)
+    durable: bool = False  # also time dd conv=fsync of the blob's size: with curl, the durable-download limit
 
     @property
     def capped(self) -> bool:
@@ -46,7 +49,7 @@ class Scenario:
 
     def describe(self) -> dict[str, Any]:
         s = self.shaping
-        return {"name": self.name, "title": self.title, "via_proxy": s is not None,
+        return {"name": self.name, "title": self.title, "via_proxy": s is not None, "cpu_quota": self.cpu_quota,
                 "link": s.describe() if s else "direct to the registry over loopback (no proxy)",
                 "shaping": vars(s) if s else None, "resume": self.resume,
                 "cap_MBps_16_connections": self.cap_MBps(CONNECTIONS), "cap_MBps_1_connection": self.cap_MBps(1)}
@@ -57,7 +60,9 @@ def _cap50(**kw: Any) -> ShapingOptions:
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("loopback", "uncapped loopback", None),
+    Scenario("loopback", "uncapped loopback", None, durable=True),
+    Scenario("quota500", "loopback, each tool under a 500m CPU quota (a Kubernetes init container)", None,
+             cpu_quota=0.5, durable=True),
     Scenario("cap50", "50 Mbit/s per connection", _cap50()),
     Scenario("cap50-total400", "50 Mbit/s per connection, 400 Mbit/s total", _cap50(total_mbps=400)),
     Scenario("latency50", "50 ms latency (and 50 Mbit/s per connection)", _cap50(latency_ms=50)),
@@ -81,7 +86,9 @@ class Context:
 def run_scenario(ctx: Context, sc: Scenario, runs: int, tool_names: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {**sc.describe(), "measurements": []}
     for run in range(runs):
-        order = tool_names[run % len(tool_names):] + tool_names[:run % len(tool_names)]
+        downloaders = [t for t in tool_names if t != "dd"]  # dd (no network) is a reference, run last
+        k = run % max(1, len(downloaders))
+        order = downloaders[k:] + downloaders[:k] + (["dd"] if sc.durable and "dd" in tool_names else [])
         for tool in order:
             if sc.resume and tool == "curl" and ctx.model.blob_size > ctx.curl_max:
                 continue
@@ -113,6 +120,8 @@ def _workspace(ctx: Context, tool: str) -> tuple[Path, Path]:
 
 def _invoke(ctx: Context, tool: str, target: tools.Target, base: Path, home: Path, sc: Scenario,
             **kw: Any) -> tools.Outcome:
+    if tool == "dd":
+        return tools.dd_fsync(target.blob_size, base / "blob", home, **kw)
     if tool == "ollama-seed":
         return tools.ollama_seed(target, base / "models", home, verify=ctx.verify, source=ctx.model.source, **kw)
     if tool == "aria2c":
@@ -126,17 +135,21 @@ def _invoke(ctx: Context, tool: str, target: tools.Target, base: Path, home: Pat
 def _measure_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
     base, home = _workspace(ctx, tool)
     proxy = ProxyProcess(ctx.registry_url, sc.shaping).start() if sc.shaping else None
+    quota = CpuQuota(sc.cpu_quota) if sc.cpu_quota else None
+    kw: dict[str, Any] = {"preexec": quota.enter} if quota else {}
     try:
         target = ctx.model.target(proxy.url if proxy else ctx.registry_url)
         if proxy:
             proxy.mark()
-        outcome = _invoke(ctx, tool, target, base, home, sc)
+        outcome = _invoke(ctx, tool, target, base, home, sc, **kw)
         cpu = proxy.cpu_since_mark() if proxy else 0.0
         m = outcome.as_dict()
+        if quota:
+            m["quota"] = {"cpus": quota.cpus, "cgroup": quota.describe(), **quota.throttled()}
         if tool == "ollama-seed" and outcome.ok:
             # The same command again, with everything present: interpreter start-up, imports, the
             # manifest request and the checks. Context for the wall time, not subtracted anywhere.
-            noop = tools.ollama_seed(target, base / "models", home, verify=False, source=None)
+            noop = tools.ollama_seed(target, base / "models", home, verify=False, source=None, **kw)
             m["noop_seconds"] = round(noop.proc.seconds, 4) if noop.ok else None
         if proxy:
             stats = proxy.stop()
@@ -147,6 +160,8 @@ def _measure_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
     finally:
         if proxy:
             proxy.stop()
+        if quota:
+            quota.close()
         tools.wipe(base)
 
 

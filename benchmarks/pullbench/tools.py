@@ -6,6 +6,9 @@ exit; checking the result (sizes, sha256) happens afterwards and is not timed.
 * ``ollama-seed pull --insecure --models-dir DIR --progress none HOST/library/bench:latest``: the whole
   model (manifest and every blob), each blob verified (sha256) and fsynced before it is installed.
 * ``aria2c -x16 -s16``: the model blob, 16 connections, neither verified nor fsynced.
+* ``dd if=/dev/zero bs=1M conv=fsync``: as many bytes as the model blob, written and fsynced into
+  the same directory: what the disk takes to make those bytes durable, with no network at all.
+  Together with curl it gives the *durable-download limit* of the machine, max(curl, dd).
 * ``curl``: the model blob (or its first ``nbytes`` when the link is capped, to keep a run short) on
   one connection, written to a file, neither verified nor fsynced. On a link that cuts connections it
   is started again for the missing range until the file is whole (curl has no such retry of its own).
@@ -73,16 +76,19 @@ class Outcome:
             "seconds": round(p.seconds, 4), "bytes": self.nbytes,
             "MBps": round(self.nbytes / p.seconds / 1e6, 2) if p.seconds > 0 and p.ok else None,
             "peak_rss_mb": round(p.peak_rss_bytes / 1e6, 1), "cpu_s": round(p.cpu_seconds, 3),
+            "user_s": round(p.user_seconds, 3), "sys_s": round(p.sys_seconds, 3),
+            "cpu_s_per_GiB": round(p.cpu_seconds / self.nbytes * 2**30, 3) if self.nbytes and p.ok else None,
             "verified": self.verified, "attempts": self.attempts, "notes": self.notes,
             "stderr_tail": p.stderr_tail[-600:] if not p.ok else "",
         }
 
 
 def ollama_seed(target: Target, models: Path, home: Path, *, verify: bool, source: Path | None,
-                kill_when: Callable[[], bool] | None = None, timeout: float = 900.0) -> Outcome:
+                kill_when: Callable[[], bool] | None = None, timeout: float = 900.0,
+                preexec: Callable[[], None] | None = None) -> Outcome:
     argv = [sys.executable, "-m", "ollama_seed", "pull", "--insecure", "--models-dir", str(models),
             "--progress", "none", target.model_name]
-    proc = run_measured(argv, env=clean_env(home), kill_when=kill_when, timeout=timeout)
+    proc = run_measured(argv, env=clean_env(home), kill_when=kill_when, timeout=timeout, preexec=preexec)
     out = Outcome("ollama-seed", proc, target.total_size)
     if proc.ok:
         out.verified = _check_store(target, models, verify=verify, source=source)
@@ -103,14 +109,16 @@ def _check_store(target: Target, models: Path, *, verify: bool, source: Path | N
 
 
 def aria2c(target: Target, out_dir: Path, home: Path, *, verify: bool, resume: bool = False,
-           kill_when: Callable[[], bool] | None = None, timeout: float = 900.0) -> Outcome:
+           kill_when: Callable[[], bool] | None = None, timeout: float = 900.0,
+           preexec: Callable[[], None] | None = None) -> Outcome:
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = ["aria2c", "-x16", "-s16", "-k1M", "--dir", str(out_dir), "--out", "blob", "--allow-overwrite=true",
             "--auto-file-renaming=false", "--max-tries=0", "--retry-wait=0", "--console-log-level=warn",
             "--summary-interval=0", "--download-result=hide", "--check-certificate=false"]
     if resume:
         argv.append("--continue=true")
-    proc = run_measured([*argv, target.blob_url], env=clean_env(home), kill_when=kill_when, timeout=timeout)
+    proc = run_measured([*argv, target.blob_url], env=clean_env(home), kill_when=kill_when, timeout=timeout,
+                        preexec=preexec)
     out = Outcome("aria2c", proc, target.blob_size)
     if proc.ok:
         path = out_dir / "blob"
@@ -121,7 +129,8 @@ def aria2c(target: Target, out_dir: Path, home: Path, *, verify: bool, resume: b
 
 
 def curl(target: Target, out_file: Path, home: Path, *, nbytes: int | None, verify: bool, source: Path | None,
-         resume: bool = False, kill_when: Callable[[], bool] | None = None, timeout: float = 900.0) -> Outcome:
+         resume: bool = False, kill_when: Callable[[], bool] | None = None, timeout: float = 900.0,
+         preexec: Callable[[], None] | None = None) -> Outcome:
     """curl to a file; ``nbytes`` fetches only that prefix (a Range request); ``resume`` appends."""
     want = target.blob_size if nbytes is None or nbytes >= target.blob_size else nbytes
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +145,7 @@ def curl(target: Target, out_file: Path, home: Path, *, nbytes: int | None, veri
         if have or want < target.blob_size:
             argv[4:4] = ["-r", f"{have}-{want - 1}"]
         with open(out_file, "ab") as sink:
-            proc = run_measured(argv, env=env, stdout=sink, timeout=timeout, kill_when=kill_when)
+            proc = run_measured(argv, env=env, stdout=sink, timeout=timeout, kill_when=kill_when, preexec=preexec)
         attempts += 1
         total = proc if total is None else _add(total, proc)
         grew = out_file.stat().st_size > have
@@ -159,9 +168,23 @@ def curl(target: Target, out_file: Path, home: Path, *, nbytes: int | None, veri
     return out
 
 
+def dd_fsync(nbytes: int, out_file: Path, home: Path, *, preexec: Callable[[], None] | None = None,
+             timeout: float = 900.0) -> Outcome:
+    """``dd if=/dev/zero of=FILE bs=1M count=N conv=fsync``: *nbytes* (rounded up to MiB) made durable."""
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    count = max(1, -(-nbytes // 2**20))
+    argv = ["dd", "if=/dev/zero", f"of={out_file}", "bs=1M", f"count={count}", "conv=fsync", "status=none"]
+    proc = run_measured(argv, env=clean_env(home), timeout=timeout, preexec=preexec)
+    out = Outcome("dd", proc, count * 2**20)
+    out.verified = proc.ok and out_file.stat().st_size == count * 2**20
+    out_file.unlink(missing_ok=True)
+    return out
+
+
 def _add(a: ProcResult, b: ProcResult) -> ProcResult:
     return ProcResult(a.argv, b.returncode, a.seconds + b.seconds, max(a.peak_rss_bytes, b.peak_rss_bytes),
-                      a.cpu_seconds + b.cpu_seconds, a.killed or b.killed, b.stderr_tail)
+                      a.cpu_seconds + b.cpu_seconds, a.killed or b.killed, b.stderr_tail,
+                      a.user_seconds + b.user_seconds, a.sys_seconds + b.sys_seconds)
 
 
 def wipe(path: Path) -> None:
