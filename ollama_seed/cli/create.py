@@ -44,6 +44,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     from ..creation.config import Era
     from ..creation.run import CreateResult, acreate
     from ..wire.sync import run_sync
+    from .gcpause import resume
+
+    resume()
 
     renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
     try:

@@ -115,7 +115,10 @@ def _fail_json(exc: SeedError) -> None:
 def cmd_ensure(args: argparse.Namespace) -> int:
     from ..startup.blocking import ensure
     from ..startup.config import load_config
+    from .gcpause import resume
     from .render import make_renderer
+
+    resume()
 
     started = time.monotonic()
     try:

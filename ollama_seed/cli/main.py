@@ -23,6 +23,7 @@ from types import ModuleType
 from ..__about__ import __version__
 from ..core.errors import SeedError
 from ..core.redact import RedactFilter
+from . import gcpause
 from . import store as _cli_store
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_UNEXPECTED", "EXIT_USAGE", "entry", "main"]
@@ -89,6 +90,7 @@ def entry() -> None:
     """
     for name in _UNUSED_OPTIONAL_IMPORTS:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    gcpause.pause()  # the command turns it back on after its imports (see gcpause)
     code = main()
     if "coverage" in sys.modules or threading.active_count() > 1:
         raise SystemExit(code)

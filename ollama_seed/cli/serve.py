@@ -94,6 +94,9 @@ def register(sub: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..mirror.serve import aserve
     from ..wire.sync import run_sync
+    from .gcpause import resume
+
+    resume()
 
     mirror_log = logging.getLogger("ollama_seed.mirror")
     mirror_log.setLevel(logging.WARNING if args.quiet else logging.INFO)
@@ -142,6 +145,9 @@ class _PushLines:
 def cmd_push(args: argparse.Namespace) -> int:
     from ..mirror.push import PushResult, apush
     from ..wire.sync import run_sync
+    from .gcpause import resume
+
+    resume()
 
     try:
         result: PushResult = run_sync(

@@ -102,6 +102,9 @@ def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_pull(args: argparse.Namespace) -> int:
     from ..pulling.api import apull_all  # httpx and anyio load only for commands that use the network
     from ..wire.sync import run_sync
+    from .gcpause import resume
+
+    resume()
 
     names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
     renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)

@@ -81,12 +81,12 @@ class BlobPlan:
     @property
     def frontier(self) -> int:
         """Length of the contiguous prefix of the blob that is on disk."""
-        pos = 0
-        for i, d in enumerate(self.done):
+        pos, ps = 0, self.piece_size
+        for d in self.done:  # every piece but the last is piece_size long (asked ~40 times a second)
             pos += d
-            if d != self.piece_len(i):
+            if d != ps:
                 break
-        return pos
+        return min(pos, self.size)
 
     # -- resume state codec ------------------------------------------------------------
     # The state file is binary and fixed-size so the transfer code can map it into memory
@@ -167,9 +167,18 @@ class Scheduler:
         with self.lock:
             return self._claim()
 
+    def unfinished_lengths(self) -> list[int]:
+        """Per piece: its length, 0 when it is done (one pass, no call per piece: claims run often)."""
+        plan = self.plan
+        lengths = [plan.piece_size] * plan.pieces
+        if lengths:
+            lengths[-1] = plan.size - (plan.pieces - 1) * plan.piece_size
+        return [0 if d == n else n for d, n in zip(plan.done, lengths)]
+
     def _claim(self) -> Run | None:
         plan = self.plan
-        free = [i for i in range(plan.pieces) if not self._claimed[i] and not plan.is_done(i)]
+        claimed = self._claimed
+        free = [i for i, n in enumerate(self.unfinished_lengths()) if n and not claimed[i]]
         if not free:
             return self._steal()
         first = free[0]

@@ -292,8 +292,11 @@ async def run_in_thread(func: Callable[[], None], abort: Callable[[], None], lim
         raise
 
 
-def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: memoryview) -> None:
+def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: memoryview,
+              on_recorded: Callable[[int, memoryview], None] | None = None) -> None:
     """In a worker thread: read *resp*'s body into file *fd* until *run* ends (or the body does).
+
+    *on_recorded(pos, data)* hears of every write once it is recorded (for hashing it inline).
 
     A read is at most ``len(view)`` (<= one piece), and a steal never takes the piece being
     written nor the next one (see _plan.Scheduler._steal), so every byte read lands in pieces
@@ -309,5 +312,8 @@ def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: m
         if n <= 0:
             return
         pwrite_all(fd, view[:n], pos)
-        if sched.record_upto(run, n) < n:
+        kept = sched.record_upto(run, n)
+        if on_recorded is not None and kept > 0:
+            on_recorded(pos, view[:kept])
+        if kept < n:
             return

@@ -111,6 +111,7 @@ class RegistryClient:
         # Ollama's key (~/.ollama/id_ed25519) signs token requests to Ollama's own registry.
         self.signer = signer if signer is not None else OllamaKeySigner()
         self._tokens: dict[tuple[str, str], str] = {}
+        self._own_hosts: dict[tuple[str, str, str], bool] = {}  # see _own_host
         self._custom_transport = transport is not None
         self.tls = LazyTrustContext()  # shared with the direct path; CAs load on the first handshake
         self._client = httpx.AsyncClient(
@@ -162,9 +163,19 @@ class RegistryClient:
         return self._custom_transport
 
     def _own_host(self, name: ModelName, url: str) -> bool:
-        """*url* is on the registry's own host, and not downgraded to plain http from an https registry."""
-        target = httpx.URL(url)
-        return target.netloc.decode() == name.host and target.scheme in ("https", httpx.URL(self.base(name)).scheme)
+        """*url* is on the registry's own host, and not downgraded to plain http from an https registry.
+
+        Remembered per (registry, URL): every range request of a blob asks again, and parsing two
+        URLs cost more than the rest of preparing the request."""
+        key = (self.base(name), name.host, url)
+        known = self._own_hosts.get(key)
+        if known is None:
+            target = httpx.URL(url)
+            known = target.netloc.decode() == name.host and target.scheme in ("https", httpx.URL(key[0]).scheme)
+            if len(self._own_hosts) >= 256:
+                self._own_hosts.clear()
+            self._own_hosts[key] = known
+        return known
 
     def with_token(self, name: ModelName, url: str, headers: dict[str, str],
                    scope: str | None = None) -> dict[str, str]:

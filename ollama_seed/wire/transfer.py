@@ -12,9 +12,10 @@ How it works:
 - A registry's 307 to storage on another host is followed by hand, once per blob; the
   Authorization header never goes there. A storage URL that starts refusing (expired
   signature) is resolved again through the registry.
-- Hashing follows the contiguous on-disk prefix while the download runs (read back from the
-  page cache in a worker thread), so once the last byte lands only a short tail remains to
-  hash: verification costs no second full read of a large blob.
+- Hashing follows the contiguous on-disk prefix while the download runs (see
+  :mod:`wire.hashing`: from a reader's buffer when its bytes land where the hash stands, else
+  from the mapped page cache), so once the last byte lands only a short tail remains to hash:
+  verification costs no second full read of a large blob.
 - After size and sha256 match, the data is fsynced and renamed into ``blobs/``.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
+import logging
 import mmap
 import os
 import threading
@@ -48,18 +49,19 @@ from ..store.fsutil import raise_os_error
 from ..store.staging import open_staging, staging_paths
 from ..store.store import ModelStore
 from .direct import READ_SIZE, DirectPool, DirectResponse, LinkError, drain, open_in_thread, read_body, run_in_thread
+from .hashing import PrefixHash
 from .httpx_body import Watch, stream_watched, watchdog
 from .registry import RegistryClient, describe_transport_error, user_agent
 from .throttle import TokenBucket
 
 __all__ = ["BlobDownloader", "TransferConfig"]
 
-HASH_STEP = 1024 * 1024
 HASH_LAG = 2 * 1024 * 1024  # the follower hashes once the prefix is this far ahead ...
 HASH_POLL = 0.025  # ... looking every this many seconds: at most ~5 MB left to hash at 100 MB/s
 SYNC_STEP = 64 * 1024 * 1024  # writeback (fdatasync) runs once this many more bytes are hashed
 MAX_REDIRECTS = 10
 MAX_REFRESHES = 5
+log = logging.getLogger("ollama_seed.transfer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +92,13 @@ class _Job:
     state: mmap.mmap | None
     blob_url: str
     direct_url: str | None = None
-    hashed: int = 0
     synced: int = 0
-    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    digest: PrefixHash = field(init=False)
     watches: set[Watch] = field(default_factory=set)
-    hash_view: memoryview = field(default_factory=lambda: memoryview(bytearray(HASH_STEP)))
     on_note: Callable[[LayerNote], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.digest = PrefixHash(self.fd, self.plan.size, str(self.layer.digest))
 
     def reset(self) -> None:
         """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
@@ -163,7 +166,7 @@ class BlobDownloader:
                 if on_note is not None and job.plan.completed and attempt == 0:
                     on_note(LayerNote(name.display, str(layer.digest), "resume", layer.size, job.plan.completed))
                 await self._fetch(job, on_bytes)
-                actual = job.hasher.hexdigest()
+                actual = job.digest.hexdigest()
                 received += job.sched.received
                 if actual == layer.digest.hex and os.fstat(job.fd).st_size == layer.size:
                     await anyio.to_thread.run_sync(_platform.current.full_sync, job.fd)
@@ -200,6 +203,7 @@ class BlobDownloader:
 
     @staticmethod
     def _close(job: _Job) -> None:
+        job.digest.close()
         if job.state is not None:
             with contextlib.suppress(BufferError, ValueError):
                 job.state.close()
@@ -230,7 +234,9 @@ class BlobDownloader:
             if isinstance(err, OSError) and not isinstance(err, SeedError):
                 raise_os_error(err, f"writing {job.layer.digest}")
             raise err from None
-        await anyio.to_thread.run_sync(self._hash_up_to, job, job.plan.size)
+        await anyio.to_thread.run_sync(job.digest.catch_up, job.plan.size)
+        log.debug("%s: %d of %d bytes hashed from the readers' buffers", job.layer.digest, job.digest.inline_bytes,
+                  job.plan.size)
         on_bytes(job.plan.completed)
 
     async def _worker(self, job: _Job) -> None:
@@ -241,20 +247,6 @@ class BlobDownloader:
                 job.sched.release(run)
 
     # -- hashing -------------------------------------------------------------------------
-    def _hash_up_to(self, job: _Job, frontier: int) -> None:
-        if frontier < job.hashed:  # the data was restarted from zero
-            job.hasher, job.hashed = hashlib.sha256(), 0
-        view = job.hash_view
-        while job.hashed < frontier:
-            want = min(HASH_STEP, frontier - job.hashed)
-            # into one reused buffer: ~15 % faster than a new bytes per read
-            n = _platform.current.preadinto(job.fd, view[:want], job.hashed)
-            chunk = view[:n]
-            if not n:
-                raise IntegrityError(f"staging file of {job.layer.digest} is shorter than expected")
-            job.hasher.update(chunk)
-            job.hashed += n
-
     async def _writeback(self, job: _Job, done: anyio.Event) -> None:
         """Write hashed data out while the download runs, so the fsync before the install has
         little left to do (it was ~0.25 s per 512 MiB at the end). Its own thread: an
@@ -262,7 +254,7 @@ class BlobDownloader:
         while not done.is_set():
             with anyio.move_on_after(0.05):
                 await done.wait()
-            hashed = job.hashed
+            hashed = job.digest.hashed
             if hashed - job.synced >= SYNC_STEP and hashed < job.plan.size and not done.is_set():
                 await anyio.to_thread.run_sync(_platform.current.datasync, job.fd)
                 job.synced = hashed
@@ -279,8 +271,9 @@ class BlobDownloader:
                     shown, last = completed, now
                     on_bytes(completed)
             frontier = job.plan.frontier
-            if frontier - job.hashed >= HASH_LAG or frontier < job.hashed:
-                await anyio.to_thread.run_sync(self._hash_up_to, job, frontier)
+            hashed = job.digest.hashed
+            if frontier - hashed >= HASH_LAG or frontier < hashed:
+                await anyio.to_thread.run_sync(job.digest.catch_up, frontier)
 
     # -- one run -------------------------------------------------------------------------
     async def _fetch_run(self, job: _Job, run: Run, *, ranged: bool) -> None:
@@ -384,7 +377,7 @@ class BlobDownloader:
         view = getattr(self._buffers, "view", None)
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
-        read_body(resp, job.fd, job.sched, run, view)
+        read_body(resp, job.fd, job.sched, run, view, job.digest.inline)
 
 
 def _strip_query(url: str) -> str:
