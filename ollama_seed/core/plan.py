@@ -173,7 +173,7 @@ class Scheduler:
         lengths = [plan.piece_size] * plan.pieces
         if lengths:
             lengths[-1] = plan.size - (plan.pieces - 1) * plan.piece_size
-        return [0 if d == n else n for d, n in zip(plan.done, lengths)]
+        return [0 if d == n else n for d, n in zip(plan.done, lengths, strict=True)]
 
     def _claim(self) -> Run | None:
         plan = self.plan
