@@ -261,3 +261,26 @@ def test_direct_failures_read_as_on_the_httpx_path_without_the_query(exc: BaseEx
     text = describe(exc, "https://cdn.example/blob?X-Amz-Signature=secret", 30.0)
     assert re.search(expected, text), text
     assert "secret" not in text
+
+
+@pytest.mark.registry
+def test_a_direct_pull_never_imports_httpx_and_one_on_httpx_does(docker_registry: DockerRegistry, model: BuiltModel,
+                                                                  tmp_path: Path) -> None:
+    """httpx and httpcore cost ~0.15 CPU-s to import: a pull over direct links runs without them
+    (manifest and blobs over http.client) and writes the same store as a pull through httpx."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, ollama_seed; ollama_seed.pull(sys.argv[1], models_dir=sys.argv[2], insecure=True); "
+            "print(sorted(m for m in ('httpx', 'httpcore', 'h11') if m in sys.modules))")
+    name = f"{docker_registry.host}/{REPO}"
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k != "OLLAMA_SEED_DIRECT"}
+    runs = {}
+    for label, extra in (("direct", {}), ("httpx", {"OLLAMA_SEED_DIRECT": "0"})):
+        runs[label] = subprocess.run([sys.executable, "-c", code, name, str(tmp_path / label)], env={**env, **extra},
+                                     capture_output=True, text=True, timeout=120, check=False)
+        assert runs[label].returncode == 0, runs[label].stderr[-2000:]
+    assert runs["direct"].stdout.strip() == "[]"
+    assert runs["httpx"].stdout.strip() == "['h11', 'httpcore', 'httpx']"
+    assert _tree(tmp_path / "direct") == _tree(tmp_path / "httpx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,9 @@ entry()
 """
 
 
-def _cli_modules(*argv: str) -> tuple[int, list[str]]:
-    proc = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, timeout=60)
+def _cli_modules(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    proc = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, timeout=60,
+                          env=env)
     line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED ")][-1]
     return proc.returncode, eval(line[len("LOADED "):])  # a repr of a list of str, printed by the child
 
@@ -66,10 +68,16 @@ def test_cli_ensure_of_a_complete_model_and_local_commands_load_no_network_stack
         assert loaded == [], (argv, loaded)
 
 
-def test_cli_pull_loads_httpx_without_its_unused_optional_imports(tmp_path: Path) -> None:
-    """entry() keeps httpx's own CLI (click, pygments, rich) and trio out of a pull: ~90 ms of start-up."""
-    code, loaded = _cli_modules("pull", "--models-dir", str(tmp_path), "--progress", "none", "--insecure",
-                                "http://127.0.0.1:9/library/tiny:latest")
-    assert code == 4  # nothing listens on port 9: a network error, after httpx was loaded and used
+def test_cli_pull_loads_httpx_only_off_the_direct_path_and_never_its_optional_imports(tmp_path: Path) -> None:
+    """A direct pull (plain http, no proxy) runs without httpx (~0.15 CPU-s of imports); where
+    httpx is used, entry() keeps its own CLI (click, pygments, rich) and trio out (~90 ms)."""
+    argv = ("pull", "--models-dir", str(tmp_path), "--progress", "none", "--insecure",
+            "http://127.0.0.1:9/library/tiny:latest")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k != "OLLAMA_SEED_DIRECT"}
+    code, loaded = _cli_modules(*argv, env=env)
+    assert code == 4  # nothing listens on port 9: a network error, after the manifest request was tried
+    assert "anyio" in loaded and not {"httpx", "httpcore"} & set(loaded), loaded
+    code, loaded = _cli_modules(*argv, env={**env, "OLLAMA_SEED_DIRECT": "0"})
+    assert code == 4
     assert "httpx" in loaded and "httpcore" in loaded
     assert not {"httpx._main", "trio", "click", "rich"} & set(loaded), loaded

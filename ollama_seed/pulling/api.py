@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
-import httpx
 
 from ..core.groups import collapse
 from ..core.progress import ProgressCallback
@@ -17,6 +16,9 @@ from ..wire.registry import Credentials
 from ..wire.sync import run_sync
 from ..wire.throttle import parse_rate
 from .session import PullResult, PullSession
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["apull", "apull_all", "pull"]
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 import filelock
-import httpx
 
 from ..core.digest import Digest
 from ..core.errors import (
@@ -38,6 +38,9 @@ from ..store.store import ModelStore
 from ..wire.registry import Credentials, RegistryClient
 from ..wire.throttle import TokenBucket
 from ..wire.transfer import BlobDownloader, TransferConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["PullResult", "PullSession"]
 
@@ -283,6 +286,8 @@ def normalize_mirror(url: str) -> str:
     text = url.strip()
     if "://" not in text:
         text = f"https://{text}"
+    import httpx  # a mirror option only: a pull without one need not load httpx
+
     try:
         parsed = httpx.URL(text)
     except httpx.InvalidURL:

@@ -26,7 +26,6 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 
 from ..core.errors import ConfigError, SeedError, SeedTimeout
 from ..core.groups import collapse
@@ -50,9 +49,10 @@ from .local import (
     offline_from_env,
 )
 from .options import EnsureOptions, Tracker
-from .server import parse_host
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..pulling.session import PullSession
 
 __all__ = ["EnsureReport", "aensure", "offline_from_env"]
@@ -126,6 +126,7 @@ async def aensure(
     """
     refs = _names(names)
     from ..pulling.api import _rate
+    from .server import parse_host  # httpx loads only where a server is involved
 
     opts = EnsureOptions(
         store=ModelStore(models_dir), verify=verify, update=update,

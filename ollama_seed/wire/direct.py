@@ -24,13 +24,17 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 
 from ..core.plan import Run, Scheduler
 from ..store.fsutil import pwrite_all
-from .registry import describe_transport_error
+from .errors import describe_transport_error
+from .urls import shown_url as _shown
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "drain", "open_in_thread", "proxied",
            "read_body", "run_in_thread"]
@@ -55,11 +59,6 @@ def proxied(scheme: str, environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     names = {k.lower() for k, v in env.items() if v and k.lower() in _PROXY_VARS}
     return f"{scheme}_proxy" in names or "all_proxy" in names
-
-
-def _shown(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def describe(exc: BaseException, url: str, timeout: float) -> str:
@@ -88,6 +87,22 @@ class DirectResponse:
             if self._aborted:
                 return 0
             raise LinkError(describe(exc, self.url, self._pool.timeout)) from exc
+
+    def read_all(self, limit: int) -> bytes:
+        """In a worker thread: the whole (small) body, or its first ``limit + 1`` bytes if it is
+        longer than *limit* (then the rest stays unread, and :meth:`release` closes the connection).
+
+        Raises:
+            LinkError: the network failed.
+        """
+        try:
+            data = self._resp.read(limit + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            self._aborted = True
+            raise LinkError(describe(exc, self.url, self._pool.timeout)) from exc
+        if len(data) > limit:
+            self._aborted = True
+        return data
 
     def abort(self) -> None:
         """Stop a read in progress in another thread (the socket is shut down)."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 
 from ..core.plan import Run, Scheduler
 from ..store.fsutil import pwrite_all
 from .throttle import TokenBucket
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Watch", "stream_watched", "watchdog"]
 

@@ -32,10 +32,10 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
-import httpx
 
 from ..core.errors import IntegrityError, RegistryProtocolError, SeedError, TransferError
 from ..core.groups import collapse, leaves
@@ -49,10 +49,15 @@ from ..store.fsutil import raise_os_error
 from ..store.staging import open_staging, staging_paths
 from ..store.store import ModelStore
 from .direct import READ_SIZE, DirectPool, DirectResponse, LinkError, drain, open_in_thread, read_body, run_in_thread
+from .errors import describe_transport_error, httpx_transport_errors
 from .hashing import PrefixHash
 from .httpx_body import Watch, stream_watched, watchdog
-from .registry import RegistryClient, describe_transport_error, user_agent
+from .registry import RegistryClient, user_agent
 from .throttle import TokenBucket
+from .urls import shown_url
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["BlobDownloader", "TransferConfig"]
 
@@ -334,14 +339,14 @@ class BlobDownloader:
                             continue
                         elif isinstance(outcome, Fail):
                             raise RegistryProtocolError(f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",
-                                                        url=_strip_query(url), status=outcome.status)
+                                                        url=shown_url(url), status=outcome.status)
                     finally:
                         if isinstance(resp, DirectResponse):
                             resp.release()
                         else:
                             with anyio.CancelScope(shield=True):
                                 await resp.aclose()
-            except (httpx.TransportError, httpx.StreamError) as exc:
+            except httpx_transport_errors() as exc:
                 error = describe_transport_error(exc, url)
             except LinkError as exc:
                 error = str(exc)
@@ -380,9 +385,5 @@ class BlobDownloader:
         read_body(resp, job.fd, job.sched, run, view, job.digest.inline)
 
 
-def _strip_query(url: str) -> str:
-    return str(httpx.URL(url).copy_with(query=None))
-
-
 def _hostof(url: str) -> str:
-    return httpx.URL(url).host
+    return urllib.parse.urlsplit(url).hostname or url
