@@ -110,7 +110,7 @@ def test_a_file_shorter_than_the_blob_is_an_integrity_error_not_a_crash(tmp_path
     fd = _staging(tmp_path, data)
     h = PrefixHash(fd, 200 * KIB, "sha256:abc")
     try:
-        with pytest.raises(IntegrityError, match="sha256:abc.*shorter than expected"):
+        with pytest.raises(IntegrityError, match=r"sha256:abc.*shorter than expected"):
             h.catch_up(200 * KIB)
         assert h.hashed == 100 * KIB
     finally:
