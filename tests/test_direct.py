@@ -284,3 +284,20 @@ def test_a_direct_pull_never_imports_httpx_and_one_on_httpx_does(docker_registry
     assert runs["direct"].stdout.strip() == "[]"
     assert runs["httpx"].stdout.strip() == "['h11', 'httpcore', 'httpx']"
     assert _tree(tmp_path / "direct") == _tree(tmp_path / "httpx")
+
+
+@pytest.mark.registry
+def test_a_capped_link_keeps_every_connection_and_an_uncapped_one_lets_the_probes_go(
+        docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """wire.ramp: beyond the first 4, a connection fetches one piece and leaves if it came fast
+    (loopback) or stays if the link caps each connection (here 4 MB/s, as a CDN might)."""
+    caplog.set_level(logging.DEBUG, logger="ollama_seed.transfer")
+    with ProxyThread(docker_registry.url) as fast:
+        _pull(tmp_path / "fast", fast, connections=8)
+    left = [r for r in caplog.records if "left after its first piece" in r.getMessage()]
+    assert left and all("MB/s" in r.getMessage() or "CPU" in r.getMessage() for r in left)
+    caplog.clear()
+    with ProxyThread(docker_registry.url, per_conn_bps=4e6) as capped:
+        _pull(tmp_path / "capped", capped, connections=8)
+    assert not [r for r in caplog.records if "left after its first piece" in r.getMessage()]
+    assert _tree(tmp_path / "fast" / "blobs") == _tree(tmp_path / "capped" / "blobs")  # (manifests: per proxy host)

@@ -162,10 +162,15 @@ class Scheduler:
     def _untouched(self, i: int) -> bool:
         return not self._claimed[i] and self.plan.done[i] == 0
 
-    def claim(self) -> Run | None:
-        """The next run to fetch, or None when every byte is on disk or in flight."""
+    def claim(self, limit: int | None = None) -> Run | None:
+        """The next run to fetch (at most *limit* pieces), or None when every byte is on disk or in flight."""
         with self.lock:
-            return self._claim()
+            return self._claim(limit)
+
+    def retire(self) -> None:
+        """One connection fewer will claim from now on (later claims are sized for the rest)."""
+        with self.lock:
+            self.connections = max(1, self.connections - 1)
 
     def unfinished_lengths(self) -> list[int]:
         """Per piece: its length, 0 when it is done (one pass, no call per piece: claims run often)."""
@@ -175,14 +180,16 @@ class Scheduler:
             lengths[-1] = plan.size - (plan.pieces - 1) * plan.piece_size
         return [0 if d == n else n for d, n in zip(plan.done, lengths, strict=True)]
 
-    def _claim(self) -> Run | None:
+    def _claim(self, limit: int | None = None) -> Run | None:
         plan = self.plan
         claimed = self._claimed
         free = [i for i, n in enumerate(self.unfinished_lengths()) if n and not claimed[i]]
         if not free:
-            return self._steal()
+            return self._steal(limit)
         first = free[0]
         want = max(1, math.ceil(len(free) / (self.divisor * self.connections)))
+        if limit is not None:
+            want = max(1, min(want, limit))
         end = first + 1
         while end < plan.pieces and end - first < want and self._untouched(end):
             end += 1
@@ -192,7 +199,7 @@ class Scheduler:
         self.active.append(run)
         return run
 
-    def _steal(self) -> Run | None:
+    def _steal(self, limit: int | None = None) -> Run | None:
         plan = self.plan
         best: Run | None = None
         best_free = 0
@@ -204,6 +211,8 @@ class Scheduler:
         if best is None or best_free < 2:
             return None
         new_first = best.end - best_free // 2
+        if limit is not None:
+            new_first = max(new_first, best.end - max(1, limit))
         run = Run(new_first, best.end, plan.bounds(new_first)[0])
         best.end = new_first
         self.active.append(run)

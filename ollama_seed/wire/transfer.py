@@ -52,6 +52,7 @@ from .direct import READ_SIZE, DirectPool, DirectResponse, LinkError, drain, ope
 from .errors import describe_transport_error, httpx_transport_errors
 from .hashing import PrefixHash
 from .httpx_body import Watch, stream_watched, watchdog
+from .ramp import Ramp
 from .registry import RegistryClient, user_agent
 from .throttle import TokenBucket
 from .urls import shown_url
@@ -225,9 +226,11 @@ class BlobDownloader:
                 tg.start_soon(watchdog, job.watches, self.cfg.stall_timeout, done)
                 tg.start_soon(self._writeback, job, done)
                 try:
+                    connections = min(self.cfg.connections, max(1, job.plan.pieces))
+                    ramp = Ramp(connections)
                     async with anyio.create_task_group() as workers:
-                        for _ in range(min(self.cfg.connections, max(1, job.plan.pieces))):
-                            workers.start_soon(self._worker, job)
+                        for i in range(connections):
+                            workers.start_soon(self._worker, job, ramp if i >= ramp.base else None)
                 except BaseException as exc:
                     if not all(isinstance(e, _RangeIgnored) for e in leaves(exc)):
                         raise
@@ -244,12 +247,21 @@ class BlobDownloader:
                   job.plan.size)
         on_bytes(job.plan.completed)
 
-    async def _worker(self, job: _Job) -> None:
-        while (run := job.sched.claim()) is not None:
+    async def _worker(self, job: _Job, ramp: Ramp | None) -> None:
+        """Fetch runs until none is left; a probe (*ramp* given) fetches one piece first and then
+        stays only if the link needs it (see wire.ramp)."""
+        while (run := job.sched.claim(1 if ramp is not None else None)) is not None:
             try:
-                await self._fetch_run(job, run, ranged=True)
+                rate = await self._fetch_run(job, run, ranged=True)
             finally:
                 job.sched.release(run)
+            if ramp is not None:
+                keep, why = ramp.keep(rate)
+                if not keep:
+                    job.sched.retire()
+                    log.debug("%s: a connection left after its first piece: %s", job.layer.digest, why)
+                    return
+                ramp = None
 
     # -- hashing -------------------------------------------------------------------------
     async def _writeback(self, job: _Job, done: anyio.Event) -> None:
@@ -281,7 +293,9 @@ class BlobDownloader:
                 await anyio.to_thread.run_sync(job.digest.catch_up, frontier)
 
     # -- one run -------------------------------------------------------------------------
-    async def _fetch_run(self, job: _Job, run: Run, *, ranged: bool) -> None:
+    async def _fetch_run(self, job: _Job, run: Run, *, ranged: bool) -> float | None:
+        """Fetch *run* (retrying as its responses say); the bytes/s of the body that finished it,
+        from its response head to its last byte (None if no body did)."""
         layer, plan = job.layer, job.plan
         attempts = refreshes = redirects = 0
         error = "no attempt made"
@@ -304,7 +318,7 @@ class BlobDownloader:
                         outcome = classify(resp.status_code, resp.headers, start=start, end=end, size=layer.size,
                                            ranged=ranged, via_storage=via_storage)
                         if isinstance(outcome, Accept):
-                            stalled = False
+                            stalled, head_at = False, time.monotonic()
                             if isinstance(resp, DirectResponse):
                                 await run_in_thread(functools.partial(self._read_run, job, run, resp), resp.abort,
                                                     self._threads)
@@ -312,7 +326,8 @@ class BlobDownloader:
                                 stalled = await stream_watched(job.watches, job.fd, job.sched, run, resp,
                                                                self.bucket)
                             if job.sched.finished(run):
-                                return
+                                took = time.monotonic() - head_at
+                                return (run.pos - before) / took if took > 0 else float("inf")
                             if stalled:
                                 error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
                             else:
@@ -363,6 +378,7 @@ class BlobDownloader:
                 job.on_note(LayerNote(job.name.display, str(layer.digest), "retry", layer.size, plan.completed,
                                       retry_reason(error), delay))
             await self._sleep(delay)
+        return None  # finished by others (a steal took the rest)
 
     async def _send(self, job: _Job, url: str, headers: dict[str, str], *,
                     ranged: bool) -> httpx.Response | DirectResponse:
