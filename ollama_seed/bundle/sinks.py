@@ -12,7 +12,6 @@ import os
 import secrets
 import sys
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -21,6 +20,7 @@ import zstandard
 from ..core.errors import BundleError
 from ..store import platform as _platform
 from ..store.fsutil import fsync_dir, open_nofollow, raise_os_error
+from ..store.writeback import start_writeback
 from .stream import CHUNK, MAX_PARTS
 
 __all__ = ["FileSink", "GzipSink", "PartsSink", "Sink", "StreamSink", "Writeback", "ZstdSink"]
@@ -34,24 +34,6 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """Linux's ``sync_file_range``; None elsewhere and under OLLAMA_SEED_EMULATE (macOS and Windows have none)."""
-    if _platform.current.kind != "linux" or _platform.current.emulated:
-        return None
-    try:
-        import ctypes
-
-        # the process's own symbols include libc's; ctypes.util.find_library would run ldconfig (~40 ms)
-        func = ctypes.CDLL(None, use_errno=True).sync_file_range
-        func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        func.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    return func
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK_STEP = 8 * CHUNK
 
 
@@ -64,8 +46,8 @@ class Writeback:
 
     def wrote(self, n: int) -> None:
         self.end += n
-        if _SYNC_FILE_RANGE is not None and self.end - self.start >= WRITEBACK_STEP:
-            _SYNC_FILE_RANGE(self.fd, self.start, self.end - self.start, _SYNC_FILE_RANGE_WRITE)
+        if self.end - self.start >= WRITEBACK_STEP:
+            start_writeback(self.fd, self.start, self.end - self.start)
             self.start = self.end
 
 
