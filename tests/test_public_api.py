@@ -81,3 +81,23 @@ def test_cli_pull_loads_httpx_only_off_the_direct_path_and_never_its_optional_im
     assert code == 4
     assert "httpx" in loaded and "httpcore" in loaded
     assert not {"httpx._main", "trio", "click", "rich"} & set(loaded), loaded
+
+
+def test_every_command_is_mapped_to_the_module_that_registers_it() -> None:
+    """main() builds a parser with only the named command's module (see cli.main._modules_for):
+    a command missing from the map would still work (the full parser), but slower; a wrong entry
+    would make the command unknown."""
+    import argparse
+
+    from ollama_seed.cli import main as cli_main
+
+    def commands(parser: argparse.ArgumentParser) -> set[str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(sub.choices)
+
+    everything = commands(cli_main.build_parser())
+    assert everything == set(cli_main._COMMAND_MODULES)
+    for command in everything:
+        assert command in commands(cli_main.build_parser(["-v", command], complete=False)), command
+    assert commands(cli_main.build_parser(["--help"], complete=False)) == everything
+    assert commands(cli_main.build_parser(["nonsense"], complete=False)) == everything
