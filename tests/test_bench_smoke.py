@@ -87,6 +87,7 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
     resume = doc["scenarios"][3]
     for m in resume["measurements"]:
         assert m["transferred_ratio"] >= 0.99  # at least the whole blob crossed the proxy over both runs
+        assert m["blob_bytes_first_counted_after_kill"] >= m["blob_bytes_first"]  # read at the kill, then at stop
     assert {t["target"].split(":")[0] for t in doc["targets"]} >= {"peak RSS <= 100 MB", "the report states the machine"}
 
     md = jsons[0].with_suffix(".md").read_text()

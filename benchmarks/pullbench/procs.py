@@ -194,6 +194,14 @@ class ProxyProcess:
         self.url = line
         return self
 
+    def snapshot(self) -> dict[str, Any]:
+        """The proxy's counters now (SIGUSR1: it prints them as one JSON line), without stopping it."""
+        if self.proc is None or self.proc.stdout is None:
+            return {}
+        self.proc.send_signal(signal.SIGUSR1)
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        return json.loads(line) if line.startswith("{") else {}
+
     def mark(self) -> None:
         """Remember the proxy's CPU time now (the start of a measurement)."""
         self.cpu_at_mark = cpu_seconds_of(self.proc.pid) if self.proc else 0.0

@@ -91,6 +91,9 @@ async def _serve(upstream: str, host: str, port: int, opts: ProxyOptions) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with ShapingProxy(upstream, host=host, port=port, options=opts) as p:
+        # SIGUSR1: the counters now, as one JSON line (the harness reads them at the instant it
+        # kills a client: what a dying client's connections count afterwards is not what it got)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: print(json.dumps(p.stats.snapshot()), flush=True))
         print(p.url, flush=True)
         await stop.wait()
     print(json.dumps(p.stats.snapshot()), flush=True)
