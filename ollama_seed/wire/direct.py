@@ -114,15 +114,17 @@ class DirectResponse:
 
     def drain(self) -> None:
         """In a worker thread: read a small body that nobody wants (a redirect's, an error's), so
-        that :meth:`release` can keep the connection. Bounded: at most ``DRAIN_LIMIT`` bytes with
-        a known length, waiting at most ``DRAIN_TIMEOUT`` for them; otherwise left for release to
+        that :meth:`release` can keep the connection. Bounded: a body of known length up to
+        ``DRAIN_LIMIT`` bytes, or a chunked one (a 401 challenge's, from some servers) that ends
+        within ``DRAIN_LIMIT``, waiting at most ``DRAIN_TIMEOUT``; otherwise left for release to
         close."""
         resp, sock = self._resp, self._conn.sock
-        if resp.isclosed() or resp.will_close or resp.length is None or resp.length > DRAIN_LIMIT or sock is None:
+        sized = resp.length is not None and resp.length <= DRAIN_LIMIT
+        if resp.isclosed() or resp.will_close or sock is None or not (sized or resp.chunked):
             return
         try:
             sock.settimeout(min(DRAIN_TIMEOUT, self._pool.timeout))
-            resp.read()
+            resp.read(DRAIN_LIMIT + 1)  # a chunked body may be longer: then it is left for release to close
             sock.settimeout(self._pool.timeout)
         except (OSError, http.client.HTTPException):
             self._aborted = True  # a partial read: release() closes the connection

@@ -42,7 +42,7 @@ from ..core.manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, OCI_MANIFES
 from ..core.ranges import backoff, parse_retry_after
 from ..core.reference import ModelName
 from .credentials import DockerCredentials
-from .direct import DirectPool, LinkError, open_in_thread
+from .direct import DirectPool, LinkError, drain, open_in_thread
 from .errors import cert_error, describe_transport_error, httpx_transport_errors
 from .signing import OllamaKeySigner
 from .tls import LazyTrustContext
@@ -108,6 +108,12 @@ class RegistryClient:
         self._direct = (DirectPool(timeout=read_timeout, user_agent=user_agent(), context=self.tls)
                         if use_direct else None)
         self._direct_threads = anyio.CapacityLimiter(4)
+
+    @property
+    def direct_pool(self) -> DirectPool | None:
+        """The kept-alive direct connections of this client (None: direct requests are off), shared
+        with the transfer engine so that the manifest's connection carries the first blob range."""
+        return self._direct
 
     @property
     def _client(self) -> httpx.AsyncClient:
@@ -325,6 +331,7 @@ class RegistryClient:
                         raise RegistryProtocolError(f"manifest at {url} is larger than {MAX_MANIFEST_BYTES} bytes",
                                                     url=url)
                     return resp.status_code, resp.headers.get("retry-after"), body
+                await drain(resp, self._direct_threads)  # the 401's small body: the connection is kept
             finally:
                 resp.release()
         resp2 = await self.send(name, "GET", url, headers)

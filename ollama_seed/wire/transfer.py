@@ -136,14 +136,16 @@ class BlobDownloader:
         # a rate limit (the token bucket is the event loop's), nor when OLLAMA_SEED_DIRECT=0.
         use_direct = (config.direct and not client.custom_transport and bucket is None
                       and os.environ.get("OLLAMA_SEED_DIRECT", "1") != "0")
+        shared = client.direct_pool
+        self._own_pool = use_direct and (shared is None or shared.timeout != config.stall_timeout)
         self.direct = (DirectPool(timeout=config.stall_timeout, user_agent=user_agent(), context=client.tls)
-                       if use_direct else None)
+                       if self._own_pool else shared if use_direct else None)
         self._threads = anyio.CapacityLimiter(int(limiter.total_tokens) + 4)
         self._buffers = threading.local()
 
     def close(self) -> None:
-        """Close the kept-alive direct connections."""
-        if self.direct is not None:
+        """Close the kept-alive direct connections (the client closes those it shares)."""
+        if self.direct is not None and self._own_pool:
             self.direct.close()
 
     async def _sleep(self, seconds: float) -> None:
@@ -389,6 +391,7 @@ class BlobDownloader:
                                         self._threads)
             if resp.status_code != 401:
                 return resp
+            await drain(resp, self._threads)  # its small body, so that the connection is kept
             resp.release()  # httpx answers the challenge and keeps the token for the next requests
         with anyio.fail_after(self.cfg.stall_timeout):
             return await self.client.send(job.name, "GET", url, headers)
