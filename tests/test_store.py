@@ -190,3 +190,30 @@ def test_prune_keeps_unique_staging_of_a_live_process(models_dir: Path) -> None:
     report = store.prune(staging_in_use=busy)
     assert report.removed_staging == (dead,)
     assert (store.layout.staging_dir / live).exists()
+
+
+def test_ensure_dir_accepts_a_directory_another_process_creates_meanwhile(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight pulls starting at once into a new store: a directory may appear between our look and
+    our mkdir (seen in CI as "exists and is not a directory" when the look took two steps)."""
+    import os as _os
+
+    from ollama_seed.store import fsutil
+
+    target = tmp_path / "models"
+    real_mkdir = _os.mkdir
+
+    def racing_mkdir(path: object, mode: int = 0o777) -> None:
+        real_mkdir(target)  # the other process wins
+        raise FileExistsError(str(path))
+
+    monkeypatch.setattr(fsutil.os, "mkdir", racing_mkdir)
+    fsutil.ensure_dir(target)
+    assert target.is_dir()
+    monkeypatch.undo()
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(StoreError, match="exists and is not a directory"):
+        fsutil.ensure_dir(tmp_path / "file")
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(StoreError, match="symbolic link"):
+        fsutil.ensure_dir(tmp_path / "link")

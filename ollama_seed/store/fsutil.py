@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from ..core.errors import InsufficientSpace, StoreError
@@ -38,12 +39,19 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
     The models root itself may be a symlink (users move stores to other disks); every
     directory we create below it must be a real directory.
     """
-    if path.is_symlink():
-        raise StoreError(f"{path} is a symbolic link; ollama-seed does not write through links there. "
-                         "Remove it or point OLLAMA_MODELS at the real directory")
-    if path.is_dir():
-        return
-    if path.exists():
+    try:  # one look: another process may create the directory at any moment (is_dir then exists raced)
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise_os_error(exc, f"looking at {path}")
+        raise
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"{path} is a symbolic link; ollama-seed does not write through links there. "
+                             "Remove it or point OLLAMA_MODELS at the real directory")
+        if stat.S_ISDIR(st.st_mode):
+            return
         raise StoreError(f"{path} exists and is not a directory")
     if not path.parent.exists():
         ensure_dir(path.parent, DIR_MODE)
