@@ -26,9 +26,8 @@ from ..core.digest import Digest
 from ..core.errors import BundleError, InvalidName, ModelNotFound, RegistryProtocolError
 from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
 from ..core.reference import ModelName
-from ..store.fsutil import open_nofollow
+from .filemembers import FileMembers
 from .format import MemberKind, MemberRef
-from .members import Member
 
 __all__ = ["ModelsDirMembers", "is_models_dir"]
 
@@ -44,7 +43,7 @@ def _refuse(path: Path, why: str) -> BundleError:
     return BundleError(f"refusing {path}: {why}. Remove it from the copy (or copy the models again) and re-run")
 
 
-class ModelsDirMembers:
+class ModelsDirMembers(FileMembers):
     """The models of an Ollama models directory (all, or the ones named) as a member stream."""
 
     cheap_skip = True
@@ -167,40 +166,8 @@ class ModelsDirMembers:
         except RegistryProtocolError as exc:
             raise _refuse(path, str(exc)) from None
 
-    def _open(self, path: Path) -> int:
-        try:
-            fd = open_nofollow(path, os.O_RDONLY)
-        except OSError as exc:
-            raise BundleError(f"cannot open {path} ({exc.strerror or exc}); symbolic links are refused") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise _refuse(path, "not a regular file")
-        return fd
+    def _not_regular(self, path: Path) -> BundleError:
+        return _refuse(path, "not a regular file")
 
-    # -- the member stream ------------------------------------------------------------------
-    def next(self) -> Member | None:
-        self.close()
-        if not self.plan:
-            return None
-        ref, path = self.plan.pop(0)
-        self.fd = self._open(path)
-        self.left = os.fstat(self.fd).st_size
-        return Member(ref, self.left)
-
-    def readinto(self, view: memoryview) -> int:
-        if self.left <= 0 or self.fd < 0:
-            return 0
-        n = os.readv(self.fd, [view[: self.left] if len(view) > self.left else view])
-        if not n:
-            raise BundleError(f"a file in {self.root} shrank while it was read; is something writing to it?")
-        self.left -= n
-        return n
-
-    def skip(self) -> None:
-        self.close()
-        self.left = 0
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+    def _shrank(self) -> BundleError:
+        return BundleError(f"a file in {self.root} shrank while it was read; is something writing to it?")

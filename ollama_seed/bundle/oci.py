@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,8 @@ from ..core.digest import Digest
 from ..core.errors import BundleError, InvalidName, RegistryProtocolError
 from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
 from ..core.reference import ModelName
-from ..store.fsutil import open_nofollow
+from .filemembers import FileMembers
 from .format import MAX_INDEX_BYTES, MemberKind, MemberRef
-from .members import Member
 
 __all__ = ["INDEX_MEDIA_TYPE", "REF_NAME", "DirMembers", "OciEntry", "encode_index", "encode_layout",
            "is_layout_dir", "oci_twin", "parse_index", "parse_layout"]
@@ -159,7 +157,7 @@ def is_layout_dir(path: Path) -> bool:
     return path.is_dir() and (path / "oci-layout").is_file()
 
 
-class DirMembers:
+class DirMembers(FileMembers):
     """An OCI layout directory read as a member stream: layout, index, then per model its manifest and blobs."""
 
     def __init__(self, root: Path) -> None:
@@ -200,41 +198,5 @@ class DirMembers:
         except RegistryProtocolError as exc:
             raise BundleError(f"the manifest of {entry.name} in the layout: {exc}") from None
 
-    def _open(self, path: Path) -> int:
-        try:
-            fd = open_nofollow(path, os.O_RDONLY)
-        except OSError as exc:
-            raise BundleError(f"cannot open {path} ({exc.strerror or exc}); symbolic links are refused") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise BundleError(f"{path} is not a regular file")
-        return fd
-
-    def next(self) -> Member | None:
-        self._close()
-        if not self.plan:
-            return None
-        ref, path = self.plan.pop(0)
-        self.fd = self._open(path)
-        self.left = os.fstat(self.fd).st_size
-        return Member(ref, self.left)
-
-    def readinto(self, view: memoryview) -> int:
-        if not self.left:
-            return 0
-        n = os.readv(self.fd, [view[: self.left] if len(view) > self.left else view])
-        if not n:
-            raise BundleError("a file of the layout shrank while it was read")
-        self.left -= n
-        return n
-
-    def skip(self) -> None:
-        self.left = 0
-
-    def _close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def close(self) -> None:
-        self._close()
+    def _shrank(self) -> BundleError:
+        return BundleError("a file of the layout shrank while it was read")

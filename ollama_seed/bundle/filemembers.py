@@ -1,0 +1,70 @@
+"""Members read from files on disk (a models directory, an OCI layout directory), in plan order.
+
+Each file is opened without following a symbolic link and must be a regular file; its size when
+opened is the member's size, and a file that shrinks while it is read is an error. Subclasses
+build ``plan`` and may word the two refusals for their source.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from ..core.errors import BundleError
+from ..store.fsutil import open_nofollow
+from .format import MemberRef
+from .members import Member
+
+__all__ = ["FileMembers"]
+
+
+class FileMembers:
+    """The member-stream half of a directory source: ``next``, ``readinto``, ``skip``, ``close``."""
+
+    plan: list[tuple[MemberRef, Path]]
+    fd = -1
+    left = 0
+
+    def _not_regular(self, path: Path) -> BundleError:
+        return BundleError(f"{path} is not a regular file")
+
+    def _shrank(self) -> BundleError:
+        return BundleError("a file shrank while it was read")
+
+    def _open(self, path: Path) -> int:
+        try:
+            fd = open_nofollow(path, os.O_RDONLY)
+        except OSError as exc:
+            raise BundleError(f"cannot open {path} ({exc.strerror or exc}); symbolic links are refused") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._not_regular(path)
+        return fd
+
+    def next(self) -> Member | None:
+        self.close()
+        if not self.plan:
+            return None
+        ref, path = self.plan.pop(0)
+        self.fd = self._open(path)
+        self.left = os.fstat(self.fd).st_size
+        return Member(ref, self.left)
+
+    def readinto(self, view: memoryview) -> int:
+        if self.left <= 0 or self.fd < 0:
+            return 0
+        n = os.readv(self.fd, [view[: self.left] if len(view) > self.left else view])
+        if not n:
+            raise self._shrank()
+        self.left -= n
+        return n
+
+    def skip(self) -> None:
+        self.close()
+        self.left = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
