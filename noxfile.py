@@ -42,9 +42,22 @@ def typecheck(session: nox.Session) -> None:
 def lock(session: nox.Session) -> None:
     """Refresh requirements/dev.txt: the newest versions the ranges in pyproject.toml allow."""
     session.install("uv==0.13.9")
-    session.run("uv", "pip", "compile", "pyproject.toml", "requirements/build.in", "--extra", "dev",
-                "--universal", "--python-version", "3.10", "--generate-hashes", "--upgrade",
-                "-o", "requirements/dev.txt")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "requirements/build.in",
+        "--extra",
+        "dev",
+        "--universal",
+        "--python-version",
+        "3.10",
+        "--generate-hashes",
+        "--upgrade",
+        "-o",
+        "requirements/dev.txt",
+    )
 
 
 @nox.session

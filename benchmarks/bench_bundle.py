@@ -59,8 +59,13 @@ def once(fn: Callable[[], object], before: Callable[[], object] | None = None) -
     return time.perf_counter() - start
 
 
-def paired(ours: Callable[[], object], ref: Callable[[], object], runs: int, payload: int,
-           before: Callable[[], object] | None = None) -> dict[str, float]:
+def paired(
+    ours: Callable[[], object],
+    ref: Callable[[], object],
+    runs: int,
+    payload: int,
+    before: Callable[[], object] | None = None,
+) -> dict[str, float]:
     """Run ours and the reference alternately, *runs* rounds; medians of MB/s and of the per-round ratio.
 
     Alternating keeps both under the same load from whatever else shares the machine.
@@ -81,7 +86,7 @@ def sha256_rate(path: Path) -> float:
     h = hashlib.sha256()
     start = time.perf_counter()
     for i in range(0, len(data), 1 << 20):
-        h.update(view[i:i + (1 << 20)])
+        h.update(view[i : i + (1 << 20)])
     return len(data) / (time.perf_counter() - start) / MB
 
 
@@ -131,16 +136,31 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
     tar_file = work / f"{label}.tar"
     tar_c = lambda: sh("tar", "-cf", str(tar_file), "-C", str(store), "manifests", "blobs")  # noqa: E731
     rows: list[tuple[str, str, dict[str, float]]] = [
-        ("export to a file, none (verify, fsync)", "tar -cf", paired(
-            lambda: export_bundle(name, plain, models_dir=store, compress="none"), tar_c, runs, payload)),
-        ("export to a stream, none (verify)", "tar -cf", paired(
-            lambda: to_stream(plain, compress="none"), tar_c, runs, payload)),
-        ("export to a stream, none (--no-verify)", "tar -cf", paired(
-            lambda: to_stream(plain, compress="none", verify=False), tar_c, runs, payload)),
-        ("import, none (hash + fsync)", "tar -xf", paired(
-            lambda: import_bundle(plain, models_dir=dst), tar_x, runs, payload, clean)),
-        ("import, none (hash + fsync)", "tar -xf; sync", paired(
-            lambda: import_bundle(plain, models_dir=dst), tar_x_sync, runs, payload, clean)),
+        (
+            "export to a file, none (verify, fsync)",
+            "tar -cf",
+            paired(lambda: export_bundle(name, plain, models_dir=store, compress="none"), tar_c, runs, payload),
+        ),
+        (
+            "export to a stream, none (verify)",
+            "tar -cf",
+            paired(lambda: to_stream(plain, compress="none"), tar_c, runs, payload),
+        ),
+        (
+            "export to a stream, none (--no-verify)",
+            "tar -cf",
+            paired(lambda: to_stream(plain, compress="none", verify=False), tar_c, runs, payload),
+        ),
+        (
+            "import, none (hash + fsync)",
+            "tar -xf",
+            paired(lambda: import_bundle(plain, models_dir=dst), tar_x, runs, payload, clean),
+        ),
+        (
+            "import, none (hash + fsync)",
+            "tar -xf; sync",
+            paired(lambda: import_bundle(plain, models_dir=dst), tar_x_sync, runs, payload, clean),
+        ),
     ]
     out["rows"] = rows
     out["sha256_MBps"] = sha256_rate(data)
@@ -149,13 +169,19 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
     for level in levels:
         packed = work / f"{label}.{level}.bundle"
         cli = work / f"{label}.{level}.zst"
-        export = paired(lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}"),
-                        lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
-                        runs, payload)
+        export = paired(
+            lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}"),
+            lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
+            runs,
+            payload,
+        )
 
-        export_nv = paired(lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}", verify=False),
-                           lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
-                           runs, payload)
+        export_nv = paired(
+            lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}", verify=False),
+            lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
+            runs,
+            payload,
+        )
 
         def zstd_tar(c: Path = cli) -> None:
             dst.mkdir(parents=True)
@@ -164,9 +190,16 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
 
         imp = paired(lambda p=packed: import_bundle(p, models_dir=dst), zstd_tar, runs, payload, clean)
         clean()
-        levels_out.append({"level": level, "ratio": packed.stat().st_size / payload,
-                           "zstd_cli_ratio": cli.stat().st_size / plain.stat().st_size,
-                           "export": export, "export_noverify": export_nv, "import": imp})
+        levels_out.append(
+            {
+                "level": level,
+                "ratio": packed.stat().st_size / payload,
+                "zstd_cli_ratio": cli.stat().st_size / plain.stat().st_size,
+                "export": export,
+                "export_noverify": export_nv,
+                "import": imp,
+            }
+        )
         packed.unlink()
         cli.unlink()
     out["levels"] = levels_out
@@ -186,8 +219,12 @@ def timed_cmd(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
-def paired_cmds(ours: Callable[[], tuple[float, float]], ref: Callable[[], tuple[float, float]], runs: int,
-                before: Callable[[], object] | None = None) -> dict[str, float]:
+def paired_cmds(
+    ours: Callable[[], tuple[float, float]],
+    ref: Callable[[], tuple[float, float]],
+    runs: int,
+    before: Callable[[], object] | None = None,
+) -> dict[str, float]:
     """Alternating rounds of two timed commands: medians of wall and CPU seconds, and of ref / ours per round."""
     rows: list[tuple[float, float, float, float]] = []
     for i in range(runs):
@@ -199,17 +236,25 @@ def paired_cmds(ours: Callable[[], tuple[float, float]], ref: Callable[[], tuple
             got[fn] = fn()
         rows.append((*got[ours], *got[ref]))
     med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
-    return {"ours_s": med(0), "ours_cpu": med(1), "ref_s": med(2), "ref_cpu": med(3),
-            "ratio": statistics.median(r[2] / r[0] for r in rows),
-            "ours_min": min(r[0] for r in rows), "ours_max": max(r[0] for r in rows),
-            "ref_min": min(r[2] for r in rows), "ref_max": max(r[2] for r in rows)}
+    return {
+        "ours_s": med(0),
+        "ours_cpu": med(1),
+        "ref_s": med(2),
+        "ref_cpu": med(3),
+        "ratio": statistics.median(r[2] / r[0] for r in rows),
+        "ours_min": min(r[0] for r in rows),
+        "ours_max": max(r[0] for r in rows),
+        "ref_min": min(r[2] for r in rows),
+        "ref_max": max(r[2] for r in rows),
+    }
 
 
 def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, object]:
     """ollama-seed against ollamazip at equal work, command lines, same machine, same archive."""
     root = Path(__file__).resolve().parent.parent
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "ollama_seed")], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(root / "ollama_seed")], check=True, stdout=subprocess.DEVNULL
+    )
     store = work / f"oz-store-{label}"
     name = f"bench/{label}:latest"
     install(store, [Model(ModelName.parse(name), make_model(model_file=data))])
@@ -226,19 +271,42 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
         b = timed_cmd(["sync", str(oz_file)], env)
         return a[0] + b[0], a[1] + b[1]
 
-    export = lambda *extra: lambda: timed_cmd([*seed, "export", name, "-o", str(ours_file), "--compress",  # noqa: E731
-                                               "zstd:3", "--progress", "none", *extra], env)
+    export = lambda *extra: (  # noqa: E731
+        lambda: timed_cmd(
+            [
+                *seed,
+                "export",
+                name,
+                "-o",
+                str(ours_file),
+                "--compress",
+                "zstd:3",
+                "--progress",
+                "none",
+                *extra,
+            ],
+            env,
+        )
+    )
     rows = {
         "export (hash + fsync) vs pack; sync FILE": paired_cmds(export(), pack_sync, runs),
         "export --no-verify (fsync) vs pack; sync FILE": paired_cmds(export("--no-verify"), pack_sync, runs),
         "import of ollamazip's archive vs unpack --verify": paired_cmds(
             lambda: timed_cmd([*seed, "import", str(oz_file), "--models-dir", str(dst), "--progress", "none"], env),
-            lambda: timed_cmd([py, "-m", "ollamazip", "unpack", str(oz_file), "--verify"],
-                              {**env, "OLLAMA_MODELS": str(dst)}), runs, clean),
+            lambda: timed_cmd(
+                [py, "-m", "ollamazip", "unpack", str(oz_file), "--verify"], {**env, "OLLAMA_MODELS": str(dst)}
+            ),
+            runs,
+            clean,
+        ),
         "import of our bundle vs unpack --verify of its archive": paired_cmds(
             lambda: timed_cmd([*seed, "import", str(ours_file), "--models-dir", str(dst), "--progress", "none"], env),
-            lambda: timed_cmd([py, "-m", "ollamazip", "unpack", str(oz_file), "--verify"],
-                              {**env, "OLLAMA_MODELS": str(dst)}), runs, clean),
+            lambda: timed_cmd(
+                [py, "-m", "ollamazip", "unpack", str(oz_file), "--verify"], {**env, "OLLAMA_MODELS": str(dst)}
+            ),
+            runs,
+            clean,
+        ),
     }
     sizes = {"ours": ours_file.stat().st_size, "ollamazip": oz_file.stat().st_size}
     clean()
@@ -249,45 +317,57 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
 
 
 def report_ollamazip(results: list[dict[str, object]], runs: int) -> str:
-    lines = [f"\n### against ollamazip, zstd level 3 both, command line against command line "
-             f"(medians of {runs} alternating rounds)\n",
-             "| data | step | ours s | ollamazip s | ollamazip / ours | ours CPU s | ollamazip CPU s | "
-             "ours CPU / wall | ranges (ours; ollamazip) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        f"\n### against ollamazip, zstd level 3 both, command line against command line "
+        f"(medians of {runs} alternating rounds)\n",
+        "| data | step | ours s | ollamazip s | ollamazip / ours | ours CPU s | ollamazip CPU s | "
+        "ours CPU / wall | ranges (ours; ollamazip) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in results:
         rows = r["rows"]
         assert isinstance(rows, dict)
         for step, m in rows.items():
-            lines.append(f"| {r['label']} | {step} | {m['ours_s']:.2f} | {m['ref_s']:.2f} | {m['ratio']:.2f} | "
-                         f"{m['ours_cpu']:.2f} | {m['ref_cpu']:.2f} | {m['ours_cpu'] / m['ours_s']:.2f} | "
-                         f"{m['ours_min']:.2f}-{m['ours_max']:.2f}; {m['ref_min']:.2f}-{m['ref_max']:.2f} |")
+            lines.append(
+                f"| {r['label']} | {step} | {m['ours_s']:.2f} | {m['ref_s']:.2f} | {m['ratio']:.2f} | "
+                f"{m['ours_cpu']:.2f} | {m['ref_cpu']:.2f} | {m['ours_cpu'] / m['ours_s']:.2f} | "
+                f"{m['ours_min']:.2f}-{m['ours_max']:.2f}; {m['ref_min']:.2f}-{m['ref_max']:.2f} |"
+            )
         sizes = r["sizes"]
         assert isinstance(sizes, dict)
-        lines.append(f"\n{r['label']}: archive sizes {sizes['ours'] / MB:.1f} MB (ours) and "
-                     f"{sizes['ollamazip'] / MB:.1f} MB (ollamazip) for {r['payload_bytes'] / MB:.1f} MB of blobs")
+        lines.append(
+            f"\n{r['label']}: archive sizes {sizes['ours'] / MB:.1f} MB (ours) and "
+            f"{sizes['ollamazip'] / MB:.1f} MB (ollamazip) for {r['payload_bytes'] / MB:.1f} MB of blobs"
+        )
     return "\n".join(lines)
 
 
 def report(results: list[dict[str, object]]) -> str:
     lines = []
     for r in results:
-        lines.append(f"\n### {r['label']} ({r['payload_bytes'] / MB:.0f} MB payload; "
-                     f"sha256 on one core: {r['sha256_MBps']:.0f} MB/s)\n")
+        lines.append(
+            f"\n### {r['label']} ({r['payload_bytes'] / MB:.0f} MB payload; "
+            f"sha256 on one core: {r['sha256_MBps']:.0f} MB/s)\n"
+        )
         lines.append("| step | ollama-seed MB/s | reference | reference MB/s | ours / reference |")
         lines.append("| --- | ---: | --- | ---: | ---: |")
         rows = r["rows"]
         assert isinstance(rows, list)
         for step, ref, m in rows:
             lines.append(f"| {step} | {m['ours']:.0f} | {ref} | {m['ref']:.0f} | {m['ratio']:.2f} |")
-        lines.append("\n| zstd level | size / payload | export MB/s | zstd -T0 MB/s | ours / zstd | "
-                     "ours / zstd (--no-verify) | import MB/s | zstd -dc \\| tar -x MB/s | ours / reference |")
+        lines.append(
+            "\n| zstd level | size / payload | export MB/s | zstd -T0 MB/s | ours / zstd | "
+            "ours / zstd (--no-verify) | import MB/s | zstd -dc \\| tar -x MB/s | ours / reference |"
+        )
         lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         levels = r["levels"]
         assert isinstance(levels, list)
         for lv in levels:
             e, nv, i = lv["export"], lv["export_noverify"], lv["import"]
-            lines.append(f"| {lv['level']} | {lv['ratio']:.4f} | {e['ours']:.0f} | {e['ref']:.0f} | {e['ratio']:.2f} | "
-                         f"{nv['ratio']:.2f} | {i['ours']:.0f} | {i['ref']:.0f} | {i['ratio']:.2f} |")
+            lines.append(
+                f"| {lv['level']} | {lv['ratio']:.4f} | {e['ours']:.0f} | {e['ref']:.0f} | {e['ratio']:.2f} | "
+                f"{nv['ratio']:.2f} | {i['ours']:.0f} | {i['ref']:.0f} | {i['ratio']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -298,8 +378,12 @@ def main() -> int:
     parser.add_argument("--synthetic-mib", type=int, default=256)
     parser.add_argument("--work", type=Path, help="work directory (default: a temp dir, removed at the end)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument("--only", choices=["all", "tools", "ollamazip"], default="all",
-                        help="tools: tar and zstd only; ollamazip: the ollamazip comparison only")
+    parser.add_argument(
+        "--only",
+        choices=["all", "tools", "ollamazip"],
+        default="all",
+        help="tools: tar and zstd only; ollamazip: the ollamazip comparison only",
+    )
     args = parser.parse_args()
     for tool in ("tar", "zstd"):
         if shutil.which(tool) is None:
@@ -325,8 +409,10 @@ def main() -> int:
             if args.only in ("all", "ollamazip") and label.startswith("gemma3"):
                 print(f"benchmarking {label} against ollamazip ...", file=sys.stderr)
                 oz_results.append(bench_ollamazip(label, path, work, args.runs))
-    print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at the start and "
-          f"{os.getloadavg()[0]:.1f} at the end; medians of {args.runs} alternating rounds; MB = 1e6 bytes")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end; medians of {args.runs} alternating rounds; MB = 1e6 bytes"
+    )
     if results:
         print(report(results))
     if oz_results:

@@ -61,11 +61,26 @@ def build_store(root: Path, size: int) -> None:
         _blob(root, b"benchmark model, zeros only\n", "application/vnd.ollama.image.license"),
         _blob(root, b'{"temperature":0.7}', "application/vnd.ollama.image.params"),
     ]
-    config = _blob(root, json.dumps({"model_format": "gguf", "model_family": "llama",
-                                     "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]}}
-                                    ).encode(), "application/vnd.docker.container.image.v1+json")
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                           "config": config, "layers": layers}, separators=(",", ":")).encode()
+    config = _blob(
+        root,
+        json.dumps(
+            {
+                "model_format": "gguf",
+                "model_family": "llama",
+                "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]},
+            }
+        ).encode(),
+        "application/vnd.docker.container.image.v1+json",
+    )
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": config,
+            "layers": layers,
+        },
+        separators=(",", ":"),
+    ).encode()
     path = root / "manifests" / "registry.ollama.ai" / "bench" / "big" / "q4"
     path.parent.mkdir(parents=True)
     path.write_bytes(manifest)
@@ -98,8 +113,11 @@ def main() -> int:
         py = sys.executable
         variants = {
             "import": [py, "-c", "import ollama_seed"],
-            "ensure": [py, "-c", f"import ollama_seed; r = ollama_seed.ensure({NAME!r}); "
-                                 "assert r[0].status == 'present', r"],
+            "ensure": [
+                py,
+                "-c",
+                f"import ollama_seed; r = ollama_seed.ensure({NAME!r}); assert r[0].status == 'present', r",
+            ],
             "cli": [py, "-m", "ollama_seed", "ensure", NAME, "--progress", "none"],
         }
         times: dict[str, list[float]] = {k: [] for k in variants}
@@ -123,11 +141,16 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["ensure"] / med["import"]
     result = {
-        "blob_gib": args.size_gib, "runs": args.runs, "build_seconds": round(build_s, 2),
+        "blob_gib": args.size_gib,
+        "runs": args.runs,
+        "build_seconds": round(build_s, 2),
         "median_seconds": {k: round(v, 4) for k, v in med.items()},
         "min_seconds": {k: round(min(v), 4) for k, v in times.items()},
-        "ensure_over_import": round(ratio, 3), "cli_over_import": round(med["cli"] / med["import"], 3),
-        "in_process_ensure_ms": round(in_process * 1e3, 3), "target": TARGET, "ok": ratio <= TARGET,
+        "ensure_over_import": round(ratio, 3),
+        "cli_over_import": round(med["cli"] / med["import"], 3),
+        "in_process_ensure_ms": round(in_process * 1e3, 3),
+        "target": TARGET,
+        "ok": ratio <= TARGET,
     }
     if args.json:
         print(json.dumps(result))

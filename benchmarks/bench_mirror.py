@@ -61,13 +61,22 @@ def env(home: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def mirror_process(models: Path, work: Path, extra: tuple[str, ...] = (), name: str = "mirror",
-                   verify: Any = True, holder: list[subprocess.Popen[bytes]] | None = None) -> Iterator[str]:
+def mirror_process(
+    models: Path,
+    work: Path,
+    extra: tuple[str, ...] = (),
+    name: str = "mirror",
+    verify: Any = True,
+    holder: list[subprocess.Popen[bytes]] | None = None,
+) -> Iterator[str]:
     port = free_port()
     log = (work / f"{name}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "ollama_seed", "serve", "--models-dir", str(models),
-                             "--port", str(port), *extra], stdout=log, stderr=subprocess.STDOUT,
-                            env=env(work / "home"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ollama_seed", "serve", "--models-dir", str(models), "--port", str(port), *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env(work / "home"),
+    )
     if holder is not None:
         holder.append(proc)
     url = f"{'https' if '--tls-cert' in extra else 'http'}://127.0.0.1:{port}"
@@ -91,21 +100,46 @@ def mirror_process(models: Path, work: Path, extra: tuple[str, ...] = (), name: 
         log.close()
 
 
-def one_round(kind: str, url: str, work: Path, blob: str, size: int, manifest: bytes,
-              client_env: dict[str, str] | None = None, curl_args: tuple[str, ...] = ()) -> float:
+def one_round(
+    kind: str,
+    url: str,
+    work: Path,
+    blob: str,
+    size: int,
+    manifest: bytes,
+    client_env: dict[str, str] | None = None,
+    curl_args: tuple[str, ...] = (),
+) -> float:
     host = url.split("://", 1)[1]
     dirs = [work / f"client-{i}" for i in range(N_CLIENTS)]
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
     if kind == "seed":
         insecure = ["--insecure"] if url.startswith("http://") else []
-        argv = [[sys.executable, "-m", "ollama_seed", "pull", *insecure, "--progress", "none",
-                 "--models-dir", str(d), f"{host}/{REPO}:{TAG}"] for d in dirs]
+        argv = [
+            [
+                sys.executable,
+                "-m",
+                "ollama_seed",
+                "pull",
+                *insecure,
+                "--progress",
+                "none",
+                "--models-dir",
+                str(d),
+                f"{host}/{REPO}:{TAG}",
+            ]
+            for d in dirs
+        ]
     else:
         argv = [["curl", "-sf", *curl_args, "-o", "/dev/null", f"{url}/v2/{REPO}/blobs/{blob}"] for _ in dirs]
     started = time.monotonic()
-    procs = [subprocess.Popen(a, env={**env(work / "home"), **(client_env or {})}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for a in argv]
+    procs = [
+        subprocess.Popen(
+            a, env={**env(work / "home"), **(client_env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for a in argv
+    ]
     errors = [p.communicate()[1] for p in procs]
     wall = time.monotonic() - started
     for p, err in zip(procs, errors, strict=True):
@@ -120,8 +154,11 @@ def one_round(kind: str, url: str, work: Path, blob: str, size: int, manifest: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_mirror", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_mirror",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--size", default="256Mi", help="model layer size (default 256Mi)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", default="seed,curl", help="seed, curl, or both (comma-separated)")
@@ -161,15 +198,24 @@ def run(work: Path, size: int, rounds: int, kinds: list[str]) -> dict[str, Any]:
                         wall = one_round(kind, url, work, layer.digest, layer.size, model.manifest)
                         walls[kind][name].append(wall)
                         print(f"{kind:5} round {r + 1}: {name:18} {wall:6.2f} s", file=sys.stderr)
-    out: dict[str, Any] = {"model_bytes": model.total_size, "layer_bytes": layer.size, "clients": N_CLIENTS,
-                           "rounds": rounds, "cpus": os.cpu_count(), "results": {}}
+    out: dict[str, Any] = {
+        "model_bytes": model.total_size,
+        "layer_bytes": layer.size,
+        "clients": N_CLIENTS,
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
+        "results": {},
+    }
     for kind in kinds:
         per = model.total_size if kind == "seed" else layer.size
         summary = {}
         for name, ws in walls[kind].items():
             med = statistics.median(ws)
-            summary[name] = {"walls_s": [round(w, 3) for w in ws], "median_s": round(med, 3),
-                             "MB_per_s": round(N_CLIENTS * per / med / 1e6, 1)}
+            summary[name] = {
+                "walls_s": [round(w, 3) for w in ws],
+                "median_s": round(med, 3),
+                "MB_per_s": round(N_CLIENTS * per / med / 1e6, 1),
+            }
         ratio = summary["ollama-seed serve"]["MB_per_s"] / summary["docker-registry"]["MB_per_s"]
         out["results"][kind] = {**summary, "ratio_mirror_over_registry": round(ratio, 3)}
     return out
@@ -204,8 +250,10 @@ def run_site(work: Path, size: int, rounds: int, kinds: list[str]) -> dict[str, 
     ca = ssl.create_default_context(cafile=str(certs.ca))
     procs: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:
-        urls = {name: stack.enter_context(mirror_process(store, work, extra, name.replace("+", "-"), ca, procs))
-                for name, extra in configs.items()}
+        urls = {
+            name: stack.enter_context(mirror_process(store, work, extra, name.replace("+", "-"), ca, procs))
+            for name, extra in configs.items()
+        }
         pids = {name: p.pid for name, p in zip(configs, procs, strict=True)}
         walls: dict[str, dict[str, list[float]]] = {k: {c: [] for c in configs} for k in kinds}
         cpus: dict[str, dict[str, list[float]]] = {k: {c: [] for c in configs} for k in kinds}
@@ -221,23 +269,35 @@ def run_site(work: Path, size: int, rounds: int, kinds: list[str]) -> dict[str, 
                         client_env |= {"OLLAMA_SEED_REGISTRY_USER": USER, "OLLAMA_SEED_REGISTRY_PASSWORD": PASSWORD}
                         curl_args += ("-u", f"{USER}:{PASSWORD}")
                     cpu0 = cpu_seconds(pids[name])
-                    wall = one_round(kind, urls[name], work, layer.digest, layer.size, model.manifest,
-                                     client_env, curl_args)
+                    wall = one_round(
+                        kind, urls[name], work, layer.digest, layer.size, model.manifest, client_env, curl_args
+                    )
                     cpu = cpu_seconds(pids[name]) - cpu0
                     if r:
                         walls[kind][name].append(wall)
                         cpus[kind][name].append(cpu)
                     print(f"{kind:5} round {r}: {name:10} {wall:6.2f} s, server CPU {cpu:5.2f} s", file=sys.stderr)
-    out: dict[str, Any] = {"model_bytes": model.total_size, "layer_bytes": layer.size, "clients": N_CLIENTS,
-                           "rounds": rounds, "cpus": os.cpu_count(), "loadavg": os.getloadavg(), "results": {}}
+    out: dict[str, Any] = {
+        "model_bytes": model.total_size,
+        "layer_bytes": layer.size,
+        "clients": N_CLIENTS,
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "results": {},
+    }
     for kind in kinds:
         per = N_CLIENTS * (model.total_size if kind == "seed" else layer.size)
         summary: dict[str, Any] = {}
         for name in configs:
             wall, cpu = statistics.median(walls[kind][name]), statistics.median(cpus[kind][name])
-            summary[name] = {"walls_s": [round(w, 3) for w in walls[kind][name]], "median_s": round(wall, 3),
-                             "MB_per_s": round(per / wall / 1e6, 1), "server_cpu_s": round(cpu, 3),
-                             "MB_per_server_cpu_s": round(per / cpu / 1e6, 1) if cpu else None}
+            summary[name] = {
+                "walls_s": [round(w, 3) for w in walls[kind][name]],
+                "median_s": round(wall, 3),
+                "MB_per_s": round(per / wall / 1e6, 1),
+                "server_cpu_s": round(cpu, 3),
+                "MB_per_server_cpu_s": round(per / cpu / 1e6, 1) if cpu else None,
+            }
         rate = {n: summary[n]["MB_per_s"] for n in configs}
         summary["ratio_tls_over_plain"] = round(rate["tls"] / rate["plain"], 3)
         summary["ratio_login_over_plain"] = round(rate["login"] / rate["plain"], 3)

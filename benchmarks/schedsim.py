@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     for link in LINKS:
         for divisor in a.divisor or [2.0]:
             wall, on_link, requests = simulate(size, link, divisor=divisor)
-            print(f"{link.name:24s} divisor {divisor:<4g} wall {wall * 100:6.2f} %  link {on_link * 100:6.2f} %"
-                  f"  requests {requests}")
+            print(
+                f"{link.name:24s} divisor {divisor:<4g} wall {wall * 100:6.2f} %  link {on_link * 100:6.2f} %"
+                f"  requests {requests}"
+            )
     return 0
 
 

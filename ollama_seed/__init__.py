@@ -97,7 +97,6 @@ _LAZY: dict[str, str] = {
 }
 
 
-
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -12,8 +12,18 @@ from tests.servers.registry import DockerRegistry, registry_available
 
 # Kept for the tests and their subprocesses: the platform emulation the whole run is under.
 _ENV_KEPT = ("OLLAMA_SEED_EMULATE",)
-_ENV_PREFIXES = ("OLLAMA_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy", "no_proxy", "SSL_CERT_")
+_ENV_PREFIXES = (
+    "OLLAMA_",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "SSL_CERT_",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +69,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.skipped and not hasattr(report, "wasxfail") and _skips_fail():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
-        report.longrepr = (f"skipped on CI, which must install what every test needs: {reason}\n"
-                           "(scripts/install-test-deps.sh installs the tools; OLLAMA_SEED_ALLOW_SKIPS=1 allows skips)")
+        report.longrepr = (
+            f"skipped on CI, which must install what every test needs: {reason}\n"
+            "(scripts/install-test-deps.sh installs the tools; OLLAMA_SEED_ALLOW_SKIPS=1 allows skips)"
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

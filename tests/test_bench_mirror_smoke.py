@@ -18,9 +18,28 @@ def test_site_benchmark_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "site.json"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_mirror", "--site", "--size", "1Mi", "--rounds", "1",
-                           "--clients", "curl", "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=280, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_mirror",
+            "--site",
+            "--size",
+            "1Mi",
+            "--rounds",
+            "1",
+            "--clients",
+            "curl",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     curl = doc["results"]["curl"]

@@ -17,8 +17,20 @@ from benchmarks.pullbench.cli import parse_size
 from tests.servers.registry import registry_available
 
 ROOT = Path(__file__).resolve().parent.parent
-MEASUREMENT_KEYS = {"tool", "ok", "seconds", "bytes", "MBps", "peak_rss_mb", "cpu_s", "user_s", "sys_s",
-                    "cpu_s_per_GiB", "run", "notes"}
+MEASUREMENT_KEYS = {
+    "tool",
+    "ok",
+    "seconds",
+    "bytes",
+    "MBps",
+    "peak_rss_mb",
+    "cpu_s",
+    "user_s",
+    "sys_s",
+    "cpu_s_per_GiB",
+    "run",
+    "notes",
+}
 
 
 def test_parse_size_uses_binary_units() -> None:
@@ -39,10 +51,32 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pullbench", "--size", "3M", "--runs", "1", "--curl-max", "1M",
-         "--scenarios", "loopback,quota500,cap50,resume", "--workdir", str(tmp_path / "work"), "--results", str(results),
-         "--label", "smoke"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=220, check=False)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.pullbench",
+            "--size",
+            "3M",
+            "--runs",
+            "1",
+            "--curl-max",
+            "1M",
+            "--scenarios",
+            "loopback,quota500,cap50,resume",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--results",
+            str(results),
+            "--label",
+            "smoke",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]  # missed targets fail only with --check
     jsons = list(results.glob("*-smoke.json"))
     assert len(jsons) == 1, proc.stderr[-3000:]
@@ -52,8 +86,12 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
     machine = doc["machine"]
     assert machine["cores"] >= 1 and machine["memory_gib"] > 0 and machine["disk"]["fs"] and machine["kernel"]
     assert doc["model"]["blob_size"] == 3 << 20 and doc["model"]["blobs"] >= 2
-    assert set(doc["limits_summary"]) == {"sha256_memory_MBps", "sha256_cpu_s_per_GiB", "sha256_file_MBps",
-                                          "disk_fsync_MBps"}
+    assert set(doc["limits_summary"]) == {
+        "sha256_memory_MBps",
+        "sha256_cpu_s_per_GiB",
+        "sha256_file_MBps",
+        "disk_fsync_MBps",
+    }
     assert all(v > 0 for v in doc["limits_summary"].values())
     assert [s["name"] for s in doc["scenarios"]] == ["loopback", "quota500", "cap50", "resume"]
 
@@ -88,7 +126,10 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
     for m in resume["measurements"]:
         assert m["transferred_ratio"] >= 0.99  # at least the whole blob crossed the proxy over both runs
         assert m["blob_bytes_first_counted_after_kill"] >= m["blob_bytes_first"]  # read at the kill, then at stop
-    assert {t["target"].split(":")[0] for t in doc["targets"]} >= {"peak RSS <= 100 MB", "the report states the machine"}
+    assert {t["target"].split(":")[0] for t in doc["targets"]} >= {
+        "peak RSS <= 100 MB",
+        "the report states the machine",
+    }
 
     md = jsons[0].with_suffix(".md").read_text()
     assert "| scenario | tool |" in md and "Machine:" in md

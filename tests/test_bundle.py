@@ -44,8 +44,13 @@ NAMES = ["alpha:latest", "hf.co/some-user/a-rather-long-repository-name-for-pax-
 def src(tmp_path: Path) -> Path:
     """A store with two models that share their template, license and params blobs."""
     root = tmp_path / "src"
-    install(root, [Model(ModelName.parse(NAMES[0]), make_model(size_bytes=300_000, seed=1)),
-                   Model(ModelName.parse(NAMES[1]), make_model(size_bytes=200_001, seed=2))])
+    install(
+        root,
+        [
+            Model(ModelName.parse(NAMES[0]), make_model(size_bytes=300_000, seed=1)),
+            Model(ModelName.parse(NAMES[1]), make_model(size_bytes=200_001, seed=2)),
+        ],
+    )
     return root
 
 
@@ -99,10 +104,18 @@ def _cli(*args: str) -> list[str]:
 
 def test_round_trip_through_a_pipe(src: Path, tmp_path: Path) -> None:
     dst = tmp_path / "dst"
-    export = subprocess.Popen(_cli("export", *NAMES, "-o", "-", "--models-dir", str(src), "--compress", "zstd",
-                                   "--progress", "none"), stdout=subprocess.PIPE, cwd=ROOT)
-    imported = subprocess.run(_cli("import", "-", "--models-dir", str(dst), "--json", "--progress", "none"),
-                              stdin=export.stdout, capture_output=True, timeout=60, cwd=ROOT)
+    export = subprocess.Popen(
+        _cli("export", *NAMES, "-o", "-", "--models-dir", str(src), "--compress", "zstd", "--progress", "none"),
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    imported = subprocess.run(
+        _cli("import", "-", "--models-dir", str(dst), "--json", "--progress", "none"),
+        stdin=export.stdout,
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert export.stdout is not None
     export.stdout.close()
     assert export.wait(timeout=60) == 0
@@ -182,8 +195,9 @@ def test_a_changed_tag_is_replaced(src: Path, tmp_path: Path) -> None:
 
 
 def test_a_bundle_made_by_tar_from_a_store(src: Path, tmp_path: Path) -> None:
-    plain = subprocess.run(["tar", "-C", str(src), "-cf", "-", "manifests", "blobs"], capture_output=True,
-                           check=True).stdout
+    plain = subprocess.run(
+        ["tar", "-C", str(src), "-cf", "-", "manifests", "blobs"], capture_output=True, check=True
+    ).stdout
     result = import_bundle(io.BytesIO(plain), models_dir=tmp_path / "a")
     assert result.format == "tar" and len(result.models) == 2
     same_store(src, tmp_path / "a")
@@ -213,10 +227,14 @@ def test_oci_layout_directory_round_trip(src: Path, tmp_path: Path) -> None:
     assert index["schemaVersion"] == 2 and index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     exact = [m for m in index["manifests"] if "io.ollama-seed.name" in m["annotations"]]
     twins = [m for m in index["manifests"] if "org.opencontainers.image.ref.name" in m["annotations"]]
-    assert [m["annotations"]["io.ollama-seed.name"] for m in exact] == ["registry.ollama.ai/library/alpha:latest",
-                                                                        NAMES[1]]
+    assert [m["annotations"]["io.ollama-seed.name"] for m in exact] == [
+        "registry.ollama.ai/library/alpha:latest",
+        NAMES[1],
+    ]
     assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in twins] == [
-        "registry.ollama.ai/library/alpha:latest", NAMES[1]]
+        "registry.ollama.ai/library/alpha:latest",
+        NAMES[1],
+    ]
     assert {m["mediaType"] for m in twins} == {"application/vnd.oci.image.manifest.v1+json"}
     assert [m["annotations"]["io.ollama-seed.twin-of"] for m in twins] == [m["digest"] for m in exact]
     import hashlib
@@ -225,8 +243,10 @@ def test_oci_layout_directory_round_trip(src: Path, tmp_path: Path) -> None:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
     for entry in exact:  # the exact manifest bytes, so the model keeps its digest
         raw = (layout / "blobs" / "sha256" / entry["digest"][7:]).read_bytes()
-        assert raw == (src / "manifests" / "registry.ollama.ai/library/alpha/latest").read_bytes() or \
-            raw == next(p for p in (src / "manifests" / "hf.co").rglob("*") if p.is_file()).read_bytes()
+        assert (
+            raw == (src / "manifests" / "registry.ollama.ai/library/alpha/latest").read_bytes()
+            or raw == next(p for p in (src / "manifests" / "hf.co").rglob("*") if p.is_file()).read_bytes()
+        )
     imported = import_bundle(layout, models_dir=tmp_path / "dst")
     assert imported.format == "oci" and len(imported.models) == 2
     same_store(src, tmp_path / "dst")
@@ -243,8 +263,9 @@ def test_oci_layout_tar_round_trip(src: Path, tmp_path: Path) -> None:
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
     subprocess.run(["tar", "-xf", str(out), "-C", str(unpacked)], check=True)
-    retarred = subprocess.run(["tar", "-C", str(unpacked), "-cf", "-", "blobs", "index.json", "oci-layout"],
-                              capture_output=True, check=True).stdout
+    retarred = subprocess.run(
+        ["tar", "-C", str(unpacked), "-cf", "-", "blobs", "index.json", "oci-layout"], capture_output=True, check=True
+    ).stdout
     import_bundle(io.BytesIO(retarred), models_dir=tmp_path / "b")
     same_store(src, tmp_path / "b")
 
@@ -256,8 +277,9 @@ def test_skopeo_reads_the_oci_layout(src: Path, tmp_path: Path) -> None:
     ref = "registry.ollama.ai/library/alpha:latest"
     raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout}:{ref}"], capture_output=True, check=True)
     assert json.loads(raw.stdout)["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-    subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:{ref}", f"oci:{copy}:{ref}"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["skopeo", "copy", "-q", f"oci:{layout}:{ref}", f"oci:{copy}:{ref}"], check=True, capture_output=True
+    )
     result = import_bundle(copy, models_dir=tmp_path / "dst")  # a layout another tool wrote
     assert result.models == (ModelName.parse(ref),)
     assert not ModelStore(tmp_path / "dst").verify(ModelName.parse(ref))
@@ -281,7 +303,8 @@ def test_inspect_and_verify(src: Path, tmp_path: Path) -> None:
     assert info.created_by.startswith("ollama-seed ")
     assert [m.name.display for m in info.models] == ["alpha:latest", NAMES[1]]
     assert len(info.blobs) == 7 and info.size == sum(s for _, s in info.blobs) + sum(
-        len(p.read_bytes()) for p in (src / "manifests").rglob("*") if p.is_file())
+        len(p.read_bytes()) for p in (src / "manifests").rglob("*") if p.is_file()
+    )
     checked = verify_bundle(out)
     assert len(checked.models) == 2 and checked.blobs_written == 0
     assert not (tmp_path / "home" / ".ollama").exists()  # verify wrote nothing anywhere
@@ -289,9 +312,16 @@ def test_inspect_and_verify(src: Path, tmp_path: Path) -> None:
 
 def test_auto_compression_follows_the_data(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    install(root, [Model(ModelName.parse("random:1"), make_model(size_bytes=2_000_000, seed=5)),
-                   Model(ModelName.parse("zeros:1"), make_model(extra_layers=[("x/zeros", bytes(2_000_000))],
-                                                                size_bytes=1000, seed=6))])
+    install(
+        root,
+        [
+            Model(ModelName.parse("random:1"), make_model(size_bytes=2_000_000, seed=5)),
+            Model(
+                ModelName.parse("zeros:1"),
+                make_model(extra_layers=[("x/zeros", bytes(2_000_000))], size_bytes=1000, seed=6),
+            ),
+        ],
+    )
     assert export_bundle("random:1", tmp_path / "r", models_dir=root).compression == "none"
     zeros = export_bundle("zeros:1", tmp_path / "z", models_dir=root)
     assert zeros.compression == "zstd:1" and zeros.bytes_out < zeros.bytes_in / 10
@@ -319,7 +349,8 @@ async def test_async_api_reports_progress(src: Path, tmp_path: Path) -> None:
     result = await aexport_bundle(NAMES, tmp_path / "x", models_dir=src, progress=events.append)
     assert {e.status for e in events if isinstance(e, Status)} == {"exporting", "success"}
     assert sum(e.total for e in events if isinstance(e, LayerProgress) and e.done) == result.bytes_in - sum(
-        len(p.read_bytes()) for p in (src / "manifests").rglob("*") if p.is_file())
+        len(p.read_bytes()) for p in (src / "manifests").rglob("*") if p.is_file()
+    )
     events.clear()
     imported = await aimport_bundle(tmp_path / "x", models_dir=tmp_path / "dst", progress=events.append)
     assert len(imported.models) == 2
@@ -336,7 +367,7 @@ class _Slow(io.RawIOBase):
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         time.sleep(0.01)
         n = min(len(b), 4096, len(self.data) - self.pos)
-        b[:n] = self.data[self.pos:self.pos + n]
+        b[:n] = self.data[self.pos : self.pos + n]
         self.pos += n
         return n
 
@@ -398,9 +429,13 @@ def test_a_thin_bundle_uses_blobs_already_in_the_store(tmp_path: Path, capsys: p
     full = BundleIndex.build([(second.name, second.manifest)], created_by="t", created="")
     shared = {b.digest for b in first.manifest.blobs}
     thin = BundleIndex(full.models, tuple(b for b in full.blobs if b.digest not in shared), "t", "")
-    data = join([member(INDEX_MEMBER, thin.encode()),
-                 *[member(b.path, second.built.blob(str(b.digest)).read_bytes()) for b in thin.blobs],
-                 member(second.manifest_path, second.built.manifest)])
+    data = join(
+        [
+            member(INDEX_MEMBER, thin.encode()),
+            *[member(b.path, second.built.blob(str(b.digest)).read_bytes()) for b in thin.blobs],
+            member(second.manifest_path, second.built.manifest),
+        ]
+    )
     path = tmp_path / "thin.bundle"
     path.write_bytes(data)
     with pytest.raises(BundleError, match="neither in the bundle nor in the store"):

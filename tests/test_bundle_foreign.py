@@ -35,8 +35,13 @@ OTHER = "alpha:latest"
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
     root = tmp_path / "src"
-    install(root, [Model(ModelName.parse(NAME), make_model(size_bytes=300_000, seed=11)),
-                   Model(ModelName.parse(OTHER), make_model(size_bytes=120_000, seed=12))])
+    install(
+        root,
+        [
+            Model(ModelName.parse(NAME), make_model(size_bytes=300_000, seed=11)),
+            Model(ModelName.parse(OTHER), make_model(size_bytes=120_000, seed=12)),
+        ],
+    )
     return root
 
 
@@ -91,11 +96,15 @@ def test_ollamazip_as_renames_like_unpack_name(src: Path, tmp_path: Path) -> Non
     assert_store_ok(dst)
 
 
-def test_cli_import_of_an_ollamazip_archive_with_as(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_import_of_an_ollamazip_archive_with_as(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     archive = pack(src, tmp_path, OTHER, "gzip")
     dst = tmp_path / "dst"
-    assert main(["import", str(archive), "--as", "Renamed:x", "--models-dir", str(dst), "--json",
-                 "--progress", "none"]) == 0
+    assert (
+        main(["import", str(archive), "--as", "Renamed:x", "--models-dir", str(dst), "--json", "--progress", "none"])
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["models"] == ["Renamed:x"] and doc["format"] == "ollamazip" and doc["compression"] == "gzip"
     assert manifest_digest(dst, "renamed:x") == manifest_digest(src, OTHER)  # Ollama matches names case-insensitively
@@ -162,12 +171,15 @@ def oz_archive(members: list[tuple[str, bytes]], compress: str = "none") -> byte
     return gzip.compress(raw) if compress == "gzip" else raw
 
 
-def oz_members(model: Model, *, metadata: dict[str, object] | None = None,
-               skip: int | None = None) -> list[tuple[str, bytes]]:
+def oz_members(
+    model: Model, *, metadata: dict[str, object] | None = None, skip: int | None = None
+) -> list[tuple[str, bytes]]:
     host, ns, name, tag = model.name.path_parts
     meta = {"archive_version": 1, "model": name, "tag": tag, "registry": host, "namespace": ns}
-    out = [("metadata.json", json.dumps(metadata if metadata is not None else meta).encode()),
-           ("manifest.json", model.built.manifest)]
+    out = [
+        ("metadata.json", json.dumps(metadata if metadata is not None else meta).encode()),
+        ("manifest.json", model.built.manifest),
+    ]
     for i, blob in enumerate(model.built.blobs):
         if i != skip:
             out.append((f"blobs/sha256-{blob.hex}", blob.read_bytes()))
@@ -215,18 +227,23 @@ HOSTILE: dict[str, tuple[list[tuple[str, bytes]], str]] = {
     "no-metadata": (oz_members(_model())[1:], "no metadata.json"),
     "no-manifest": ([oz_members(_model())[0], *oz_members(_model())[2:]], "holds no manifest.json"),
     "manifest-twice": ([*oz_members(_model())[:2], ("manifest.json", b"{}")], "appears twice"),
-    "mixed-with-ours": ([*oz_members(_model())[:2], ("manifests/registry.ollama.ai/library/x/y", b"{}"),
-                         *oz_members(_model())[2:]], "mixes"),
+    "mixed-with-ours": (
+        [*oz_members(_model())[:2], ("manifests/registry.ollama.ai/library/x/y", b"{}"), *oz_members(_model())[2:]],
+        "mixes",
+    ),
     "metadata-huge": ([("metadata.json", b" " * (65 * 1024)), *oz_members(_model())[1:]], "more than"),
-    **{f"traversal-{i}": (oz_members(_model(), metadata=meta), "not a valid model name")
-       for i, meta in enumerate(TRAVERSALS)},
+    **{
+        f"traversal-{i}": (oz_members(_model(), metadata=meta), "not a valid model name")
+        for i, meta in enumerate(TRAVERSALS)
+    },
 }
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 @pytest.mark.parametrize("compress", ["none", "gzip"])
-def test_hostile_ollamazip_archive_is_refused_and_store_unchanged(case: str, compress: str, store: Path,
-                                                                   tmp_path: Path) -> None:
+def test_hostile_ollamazip_archive_is_refused_and_store_unchanged(
+    case: str, compress: str, store: Path, tmp_path: Path
+) -> None:
     members, expected = HOSTILE[case]
     archive = tmp_path / "hostile.ollamazip"
     archive.write_bytes(oz_archive(members, compress))
@@ -278,8 +295,12 @@ def test_ollamazip_unpack_reads_what_we_import_from(src: Path, tmp_path: Path) -
     """The same archive, unpacked by ollamazip with --verify, gives the store we give (the reference behaviour)."""
     archive = pack(src, tmp_path, NAME, "zstd")
     theirs, ours = tmp_path / "theirs", tmp_path / "ours"
-    subprocess.run([sys.executable, "-m", "ollamazip", "unpack", str(archive), "--verify"], check=True,
-                   capture_output=True, env={**os.environ, "OLLAMA_MODELS": str(theirs)})
+    subprocess.run(
+        [sys.executable, "-m", "ollamazip", "unpack", str(archive), "--verify"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "OLLAMA_MODELS": str(theirs)},
+    )
     import_bundle(archive, models_dir=ours)
     for sub in ("blobs", "manifests"):
         a = sorted(p.relative_to(theirs) for p in (theirs / sub).rglob("*") if p.is_file())

@@ -23,16 +23,19 @@ from tests.servers.model import make_model
 HEX = "0123456789abcdef" * 4
 
 
-@pytest.mark.parametrize(("name", "kind"), [
-    (".ollama-seed/bundle.json", MemberKind.INDEX),
-    (f"blobs/sha256-{HEX}", MemberKind.BLOB),
-    (f"./blobs/sha256-{HEX}", MemberKind.BLOB),
-    ("manifests/registry.ollama.ai/library/gemma3/270m", MemberKind.MANIFEST),
-    ("manifests/localhost:5000/ns/model/v1.2", MemberKind.MANIFEST),
-    ("oci-layout", MemberKind.OCI_LAYOUT),
-    ("index.json", MemberKind.OCI_INDEX),
-    (f"blobs/sha256/{HEX}", MemberKind.OCI_BLOB),
-])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        (".ollama-seed/bundle.json", MemberKind.INDEX),
+        (f"blobs/sha256-{HEX}", MemberKind.BLOB),
+        (f"./blobs/sha256-{HEX}", MemberKind.BLOB),
+        ("manifests/registry.ollama.ai/library/gemma3/270m", MemberKind.MANIFEST),
+        ("manifests/localhost:5000/ns/model/v1.2", MemberKind.MANIFEST),
+        ("oci-layout", MemberKind.OCI_LAYOUT),
+        ("index.json", MemberKind.OCI_INDEX),
+        (f"blobs/sha256/{HEX}", MemberKind.OCI_BLOB),
+    ],
+)
 def test_accepted_member_names(name: str, kind: MemberKind) -> None:
     ref = classify_member(name)
     assert ref.kind is kind
@@ -42,31 +45,45 @@ def test_accepted_member_names(name: str, kind: MemberKind) -> None:
         assert ref.digest == Digest(HEX)
 
 
-@pytest.mark.parametrize("name", ["./", ".", "manifests", "manifests/registry.ollama.ai/",
-                                  "manifests/registry.ollama.ai/library/gemma3", "blobs/", "blobs/sha256", ".ollama-seed"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "./",
+        ".",
+        "manifests",
+        "manifests/registry.ollama.ai/",
+        "manifests/registry.ollama.ai/library/gemma3",
+        "blobs/",
+        "blobs/sha256",
+        ".ollama-seed",
+    ],
+)
 def test_accepted_directories(name: str) -> None:
     assert classify_member(name, is_dir=True).kind is MemberKind.DIR
 
 
-@pytest.mark.parametrize(("name", "is_dir", "why"), [
-    ("/blobs/x", False, "absolute"),
-    ("blobs/../x", False, r"'\.\.'"),
-    ("blobs//x", False, "empty component"),
-    ("blobs\\x", False, "backslash"),
-    ("blobs/x\x00", False, "control"),
-    ("", False, "empty"),
-    ("a" * 2000, False, "too long"),
-    (f"blobs/sha256:{HEX}", False, "blobs/sha256-<64"),
-    (f"blobs/sha256-{HEX}-partial", False, "blobs/sha256-<64"),
-    ("manifests/h/ns/m", False, "manifests/<host>"),
-    ("manifests/h/ns/m/t/extra", False, "manifests/<host>"),
-    ("manifests/h/n.s/m/t", False, "not a valid model name"),
-    ("manifests/h/ns/m/-t", False, "not a valid model name"),
-    ("etc/passwd", False, "only manifests"),
-    ("blobs/sub/dir", True, "no place"),
-    ("etc", True, "no place"),
-    ("manifests/h/n.s", True, "not a valid model name"),
-])
+@pytest.mark.parametrize(
+    ("name", "is_dir", "why"),
+    [
+        ("/blobs/x", False, "absolute"),
+        ("blobs/../x", False, r"'\.\.'"),
+        ("blobs//x", False, "empty component"),
+        ("blobs\\x", False, "backslash"),
+        ("blobs/x\x00", False, "control"),
+        ("", False, "empty"),
+        ("a" * 2000, False, "too long"),
+        (f"blobs/sha256:{HEX}", False, "blobs/sha256-<64"),
+        (f"blobs/sha256-{HEX}-partial", False, "blobs/sha256-<64"),
+        ("manifests/h/ns/m", False, "manifests/<host>"),
+        ("manifests/h/ns/m/t/extra", False, "manifests/<host>"),
+        ("manifests/h/n.s/m/t", False, "not a valid model name"),
+        ("manifests/h/ns/m/-t", False, "not a valid model name"),
+        ("etc/passwd", False, "only manifests"),
+        ("blobs/sub/dir", True, "no place"),
+        ("etc", True, "no place"),
+        ("manifests/h/n.s", True, "not a valid model name"),
+    ],
+)
 def test_refused_member_names(name: str, is_dir: bool, why: str) -> None:
     with pytest.raises(BundleError, match=why):
         classify_member(name, is_dir=is_dir)
@@ -74,7 +91,10 @@ def test_refused_member_names(name: str, is_dir: bool, why: str) -> None:
 
 def _models() -> list[tuple[ModelName, Manifest]]:
     a, b = make_model(size_bytes=1000, seed=1), make_model(size_bytes=2000, seed=2)
-    return [(ModelName.parse("a"), Manifest.parse(a.manifest)), (ModelName.parse("hf.co/u/b:Q4"), Manifest.parse(b.manifest))]
+    return [
+        (ModelName.parse("a"), Manifest.parse(a.manifest)),
+        (ModelName.parse("hf.co/u/b:Q4"), Manifest.parse(b.manifest)),
+    ]
 
 
 def test_index_round_trip_dedupes_blobs() -> None:
@@ -95,22 +115,25 @@ def _doc() -> dict[str, object]:
     return doc
 
 
-@pytest.mark.parametrize(("edit", "why"), [
-    (lambda d: d.update(format="other"), "format"),
-    (lambda d: d.update(version=0), "no valid version"),
-    (lambda d: d.update(version=True), "no valid version"),
-    (lambda d: d.update(version=99), "upgrade ollama-seed"),
-    (lambda d: d.update(models=[]), "non-empty list"),
-    (lambda d: d["models"].append(d["models"][0]), "listed twice"),
-    (lambda d: d["blobs"].append(d["blobs"][0]), "listed twice"),
-    (lambda d: d["blobs"][0].update(size=-1), "whole number"),
-    (lambda d: d["blobs"][0].update(digest="sha256:xyz"), "not a sha256 digest"),
-    (lambda d: d["models"][0].update(name="bad name"), "models\\[0\\].name"),
-    (lambda d: d["models"][0].update(name="a@sha256:" + HEX), "pinned"),
-    (lambda d: d["models"][0]["manifest"].update(path="manifests/x/y/z/w"), "does not match the name"),
-    (lambda d: d["models"][0]["manifest"].update(size=2**40), "whole number"),
-    (lambda d: d["models"][0].update(blobs=["sha256:" + HEX, "sha256:" + HEX]), "twice"),
-])
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d.update(version=0), "no valid version"),
+        (lambda d: d.update(version=True), "no valid version"),
+        (lambda d: d.update(version=99), "upgrade ollama-seed"),
+        (lambda d: d.update(models=[]), "non-empty list"),
+        (lambda d: d["models"].append(d["models"][0]), "listed twice"),
+        (lambda d: d["blobs"].append(d["blobs"][0]), "listed twice"),
+        (lambda d: d["blobs"][0].update(size=-1), "whole number"),
+        (lambda d: d["blobs"][0].update(digest="sha256:xyz"), "not a sha256 digest"),
+        (lambda d: d["models"][0].update(name="bad name"), "models\\[0\\].name"),
+        (lambda d: d["models"][0].update(name="a@sha256:" + HEX), "pinned"),
+        (lambda d: d["models"][0]["manifest"].update(path="manifests/x/y/z/w"), "does not match the name"),
+        (lambda d: d["models"][0]["manifest"].update(size=2**40), "whole number"),
+        (lambda d: d["models"][0].update(blobs=["sha256:" + HEX, "sha256:" + HEX]), "twice"),
+    ],
+)
 def test_index_validation(edit: object, why: str) -> None:
     doc = _doc()
     edit(doc)  # type: ignore[operator]
@@ -128,11 +151,18 @@ def test_index_ignores_unknown_keys_and_refuses_garbage() -> None:
         BundleIndex.decode(b" " * (17 * 2**20))
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("auto", Compression("auto")), ("none", Compression("none")), ("zstd", Compression("zstd", 1)),
-    ("zstd:19", Compression("zstd", 19)), ("ZSTD:3", Compression("zstd", 3)),
-    ("gzip", Compression("gzip", 1)), ("gzip:9", Compression("gzip", 9)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("auto", Compression("auto")),
+        ("none", Compression("none")),
+        ("zstd", Compression("zstd", 1)),
+        ("zstd:19", Compression("zstd", 19)),
+        ("ZSTD:3", Compression("zstd", 3)),
+        ("gzip", Compression("gzip", 1)),
+        ("gzip:9", Compression("gzip", 9)),
+    ],
+)
 def test_parse_compress(text: str, expected: Compression) -> None:
     assert parse_compress(text) == expected
     assert str(expected) in ("auto", "none") or str(expected).startswith(("zstd:", "gzip:"))
@@ -144,10 +174,19 @@ def test_parse_compress_refuses(text: str) -> None:
         parse_compress(text)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("4G", 4 * 10**9), ("4GiB", 4 * 2**30), ("4gb", 4 * 10**9), ("700M", 700 * 10**6), ("4.5k", 4500),
-    ("65536", 65536), (8192, 8192), ("2T", 2 * 10**12),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4G", 4 * 10**9),
+        ("4GiB", 4 * 2**30),
+        ("4gb", 4 * 10**9),
+        ("700M", 700 * 10**6),
+        ("4.5k", 4500),
+        ("65536", 65536),
+        (8192, 8192),
+        ("2T", 2 * 10**12),
+    ],
+)
 def test_parse_size(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected
 
@@ -163,8 +202,8 @@ def test_tar_header_for_a_blob_over_8_gib_uses_pax() -> None:
     raw = encode_header(name, 13_000_000_000, mtime=1_700_000_000)
     pax = parse_header(raw[:512])
     assert pax is not None and pax.kind == "pax"
-    records = parse_pax(raw[512:512 + pax.size])
-    file = parse_header(raw[512 + pax.size + padding(pax.size):][:512])
+    records = parse_pax(raw[512 : 512 + pax.size])
+    file = parse_header(raw[512 + pax.size + padding(pax.size) :][:512])
     assert file is not None and file.name == name and file.kind == "file"
     assert pax_size(records, file.size) == 13_000_000_000
     info = tarfile.TarInfo.frombuf(raw[-512:], "utf-8", "strict")
@@ -175,7 +214,7 @@ def test_tar_header_long_names_and_refusals() -> None:
     long = "manifests/" + "h" * 200 + "/ns/m/t"
     raw = encode_header(long, 10)
     pax = parse_header(raw[:512])
-    assert pax is not None and parse_pax(raw[512:512 + pax.size])["path"] == long
+    assert pax is not None and parse_pax(raw[512 : 512 + pax.size])["path"] == long
     assert parse_header(bytes(512)) is None
     with pytest.raises(BundleError, match="truncated"):
         parse_header(b"x" * 100)

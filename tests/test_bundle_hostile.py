@@ -142,11 +142,20 @@ def _index_not_first(items: list[Model]) -> bytes:
 
 def _oci_no_name(items: list[Model]) -> bytes:
     m = items[0]
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": "x", "digest": m.built.manifest_digest,
-                                                 "size": len(m.built.manifest),
-                                                 "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
-    return join([member("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
-                 member("index.json", json.dumps(index).encode())])
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "x",
+                "digest": m.built.manifest_digest,
+                "size": len(m.built.manifest),
+                "annotations": {"org.opencontainers.image.ref.name": "latest"},
+            }
+        ],
+    }
+    return join(
+        [member("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'), member("index.json", json.dumps(index).encode())]
+    )
 
 
 def _huge_size(items: list[Model]) -> bytes:
@@ -181,8 +190,10 @@ CASES: dict[str, tuple[Case, str]] = {
     "state-dir-member": (lambda items: join([member(".ollama-seed/staging/x", b"x")]), "only manifests/"),
     "bad-blob-name": (lambda items: join([member("blobs/sha256-1234", b"x")]), "sha256-<64 lowercase hex>"),
     "uppercase-digest": (lambda items: join([member("blobs/sha256-" + "AB" * 32, b"x")]), "lowercase hex"),
-    "manifest-depth": (lambda items: join([member("manifests/registry.ollama.ai/library/x", b"{}")]),
-                       "manifests/<host>"),
+    "manifest-depth": (
+        lambda items: join([member("manifests/registry.ollama.ai/library/x", b"{}")]),
+        "manifests/<host>",
+    ),
     "manifest-bad-name": (lambda items: join([member("manifests/h/ns/-x/latest", b"{}")]), "not a valid model name"),
     "hash-mismatch": (_hash_mismatch, "hashes to sha256:"),
     "duplicate-blob": (_dup_blob, "duplicate member with other content"),
@@ -191,23 +202,32 @@ CASES: dict[str, tuple[Case, str]] = {
     "missing-blob-in-index": (_missing_blob_index, "neither in the bundle nor in the store"),
     "decompression-bomb": (_bomb, "decompression bomb"),
     "index-too-large": (lambda items: member(INDEX_MEMBER, size=17 * 2**20) + END, "more than the"),
-    "pax-too-large": (lambda items: member("x", size=2**20, type=tarfile.XHDTYPE, fmt=tarfile.USTAR_FORMAT),
-                      "pax extended header"),
+    "pax-too-large": (
+        lambda items: member("x", size=2**20, type=tarfile.XHDTYPE, fmt=tarfile.USTAR_FORMAT),
+        "pax extended header",
+    ),
     "newer-version": (_newer, "upgrade ollama-seed"),
     "index-not-first": (_index_not_first, "must be the first member"),
     "index-unused-blob": (_unused_blob, "no model uses it"),
     "blob-not-in-index": (_blob_not_in_index, "does not list this blob"),
     "size-mismatch": (_size_mismatch, "but the bundle says"),
     "manifest-not-in-index": (_manifest_not_index, "not the manifest the index names"),
-    "manifest-not-json": (lambda items: join([member(items[0].manifest_path, b"not json")]),
-                          "not a valid Ollama manifest"),
-    "mixed-oci-and-store": (lambda items: join([member("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-                                                member(BLOB, b"abc")]), "mixes models-directory members with OCI layout"),
+    "manifest-not-json": (
+        lambda items: join([member(items[0].manifest_path, b"not json")]),
+        "not a valid Ollama manifest",
+    ),
+    "mixed-oci-and-store": (
+        lambda items: join([member("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), member(BLOB, b"abc")]),
+        "mixes models-directory members with OCI layout",
+    ),
     "oci-without-names": (_oci_no_name, "no full model name"),
     "huge-size": (_huge_size, "claims"),
     "damaged-header": (_damaged_header, "not a valid tar header"),
     "not-a-bundle": (lambda items: os.urandom(4096), "not a valid tar header"),
-    "gzip-damaged": (lambda items: _damaged_gzip(join(bundle_members(items))), "gzip stream of the bundle is damaged|bundle index"),
+    "gzip-damaged": (
+        lambda items: _damaged_gzip(join(bundle_members(items))),
+        "gzip stream of the bundle is damaged|bundle index",
+    ),
     "gzip-truncated": (lambda items: gzip.compress(join(bundle_members(items)))[:300], "truncated|ends before"),
     "xz": (lambda items: lzma.compress(join(bundle_members(items))), "xz-compressed"),
     "empty": (lambda items: b"", "is empty"),

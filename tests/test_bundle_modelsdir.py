@@ -37,8 +37,9 @@ NAMES = ["alpha:latest", "hf.co/some-user/tiny-GGUF:Q4_K_M", "beta:2"]
 def usb(tmp_path: Path) -> Path:
     """A models directory as ``cp -a ~/.ollama/models /mnt/usb/`` leaves it (with our state directory in it too)."""
     src = tmp_path / "src"
-    install(src, [Model(ModelName.parse(n), make_model(size_bytes=150_000 + i, seed=40 + i))
-                  for i, n in enumerate(NAMES)])
+    install(
+        src, [Model(ModelName.parse(n), make_model(size_bytes=150_000 + i, seed=40 + i)) for i, n in enumerate(NAMES)]
+    )
     ModelStore(src).prepare()
     copy = tmp_path / "usb" / "models"
     copy.parent.mkdir()
@@ -218,8 +219,25 @@ def test_export_format_dir_refuses_options_that_do_not_apply(usb: Path, tmp_path
 
 def test_cli_export_dir_and_import_dir(usb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "rsync-me"
-    assert main(["export", "alpha", "beta:2", "--format", "dir", "-o", str(out), "--models-dir", str(usb),
-                 "--json", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "alpha",
+                "beta:2",
+                "--format",
+                "dir",
+                "-o",
+                str(out),
+                "--models-dir",
+                str(usb),
+                "--json",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["format"] == "dir"
     dst = tmp_path / "dst"
     assert main(["import", str(out), "beta:2", "--models-dir", str(dst), "--json", "--progress", "none"]) == 0
@@ -238,7 +256,9 @@ def test_cp_copies_the_manifest_only_as_ollama_does(usb: Path, capsys: pytest.Ca
     assert capsys.readouterr().out.strip() == "copied 'alpha' to 'my/alpha-copy:v1'"
     assert digest(usb, "my/alpha-copy:v1") == digest(usb, "alpha")
     copied = usb / "manifests" / "registry.ollama.ai" / "my" / "alpha-copy" / "v1"
-    assert copied.read_bytes() == (usb / "manifests" / "registry.ollama.ai" / "library" / "alpha" / "latest").read_bytes()
+    assert (
+        copied.read_bytes() == (usb / "manifests" / "registry.ollama.ai" / "library" / "alpha" / "latest").read_bytes()
+    )
     assert sorted(p.name for p in (usb / "blobs").iterdir()) == blobs_before
     assert not list((usb / ".ollama-seed" / "tmp").iterdir())
     # onto an existing name of other case: that file is replaced, as Ollama maps names

@@ -27,15 +27,22 @@ REPOS = ("library/reuse-a", "library/reuse-b")
 def models(docker_registry: DockerRegistry) -> list[BuiltModel]:
     built = []
     for seed, repo in enumerate(REPOS, start=41):  # the same shape: as many blobs each
-        m = make_model(size_bytes=300_000 + seed, seed=seed, template=f"{{{{ .Prompt }}}} {seed}",
-                       license_text=f"license {seed}", params={"seed": seed}, one_byte_layer=False)
+        m = make_model(
+            size_bytes=300_000 + seed,
+            seed=seed,
+            template=f"{{{{ .Prompt }}}} {seed}",
+            license_text=f"license {seed}",
+            params={"seed": seed},
+            one_byte_layer=False,
+        )
         seed_registry(docker_registry.url, repo, "latest", m)
         built.append(m)
     return built
 
 
 def test_a_second_model_through_a_redirecting_registry_opens_no_new_connection(
-        models: list[BuiltModel], docker_registry: DockerRegistry, tmp_path: Path) -> None:
+    models: list[BuiltModel], docker_registry: DockerRegistry, tmp_path: Path
+) -> None:
     """On the direct path. (On the httpx path, max_connections=1 caps httpx's pool at one
     connection for both hosts, so it must close one to reach the other; the storm below tests
     that path's draining on one host.)"""
@@ -63,9 +70,13 @@ def test_a_second_model_through_a_redirecting_registry_opens_no_new_connection(
 
 
 @pytest.mark.parametrize("direct", ["1", "0"], ids=["direct", "httpx"])
-def test_a_503_storm_costs_no_connection_per_answer(direct: str, models: list[BuiltModel],
-                                                   docker_registry: DockerRegistry, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_503_storm_costs_no_connection_per_answer(
+    direct: str,
+    models: list[BuiltModel],
+    docker_registry: DockerRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OLLAMA_SEED_DIRECT", direct)
     store = tmp_path / "models"
     with ProxyThread(docker_registry.url, fail_rate=0.95, fail_statuses=(503,), max_faults=20, seed=5) as p:

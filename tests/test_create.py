@@ -30,8 +30,15 @@ from tests.servers.model import make_model
 MODEL = "application/vnd.ollama.image.model"
 
 
-def write_gguf(path: Path, *, arch: str = "llama", file_type: int = 15, chat_template: str | None = None,
-               general_type: str | None = None, rows: int = 16) -> bytes:
+def write_gguf(
+    path: Path,
+    *,
+    arch: str = "llama",
+    file_type: int = 15,
+    chat_template: str | None = None,
+    general_type: str | None = None,
+    rows: int = 16,
+) -> bytes:
     """A small but real GGUF, written by llama.cpp's own writer (the gguf package)."""
     import gguf
 
@@ -75,17 +82,22 @@ def test_a_gguf_and_a_modelfile_become_a_model_ollama_lists(workdir: Path, model
     (workdir / "Modelfile").write_text(
         'FROM ./tiny.gguf\nPARAMETER temperature 0.7\nPARAMETER stop "<|end|>"\nPARAMETER stop "<|user|>"\n'
         'SYSTEM """You are terse.\nAnswer in one line."""\nTEMPLATE "{{ .Prompt }}"\nLICENSE "MIT"\n'
-        'MESSAGE user hi\nMESSAGE assistant hello\n')
+        "MESSAGE user hi\nMESSAGE assistant hello\n"
+    )
     result = create("tiny-assistant", workdir / "Modelfile", models_dir=models_dir)
     assert not result.unchanged and result.bytes_copied == len(data) and result.bytes_reused == 0
     got = layers(models_dir, "tiny-assistant")
     kinds = [entry["mediaType"].rsplit(".", 1)[-1] for entry in got]
     assert kinds == ["v1+json", "model", "template", "system", "license", "params", "messages"]
-    assert blob(models_dir, got[1]["digest"]) == data and got[1]["digest"] == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert (
+        blob(models_dir, got[1]["digest"]) == data and got[1]["digest"] == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    )
     assert blob(models_dir, got[3]["digest"]) == b"You are terse.\nAnswer in one line."
     assert json.loads(blob(models_dir, got[5]["digest"])) == {"stop": ["<|end|>", "<|user|>"], "temperature": 0.7}
-    assert json.loads(blob(models_dir, got[6]["digest"])) == [{"role": "user", "content": "hi"},
-                                                             {"role": "assistant", "content": "hello"}]
+    assert json.loads(blob(models_dir, got[6]["digest"])) == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]
     assert_store_ok(models_dir)
     seen = FakeOllama(models_dir).find("tiny-assistant")
     assert seen is not None and seen["digest"] == result.manifest_digest.hex
@@ -95,8 +107,9 @@ def test_a_gguf_and_a_modelfile_become_a_model_ollama_lists(workdir: Path, model
     assert blob(models_dir, got[1]["digest"]) == data
 
 
-def test_creating_again_writes_nothing_and_reads_no_gguf_again(workdir: Path, models_dir: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_creating_again_writes_nothing_and_reads_no_gguf_again(
+    workdir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_gguf(workdir / "m.gguf")
     (workdir / "Modelfile").write_text("FROM m.gguf\nSYSTEM hi\n")
     first = create("m", workdir / "Modelfile", models_dir=models_dir)
@@ -124,9 +137,9 @@ def test_a_changed_modelfile_replaces_the_manifest_and_keeps_the_gguf(workdir: P
 @pytest.mark.anyio
 async def test_from_a_stored_model_reuses_its_layers_and_merges_params(workdir: Path, models_dir: Path) -> None:
     write_gguf(workdir / "base.gguf")
-    (workdir / "Base").write_text('FROM base.gguf\nSYSTEM old\nPARAMETER temperature 0.1\nPARAMETER top_k 20\n')
+    (workdir / "Base").write_text("FROM base.gguf\nSYSTEM old\nPARAMETER temperature 0.1\nPARAMETER top_k 20\n")
     await acreate("base:v1", workdir / "Base", models_dir=models_dir)
-    (workdir / "Derived").write_text('FROM base:v1\nSYSTEM new\nPARAMETER temperature 0.9\n')
+    (workdir / "Derived").write_text("FROM base:v1\nSYSTEM new\nPARAMETER temperature 0.9\n")
     await acreate("derived", workdir / "Derived", models_dir=models_dir, offline=True)
     base, derived = layers(models_dir, "base:v1"), layers(models_dir, "derived")
     assert derived[1]["digest"] == base[1]["digest"] and derived[1]["from"] == "base:v1"
@@ -138,8 +151,9 @@ async def test_from_a_stored_model_reuses_its_layers_and_merges_params(workdir: 
 
 
 @pytest.mark.anyio
-async def test_a_missing_base_is_pulled_when_allowed_and_named_when_offline(workdir: Path, models_dir: Path,
-                                                                           tmp_path: Path) -> None:
+async def test_a_missing_base_is_pulled_when_allowed_and_named_when_offline(
+    workdir: Path, models_dir: Path, tmp_path: Path
+) -> None:
     write_gguf(tmp_path / "remote.gguf")
     m = make_model(tmp_path / "built", model_file=tmp_path / "remote.gguf", params={"temperature": 0.5})
     reg = FakeRegistry()
@@ -162,8 +176,11 @@ HOSTILE = {
     "missing file": ("FROM ./nope.gguf\n", None, r"nope.gguf"),
     "wrong magic": ("FROM ./x.gguf\n", b"NOTAGGUF" + bytes(64), r"GGUF format"),
     "truncated header": ("FROM ./x.gguf\n", b"GGUF\x03\x00\x00\x00\x01", r"x.gguf"),
-    "huge kv count": ("FROM ./x.gguf\n", b"GGUF\x03\x00\x00\x00" + (0).to_bytes(8, "little")
-                      + (2**62).to_bytes(8, "little"), r"x.gguf"),
+    "huge kv count": (
+        "FROM ./x.gguf\n",
+        b"GGUF\x03\x00\x00\x00" + (0).to_bytes(8, "little") + (2**62).to_bytes(8, "little"),
+        r"x.gguf",
+    ),
     "safetensors": ("FROM ./x.gguf\n", (8).to_bytes(8, "little") + b'{"a":1} ' + bytes(8), r"safetensors"),
     "unknown command": ("FROM ./x.gguf\nFROB x\n", None, r"command must be one of|unknown"),
     "unterminated": ('FROM ./x.gguf\nSYSTEM """never closed\n', None, r"unexpected EOF|unterminated|closing"),
@@ -174,8 +191,9 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_bad_modelfiles_and_files_are_refused_and_nothing_is_written(case: str, workdir: Path,
-                                                                    models_dir: Path) -> None:
+def test_bad_modelfiles_and_files_are_refused_and_nothing_is_written(
+    case: str, workdir: Path, models_dir: Path
+) -> None:
     text, content, pattern = HOSTILE[case]
     if content is not None:
         (workdir / "x.gguf").write_bytes(content)
@@ -187,8 +205,9 @@ def test_bad_modelfiles_and_files_are_refused_and_nothing_is_written(case: str, 
     assert tree(models_dir) == {}
 
 
-def test_a_symlink_to_a_secret_or_a_folder_of_safetensors_is_refused(workdir: Path, models_dir: Path,
-                                                                      tmp_path: Path) -> None:
+def test_a_symlink_to_a_secret_or_a_folder_of_safetensors_is_refused(
+    workdir: Path, models_dir: Path, tmp_path: Path
+) -> None:
     secret = tmp_path / "shadow"
     secret.write_text("root:$6$secret:19000:0:99999:7:::\n")
     (workdir / "evil.gguf").symlink_to(secret)
@@ -206,14 +225,17 @@ def test_a_symlink_to_a_secret_or_a_folder_of_safetensors_is_refused(workdir: Pa
     assert not any(b"secret" in p.read_bytes() for p in models_dir.rglob("*") if p.is_file())
 
 
-def test_a_chat_template_without_template_warns_and_template_from_reuses_a_models(workdir: Path,
-                                                                                 models_dir: Path) -> None:
+def test_a_chat_template_without_template_warns_and_template_from_reuses_a_models(
+    workdir: Path, models_dir: Path
+) -> None:
     write_gguf(workdir / "chat.gguf", chat_template="{% for m in messages %}{{ m.content }}{% endfor %}")
     (workdir / "Modelfile").write_text("FROM chat.gguf\n")
     bare = create("chat", workdir / "Modelfile", models_dir=models_dir)
     assert any("TEMPLATE" in w and "--template-from" in w for w in bare.warnings)
     write_gguf(workdir / "other.gguf", rows=4)
-    (workdir / "Library").write_text('FROM other.gguf\nTEMPLATE "{{ .System }} {{ .Prompt }}"\nPARAMETER stop "<eot>"\n')
+    (workdir / "Library").write_text(
+        'FROM other.gguf\nTEMPLATE "{{ .System }} {{ .Prompt }}"\nPARAMETER stop "<eot>"\n'
+    )
     create("library-build", workdir / "Library", models_dir=models_dir)
     templated = create("chat", workdir / "Modelfile", models_dir=models_dir, template_from="library-build")
     assert not templated.warnings
@@ -222,12 +244,27 @@ def test_a_chat_template_without_template_warns_and_template_from_reuses_a_model
     assert json.loads(blob(models_dir, kinds["params"]["digest"])) == {"stop": ["<eot>"]}
 
 
-def test_the_cli_creates_reports_json_and_exits_2_on_a_bad_modelfile(workdir: Path, models_dir: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_creates_reports_json_and_exits_2_on_a_bad_modelfile(
+    workdir: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_gguf(workdir / "m.gguf")
     (workdir / "Modelfile").write_text("FROM m.gguf\n")
-    assert main(["create", "cli-made", "-f", str(workdir / "Modelfile"), "--models-dir", str(models_dir),
-                 "--json", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "create",
+                "cli-made",
+                "-f",
+                str(workdir / "Modelfile"),
+                "--models-dir",
+                str(models_dir),
+                "--json",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     doc = json.loads(out[-1])
     assert doc["model"] == "cli-made:latest" and doc["unchanged"] is False and doc["digest"].startswith("sha256:")
@@ -254,8 +291,9 @@ def test_a_real_model_gemma3_270m(tmp_path: Path, models_dir: Path) -> None:
                     hasher.update(chunk)
                     out.write(chunk)
     assert hasher.hexdigest() == gem.EXPECTED_SHA256
-    (tmp_path / "Modelfile").write_text(f'FROM ./{gem.MODEL_NAME}\nTEMPLATE "{{{{ .Prompt }}}}"\n'
-                                        'PARAMETER stop "<end_of_turn>"\n')
+    (tmp_path / "Modelfile").write_text(
+        f'FROM ./{gem.MODEL_NAME}\nTEMPLATE "{{{{ .Prompt }}}}"\nPARAMETER stop "<end_of_turn>"\n'
+    )
     result = create("gemma3:270m", tmp_path / "Modelfile", models_dir=models_dir)
     got = layers(models_dir, "gemma3:270m")
     assert got[1]["digest"] == f"sha256:{gem.EXPECTED_SHA256}" and got[1]["size"] == os.path.getsize(gguf_path)

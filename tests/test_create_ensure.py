@@ -29,8 +29,9 @@ def modelfile(tmp_path: Path) -> Path:
     return src / "Modelfile"
 
 
-def test_created_then_present_then_created_again_when_a_file_changes(modelfile: Path, models_dir: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_created_then_present_then_created_again_when_a_file_changes(
+    modelfile: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     [first] = ollama_seed.ensure([], models_dir=models_dir, modelfiles={"tiny": modelfile})
     assert (first.model, first.status, first.bytes_fetched > 0) == ("tiny:latest", "created", True)
 
@@ -54,12 +55,14 @@ def test_created_then_present_then_created_again_when_a_file_changes(modelfile: 
 
 def test_an_up_to_date_model_imports_no_network_stack(modelfile: Path, models_dir: Path) -> None:
     ollama_seed.ensure([], models_dir=models_dir, modelfiles={"tiny": modelfile})
-    code = ("import sys, ollama_seed\n"
-            f"r = ollama_seed.ensure([], models_dir={str(models_dir)!r}, modelfiles={{'tiny': {str(modelfile)!r}}})\n"
-            "assert r[0].status == 'present', r\n"
-            "bad = [m for m in ('httpx', 'anyio', 'ollama_seed.creation.run', 'ollama_seed.creation.gguf') "
-            "if m in sys.modules]\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys, ollama_seed\n"
+        f"r = ollama_seed.ensure([], models_dir={str(models_dir)!r}, modelfiles={{'tiny': {str(modelfile)!r}}})\n"
+        "assert r[0].status == 'present', r\n"
+        "bad = [m for m in ('httpx', 'anyio', 'ollama_seed.creation.run', 'ollama_seed.creation.gguf') "
+        "if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
 
@@ -70,20 +73,39 @@ def test_offline_a_missing_base_is_named(tmp_path: Path, models_dir: Path) -> No
         ollama_seed.ensure([], models_dir=models_dir, offline=True, modelfiles={"x": tmp_path / "Modelfile"})
 
 
-def test_the_cli_takes_modelfiles_from_flags_and_from_the_config(modelfile: Path, models_dir: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ensure", "--modelfile", f"tiny={modelfile}", "--models-dir", str(models_dir), "--offline",
-                 "--json", "--progress", "none"]) == 0
+def test_the_cli_takes_modelfiles_from_flags_and_from_the_config(
+    modelfile: Path, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "ensure",
+                "--modelfile",
+                f"tiny={modelfile}",
+                "--models-dir",
+                str(models_dir),
+                "--offline",
+                "--json",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert [(m["model"], m["status"]) for m in doc["models"]] == [("tiny:latest", "created")]
     config = tmp_path / "seed.toml"
-    config.write_text(f'models_dir = "{models_dir}"\n'
-                      'models = [{ name = "tiny", modelfile = "models-src/Modelfile" }, '
-                      '{ name = "tiny-two", modelfile = "models-src/Modelfile" }]\n')
+    config.write_text(
+        f'models_dir = "{models_dir}"\n'
+        'models = [{ name = "tiny", modelfile = "models-src/Modelfile" }, '
+        '{ name = "tiny-two", modelfile = "models-src/Modelfile" }]\n'
+    )
     assert main(["ensure", "--config", str(config), "--offline", "--json", "--progress", "none"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [(m["model"], m["status"]) for m in doc["models"]] == [("tiny:latest", "present"),
-                                                                  ("tiny-two:latest", "created")]
+    assert [(m["model"], m["status"]) for m in doc["models"]] == [
+        ("tiny:latest", "present"),
+        ("tiny-two:latest", "created"),
+    ]
     assert main(["ensure", "--modelfile", "no-equals-sign", "--models-dir", str(models_dir)]) == 2
     bad = tmp_path / "bad.toml"
     bad.write_text('models = [{ name = "x" }]\n')

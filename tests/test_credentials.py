@@ -31,8 +31,12 @@ def test_env_key() -> None:
 
 
 def test_per_host_variables_win(tmp_path: Path) -> None:
-    env = {"OLLAMA_SEED_REGISTRY_USER_REG_LAN_5000": "alice", "OLLAMA_SEED_REGISTRY_PASSWORD_REG_LAN_5000": "s1",
-           "OLLAMA_SEED_REGISTRY_USER": "bob", "OLLAMA_SEED_REGISTRY_PASSWORD": "s2"}
+    env = {
+        "OLLAMA_SEED_REGISTRY_USER_REG_LAN_5000": "alice",
+        "OLLAMA_SEED_REGISTRY_PASSWORD_REG_LAN_5000": "s1",
+        "OLLAMA_SEED_REGISTRY_USER": "bob",
+        "OLLAMA_SEED_REGISTRY_PASSWORD": "s2",
+    }
     creds = DockerCredentials(env, tmp_path / "none.json")
     assert creds("reg.lan:5000") == ("alice", "s1")
     assert creds("other.lan") == ("bob", "s2")
@@ -41,8 +45,11 @@ def test_per_host_variables_win(tmp_path: Path) -> None:
 
 
 def test_global_variables_can_be_limited_to_hosts(tmp_path: Path) -> None:
-    env = {"OLLAMA_SEED_REGISTRY_USER": "bob", "OLLAMA_SEED_REGISTRY_PASSWORD": "s2",
-           "OLLAMA_SEED_REGISTRY_HOSTS": "reg.lan:5000, Harbor.lan"}
+    env = {
+        "OLLAMA_SEED_REGISTRY_USER": "bob",
+        "OLLAMA_SEED_REGISTRY_PASSWORD": "s2",
+        "OLLAMA_SEED_REGISTRY_HOSTS": "reg.lan:5000, Harbor.lan",
+    }
     creds = DockerCredentials(env, tmp_path / "none.json")
     assert creds("reg.lan:5000") == ("bob", "s2")
     assert creds("harbor.lan") == ("bob", "s2")
@@ -51,12 +58,17 @@ def test_global_variables_can_be_limited_to_hosts(tmp_path: Path) -> None:
 
 
 def test_docker_config_auths(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "config.json", {"auths": {
-        "reg.lan:5000": {"auth": b64("carol:pa:ss")},
-        "https://harbor.example.com/v1/": {"username": "dave", "password": "pw"},
-        "https://index.docker.io/v1/": {"auth": b64("eve:hub")},
-        "broken.lan": {"auth": "%%%"},
-    }})
+    path = write_config(
+        tmp_path / "config.json",
+        {
+            "auths": {
+                "reg.lan:5000": {"auth": b64("carol:pa:ss")},
+                "https://harbor.example.com/v1/": {"username": "dave", "password": "pw"},
+                "https://index.docker.io/v1/": {"auth": b64("eve:hub")},
+                "broken.lan": {"auth": "%%%"},
+            }
+        },
+    )
     creds = DockerCredentials({}, path)
     assert creds("reg.lan:5000") == ("carol", "pa:ss")
     assert creds("harbor.example.com") == ("dave", "pw")
@@ -73,8 +85,10 @@ def test_config_location_follows_docker_config(tmp_path: Path) -> None:
 
 
 def test_helpers_and_bad_files_are_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = write_config(tmp_path / "c.json", {"credsStore": "desktop", "credHelpers": {"gcr.io": "gcloud"},
-                                              "auths": {"tok.lan": {"identitytoken": "xyz"}}})
+    path = write_config(
+        tmp_path / "c.json",
+        {"credsStore": "desktop", "credHelpers": {"gcr.io": "gcloud"}, "auths": {"tok.lan": {"identitytoken": "xyz"}}},
+    )
     creds = DockerCredentials({}, path)
     with caplog.at_level(logging.WARNING, logger="ollama_seed"):
         assert creds("gcr.io") is None

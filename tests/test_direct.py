@@ -37,42 +37,50 @@ REPO = "library/direct"
 
 # --------------------------------------------------------------------------- which requests go direct
 
-@pytest.mark.parametrize(("env", "scheme", "expected"), [
-    ({}, "http", False),
-    ({}, "https", False),
-    ({"HTTP_PROXY": "http://p:3128"}, "http", True),
-    ({"HTTP_PROXY": "http://p:3128"}, "https", False),
-    ({"https_proxy": "http://p:3128"}, "https", True),
-    ({"ALL_PROXY": "socks5://p:1080"}, "http", True),
-    ({"all_proxy": "socks5://p:1080"}, "https", True),
-    ({"HTTP_PROXY": ""}, "http", False),  # empty means unset, as for httpx
-    ({"NO_PROXY": "*"}, "http", False),
-    ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, "https", True),  # coarse on purpose: httpx decides
-])
-def test_a_proxy_in_the_environment_keeps_requests_on_httpx(env: dict[str, str], scheme: str,
-                                                            expected: bool) -> None:
+
+@pytest.mark.parametrize(
+    ("env", "scheme", "expected"),
+    [
+        ({}, "http", False),
+        ({}, "https", False),
+        ({"HTTP_PROXY": "http://p:3128"}, "http", True),
+        ({"HTTP_PROXY": "http://p:3128"}, "https", False),
+        ({"https_proxy": "http://p:3128"}, "https", True),
+        ({"ALL_PROXY": "socks5://p:1080"}, "http", True),
+        ({"all_proxy": "socks5://p:1080"}, "https", True),
+        ({"HTTP_PROXY": ""}, "http", False),  # empty means unset, as for httpx
+        ({"NO_PROXY": "*"}, "http", False),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, "https", True),  # coarse on purpose: httpx decides
+    ],
+)
+def test_a_proxy_in_the_environment_keeps_requests_on_httpx(env: dict[str, str], scheme: str, expected: bool) -> None:
     assert proxied(scheme, env) is expected
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("http://127.0.0.1:5000/v2/x/blobs/sha256:ab", True),
-    ("https://cdn.example/blob?X-Amz-Signature=abc&x=1%20y", True),
-    ("ftp://host/blob", False),
-    ("http://host:99999/blob", False),
-    ("http:///blob", False),
-    ("https://cdn.example/a b", False),  # a hostile Location: httpx quotes it, http.client would refuse
-    ("https://cdn.example/a\r\nX-Injected: 1", False),
-    ("https://cdn.example/\x7f", False),
-    ("https://cdn.example/bl\u00f6b", False),
-])
-def test_only_urls_http_client_sends_verbatim_go_direct(url: str, expected: bool,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:5000/v2/x/blobs/sha256:ab", True),
+        ("https://cdn.example/blob?X-Amz-Signature=abc&x=1%20y", True),
+        ("ftp://host/blob", False),
+        ("http://host:99999/blob", False),
+        ("http:///blob", False),
+        ("https://cdn.example/a b", False),  # a hostile Location: httpx quotes it, http.client would refuse
+        ("https://cdn.example/a\r\nX-Injected: 1", False),
+        ("https://cdn.example/\x7f", False),
+        ("https://cdn.example/bl\u00f6b", False),
+    ],
+)
+def test_only_urls_http_client_sends_verbatim_go_direct(
+    url: str, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     assert DirectPool.usable(url) is expected
 
 
 # --------------------------------------------------------------------------- pulls through it
+
 
 @pytest.fixture(scope="module")
 def model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
@@ -90,14 +98,21 @@ def _pull(models: Path, proxy: ProxyThread, **kw: object) -> None:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".ollama-seed" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".ollama-seed" not in p.parts
+    }
 
 
 @pytest.mark.registry
-def test_direct_and_httpx_paths_write_the_same_store(docker_registry: DockerRegistry, model: BuiltModel,
-                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_direct_and_httpx_paths_write_the_same_store(
+    docker_registry: DockerRegistry,
+    model: BuiltModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG, logger="ollama_seed.direct")
     with ProxyThread(docker_registry.url) as proxy:
         _pull(tmp_path / "direct", proxy)
@@ -115,9 +130,9 @@ def test_direct_and_httpx_paths_write_the_same_store(docker_registry: DockerRegi
 
 
 @pytest.mark.registry
-def test_cancelling_a_pull_stops_every_reader_thread_before_it_returns(docker_registry: DockerRegistry,
-                                                                      model: BuiltModel, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancelling_a_pull_stops_every_reader_thread_before_it_returns(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No worker thread may outlive the pull: it would write into a closed (or reused) descriptor."""
     models = tmp_path / "models"
     active: list[int] = [0, 0]  # readers running now, readers ever started
@@ -138,6 +153,7 @@ def test_cancelling_a_pull_stops_every_reader_thread_before_it_returns(docker_re
     monkeypatch.setattr(BlobDownloader, "_read_run", counted)
     # every body goes silent after 300 kB: at the cancel, readers are blocked in recv with nothing coming
     with ProxyThread(docker_registry.url, drop_after_bytes=300_000, drop_style="stall", stall_s=20) as proxy:
+
         async def go() -> float:
             async with PullSession(ModelStore(models), insecure=True) as session:
                 with anyio.move_on_after(0.8):
@@ -159,6 +175,7 @@ def test_cancelling_a_pull_stops_every_reader_thread_before_it_returns(docker_re
 
 # --------------------------------------------------------------------------- the lazily loaded trust
 
+
 def test_lazy_trust_has_the_default_context_settings_and_loads_nothing_until_a_handshake() -> None:
     lazy, default = LazyTrustContext(), ssl.create_default_context()
     for attr in ("protocol", "verify_mode", "check_hostname", "options", "verify_flags", "minimum_version"):
@@ -170,8 +187,8 @@ def test_lazy_trust_reads_ssl_cert_file_first(monkeypatch: pytest.MonkeyPatch, t
     import certifi
 
     bundle = Path(certifi.where()).read_text()
-    one = bundle[:bundle.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
-    (tmp_path / "one.pem").write_text(one[one.index("-----BEGIN"):])
+    one = bundle[: bundle.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+    (tmp_path / "one.pem").write_text(one[one.index("-----BEGIN") :])
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "one.pem"))
     ctx = LazyTrustContext()
     ctx.load_trust()
@@ -184,8 +201,9 @@ def test_lazy_trust_reads_ssl_cert_file_first(monkeypatch: pytest.MonkeyPatch, t
 
 
 @pytest.mark.registry
-def test_a_plain_http_pull_never_loads_the_ca_certificates(docker_registry: DockerRegistry, model: BuiltModel,
-                                                           tmp_path: Path) -> None:
+def test_a_plain_http_pull_never_loads_the_ca_certificates(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path
+) -> None:
     seen: list[dict[str, int]] = []
 
     async def go(proxy: ProxyThread) -> None:
@@ -217,9 +235,9 @@ def test_a_cancellation_before_the_worker_thread_starts_neither_runs_nor_waits()
 
 @pytest.mark.registry
 @pytest.mark.parametrize("direct", ["1", "0"])
-def test_progress_is_reported_during_the_download_on_both_paths(docker_registry: DockerRegistry, model: BuiltModel,
-                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                direct: str) -> None:
+def test_progress_is_reported_during_the_download_on_both_paths(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: str
+) -> None:
     """The hash follower reports progress for both body paths, at most once per progress_interval."""
     from ollama_seed.core.progress import LayerProgress
 
@@ -245,16 +263,26 @@ def _cert_failure() -> ssl.SSLCertVerificationError:
     return exc
 
 
-@pytest.mark.parametrize(("exc", "expected"), [
-    (TimeoutError("timed out"), r"^stalled: no data for 30 s from https://cdn\.example/blob$"),
-    (ConnectionRefusedError(111, "Connection refused"),
-     r"^cannot connect to https://cdn\.example/blob: .*Connection refused; check the address, network and HTTPS_PROXY$"),
-    (socket.gaierror(-2, "Name or service not known"), r"^cannot connect to https://cdn\.example/blob: "),
-    (_cert_failure(), r"^TLS certificate of https://cdn\.example/blob could not be verified \(self-signed certificate\); "
-                      r"set SSL_CERT_FILE"),
-    (ConnectionResetError(104, "Connection reset by peer"),
-     r"^network error from https://cdn\.example/blob: ConnectionResetError: "),
-])
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (TimeoutError("timed out"), r"^stalled: no data for 30 s from https://cdn\.example/blob$"),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            r"^cannot connect to https://cdn\.example/blob: .*Connection refused; check the address, network and HTTPS_PROXY$",
+        ),
+        (socket.gaierror(-2, "Name or service not known"), r"^cannot connect to https://cdn\.example/blob: "),
+        (
+            _cert_failure(),
+            r"^TLS certificate of https://cdn\.example/blob could not be verified \(self-signed certificate\); "
+            r"set SSL_CERT_FILE",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            r"^network error from https://cdn\.example/blob: ConnectionResetError: ",
+        ),
+    ],
+)
 def test_direct_failures_read_as_on_the_httpx_path_without_the_query(exc: BaseException, expected: str) -> None:
     from ollama_seed.wire.direct import describe
 
@@ -264,22 +292,31 @@ def test_direct_failures_read_as_on_the_httpx_path_without_the_query(exc: BaseEx
 
 
 @pytest.mark.registry
-def test_a_direct_pull_never_imports_httpx_and_one_on_httpx_does(docker_registry: DockerRegistry, model: BuiltModel,
-                                                                  tmp_path: Path) -> None:
+def test_a_direct_pull_never_imports_httpx_and_one_on_httpx_does(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path
+) -> None:
     """httpx and httpcore cost ~0.15 CPU-s to import: a pull over direct links runs without them
     (manifest and blobs over http.client) and writes the same store as a pull through httpx."""
     import os
     import subprocess
     import sys
 
-    code = ("import sys, ollama_seed; ollama_seed.pull(sys.argv[1], models_dir=sys.argv[2], insecure=True); "
-            "print(sorted(m for m in ('httpx', 'httpcore', 'h11') if m in sys.modules))")
+    code = (
+        "import sys, ollama_seed; ollama_seed.pull(sys.argv[1], models_dir=sys.argv[2], insecure=True); "
+        "print(sorted(m for m in ('httpx', 'httpcore', 'h11') if m in sys.modules))"
+    )
     name = f"{docker_registry.host}/{REPO}"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k != "OLLAMA_SEED_DIRECT"}
     runs = {}
     for label, extra in (("direct", {}), ("httpx", {"OLLAMA_SEED_DIRECT": "0"})):
-        runs[label] = subprocess.run([sys.executable, "-c", code, name, str(tmp_path / label)], env={**env, **extra},
-                                     capture_output=True, text=True, timeout=120, check=False)
+        runs[label] = subprocess.run(
+            [sys.executable, "-c", code, name, str(tmp_path / label)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert runs[label].returncode == 0, runs[label].stderr[-2000:]
     assert runs["direct"].stdout.strip() == "[]"
     assert runs["httpx"].stdout.strip() == "['h11', 'httpcore', 'httpx']"
@@ -288,8 +325,12 @@ def test_a_direct_pull_never_imports_httpx_and_one_on_httpx_does(docker_registry
 
 @pytest.mark.registry
 def test_a_capped_link_keeps_every_connection_and_an_uncapped_one_lets_the_probes_go(
-        docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    docker_registry: DockerRegistry,
+    model: BuiltModel,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """wire.ramp: beyond the first 4, a connection fetches one piece and leaves if it came fast
     (loopback) or stays if the link caps each connection (here 4 MB/s, as a CDN might).
 

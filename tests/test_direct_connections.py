@@ -28,6 +28,7 @@ BLOB = bytes(range(256)) * 4096  # 1 MiB
 
 # --------------------------------------------------------------------------- a tiny keep-alive server
 
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -69,7 +70,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", str(len(BLOB)))
             self.end_headers()
-            self.wfile.write(BLOB[:srv.stall_after])
+            self.wfile.write(BLOB[: srv.stall_after])
             self.wfile.flush()
             srv.release.wait(10)
             return
@@ -158,8 +159,7 @@ def test_range_bodies_arrive_exactly_and_one_connection_is_kept_alive(server: _S
     assert server.headers[0]["User-Agent"] == "ollama-seed-test"
 
 
-def test_a_kept_alive_connection_the_server_closed_is_replaced_transparently(server: _Server,
-                                                                            pool: DirectPool) -> None:
+def test_a_kept_alive_connection_the_server_closed_is_replaced_transparently(server: _Server, pool: DirectPool) -> None:
     server.close_after_response = True
     for _ in range(3):
         assert _read_all(pool, f"{server.url}/blob", {"Range": "bytes=0-99"}) == (206, BLOB[:100])
@@ -267,8 +267,9 @@ def test_a_small_unwanted_body_is_drained_so_its_connection_is_kept(server: _Ser
 
 
 @pytest.mark.parametrize(("path", "connections"), [("/challenge", 1), ("/challenge-large", 2)])
-def test_a_chunked_unwanted_body_is_drained_if_small(server: _Server, pool: DirectPool, path: str,
-                                                     connections: int) -> None:
+def test_a_chunked_unwanted_body_is_drained_if_small(
+    server: _Server, pool: DirectPool, path: str, connections: int
+) -> None:
     """A 401 challenge's body comes chunked (no length) from some servers: a small one is read, so
     the connection is kept (closing it mid-body left the TLS server's transport dangling)."""
     resp = pool.open(f"{server.url}{path}", {})
@@ -300,6 +301,7 @@ def test_a_stalled_unwanted_body_is_given_up_after_the_drain_timeout(server: _Se
 
 
 # --------------------------------------------------------------------------- the httpx side of drain
+
 
 class _SlowBody(httpx.AsyncByteStream):
     def __init__(self, first: bytes, then_wait: float) -> None:

@@ -130,15 +130,17 @@ def test_several_models_share_a_blob_fetched_once(models_dir: Path) -> None:
 def test_duplicate_names_are_ensured_once(models_dir: Path) -> None:
     model = make_model(size_bytes=1000)
     _install(model, models_dir)
-    reports = ollama_seed.ensure(["tiny", "tiny:latest", "registry.ollama.ai/library/tiny:latest"],
-                                 models_dir=models_dir, transport=NoNetwork())
+    reports = ollama_seed.ensure(
+        ["tiny", "tiny:latest", "registry.ollama.ai/library/tiny:latest"], models_dir=models_dir, transport=NoNetwork()
+    )
     assert len(reports) == 1
 
 
 def _with_new_template(model: BuiltModel, text: str) -> BuiltModel:
     """The same model with its template layer replaced (an upstream update)."""
-    layers = [bytes_blob(MT_TEMPLATE, text.encode(), "template") if b.media_type == MT_TEMPLATE else b
-              for b in model.layers]
+    layers = [
+        bytes_blob(MT_TEMPLATE, text.encode(), "template") if b.media_type == MT_TEMPLATE else b for b in model.layers
+    ]
     doc = json.loads(model.manifest)
     doc["layers"] = [b.descriptor() for b in layers]
     return BuiltModel(compact_json(doc), model.config, layers)
@@ -274,8 +276,12 @@ def test_mirrors_are_tried_first_and_skipped_when_down(models_dir: Path) -> None
             return await reg.handle(request)
         return httpx.Response(500)  # the real registry must not be needed
 
-    [report] = ollama_seed.ensure("tiny", models_dir=models_dir, transport=httpx.MockTransport(route),
-                                  mirrors=["http://down.lan:5000", "http://mirror.lan:5000"])
+    [report] = ollama_seed.ensure(
+        "tiny",
+        models_dir=models_dir,
+        transport=httpx.MockTransport(route),
+        mirrors=["http://down.lan:5000", "http://mirror.lan:5000"],
+    )
     assert report.status == "pulled"
     assert report.bytes_fetched == model.total_size
     assert HOST not in hosts

@@ -66,15 +66,37 @@ def test_invalid_name_exits_2(models_dir: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_server_not_ready_exits_11(installed: Path, dead_port: int, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["ensure", "tiny", "--models-dir", str(installed), "--server", f"127.0.0.1:{dead_port}",
-                 "--wait-timeout", "0.3"])
+    code = main(
+        [
+            "ensure",
+            "tiny",
+            "--models-dir",
+            str(installed),
+            "--server",
+            f"127.0.0.1:{dead_port}",
+            "--wait-timeout",
+            "0.3",
+        ]
+    )
     assert code == 11
     assert f"http://127.0.0.1:{dead_port} was not ready" in capsys.readouterr().err
 
 
 def test_overall_timeout_exits_9(installed: Path, dead_port: int, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["ensure", "tiny", "--models-dir", str(installed), "--server", f"127.0.0.1:{dead_port}",
-                 "--wait-timeout", "60", "--timeout", "0.4"])
+    code = main(
+        [
+            "ensure",
+            "tiny",
+            "--models-dir",
+            str(installed),
+            "--server",
+            f"127.0.0.1:{dead_port}",
+            "--wait-timeout",
+            "60",
+            "--timeout",
+            "0.4",
+        ]
+    )
     assert code == 9
     assert "did not finish within 0.4 s" in capsys.readouterr().err
 
@@ -82,8 +104,9 @@ def test_overall_timeout_exits_9(installed: Path, dead_port: int, capsys: pytest
 def test_server_sees_model_and_warm(installed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     app = FakeOllama(installed)
     with ServerThread(app) as server:
-        code = main(["ensure", "tiny", "--models-dir", str(installed), "--server", server.url, "--warm",
-                     "--keep-alive", "-1"])
+        code = main(
+            ["ensure", "tiny", "--models-dir", str(installed), "--server", server.url, "--warm", "--keep-alive", "-1"]
+        )
     assert code == 0
     assert f"seen by {server.url}, loaded" in capsys.readouterr().out
     assert app.loaded == {"tiny:latest": -1}
@@ -166,8 +189,9 @@ def test_bad_server_scheme_exits_2(installed: Path) -> None:
 
 
 @pytest.mark.registry
-def test_real_registry_pull_then_offline(docker_registry: DockerRegistry, models_dir: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_registry_pull_then_offline(
+    docker_registry: DockerRegistry, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = make_model(size_bytes=3 * 1024 * 1024, seed=11)
     seed_registry(docker_registry.url, "library/ensured", "v1", model)
     name = f"{docker_registry.host}/library/ensured:v1"
@@ -182,8 +206,9 @@ def test_real_registry_pull_then_offline(docker_registry: DockerRegistry, models
     assert manifest.read_bytes() == model.manifest
 
 
-def test_progress_lines_only_when_something_happens(installed: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_lines_only_when_something_happens(
+    installed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["ensure", "tiny", "--models-dir", str(installed), "--progress", "plain"]) == 0
     assert capsys.readouterr().err == ""  # complete already: nothing drawn
     app = FakeOllama(tmp_path / "server-models", catalog={"tiny": make_model(size_bytes=1000)})

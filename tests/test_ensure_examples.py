@@ -52,13 +52,20 @@ def _compose_command() -> list[str] | None:
     return [standalone] if standalone else None
 
 
-@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.via-server.yml", "docker-compose.modelfile.yml"])
+@pytest.mark.parametrize(
+    "name", ["docker-compose.yml", "docker-compose.via-server.yml", "docker-compose.modelfile.yml"]
+)
 def test_compose_config_validates(name: str) -> None:
     command = _compose_command()
     if command is None:
         pytest.skip("no docker compose plugin and no docker-compose here; the structure tests below still run")
-    proc = subprocess.run([*command, "-f", str(COMPOSE / name), "config", "--quiet"],
-                          capture_output=True, text=True, check=False, timeout=120)
+    proc = subprocess.run(
+        [*command, "-f", str(COMPOSE / name), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -68,8 +75,9 @@ def test_compose_shared_volume_recipe() -> None:
     assert set(services) == {"ollama", "ollama-seed", "app"}
     ollama, seed, app = services["ollama"], services["ollama-seed"], services["app"]
     assert "ollama list" in " ".join(ollama["healthcheck"]["test"])  # no curl in the ollama image
-    assert [v for v in seed["volumes"] if v.split(":")[1] == "/root/.ollama"] == \
-        [v for v in ollama["volumes"] if v.split(":")[1] == "/root/.ollama"]
+    assert [v for v in seed["volumes"] if v.split(":")[1] == "/root/.ollama"] == [
+        v for v in ollama["volumes"] if v.split(":")[1] == "/root/.ollama"
+    ]
     assert seed["volumes"][0].split(":")[0] in doc["volumes"]
     assert seed["restart"] == "no"
     assert app["depends_on"]["ollama-seed"]["condition"] == "service_completed_successfully"
@@ -116,8 +124,7 @@ def test_kubernetes_init_container_shares_the_models_volume() -> None:
     [ollama] = pod["containers"]
     assert "ollama-seed" in init["image"]
     models_mount = next(m for m in ollama["volumeMounts"] if m["mountPath"] == "/root/.ollama")
-    assert any(m["name"] == models_mount["name"] and m["mountPath"] == "/root/.ollama"
-               for m in init["volumeMounts"])
+    assert any(m["name"] == models_mount["name"] and m["mountPath"] == "/root/.ollama" for m in init["volumeMounts"])
     env = {e["name"]: e["value"] for e in init["env"]}
     assert env["OLLAMA_MODELS"] == "/root/.ollama/models"
     config_mount = next(m for m in init["volumeMounts"] if m["name"] == "seed-config")
@@ -145,8 +152,12 @@ def test_dockerfile_matches_the_package() -> None:
     assert pyproject["project"]["scripts"]["ollama-seed"] == "ollama_seed.cli.main:entry"
     assert 'ENTRYPOINT ["ollama-seed"]' in text
     assert "OLLAMA_MODELS=/root/.ollama/models" in text
-    copied = [word for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line
-              for word in line.split()[1:-1]]
+    copied = [
+        word
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for word in line.split()[1:-1]
+    ]
     assert copied == ["pyproject.toml", "README.md", "ollama_seed/"]
     for item in copied:
         assert (ROOT / item).exists(), item

@@ -23,8 +23,9 @@ def _asgi(app: FakeOllama) -> httpx.ASGITransport:
 def test_server_sees_complete_model(models_dir: Path) -> None:
     make_model(size_bytes=5000).expected_store(models_dir, HOST, "library/tiny", "latest")
     app = FakeOllama(models_dir)
-    [report] = ollama_seed.ensure("tiny", models_dir=models_dir, server="http://ollama:11434",
-                                  transport=NoNetwork(), server_transport=_asgi(app))
+    [report] = ollama_seed.ensure(
+        "tiny", models_dir=models_dir, server="http://ollama:11434", transport=NoNetwork(), server_transport=_asgi(app)
+    )
     assert report.status == "present"
     assert report.server == "http://ollama:11434"
     assert ("POST", "/api/show", {"model": "tiny:latest"}) in app.requests
@@ -43,8 +44,14 @@ def test_pull_then_warm(models_dir: Path) -> None:
     reg = FakeRegistry()
     reg.add("library/tiny", "latest", model)
     app = FakeOllama(models_dir)
-    [report] = ollama_seed.ensure("tiny", models_dir=models_dir, warm=True, keep_alive="1h",
-                                  transport=reg.transport(), server_transport=_asgi(app))
+    [report] = ollama_seed.ensure(
+        "tiny",
+        models_dir=models_dir,
+        warm=True,
+        keep_alive="1h",
+        transport=reg.transport(),
+        server_transport=_asgi(app),
+    )
     assert report.status == "pulled"
     assert report.warmed
     assert report.server == "http://127.0.0.1:11434"  # warm implies $OLLAMA_HOST
@@ -62,24 +69,30 @@ def test_server_never_ready(models_dir: Path, tmp_path: Path) -> None:
     make_model(size_bytes=5000).expected_store(models_dir, HOST, "library/tiny", "latest")
     app = FakeOllama(models_dir, ready_after=3600)
     with pytest.raises(ServerError, match=r"http://127\.0\.0\.1:11434 was not ready.*HTTP 503"):
-        ollama_seed.ensure("tiny", models_dir=models_dir, server="", wait_timeout=0.3,
-                           server_transport=_asgi(app))
+        ollama_seed.ensure("tiny", models_dir=models_dir, server="", wait_timeout=0.3, server_transport=_asgi(app))
 
 
 def test_overall_timeout_while_waiting_for_the_server(models_dir: Path) -> None:
     make_model(size_bytes=5000).expected_store(models_dir, HOST, "library/tiny", "latest")
     app = FakeOllama(models_dir, ready_after=3600)
     with pytest.raises(SeedTimeout, match="waiting for the Ollama server"):
-        ollama_seed.ensure("tiny", models_dir=models_dir, server="", wait_timeout=60, timeout=0.4,
-                           server_transport=_asgi(app))
+        ollama_seed.ensure(
+            "tiny", models_dir=models_dir, server="", wait_timeout=60, timeout=0.4, server_transport=_asgi(app)
+        )
 
 
 def test_via_server_pulls_when_absent(models_dir: Path) -> None:
     model = make_model(size_bytes=20_000)
     app = FakeOllama(models_dir, catalog={"tiny": model})
     events: list[ProgressEvent] = []
-    [report] = ollama_seed.ensure("tiny", via_server=True, server="ollama:11434", progress=events.append,
-                                  transport=NoNetwork(), server_transport=_asgi(app))
+    [report] = ollama_seed.ensure(
+        "tiny",
+        via_server=True,
+        server="ollama:11434",
+        progress=events.append,
+        transport=NoNetwork(),
+        server_transport=_asgi(app),
+    )
     assert report.status == "pulled"
     assert report.via_server
     assert report.bytes_fetched == model.total_size

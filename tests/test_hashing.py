@@ -44,7 +44,8 @@ def _hashing(tmp_path: Path, data: bytes, size: int | None = None, label: str = 
 
 @pytest.mark.parametrize("size", [0, 1, 64 * KIB - 1, 64 * KIB, 64 * KIB + 1, 300 * KIB + 7])
 def test_catching_up_in_uneven_frontiers_gives_the_sha256_of_the_file(
-        tmp_path: Path, small_window: int, size: int) -> None:
+    tmp_path: Path, small_window: int, size: int
+) -> None:
     data = random.Random(size).randbytes(size)
     with _hashing(tmp_path, data) as h:
         rng = random.Random(7)
@@ -63,12 +64,12 @@ def test_inline_hashes_only_at_the_front_and_catch_up_fills_the_rest(tmp_path: P
     data = random.Random(1).randbytes(size)
     view = memoryview(data)
     with _hashing(tmp_path, data) as h:
-        h.inline(0, view[:10 * KIB])  # at the front: hashed now
-        h.inline(50 * KIB, view[50 * KIB:60 * KIB])  # ahead of the hash: left for the catch-up
+        h.inline(0, view[: 10 * KIB])  # at the front: hashed now
+        h.inline(50 * KIB, view[50 * KIB : 60 * KIB])  # ahead of the hash: left for the catch-up
         assert (h.hashed, h.inline_bytes) == (10 * KIB, 10 * KIB)
         h.catch_up(100 * KIB)
-        h.inline(100 * KIB, view[100 * KIB:150 * KIB])  # the front again, after a catch-up
-        h.inline(90 * KIB, view[90 * KIB:100 * KIB])  # behind the hash: ignored
+        h.inline(100 * KIB, view[100 * KIB : 150 * KIB])  # the front again, after a catch-up
+        h.inline(90 * KIB, view[90 * KIB : 100 * KIB])  # behind the hash: ignored
         assert (h.hashed, h.inline_bytes) == (150 * KIB, 60 * KIB)
         h.catch_up(size)
         assert h.hexdigest() == hashlib.sha256(data).hexdigest()

@@ -63,7 +63,9 @@ def test_a_known_source_is_not_read_again_and_a_touched_one_is(tmp_path: Path, m
     assert fifth == fourth and not existed and store.layout.blob(fourth.digest).is_file()
 
 
-def test_a_source_that_changes_during_the_copy_installs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_that_changes_during_the_copy_installs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "m.gguf"
     src.write_bytes(os.urandom(4 * MIB))
     store = ModelStore(tmp_path / "models")

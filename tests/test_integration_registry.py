@@ -31,8 +31,9 @@ REPO = "library/big"
 
 @pytest.fixture(scope="module")
 def big_model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
-    m = make_model(tmp_path_factory.mktemp("model"), size_bytes=64 * MIB + 12_345, seed=7,
-                   one_byte_layer=True, duplicate_layer=2)
+    m = make_model(
+        tmp_path_factory.mktemp("model"), size_bytes=64 * MIB + 12_345, seed=7, one_byte_layer=True, duplicate_layer=2
+    )
     seed_registry(docker_registry.url, REPO, "latest", m, chunked=True, chunk_size=16 * MIB)
     return m
 
@@ -44,8 +45,11 @@ def proxy(docker_registry: DockerRegistry) -> Iterator[ProxyThread]:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".ollama-seed" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".ollama-seed" not in p.parts
+    }
 
 
 def name_via(proxy: ProxyThread, tag: str = "latest") -> str:
@@ -57,8 +61,9 @@ def blob_requests(proxy: ProxyThread) -> int:
     return sum(1 for path in per_path if "/blobs/" in path)
 
 
-def test_pull_is_byte_identical_to_ollamas_layout(big_model: BuiltModel, proxy: ProxyThread, models_dir: Path,
-                                                  tmp_path: Path) -> None:
+def test_pull_is_byte_identical_to_ollamas_layout(
+    big_model: BuiltModel, proxy: ProxyThread, models_dir: Path, tmp_path: Path
+) -> None:
     name = name_via(proxy)
     result = ollama_seed.pull(name, models_dir=models_dir, insecure=True)
     host = proxy.url.removeprefix("http://")
@@ -72,8 +77,9 @@ def test_pull_is_byte_identical_to_ollamas_layout(big_model: BuiltModel, proxy: 
     assert str(ModelStore(models_dir).get(ModelName.parse(name)).manifest.digest) == big_model.manifest_digest
 
 
-def test_second_pull_sends_no_blob_request(big_model: BuiltModel, docker_registry: DockerRegistry,
-                                           models_dir: Path) -> None:
+def test_second_pull_sends_no_blob_request(
+    big_model: BuiltModel, docker_registry: DockerRegistry, models_dir: Path
+) -> None:
     with ProxyThread(docker_registry.url) as p:
         ollama_seed.pull(name_via(p), models_dir=models_dir, insecure=True)
         before = p.stats.snapshot()
@@ -88,15 +94,15 @@ def test_second_pull_sends_no_blob_request(big_model: BuiltModel, docker_registr
 
 def run_cli(*args: str, models_dir: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OLLAMA_MODELS": str(models_dir)}
-    proc = subprocess.run([sys.executable, "-m", "ollama_seed", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ollama_seed", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
 
 
-def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: DockerRegistry,
-                                     models_dir: Path) -> None:
+def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: DockerRegistry, models_dir: Path) -> None:
     name = f"{docker_registry.host}/{REPO}"
     proc = run_cli("pull", "--insecure", "--json", name, models_dir=models_dir, check=True)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -145,16 +151,18 @@ def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: Do
         (["pull", "--max-rate", "fast", "x"], 2, "not a rate"),
     ],
 )
-def test_cli_exit_codes(docker_registry: DockerRegistry, models_dir: Path, args: list[str], code: int,
-                        message: str) -> None:
+def test_cli_exit_codes(
+    docker_registry: DockerRegistry, models_dir: Path, args: list[str], code: int, message: str
+) -> None:
     proc = run_cli(*[a.format(host=docker_registry.host) for a in args], models_dir=models_dir)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_proxy_environment_is_honoured(docker_registry: DockerRegistry, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxy_environment_is_honoured(
+    docker_registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """HTTP(S)_PROXY sends requests through the proxy; NO_PROXY exempts hosts, as for Ollama."""
     m = make_model(size_bytes=3_000_000, seed=11)
     seed_registry(docker_registry.url, "library/proxied", "latest", m)
@@ -171,8 +179,9 @@ def test_proxy_environment_is_honoured(docker_registry: DockerRegistry, tmp_path
         assert p.stats.snapshot()["requests"] == through["requests"]
 
 
-def test_cli_pulls_several_models_at_once_sharing_blobs(docker_registry: DockerRegistry, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_pulls_several_models_at_once_sharing_blobs(
+    docker_registry: DockerRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`pull a b`: one session, so the layer both models share crosses the wire once."""
     from ollama_seed.cli.main import main
 
@@ -182,8 +191,18 @@ def test_cli_pulls_several_models_at_once_sharing_blobs(docker_registry: DockerR
     seed_registry(docker_registry.url, "library/twin-b", "latest", b)
     with ProxyThread(docker_registry.url) as p:
         host = p.url.removeprefix("http://")
-        code = main(["pull", "--insecure", "--progress", "none", "--models-dir", str(tmp_path / "m"),
-                     f"{host}/library/twin-a", f"{host}/library/twin-b"])
+        code = main(
+            [
+                "pull",
+                "--insecure",
+                "--progress",
+                "none",
+                "--models-dir",
+                str(tmp_path / "m"),
+                f"{host}/library/twin-a",
+                f"{host}/library/twin-b",
+            ]
+        )
         sent = p.stats.snapshot()["blob_bytes"]
     assert code == 0
     union = {x.digest: x.size for x in (*a.blobs, *b.blobs)}

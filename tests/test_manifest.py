@@ -18,8 +18,7 @@ def doc(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": f"sha256:{C}",
-                   "size": 10},
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": f"sha256:{C}", "size": 10},
         "layers": [
             {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{A}", "size": 1000},
             {"mediaType": "application/vnd.ollama.image.license", "digest": f"sha256:{B}", "size": 5},
@@ -74,8 +73,7 @@ def test_cloud_model_without_layers() -> None:
         (raw(doc(layers=[{"digest": f"sha256:{A}", "size": 1.5}])), "layers[0].size"),
         (raw(doc(layers=[{"digest": f"sha256:{A}/../../x", "size": 1}])), "layers[0].digest"),
         (raw(doc(layers=[{"mediaType": "a\nb", "digest": f"sha256:{A}", "size": 1}])), "mediaType"),
-        (raw(doc(layers=[{"digest": f"sha256:{A}", "size": 1}, {"digest": f"sha256:{A}", "size": 2}])),
-         "two sizes"),
+        (raw(doc(layers=[{"digest": f"sha256:{A}", "size": 1}, {"digest": f"sha256:{A}", "size": 2}])), "two sizes"),
         (raw(doc(mediaType="application/vnd.oci.image.index.v1+json")), "index of manifests"),
         (raw(doc(config="x")), "config is not an object"),
         (b"[" * 100000 + b"]" * 100000, "not"),

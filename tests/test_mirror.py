@@ -52,13 +52,24 @@ def errors(resp: httpx.Response) -> list[str]:
     return [e["code"] for e in resp.json()["errors"]]
 
 
-async def raw_request(app: Any, raw_path: bytes, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None,
-                      query: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
+async def raw_request(
+    app: Any, raw_path: bytes, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None, query: bytes = b""
+) -> tuple[int, dict[bytes, bytes], bytes]:
     """Call the ASGI app with exactly this raw path (no client-side normalisation)."""
     out: dict[str, Any] = {"body": b""}
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": raw_path.decode("latin-1"), "raw_path": raw_path, "query_string": query,
-             "headers": headers or [(b"host", b"mirror.test")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": raw_path.decode("latin-1"),
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": headers or [(b"host", b"mirror.test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
     sent = False
 
     async def receive() -> dict[str, Any]:
@@ -128,8 +139,9 @@ async def test_manifest_by_tag_and_digest(client: httpx.AsyncClient, model: Buil
     assert r.status_code == 400
 
 
-async def test_manifest_content_type_comes_from_its_media_type(store_dir: Path, client: httpx.AsyncClient,
-                                                                model: BuiltModel) -> None:
+async def test_manifest_content_type_comes_from_its_media_type(
+    store_dir: Path, client: httpx.AsyncClient, model: BuiltModel
+) -> None:
     doc = json.loads(model.manifest)
     doc["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
     raw = json.dumps(doc, indent=1).encode()  # other bytes, other digest: served exactly as stored
@@ -174,8 +186,13 @@ async def test_blob_get_head_and_ranges(client: httpx.AsyncClient, model: BuiltM
     assert r.headers["accept-ranges"] == "bytes" and r.headers["content-type"] == "application/octet-stream"
     h = await client.head(url)
     assert h.status_code == 200 and h.content == b"" and int(h.headers["content-length"]) == blob.size
-    cases = {"bytes=10-19": (10, 20), "bytes=299990-": (299990, blob.size), "bytes=-7": (blob.size - 7, blob.size),
-             f"bytes=5-{10**12}": (5, blob.size), "bytes=0-0": (0, 1)}
+    cases = {
+        "bytes=10-19": (10, 20),
+        "bytes=299990-": (299990, blob.size),
+        "bytes=-7": (blob.size - 7, blob.size),
+        f"bytes=5-{10**12}": (5, blob.size),
+        "bytes=0-0": (0, 1),
+    }
     for header, (start, end) in cases.items():
         r = await client.get(url, headers={"Range": header})
         assert r.status_code == 206, header
@@ -212,8 +229,9 @@ def test_parse_range_table() -> None:
         assert parse_range(odd, 10) is None, odd
 
 
-async def test_blob_must_belong_to_the_repository(store_dir: Path, client: httpx.AsyncClient,
-                                                  model: BuiltModel) -> None:
+async def test_blob_must_belong_to_the_repository(
+    store_dir: Path, client: httpx.AsyncClient, model: BuiltModel
+) -> None:
     other = make_model(size_bytes=500, seed=4)
     other.expected_store(store_dir, "registry.ollama.ai", "library/other", "latest")
     r = await client.get(f"/v2/library/tiny/blobs/{other.model_layer.digest}")
@@ -223,8 +241,9 @@ async def test_blob_must_belong_to_the_repository(store_dir: Path, client: httpx
     assert r.status_code == 400 and errors(r) == ["DIGEST_INVALID"]
 
 
-async def test_missing_or_damaged_blob_is_404_not_wrong_bytes(store_dir: Path, client: httpx.AsyncClient,
-                                                               model: BuiltModel) -> None:
+async def test_missing_or_damaged_blob_is_404_not_wrong_bytes(
+    store_dir: Path, client: httpx.AsyncClient, model: BuiltModel
+) -> None:
     blob = store_dir / "blobs" / f"sha256-{model.model_layer.hex}"
     blob.write_bytes(b"short")
     r = await client.get(f"/v2/library/tiny/blobs/{model.model_layer.digest}")
@@ -237,8 +256,15 @@ async def test_missing_or_damaged_blob_is_404_not_wrong_bytes(store_dir: Path, c
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-@pytest.mark.parametrize("path", ["/v2/library/tiny/blobs/uploads/", "/v2/library/tiny/manifests/latest",
-                                  "/v2/library/tiny/blobs/sha256:" + "a" * 64, "/v2/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/library/tiny/blobs/uploads/",
+        "/v2/library/tiny/manifests/latest",
+        "/v2/library/tiny/blobs/sha256:" + "a" * 64,
+        "/v2/",
+    ],
+)
 async def test_read_only(client: httpx.AsyncClient, store_dir: Path, method: str, path: str) -> None:
     before = sorted(p.relative_to(store_dir) for p in store_dir.rglob("*"))
     r = await client.request(method, path, content=b"x")
@@ -249,15 +275,27 @@ async def test_read_only(client: httpx.AsyncClient, store_dir: Path, method: str
 
 
 ESCAPES = [
-    b"/v2/../secret.txt", b"/v2/library/../../secret.txt", b"/v2/library/%2e%2e/manifests/latest",
-    b"/v2/%2e%2e/%2e%2e/manifests/secret.txt", b"/v2/library//tiny/manifests/latest",
-    b"/v2/library/tiny/manifests/..%2f..%2f..%2f..%2fsecret.txt", b"/v2/library\\..\\..\\x/tiny/manifests/latest",
-    b"/v2/library/tiny/manifests/latest%00", b"/v2/library/tiny/manifests/%2e%2e", b"/v2/library/tiny/manifests/.",
-    b"/v2/library/tiny/manifests/%252e%252e%252fsecret.txt", b"/v2/library/tiny/blobs/sha256:..%2f..%2fsecret.txt",
-    b"/v2/library/tiny/manifests/latest/../../../../../secret.txt", b"/v2/library/tiny/manifests/%c0%ae%c0%ae",
-    b"/v2/library/tiny/manifests/" + b"a" * 5000, b"/v2/" + b"a/" * 600 + b"manifests/latest",
-    b"//v2/library/tiny/manifests/latest", b"/v2/./library/tiny/manifests/latest", b"/secret.txt",
-    b"/v2/library/tiny/manifests/latest\\..\\..\\secret.txt", b"/v2/library/ti%00ny/manifests/latest",
+    b"/v2/../secret.txt",
+    b"/v2/library/../../secret.txt",
+    b"/v2/library/%2e%2e/manifests/latest",
+    b"/v2/%2e%2e/%2e%2e/manifests/secret.txt",
+    b"/v2/library//tiny/manifests/latest",
+    b"/v2/library/tiny/manifests/..%2f..%2f..%2f..%2fsecret.txt",
+    b"/v2/library\\..\\..\\x/tiny/manifests/latest",
+    b"/v2/library/tiny/manifests/latest%00",
+    b"/v2/library/tiny/manifests/%2e%2e",
+    b"/v2/library/tiny/manifests/.",
+    b"/v2/library/tiny/manifests/%252e%252e%252fsecret.txt",
+    b"/v2/library/tiny/blobs/sha256:..%2f..%2fsecret.txt",
+    b"/v2/library/tiny/manifests/latest/../../../../../secret.txt",
+    b"/v2/library/tiny/manifests/%c0%ae%c0%ae",
+    b"/v2/library/tiny/manifests/" + b"a" * 5000,
+    b"/v2/" + b"a/" * 600 + b"manifests/latest",
+    b"//v2/library/tiny/manifests/latest",
+    b"/v2/./library/tiny/manifests/latest",
+    b"/secret.txt",
+    b"/v2/library/tiny/manifests/latest\\..\\..\\secret.txt",
+    b"/v2/library/ti%00ny/manifests/latest",
 ]
 
 
@@ -266,12 +304,18 @@ async def test_no_url_spelling_leaves_the_store(app: MirrorApp, raw: bytes) -> N
     status, _headers, body = await raw_request(app, raw)
     assert status in (400, 404, 414)
     assert SECRET not in body
-    assert json.loads(body)["errors"][0]["code"] in ("NAME_INVALID", "NOT_FOUND", "NAME_UNKNOWN", "DIGEST_INVALID",
-                                                     "MANIFEST_UNKNOWN")
+    assert json.loads(body)["errors"][0]["code"] in (
+        "NAME_INVALID",
+        "NOT_FOUND",
+        "NAME_UNKNOWN",
+        "DIGEST_INVALID",
+        "MANIFEST_UNKNOWN",
+    )
 
 
-async def test_symlinks_inside_the_store_are_not_followed(store_dir: Path, tmp_path: Path, client: httpx.AsyncClient,
-                                                          model: BuiltModel) -> None:
+async def test_symlinks_inside_the_store_are_not_followed(
+    store_dir: Path, tmp_path: Path, client: httpx.AsyncClient, model: BuiltModel
+) -> None:
     tags = store_dir / "manifests" / "registry.ollama.ai" / "library" / "tiny"
     (tags / "evil").symlink_to(tmp_path / "secret.txt")
     r = await client.get("/v2/library/tiny/manifests/evil")
@@ -292,8 +336,10 @@ async def test_non_registry_paths_are_404(client: httpx.AsyncClient) -> None:
 
 async def test_access_log(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, model: BuiltModel) -> None:
     with caplog.at_level(logging.INFO, logger="ollama_seed.mirror.access"):
-        await client.get(f"/v2/library/tiny/blobs/{model.model_layer.digest}", headers={"Range": "bytes=0-99",
-                                                                                       "User-Agent": "tester/1"})
+        await client.get(
+            f"/v2/library/tiny/blobs/{model.model_layer.digest}",
+            headers={"Range": "bytes=0-99", "User-Agent": "tester/1"},
+        )
     line = next(r.getMessage() for r in caplog.records if r.name == "ollama_seed.mirror.access")
     assert f"GET /v2/library/tiny/blobs/{model.model_layer.digest}" in line
     assert " 206 100 " in line and "tester/1" in line
@@ -320,17 +366,20 @@ def scope_for(host: str, ua: str = OLLAMA_UA, server: tuple[str, int] = ("192.0.
     return {"scheme": "http", "headers": [(b"host", host.encode()), (b"user-agent", ua.encode())], "server": server}
 
 
-@pytest.mark.parametrize(("host", "expected"), [
-    ("127.0.0.1:8080", "http://localhost:8080"),
-    ("localhost:8080", "http://127.0.0.1:8080"),
-    ("192.168.1.10:8080", "http://[::ffff:192.168.1.10]:8080"),
-    ("[::ffff:192.168.1.10]:8080", "http://192.168.1.10:8080"),
-    ("[fd00::2]:8080", "http://[fd00:0000:0000:0000:0000:0000:0000:0002]:8080"),
-    ("[fd00:0000:0000:0000:0000:0000:0000:0002]:8080", "http://[fd00::2]:8080"),
-    ("mirror.lan:8080", "http://192.0.2.2:8080"),
-    ("192.168.1.10", "http://[::ffff:192.168.1.10]"),
-    ("127.0.0.1:\u00b2", None),
-])
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1:8080", "http://localhost:8080"),
+        ("localhost:8080", "http://127.0.0.1:8080"),
+        ("192.168.1.10:8080", "http://[::ffff:192.168.1.10]:8080"),
+        ("[::ffff:192.168.1.10]:8080", "http://192.168.1.10:8080"),
+        ("[fd00::2]:8080", "http://[fd00:0000:0000:0000:0000:0000:0000:0002]:8080"),
+        ("[fd00:0000:0000:0000:0000:0000:0000:0002]:8080", "http://[fd00::2]:8080"),
+        ("mirror.lan:8080", "http://192.0.2.2:8080"),
+        ("192.168.1.10", "http://[::ffff:192.168.1.10]"),
+        ("127.0.0.1:\u00b2", None),
+    ],
+)
 def test_auto_redirect_targets_another_name_of_the_same_address(host: str, expected: str | None) -> None:
     assert BlobRedirect("auto")(scope_for(host)) == expected
 
@@ -376,8 +425,14 @@ async def test_errors_are_json_for_head_too(client: httpx.AsyncClient) -> None:
 async def test_blob_bodies_are_streamed_in_chunks(store_dir: Path, model: BuiltModel) -> None:
     app = MirrorApp(ModelStore(store_dir), chunk_size=4096)
     sizes: list[int] = []
-    scope = {"type": "http", "method": "GET", "scheme": "http", "query_string": b"", "headers": [],
-             "path": f"/v2/library/tiny/blobs/{model.model_layer.digest}"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": [],
+        "path": f"/v2/library/tiny/blobs/{model.model_layer.digest}",
+    }
 
     async def receive() -> dict[str, Any]:
         await anyio.sleep(0.01)

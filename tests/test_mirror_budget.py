@@ -63,7 +63,8 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltModel]:
 
 
 def test_the_least_recently_served_model_is_evicted_and_the_order_survives_a_restart(
-        tmp_path: Path, trio: dict[str, BuiltModel]) -> None:
+    tmp_path: Path, trio: dict[str, BuiltModel]
+) -> None:
     reg = FakeRegistry()
     for repo, m in trio.items():
         reg.add(repo, "latest", m)
@@ -82,13 +83,18 @@ def test_the_least_recently_served_model_is_evicted_and_the_order_survives_a_res
         assert stored(root) == {"library/a", "library/c"}  # b was served least recently
         assert metric(info.url, "ollama_seed_mirror_evictions_total") == 1
         assert metric(info.url, "ollama_seed_mirror_evicted_bytes_total") == b.total_size - sum(
-            x.size for x in b.blobs if x.digest in shared)
+            x.size for x in b.blobs if x.digest in shared
+        )
         assert metric(info.url, "ollama_seed_mirror_cache_bytes") <= cap
         assert metric(info.url, "ollama_seed_mirror_cache_limit_bytes") == cap
         assert metric(info.url, "ollama_seed_mirror_upstream_bytes_total") == union_size(a, b, c)  # shared: once
         assert metric(info.url, "ollama_seed_mirror_upstream_downloads_active") == 0
-        misses = [s for f in text_string_to_metric_families(httpx.get(f"{info.url}/metrics", timeout=30).text)
-                  for s in f.samples if s.name == "ollama_seed_mirror_pullthrough_total"]
+        misses = [
+            s
+            for f in text_string_to_metric_families(httpx.get(f"{info.url}/metrics", timeout=30).text)
+            for s in f.samples
+            if s.name == "ollama_seed_mirror_pullthrough_total"
+        ]
         by = {(s.labels["kind"], s.labels["result"]): s.value for s in misses}
         assert by[("manifest", "miss")] == 3 and by[("manifest", "hit")] >= 1  # a's second GET came from the store
         assert by[("blob", "miss")] >= len({x.digest for m in (a, b, c) for x in m.blobs})  # ranged: several each
@@ -146,8 +152,9 @@ def test_models_that_were_there_before_are_kept_and_a_full_cache_answers_507(tmp
     root = tmp_path / "mirror"
     old.expected_store(root, HOST, "library/old", "latest")  # in the store before the server started
     before = tree(root)
-    app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(old) + 1000,
-                     connections=2)
+    app = create_app(
+        root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(old) + 1000, connections=2
+    )
 
     async def run() -> None:
         async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:

@@ -162,16 +162,24 @@ def serving(models_dir: Path, **options: Any) -> Iterator[ServeInfo]:
 
 @pytest.mark.registry
 @pytest.mark.anyio
-async def test_pull_through_a_real_registry_downloads_each_blob_once(docker_registry: DockerRegistry,
-                                                                     tmp_path: Path) -> None:
+async def test_pull_through_a_real_registry_downloads_each_blob_once(
+    docker_registry: DockerRegistry, tmp_path: Path
+) -> None:
     model = make_model(tmp_path / "model", size_bytes=6 * MIB + 1, seed=11)
     seed_registry(docker_registry.url, "library/pt", "latest", model)
     with ProxyThread(docker_registry.url) as proxy, serving(tmp_path / "mirror", upstream=proxy.url) as info:
         host = f"127.0.0.1:{info.port}"
         async with anyio.create_task_group() as tg:
             for i in range(2):
-                tg.start_soon(partial(ollama_seed.apull, f"{host}/library/pt", models_dir=tmp_path / f"c{i}",
-                                      insecure=True, use_locks=False))
+                tg.start_soon(
+                    partial(
+                        ollama_seed.apull,
+                        f"{host}/library/pt",
+                        models_dir=tmp_path / f"c{i}",
+                        insecure=True,
+                        use_locks=False,
+                    )
+                )
         per_path = proxy.stats.snapshot()["per_path"]
     for b in model.blobs:
         assert per_path[f"/v2/library/pt/blobs/{b.digest}"] == b.size, b.role  # upstream sent it exactly once
@@ -181,5 +189,6 @@ async def test_pull_through_a_real_registry_downloads_each_blob_once(docker_regi
         path = tmp_path / f"c{i}" / "manifests" / host / "library" / "pt" / "latest"
         assert path.read_bytes() == model.manifest
     upstream_host = proxy.url.removeprefix("http://")
-    assert (tmp_path / "mirror" / "manifests" / upstream_host / "library" / "pt" / "latest").read_bytes() == \
-        model.manifest
+    assert (
+        tmp_path / "mirror" / "manifests" / upstream_host / "library" / "pt" / "latest"
+    ).read_bytes() == model.manifest

@@ -34,8 +34,17 @@ def test_pull_and_ensure_through_a_distribution_proxy(docker_registry: DockerReg
     with DockerRegistry.start(tmp_path / "proxy", proxy_remote=docker_registry.url) as proxy:
         assert not proxy_blob_files(proxy)  # nothing cached yet
         out = tmp_path / "pulled"
-        done = run_cli("pull", "--insecure", "--mirror", proxy.url, "--models-dir", str(out), "--progress", "none",
-                       f"{nowhere}/library/viaproxy:latest")
+        done = run_cli(
+            "pull",
+            "--insecure",
+            "--mirror",
+            proxy.url,
+            "--models-dir",
+            str(out),
+            "--progress",
+            "none",
+            f"{nowhere}/library/viaproxy:latest",
+        )
         assert done.returncode == 0, done.stderr + proxy.log_tail()
         want = tmp_path / "want"
         first.expected_store(want, nowhere, "library/viaproxy", "latest")
@@ -43,13 +52,31 @@ def test_pull_and_ensure_through_a_distribution_proxy(docker_registry: DockerReg
         assert_store_ok(out)
         assert {b.hex for b in first.blobs} <= proxy_blob_files(proxy)  # the proxy fetched and kept them
         ensured = tmp_path / "ensured"
-        done = run_cli("ensure", "--insecure", "--mirror", proxy.url, "--models-dir", str(ensured),
-                       "--progress", "none", f"{nowhere}/library/viaproxy2:q4")
+        done = run_cli(
+            "ensure",
+            "--insecure",
+            "--mirror",
+            proxy.url,
+            "--models-dir",
+            str(ensured),
+            "--progress",
+            "none",
+            f"{nowhere}/library/viaproxy2:q4",
+        )
         assert done.returncode == 0, done.stderr + proxy.log_tail()
         want2 = tmp_path / "want2"
         second.expected_store(want2, nowhere, "library/viaproxy2", "q4")
         assert tree(ensured) == tree(want2)
-        again = run_cli("pull", "--insecure", "--mirror", proxy.url, "--models-dir", str(tmp_path / "again"),
-                        "--progress", "none", f"{nowhere}/library/viaproxy:latest")  # now from the proxy's cache
+        again = run_cli(
+            "pull",
+            "--insecure",
+            "--mirror",
+            proxy.url,
+            "--models-dir",
+            str(tmp_path / "again"),
+            "--progress",
+            "none",
+            f"{nowhere}/library/viaproxy:latest",
+        )  # now from the proxy's cache
         assert again.returncode == 0, again.stderr
         assert tree(tmp_path / "again") == tree(want)

@@ -84,6 +84,7 @@ def test_compose_mirror_service() -> None:
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.skip("docker-compose is not installed (scripts/install-test-deps.sh installs it)")
-    proc = subprocess.run([compose, "-f", str(path), "config", "--quiet"], capture_output=True, text=True,
-                          check=False, timeout=120)
+    proc = subprocess.run(
+        [compose, "-f", str(path), "config", "--quiet"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr

@@ -79,8 +79,11 @@ def counters(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = conn.getresponse().read().decode()
     finally:
         conn.close()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def one_round(port: int, model: BuiltModel, *, hangups: bool) -> list[Client]:
@@ -129,8 +132,11 @@ def test_32_clients_no_leaks(tmp_path: Path) -> None:
     manifest_ok = ("ollama_seed_mirror_requests_total", (("method", "GET"), ("route", "manifest"), ("status", "200")))
     assert after[manifest_ok] - before[manifest_ok] == 3 * CLIENTS
     sent = ("ollama_seed_mirror_response_bytes_total", (("route", "blob"),))
-    assert after[sent] - middle[sent] == sum(c.received - len(model.manifest) for c in exact) \
-        == CLIENTS * model.model_layer.size  # the round without hang-ups: exactly what the clients read
+    assert (
+        after[sent] - middle[sent]
+        == sum(c.received - len(model.manifest) for c in exact)
+        == CLIENTS * model.model_layer.size
+    )  # the round without hang-ups: exactly what the clients read
     manifest_bytes = ("ollama_seed_mirror_response_bytes_total", (("route", "manifest"),))
     assert after[manifest_bytes] - middle[manifest_bytes] == CLIENTS * len(model.manifest)
     assert after[("ollama_seed_mirror_requests_in_flight", ())] == 1  # the /metrics request itself

@@ -29,7 +29,10 @@ PASSWORDS = {"alice": "wonder-land-7", "bob": "builder:with:colons"}
 
 @pytest.fixture
 def models() -> dict[str, BuiltModel]:
-    return {"library/tiny": make_model(size_bytes=300_001, seed=3), "team/secret": make_model(size_bytes=70_000, seed=4)}
+    return {
+        "library/tiny": make_model(size_bytes=300_001, seed=3),
+        "team/secret": make_model(size_bytes=70_000, seed=4),
+    }
 
 
 @pytest.fixture
@@ -45,7 +48,9 @@ def site_files(tmp_path: Path) -> dict[str, Path]:
     access = tmp_path / "access.toml"
     access.write_text('[read]\nalice = ["library/*", "team/*"]\nbob = ["Library/T*"]\nci = ["*"]\n"*" = []\n')
     tokens = tmp_path / "tokens"
-    tokens.write_text("# CI runners\nci:plain-token-123\nops:sha256:" + hashlib.sha256(b"hashed-token").hexdigest() + "\n")
+    tokens.write_text(
+        "# CI runners\nci:plain-token-123\nops:sha256:" + hashlib.sha256(b"hashed-token").hexdigest() + "\n"
+    )
     return {"htpasswd": write_htpasswd(tmp_path / "htpasswd", PASSWORDS), "access": access, "tokens": tokens}
 
 
@@ -55,15 +60,25 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 @pytest.fixture
 async def site(store_dir: Path, site_files: dict[str, Path]) -> AsyncIterator[tuple[SiteApp, httpx.AsyncClient]]:
-    app = create_app(store_dir, htpasswd=site_files["htpasswd"], token_file=site_files["tokens"],
-                     access=site_files["access"], login_failures=(4, 60.0))
-    async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.1.2.3", 5000)),
-                                      base_url="http://mirror.test") as c:
+    app = create_app(
+        store_dir,
+        htpasswd=site_files["htpasswd"],
+        token_file=site_files["tokens"],
+        access=site_files["access"],
+        login_failures=(4, 60.0),
+    )
+    async with (
+        app,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app, client=("10.1.2.3", 5000)), base_url="http://mirror.test"
+        ) as c,
+    ):
         yield app, c
 
 
 async def test_no_or_wrong_credentials_get_401_with_the_basic_challenge(
-        site: tuple[SiteApp, httpx.AsyncClient], models: dict[str, BuiltModel], caplog: pytest.LogCaptureFixture) -> None:
+    site: tuple[SiteApp, httpx.AsyncClient], models: dict[str, BuiltModel], caplog: pytest.LogCaptureFixture
+) -> None:
     _app, c = site
     blob = models["library/tiny"].model_layer
     for path in ("/v2/", "/v2/library/tiny/manifests/latest", f"/v2/library/tiny/blobs/{blob.digest}", "/v2/_catalog"):
@@ -73,8 +88,12 @@ async def test_no_or_wrong_credentials_get_401_with_the_basic_challenge(
         assert r.headers["docker-distribution-api-version"] == "registry/2.0"
         assert r.json()["errors"][0]["code"] == "UNAUTHORIZED"
     with caplog.at_level(logging.INFO):
-        for headers in (basic("alice", "wrong"), basic("mallory", PASSWORDS["alice"]), {"Authorization": "Bearer nope"},
-                        {"Authorization": "Basic !!!"}):
+        for headers in (
+            basic("alice", "wrong"),
+            basic("mallory", PASSWORDS["alice"]),
+            {"Authorization": "Bearer nope"},
+            {"Authorization": "Basic !!!"},
+        ):
             r = await c.get("/v2/library/tiny/manifests/latest", headers=headers)
             assert r.status_code == 401 and models["library/tiny"].manifest not in r.content
     text = caplog.text
@@ -84,8 +103,9 @@ async def test_no_or_wrong_credentials_get_401_with_the_basic_challenge(
         assert secret not in text
 
 
-async def test_right_credentials_read_byte_for_byte(site: tuple[SiteApp, httpx.AsyncClient],
-                                                    models: dict[str, BuiltModel]) -> None:
+async def test_right_credentials_read_byte_for_byte(
+    site: tuple[SiteApp, httpx.AsyncClient], models: dict[str, BuiltModel]
+) -> None:
     _app, c = site
     tiny = models["library/tiny"]
     for headers in (basic("alice", PASSWORDS["alice"]), {"Authorization": "Bearer plain-token-123"}):
@@ -99,14 +119,20 @@ async def test_right_credentials_read_byte_for_byte(site: tuple[SiteApp, httpx.A
     assert (await c.get("/v2/library/tiny/manifests/latest")).content == tiny.manifest
 
 
-async def test_a_repository_the_user_may_not_read_is_404(site: tuple[SiteApp, httpx.AsyncClient],
-                                                          models: dict[str, BuiltModel]) -> None:
+async def test_a_repository_the_user_may_not_read_is_404(
+    site: tuple[SiteApp, httpx.AsyncClient], models: dict[str, BuiltModel]
+) -> None:
     _app, c = site
     secret = models["team/secret"]
     c.headers.update(basic("bob", PASSWORDS["bob"]))  # bob: Library/T* (patterns match case-insensitively)
-    for path in ("/v2/team/secret/manifests/latest", f"/v2/team/secret/blobs/{secret.model_layer.digest}",
-                 "/v2/team/secret/tags/list", "/v2/registry.ollama.ai/team/secret/manifests/latest",
-                 "/v2/TEAM/Secret/manifests/latest", "/v2/team/secret/manifests/nonexistent"):
+    for path in (
+        "/v2/team/secret/manifests/latest",
+        f"/v2/team/secret/blobs/{secret.model_layer.digest}",
+        "/v2/team/secret/tags/list",
+        "/v2/registry.ollama.ai/team/secret/manifests/latest",
+        "/v2/TEAM/Secret/manifests/latest",
+        "/v2/team/secret/manifests/nonexistent",
+    ):
         r = await c.get(path)
         assert r.status_code == 404, path
         assert secret.manifest not in r.content
@@ -126,9 +152,11 @@ async def test_a_repository_the_user_may_not_read_is_404(site: tuple[SiteApp, ht
 async def test_failed_logins_are_limited_per_address(store_dir: Path, site_files: dict[str, Path]) -> None:
     app = create_app(store_dir, htpasswd=site_files["htpasswd"], login_failures=(3, 60.0))
     good = basic("alice", PASSWORDS["alice"])
-    async with app, \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.0.0.66", 1)), base_url="http://m") as bad, \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.0.0.7", 1)), base_url="http://m") as other:
+    async with (
+        app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.0.0.66", 1)), base_url="http://m") as bad,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.0.0.7", 1)), base_url="http://m") as other,
+    ):
         assert [(await bad.get("/v2/", headers=basic("alice", f"guess{i}"))).status_code for i in range(3)] == [401] * 3
         r = await bad.get("/v2/", headers=good)  # even the right password is not checked now
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
@@ -200,8 +228,9 @@ def test_options_that_mean_nothing_are_refused(store_dir: Path, site_files: dict
         create_app(store_dir, metrics_auth=True)
 
 
-async def test_signed_redirects_need_no_login_and_cannot_be_forged(store_dir: Path, site_files: dict[str, Path],
-                                                                    models: dict[str, BuiltModel]) -> None:
+async def test_signed_redirects_need_no_login_and_cannot_be_forged(
+    store_dir: Path, site_files: dict[str, Path], models: dict[str, BuiltModel]
+) -> None:
     app = create_app(store_dir, htpasswd=site_files["htpasswd"], redirect_blobs_to="http://localhost:8080")
     blob = models["library/tiny"].model_layer
     async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:8080") as c:
@@ -239,11 +268,15 @@ async def test_health_and_metrics(store_dir: Path, site_files: dict[str, Path], 
     assert after[manifest_ok] - before.get(manifest_ok, 0) == 3
     blob_206 = ("ollama_seed_mirror_requests_total", (("method", "GET"), ("route", "blob"), ("status", "206")))
     assert after[blob_206] == 1
-    assert after[("ollama_seed_mirror_requests_total", (("method", "GET"), ("route", "manifest"), ("status", "404")))] == 1
+    assert (
+        after[("ollama_seed_mirror_requests_total", (("method", "GET"), ("route", "manifest"), ("status", "404")))] == 1
+    )
     sent = ("ollama_seed_mirror_response_bytes_total", (("route", "manifest"),))
     assert after[sent] - before.get(sent, 0) == 3 * len(tiny.manifest) + len(missing.content)
     assert after[("ollama_seed_mirror_response_bytes_total", (("route", "blob"),))] == 1000
-    assert after[("ollama_seed_mirror_cache_bytes", ())] == sum(p.stat().st_size for p in (store_dir / "blobs").iterdir())
+    assert after[("ollama_seed_mirror_cache_bytes", ())] == sum(
+        p.stat().st_size for p in (store_dir / "blobs").iterdir()
+    )
     app = create_app(store_dir, htpasswd=site_files["htpasswd"], metrics_auth=True)
     async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
         assert (await c.get("/metrics")).status_code == 401

@@ -61,25 +61,49 @@ def test_pull_over_tls_with_a_private_ca(store_dir: Path, tmp_path: Path, model:
         assert info.url.startswith("https://")
         host = f"127.0.0.1:{info.port}"
         out = tmp_path / "out"
-        done = run_cli("pull", "--models-dir", str(out), "--progress", "none", f"{host}/library/big:latest",
-                       env={"SSL_CERT_FILE": str(certs.ca)})
+        done = run_cli(
+            "pull",
+            "--models-dir",
+            str(out),
+            "--progress",
+            "none",
+            f"{host}/library/big:latest",
+            env={"SSL_CERT_FILE": str(certs.ca)},
+        )
         assert done.returncode == 0, done.stderr
         assert tree(out) == expected(tmp_path, model, host)
         assert_store_ok(out)
         blob = model.model_layer
         got = tmp_path / "curl.bin"
-        curl = subprocess.run(["curl", "-sS", "--fail", "--cacert", str(certs.ca), "-o", str(got),
-                               f"https://localhost:{info.port}/v2/library/big/blobs/{blob.digest}"],
-                              capture_output=True, text=True, timeout=120)
+        curl = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--fail",
+                "--cacert",
+                str(certs.ca),
+                "-o",
+                str(got),
+                f"https://localhost:{info.port}/v2/library/big/blobs/{blob.digest}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert curl.returncode == 0, curl.stderr
         assert got.read_bytes() == blob.read_bytes()
-        refused = run_cli("pull", "--models-dir", str(tmp_path / "no-ca"), "--progress", "none",
-                          f"{host}/library/big:latest")
+        refused = run_cli(
+            "pull", "--models-dir", str(tmp_path / "no-ca"), "--progress", "none", f"{host}/library/big:latest"
+        )
         assert refused.returncode == 4
         assert "TLS certificate of https://127.0.0.1" in refused.stderr and "SSL_CERT_FILE" in refused.stderr
         assert not manifests_in(tmp_path / "no-ca")
-        plain = subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", f"https://localhost:{info.port}/v2/"],
-                               capture_output=True, text=True, timeout=60)
+        plain = subprocess.run(
+            ["curl", "-sS", "--fail", "-o", "/dev/null", f"https://localhost:{info.port}/v2/"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert plain.returncode == 60 and "certificate" in plain.stderr  # curl: peer certificate not verified
         with socket.create_connection(("127.0.0.1", info.port), timeout=10) as s:  # no plain http on the TLS port
             s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -92,14 +116,29 @@ def server_files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def cli_server(tmp_path: Path, store_dir: Path, certs: CertFiles,
-               server_files: dict[str, Path]) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+def cli_server(
+    tmp_path: Path, store_dir: Path, certs: CertFiles, server_files: dict[str, Path]
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     """``ollama-seed -vv serve`` with TLS and --htpasswd, as its own process; (host, log, process)."""
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = start_cli("-vv", "serve", "--models-dir", str(store_dir), "--port", str(port), "--tls-cert",
-                     str(certs.cert), "--tls-key", str(certs.key), "--htpasswd", str(server_files["htpasswd"]),
-                     "--shutdown-timeout", "60", log=log)
+    proc = start_cli(
+        "-vv",
+        "serve",
+        "--models-dir",
+        str(store_dir),
+        "--port",
+        str(port),
+        "--tls-cert",
+        str(certs.cert),
+        "--tls-key",
+        str(certs.key),
+        "--htpasswd",
+        str(server_files["htpasswd"]),
+        "--shutdown-timeout",
+        "60",
+        log=log,
+    )
     ctx = ssl.create_default_context(cafile=str(certs.ca))
     deadline = time.monotonic() + 60
     while True:
@@ -123,34 +162,71 @@ def cli_server(tmp_path: Path, store_dir: Path, certs: CertFiles,
 
 
 def test_logins_with_ollama_seed_pull_and_nothing_secret_in_the_logs(
-        cli_server: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path, model: BuiltModel,
-        certs: CertFiles) -> None:
+    cli_server: tuple[str, Path, subprocess.Popen[bytes]], tmp_path: Path, model: BuiltModel, certs: CertFiles
+) -> None:
     host, log, proc = cli_server
     ca = {"SSL_CERT_FILE": str(certs.ca)}
     name = f"{host}/library/big:latest"
     anonymous = run_cli("-vv", "pull", "--models-dir", str(tmp_path / "anon"), "--progress", "none", name, env=ca)
     assert anonymous.returncode == 7 and "user name and password" in anonymous.stderr
-    wrong = run_cli("-vv", "pull", "--models-dir", str(tmp_path / "wrong"), "--progress", "none", name,
-                    env={**ca, "OLLAMA_SEED_REGISTRY_USER": "puller", "OLLAMA_SEED_REGISTRY_PASSWORD": "not-it-at-all"})
+    wrong = run_cli(
+        "-vv",
+        "pull",
+        "--models-dir",
+        str(tmp_path / "wrong"),
+        "--progress",
+        "none",
+        name,
+        env={**ca, "OLLAMA_SEED_REGISTRY_USER": "puller", "OLLAMA_SEED_REGISTRY_PASSWORD": "not-it-at-all"},
+    )
     assert wrong.returncode == 7, wrong.stderr
     assert not manifests_in(tmp_path / "wrong")
-    by_env = run_cli("-vv", "pull", "--models-dir", str(tmp_path / "env"), "--progress", "none", name,
-                     env={**ca, "OLLAMA_SEED_REGISTRY_USER": "puller", "OLLAMA_SEED_REGISTRY_PASSWORD": PASSWORD})
+    by_env = run_cli(
+        "-vv",
+        "pull",
+        "--models-dir",
+        str(tmp_path / "env"),
+        "--progress",
+        "none",
+        name,
+        env={**ca, "OLLAMA_SEED_REGISTRY_USER": "puller", "OLLAMA_SEED_REGISTRY_PASSWORD": PASSWORD},
+    )
     assert by_env.returncode == 0, by_env.stderr
     assert tree(tmp_path / "env") == expected(tmp_path, model, host)
     docker = tmp_path / "docker"
     docker.mkdir()
-    (docker / "config.json").write_text(json.dumps(
-        {"auths": {host: {"auth": base64.b64encode(f"puller:{PASSWORD}".encode()).decode()}}}))
-    by_config = run_cli("-vv", "pull", "--models-dir", str(tmp_path / "cfg"), "--progress", "none", name,
-                        env={**ca, "DOCKER_CONFIG": str(docker)})
+    (docker / "config.json").write_text(
+        json.dumps({"auths": {host: {"auth": base64.b64encode(f"puller:{PASSWORD}".encode()).decode()}}})
+    )
+    by_config = run_cli(
+        "-vv",
+        "pull",
+        "--models-dir",
+        str(tmp_path / "cfg"),
+        "--progress",
+        "none",
+        name,
+        env={**ca, "DOCKER_CONFIG": str(docker)},
+    )
     assert by_config.returncode == 0, by_config.stderr
     assert tree(tmp_path / "cfg") == expected(tmp_path, model, host)
     nowhere = f"127.0.0.1:{free_port()}"  # --mirror: the mirror's own login, the registry never asked
-    by_mirror = run_cli("-vv", "pull", "--mirror", f"https://{host}", "--models-dir", str(tmp_path / "mirror"),
-                        "--progress", "none", f"{nowhere}/library/big:latest",
-                        env={**ca, "OLLAMA_SEED_REGISTRY_USER_" + host.replace(".", "_").replace(":", "_"): "puller",
-                             "OLLAMA_SEED_REGISTRY_PASSWORD_" + host.replace(".", "_").replace(":", "_"): PASSWORD})
+    by_mirror = run_cli(
+        "-vv",
+        "pull",
+        "--mirror",
+        f"https://{host}",
+        "--models-dir",
+        str(tmp_path / "mirror"),
+        "--progress",
+        "none",
+        f"{nowhere}/library/big:latest",
+        env={
+            **ca,
+            "OLLAMA_SEED_REGISTRY_USER_" + host.replace(".", "_").replace(":", "_"): "puller",
+            "OLLAMA_SEED_REGISTRY_PASSWORD_" + host.replace(".", "_").replace(":", "_"): PASSWORD,
+        },
+    )
     assert by_mirror.returncode == 0, by_mirror.stderr
     assert tree(tmp_path / "mirror") == expected(tmp_path, model, nowhere)
     proc.send_signal(signal.SIGTERM)
@@ -158,15 +234,20 @@ def test_logins_with_ollama_seed_pull_and_nothing_secret_in_the_logs(
     server_log = log.read_text()
     assert "failed login from 127.0.0.1: bad password (user 'puller')" in server_log
     assert " 401 " in server_log and " 200 " in server_log  # the access log ran at -vv
-    secrets = [PASSWORD, "not-it-at-all", base64.b64encode(f"puller:{PASSWORD}".encode()).decode(),
-               base64.b64encode(b"puller:not-it-at-all").decode()]
+    secrets = [
+        PASSWORD,
+        "not-it-at-all",
+        base64.b64encode(f"puller:{PASSWORD}".encode()).decode(),
+        base64.b64encode(b"puller:not-it-at-all").decode(),
+    ]
     for text in (server_log, anonymous.stderr, wrong.stderr, by_env.stderr, by_config.stderr, by_mirror.stderr):
         for secret in secrets:
             assert secret not in text
 
 
-def test_a_graceful_stop_lets_a_slow_response_finish(cli_server: tuple[str, Path, subprocess.Popen[bytes]],
-                                                     store_dir: Path, tmp_path: Path, certs: CertFiles) -> None:
+def test_a_graceful_stop_lets_a_slow_response_finish(
+    cli_server: tuple[str, Path, subprocess.Popen[bytes]], store_dir: Path, tmp_path: Path, certs: CertFiles
+) -> None:
     host, log, proc = cli_server
     huge = make_model(tmp_path / "huge", size_bytes=64 * MIB, seed=22)  # more than the socket buffers hold
     huge.expected_store(store_dir, "registry.ollama.ai", "library/huge", "latest")
@@ -178,8 +259,10 @@ def test_a_graceful_stop_lets_a_slow_response_finish(cli_server: tuple[str, Path
     raw.settimeout(60)
     raw.connect(("127.0.0.1", int(host.rsplit(":", 1)[1])))
     with raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-        s.sendall(f"GET /v2/library/huge/blobs/{blob.digest} HTTP/1.1\r\nHost: {host}\r\n"
-                  f"Authorization: Basic {auth}\r\n\r\n".encode())
+        s.sendall(
+            f"GET /v2/library/huge/blobs/{blob.digest} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Basic {auth}\r\n\r\n".encode()
+        )
         data = bytearray(s.recv(65536))
         assert data.startswith(b"HTTP/1.1 200")
         proc.send_signal(signal.SIGTERM)  # mid-response: the server stops accepting, this response goes on
@@ -232,8 +315,17 @@ def test_a_port_in_use_is_a_clear_error(store_dir: Path) -> None:
 
 def test_tls_files_that_do_not_fit_are_a_clear_error(store_dir: Path, certs: CertFiles, tmp_path: Path) -> None:
     other = make_certs(tmp_path / "other")
-    done = run_cli("serve", "--models-dir", str(store_dir), "--port", "0", "--tls-cert", str(certs.cert),
-                   "--tls-key", str(other.key))
+    done = run_cli(
+        "serve",
+        "--models-dir",
+        str(store_dir),
+        "--port",
+        "0",
+        "--tls-cert",
+        str(certs.cert),
+        "--tls-key",
+        str(other.key),
+    )
     assert done.returncode == 2 and "cannot use --tls-cert" in done.stderr
     done = run_cli("serve", "--models-dir", str(store_dir), "--port", "0", "--tls-cert", str(certs.cert))
     assert done.returncode == 2 and "both --tls-cert FILE and --tls-key FILE" in done.stderr
@@ -246,8 +338,10 @@ def test_request_head_and_concurrency_limits(store_dir: Path) -> None:
             s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 8192)  # no end of head yet
             reply = s.recv(4096)
         assert reply.startswith(b"HTTP/1.1 400"), reply[:100]  # refused before the head ends: not buffered on
-        with socket.create_connection(("127.0.0.1", info.port), timeout=30) as one, \
-                socket.create_connection(("127.0.0.1", info.port), timeout=30) as two:
+        with (
+            socket.create_connection(("127.0.0.1", info.port), timeout=30) as one,
+            socket.create_connection(("127.0.0.1", info.port), timeout=30) as two,
+        ):
             for held in (one, two):  # two keep-alive connections: with a third open, the limit of 3 is reached
                 held.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert held.recv(4096).startswith(b"HTTP/1.1 200")
@@ -267,10 +361,14 @@ def test_request_head_and_concurrency_limits(store_dir: Path) -> None:
             assert reply.startswith(b"HTTP/1.1 200")
 
 
-def test_ollama_seed_follows_a_signed_redirect_under_a_login(store_dir: Path, tmp_path: Path, model: BuiltModel,
-                                                              server_files: dict[str, Path],
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_ollama_seed_follows_a_signed_redirect_under_a_login(
+    store_dir: Path,
+    tmp_path: Path,
+    model: BuiltModel,
+    server_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import logging
 
     import ollama_seed
@@ -278,11 +376,15 @@ def test_ollama_seed_follows_a_signed_redirect_under_a_login(store_dir: Path, tm
     port = free_port()
     monkeypatch.setenv("OLLAMA_SEED_REGISTRY_USER", "puller")
     monkeypatch.setenv("OLLAMA_SEED_REGISTRY_PASSWORD", PASSWORD)
-    with caplog.at_level(logging.INFO, logger="ollama_seed.mirror.access"), \
-            serving(store_dir, port=port, htpasswd=server_files["htpasswd"], redirect_blobs_to=f"http://localhost:{port}"):
+    with (
+        caplog.at_level(logging.INFO, logger="ollama_seed.mirror.access"),
+        serving(store_dir, port=port, htpasswd=server_files["htpasswd"], redirect_blobs_to=f"http://localhost:{port}"),
+    ):
         ollama_seed.pull(f"127.0.0.1:{port}/library/big", models_dir=tmp_path / "out", insecure=True)
     assert tree(tmp_path / "out") == expected(tmp_path, model, f"127.0.0.1:{port}")
     lines = [r.getMessage() for r in caplog.records if r.name == "ollama_seed.mirror.access"]
     assert any('" 307 ' in line and "user=puller" in line for line in lines)
     signed = [line for line in lines if "?direct=1" in line and '" 206 ' in line]
-    assert signed and not any("signature" in line or "user=" in line for line in signed)  # no login, no signature logged
+    assert signed and not any(
+        "signature" in line or "user=" in line for line in signed
+    )  # no login, no signature logged

@@ -30,14 +30,22 @@ def free_port() -> int:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(".ollama-seed")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(".ollama-seed")
+    }
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
-    return make_model(tmp_path_factory.mktemp("model"), size_bytes=9 * MIB + 77, seed=5, one_byte_layer=True,
-                      extra_layers=[(MT_SYSTEM, b"")])
+    return make_model(
+        tmp_path_factory.mktemp("model"),
+        size_bytes=9 * MIB + 77,
+        seed=5,
+        one_byte_layer=True,
+        extra_layers=[(MT_SYSTEM, b"")],
+    )
 
 
 @pytest.fixture
@@ -70,8 +78,16 @@ async def test_eight_clients_at_once(store_dir: Path, tmp_path: Path, big: Built
         host = f"127.0.0.1:{info.port}"
         async with anyio.create_task_group() as tg:
             for i in range(8):
-                tg.start_soon(partial(ollama_seed.apull, f"{host}/library/big", models_dir=tmp_path / f"c{i}",
-                                      insecure=True, connections=4, use_locks=False))
+                tg.start_soon(
+                    partial(
+                        ollama_seed.apull,
+                        f"{host}/library/big",
+                        models_dir=tmp_path / f"c{i}",
+                        insecure=True,
+                        connections=4,
+                        use_locks=False,
+                    )
+                )
     want = expected(tmp_path, big, host)
     for i in range(8):
         assert tree(tmp_path / f"c{i}") == want, f"client {i}"
@@ -123,11 +139,14 @@ async def test_the_307_flow_of_stock_ollama(store_dir: Path, big: BuiltModel) ->
             assert "sha256:" + h.hexdigest() == blob.digest
 
 
-def test_our_client_follows_a_configured_redirect(store_dir: Path, tmp_path: Path, big: BuiltModel,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_our_client_follows_a_configured_redirect(
+    store_dir: Path, tmp_path: Path, big: BuiltModel, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
-    with caplog.at_level(logging.INFO, logger="ollama_seed.mirror.access"), \
-            serving(store_dir, port=port, redirect_blobs_to=f"http://localhost:{port}"):
+    with (
+        caplog.at_level(logging.INFO, logger="ollama_seed.mirror.access"),
+        serving(store_dir, port=port, redirect_blobs_to=f"http://localhost:{port}"),
+    ):
         ollama_seed.pull(f"127.0.0.1:{port}/library/big", models_dir=tmp_path / "out", insecure=True)
     lines = [r.getMessage() for r in caplog.records if r.name == "ollama_seed.mirror.access"]
     assert any('" 307 ' in line for line in lines)
@@ -150,11 +169,19 @@ def raw_http(port: int, target: bytes, method: bytes = b"GET", read: int | None 
 
 
 def test_escapes_over_the_wire(store_dir: Path) -> None:
-    targets = [b"/v2/../secret.txt", b"/v2/library/%2e%2e/manifests/latest", b"/v2/%2e%2e/%2e%2e/manifests/x",
-               b"/v2/library/big/manifests/..%2f..%2f..%2fsecret.txt", b"/v2/library//big/manifests/latest",
-               b"/v2/library/big/manifests/latest%00", b"/v2/library\\..\\big/manifests/latest",
-               b"/v2/library/big/manifests/%252e%252e%252f", b"/v2/library/big/manifests/" + b"x" * 3000,
-               b"/../../secret.txt", b"/v2/library/big/blobs/sha256:..%2f..%2fsecret.txt"]
+    targets = [
+        b"/v2/../secret.txt",
+        b"/v2/library/%2e%2e/manifests/latest",
+        b"/v2/%2e%2e/%2e%2e/manifests/x",
+        b"/v2/library/big/manifests/..%2f..%2f..%2fsecret.txt",
+        b"/v2/library//big/manifests/latest",
+        b"/v2/library/big/manifests/latest%00",
+        b"/v2/library\\..\\big/manifests/latest",
+        b"/v2/library/big/manifests/%252e%252e%252f",
+        b"/v2/library/big/manifests/" + b"x" * 3000,
+        b"/../../secret.txt",
+        b"/v2/library/big/blobs/sha256:..%2f..%2fsecret.txt",
+    ]
     with serving(store_dir) as info:
         for target in targets:
             reply = raw_http(info.port, target)

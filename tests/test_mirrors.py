@@ -59,8 +59,13 @@ async def test_a_mirror_with_a_corrupt_blob_is_dropped_for_that_blob(models_dir:
     mirror.faults = Faults(corrupt_at=5, corruptions=100, blob_filter=m.model_layer.hex)  # type: ignore[attr-defined]
     router = Router(upstream_test=up, mirror_test=mirror)
     events: list[object] = []
-    await ollama_seed.apull(NAME, models_dir=models_dir, transport=router.transport(),
-                            mirrors=["https://mirror.test"], progress=events.append)
+    await ollama_seed.apull(
+        NAME,
+        models_dir=models_dir,
+        transport=router.transport(),
+        mirrors=["https://mirror.test"],
+        progress=events.append,
+    )
     up_blobs = up.blob_requests()
     assert up_blobs and all(m.model_layer.hex in u for u in up_blobs)  # type: ignore[attr-defined]
     assert ModelStore(models_dir).verify(ModelName.parse(NAME)) == []
@@ -70,8 +75,9 @@ async def test_a_mirror_with_a_corrupt_blob_is_dropped_for_that_blob(models_dir:
 async def test_dead_mirrors_fall_through_to_the_next_source(models_dir: Path) -> None:
     up, mirror, _ = regs()
     router = Router(upstream_test=up, mirror2_test=mirror)
-    await ollama_seed.apull(NAME, models_dir=models_dir, transport=router.transport(),
-                            mirrors=["https://dead.test", "https://mirror2.test"])
+    await ollama_seed.apull(
+        NAME, models_dir=models_dir, transport=router.transport(), mirrors=["https://dead.test", "https://mirror2.test"]
+    )
     assert "dead.test" in router.seen
     assert up.requests == []
     assert mirror.blob_requests()
@@ -81,8 +87,9 @@ async def test_mirror_without_the_model_falls_back_to_upstream(models_dir: Path)
     up, _, _ = regs()
     empty = FakeRegistry()
     router = Router(upstream_test=up, mirror_test=empty)
-    result = await ollama_seed.apull(NAME, models_dir=models_dir, transport=router.transport(),
-                                     mirrors=["https://mirror.test"])
+    result = await ollama_seed.apull(
+        NAME, models_dir=models_dir, transport=router.transport(), mirrors=["https://mirror.test"]
+    )
     assert result.blobs_downloaded > 0
     assert up.blob_requests()
 

@@ -148,7 +148,7 @@ def test_state_round_trip() -> None:
     assert back is not None and back.done == plan.done and back.piece_size == MIB
     # the in-place counter offset matches the encoding
     off = BlobPlan.done_offset(3)
-    assert int.from_bytes(raw[off:off + 8], "little") == MIB
+    assert int.from_bytes(raw[off : off + 8], "little") == MIB
 
 
 @pytest.mark.parametrize(
@@ -174,14 +174,16 @@ def test_state_for_another_size_is_ignored() -> None:
     assert BlobPlan.from_state(plan.state_bytes(HEX), digest_hex=HEX, size=3 * MIB + 1) is None
 
 
-@pytest.mark.parametrize(("divisor", "connections", "pieces", "first_claims"), [
-    (2.0, 16, 512, [16, 16, 15, 15]),  # the default: remaining / (2 x 16)
-    (1.0, 16, 512, [32, 30, 29, 27]),  # remaining / 16: about half the requests
-    (2.0, 4, 10, [2, 1, 1, 1]),
-    (1.0, 4, 10, [3, 2, 2, 1]),
-])
-def test_claim_size_follows_the_divisor(divisor: float, connections: int, pieces: int,
-                                        first_claims: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("divisor", "connections", "pieces", "first_claims"),
+    [
+        (2.0, 16, 512, [16, 16, 15, 15]),  # the default: remaining / (2 x 16)
+        (1.0, 16, 512, [32, 30, 29, 27]),  # remaining / 16: about half the requests
+        (2.0, 4, 10, [2, 1, 1, 1]),
+        (1.0, 4, 10, [3, 2, 2, 1]),
+    ],
+)
+def test_claim_size_follows_the_divisor(divisor: float, connections: int, pieces: int, first_claims: list[int]) -> None:
     sched = Scheduler(BlobPlan.new(pieces * MIB, MIB), connections)
     sched.divisor = divisor
     runs = [sched.claim() for _ in first_claims]

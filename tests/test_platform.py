@@ -48,14 +48,48 @@ def test_the_emulation_asked_for_is_in_force() -> None:
         assert _platform.current.os_fallocate is os.posix_fallocate
 
 
-@pytest.mark.parametrize(("kind", "missing", "present"), [
-    ("linux", [], ["os_fallocate", "os_fadvise", "os_pread", "os_pwrite", "os_preadv", "os_fdatasync", "os_fchmod",
-                   "o_nofollow", "o_directory", "dir_fsync"]),
-    ("macos", ["os_fallocate", "os_fadvise", "os_fdatasync", "os_preadv"],
-     ["os_pread", "os_pwrite", "os_fchmod", "o_nofollow", "o_directory", "dir_fsync"]),
-    ("windows", ["os_fallocate", "os_fadvise", "os_fdatasync", "os_preadv", "os_pread", "os_pwrite", "os_fchmod",
-                 "o_nofollow", "o_directory", "dir_fsync"], []),
-])
+@pytest.mark.parametrize(
+    ("kind", "missing", "present"),
+    [
+        (
+            "linux",
+            [],
+            [
+                "os_fallocate",
+                "os_fadvise",
+                "os_pread",
+                "os_pwrite",
+                "os_preadv",
+                "os_fdatasync",
+                "os_fchmod",
+                "o_nofollow",
+                "o_directory",
+                "dir_fsync",
+            ],
+        ),
+        (
+            "macos",
+            ["os_fallocate", "os_fadvise", "os_fdatasync", "os_preadv"],
+            ["os_pread", "os_pwrite", "os_fchmod", "o_nofollow", "o_directory", "dir_fsync"],
+        ),
+        (
+            "windows",
+            [
+                "os_fallocate",
+                "os_fadvise",
+                "os_fdatasync",
+                "os_preadv",
+                "os_pread",
+                "os_pwrite",
+                "os_fchmod",
+                "o_nofollow",
+                "o_directory",
+                "dir_fsync",
+            ],
+            [],
+        ),
+    ],
+)
 def test_each_platform_offers_what_it_has(kind: str, missing: list[str], present: list[str]) -> None:
     p = emulate(kind)
     assert [n for n in missing if getattr(p, n)] == []
@@ -159,8 +193,9 @@ def test_replace_waits_for_another_holder_to_let_go(tmp_path: Path, monkeypatch:
     assert dst.read_bytes() == b"new" and src.read_bytes() == b"newer"
 
 
-def test_remove_of_a_missing_file_is_quiet_and_of_an_open_file_waits(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_remove_of_a_missing_file_is_quiet_and_of_an_open_file_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plat = emulate("windows")
     plat.remove(tmp_path / "nothing")
     f = tmp_path / "f"
@@ -191,6 +226,7 @@ def test_pid_alive(plat: Platform) -> None:
 
 # -- whole workflows, per platform: byte-identical stores ---------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
     m = make_model(tmp_path_factory.mktemp("model"), size_bytes=12 * MIB + 333, seed=41, one_byte_layer=True)
@@ -201,8 +237,8 @@ def model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPathFact
 @pytest.mark.registry
 @pytest.mark.parametrize("kind", KINDS)
 def test_pull_resume_verify_bundle_and_serve_write_identical_stores(
-        kind: str, docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    kind: str, docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"OLLAMA_SEED_EMULATE": kind}
     with ProxyThread(docker_registry.url, total_bps=8e6) as proxy:
         host = proxy.url.removeprefix("http://")
@@ -245,8 +281,16 @@ def test_pull_resume_verify_bundle_and_serve_write_identical_stores(
     with serving(models) as info:
         mirror = f"127.0.0.1:{info.port}"
         mirrored_root = tmp_path / "mirrored"
-        got = run_cli("pull", "--insecure", "--progress", "none", "--models-dir", str(mirrored_root),
-                      f"{mirror}/{REPO}:latest", env=env)
+        got = run_cli(
+            "pull",
+            "--insecure",
+            "--progress",
+            "none",
+            "--models-dir",
+            str(mirrored_root),
+            f"{mirror}/{REPO}:latest",
+            env=env,
+        )
         assert got.returncode == 0, got.stderr
     want_mirror = tmp_path / "expected-mirror"
     model.expected_store(want_mirror, mirror, REPO, "latest")
@@ -255,16 +299,20 @@ def test_pull_resume_verify_bundle_and_serve_write_identical_stores(
 
 # -- names and paths that Windows and macOS treat differently ------------------------------------------
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("gpt-oss:20b", None),
-    ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", None),
-    ("localhost:5000/library/x:latest", "host with a port"),
-    ("registry.example/library/con:latest", "reserved device name"),
-    ("registry.example/library/x:Aux.v1", "reserved device name"),
-    ("registry.example/lpt9/x:latest", "reserved device name"),
-    ("registry.example/library/console:latest", None),
-    ("registry.example/library/x:v1.", "ends with '.'"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("gpt-oss:20b", None),
+        ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", None),
+        ("localhost:5000/library/x:latest", "host with a port"),
+        ("registry.example/library/con:latest", "reserved device name"),
+        ("registry.example/library/x:Aux.v1", "reserved device name"),
+        ("registry.example/lpt9/x:latest", "reserved device name"),
+        ("registry.example/library/console:latest", None),
+        ("registry.example/library/x:v1.", "ends with '.'"),
+    ],
+)
 def test_names_windows_cannot_store(name: str, problem: str | None) -> None:
     from ollama_seed.core.reference import ModelName, windows_path_problem
 
@@ -280,16 +328,21 @@ def test_a_windows_layout_refuses_a_host_with_a_port_before_anything_is_written(
     lay = ModelsLayout(tmp_path, windows_names=True)
     with pytest.raises(InvalidName, match=r"cannot be a folder name on Windows"):
         lay.manifest(ModelName.parse("localhost:5000/library/x"))
-    assert lay.manifest(ModelName.parse("x")) == tmp_path / "manifests" / "registry.ollama.ai" / "library" / "x" / "latest"
+    assert (
+        lay.manifest(ModelName.parse("x")) == tmp_path / "manifests" / "registry.ollama.ai" / "library" / "x" / "latest"
+    )
     assert ModelsLayout(tmp_path).manifest(ModelName.parse("localhost:5000/library/x")).parts[-4] == "localhost:5000"
 
 
-@pytest.mark.parametrize(("root", "expected"), [
-    ("C:\\Users\\ada\\.ollama\\models", "C:\\Users\\ada\\.ollama\\models"),
-    ("C:\\" + "d" * 150, "\\\\?\\C:\\" + "d" * 150),
-    ("\\\\?\\C:\\" + "d" * 150, "\\\\?\\C:\\" + "d" * 150),
-    ("\\\\server\\share\\" + "m" * 150, "\\\\?\\UNC\\server\\share\\" + "m" * 150),
-])
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        ("C:\\Users\\ada\\.ollama\\models", "C:\\Users\\ada\\.ollama\\models"),
+        ("C:\\" + "d" * 150, "\\\\?\\C:\\" + "d" * 150),
+        ("\\\\?\\C:\\" + "d" * 150, "\\\\?\\C:\\" + "d" * 150),
+        ("\\\\server\\share\\" + "m" * 150, "\\\\?\\UNC\\server\\share\\" + "m" * 150),
+    ],
+)
 def test_windows_long_paths_get_the_extended_prefix(root: str, expected: str) -> None:
     assert _platform.windows_long_path(root) == expected
 
@@ -308,8 +361,9 @@ async def test_two_spellings_of_one_name_never_make_two_manifests(tmp_path: Path
     await ollama_seed.apull("reg.test/library/tiny:latest", models_dir=models, transport=reg.transport())
     requests = len(reg.blob_requests())
     await ollama_seed.apull("REG.test/Library/Tiny:LATEST", models_dir=models, transport=reg.transport())
-    manifests = sorted(p.relative_to(models / "manifests").as_posix()
-                       for p in (models / "manifests").rglob("*") if p.is_file())
+    manifests = sorted(
+        p.relative_to(models / "manifests").as_posix() for p in (models / "manifests").rglob("*") if p.is_file()
+    )
     assert manifests == ["reg.test/library/tiny/latest"]
     assert len(reg.blob_requests()) == requests
 

@@ -28,8 +28,10 @@ from tests.servers.seed import seed_registry
 
 MB = 1_000_000
 REPO = "library/lines"
-LINE = re.compile(r"^(?P<model>\S+): pulling (?P<short>[0-9a-f]{12}) +(?P<pct>\d+)% (?P<done>[\d.]+ [KMG]?B) / "
-                  r"(?P<total>[\d.]+ [KMG]?B), (?P<rate>[\d.]+ [KMG]?B)/s, (?:ETA (?P<eta>.+)|no data, waiting)$")
+LINE = re.compile(
+    r"^(?P<model>\S+): pulling (?P<short>[0-9a-f]{12}) +(?P<pct>\d+)% (?P<done>[\d.]+ [KMG]?B) / "
+    r"(?P<total>[\d.]+ [KMG]?B), (?P<rate>[\d.]+ [KMG]?B)/s, (?:ETA (?P<eta>.+)|no data, waiting)$"
+)
 UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
@@ -56,9 +58,15 @@ class Run:
     """The CLI as a subprocess, its stderr lines collected with the time each arrived."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ollama_seed", *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-                                     cwd=REPO_ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ollama_seed", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=REPO_ROOT,
+        )
         self.lines: list[str] = []
         self.got_line = threading.Event()
         self.started = time.monotonic()
@@ -92,13 +100,25 @@ class Run:
 
 
 @pytest.mark.registry
-def test_throttled_pull_logs_interval_eta_retry_and_summary(docker_registry: DockerRegistry, model: BuiltModel,
-                                                           tmp_path: Path) -> None:
+def test_throttled_pull_logs_interval_eta_retry_and_summary(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path
+) -> None:
     interval = 1.0
     with ProxyThread(docker_registry.url, total_bps=1 * MB, drop_after_bytes=400_000, max_faults=1) as proxy:
         host = proxy.url.removeprefix("http://")
-        run = Run("pull", "--insecure", f"{host}/{REPO}", "--models-dir", str(tmp_path / "m"), "--progress",
-                  "plain", "--progress-interval", str(interval), "--connections", "2")
+        run = Run(
+            "pull",
+            "--insecure",
+            f"{host}/{REPO}",
+            "--models-dir",
+            str(tmp_path / "m"),
+            "--progress",
+            "plain",
+            "--progress-interval",
+            str(interval),
+            "--connections",
+            "2",
+        )
         code, elapsed = run.finish()
     text = "\n".join(run.lines)
     assert code == 0, text
@@ -114,23 +134,40 @@ def test_throttled_pull_logs_interval_eta_retry_and_summary(docker_registry: Doc
             assert rate < 2.5 * MB, m.string  # a rate over the last interval, not since some odd origin
     assert re.search(rf"pulling {big}: connection dropped, retrying in [\d.]+ (s|min)", text), text
     assert re.search(rf"pulling {big} 100% 4\.0 MB in [\d.]+ s \([\d.]+ [KM]B/s\)", text), text
-    assert re.search(rf"^{re.escape(host)}/{REPO}:latest: [0-9a-f]{{12}}, 5 blobs, 4\.0 MB downloaded, 0 B reused, "
-                     rf"from http://{re.escape(host)}, ", text, re.M), text  # the scheme actually used
-    assert re.search(r"^pulled 1 model\(s\): 4\.0 MB downloaded, 0 B reused, in [\d.]+ s \([\d.]+ [KM]B/s\)$",
-                     text, re.M), text
+    assert re.search(
+        rf"^{re.escape(host)}/{REPO}:latest: [0-9a-f]{{12}}, 5 blobs, 4\.0 MB downloaded, 0 B reused, "
+        rf"from http://{re.escape(host)}, ",
+        text,
+        re.M,
+    ), text  # the scheme actually used
+    assert re.search(
+        r"^pulled 1 model\(s\): 4\.0 MB downloaded, 0 B reused, in [\d.]+ s \([\d.]+ [KM]B/s\)$", text, re.M
+    ), text
     assert FakeOllama(tmp_path / "m").find(f"{host}/{REPO}") is not None
     assert_store_ok(tmp_path / "m")
 
 
 @pytest.mark.registry
-def test_a_resumed_pull_says_where_it_resumes(docker_registry: DockerRegistry, model: BuiltModel,
-                                              tmp_path: Path) -> None:
+def test_a_resumed_pull_says_where_it_resumes(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path
+) -> None:
     models = tmp_path / "m"
     big = model.model_layer.hex[:12]
     with ProxyThread(docker_registry.url, total_bps=0.5 * MB) as proxy:
         name = f"{proxy.url.removeprefix('http://')}/{REPO}"
-        args = ("pull", "--insecure", name, "--models-dir", str(models), "--progress", "plain",
-                "--progress-interval", "0.5", "--connections", "1")
+        args = (
+            "pull",
+            "--insecure",
+            name,
+            "--models-dir",
+            str(models),
+            "--progress",
+            "plain",
+            "--progress-interval",
+            "0.5",
+            "--connections",
+            "1",
+        )
         first = Run(*args)
         first.wait_for(rf"pulling {big} +\d+% [1-9]")  # some bytes are on disk
         first.proc.send_signal(signal.SIGKILL)

@@ -26,8 +26,10 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 def test_import_and_ensure_of_a_complete_model_load_no_network_stack() -> None:
     """`import ollama_seed` and the cheap ensure path import neither httpx nor anyio."""
-    code = ("import sys, ollama_seed; ollama_seed.ensure; ollama_seed.ModelStore; "
-            "print(sorted(m for m in ('httpx', 'anyio', 'rich', 'uvicorn', 'zstandard') if m in sys.modules))")
+    code = (
+        "import sys, ollama_seed; ollama_seed.ensure; ollama_seed.ModelStore; "
+        "print(sorted(m for m in ('httpx', 'anyio', 'rich', 'uvicorn', 'zstandard') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -50,10 +52,9 @@ entry()
 
 
 def _cli_modules(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
-    proc = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, timeout=60,
-                          env=env)
+    proc = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, timeout=60, env=env)
     line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED ")][-1]
-    return proc.returncode, eval(line[len("LOADED "):])  # a repr of a list of str, printed by the child
+    return proc.returncode, eval(line[len("LOADED ") :])  # a repr of a list of str, printed by the child
 
 
 def test_cli_ensure_of_a_complete_model_and_local_commands_load_no_network_stack(tmp_path: Path) -> None:
@@ -61,8 +62,11 @@ def test_cli_ensure_of_a_complete_model_and_local_commands_load_no_network_stack
     from tests.servers.model import make_model
 
     make_model(size_bytes=10_000).expected_store(tmp_path, "registry.ollama.ai", "library/tiny", "latest")
-    for argv in (["--version"], ["list", "--models-dir", str(tmp_path)],
-                 ["ensure", "tiny", "--models-dir", str(tmp_path)]):
+    for argv in (
+        ["--version"],
+        ["list", "--models-dir", str(tmp_path)],
+        ["ensure", "tiny", "--models-dir", str(tmp_path)],
+    ):
         code, loaded = _cli_modules(*argv)
         assert code == 0, argv
         assert loaded == [], (argv, loaded)
@@ -71,8 +75,15 @@ def test_cli_ensure_of_a_complete_model_and_local_commands_load_no_network_stack
 def test_cli_pull_loads_httpx_only_off_the_direct_path_and_never_its_optional_imports(tmp_path: Path) -> None:
     """A direct pull (plain http, no proxy) runs without httpx (~0.15 CPU-s of imports); where
     httpx is used, entry() keeps its own CLI (click, pygments, rich) and trio out (~90 ms)."""
-    argv = ("pull", "--models-dir", str(tmp_path), "--progress", "none", "--insecure",
-            "http://127.0.0.1:9/library/tiny:latest")
+    argv = (
+        "pull",
+        "--models-dir",
+        str(tmp_path),
+        "--progress",
+        "none",
+        "--insecure",
+        "http://127.0.0.1:9/library/tiny:latest",
+    )
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k != "OLLAMA_SEED_DIRECT"}
     code, loaded = _cli_modules(*argv, env=env)
     assert code == 4  # nothing listens on port 9: a network error, after the manifest request was tried

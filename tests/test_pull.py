@@ -168,8 +168,7 @@ async def test_pinned_digest(models_dir: Path) -> None:
     with pytest.raises(IntegrityError, match="pins sha256:0000"):
         await ollama_seed.apull(f"{NAME}@sha256:{other}", models_dir=models_dir, transport=reg.transport())
     assert reg.blob_requests() == []
-    result = await ollama_seed.apull(f"{NAME}@{m.manifest_digest}", models_dir=models_dir,
-                                     transport=reg.transport())
+    result = await ollama_seed.apull(f"{NAME}@{m.manifest_digest}", models_dir=models_dir, transport=reg.transport())
     assert str(result.manifest_digest) == m.manifest_digest
 
 
@@ -266,8 +265,9 @@ async def test_results_name_the_scheme_actually_used(models_dir: Path, tmp_path:
     assert all(u.startswith("http://") for _, u, _ in reg.requests)
     secure = await ollama_seed.apull(NAME, models_dir=tmp_path / "other", transport=registry(m).transport())
     assert secure.name.scheme == "https" and secure.source == f"https://{HOST}"
-    [report] = await ollama_seed.aensure(NAME, models_dir=tmp_path / "third", transport=registry(m).transport(),
-                                         insecure=True)
+    [report] = await ollama_seed.aensure(
+        NAME, models_dir=tmp_path / "third", transport=registry(m).transport(), insecure=True
+    )
     assert report.status == "pulled" and report.to_dict()["source"] == f"http://{HOST}"
 
 

@@ -57,8 +57,11 @@ def store_dir(tmp_path: Path, model: BuiltModel) -> Path:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(".ollama-seed")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(".ollama-seed")
+    }
 
 
 def repo() -> str:
@@ -74,11 +77,13 @@ async def pull_back(tmp_path: Path, reg: DockerRegistry, model: BuiltModel, repo
 
 
 @pytest.mark.registry
-async def test_push_monolithic_and_pull_back(docker_registry: DockerRegistry, store_dir: Path, tmp_path: Path,
-                                             model: BuiltModel) -> None:
+async def test_push_monolithic_and_pull_back(
+    docker_registry: DockerRegistry, store_dir: Path, tmp_path: Path, model: BuiltModel
+) -> None:
     rec, name = Recording(), repo()
-    result = await apush("tiny", f"{docker_registry.host}/{name}:v1", models_dir=store_dir, insecure=True,
-                         transport=rec)
+    result = await apush(
+        "tiny", f"{docker_registry.host}/{name}:v1", models_dir=store_dir, insecure=True, transport=rec
+    )
     assert sorted(map(str, result.uploaded)) == sorted(b.digest for b in model.blobs)
     assert result.bytes_uploaded == model.total_size and result.manifest_digest.hex == model.manifest_digest[7:]
     assert not rec.methods("PATCH")
@@ -89,12 +94,19 @@ async def test_push_monolithic_and_pull_back(docker_registry: DockerRegistry, st
 
 
 @pytest.mark.registry
-async def test_push_chunked_and_pull_back(docker_registry: DockerRegistry, store_dir: Path, tmp_path: Path,
-                                          model: BuiltModel) -> None:
+async def test_push_chunked_and_pull_back(
+    docker_registry: DockerRegistry, store_dir: Path, tmp_path: Path, model: BuiltModel
+) -> None:
     rec, name = Recording(), repo()
     chunk = 256 * 1024
-    await apush("tiny", f"{docker_registry.host}/{name}:v2", models_dir=store_dir, insecure=True, transport=rec,
-                chunk_size=chunk)
+    await apush(
+        "tiny",
+        f"{docker_registry.host}/{name}:v2",
+        models_dir=store_dir,
+        insecure=True,
+        transport=rec,
+        chunk_size=chunk,
+    )
     patches = rec.methods("PATCH")
     big = model.model_layer.size
     assert len(patches) == -(-big // chunk)
@@ -104,46 +116,61 @@ async def test_push_chunked_and_pull_back(docker_registry: DockerRegistry, store
 
 
 @pytest.mark.registry
-async def test_second_push_only_sends_the_manifest(docker_registry: DockerRegistry, store_dir: Path,
-                                                   model: BuiltModel) -> None:
+async def test_second_push_only_sends_the_manifest(
+    docker_registry: DockerRegistry, store_dir: Path, model: BuiltModel
+) -> None:
     name = repo()
     await apush("tiny", f"{docker_registry.host}/{name}:v1", models_dir=store_dir, insecure=True)
     rec = Recording()
-    result = await apush("tiny", f"{docker_registry.host}/{name}:v1", models_dir=store_dir, insecure=True,
-                         transport=rec)
+    result = await apush(
+        "tiny", f"{docker_registry.host}/{name}:v1", models_dir=store_dir, insecure=True, transport=rec
+    )
     assert len(result.existing) == len(model.blobs) and not result.uploaded and result.bytes_uploaded == 0
     assert {m for m, *_ in rec.calls} == {"HEAD", "PUT"}
     assert len(rec.methods("PUT")) == 1
 
 
 @pytest.mark.registry
-async def test_mounts_across_repositories(docker_registry: DockerRegistry, store_dir: Path, tmp_path: Path,
-                                          model: BuiltModel) -> None:
+async def test_mounts_across_repositories(
+    docker_registry: DockerRegistry, store_dir: Path, tmp_path: Path, model: BuiltModel
+) -> None:
     first, second, third = repo(), repo(), repo()
     await apush("tiny", f"{docker_registry.host}/{first}:v1", models_dir=store_dir, insecure=True)
     # a store that pulled from that registry knows which repository holds each blob
     store2 = tmp_path / "store2"
     await ollama_seed.apull(f"{docker_registry.host}/{first}:v1", models_dir=store2, insecure=True)
     rec = Recording()
-    result = await apush(f"{docker_registry.host}/{first}:v1", f"{docker_registry.host}/{second}:v1",
-                         models_dir=store2, insecure=True, transport=rec)
+    result = await apush(
+        f"{docker_registry.host}/{first}:v1",
+        f"{docker_registry.host}/{second}:v1",
+        models_dir=store2,
+        insecure=True,
+        transport=rec,
+    )
     assert len(result.mounted) == len(model.blobs) and not result.uploaded
     assert all(f"from={first.replace('/', '%2F')}" in c[2] for c in rec.methods("POST"))
     assert not rec.methods("PATCH") and len(rec.methods("PUT")) == 1
     await pull_back(tmp_path, docker_registry, model, second, "v1")
     # --mount-from: a repository named by the user, checked with HEAD first
-    result = await apush("tiny", f"{docker_registry.host}/{third}:v1", models_dir=store_dir, insecure=True,
-                         mount_from=["library/nothing-here", first])
+    result = await apush(
+        "tiny",
+        f"{docker_registry.host}/{third}:v1",
+        models_dir=store_dir,
+        insecure=True,
+        mount_from=["library/nothing-here", first],
+    )
     assert len(result.mounted) == len(model.blobs)
     await pull_back(tmp_path, docker_registry, model, third, "v1")
 
 
 @pytest.mark.registry
-def test_cli_push(docker_registry: DockerRegistry, store_dir: Path, capsys: pytest.CaptureFixture[str],
-                  model: BuiltModel) -> None:
+def test_cli_push(
+    docker_registry: DockerRegistry, store_dir: Path, capsys: pytest.CaptureFixture[str], model: BuiltModel
+) -> None:
     target = f"{docker_registry.host}/{repo()}:cli"
-    code = main(["push", "tiny", target, "--models-dir", str(store_dir), "--insecure", "--json",
-                 "--chunk-size", "512Ki"])
+    code = main(
+        ["push", "tiny", target, "--models-dir", str(store_dir), "--insecure", "--json", "--chunk-size", "512Ki"]
+    )
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["digest"] == model.manifest_digest and len(doc["uploaded"]) == len(model.blobs)
@@ -182,8 +209,10 @@ class UploadRegistry:
             return httpx.Response(200, json={"token": "T"})
         if request.headers.get("authorization") != "Bearer T":
             scope = "repository:ns/m:pull,push"
-            return httpx.Response(401, headers={"WWW-Authenticate":
-                                                f'Bearer realm="https://reg.test/token",service="reg",scope="{scope}"'})
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": f'Bearer realm="https://reg.test/token",service="reg",scope="{scope}"'},
+            )
         body = await request.aread()
         if path.startswith("/v2/ns/m/blobs/uploads/") and request.method == "POST":
             uid = uuid.uuid4().hex
@@ -196,8 +225,9 @@ class UploadRegistry:
                 return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://reg.test/token"'})
             self.uploads[uid] += body
             if request.method == "PATCH":
-                return httpx.Response(202, headers={"Location": f"/upload/{uid}?_state=y",
-                                                    "Range": f"0-{len(self.uploads[uid]) - 1}"})
+                return httpx.Response(
+                    202, headers={"Location": f"/upload/{uid}?_state=y", "Range": f"0-{len(self.uploads[uid]) - 1}"}
+                )
             digest = "sha256:" + hashlib.sha256(self.uploads[uid]).hexdigest()
             if digest != request.url.params["digest"]:
                 return httpx.Response(400, json={"errors": [{"code": "DIGEST_INVALID", "message": digest}]})
@@ -215,10 +245,15 @@ async def test_push_with_token_auth_and_push_scope(store_dir: Path, model: Built
     reg = UploadRegistry()
     transport = httpx.MockTransport(reg.handle)
     with pytest.raises(AuthenticationError):
-        await apush("tiny", "reg.test/ns/m:1", models_dir=store_dir, transport=transport,
-                    credentials=lambda host: None)
-    result = await apush("tiny", "reg.test/ns/m:1", models_dir=store_dir, transport=transport, chunk_size=300_000,
-                         credentials=lambda host: ("u", "p") if host == "reg.test" else None)
+        await apush("tiny", "reg.test/ns/m:1", models_dir=store_dir, transport=transport, credentials=lambda host: None)
+    result = await apush(
+        "tiny",
+        "reg.test/ns/m:1",
+        models_dir=store_dir,
+        transport=transport,
+        chunk_size=300_000,
+        credentials=lambda host: ("u", "p") if host == "reg.test" else None,
+    )
     assert reg.token_scopes and all(s == ["repository:ns/m:pull,push"] for s in reg.token_scopes)
     assert {d: reg.blobs[d] for d in reg.blobs} == {b.digest: b.read_bytes() for b in model.blobs}
     assert reg.manifests == {"1": model.manifest}
@@ -228,15 +263,23 @@ async def test_push_with_token_auth_and_push_scope(store_dir: Path, model: Built
 async def test_a_body_is_sent_again_whole_after_a_401(store_dir: Path, model: BuiltModel) -> None:
     reg = UploadRegistry()
     reg.expire_first = True
-    result = await apush("tiny", "reg.test/ns/m:2", models_dir=store_dir, transport=httpx.MockTransport(reg.handle),
-                         chunk_size=300_000, concurrency=1, credentials=lambda host: ("u", "p"))
+    result = await apush(
+        "tiny",
+        "reg.test/ns/m:2",
+        models_dir=store_dir,
+        transport=httpx.MockTransport(reg.handle),
+        chunk_size=300_000,
+        concurrency=1,
+        credentials=lambda host: ("u", "p"),
+    )
     assert len(reg.expired) == sum(1 for b in model.blobs if b.size)  # each non-empty body went twice
     assert {d: reg.blobs[d] for d in reg.blobs} == {b.digest: b.read_bytes() for b in model.blobs}
     assert len(result.uploaded) == len(model.blobs)
 
 
-def test_environment_credentials_reach_the_registry(store_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    model: BuiltModel) -> None:
+def test_environment_credentials_reach_the_registry(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch, model: BuiltModel
+) -> None:
     reg = UploadRegistry()
     monkeypatch.setenv("OLLAMA_SEED_REGISTRY_USER_REG_TEST", "u")
     monkeypatch.setenv("OLLAMA_SEED_REGISTRY_PASSWORD_REG_TEST", "p")

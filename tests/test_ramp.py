@@ -11,18 +11,31 @@ from ollama_seed.store.cpulimit import _quota_cpus, parse_cfs, parse_cpu_max
 from ollama_seed.wire.ramp import BASE, FAST_CONNECTION, Ramp
 
 
-@pytest.mark.parametrize(("text", "cpus"), [
-    ("50000 100000", 0.5), ("200000 100000\n", 2.0), ("max 100000", None), ("", None), ("5 0", None),
-    ("garbage", None),
-])
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [
+        ("50000 100000", 0.5),
+        ("200000 100000\n", 2.0),
+        ("max 100000", None),
+        ("", None),
+        ("5 0", None),
+        ("garbage", None),
+    ],
+)
 def test_cpu_max(text: str, cpus: float | None) -> None:
     assert parse_cpu_max(text) == cpus
 
 
-@pytest.mark.parametrize(("quota", "period", "cpus"), [
-    ("50000", "100000", 0.5), ("-1", "100000", None), ("150000\n", "100000\n", 1.5), ("", "", None),
-    ("1000", "0", None),
-])
+@pytest.mark.parametrize(
+    ("quota", "period", "cpus"),
+    [
+        ("50000", "100000", 0.5),
+        ("-1", "100000", None),
+        ("150000\n", "100000\n", 1.5),
+        ("", "", None),
+        ("1000", "0", None),
+    ],
+)
 def test_cfs_quota(quota: str, period: str, cpus: float | None) -> None:
     assert parse_cfs(quota, period) == cpus
 
@@ -30,8 +43,12 @@ def test_cfs_quota(quota: str, period: str, cpus: float | None) -> None:
 def test_the_tightest_quota_on_the_cgroup_path_wins_v1(tmp_path: Path) -> None:
     cpu = tmp_path / "cpu,cpuacct"
     (cpu / "kubepods" / "pod1" / "ctr").mkdir(parents=True)
-    for d, quota in ((cpu, "-1"), (cpu / "kubepods", "-1"), (cpu / "kubepods" / "pod1", "100000"),
-                     (cpu / "kubepods" / "pod1" / "ctr", "50000")):
+    for d, quota in (
+        (cpu, "-1"),
+        (cpu / "kubepods", "-1"),
+        (cpu / "kubepods" / "pod1", "100000"),
+        (cpu / "kubepods" / "pod1" / "ctr", "50000"),
+    ):
         (d / "cpu.cfs_quota_us").write_text(quota)
         (d / "cpu.cfs_period_us").write_text("100000")
     proc = "12:memory:/kubepods/pod1/ctr\n4:cpu,cpuacct:/kubepods/pod1/ctr\n0::/\n"
@@ -56,15 +73,19 @@ class _Clocks:
         self.cpu += cpu
 
 
-@pytest.mark.parametrize(("rate", "wall", "cpu", "cpus", "keep"), [
-    (6.25e6, 0.2, 0.06, 2.0, True),  # 50 Mbit/s per connection: every connection is needed
-    (FAST_CONNECTION * 3, 0.02, 0.02, 2.0, False),  # loopback, LAN: a few connections do as well
-    (20e6, 0.3, 0.15, 0.5, False),  # a 500m quota, fully used: more connections cannot help
-    (20e6, 0.3, 0.05, 0.5, True),  # a quota with room, and a slow connection
-    (None, 0.3, 0.01, 2.0, True),  # nothing measured (the piece needed retries): keep it
-])
-def test_a_probe_stays_only_where_the_link_needs_it(rate: float | None, wall: float, cpu: float, cpus: float,
-                                                   keep: bool) -> None:
+@pytest.mark.parametrize(
+    ("rate", "wall", "cpu", "cpus", "keep"),
+    [
+        (6.25e6, 0.2, 0.06, 2.0, True),  # 50 Mbit/s per connection: every connection is needed
+        (FAST_CONNECTION * 3, 0.02, 0.02, 2.0, False),  # loopback, LAN: a few connections do as well
+        (20e6, 0.3, 0.15, 0.5, False),  # a 500m quota, fully used: more connections cannot help
+        (20e6, 0.3, 0.05, 0.5, True),  # a quota with room, and a slow connection
+        (None, 0.3, 0.01, 2.0, True),  # nothing measured (the piece needed retries): keep it
+    ],
+)
+def test_a_probe_stays_only_where_the_link_needs_it(
+    rate: float | None, wall: float, cpu: float, cpus: float, keep: bool
+) -> None:
     clocks = _Clocks()
     ramp = Ramp(16, cpus=cpus, clock=lambda: clocks.wall, cpu_clock=lambda: clocks.cpu)
     assert (ramp.base, ramp.probes) == (BASE, 16 - BASE)

@@ -26,8 +26,15 @@ from ollama_seed.wire.throttle import TokenBucket, parse_rate
 SIZE = 1000
 
 
-def c(status: int, headers: dict[str, str] | None = None, *, start: int = 100, end: int = 200,
-      ranged: bool = True, via_storage: bool = False) -> object:
+def c(
+    status: int,
+    headers: dict[str, str] | None = None,
+    *,
+    start: int = 100,
+    end: int = 200,
+    ranged: bool = True,
+    via_storage: bool = False,
+) -> object:
     return classify(status, headers or {}, start=start, end=end, size=SIZE, ranged=ranged, via_storage=via_storage)
 
 
@@ -37,8 +44,12 @@ def c(status: int, headers: dict[str, str] | None = None, *, start: int = 100, e
         (206, {"content-range": "bytes 100-199/1000"}, {}, Accept()),
         (206, {"content-range": "bytes 100-999/*"}, {}, Accept()),
         (206, {"content-range": "bytes 0-99/1000"}, {}, Fail("asked for bytes 100-199, got 0-99", 206)),
-        (206, {"content-range": "bytes 100-199/2000"}, {},
-         Fail("the server says the blob has 2000 bytes; the manifest says 1000", 206)),
+        (
+            206,
+            {"content-range": "bytes 100-199/2000"},
+            {},
+            Fail("the server says the blob has 2000 bytes; the manifest says 1000", 206),
+        ),
         (206, {}, {}, Fail("206 with a malformed Content-Range None", 206)),
         (200, {"content-length": "1000"}, {}, Ignored()),
         (200, {"content-length": "1000"}, {"start": 0, "end": 1000}, Accept()),
@@ -104,15 +115,19 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
 @pytest.mark.parametrize(
     ("header", "scheme", "realm", "service", "scopes"),
     [
-        ('Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"',
-         "bearer", "https://auth.example/token", "reg", ("repository:a/b:pull",)),
+        (
+            'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"',
+            "bearer",
+            "https://auth.example/token",
+            "reg",
+            ("repository:a/b:pull",),
+        ),
         ('bearer realm="https://x/t", scope="a b"', "bearer", "https://x/t", None, ("a", "b")),
         ('Basic realm="Registry Realm"', "basic", "Registry Realm", None, ()),
-        ('Bearer realm=https://x/t,service=svc', "bearer", "https://x/t", "svc", ()),
+        ("Bearer realm=https://x/t,service=svc", "bearer", "https://x/t", "svc", ()),
     ],
 )
-def test_parse_challenge(header: str, scheme: str, realm: str, service: str | None,
-                         scopes: tuple[str, ...]) -> None:
+def test_parse_challenge(header: str, scheme: str, realm: str, service: str | None, scopes: tuple[str, ...]) -> None:
     ch = parse_challenge(header)
     assert ch is not None
     assert (ch.scheme, ch.realm, ch.service, ch.scopes) == (scheme, realm, service, scopes)

@@ -17,11 +17,24 @@ HEX = "ab" * 32
         ("hf.co/user/repo:Q4_K_M", "hf.co", "user", "repo", "Q4_K_M", "hf.co/user/repo/Q4_K_M"),
         ("localhost:5000/ns/model:tag", "localhost:5000", "ns", "model", "tag", "localhost:5000/ns/model/tag"),
         ("localhost:5000/ns/model", "localhost:5000", "ns", "model", "latest", "localhost:5000/ns/model/latest"),
-        ("llama3.2", "registry.ollama.ai", "library", "llama3.2", "latest", "registry.ollama.ai/library/llama3.2/latest"),
+        (
+            "llama3.2",
+            "registry.ollama.ai",
+            "library",
+            "llama3.2",
+            "latest",
+            "registry.ollama.ai/library/llama3.2/latest",
+        ),
         ("Llama3:8B", "registry.ollama.ai", "library", "Llama3", "8B", "registry.ollama.ai/library/Llama3/8B"),
         ("_x/_y:_z", "registry.ollama.ai", "_x", "_y", "_z", "registry.ollama.ai/_x/_y/_z"),
-        ("127.0.0.1:8080/library/m:v1.2-rc_3", "127.0.0.1:8080", "library", "m", "v1.2-rc_3",
-         "127.0.0.1:8080/library/m/v1.2-rc_3"),
+        (
+            "127.0.0.1:8080/library/m:v1.2-rc_3",
+            "127.0.0.1:8080",
+            "library",
+            "m",
+            "v1.2-rc_3",
+            "127.0.0.1:8080/library/m/v1.2-rc_3",
+        ),
     ],
 )
 def test_parse(text: str, host: str, namespace: str, model: str, tag: str, path: str) -> None:

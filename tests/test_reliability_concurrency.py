@@ -47,11 +47,14 @@ def run_all(names: list[str], models: Path, logs: Path, gate: threading.Event) -
     """Start every pull; open *gate* (the proxy's hold on blob GETs) once one process waits for
     another's download (or after 60 s, when the assertions below say what went wrong)."""
     logs.mkdir()
-    procs = [start_cli("pull", "--insecure", "--progress", "plain", "--models-dir", str(models), name,
-                       log=logs / f"{i}.log") for i, name in enumerate(names)]
+    procs = [
+        start_cli("pull", "--insecure", "--progress", "plain", "--models-dir", str(models), name, log=logs / f"{i}.log")
+        for i, name in enumerate(names)
+    ]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(
-            WAITING in (logs / f"{i}.log").read_text(errors="replace") for i in range(len(procs))):
+        WAITING in (logs / f"{i}.log").read_text(errors="replace") for i in range(len(procs))
+    ):
         if all(p.poll() is not None for p in procs):
             break
         time.sleep(0.05)
@@ -67,8 +70,9 @@ def run_all(names: list[str], models: Path, logs: Path, gate: threading.Event) -
     return results
 
 
-def test_eight_processes_pull_one_model_once(docker_registry: DockerRegistry, crowd: tuple[BuiltModel, BuiltModel],
-                                             tmp_path: Path) -> None:
+def test_eight_processes_pull_one_model_once(
+    docker_registry: DockerRegistry, crowd: tuple[BuiltModel, BuiltModel], tmp_path: Path
+) -> None:
     model = crowd[0]
     models = tmp_path / "models"
     gate = threading.Event()
@@ -84,14 +88,17 @@ def test_eight_processes_pull_one_model_once(docker_registry: DockerRegistry, cr
     assert tree(models) == tree(expected)
     assert_store_ok(models, modes=True)
     assert list((models / ".ollama-seed" / "staging").iterdir()) == []
-    print(f"\n{PROCESSES} processes, one model of {model.total_size} bytes: {moved} bytes through the proxy "
-          f"({moved / model.total_size:.4f} x), {waited} processes waited on another's download")
+    print(
+        f"\n{PROCESSES} processes, one model of {model.total_size} bytes: {moved} bytes through the proxy "
+        f"({moved / model.total_size:.4f} x), {waited} processes waited on another's download"
+    )
     assert waited >= 1, "the processes did not overlap; the test proves nothing"
     assert moved <= 1.05 * model.total_size
 
 
-def test_two_models_sharing_a_layer_four_processes_each(docker_registry: DockerRegistry,
-                                                       crowd: tuple[BuiltModel, BuiltModel], tmp_path: Path) -> None:
+def test_two_models_sharing_a_layer_four_processes_each(
+    docker_registry: DockerRegistry, crowd: tuple[BuiltModel, BuiltModel], tmp_path: Path
+) -> None:
     a, b = crowd
     assert a.model_layer.digest == b.model_layer.digest
     union = sum({x.digest: x.size for x in (*a.blobs, *b.blobs)}.values())
@@ -109,6 +116,8 @@ def test_two_models_sharing_a_layer_four_processes_each(docker_registry: DockerR
     b.expected_store(expected, host, "library/crowd-b", "latest")
     assert tree(models) == tree(expected)
     assert_store_ok(models, modes=True)
-    print(f"\n{PROCESSES} processes, two models sharing {a.model_layer.size} bytes, {union} bytes in all: "
-          f"{moved} bytes through the proxy ({moved / union:.4f} x)")
+    print(
+        f"\n{PROCESSES} processes, two models sharing {a.model_layer.size} bytes, {union} bytes in all: "
+        f"{moved} bytes through the proxy ({moved / union:.4f} x)"
+    )
     assert moved <= 1.05 * union

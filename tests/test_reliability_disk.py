@@ -92,9 +92,13 @@ def test_free_space_check_fails_before_the_download(roomy: BuiltModel, proxy: Pr
         no_model_installed(models, roomy)
 
 
-def test_disk_filled_after_the_check_fails_cleanly_then_works(roomy: BuiltModel, proxy: ProxyThread, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_disk_filled_after_the_check_fails_cleanly_then_works(
+    roomy: BuiltModel,
+    proxy: ProxyThread,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     real_usage = shutil.disk_usage
     with small_fs(tmp_path / "fs", 24 * MIB) as fs:
         models, filler = fs / "models", fs / "filler"
@@ -119,9 +123,13 @@ def test_disk_filled_after_the_check_fails_cleanly_then_works(roomy: BuiltModel,
         assert_store_ok(models, modes=True)
 
 
-def test_enospc_mid_body_leaves_no_corruption_and_resumes(roomy: BuiltModel, proxy: ProxyThread, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_enospc_mid_body_leaves_no_corruption_and_resumes(
+    roomy: BuiltModel,
+    proxy: ProxyThread,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     def no_fallocate(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
 
@@ -149,8 +157,10 @@ def test_enospc_mid_body_leaves_no_corruption_and_resumes(roomy: BuiltModel, pro
         roomy.expected_store(expected, name_of(proxy).split("/")[0], REPO, "latest")
         assert tree(models) == tree(expected)
         assert_store_ok(models, modes=True)
-        print(f"\nENOSPC mid-body: {kept} bytes of the model layer kept on disk ({first} blob bytes through the "
-              f"proxy before the disk filled), {second} fetched after it grew, for {roomy.total_size} bytes of blobs")
+        print(
+            f"\nENOSPC mid-body: {kept} bytes of the model layer kept on disk ({first} blob bytes through the "
+            f"proxy before the disk filled), {second} fetched after it grew, for {roomy.total_size} bytes of blobs"
+        )
         # resumed, not started over: what was kept is not fetched again (the slack is the proxy's per-connection
         # accounting chunk, 16 x 256 KiB, and the tail of runs cut short when a worker steals their end)
         assert second <= roomy.total_size - kept + 16 * 256 * 1024

@@ -59,14 +59,23 @@ def store(tmp_path: Path) -> Iterator[Path]:
     assert_store_ok(root, modes=True)
 
 
-def pull(models: Path, name: str, *, stall_timeout: float = 5.0, max_attempts: int = 20,
-         connections: int = 4, transport: httpx.AsyncBaseTransport | None = None) -> PullResult:
-    cfg = TransferConfig(connections=connections, stall_timeout=stall_timeout, max_attempts=max_attempts,
-                         sleep=lambda s: None)
+def pull(
+    models: Path,
+    name: str,
+    *,
+    stall_timeout: float = 5.0,
+    max_attempts: int = 20,
+    connections: int = 4,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PullResult:
+    cfg = TransferConfig(
+        connections=connections, stall_timeout=stall_timeout, max_attempts=max_attempts, sleep=lambda s: None
+    )
 
     async def go() -> PullResult:
-        async with PullSession(ModelStore(models), insecure=True, transfer=cfg, stall_timeout=stall_timeout,
-                               transport=transport) as session:
+        async with PullSession(
+            ModelStore(models), insecure=True, transfer=cfg, stall_timeout=stall_timeout, transport=transport
+        ) as session:
             return await session.pull(ModelName.parse(name))
 
     return anyio.run(go)
@@ -94,8 +103,9 @@ class Scenario:
 RECOVERABLE = {
     "drop-fin": Scenario({"drop_after_bytes": 300_000, "drop_style": "fin", "max_faults": 12}),
     "drop-rst": Scenario({"drop_after_bytes": 300_000, "drop_style": "rst", "max_faults": 12}),
-    "drop-stall": Scenario({"drop_after_bytes": 200_000, "drop_style": "stall", "stall_s": 3.0, "max_faults": 3},
-                           stall_timeout=0.5),
+    "drop-stall": Scenario(
+        {"drop_after_bytes": 200_000, "drop_style": "stall", "stall_s": 3.0, "max_faults": 3}, stall_timeout=0.5
+    ),
     "5xx-storm": Scenario({"fail_rate": 0.5, "fail_statuses": (500, 502, 503, 504), "max_faults": 30}),
     "429-storm": Scenario({"fail_rate": 0.6, "fail_statuses": (429,), "max_faults": 30}),
     "5xx-on-manifest-too": Scenario({"fail_rate": 1.0, "fail_statuses": (503,), "max_faults": 2, "fault_path": ""}),
@@ -106,8 +116,9 @@ RECOVERABLE = {
 
 
 @pytest.mark.parametrize("case", list(RECOVERABLE), ids=list(RECOVERABLE))
-def test_recoverable_faults_end_with_a_correct_store(case: str, faulty: BuiltModel, docker_registry: DockerRegistry,
-                                                     store: Path, tmp_path: Path) -> None:
+def test_recoverable_faults_end_with_a_correct_store(
+    case: str, faulty: BuiltModel, docker_registry: DockerRegistry, store: Path, tmp_path: Path
+) -> None:
     sc = RECOVERABLE[case]
     before = tree(store)
     with ProxyThread(docker_registry.url, seed=7, **sc.proxy) as proxy:
@@ -122,8 +133,9 @@ def test_recoverable_faults_end_with_a_correct_store(case: str, faulty: BuiltMod
         assert snap["fault_total"] > 0 or snap["redirects"] > 0, snap
 
 
-def test_slow_trickle_is_not_mistaken_for_a_stall(faulty: BuiltModel, docker_registry: DockerRegistry,
-                                                  store: Path) -> None:
+def test_slow_trickle_is_not_mistaken_for_a_stall(
+    faulty: BuiltModel, docker_registry: DockerRegistry, store: Path
+) -> None:
     """300 kB/s on one connection for about two seconds, with a 0.5 s stall timeout and no retry allowed:
     bytes keep coming (a few kB every 10 ms), so the slow body is never mistaken for a stall."""
     small = make_model(size_bytes=600_000, seed=33)
@@ -138,17 +150,21 @@ def test_slow_trickle_is_not_mistaken_for_a_stall(faulty: BuiltModel, docker_reg
 
 FATAL = {
     "503-forever": ({"fail_rate": 1.0, "fail_statuses": (503,)}, TransferError, 4, "failed after 3 attempts: HTTP 503"),
-    "stall-forever": ({"drop_after_bytes": 0, "drop_style": "stall", "stall_s": 3.0}, TransferError, 4,
-                      "failed after 3 attempts"),
+    "stall-forever": (
+        {"drop_after_bytes": 0, "drop_style": "stall", "stall_s": 3.0},
+        TransferError,
+        4,
+        "failed after 3 attempts",
+    ),
     "corrupt-always": ({"corrupt_byte_at": 1000}, IntegrityError, 5, "sha256 mismatch"),
     "404-blob": ({"fail_rate": 1.0, "fail_statuses": (404,)}, RegistryProtocolError, 4, "unexpected HTTP 404"),
 }
 
 
 @pytest.mark.parametrize("case", list(FATAL), ids=list(FATAL))
-def test_persistent_faults_give_a_clear_error_and_an_untouched_store(case: str, faulty: BuiltModel,
-                                                                     docker_registry: DockerRegistry,
-                                                                     store: Path) -> None:
+def test_persistent_faults_give_a_clear_error_and_an_untouched_store(
+    case: str, faulty: BuiltModel, docker_registry: DockerRegistry, store: Path
+) -> None:
     opts, error, code, message = FATAL[case]
     before = tree(store)
     with ProxyThread(docker_registry.url, **opts) as proxy:
@@ -163,6 +179,7 @@ def test_persistent_faults_give_a_clear_error_and_an_untouched_store(case: str, 
 
 
 # --------------------------------------------------------------------------- Content-Length that lies, on a real socket
+
 
 def lying_length(reg: FakeRegistry, *, delta: int, times: int) -> Any:
     """Answer the first *times* ranged blob GETs with a Content-Length *delta* bytes off the body's."""

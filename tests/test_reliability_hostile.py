@@ -63,15 +63,48 @@ with warnings.catch_warnings():
 HOST = "reg.test"
 NAME = f"{HOST}/library/tiny:latest"
 MIB = 1 << 20
-PROPS = settings(database=None, deadline=None, derandomize=True, max_examples=300,
-                 suppress_health_check=[HealthCheck.too_slow])
-E2E = settings(database=None, deadline=None, derandomize=True, max_examples=40,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+PROPS = settings(
+    database=None, deadline=None, derandomize=True, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
+)
+E2E = settings(
+    database=None,
+    deadline=None,
+    derandomize=True,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 # --------------------------------------------------------------------------- model names
 
-NAME_PIECES = ["a", "Z", "0", "_", "-", ".", ":", "/", "@", " ", "\x00", "\n", "\\", "é", "%2e", "..", "~",
-               "sha256:", "sha256-", "0" * 64, "http://", "https://", "ftp://", "localhost:5000", "ns", "m", "tag"]
+NAME_PIECES = [
+    "a",
+    "Z",
+    "0",
+    "_",
+    "-",
+    ".",
+    ":",
+    "/",
+    "@",
+    " ",
+    "\x00",
+    "\n",
+    "\\",
+    "é",
+    "%2e",
+    "..",
+    "~",
+    "sha256:",
+    "sha256-",
+    "0" * 64,
+    "http://",
+    "https://",
+    "ftp://",
+    "localhost:5000",
+    "ns",
+    "m",
+    "tag",
+]
 name_texts = st.one_of(st.text(max_size=120), st.lists(st.sampled_from(NAME_PIECES), max_size=14).map("".join))
 
 
@@ -113,27 +146,63 @@ digest_values = st.one_of(
     HEXES.map(lambda h: f"sha256:{h.upper()}"),
     HEXES.map(lambda h: f"sha512:{h}{h}"),
     HEXES.map(lambda h: f"sha256:{h[:-2]}/.."),
-    st.sampled_from(["sha256:../../../etc/passwd", "sha256:", "", "sha256:" + "0" * 63, "/etc/passwd",
-                     "sha256:" + "a" * 64 + "\x00", "..\\..\\x"]),
-    st.integers(), st.none(), st.lists(st.integers(), max_size=2),
+    st.sampled_from(
+        [
+            "sha256:../../../etc/passwd",
+            "sha256:",
+            "",
+            "sha256:" + "0" * 63,
+            "/etc/passwd",
+            "sha256:" + "a" * 64 + "\x00",
+            "..\\..\\x",
+        ]
+    ),
+    st.integers(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
 )
 size_values = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([0, 1, -1, MAX_BLOB_SIZE, MAX_BLOB_SIZE + 1]),
-    st.floats(allow_nan=True), st.text(max_size=5), st.booleans(), st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, -1, MAX_BLOB_SIZE, MAX_BLOB_SIZE + 1]),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.booleans(),
+    st.none(),
 )
-media_values = st.one_of(st.sampled_from([MT_MODEL, "application/vnd.ollama.image.license", "../../x", "a/b\x00c",
-                                          "x" * 300, "application/vnd.oci.image.index.v1+json"]),
-                         st.text(max_size=20), st.integers(), st.none())
+media_values = st.one_of(
+    st.sampled_from(
+        [
+            MT_MODEL,
+            "application/vnd.ollama.image.license",
+            "../../x",
+            "a/b\x00c",
+            "x" * 300,
+            "application/vnd.oci.image.index.v1+json",
+        ]
+    ),
+    st.text(max_size=20),
+    st.integers(),
+    st.none(),
+)
 layer_objs = st.one_of(
     st.fixed_dictionaries({"mediaType": media_values, "digest": digest_values, "size": size_values}),
     st.fixed_dictionaries({"digest": digest_values, "size": size_values}),
-    st.dictionaries(st.text(max_size=8), st.integers(), max_size=3), st.text(max_size=5), st.none(),
+    st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+    st.text(max_size=5),
+    st.none(),
 )
 manifest_docs = st.fixed_dictionaries(
     {"schemaVersion": st.sampled_from([2, 2.0, "2", 1, None, True])},
-    optional={"mediaType": media_values, "config": layer_objs,
-              "layers": st.one_of(st.lists(layer_objs, max_size=6), st.text(max_size=4), st.none(),
-                                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))},
+    optional={
+        "mediaType": media_values,
+        "config": layer_objs,
+        "layers": st.one_of(
+            st.lists(layer_objs, max_size=6),
+            st.text(max_size=4),
+            st.none(),
+            st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        ),
+    },
 )
 
 
@@ -179,14 +248,20 @@ def test_manifest_parser_on_hostile_fields(doc: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- Range, Content-Range, Retry-After
 
+
 def _num() -> st.SearchStrategy[str]:
     return st.one_of(st.integers(min_value=0, max_value=2**66).map(str), st.sampled_from(["-1", "1e3", "²", "١٢", "*"]))
 
 
 content_ranges = st.one_of(
     st.text(max_size=40),
-    st.builds(lambda sp, a, b, t: f"bytes{sp}{a}-{b}/{t}", st.sampled_from([" ", "  ", "\t", "", "=", " \u00a0"]),
-              _num(), _num(), _num()),
+    st.builds(
+        lambda sp, a, b, t: f"bytes{sp}{a}-{b}/{t}",
+        st.sampled_from([" ", "  ", "\t", "", "=", " \u00a0"]),
+        _num(),
+        _num(),
+        _num(),
+    ),
 )
 
 
@@ -202,9 +277,22 @@ def test_content_range_parser(value: str) -> None:
         assert total is None or end <= total
 
 
-retry_afters = st.one_of(st.text(max_size=40), _num(), st.sampled_from([
-    "Wed, 21 Oct 2015 07:28:00 GMT", "Mon, 01 Jan 0000 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 +9999",
-    "Thu, 01 Jan 1970 00:00:00 -0000", "Sun, 06 Nov 1994 08:49:37", "1" * 5000, " 12 ", "0x10"]))
+retry_afters = st.one_of(
+    st.text(max_size=40),
+    _num(),
+    st.sampled_from(
+        [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Mon, 01 Jan 0000 00:00:00 GMT",
+            "Fri, 31 Dec 9999 23:59:59 +9999",
+            "Thu, 01 Jan 1970 00:00:00 -0000",
+            "Sun, 06 Nov 1994 08:49:37",
+            "1" * 5000,
+            " 12 ",
+            "0x10",
+        ]
+    ),
+)
 
 
 @PROPS
@@ -223,8 +311,12 @@ def blob_requests(draw: st.DrawFn) -> tuple[int, dict[str, str], int, int, int, 
     size = draw(st.integers(min_value=1, max_value=2**40))
     start = draw(st.integers(min_value=0, max_value=size - 1))
     end = draw(st.integers(min_value=start + 1, max_value=size))
-    status = draw(st.one_of(st.sampled_from([200, 206, 301, 302, 307, 308, 401, 403, 404, 410, 416, 429, 503]),
-                            st.integers(min_value=100, max_value=599)))
+    status = draw(
+        st.one_of(
+            st.sampled_from([200, 206, 301, 302, 307, 308, 401, 403, 404, 410, 416, 429, 503]),
+            st.integers(min_value=100, max_value=599),
+        )
+    )
     keys = st.sampled_from(["content-range", "content-length", "location", "retry-after"])
     headers = draw(st.dictionaries(keys, header_values, max_size=4))
     return status, headers, start, end, size, draw(st.booleans()), draw(st.booleans())
@@ -233,7 +325,8 @@ def blob_requests(draw: st.DrawFn) -> tuple[int, dict[str, str], int, int, int, 
 @PROPS
 @given(blob_requests())
 def test_classify_never_raises_and_accepts_only_the_asked_bytes(
-        req: tuple[int, dict[str, str], int, int, int, bool, bool]) -> None:
+    req: tuple[int, dict[str, str], int, int, int, bool, bool],
+) -> None:
     status, headers, start, end, size, ranged, via_storage = req
     outcome = classify(status, headers, start=start, end=end, size=size, ranged=ranged, via_storage=via_storage)
     assert isinstance(outcome, (Accept, Ignored, Redirect, Retry, Expired, Fail))
@@ -250,8 +343,12 @@ def test_classify_never_raises_and_accepts_only_the_asked_bytes(
 
 @pytest.mark.parametrize(
     ("status", "headers"),
-    [(503, {"retry-after": "²"}), (200, {"content-length": "²"}), (200, {"content-length": "9" * 5000}),
-     (206, {"content-range": "bytes 0-9/" + "1" * 5000})],
+    [
+        (503, {"retry-after": "²"}),
+        (200, {"content-length": "²"}),
+        (200, {"content-length": "9" * 5000}),
+        (206, {"content-range": "bytes 0-9/" + "1" * 5000}),
+    ],
     ids=["superscript-retry-after", "superscript-length", "5000-digit-length", "5000-digit-content-range"],
 )
 def test_header_values_int_refuses_do_not_escape(status: int, headers: dict[str, str]) -> None:
@@ -263,6 +360,7 @@ def test_header_values_int_refuses_do_not_escape(status: int, headers: dict[str,
 
 
 # --------------------------------------------------------------------------- resume state
+
 
 @st.composite
 def state_files(draw: st.DrawFn) -> tuple[bytes, str, int]:
@@ -298,6 +396,7 @@ def test_resume_state_with_a_tiny_piece_size_is_refused_before_allocating() -> N
 
 # --------------------------------------------------------------------------- hostile registries, end to end
 
+
 @dataclass
 class RawModel:
     """What FakeRegistry.add needs, for manifests that make_model would never build."""
@@ -322,8 +421,11 @@ def layer(data: bytes, size: int | None = None, digest: str | None = None) -> di
 
 
 def manifest_bytes(*layers: dict[str, Any], config: dict[str, Any] | None = None) -> bytes:
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                           "layers": list(layers)}
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "layers": list(layers),
+    }
     if config is not None:
         doc["config"] = config
     return json.dumps(doc).encode()
@@ -350,8 +452,9 @@ HOSTILE_MANIFESTS = {
     "bool-size": manifest_bytes({**layer(GOOD), "size": True}),
     "duplicate-with-two-sizes": manifest_bytes(layer(GOOD), layer(GOOD, size=len(GOOD) + 1)),
     "nul-in-media-type": manifest_bytes({**layer(GOOD), "mediaType": "a\x00b"}),
-    "index-not-manifest": json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                                      "manifests": []}).encode(),
+    "index-not-manifest": json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+    ).encode(),
     "schema-1": json.dumps({"schemaVersion": 1, "layers": []}).encode(),
     "deeply-nested": b"[" * 50_000 + b"]" * 50_000,
     "not-json": b"\x89PNG\r\n",
@@ -360,8 +463,9 @@ HOSTILE_MANIFESTS = {
 
 
 @pytest.mark.parametrize("raw", list(HOSTILE_MANIFESTS.values()), ids=list(HOSTILE_MANIFESTS))
-def test_hostile_manifest_is_refused_and_the_store_untouched(raw: bytes, store_with_a_model: Path,
-                                                              tmp_path: Path) -> None:
+def test_hostile_manifest_is_refused_and_the_store_untouched(
+    raw: bytes, store_with_a_model: Path, tmp_path: Path
+) -> None:
     reg = serve(raw, {hashlib.sha256(GOOD).hexdigest(): GOOD})
     before, outside = tree(store_with_a_model), outside_snapshot(tmp_path, store_with_a_model)
     with pytest.raises(RegistryProtocolError) as info:
@@ -408,13 +512,19 @@ def test_a_size_that_lies_is_caught_and_nothing_installed(declared: int, store_w
 
 @pytest.mark.parametrize(
     ("status", "headers"),
-    [(503, [("Retry-After", b"\xb2")]), (200, [("Content-Length", b"\xb2")]),
-     (206, [("Content-Range", b"bytes 0-14/" + b"1" * 5000)]), (307, [("Location", b"file:///etc/passwd")]),
-     (307, [("Location", b"http://[::1")]), (206, [("Content-Range", b"bytes 0-14/15\xff")])],
+    [
+        (503, [("Retry-After", b"\xb2")]),
+        (200, [("Content-Length", b"\xb2")]),
+        (206, [("Content-Range", b"bytes 0-14/" + b"1" * 5000)]),
+        (307, [("Location", b"file:///etc/passwd")]),
+        (307, [("Location", b"http://[::1")]),
+        (206, [("Content-Range", b"bytes 0-14/15\xff")]),
+    ],
     ids=["latin1-retry-after", "latin1-length", "5000-digit-total", "file-redirect", "broken-redirect", "junk-range"],
 )
-def test_hostile_response_headers_end_in_a_seed_error_or_success(status: int, headers: list[tuple[str, bytes]],
-                                                                  models_dir: Path) -> None:
+def test_hostile_response_headers_end_in_a_seed_error_or_success(
+    status: int, headers: list[tuple[str, bytes]], models_dir: Path
+) -> None:
     """Every blob GET is answered once with these headers, then honestly."""
     m = make_model(size_bytes=1000)
     reg = FakeRegistry()
@@ -493,6 +603,7 @@ def test_any_pull_ends_in_success_or_a_seed_error_and_writes_only_inside(case: t
 
 # --------------------------------------------------------------------------- symlinks in the models directory
 
+
 @pytest.fixture
 def victim(tmp_path: Path) -> Path:
     d = tmp_path / "outside"
@@ -524,14 +635,18 @@ SYMLINK_SPOTS = {
     "blob-file": (lambda models, m: models / "blobs" / f"sha256-{m.model_layer.hex}", "file", False),
     "staging-data": (lambda models, m: _staging(models, m.model_layer.hex, ".data"), "file", None),
     "staging-state": (lambda models, m: _staging(models, m.model_layer.hex, ".state"), "file", None),
-    "lock-file": (lambda models, m: models / ".ollama-seed" / "locks" / f"sha256-{m.model_layer.hex}.lock",
-                  "file", None),
+    "lock-file": (
+        lambda models, m: models / ".ollama-seed" / "locks" / f"sha256-{m.model_layer.hex}.lock",
+        "file",
+        None,
+    ),
 }
 
 
 @pytest.mark.parametrize("spot", list(SYMLINK_SPOTS))
-def test_a_symlink_in_the_store_is_never_written_through(spot: str, models_dir: Path, victim: Path,
-                                                         tmp_path: Path) -> None:
+def test_a_symlink_in_the_store_is_never_written_through(
+    spot: str, models_dir: Path, victim: Path, tmp_path: Path
+) -> None:
     where, kind, refuses = SYMLINK_SPOTS[spot]
     m, reg = _pull_model(models_dir)
     from ollama_seed.store.store import ModelStore

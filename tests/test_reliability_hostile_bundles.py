@@ -33,14 +33,48 @@ with warnings.catch_warnings():  # see test_reliability_hostile.py: keep hypothe
     with contextlib.suppress(ImportError):
         import hypothesis.extra._patching  # noqa: F401
 
-PROPS = settings(database=None, deadline=None, derandomize=True, max_examples=400,
-                 suppress_health_check=[HealthCheck.too_slow])
-E2E = settings(database=None, deadline=None, derandomize=True, max_examples=60,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPS = settings(
+    database=None, deadline=None, derandomize=True, max_examples=400, suppress_health_check=[HealthCheck.too_slow]
+)
+E2E = settings(
+    database=None,
+    deadline=None,
+    derandomize=True,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-PIECES = ["blobs", "manifests", ".ollama-seed", "bundle.json", "sha256-" + "ab" * 32, "sha256", "ab" * 32, "..", ".",
-          "", "/", "//", "./", "\\", "\x00", "host", "ns", "m", "t", "registry.ollama.ai", "library", "etc", "passwd",
-          "oci-layout", "index.json", "é", " ", "~", ":"]
+PIECES = [
+    "blobs",
+    "manifests",
+    ".ollama-seed",
+    "bundle.json",
+    "sha256-" + "ab" * 32,
+    "sha256",
+    "ab" * 32,
+    "..",
+    ".",
+    "",
+    "/",
+    "//",
+    "./",
+    "\\",
+    "\x00",
+    "host",
+    "ns",
+    "m",
+    "t",
+    "registry.ollama.ai",
+    "library",
+    "etc",
+    "passwd",
+    "oci-layout",
+    "index.json",
+    "é",
+    " ",
+    "~",
+    ":",
+]
 member_names = st.one_of(
     st.text(max_size=60),
     st.lists(st.sampled_from(PIECES), max_size=8).map("/".join),
@@ -79,23 +113,52 @@ json_values = st.recursive(
 )
 HEX = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 index_docs = st.fixed_dictionaries(
-    {"format": st.sampled_from(["ollama-seed-bundle", "other", 1]),
-     "version": st.sampled_from([1, 2, 0, -1, True, "1", None, 1.0])},
+    {
+        "format": st.sampled_from(["ollama-seed-bundle", "other", 1]),
+        "version": st.sampled_from([1, 2, 0, -1, True, "1", None, 1.0]),
+    },
     optional={
-        "models": st.lists(st.fixed_dictionaries(
-            {"name": st.one_of(st.sampled_from(["m:latest", "../../x", "h/ns/m:t@sha256:" + "0" * 64]), json_values),
-             "manifest": st.one_of(st.fixed_dictionaries(
-                 {"digest": st.one_of(HEX.map(lambda h: f"sha256:{h}"), json_values),
-                  "size": st.one_of(st.integers(), json_values),
-                  "path": st.one_of(st.sampled_from(["manifests/registry.ollama.ai/library/m/latest",
-                                                     "../../../etc/passwd"]), json_values)}), json_values),
-             "blobs": st.one_of(st.lists(HEX.map(lambda h: f"sha256:{h}"), max_size=3), json_values)}),
-            max_size=3) | json_values,
-        "blobs": st.lists(st.fixed_dictionaries(
-            {"digest": st.one_of(HEX.map(lambda h: f"sha256:{h}"), json_values),
-             "size": st.one_of(st.integers(min_value=-5, max_value=2**60), json_values),
-             "mediaType": st.one_of(st.text(max_size=300), json_values)}), max_size=3) | json_values,
-        "created_by": json_values, "created": json_values, "size": json_values,
+        "models": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.one_of(
+                        st.sampled_from(["m:latest", "../../x", "h/ns/m:t@sha256:" + "0" * 64]), json_values
+                    ),
+                    "manifest": st.one_of(
+                        st.fixed_dictionaries(
+                            {
+                                "digest": st.one_of(HEX.map(lambda h: f"sha256:{h}"), json_values),
+                                "size": st.one_of(st.integers(), json_values),
+                                "path": st.one_of(
+                                    st.sampled_from(
+                                        ["manifests/registry.ollama.ai/library/m/latest", "../../../etc/passwd"]
+                                    ),
+                                    json_values,
+                                ),
+                            }
+                        ),
+                        json_values,
+                    ),
+                    "blobs": st.one_of(st.lists(HEX.map(lambda h: f"sha256:{h}"), max_size=3), json_values),
+                }
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "blobs": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "digest": st.one_of(HEX.map(lambda h: f"sha256:{h}"), json_values),
+                    "size": st.one_of(st.integers(min_value=-5, max_value=2**60), json_values),
+                    "mediaType": st.one_of(st.text(max_size=300), json_values),
+                }
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "created_by": json_values,
+        "created": json_values,
+        "size": json_values,
     },
 )
 
@@ -125,8 +188,11 @@ _PLAIN = join(bundle_members(_HONEST))
 @st.composite
 def mutated_bundles(draw: st.DrawFn) -> bytes:
     data = bytearray(_PLAIN)
-    kind = draw(st.sampled_from(["flip", "truncate", "splice", "splice", "index-only", "zstd-of-mutation",
-                                 "honest", "cut-between-members"]))
+    kind = draw(
+        st.sampled_from(
+            ["flip", "truncate", "splice", "splice", "index-only", "zstd-of-mutation", "honest", "cut-between-members"]
+        )
+    )
     if kind in ("flip", "zstd-of-mutation"):
         for _ in range(draw(st.integers(min_value=1, max_value=8))):
             i = draw(st.integers(min_value=0, max_value=len(data) - 1))
@@ -135,11 +201,26 @@ def mutated_bundles(draw: st.DrawFn) -> bytes:
         data = data[: draw(st.integers(min_value=0, max_value=len(data) - 1))]
     elif kind == "splice":
         members = bundle_members(_HONEST)
-        name = draw(st.one_of(member_names, st.sampled_from([
-            "blobs/sha256-" + _HONEST[0].built.model_layer.hex, "manifests/registry.ollama.ai/library/m0/latest",
-            ".ollama-seed/bundle.json", "../outside", "/tmp/outside", "manifests/registry.ollama.ai/library/evil/t"])))
-        typeflag = draw(st.sampled_from([tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE,
-                                         tarfile.FIFOTYPE, tarfile.CHRTYPE]))
+        name = draw(
+            st.one_of(
+                member_names,
+                st.sampled_from(
+                    [
+                        "blobs/sha256-" + _HONEST[0].built.model_layer.hex,
+                        "manifests/registry.ollama.ai/library/m0/latest",
+                        ".ollama-seed/bundle.json",
+                        "../outside",
+                        "/tmp/outside",
+                        "manifests/registry.ollama.ai/library/evil/t",
+                    ]
+                ),
+            )
+        )
+        typeflag = draw(
+            st.sampled_from(
+                [tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE]
+            )
+        )
         linkname = draw(st.sampled_from(["", "/etc/passwd", "../../outside", "blobs/sha256-" + "ab" * 32]))
         payload = draw(st.binary(max_size=64))
         try:
@@ -152,8 +233,9 @@ def mutated_bundles(draw: st.DrawFn) -> bytes:
         data = bytearray(join(bundle_members(_HONEST)[:1]))
     elif kind == "cut-between-members":  # a bundle that stops after some member: earlier models still install
         members = bundle_members(_HONEST)
-        data = bytearray(join(members[: draw(st.integers(min_value=1, max_value=len(members)))],
-                              end=draw(st.booleans())))
+        data = bytearray(
+            join(members[: draw(st.integers(min_value=1, max_value=len(members)))], end=draw(st.booleans()))
+        )
     if kind == "zstd-of-mutation" or (draw(st.booleans()) and kind != "truncate"):
         return zstd(bytes(data))
     return bytes(data)

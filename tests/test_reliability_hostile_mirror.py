@@ -27,8 +27,9 @@ with warnings.catch_warnings():  # see test_reliability_hostile.py: keep hypothe
     with contextlib.suppress(ImportError):
         import hypothesis.extra._patching  # noqa: F401
 
-PROPS = settings(database=None, deadline=None, derandomize=True, max_examples=400,
-                 suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(
+    database=None, deadline=None, derandomize=True, max_examples=400, suppress_health_check=[HealthCheck.too_slow]
+)
 SECRET = b"outside the store: never served\n"
 MODEL = make_model(size_bytes=5000, seed=61)
 SIZE = MODEL.model_layer.size
@@ -40,11 +41,17 @@ def _reply_status(exc: BaseException) -> int | None:
 
 range_values = st.one_of(
     st.text(max_size=30),
-    st.builds(lambda u, a, b: f"{u}={a}-{b}", st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
-              st.one_of(st.integers(min_value=0, max_value=2**70).map(str),
-                        st.sampled_from(["", "-1", "0x1", "+1", "\u00b2", "\u0661\u0662"])),
-              st.one_of(st.integers(min_value=0, max_value=2**70).map(str),
-                        st.sampled_from(["", " 5", "1_0", "\u00b2", "\u0661"]))),
+    st.builds(
+        lambda u, a, b: f"{u}={a}-{b}",
+        st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
+        st.one_of(
+            st.integers(min_value=0, max_value=2**70).map(str),
+            st.sampled_from(["", "-1", "0x1", "+1", "\u00b2", "\u0661\u0662"]),
+        ),
+        st.one_of(
+            st.integers(min_value=0, max_value=2**70).map(str), st.sampled_from(["", " 5", "1_0", "\u00b2", "\u0661"])
+        ),
+    ),
 )
 
 
@@ -69,20 +76,57 @@ def test_range_parser_answers_none_a_range_or_416(header: str, size: int) -> Non
         assert 0 <= start < end <= size
 
 
-PIECES = [b"/v2", b"/", b"//", b"library", b"tiny", b"manifests", b"blobs", b"latest", b"tags", b"list", b"_catalog",
-          b"registry.ollama.ai", b"..", b".", b"%2e%2e", b"%2f", b"%252e", b"%00", b"\\", b"secret.txt",
-          MODEL.model_layer.digest.encode(), b"sha256:", b"sha256-" + MODEL.model_layer.hex.encode(), b"%c0%ae",
-          b"?", b"#", b"\xff", b"~", b" "]
-raw_paths = st.one_of(st.lists(st.sampled_from(PIECES), max_size=10).map(b"".join),
-                      st.binary(max_size=80).map(lambda b: b"/" + b))
+PIECES = [
+    b"/v2",
+    b"/",
+    b"//",
+    b"library",
+    b"tiny",
+    b"manifests",
+    b"blobs",
+    b"latest",
+    b"tags",
+    b"list",
+    b"_catalog",
+    b"registry.ollama.ai",
+    b"..",
+    b".",
+    b"%2e%2e",
+    b"%2f",
+    b"%252e",
+    b"%00",
+    b"\\",
+    b"secret.txt",
+    MODEL.model_layer.digest.encode(),
+    b"sha256:",
+    b"sha256-" + MODEL.model_layer.hex.encode(),
+    b"%c0%ae",
+    b"?",
+    b"#",
+    b"\xff",
+    b"~",
+    b" ",
+]
+raw_paths = st.one_of(
+    st.lists(st.sampled_from(PIECES), max_size=10).map(b"".join), st.binary(max_size=80).map(lambda b: b"/" + b)
+)
 
 
 async def _call(app: Any, raw_path: bytes, method: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
     out: dict[str, Any] = {"status": None, "body": b""}
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": raw_path.decode("latin-1"), "raw_path": raw_path, "query_string": b"",
-             "headers": [(b"host", b"mirror.test"), *headers], "client": ("127.0.0.1", 1),
-             "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": raw_path.decode("latin-1"),
+        "raw_path": raw_path,
+        "query_string": b"",
+        "headers": [(b"host", b"mirror.test"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
     sent = False
 
     async def receive() -> dict[str, Any]:
@@ -126,8 +170,9 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[MirrorApp, _Files]
     MODEL.expected_store(store, "registry.ollama.ai", "library/tiny", "latest")
     (base / "secret.txt").write_bytes(SECRET)
     (store / "secret.txt").symlink_to(base / "secret.txt")
-    return MirrorApp(ModelStore(store)), _Files(p.read_bytes() for p in store.rglob("*")
-                                                if p.is_file() and not p.is_symlink())
+    return MirrorApp(ModelStore(store)), _Files(
+        p.read_bytes() for p in store.rglob("*") if p.is_file() and not p.is_symlink()
+    )
 
 
 @PROPS
@@ -135,7 +180,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[MirrorApp, _Files]
 @example(b"/v2/library/tiny/blobs/" + MODEL.model_layer.digest.encode(), "GET", "bytes=10-20")
 @example(b"/v2/library/tiny/blobs/" + MODEL.model_layer.digest.encode(), "GET", "bytes=99999-")
 def test_any_request_is_refused_cleanly_or_served_from_the_store(
-        mirror: tuple[MirrorApp, _Files], raw_path: bytes, method: str, range_header: str | None) -> None:
+    mirror: tuple[MirrorApp, _Files], raw_path: bytes, method: str, range_header: str | None
+) -> None:
     app, files = mirror
     headers = [(b"range", _header_bytes(range_header))] if range_header is not None else []
     status, body = anyio.run(_call, app, raw_path, method, headers)

@@ -52,8 +52,9 @@ def staged_data(models: Path) -> list[Path]:
     return sorted(staging.glob("*.data")) if staging.is_dir() else []
 
 
-def test_sigkill_at_random_moments_never_corrupts_and_resumes(docker_registry: DockerRegistry,
-                                                              kill_model: BuiltModel, tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_never_corrupts_and_resumes(
+    docker_registry: DockerRegistry, kill_model: BuiltModel, tmp_path: Path
+) -> None:
     rng = random.Random(SEED)
     models = tmp_path / "models"
     with ProxyThread(docker_registry.url, total_bps=RATE) as proxy:
@@ -100,11 +101,13 @@ def test_sigkill_at_random_moments_never_corrupts_and_resumes(docker_registry: D
     rounds = completed + 1
     manifests = (iterations + 1) * len(kill_model.manifest)
     overhead = moved - rounds * kill_model.total_size - manifests
-    print(f"\nkill test: {iterations} iterations ({kills} killed, {mid_transfer} with a partial download on disk, "
-          f"{completed} finished first), clean pull {clean_seconds:.2f} s, {moved} bytes through the proxy for "
-          f"{rounds} complete pulls of {kill_model.total_size}: {overhead} bytes "
-          f"({overhead / max(kills, 1) / MIB:.3f} MiB per kill) beyond the model and manifests; "
-          f"left in staging: {leftovers}")
+    print(
+        f"\nkill test: {iterations} iterations ({kills} killed, {mid_transfer} with a partial download on disk, "
+        f"{completed} finished first), clean pull {clean_seconds:.2f} s, {moved} bytes through the proxy for "
+        f"{rounds} complete pulls of {kill_model.total_size}: {overhead} bytes "
+        f"({overhead / max(kills, 1) / MIB:.3f} MiB per kill) beyond the model and manifests; "
+        f"left in staging: {leftovers}"
+    )
     assert kills >= KILLS, f"only {kills} of {iterations} runs were killed before they finished"
     assert mid_transfer >= 5, "too few kills landed mid-transfer to mean anything; the calibration is off"
     assert moved <= rounds * kill_model.total_size + manifests + kills * LOSS_PER_KILL

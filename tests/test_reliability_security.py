@@ -80,8 +80,10 @@ def secrets_in(text: str) -> list[str]:
 
 # --------------------------------------------------------------------------- TLS
 
-def test_tls_is_verified_and_the_error_names_ssl_cert_file(tls_registry: tuple[RegistryServer, FakeRegistry],
-                                                          tmp_path: Path) -> None:
+
+def test_tls_is_verified_and_the_error_names_ssl_cert_file(
+    tls_registry: tuple[RegistryServer, FakeRegistry], tmp_path: Path
+) -> None:
     srv, reg = tls_registry
     models = tmp_path / "models"
     proc = run_cli(*pull_args(models, f"{srv.host}/{REPO}"))
@@ -93,9 +95,9 @@ def test_tls_is_verified_and_the_error_names_ssl_cert_file(tls_registry: tuple[R
     assert tree(models) == {}
 
 
-def test_a_custom_ca_bundle_is_trusted_through_ssl_cert_file(tls_registry: tuple[RegistryServer, FakeRegistry],
-                                                             certs: CertFiles, model: BuiltModel,
-                                                             tmp_path: Path) -> None:
+def test_a_custom_ca_bundle_is_trusted_through_ssl_cert_file(
+    tls_registry: tuple[RegistryServer, FakeRegistry], certs: CertFiles, model: BuiltModel, tmp_path: Path
+) -> None:
     srv, reg = tls_registry
     models = tmp_path / "models"
     proc = run_cli(*pull_args(models, f"{srv.host}/{REPO}"), env={"SSL_CERT_FILE": str(certs.ca)})
@@ -137,6 +139,7 @@ def test_an_untrusted_certificate_is_not_retried(models_dir: Path) -> None:
 
 # --------------------------------------------------------------------------- Authorization stays home
 
+
 @pytest.mark.parametrize(
     "target",
     ["https://cdn.test", "https://reg.test:8443", "http://reg.test"],
@@ -154,8 +157,13 @@ def test_authorization_never_follows_a_redirect_elsewhere(target: str, model: Bu
             return httpx.Response(307, headers={"Location": f"{target}{url.path}"})
         if "/blobs/" in url.path:  # the redirect target: record, then serve like a public CDN
             elsewhere.append({k.lower(): v for k, v in request.headers.items()})
-            return await reg.handle(httpx.Request("GET", f"https://reg.test{url.path}",
-                                                  headers={**request.headers, "Authorization": f"Bearer {TOKEN}"}))
+            return await reg.handle(
+                httpx.Request(
+                    "GET",
+                    f"https://reg.test{url.path}",
+                    headers={**request.headers, "Authorization": f"Bearer {TOKEN}"},
+                )
+            )
         return await reg.handle(request)
 
     ollama_seed.pull(f"reg.test/{REPO}", models_dir=models_dir, transport=httpx.MockTransport(handler))
@@ -174,14 +182,19 @@ def test_credentials_never_go_to_a_plain_http_token_endpoint(model: BuiltModel, 
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://auth.test/token",service="x"'})
 
     with pytest.raises(AuthenticationError, match="plain-http token endpoint"):
-        ollama_seed.pull(f"reg.test/{REPO}", models_dir=models_dir, transport=httpx.MockTransport(handler),
-                         credentials=lambda host: (USER, PASSWORD))
+        ollama_seed.pull(
+            f"reg.test/{REPO}",
+            models_dir=models_dir,
+            transport=httpx.MockTransport(handler),
+            credentials=lambda host: (USER, PASSWORD),
+        )
     assert all(r.url.host != "auth.test" for r in seen)
     assert all("authorization" not in r.headers for r in seen)
 
 
-def test_tokens_and_passwords_never_in_logs_or_errors(tls_registry: tuple[RegistryServer, FakeRegistry],
-                                                      certs: CertFiles, tmp_path: Path) -> None:
+def test_tokens_and_passwords_never_in_logs_or_errors(
+    tls_registry: tuple[RegistryServer, FakeRegistry], certs: CertFiles, tmp_path: Path
+) -> None:
     srv, reg = tls_registry
     env = {"SSL_CERT_FILE": str(certs.ca), "OLLAMA_SEED_REGISTRY_USER": USER, "OLLAMA_SEED_REGISTRY_PASSWORD": PASSWORD}
     ok = run_cli("-vv", *pull_args(tmp_path / "models", f"{srv.host}/{REPO}"), env=env)
@@ -194,8 +207,9 @@ def test_tokens_and_passwords_never_in_logs_or_errors(tls_registry: tuple[Regist
         assert secrets_in(out) == []
 
 
-def test_a_refused_token_request_does_not_echo_credentials(model: BuiltModel, models_dir: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refused_token_request_does_not_echo_credentials(
+    model: BuiltModel, models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/token":
             return httpx.Response(403, json={"errors": [{"code": "DENIED", "message": "access denied"}]})
@@ -203,14 +217,19 @@ def test_a_refused_token_request_does_not_echo_credentials(model: BuiltModel, mo
 
     caplog.set_level("DEBUG")
     with pytest.raises(AuthenticationError) as info:
-        ollama_seed.pull(f"reg.test/{REPO}", models_dir=models_dir, transport=httpx.MockTransport(handler),
-                         credentials=lambda host: (USER, PASSWORD))
+        ollama_seed.pull(
+            f"reg.test/{REPO}",
+            models_dir=models_dir,
+            transport=httpx.MockTransport(handler),
+            credentials=lambda host: (USER, PASSWORD),
+        )
     assert info.value.exit_code == 7
     assert secrets_in(str(info.value)) == []
     assert secrets_in(caplog.text) == []
 
 
 # --------------------------------------------------------------------------- file modes
+
 
 def _modes(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): stat.S_IMODE(os.lstat(p).st_mode) for p in [root, *root.rglob("*")]}
@@ -237,6 +256,7 @@ def test_staging_files_are_private(model: BuiltModel, models_dir: Path) -> None:
     reg = registry(model, Faults(drop_after=300_000, drops=100, blob_filter=model.model_layer.hex))
     old = os.umask(0)
     try:
+
         async def go() -> None:
             cfg = TransferConfig(connections=1, max_attempts=1, sleep=lambda s: None)
             async with PullSession(ModelStore(models_dir), transport=reg.transport(), transfer=cfg) as session:
@@ -248,15 +268,18 @@ def test_staging_files_are_private(model: BuiltModel, models_dir: Path) -> None:
         os.umask(old)
     staged = list((models_dir / ".ollama-seed" / "staging").iterdir())
     assert {p.suffix for p in staged} == {".data", ".state"}
-    assert all(stat.S_IMODE(os.lstat(p).st_mode) & 0o077 == 0 for p in staged), [(p.name, oct(p.stat().st_mode))
-                                                                               for p in staged]
+    assert all(stat.S_IMODE(os.lstat(p).st_mode) & 0o077 == 0 for p in staged), [
+        (p.name, oct(p.stat().st_mode)) for p in staged
+    ]
 
 
 # --------------------------------------------------------------------------- signed URLs in -vv logs
 
+
 @pytest.mark.registry
-def test_signed_storage_urls_never_reach_the_log(docker_registry: DockerRegistry, model: BuiltModel,
-                                                 tmp_path: Path) -> None:
+def test_signed_storage_urls_never_reach_the_log(
+    docker_registry: DockerRegistry, model: BuiltModel, tmp_path: Path
+) -> None:
     """Regression: at -vv httpx logged each request URL and httpcore each response head, signed query and all."""
     seed_registry(docker_registry.url, REPO, "latest", model)
     with ProxyThread(docker_registry.url, redirect_blobs_to="http://localhost:{port}", cdn_expire_after=1000) as p:
@@ -270,12 +293,18 @@ def test_signed_storage_urls_never_reach_the_log(docker_registry: DockerRegistry
 
 @pytest.mark.parametrize(
     ("line", "secret"),
-    [('HTTP Request: GET https://cdn.test/b?X-Amz-Signature=0a1b2c3d&X-Amz-Credential=AKIA "HTTP/1.1 200 OK"',
-      "0a1b2c3d"),
-     (f"(b'Location', b'https://cdn.test/blob/x?sig={TOKEN}')", TOKEN),
-     (f"Authorization: Bearer {TOKEN}", TOKEN),
-     (f"{{'authorization': 'Basic {base64.b64encode(f'{USER}:{PASSWORD}'.encode()).decode()}'}}",
-      base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())],
+    [
+        (
+            'HTTP Request: GET https://cdn.test/b?X-Amz-Signature=0a1b2c3d&X-Amz-Credential=AKIA "HTTP/1.1 200 OK"',
+            "0a1b2c3d",
+        ),
+        (f"(b'Location', b'https://cdn.test/blob/x?sig={TOKEN}')", TOKEN),
+        (f"Authorization: Bearer {TOKEN}", TOKEN),
+        (
+            f"{{'authorization': 'Basic {base64.b64encode(f'{USER}:{PASSWORD}'.encode()).decode()}'}}",
+            base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
+        ),
+    ],
     ids=["signed-url", "location-header", "bearer", "basic"],
 )
 def test_redact_masks_queries_and_authorization(line: str, secret: str) -> None:
@@ -283,4 +312,5 @@ def test_redact_masks_queries_and_authorization(line: str, secret: str) -> None:
 
     assert secret not in redact(line)
     assert redact("GET https://reg.test/v2/library/m/manifests/latest") == (
-        "GET https://reg.test/v2/library/m/manifests/latest")
+        "GET https://reg.test/v2/library/m/manifests/latest"
+    )

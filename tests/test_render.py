@@ -55,8 +55,12 @@ def test_json_lines_are_ollamas_shape_plus_our_keys() -> None:
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
     assert lines[0] == {"status": "pulling manifest", "model": "m:latest"}
     first = lines[1]
-    assert {k: first[k] for k in ("status", "digest", "total", "model")} == \
-        {"status": f"pulling {'ab' * 6}", "digest": D, "total": 100_000_000, "model": "m:latest"}
+    assert {k: first[k] for k in ("status", "digest", "total", "model")} == {
+        "status": f"pulling {'ab' * 6}",
+        "digest": D,
+        "total": 100_000_000,
+        "model": "m:latest",
+    }
     assert lines[2]["completed"] == 20_000_000 and lines[2]["percent"] == 20.0
     assert lines[2]["rate"] == 10_000_000 and lines[2]["eta"] == 8.0  # 80 MB left at 10 MB/s
     assert lines[3]["event"] == "retry" and lines[3]["message"] == "connection dropped, retrying in 2 s"
@@ -100,7 +104,9 @@ def test_plain_lines_every_interval_with_rate_and_eta() -> None:
     r(LayerProgress("g:1", D, MT, 253_100_000, 253_100_000, done=True))  # a second model sharing it: once
     lines = out.getvalue().splitlines()[2:]
     assert lines[0] == f"g:1: pulling {'ab' * 6}: connection dropped, retrying in 2 s"
-    assert lines[1].endswith("120.0 MB / 253.1 MB, 1.6 MB/s, ETA 1 min 22 s")  # 20 MB in the 12.25 s since the last line
+    assert lines[1].endswith(
+        "120.0 MB / 253.1 MB, 1.6 MB/s, ETA 1 min 22 s"
+    )  # 20 MB in the 12.25 s since the last line
     assert lines[2] == f"g:1: pulling {'ab' * 6} 100% 253.1 MB in 23 s (10.9 MB/s)"
     assert len(lines) == 3
 
@@ -141,31 +147,54 @@ def test_make_renderer_modes() -> None:
     assert isinstance(r, LineRenderer) and r.interval == 0.5
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.4, "0.4 s"), (2, "2 s"), (9.96, "10 s"), (59, "59 s"), (66, "1 min 06 s"), (3725, "1 h 02 min"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.4, "0.4 s"),
+        (2, "2 s"),
+        (9.96, "10 s"),
+        (59, "59 s"),
+        (66, "1 min 06 s"),
+        (3725, "1 h 02 min"),
+    ],
+)
 def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
 
 
-@pytest.mark.parametrize(("error", "short"), [
-    ("the body ended early at byte 5 of 9", "connection dropped"),
-    ("network error from http://x/: ReadError: reset", "connection dropped"),
-    ("stalled: no data for 30 s from http://x/", "stalled"),
-    ("cannot connect to http://x/: refused; check the address", "cannot connect"),
-    ("HTTP 503", "HTTP 503"),
-])
+@pytest.mark.parametrize(
+    ("error", "short"),
+    [
+        ("the body ended early at byte 5 of 9", "connection dropped"),
+        ("network error from http://x/: ReadError: reset", "connection dropped"),
+        ("stalled: no data for 30 s from http://x/", "stalled"),
+        ("cannot connect to http://x/: refused; check the address", "cannot connect"),
+        ("HTTP 503", "HTTP 503"),
+    ],
+)
 def test_retry_reason(error: str, short: str) -> None:
     assert retry_reason(error) == short
 
 
 # Ollama's format.HumanTime, as `ollama list` shows MODIFIED
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.5, "Less than a second ago"), (1, "1 second ago"), (42, "42 seconds ago"), (60, "About a minute ago"),
-    (150, "2 minutes ago"), (3600, "About an hour ago"), (5 * 3600, "5 hours ago"), (47 * 3600, "47 hours ago"),
-    (3 * 86400, "3 days ago"), (20 * 86400, "2 weeks ago"), (70 * 86400, "2 months ago"),
-    (800 * 86400, "2 years ago"), (-120, "2 minutes from now"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5, "Less than a second ago"),
+        (1, "1 second ago"),
+        (42, "42 seconds ago"),
+        (60, "About a minute ago"),
+        (150, "2 minutes ago"),
+        (3600, "About an hour ago"),
+        (5 * 3600, "5 hours ago"),
+        (47 * 3600, "47 hours ago"),
+        (3 * 86400, "3 days ago"),
+        (20 * 86400, "2 weeks ago"),
+        (70 * 86400, "2 months ago"),
+        (800 * 86400, "2 years ago"),
+        (-120, "2 minutes from now"),
+    ],
+)
 def test_human_ago_matches_ollama_list(seconds: float, text: str) -> None:
     assert human_ago(seconds) == text
 

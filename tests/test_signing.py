@@ -40,8 +40,13 @@ EMPTY_SHA256_HEX_B64 = "ZTNiMGM0NDI5OGZjMWMxNDlhZmJmNGM4OTk2ZmI5MjQyN2FlNDFlNDY0
 def write_key(path: Path, key: object | None = None) -> ed25519.Ed25519PrivateKey:
     private = key or ed25519.Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(private.private_bytes(serialization.Encoding.PEM,  # type: ignore[attr-defined]
-                                           serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    path.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,  # type: ignore[attr-defined]
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
     return private  # type: ignore[return-value]
 
 
@@ -57,10 +62,13 @@ def test_signed_data_matches_ollama() -> None:
 def test_token_request_is_built_and_signed_as_ollama_does(tmp_path: Path) -> None:
     key = write_key(tmp_path / "id_ed25519")
     signer = OllamaKeySigner(tmp_path / "id_ed25519", clock=lambda: 1700000000.7, nonce=lambda: b"\x01" * 16)
-    url, headers = signer.token_request(challenge("https://registry.ollama.ai/token?z=1"), "registry.ollama.ai",
-                                        "unused")
-    assert url == ("https://registry.ollama.ai/token?nonce=AQEBAQEBAQEBAQEBAQEBAQ"
-                   "&scope=repository%3Aprivate%2Fm%3Apull&service=ollama.com&ts=1700000000&z=1")
+    url, headers = signer.token_request(
+        challenge("https://registry.ollama.ai/token?z=1"), "registry.ollama.ai", "unused"
+    )
+    assert url == (
+        "https://registry.ollama.ai/token?nonce=AQEBAQEBAQEBAQEBAQEBAQ"
+        "&scope=repository%3Aprivate%2Fm%3Apull&service=ollama.com&ts=1700000000&z=1"
+    )
     public, _, signature = headers["Authorization"].partition(":")
     assert not headers["Authorization"].startswith("Bearer")
     raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -128,8 +136,13 @@ class PrivateRegistry:
                 return httpx.Response(401, json={"errors": [{"code": "UNAUTHORIZED", "message": "sign it"}]})
             return httpx.Response(200, json={"token": "private-token"})
         if request.headers.get("authorization") != "Bearer private-token":
-            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://registry.ollama.ai/token",'
-                                                                    'service="ollama.com",scope="repository:private/m:pull"'})
+            return httpx.Response(
+                401,
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="https://registry.ollama.ai/token",'
+                    'service="ollama.com",scope="repository:private/m:pull"'
+                },
+            )
         return await self.inner.handle(request)
 
 

@@ -47,8 +47,9 @@ def test_list_and_get(models_dir: Path, two_models: tuple[BuiltModel, BuiltModel
         store.get(ModelName.parse(f"{HOST}/library/zzz"))
 
 
-def test_case_insensitive_resolution_reuses_existing_dirs(models_dir: Path,
-                                                          two_models: tuple[BuiltModel, BuiltModel]) -> None:
+def test_case_insensitive_resolution_reuses_existing_dirs(
+    models_dir: Path, two_models: tuple[BuiltModel, BuiltModel]
+) -> None:
     store = ModelStore(models_dir)
     resolved = store.resolve(ModelName.parse(f"{HOST.upper()}/Library/A:LATEST"))
     assert resolved.path_parts == (HOST, "library", "a", "latest")
@@ -91,8 +92,9 @@ def test_rm_keeps_shared_blobs(models_dir: Path, two_models: tuple[BuiltModel, B
     assert store.verify(ModelName.parse(f"{HOST}/library/b:v1")) == []
 
 
-def test_rm_keeps_every_blob_while_a_manifest_is_unreadable(models_dir: Path,
-                                                            two_models: tuple[BuiltModel, BuiltModel]) -> None:
+def test_rm_keeps_every_blob_while_a_manifest_is_unreadable(
+    models_dir: Path, two_models: tuple[BuiltModel, BuiltModel]
+) -> None:
     bad = models_dir / "manifests" / HOST / "library" / "c" / "latest"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"")
@@ -100,8 +102,9 @@ def test_rm_keeps_every_blob_while_a_manifest_is_unreadable(models_dir: Path,
     assert len(list((models_dir / "blobs").iterdir())) == len({x.digest for m in two_models for x in m.blobs})
 
 
-def test_prune_removes_old_orphans_and_abandoned_staging(models_dir: Path,
-                                                         two_models: tuple[BuiltModel, BuiltModel]) -> None:
+def test_prune_removes_old_orphans_and_abandoned_staging(
+    models_dir: Path, two_models: tuple[BuiltModel, BuiltModel]
+) -> None:
     store = ModelStore(models_dir)
     store.prepare()
     old, young = "1" * 64, "2" * 64
@@ -139,8 +142,9 @@ def test_staging_dir_symlink_is_refused(models_dir: Path, tmp_path: Path) -> Non
     assert list(elsewhere.iterdir()) == []
 
 
-def test_cli_store_commands(models_dir: Path, two_models: tuple[BuiltModel, BuiltModel],
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_store_commands(
+    models_dir: Path, two_models: tuple[BuiltModel, BuiltModel], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["list", "--models-dir", str(models_dir)]) == 0
     out = capsys.readouterr().out
     assert f"{HOST}/library/a:latest" in out and "ID" in out
@@ -192,8 +196,9 @@ def test_prune_keeps_unique_staging_of_a_live_process(models_dir: Path) -> None:
     assert (store.layout.staging_dir / live).exists()
 
 
-def test_ensure_dir_accepts_a_directory_another_process_creates_meanwhile(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_dir_accepts_a_directory_another_process_creates_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Eight pulls starting at once into a new store: a directory may appear between our look and
     our mkdir (seen in CI as "exists and is not a directory" when the look took two steps)."""
     import os as _os

@@ -97,8 +97,10 @@ class CpuQuota:
 
     def describe(self) -> str:
         knob = "cpu.cfs_quota_us" if self.version == 1 else "cpu.max"
-        return (f"cgroup v{self.version} CPU quota {int(self.cpus * PERIOD_US)} us per {PERIOD_US} us period "
-                f"({knob}; = Kubernetes limits.cpu {self.cpus * 1000:g}m)")
+        return (
+            f"cgroup v{self.version} CPU quota {int(self.cpus * PERIOD_US)} us per {PERIOD_US} us period "
+            f"({knob}; = Kubernetes limits.cpu {self.cpus * 1000:g}m)"
+        )
 
 
 @contextlib.contextmanager

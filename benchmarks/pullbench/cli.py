@@ -42,14 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pullbench", description=__doc__)
     ap.add_argument("--size", type=parse_size, default=512 * MIB, help="model layer size (default 512M)")
     ap.add_argument("--model-file", type=Path, help="push this file (e.g. a real GGUF) as the model layer instead")
-    ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
-                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)")
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)",
+    )
     ap.add_argument("--tools", default=",".join(report.TOOLS), help="comma-separated (default: all)")
     ap.add_argument("--runs", type=int, default=3, help="repetitions per tool and scenario (default 3)")
-    ap.add_argument("--curl-max", type=parse_size, default=64 * MIB,
-                    help="on capped links curl fetches only this prefix of the blob (default 64M)")
-    ap.add_argument("--memory-sizes", default="",
-                    help="also pull models of these sizes over loopback and compare peak RSS, e.g. 256M,4G")
+    ap.add_argument(
+        "--curl-max",
+        type=parse_size,
+        default=64 * MIB,
+        help="on capped links curl fetches only this prefix of the blob (default 64M)",
+    )
+    ap.add_argument(
+        "--memory-sizes",
+        default="",
+        help="also pull models of these sizes over loopback and compare peak RSS, e.g. 256M,4G",
+    )
     ap.add_argument("--no-verify", action="store_true", help="skip hashing the downloaded files afterwards")
     ap.add_argument("--workdir", type=Path, help="scratch directory (default: a new one in $TMPDIR)")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
@@ -100,10 +110,19 @@ def run(a: argparse.Namespace, work: Path, names: list[str], tool_names: list[st
     machine = describe_machine(work)
     log(f"machine: {describe_short(machine)}")
     result: dict[str, Any] = {
-        "schema": SCHEMA, "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "argv": sys.argv[1:],
+        "schema": SCHEMA,
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "argv": sys.argv[1:],
         "machine": machine,
-        "config": {"size": a.size, "runs": a.runs, "scenarios": names, "tools": tool_names,
-                   "curl_max": a.curl_max, "verify": not a.no_verify, "workdir": str(work)},
+        "config": {
+            "size": a.size,
+            "runs": a.runs,
+            "scenarios": names,
+            "tools": tool_names,
+            "curl_max": a.curl_max,
+            "verify": not a.no_verify,
+            "workdir": str(work),
+        },
     }
     t0 = time.monotonic()
     with registry(work) as reg:
@@ -111,8 +130,12 @@ def run(a: argparse.Namespace, work: Path, names: list[str], tool_names: list[st
         model = seed_model(reg, work, a.size, model_file=a.model_file)
         result["model"] = model.as_dict()
         log(f"seeded in {model.seed_seconds:.1f} s: {model.blob_digest[:19]}, {model.total_size} bytes")
-        lim: dict[str, list[float]] = {"sha256_memory_MBps": [], "sha256_cpu_s_per_GiB": [], "sha256_file_MBps": [],
-                                       "disk_fsync_MBps": []}
+        lim: dict[str, list[float]] = {
+            "sha256_memory_MBps": [],
+            "sha256_cpu_s_per_GiB": [],
+            "sha256_file_MBps": [],
+            "disk_fsync_MBps": [],
+        }
         probe = min(model.blob_size, 1 << 30)
         for _ in range(a.runs):
             lim["sha256_memory_MBps"].append(round(limits.sha256_memory(max(probe, 64 * MIB)), 1))
@@ -146,12 +169,20 @@ def memory(work: Path, reg: Any, sizes: list[int], *, verify: bool) -> list[dict
         model = seed_model(reg, work, size, repo=f"library/mem-{label.lower()}", seed=size % 1000)
         base = work / "out" / "memory"
         tools.wipe(base)
-        o = tools.ollama_seed(model.target(reg.url), base / "models", work / "home", verify=verify,
-                              source=model.source)
+        o = tools.ollama_seed(model.target(reg.url), base / "models", work / "home", verify=verify, source=model.source)
         tools.wipe(base)
         d = o.as_dict()
-        out.append({"label": label, "size": model.total_size, "ok": o.ok, "seconds": d["seconds"],
-                    "peak_rss_mb": d["peak_rss_mb"], "cpu_s": d["cpu_s"], "MBps": d["MBps"]})
+        out.append(
+            {
+                "label": label,
+                "size": model.total_size,
+                "ok": o.ok,
+                "seconds": d["seconds"],
+                "peak_rss_mb": d["peak_rss_mb"],
+                "cpu_s": d["cpu_s"],
+                "MBps": d["MBps"],
+            }
+        )
         log(f"  memory {label}: {d['seconds']:.2f} s, rss {d['peak_rss_mb']:.1f} MB, ok={o.ok}")
     return out
 

@@ -73,8 +73,11 @@ def disk_fsync(directory: Path, nbytes: int) -> float:
     count = max(1, -(-nbytes // MIB))
     try:
         t0 = time.perf_counter()
-        subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={count}", "conv=fsync"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={count}", "conv=fsync"],
+            check=True,
+            capture_output=True,
+        )
         return count * MIB / (time.perf_counter() - t0) / 1e6
     finally:
         target.unlink(missing_ok=True)

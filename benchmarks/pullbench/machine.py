@@ -77,8 +77,14 @@ def disk_of(path: Path) -> dict[str, Any]:
         pass
     dev, mnt, fstype = best
     usage = shutil.disk_usage(path)
-    info: dict[str, Any] = {"path": str(path), "device": dev, "mount": mnt, "fs": fstype,
-                            "size_gb": round(usage.total / 1e9, 1), "free_gb": round(usage.free / 1e9, 1)}
+    info: dict[str, Any] = {
+        "path": str(path),
+        "device": dev,
+        "mount": mnt,
+        "fs": fstype,
+        "size_gb": round(usage.total / 1e9, 1),
+        "free_gb": round(usage.free / 1e9, 1),
+    }
     name = Path(dev).name
     base = name.rstrip("0123456789") if not name.startswith("nvme") else name.split("p")[0]
     rot = Path(f"/sys/block/{base}/queue/rotational")
@@ -121,5 +127,7 @@ def describe_machine(workdir: Path) -> dict[str, Any]:
 def describe_short(m: dict[str, Any]) -> str:
     d = m["disk"]
     disk = f"{d['fs']} on {d['device']} ({d.get('model', 'disk')}, {d['size_gb']:g} GB)"
-    return (f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']:g} GiB RAM, {disk}, {m['kernel']}, "
-            f"Python {m['python']}, {m['os']}")
+    return (
+        f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']:g} GiB RAM, {disk}, {m['kernel']}, "
+        f"Python {m['python']}, {m['os']}"
+    )

@@ -45,8 +45,11 @@ class ProcResult:
 
 def clean_env(home: Path) -> dict[str, str]:
     """The environment for tools under test: no proxies, no Ollama settings, HOME in the work dir."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.lower().endswith("_proxy") and not k.startswith(("OLLAMA_", "SSL_CERT_", "CURL_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.lower().endswith("_proxy") and not k.startswith(("OLLAMA_", "SSL_CERT_", "CURL_"))
+    }
     home.mkdir(parents=True, exist_ok=True)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(HOME=str(home), NO_PROXY="127.0.0.1,localhost", PYTHONPATH=str(REPO))
@@ -79,8 +82,9 @@ def run_measured(
     """
     with tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
-        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err,
-                                preexec_fn=preexec)
+        proc = subprocess.Popen(
+            list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err, preexec_fn=preexec
+        )
         killed, reaped, lock = threading.Event(), threading.Event(), threading.Lock()
         hwm = [0]
 
@@ -111,8 +115,17 @@ def run_measured(
         tail = err.read()[-2000:].decode("utf-8", "replace")
     # A process that ended before the first poll: ru_maxrss, an upper bound (see peak_rss_of).
     peak = hwm[0] or usage.ru_maxrss * 1024
-    return ProcResult(list(argv), proc.returncode, seconds, peak, usage.ru_utime + usage.ru_stime,
-                      killed.is_set(), tail, usage.ru_utime, usage.ru_stime)
+    return ProcResult(
+        list(argv),
+        proc.returncode,
+        seconds,
+        peak,
+        usage.ru_utime + usage.ru_stime,
+        killed.is_set(),
+        tail,
+        usage.ru_utime,
+        usage.ru_stime,
+    )
 
 
 def peak_rss_of(pid: int) -> int:
@@ -150,8 +163,14 @@ class ShapingOptions:
     drop_after_bytes: int | None = None
 
     def argv(self) -> list[str]:
-        out = ["--per-conn-mbps", str(self.per_conn_mbps), "--total-mbps", str(self.total_mbps),
-               "--latency-ms", str(self.latency_ms)]
+        out = [
+            "--per-conn-mbps",
+            str(self.per_conn_mbps),
+            "--total-mbps",
+            str(self.total_mbps),
+            "--latency-ms",
+            str(self.latency_ms),
+        ]
         if self.drop_after_bytes is not None:
             out += ["--drop-after-bytes", str(self.drop_after_bytes), "--drop-prob", "1.0", "--drop-style", "fin"]
         return out
@@ -182,10 +201,24 @@ class ProxyProcess:
     cpu_at_mark: float = 0.0
 
     def start(self) -> ProxyProcess:
-        argv = [sys.executable, "-m", "tests.servers.proxy", "--listen", self.listen, "--upstream", self.upstream,
-                *self.shaping.argv()]
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.servers.proxy",
+            "--listen",
+            self.listen,
+            "--upstream",
+            self.upstream,
+            *self.shaping.argv(),
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode().strip()
         if not line.startswith("http://"):

@@ -27,8 +27,10 @@ def summarize(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
         good = [m for m in ms if m["ok"]]
         rates = [m["MBps"] for m in good if m.get("MBps")]
         s: dict[str, Any] = {
-            "runs": len(ms), "failed": len(ms) - len(good),
-            "MBps_median": _r(_median(rates)), "MBps_min": _r(min(rates) if rates else None),
+            "runs": len(ms),
+            "failed": len(ms) - len(good),
+            "MBps_median": _r(_median(rates)),
+            "MBps_min": _r(min(rates) if rates else None),
             "MBps_max": _r(max(rates) if rates else None),
             "seconds_median": _r(_median([m["seconds"] for m in good]), 3),
             "peak_rss_mb_max": max(m["peak_rss_mb"] for m in ms),
@@ -37,8 +39,9 @@ def summarize(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "sys_s_median": _r(_median([m.get("sys_s", 0.0) for m in good]), 3),
             "cpu_s_per_GiB_median": _r(_median([m["cpu_s_per_GiB"] for m in good if m.get("cpu_s_per_GiB")]), 3),
             "noop_seconds_median": _r(_median([m["noop_seconds"] for m in good if m.get("noop_seconds")]), 3),
-            "link_MBps_median": _r(_median([m["proxy"]["link_MBps"] for m in good
-                                            if (m.get("proxy") or {}).get("link_MBps")])),
+            "link_MBps_median": _r(
+                _median([m["proxy"]["link_MBps"] for m in good if (m.get("proxy") or {}).get("link_MBps")])
+            ),
             "notes": sorted({n for m in ms for n in m["notes"]}),
         }
         if scenario.get("resume"):
@@ -82,56 +85,81 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         link = s.get("ollama-seed", {}).get("link_MBps_median")
         aria_link = s.get("aria2c", {}).get("link_MBps_median")
         if ours is not None and cap:
-            add("50 Mbit/s per connection: >= 95% of the aggregate cap (wall time, start-up included)",
-                ours >= 0.95 * cap, f"{ours:.1f} MB/s of {cap:.1f} MB/s = {ours / cap:.1%}")
+            add(
+                "50 Mbit/s per connection: >= 95% of the aggregate cap (wall time, start-up included)",
+                ours >= 0.95 * cap,
+                f"{ours:.1f} MB/s of {cap:.1f} MB/s = {ours / cap:.1%}",
+            )
         if link is not None and cap:
-            add("50 Mbit/s per connection: >= 95% of the aggregate cap (link phase, at the proxy)",
-                link >= 0.95 * cap, f"{link:.1f} MB/s of {cap:.1f} MB/s = {link / cap:.1%}")
+            add(
+                "50 Mbit/s per connection: >= 95% of the aggregate cap (link phase, at the proxy)",
+                link >= 0.95 * cap,
+                f"{link:.1f} MB/s of {cap:.1f} MB/s = {link / cap:.1%}",
+            )
         if ours is not None and aria is not None:
-            add("50 Mbit/s per connection: no slower than aria2c (wall time)", ours >= aria,
-                f"{ours:.1f} vs {aria:.1f} MB/s = {ours / aria:.2f}x")
+            add(
+                "50 Mbit/s per connection: no slower than aria2c (wall time)",
+                ours >= aria,
+                f"{ours:.1f} vs {aria:.1f} MB/s = {ours / aria:.2f}x",
+            )
         if link is not None and aria_link is not None:
-            add("50 Mbit/s per connection: no slower than aria2c (link phase)", link >= aria_link,
-                f"{link:.1f} vs {aria_link:.1f} MB/s = {link / aria_link:.2f}x")
+            add(
+                "50 Mbit/s per connection: no slower than aria2c (link phase)",
+                link >= aria_link,
+                f"{link:.1f} vs {aria_link:.1f} MB/s = {link / aria_link:.2f}x",
+            )
     if "loopback" in sc:
         s = sc["loopback"]["summary"]
         ours = s.get("ollama-seed", {}).get("MBps_median")
         lim = durable_limit(s)
         if ours is not None and lim:
-            add("uncapped loopback: at most 1.25x the durable-download limit, max(curl to a file, dd conv=fsync)",
-                lim[0] / ours <= 1.25, f"{ours:.1f} MB/s vs the limit {lim[0]:.1f} MB/s ({lim[1]}): "
-                f"{lim[0] / ours:.2f}x the limit's time")
+            add(
+                "uncapped loopback: at most 1.25x the durable-download limit, max(curl to a file, dd conv=fsync)",
+                lim[0] / ours <= 1.25,
+                f"{ours:.1f} MB/s vs the limit {lim[0]:.1f} MB/s ({lim[1]}): {lim[0] / ours:.2f}x the limit's time",
+            )
         mine, curl_cpu = (s.get(t, {}).get("cpu_s_per_GiB_median") for t in ("ollama-seed", "curl"))
         hash_cpu = (result.get("limits_summary") or {}).get("sha256_cpu_s_per_GiB")
         if mine and curl_cpu and hash_cpu:
             ref = curl_cpu + hash_cpu
-            add("CPU per GiB, uncapped loopback: at most 1.5x curl + hashlib.sha256 of the same bytes",
-                mine <= 1.5 * ref, f"{mine:.2f} CPU-s/GiB vs {curl_cpu:.2f} + {hash_cpu:.2f} = {ref:.2f}: "
-                f"{mine / ref:.2f}x")
+            add(
+                "CPU per GiB, uncapped loopback: at most 1.5x curl + hashlib.sha256 of the same bytes",
+                mine <= 1.5 * ref,
+                f"{mine:.2f} CPU-s/GiB vs {curl_cpu:.2f} + {hash_cpu:.2f} = {ref:.2f}: {mine / ref:.2f}x",
+            )
     if "quota500" in sc:
         s = sc["quota500"]["summary"]
         ours = s.get("ollama-seed", {}).get("MBps_median")
         for other in ("aria2c", "curl"):
             theirs = s.get(other, {}).get("MBps_median")
             if ours is not None and theirs:
-                add(f"500m CPU quota: no slower than {other} under the same quota", ours >= theirs,
-                    f"{ours:.1f} vs {theirs:.1f} MB/s = {ours / theirs:.2f}x")
+                add(
+                    f"500m CPU quota: no slower than {other} under the same quota",
+                    ours >= theirs,
+                    f"{ours:.1f} vs {theirs:.1f} MB/s = {ours / theirs:.2f}x",
+                )
     if "resume" in sc:
         r = sc["resume"]["summary"].get("ollama-seed", {}).get("transferred_ratio_max")
         if r is not None:
             add("resume: bytes transferred <= 1.05 x blob size", r <= 1.05, f"worst run {r:.3f} x")
     rss = [m["peak_rss_mb"] for s in result["scenarios"] for m in s["measurements"] if m["tool"] == "ollama-seed"]
-    rss += [m.get("first_peak_rss_mb", 0) for s in result["scenarios"] for m in s["measurements"]
-            if m["tool"] == "ollama-seed"]
+    rss += [
+        m.get("first_peak_rss_mb", 0)
+        for s in result["scenarios"]
+        for m in s["measurements"]
+        if m["tool"] == "ollama-seed"
+    ]
     rss += [x["peak_rss_mb"] for x in result.get("memory") or []]
     if rss:
         add("peak RSS <= 100 MB", max(rss) <= 100, f"worst {max(rss):.1f} MB over {len(rss)} ollama-seed processes")
     mem = result.get("memory")
     if mem and len(mem) >= 2:
         small, large = mem[0], mem[-1]
-        add(f"peak RSS for {large['label']} no more than for {small['label']} (5 MB slack)",
+        add(
+            f"peak RSS for {large['label']} no more than for {small['label']} (5 MB slack)",
             large["peak_rss_mb"] <= small["peak_rss_mb"] + 5,
-            f"{large['peak_rss_mb']:.1f} MB vs {small['peak_rss_mb']:.1f} MB")
+            f"{large['peak_rss_mb']:.1f} MB vs {small['peak_rss_mb']:.1f} MB",
+        )
     add("the report states the machine", bool(result.get("machine")), describe_short(result["machine"]))
     return targets
 
@@ -183,38 +211,53 @@ def markdown(result: dict[str, Any]) -> str:
             if t.get("noop_seconds_median"):
                 extra.append(f"a no-op pull (start-up, manifest) takes {t['noop_seconds_median']:.2f} s")
             notes = "; ".join(t["notes"] + extra)
-            cpu = (f"{_fmt(t['cpu_s_median'], '.2f')} ({_fmt(t.get('user_s_median'), '.2f')} + "
-                   f"{_fmt(t.get('sys_s_median'), '.2f')})")
+            cpu = (
+                f"{_fmt(t['cpu_s_median'], '.2f')} ({_fmt(t.get('user_s_median'), '.2f')} + "
+                f"{_fmt(t.get('sys_s_median'), '.2f')})"
+            )
             lines.append(
                 f"| {s['name']} | {tool} | {_fmt(v)} | {_fmt(v * 8 if v else None, '.0f')} | "
                 f"{_fmt(t['MBps_min'], '.0f')}-{_fmt(t['MBps_max'], '.0f')} | "
                 f"{_ratio(v, aria) if tool != 'aria2c' else ''} | {_ratio(v, curl) if tool != 'curl' else ''} | "
                 f"{_ratio(v, cap)} | {_ratio(v, limit[0]) if limit and tool != 'dd' else ''} | "
                 f"{_fmt(t.get('link_MBps_median'))} | {t['peak_rss_mb_max']:.1f} | {cpu} | "
-                f"{_fmt(t.get('cpu_s_per_GiB_median'), '.2f')} | {escape(notes)} |")
+                f"{_fmt(t.get('cpu_s_per_GiB_median'), '.2f')} | {escape(notes)} |"
+            )
     resume = [s for s in result["scenarios"] if s.get("resume")]
     if resume:
-        lines += ["", "Resume (" + resume[0]["link"] + "): kill -9 at about half, run again; blob bytes through "
-                  "the proxy over both runs / blob size.", "",
-                  "| tool | killed at | transferred / blob (median, worst) | rerun s | peak RSS MB |",
-                  "|---|--:|--:|--:|--:|"]
+        lines += [
+            "",
+            "Resume (" + resume[0]["link"] + "): kill -9 at about half, run again; blob bytes through "
+            "the proxy over both runs / blob size.",
+            "",
+            "| tool | killed at | transferred / blob (median, worst) | rerun s | peak RSS MB |",
+            "|---|--:|--:|--:|--:|",
+        ]
         for tool, t in resume[0]["summary"].items():
-            lines.append(f"| {tool} | {_fmt(t.get('killed_at_fraction_median'), '.0%')} | "
-                         f"{_fmt(t.get('transferred_ratio_median'), '.3f')}, "
-                         f"{_fmt(t.get('transferred_ratio_max'), '.3f')} | {_fmt(t['seconds_median'], '.2f')} | "
-                         f"{t['peak_rss_mb_max']:.1f} |")
+            lines.append(
+                f"| {tool} | {_fmt(t.get('killed_at_fraction_median'), '.0%')} | "
+                f"{_fmt(t.get('transferred_ratio_median'), '.3f')}, "
+                f"{_fmt(t.get('transferred_ratio_max'), '.3f')} | {_fmt(t['seconds_median'], '.2f')} | "
+                f"{t['peak_rss_mb_max']:.1f} |"
+            )
         for note in resume[0].get("notes", []):
             lines.append(f"\n{note}")
     if result.get("memory"):
         lines += ["", "| memory: model size | seconds | peak RSS MB | CPU s |", "|---|--:|--:|--:|"]
-        lines += [f"| {x['label']} | {x['seconds']:.2f} | {x['peak_rss_mb']:.1f} | {x['cpu_s']:.2f} |"
-                  for x in result["memory"]]
+        lines += [
+            f"| {x['label']} | {x['seconds']:.2f} | {x['peak_rss_mb']:.1f} | {x['cpu_s']:.2f} |"
+            for x in result["memory"]
+        ]
     lines += ["", "| target | result | numbers |", "|---|---|---|"]
     for t in result["targets"]:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[t["passed"]]
         lines.append(f"| {t['target']} | {verdict} | {escape(t['detail'])} |")
-    busy = [f"{s['name']}/{x['tool']}" for s in result["scenarios"] for x in s["measurements"]
-            if x.get("proxy", {}).get("busy")]
+    busy = [
+        f"{s['name']}/{x['tool']}"
+        for s in result["scenarios"]
+        for x in s["measurements"]
+        if x.get("proxy", {}).get("busy")
+    ]
     if busy:
         lines += ["", f"Proxy near saturation (> 85% of a core) in: {', '.join(sorted(set(busy)))}."]
     return "\n".join(lines) + "\n"
@@ -224,14 +267,19 @@ def svg(result: dict[str, Any]) -> str:
     """Horizontal grouped bars: MB/s per tool per scenario, with the link cap as a tick."""
     rows = [s for s in result["scenarios"] if not s.get("resume")]
     bar, gap, left, width = 16, 14, 230, 520
-    vmax = max([t["MBps_median"] or 0 for s in rows for t in s["summary"].values()]
-               + [s["cap_MBps_16_connections"] or 0 for s in rows] + [1.0])
+    vmax = max(
+        [t["MBps_median"] or 0 for s in rows for t in s["summary"].values()]
+        + [s["cap_MBps_16_connections"] or 0 for s in rows]
+        + [1.0]
+    )
     height = 60 + sum(len(s["summary"]) * bar + gap for s in rows) + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
-           'font-family="sans-serif" font-size="12">',
-           f'<text x="10" y="20" font-size="14" font-weight="bold">pullbench {escape(result["started"])}: '
-           'MB/s, median (higher is better)</text>',
-           f'<text x="10" y="38" fill="#555">{escape(describe_short(result["machine"]))}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">pullbench {escape(result["started"])}: '
+        "MB/s, median (higher is better)</text>",
+        f'<text x="10" y="38" fill="#555">{escape(describe_short(result["machine"]))}</text>',
+    ]
     y = 55
     for s in rows:
         top = y
@@ -244,13 +292,16 @@ def svg(result: dict[str, Any]) -> str:
         cap = s["cap_MBps_16_connections"]
         if cap:
             x = left + width * cap / vmax
-            out.append(f'<line x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{y}" stroke="#c53030" '
-                       'stroke-dasharray="4,3"/>')
+            out.append(
+                f'<line x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{y}" stroke="#c53030" stroke-dasharray="4,3"/>'
+            )
         out.append(f'<text x="10" y="{(top + y) / 2 + 4:.0f}">{escape(s["name"])}</text>')
         y += gap
     lim = result["limits_summary"]
-    for key, label, color in (("disk_fsync_MBps", "disk+fsync", "#2f855a"), ("sha256_file_MBps", "sha256 file",
-                                                                              "#6b46c1")):
+    for key, label, color in (
+        ("disk_fsync_MBps", "disk+fsync", "#2f855a"),
+        ("sha256_file_MBps", "sha256 file", "#6b46c1"),
+    ):
         v = lim.get(key)
         if v and v <= vmax * 1.2:
             x = left + width * min(v, vmax) / vmax

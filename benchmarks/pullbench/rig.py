@@ -36,31 +36,65 @@ class SeededModel:
     origin: str
 
     def target(self, base_url: str) -> Target:
-        return Target(base_url, self.repo, self.tag, self.blob_digest, self.blob_size, self.total_size,
-                      self.blob_sizes)
+        return Target(base_url, self.repo, self.tag, self.blob_digest, self.blob_size, self.total_size, self.blob_sizes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"repo": self.repo, "tag": self.tag, "manifest_digest": self.manifest_digest,
-                "blob_digest": self.blob_digest, "blob_size": self.blob_size, "total_size": self.total_size,
-                "blobs": len(self.blob_sizes), "seed_seconds": round(self.seed_seconds, 2), "origin": self.origin}
+        return {
+            "repo": self.repo,
+            "tag": self.tag,
+            "manifest_digest": self.manifest_digest,
+            "blob_digest": self.blob_digest,
+            "blob_size": self.blob_size,
+            "total_size": self.total_size,
+            "blobs": len(self.blob_sizes),
+            "seed_seconds": round(self.seed_seconds, 2),
+            "origin": self.origin,
+        }
 
 
-def seed_model(registry: DockerRegistry, scratch: Path, size: int, *, repo: str = REPO_NAME,
-               model_file: Path | None = None, seed: int = 0) -> SeededModel:
+def seed_model(
+    registry: DockerRegistry,
+    scratch: Path,
+    size: int,
+    *,
+    repo: str = REPO_NAME,
+    model_file: Path | None = None,
+    seed: int = 0,
+) -> SeededModel:
     """Build (synthetic, or from *model_file*) and push one model; the built layer file is removed after."""
     t0 = time.monotonic()
     build = scratch / "model-build"
     model = make_model(build, size_bytes=size, seed=seed, model_file=model_file)
     seed_registry(registry.url, repo, TAG, model)
     layer = model.model_layer
-    source = (registry.workdir / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256" / layer.hex[:2]
-              / layer.hex / "data")
+    source = (
+        registry.workdir
+        / "storage"
+        / "docker"
+        / "registry"
+        / "v2"
+        / "blobs"
+        / "sha256"
+        / layer.hex[:2]
+        / layer.hex
+        / "data"
+    )
     if not source.is_file():
         raise RuntimeError(f"the registry did not store the blob where expected: {source}")
     shutil.rmtree(build, ignore_errors=True)
     origin = f"GGUF file {model_file.name}" if model_file else f"synthetic (seed {seed})"
-    return SeededModel(repo, TAG, model.manifest_digest, layer.digest, layer.size, model.total_size,
-                       {b.digest: b.size for b in model.blobs}, source, time.monotonic() - t0, origin)
+    return SeededModel(
+        repo,
+        TAG,
+        model.manifest_digest,
+        layer.digest,
+        layer.size,
+        model.total_size,
+        {b.digest: b.size for b in model.blobs},
+        source,
+        time.monotonic() - t0,
+        origin,
+    )
 
 
 @contextlib.contextmanager

@@ -49,27 +49,45 @@ class Scenario:
 
     def describe(self) -> dict[str, Any]:
         s = self.shaping
-        return {"name": self.name, "title": self.title, "via_proxy": s is not None, "cpu_quota": self.cpu_quota,
-                "link": s.describe() if s else "direct to the registry over loopback (no proxy)",
-                "shaping": vars(s) if s else None, "resume": self.resume,
-                "cap_MBps_16_connections": self.cap_MBps(CONNECTIONS), "cap_MBps_1_connection": self.cap_MBps(1)}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "via_proxy": s is not None,
+            "cpu_quota": self.cpu_quota,
+            "link": s.describe() if s else "direct to the registry over loopback (no proxy)",
+            "shaping": vars(s) if s else None,
+            "resume": self.resume,
+            "cap_MBps_16_connections": self.cap_MBps(CONNECTIONS),
+            "cap_MBps_1_connection": self.cap_MBps(1),
+        }
 
 
 def _cap50(**kw: Any) -> ShapingOptions:
     return ShapingOptions(per_conn_mbps=50, **kw)
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("loopback", "uncapped loopback", None, durable=True),
-    Scenario("quota500", "loopback, each tool under a 500m CPU quota (a Kubernetes init container)", None,
-             cpu_quota=0.5, durable=True),
-    Scenario("cap50", "50 Mbit/s per connection", _cap50()),
-    Scenario("cap50-total400", "50 Mbit/s per connection, 400 Mbit/s total", _cap50(total_mbps=400)),
-    Scenario("latency50", "50 ms latency (and 50 Mbit/s per connection)", _cap50(latency_ms=50)),
-    Scenario("drop16", "every connection cut after 16 MiB (and 50 Mbit/s per connection)",
-             _cap50(drop_after_bytes=16 * MIB)),
-    Scenario("resume", "kill -9 at half, run again (50 Mbit/s per connection)", _cap50(), resume=True),
-]}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("loopback", "uncapped loopback", None, durable=True),
+        Scenario(
+            "quota500",
+            "loopback, each tool under a 500m CPU quota (a Kubernetes init container)",
+            None,
+            cpu_quota=0.5,
+            durable=True,
+        ),
+        Scenario("cap50", "50 Mbit/s per connection", _cap50()),
+        Scenario("cap50-total400", "50 Mbit/s per connection, 400 Mbit/s total", _cap50(total_mbps=400)),
+        Scenario("latency50", "50 ms latency (and 50 Mbit/s per connection)", _cap50(latency_ms=50)),
+        Scenario(
+            "drop16",
+            "every connection cut after 16 MiB (and 50 Mbit/s per connection)",
+            _cap50(drop_after_bytes=16 * MIB),
+        ),
+        Scenario("resume", "kill -9 at half, run again (50 Mbit/s per connection)", _cap50(), resume=True),
+    ]
+}
 
 
 @dataclass
@@ -97,18 +115,24 @@ def run_scenario(ctx: Context, sc: Scenario, runs: int, tool_names: list[str]) -
             out["measurements"].append(m)
             ctx.log(_line(sc, m))
     if sc.resume and "curl" in tool_names and ctx.model.blob_size > ctx.curl_max:
-        out["notes"] = ["curl skipped: one capped connection would take too long; curl -C - resumes at the byte "
-                        "anyway (one stream, append to the file)"]
+        out["notes"] = [
+            "curl skipped: one capped connection would take too long; curl -C - resumes at the byte "
+            "anyway (one stream, append to the file)"
+        ]
     return out
 
 
 def _line(sc: Scenario, m: dict[str, Any]) -> str:
     if sc.resume:
-        return (f"  {sc.name:<15} {m['tool']:<12} killed at {m.get('killed_at_fraction', 0):.2f}, "
-                f"transferred {m.get('transferred_ratio') or 0:.3f} x blob, ok={m['ok']}")
+        return (
+            f"  {sc.name:<15} {m['tool']:<12} killed at {m.get('killed_at_fraction', 0):.2f}, "
+            f"transferred {m.get('transferred_ratio') or 0:.3f} x blob, ok={m['ok']}"
+        )
     rate = f"{m['MBps']:8.1f} MB/s" if m.get("MBps") else "  failed   "
-    return (f"  {sc.name:<15} {m['tool']:<12} {rate} {m['seconds']:7.2f} s  rss {m['peak_rss_mb']:6.1f} MB  "
-            f"cpu {m['cpu_s']:6.2f} s{'  ' + '; '.join(m['notes']) if m['notes'] else ''}")
+    return (
+        f"  {sc.name:<15} {m['tool']:<12} {rate} {m['seconds']:7.2f} s  rss {m['peak_rss_mb']:6.1f} MB  "
+        f"cpu {m['cpu_s']:6.2f} s{'  ' + '; '.join(m['notes']) if m['notes'] else ''}"
+    )
 
 
 def _workspace(ctx: Context, tool: str) -> tuple[Path, Path]:
@@ -118,8 +142,9 @@ def _workspace(ctx: Context, tool: str) -> tuple[Path, Path]:
     return base, ctx.workdir / "home"
 
 
-def _invoke(ctx: Context, tool: str, target: tools.Target, base: Path, home: Path, sc: Scenario,
-            **kw: Any) -> tools.Outcome:
+def _invoke(
+    ctx: Context, tool: str, target: tools.Target, base: Path, home: Path, sc: Scenario, **kw: Any
+) -> tools.Outcome:
     if tool == "dd":
         return tools.dd_fsync(target.blob_size, base / "blob", home, **kw)
     if tool == "ollama-seed":
@@ -127,8 +152,15 @@ def _invoke(ctx: Context, tool: str, target: tools.Target, base: Path, home: Pat
     if tool == "aria2c":
         return tools.aria2c(target, base, home, verify=ctx.verify, **kw)
     if tool == "curl":
-        return tools.curl(target, base / "blob", home, nbytes=None if sc.resume or not sc.capped else ctx.curl_max,
-                          verify=ctx.verify, source=ctx.model.source, **kw)
+        return tools.curl(
+            target,
+            base / "blob",
+            home,
+            nbytes=None if sc.resume or not sc.capped else ctx.curl_max,
+            verify=ctx.verify,
+            source=ctx.model.source,
+            **kw,
+        )
     raise ValueError(f"unknown tool {tool!r}")
 
 
@@ -169,10 +201,17 @@ def _proxy_summary(stats: dict[str, Any], cpu: float, seconds: float) -> dict[st
     util = cpu / seconds if seconds > 0 else 0.0
     phase, blob_bytes = stats.get("blob_phase_s"), stats.get("blob_bytes") or 0
     link = round(blob_bytes / phase / 1e6, 2) if phase else None
-    return {"bytes_down": stats.get("bytes_down"), "connections": stats.get("connections"),
-            "link_phase_s": phase, "link_MBps": link,
-            "requests": stats.get("requests"), "faults": stats.get("faults", {}), "cpu_s": round(cpu, 3),
-            "cpu_util": round(util, 3), "busy": util > PROXY_BUSY}
+    return {
+        "bytes_down": stats.get("bytes_down"),
+        "connections": stats.get("connections"),
+        "link_phase_s": phase,
+        "link_MBps": link,
+        "requests": stats.get("requests"),
+        "faults": stats.get("faults", {}),
+        "cpu_s": round(cpu, 3),
+        "cpu_util": round(util, 3),
+        "busy": util > PROXY_BUSY,
+    }
 
 
 def _staged_fraction(models: Path, model: SeededModel) -> float:
@@ -205,11 +244,15 @@ def _resume_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
             # what it counts afterwards, relaying into connections whose client is gone, never
             # reached the client (seen: +9 % of the blob in some runs, while the client's kernel
             # had received 51 %: tcp_info bytes_received of its sockets at the kill).
-            due = (_staged_fraction(base / "models", ctx.model) >= 0.5 if tool == "ollama-seed"
-                   else time.monotonic() >= deadline)
+            due = (
+                _staged_fraction(base / "models", ctx.model) >= 0.5
+                if tool == "ollama-seed"
+                else time.monotonic() >= deadline
+            )
             if due:
                 at_kill_stats.update(first.snapshot())
             return due
+
         killed = _invoke(ctx, tool, target, base, home, sc, kill_when=half)
         at_kill = _staged_fraction(base / "models", ctx.model) if tool == "ollama-seed" else None
         after = first.stop()
@@ -225,14 +268,19 @@ def _resume_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
         b1_after = int(after.get("per_path", {}).get(blob_path, 0))
         b2 = int(s2.get("per_path", {}).get(blob_path, 0))
         m = rerun.as_dict()
-        m.update({
-            "first_killed": killed.proc.killed, "first_seconds": round(killed.proc.seconds, 3),
-            "first_peak_rss_mb": round(killed.proc.peak_rss_bytes / 1e6, 1),
-            "killed_at_fraction": round(at_kill if at_kill is not None else b1 / ctx.model.blob_size, 3),
-            "blob_bytes_first": b1, "blob_bytes_first_counted_after_kill": b1_after, "blob_bytes_second": b2,
-            "transferred_ratio": round((b1 + b2) / ctx.model.blob_size, 4),
-            "proxy": _proxy_summary(s2, cpu, rerun.proc.seconds),
-        })
+        m.update(
+            {
+                "first_killed": killed.proc.killed,
+                "first_seconds": round(killed.proc.seconds, 3),
+                "first_peak_rss_mb": round(killed.proc.peak_rss_bytes / 1e6, 1),
+                "killed_at_fraction": round(at_kill if at_kill is not None else b1 / ctx.model.blob_size, 3),
+                "blob_bytes_first": b1,
+                "blob_bytes_first_counted_after_kill": b1_after,
+                "blob_bytes_second": b2,
+                "transferred_ratio": round((b1 + b2) / ctx.model.blob_size, 4),
+                "proxy": _proxy_summary(s2, cpu, rerun.proc.seconds),
+            }
+        )
         if not killed.proc.killed:
             m["ok"] = False
             m["notes"].append("the first run ended before it could be killed")
@@ -241,4 +289,3 @@ def _resume_one(ctx: Context, sc: Scenario, tool: str) -> dict[str, Any]:
         for p in proxies:
             p.stop()
         tools.wipe(base)
-

@@ -72,22 +72,48 @@ class Outcome:
     def as_dict(self) -> dict[str, Any]:
         p = self.proc
         return {
-            "tool": self.tool, "ok": self.ok, "returncode": p.returncode, "killed": p.killed,
-            "seconds": round(p.seconds, 4), "bytes": self.nbytes,
+            "tool": self.tool,
+            "ok": self.ok,
+            "returncode": p.returncode,
+            "killed": p.killed,
+            "seconds": round(p.seconds, 4),
+            "bytes": self.nbytes,
             "MBps": round(self.nbytes / p.seconds / 1e6, 2) if p.seconds > 0 and p.ok else None,
-            "peak_rss_mb": round(p.peak_rss_bytes / 1e6, 1), "cpu_s": round(p.cpu_seconds, 3),
-            "user_s": round(p.user_seconds, 3), "sys_s": round(p.sys_seconds, 3),
+            "peak_rss_mb": round(p.peak_rss_bytes / 1e6, 1),
+            "cpu_s": round(p.cpu_seconds, 3),
+            "user_s": round(p.user_seconds, 3),
+            "sys_s": round(p.sys_seconds, 3),
             "cpu_s_per_GiB": round(p.cpu_seconds / self.nbytes * 2**30, 3) if self.nbytes and p.ok else None,
-            "verified": self.verified, "attempts": self.attempts, "notes": self.notes,
+            "verified": self.verified,
+            "attempts": self.attempts,
+            "notes": self.notes,
             "stderr_tail": p.stderr_tail[-600:] if not p.ok else "",
         }
 
 
-def ollama_seed(target: Target, models: Path, home: Path, *, verify: bool, source: Path | None,
-                kill_when: Callable[[], bool] | None = None, timeout: float = 900.0,
-                preexec: Callable[[], None] | None = None) -> Outcome:
-    argv = [sys.executable, "-m", "ollama_seed", "pull", "--insecure", "--models-dir", str(models),
-            "--progress", "none", target.model_name]
+def ollama_seed(
+    target: Target,
+    models: Path,
+    home: Path,
+    *,
+    verify: bool,
+    source: Path | None,
+    kill_when: Callable[[], bool] | None = None,
+    timeout: float = 900.0,
+    preexec: Callable[[], None] | None = None,
+) -> Outcome:
+    argv = [
+        sys.executable,
+        "-m",
+        "ollama_seed",
+        "pull",
+        "--insecure",
+        "--models-dir",
+        str(models),
+        "--progress",
+        "none",
+        target.model_name,
+    ]
     proc = run_measured(argv, env=clean_env(home), kill_when=kill_when, timeout=timeout, preexec=preexec)
     out = Outcome("ollama-seed", proc, target.total_size)
     if proc.ok:
@@ -108,17 +134,41 @@ def _check_store(target: Target, models: Path, *, verify: bool, source: Path | N
     return True
 
 
-def aria2c(target: Target, out_dir: Path, home: Path, *, verify: bool, resume: bool = False,
-           kill_when: Callable[[], bool] | None = None, timeout: float = 900.0,
-           preexec: Callable[[], None] | None = None) -> Outcome:
+def aria2c(
+    target: Target,
+    out_dir: Path,
+    home: Path,
+    *,
+    verify: bool,
+    resume: bool = False,
+    kill_when: Callable[[], bool] | None = None,
+    timeout: float = 900.0,
+    preexec: Callable[[], None] | None = None,
+) -> Outcome:
     out_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["aria2c", "-x16", "-s16", "-k1M", "--dir", str(out_dir), "--out", "blob", "--allow-overwrite=true",
-            "--auto-file-renaming=false", "--max-tries=0", "--retry-wait=0", "--console-log-level=warn",
-            "--summary-interval=0", "--download-result=hide", "--check-certificate=false"]
+    argv = [
+        "aria2c",
+        "-x16",
+        "-s16",
+        "-k1M",
+        "--dir",
+        str(out_dir),
+        "--out",
+        "blob",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--max-tries=0",
+        "--retry-wait=0",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--download-result=hide",
+        "--check-certificate=false",
+    ]
     if resume:
         argv.append("--continue=true")
-    proc = run_measured([*argv, target.blob_url], env=clean_env(home), kill_when=kill_when, timeout=timeout,
-                        preexec=preexec)
+    proc = run_measured(
+        [*argv, target.blob_url], env=clean_env(home), kill_when=kill_when, timeout=timeout, preexec=preexec
+    )
     out = Outcome("aria2c", proc, target.blob_size)
     if proc.ok:
         path = out_dir / "blob"
@@ -128,9 +178,19 @@ def aria2c(target: Target, out_dir: Path, home: Path, *, verify: bool, resume: b
     return out
 
 
-def curl(target: Target, out_file: Path, home: Path, *, nbytes: int | None, verify: bool, source: Path | None,
-         resume: bool = False, kill_when: Callable[[], bool] | None = None, timeout: float = 900.0,
-         preexec: Callable[[], None] | None = None) -> Outcome:
+def curl(
+    target: Target,
+    out_file: Path,
+    home: Path,
+    *,
+    nbytes: int | None,
+    verify: bool,
+    source: Path | None,
+    resume: bool = False,
+    kill_when: Callable[[], bool] | None = None,
+    timeout: float = 900.0,
+    preexec: Callable[[], None] | None = None,
+) -> Outcome:
     """curl to a file; ``nbytes`` fetches only that prefix (a Range request); ``resume`` appends."""
     want = target.blob_size if nbytes is None or nbytes >= target.blob_size else nbytes
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -162,14 +222,16 @@ def curl(target: Target, out_file: Path, home: Path, *, nbytes: int | None, veri
     if total.ok:
         out.verified = final == want
         if out.verified and verify:
-            expect = target.blob_digest[7:] if want == target.blob_size or source is None else (
-                sha256_prefix(source, want))
+            expect = (
+                target.blob_digest[7:] if want == target.blob_size or source is None else (sha256_prefix(source, want))
+            )
             out.verified = sha256_file(out_file)[1] == expect
     return out
 
 
-def dd_fsync(nbytes: int, out_file: Path, home: Path, *, preexec: Callable[[], None] | None = None,
-             timeout: float = 900.0) -> Outcome:
+def dd_fsync(
+    nbytes: int, out_file: Path, home: Path, *, preexec: Callable[[], None] | None = None, timeout: float = 900.0
+) -> Outcome:
     """``dd if=/dev/zero of=FILE bs=1M count=N conv=fsync``: *nbytes* (rounded up to MiB) made durable."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
     count = max(1, -(-nbytes // 2**20))
@@ -182,9 +244,17 @@ def dd_fsync(nbytes: int, out_file: Path, home: Path, *, preexec: Callable[[], N
 
 
 def _add(a: ProcResult, b: ProcResult) -> ProcResult:
-    return ProcResult(a.argv, b.returncode, a.seconds + b.seconds, max(a.peak_rss_bytes, b.peak_rss_bytes),
-                      a.cpu_seconds + b.cpu_seconds, a.killed or b.killed, b.stderr_tail,
-                      a.user_seconds + b.user_seconds, a.sys_seconds + b.sys_seconds)
+    return ProcResult(
+        a.argv,
+        b.returncode,
+        a.seconds + b.seconds,
+        max(a.peak_rss_bytes, b.peak_rss_bytes),
+        a.cpu_seconds + b.cpu_seconds,
+        a.killed or b.killed,
+        b.stderr_tail,
+        a.user_seconds + b.user_seconds,
+        a.sys_seconds + b.sys_seconds,
+    )
 
 
 def wipe(path: Path) -> None:

@@ -67,8 +67,10 @@ def _here(work: Job[T], progress: ProgressCallback | None, async_name: str) -> T
         except RuntimeError:
             pass
         else:
-            raise RuntimeError(f"ollama_seed.{async_name[1:]}() blocks, so it cannot run inside a running event "
-                               f"loop; use 'await ollama_seed.{async_name}(...)' there instead")
+            raise RuntimeError(
+                f"ollama_seed.{async_name[1:]}() blocks, so it cannot run inside a running event "
+                f"loop; use 'await ollama_seed.{async_name}(...)' there instead"
+            )
     return work(threading.Event(), progress or (lambda event: None))
 
 
@@ -152,13 +154,24 @@ async def aexport_bundle(
         IntegrityError: a store blob is corrupt. InsufficientSpace: the output does not fit.
         BundleError: the output cannot be used. ValueError: bad options.
     """
-    return await _in_thread(_export_job(names, output, models_dir=models_dir, compress=compress,
-                                        split_size=split_size, format=format, verify=verify), progress)
+    return await _in_thread(
+        _export_job(
+            names, output, models_dir=models_dir, compress=compress, split_size=split_size, format=format, verify=verify
+        ),
+        progress,
+    )
 
 
-def _export_job(names: str | ModelName | Iterable[str | ModelName], output: StrPath | IO[bytes], *,
-                models_dir: StrPath | None = None, compress: str | Compression = "auto",
-                split_size: int | str | None = None, format: str = "ollama", verify: bool = True) -> Job[ExportResult]:
+def _export_job(
+    names: str | ModelName | Iterable[str | ModelName],
+    output: StrPath | IO[bytes],
+    *,
+    models_dir: StrPath | None = None,
+    compress: str | Compression = "auto",
+    split_size: int | str | None = None,
+    format: str = "ollama",
+    verify: bool = True,
+) -> Job[ExportResult]:
     """Check the options (raising at once) and return the export as a job for a thread."""
     refs = _names(names)
     comp = parse_compress(compress)
@@ -169,8 +182,9 @@ def _export_job(names: str | ModelName | Iterable[str | ModelName], output: StrP
         raise ValueError("split parts need a file name for -o, not standard output")
     is_path = isinstance(output, (str, os.PathLike)) and output != "-"
     if format == "dir" and (not is_path or part or comp.kind not in ("auto", "none")):
-        raise ValueError("--format dir writes a directory tree: give a directory for -o, without --split-size "
-                         "or --compress")
+        raise ValueError(
+            "--format dir writes a directory tree: give a directory for -o, without --split-size or --compress"
+        )
     oci_dir = format == "oci" and is_path and not str(output).endswith((".tar", ".tar.zst", ".tar.gz", ".tgz"))
     if oci_dir and (part or comp.kind in ("zstd", "gzip")):
         raise ValueError("an OCI layout directory cannot be split or compressed; name the output FILE.tar")
@@ -189,8 +203,16 @@ def _export_job(names: str | ModelName | Iterable[str | ModelName], output: StrP
         if oci_dir:
             assert isinstance(output, (str, os.PathLike))
             exporter.write_oci_dir(Path(output))
-            return ExportResult(tuple(n for n, _ in models), exporter.blobs, exporter.bytes_in, exporter.bytes_in,
-                                "none", "oci", (str(output),), time.monotonic() - started)
+            return ExportResult(
+                tuple(n for n, _ in models),
+                exporter.blobs,
+                exporter.bytes_in,
+                exporter.bytes_in,
+                "none",
+                "oci",
+                (str(output),),
+                time.monotonic() - started,
+            )
         inner = _sink(output, part)
         sink: Sink = inner
         if chosen.kind == "zstd":
@@ -203,14 +225,23 @@ def _export_job(names: str | ModelName | Iterable[str | ModelName], output: StrP
         except BaseException:
             sink.abort()
             raise
-        return ExportResult(tuple(n for n, _ in models), exporter.blobs, exporter.bytes_in, inner.bytes_written,
-                            str(chosen), format, tuple(paths), time.monotonic() - started)
+        return ExportResult(
+            tuple(n for n, _ in models),
+            exporter.blobs,
+            exporter.bytes_in,
+            inner.bytes_written,
+            str(chosen),
+            format,
+            tuple(paths),
+            time.monotonic() - started,
+        )
 
     return work
 
 
-def export_bundle(names: str | ModelName | Iterable[str | ModelName], output: StrPath | IO[bytes],
-                  **options: Any) -> ExportResult:
+def export_bundle(
+    names: str | ModelName | Iterable[str | ModelName], output: StrPath | IO[bytes], **options: Any
+) -> ExportResult:
     """Blocking form of :func:`aexport_bundle`; same options. Not for use inside an event loop."""
     progress = options.pop("progress", None)
     return _here(_export_job(names, output, **options), progress, "aexport_bundle")
@@ -225,9 +256,14 @@ def _name(value: str | ModelName | None) -> ModelName | None:
     return ModelName.parse(value)
 
 
-async def aimport_bundle(source: BundleSource, *, models_dir: StrPath | None = None,
-                         names: Iterable[str | ModelName] = (), as_name: str | ModelName | None = None,
-                         progress: ProgressCallback | None = None) -> ImportResult:
+async def aimport_bundle(
+    source: BundleSource,
+    *,
+    models_dir: StrPath | None = None,
+    names: Iterable[str | ModelName] = (),
+    as_name: str | ModelName | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
     """Install the models of a bundle, verifying every byte; never needs the whole bundle on disk.
 
     Args:
@@ -250,8 +286,13 @@ async def aimport_bundle(source: BundleSource, *, models_dir: StrPath | None = N
     return await _in_thread(_import_job(source, models_dir=models_dir, names=names, as_name=as_name), progress)
 
 
-def _import_job(source: BundleSource, *, models_dir: StrPath | None = None, names: Iterable[str | ModelName] = (),
-                as_name: str | ModelName | None = None) -> Job[ImportResult]:
+def _import_job(
+    source: BundleSource,
+    *,
+    models_dir: StrPath | None = None,
+    names: Iterable[str | ModelName] = (),
+    as_name: str | ModelName | None = None,
+) -> Job[ImportResult]:
     store = ModelStore(models_dir)
     picked = [n if isinstance(n, ModelName) else ModelName.parse(n) for n in names]
     rename = _name(as_name)
@@ -268,8 +309,9 @@ def import_bundle(source: BundleSource, **options: Any) -> ImportResult:
     return _here(_import_job(source, **options), progress, "aimport_bundle")
 
 
-async def averify_bundle(source: BundleSource, *, models_dir: StrPath | None = None,
-                         progress: ProgressCallback | None = None) -> ImportResult:
+async def averify_bundle(
+    source: BundleSource, *, models_dir: StrPath | None = None, progress: ProgressCallback | None = None
+) -> ImportResult:
     """Read a whole bundle and check it as an import would, writing nothing.
 
     Blobs a manifest needs but the bundle lacks are looked up in *models_dir* when given.
@@ -309,4 +351,3 @@ def inspect_bundle(source: BundleSource) -> BundleInfo:
     from .inspect import inspect_source
 
     return _here(lambda cancel, emit: inspect_source(source, cancel, emit), None, "ainspect_bundle")
-

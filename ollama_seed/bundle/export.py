@@ -109,14 +109,22 @@ def resolve_models(store: ModelStore, names: Sequence[ModelName]) -> list[tuple[
         seen.add(model.name)
         missing = store.missing(model.manifest)
         if missing:
-            raise StoreError(f"{model.name.display} is incomplete in {store.root}: blob {missing[0].digest} is "
-                             f"missing or of the wrong size; run 'ollama-seed pull {model.name.display}' first")
+            raise StoreError(
+                f"{model.name.display} is incomplete in {store.root}: blob {missing[0].digest} is "
+                f"missing or of the wrong size; run 'ollama-seed pull {model.name.display}' first"
+            )
         out.append((model.name, model.manifest))
     return out
 
 
-def export_dir(store: ModelStore, models: list[tuple[ModelName, Manifest]], root: Path, *,
-               emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> ExportResult:
+def export_dir(
+    store: ModelStore,
+    models: list[tuple[ModelName, Manifest]],
+    root: Path,
+    *,
+    emit: Callable[[ProgressEvent], None],
+    cancel: threading.Event,
+) -> ExportResult:
     """``--format dir``: *models* into a plain models-directory tree at *root* (what rsync users want).
 
     It is an import of the store into *root*: every blob hashed while staged there, blobs
@@ -142,15 +150,30 @@ def export_dir(store: ModelStore, models: list[tuple[ModelName, Manifest]], root
     if fresh:
         shutil.rmtree(dest.layout.state_dir, ignore_errors=True)
     total = sum(len(m.raw) + sum(layer.size for layer in m.blobs) for _, m in models)
-    return ExportResult(tuple(name for name, _ in models), result.blobs_written, total, result.bytes_written,
-                        "none", "dir", (str(root),), time.monotonic() - started)
+    return ExportResult(
+        tuple(name for name, _ in models),
+        result.blobs_written,
+        total,
+        result.bytes_written,
+        "none",
+        "dir",
+        (str(root),),
+        time.monotonic() - started,
+    )
 
 
 class Exporter:
     """Writes one bundle."""
 
-    def __init__(self, store: ModelStore, models: list[tuple[ModelName, Manifest]], *, verify: bool = True,
-                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        models: list[tuple[ModelName, Manifest]],
+        *,
+        verify: bool = True,
+        emit: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.store, self.models, self.verify = store, models, verify
         self.emit = emit or (lambda event: None)
         self.cancel = cancel
@@ -165,6 +188,7 @@ class Exporter:
     def write_tar(self, sink: Sink, *, oci: bool = False) -> None:
         """The whole bundle (ollama-seed format, or an OCI layout as tar) into *sink*; not committed."""
         from .oci import encode_index, encode_layout, oci_twin  # loaded only for OCI output
+
         now = time.time()
         with self._pool() as pool:
             self.ring = HashRing(pool)
@@ -252,18 +276,21 @@ class Exporter:
             raise_os_error(exc, f"reading {layer.digest}")
         self.ring.wait()
         if hasher is not None and hasher.hexdigest() != layer.digest.hex:
-            raise IntegrityError(f"blob {layer.digest} in {self.store.root} is corrupt (its sha256 is "
-                                 f"{hasher.hexdigest()}); run 'ollama-seed pull {name.display}' to repair it",
-                                 expected=layer.digest.hex, actual=hasher.hexdigest())
+            raise IntegrityError(
+                f"blob {layer.digest} in {self.store.root} is corrupt (its sha256 is "
+                f"{hasher.hexdigest()}); run 'ollama-seed pull {name.display}' to repair it",
+                expected=layer.digest.hex,
+                actual=hasher.hexdigest(),
+            )
         self.blobs += 1
         self.bytes_in += layer.size
-        self.emit(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, layer.size,
-                                done=True))
+        self.emit(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, layer.size, done=True))
 
     # -- OCI directory ----------------------------------------------------------------
     def write_oci_dir(self, root: Path) -> None:
         """An OCI image layout directory at *root* (absent or empty); removed again on failure."""
         from .oci import encode_index, encode_layout, oci_twin
+
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise StoreError(f"{root} exists and is not an empty directory; choose a new directory for the layout")
         created_root = not root.exists()

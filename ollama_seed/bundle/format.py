@@ -201,8 +201,10 @@ def _want(cond: bool, why: str) -> None:
 
 
 def _int(value: Any, what: str, limit: int = MAX_BLOB_SIZE) -> int:
-    _want(isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit,
-          f"{what} must be a whole number from 0 to {limit}")
+    _want(
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit,
+        f"{what} must be a whole number from 0 to {limit}",
+    )
     return int(value)
 
 
@@ -231,8 +233,11 @@ class BundleIndex:
         for name, manifest in models:
             for layer in manifest.blobs:
                 blobs.setdefault(layer.digest, IndexBlob(layer.digest, layer.size, layer.media_type))
-            entries.append(IndexModel(name.unpinned(), manifest.digest, len(manifest.raw),
-                                      tuple(layer.digest for layer in manifest.blobs)))
+            entries.append(
+                IndexModel(
+                    name.unpinned(), manifest.digest, len(manifest.raw), tuple(layer.digest for layer in manifest.blobs)
+                )
+            )
         return cls(tuple(entries), tuple(blobs.values()), created_by, created)
 
     @property
@@ -252,9 +257,11 @@ class BundleIndex:
             "created_by": self.created_by,
             "created": self.created,
             "models": [
-                {"name": str(m.name), "manifest": {"path": m.manifest_path, "digest": str(m.manifest_digest),
-                                                   "size": m.manifest_size},
-                 "blobs": [str(d) for d in m.blobs]}
+                {
+                    "name": str(m.name),
+                    "manifest": {"path": m.manifest_path, "digest": str(m.manifest_digest), "size": m.manifest_size},
+                    "blobs": [str(d) for d in m.blobs],
+                }
                 for m in self.models
             ],
             "blobs": [{"digest": str(b.digest), "size": b.size, "mediaType": b.media_type} for b in self.blobs],
@@ -281,8 +288,10 @@ class BundleIndex:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise BundleError(f"the bundle index has no valid version ({version!r})")
         if version > FORMAT_VERSION:
-            raise BundleError(f"this bundle has format version {version}, made by {doc.get('created_by', '?')!s:.80}; "
-                              f"this ollama-seed reads version {FORMAT_VERSION}: upgrade ollama-seed to import it")
+            raise BundleError(
+                f"this bundle has format version {version}, made by {doc.get('created_by', '?')!s:.80}; "
+                f"this ollama-seed reads version {FORMAT_VERSION}: upgrade ollama-seed to import it"
+            )
         try:
             return cls._decode(doc, version)
         except _Bad as exc:
@@ -334,8 +343,10 @@ def _decode_model(obj: Any, i: int) -> IndexModel:
     digests = tuple(_digest(d, f"models[{i}].blobs") for d in blob_list)
     _want(len(set(digests)) == len(digests), f"models[{i}].blobs lists a digest twice")
     model = IndexModel(name, digest, size, digests)
-    _want(man.get("path", model.manifest_path) == model.manifest_path,
-          f"models[{i}].manifest.path does not match the name {name}")
+    _want(
+        man.get("path", model.manifest_path) == model.manifest_path,
+        f"models[{i}].manifest.path does not match the name {name}",
+    )
     return model
 
 

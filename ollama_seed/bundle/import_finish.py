@@ -33,9 +33,16 @@ __all__ = ["ImporterBase"]
 class ImporterBase:
     """State and the completion half of :class:`~.importer.Importer`."""
 
-    def __init__(self, store: ModelStore | None, *, install: bool,
-                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None,
-                 rename: ModelName | None = None, manifests_last: bool = False) -> None:
+    def __init__(
+        self,
+        store: ModelStore | None,
+        *,
+        install: bool,
+        emit: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        rename: ModelName | None = None,
+        manifests_last: bool = False,
+    ) -> None:
         self.store = store
         self.install = install and store is not None
         self.emit = emit or (lambda event: None)
@@ -52,8 +59,10 @@ class ImporterBase:
         todo = [m.name for m in self.st.index.models] if self.st.index else list(self.st.pending)
         missing = ", ".join(n.display for n in todo if n not in self.st.done) or "none known"
         verb = "installed" if self.install else "verified"
-        exc = TruncatedBundle(f"{message}. Models {verb}: {done}; not {verb}: {missing}. Copy the bundle again "
-                              "and re-run; completed models and blobs are skipped")
+        exc = TruncatedBundle(
+            f"{message}. Models {verb}: {done}; not {verb}: {missing}. Copy the bundle again "
+            "and re-run; completed models and blobs are skipped"
+        )
         exc.installed = tuple(self.st.done)  # type: ignore[attr-defined]
         return exc
 
@@ -64,8 +73,10 @@ class ImporterBase:
             if blob is None and not self._in_store(layer.digest, layer.size):
                 return
             if blob is not None and blob.size != layer.size:
-                raise BundleError(f"the manifest of {name.display} gives {layer.digest} {layer.size} bytes; "
-                                  f"the bundle carries {blob.size}")
+                raise BundleError(
+                    f"the manifest of {name.display} gives {layer.digest} {layer.size} bytes; "
+                    f"the bundle carries {blob.size}"
+                )
         del self.st.pending[name]
         if self.rename is not None or self.manifests_last:
             if self.rename is None and self.install:
@@ -108,14 +119,21 @@ class ImporterBase:
     def _finish(self) -> None:
         st = self.st
         if st.oz_manifest is not None:
-            raise BundleError("this ollamazip archive has a manifest.json but no metadata.json naming the model; "
-                              "import it with --as NAME")
+            raise BundleError(
+                "this ollamazip archive has a manifest.json but no metadata.json naming the model; "
+                "import it with --as NAME"
+            )
         if st.pending:
             name, manifest = next(iter(st.pending.items()))
-            absent = [layer.digest for layer in manifest.blobs
-                      if layer.digest not in st.blobs and not self._in_store(layer.digest, layer.size)]
-            raise BundleError(f"the manifest of {name.display} references blob {absent[0] if absent else '?'}, "
-                              "which is neither in the bundle nor in the store; that model was not installed")
+            absent = [
+                layer.digest
+                for layer in manifest.blobs
+                if layer.digest not in st.blobs and not self._in_store(layer.digest, layer.size)
+            ]
+            raise BundleError(
+                f"the manifest of {name.display} references blob {absent[0] if absent else '?'}, "
+                "which is neither in the bundle nor in the store; that model was not installed"
+            )
         expected: list[ModelName] = []
         if st.index is not None:
             expected = [m.name for m in st.index.models]
@@ -131,8 +149,10 @@ class ImporterBase:
             raise BundleError("this ollamazip archive holds no manifest.json; there is no model to install")
         if self.rename is not None and len(have) > 1:
             shown = ", ".join(sorted(n.display for n in have))
-            raise BundleError(f"--as names one model, but this bundle holds {len(have)} ({shown}); import it "
-                              "without --as, then give one of them another name with 'ollama-seed cp'")
+            raise BundleError(
+                f"--as names one model, but this bundle holds {len(have)} ({shown}); import it "
+                "without --as, then give one of them another name with 'ollama-seed cp'"
+            )
         for name, manifest in st.ready:
             self._complete(name, manifest)
         st.ready.clear()

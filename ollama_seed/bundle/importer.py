@@ -48,8 +48,13 @@ END_SLACK = 1024 * 1024
 INITIAL_LIMIT = MAX_INDEX_BYTES + 4 * MAX_PAX + 64 * 1024
 MAX_HELD_SMALL = 64 * 1024 * 1024
 PROGRESS_STEP = 16 * CHUNK
-_FAMILY = {MemberKind.OCI_LAYOUT: "oci", MemberKind.OCI_INDEX: "oci", MemberKind.OCI_BLOB: "oci",
-           MemberKind.OZ_METADATA: "ollamazip", MemberKind.OZ_MANIFEST: "ollamazip"}
+_FAMILY = {
+    MemberKind.OCI_LAYOUT: "oci",
+    MemberKind.OCI_INDEX: "oci",
+    MemberKind.OCI_BLOB: "oci",
+    MemberKind.OZ_METADATA: "ollamazip",
+    MemberKind.OZ_MANIFEST: "ollamazip",
+}
 _SHOWN = {"oci": "OCI layout", "ollamazip": "ollamazip", "tar": "models-directory", "ollama-seed": "ollama-seed"}
 
 
@@ -64,18 +69,31 @@ class Importer(ImporterBase):
     writes every manifest after the last blob (see :mod:`.import_finish`).
     """
 
-    def __init__(self, store: ModelStore | None, *, install: bool,
-                 emit: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None,
-                 rename: ModelName | None = None, manifests_last: bool = False) -> None:
-        super().__init__(store, install=install, emit=emit, cancel=cancel, rename=rename,
-                         manifests_last=manifests_last)
+    def __init__(
+        self,
+        store: ModelStore | None,
+        *,
+        install: bool,
+        emit: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        rename: ModelName | None = None,
+        manifests_last: bool = False,
+    ) -> None:
+        super().__init__(store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last)
         self.members: MemberSource | None = None
         self.bounded: BoundedSource | None = None
         self.ring = HashRing(None)
 
     # -- driver -----------------------------------------------------------------------
-    def run(self, members: MemberSource, bounded: BoundedSource | None, *, label: str, compression: str,
-            directory: bool = False) -> ImportResult:
+    def run(
+        self,
+        members: MemberSource,
+        bounded: BoundedSource | None,
+        *,
+        label: str,
+        compression: str,
+        directory: bool = False,
+    ) -> ImportResult:
         """Read every member of *members*; install (or just check) what they carry.
 
         Raises:
@@ -105,9 +123,18 @@ class Importer(ImporterBase):
             finally:
                 self.ring.wait()
                 self._cleanup()
-        return ImportResult(tuple(self.st.done), tuple(self.st.replaced), tuple(self.st.unchanged), self.st.written,
-                            self.st.skipped, self.st.bytes_written, bounded.count if bounded else 0,
-                            self.st.kind or "empty", compression, time.monotonic() - started)
+        return ImportResult(
+            tuple(self.st.done),
+            tuple(self.st.replaced),
+            tuple(self.st.unchanged),
+            self.st.written,
+            self.st.skipped,
+            self.st.bytes_written,
+            bounded.count if bounded else 0,
+            self.st.kind or "empty",
+            compression,
+            time.monotonic() - started,
+        )
 
     def _member(self, member: Member, first: bool) -> None:
         kind = member.ref.kind
@@ -125,8 +152,10 @@ class Importer(ImporterBase):
             family = "ollamazip"  # its blobs are named as ours are
         self.st.kind = self.st.kind or family
         if family != {"ollama-seed": "tar"}.get(self.st.kind, self.st.kind):
-            raise BundleError(f"refusing bundle member {member.ref.path!r}: the bundle mixes {_SHOWN[family]} "
-                              f"members with {_SHOWN.get(self.st.kind, self.st.kind)} ones")
+            raise BundleError(
+                f"refusing bundle member {member.ref.path!r}: the bundle mixes {_SHOWN[family]} "
+                f"members with {_SHOWN.get(self.st.kind, self.st.kind)} ones"
+            )
         if kind in (MemberKind.OZ_METADATA, MemberKind.OZ_MANIFEST):
             self._on_ollamazip(member)
         elif kind is MemberKind.MANIFEST:
@@ -147,8 +176,9 @@ class Importer(ImporterBase):
             BundleError: the member is larger.
         """
         if member.size > limit:
-            raise BundleError(f"refusing bundle member {member.ref.path!r}: {member.size} bytes, "
-                              f"more than the {limit} allowed")
+            raise BundleError(
+                f"refusing bundle member {member.ref.path!r}: {member.size} bytes, more than the {limit} allowed"
+            )
         assert self.members is not None
         buf = bytearray(member.size)
         view = memoryview(buf)
@@ -166,15 +196,19 @@ class Importer(ImporterBase):
         self.st.kind, self.st.index = "ollama-seed", index
         if self.rename is not None and len(index.models) > 1:
             shown = ", ".join(m.name.display for m in index.models[:5])
-            raise BundleError(f"--as names one model, but this bundle holds {len(index.models)} ({shown}); import "
-                              "it without --as, then give one of them another name with 'ollama-seed cp'")
+            raise BundleError(
+                f"--as names one model, but this bundle holds {len(index.models)} ({shown}); import "
+                "it without --as, then give one of them another name with 'ollama-seed cp'"
+            )
         carried = index.blob_map
         for model in index.models:
             for digest in model.blobs:
                 if digest not in carried and not (self.store and self.store.blob_size(digest) is not None):
                     where = f"in {self.store.root}" if self.store else "given (pass the models directory)"
-                    raise BundleError(f"model {model.name.display} needs blob {digest}, which is neither in the "
-                                      f"bundle nor in the store {where}; refusing the bundle")
+                    raise BundleError(
+                        f"model {model.name.display} needs blob {digest}, which is neither in the "
+                        f"bundle nor in the store {where}; refusing the bundle"
+                    )
         self.st.declared = {b.digest: b.size for b in index.blobs}
         if self.bounded is not None:
             budget = sum(size + padding(size) for size in self.st.declared.values())
@@ -197,8 +231,9 @@ class Importer(ImporterBase):
             if model is None:
                 raise BundleError(f"refusing bundle member {path!r}: the index does not list this model")
             if len(raw) != model.manifest_size or hashlib.sha256(raw).hexdigest() != model.manifest_digest.hex:
-                raise BundleError(f"refusing bundle member {path!r}: it is not the manifest the index names "
-                                  f"({model.manifest_digest})")
+                raise BundleError(
+                    f"refusing bundle member {path!r}: it is not the manifest the index names ({model.manifest_digest})"
+                )
         try:
             manifest = Manifest.parse(raw, source=path)
         except RegistryProtocolError as exc:
@@ -208,8 +243,10 @@ class Importer(ImporterBase):
         for layer in manifest.blobs:
             known = self.st.declared.setdefault(layer.digest, layer.size)
             if known != layer.size:
-                raise BundleError(f"refusing bundle member {path!r}: it gives {layer.digest} {layer.size} bytes, "
-                                  f"but the bundle says {known}")
+                raise BundleError(
+                    f"refusing bundle member {path!r}: it gives {layer.digest} {layer.size} bytes, "
+                    f"but the bundle says {known}"
+                )
         self.st.pending[name] = manifest
         self._try_complete(name)
 
@@ -326,7 +363,7 @@ class Importer(ImporterBase):
             fd = open_staging(self.store, digest, blob)
             view = memoryview(raw)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except OSError as exc:
             discard(blob)
             raise_os_error(exc, f"staging {digest}")
@@ -355,7 +392,7 @@ class Importer(ImporterBase):
                 self.ring.update(slot, hasher, chunk)
                 if fd is not None and writeback is not None:
                     while chunk:
-                        chunk = chunk[os.write(fd, chunk):]
+                        chunk = chunk[os.write(fd, chunk) :]
                     writeback.wrote(n)
                 left -= n
                 done += n
@@ -366,8 +403,11 @@ class Importer(ImporterBase):
             raise_os_error(exc, f"staging {digest}")
         self.ring.wait()
         if hasher.hexdigest() != digest.hex:
-            what = "a duplicate member with other content" if duplicate else \
-                f"its content hashes to sha256:{hasher.hexdigest()}, not to its name"
+            what = (
+                "a duplicate member with other content"
+                if duplicate
+                else f"its content hashes to sha256:{hasher.hexdigest()}, not to its name"
+            )
             raise BundleError(f"refusing bundle member {member.ref.path!r}: {what}")
         self.emit(LayerProgress(model, str(digest), "", member.size, member.size, cached=fd is None, done=True))
 

@@ -58,8 +58,13 @@ def inspect_source(source: BundleSource, cancel: threading.Event, emit: Callable
             importer.members = opened.members
             index = BundleIndex.decode(importer.read_small(first, MAX_INDEX_BYTES))
             return _info_from_index(index, opened.compression)
-        importer.run(_Replay(opened.members, first), opened.bounded, label=opened.label,
-                     compression=opened.compression, directory=opened.directory)
+        importer.run(
+            _Replay(opened.members, first),
+            opened.bounded,
+            label=opened.label,
+            compression=opened.compression,
+            directory=opened.directory,
+        )
     finally:
         opened.close()
     st = importer.st
@@ -71,21 +76,41 @@ def inspect_source(source: BundleSource, cancel: threading.Event, emit: Callable
         manifest_bytes += len(raw)
         models.append(BundleModel(name, manifest.digest, len(raw) + manifest.total_size, len(manifest.blobs)))
     blobs = tuple((d, b.size) for d, b in st.blobs.items() if d not in (st.oci or {}) and d not in st.oci_skip)
-    return BundleInfo(st.kind, None, "", "", opened.compression, tuple(models), blobs,
-                      sum(size for _, size in blobs) + manifest_bytes)
+    return BundleInfo(
+        st.kind, None, "", "", opened.compression, tuple(models), blobs, sum(size for _, size in blobs) + manifest_bytes
+    )
 
 
 def _info_from_index(index: BundleIndex, compression: str) -> BundleInfo:
     sizes = index.blob_map
-    models = tuple(BundleModel(m.name, m.manifest_digest,
-                               m.manifest_size + sum(sizes[d].size for d in m.blobs if d in sizes), len(m.blobs))
-                   for m in index.models)
-    return BundleInfo("ollama-seed", index.version, index.created_by, index.created, compression, models,
-                      tuple((b.digest, b.size) for b in index.blobs), index.size)
+    models = tuple(
+        BundleModel(
+            m.name, m.manifest_digest, m.manifest_size + sum(sizes[d].size for d in m.blobs if d in sizes), len(m.blobs)
+        )
+        for m in index.models
+    )
+    return BundleInfo(
+        "ollama-seed",
+        index.version,
+        index.created_by,
+        index.created,
+        compression,
+        models,
+        tuple((b.digest, b.size) for b in index.blobs),
+        index.size,
+    )
 
 
 def _info_from_dir(source: ModelsDirMembers) -> BundleInfo:
     models = tuple(BundleModel(name, m.digest, len(m.raw) + m.total_size, len(m.blobs)) for name, m in source.models)
     blobs = tuple(source.sizes.items())
-    return BundleInfo("models-dir", None, "", "", "none", models, blobs,
-                      sum(source.sizes.values()) + sum(len(m.raw) for _, m in source.models))
+    return BundleInfo(
+        "models-dir",
+        None,
+        "",
+        "",
+        "none",
+        models,
+        blobs,
+        sum(source.sizes.values()) + sum(len(m.raw) for _, m in source.models),
+    )

@@ -88,8 +88,10 @@ class TarMembers:
                 continue
             name = pax.get("path") or longname or header.name
             if header.refused:
-                raise BundleError(f"refusing bundle member {name[:200]!r}: it is {header.kind}; "
-                                  "a bundle holds only regular files and directories")
+                raise BundleError(
+                    f"refusing bundle member {name[:200]!r}: it is {header.kind}; "
+                    "a bundle holds only regular files and directories"
+                )
             size = pax_size(pax, header.size)
             is_dir = header.kind == DIR
             ref = classify_member(name, is_dir=is_dir)

@@ -71,8 +71,12 @@ class ModelsDirMembers(FileMembers):
             for layer in manifest.blobs:
                 if layer.digest not in self.sizes and layer.digest in blobs:
                     self.sizes[layer.digest] = layer.size
-                    self.plan.append((MemberRef(MemberKind.BLOB, f"blobs/{layer.digest.filename}",
-                                                digest=layer.digest), blobs[layer.digest]))
+                    self.plan.append(
+                        (
+                            MemberRef(MemberKind.BLOB, f"blobs/{layer.digest.filename}", digest=layer.digest),
+                            blobs[layer.digest],
+                        )
+                    )
         self.fd = -1
         self.left = 0
 
@@ -108,8 +112,7 @@ class ModelsDirMembers(FileMembers):
                 elif len(sub) == 4 and entry.is_file(follow_symlinks=False):
                     out.append((self._name(path, sub), path))
                 else:
-                    raise _refuse(path, "only manifests/<host>/<namespace>/<model>/<tag> files belong under "
-                                        "manifests/")
+                    raise _refuse(path, "only manifests/<host>/<namespace>/<model>/<tag> files belong under manifests/")
         return sorted(out, key=lambda item: item[0].display)
 
     @staticmethod
@@ -148,12 +151,15 @@ class ModelsDirMembers(FileMembers):
         for item in found:
             if item[0] == want:
                 return item
-        folded = [item for item in found if [p.lower() for p in item[0].path_parts] ==
-                  [p.lower() for p in want.path_parts]]
+        folded = [
+            item for item in found if [p.lower() for p in item[0].path_parts] == [p.lower() for p in want.path_parts]
+        ]
         if len(folded) == 1:
             return folded[0]
-        raise ModelNotFound(f"model {name.display!r} is not in {self.root} "
-                            f"(it holds {len(found)} model(s); 'ollama-seed bundle ls {self.root}' lists them)")
+        raise ModelNotFound(
+            f"model {name.display!r} is not in {self.root} "
+            f"(it holds {len(found)} model(s); 'ollama-seed bundle ls {self.root}' lists them)"
+        )
 
     def _manifest(self, path: Path) -> Manifest:
         fd = self._open(path)

@@ -36,8 +36,18 @@ from ..core.reference import ModelName
 from .filemembers import FileMembers
 from .format import MAX_INDEX_BYTES, MemberKind, MemberRef
 
-__all__ = ["INDEX_MEDIA_TYPE", "REF_NAME", "DirMembers", "OciEntry", "encode_index", "encode_layout",
-           "is_layout_dir", "oci_twin", "parse_index", "parse_layout"]
+__all__ = [
+    "INDEX_MEDIA_TYPE",
+    "REF_NAME",
+    "DirMembers",
+    "OciEntry",
+    "encode_index",
+    "encode_layout",
+    "is_layout_dir",
+    "oci_twin",
+    "parse_index",
+    "parse_layout",
+]
 
 LAYOUT_VERSION = "1.0.0"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -76,12 +86,28 @@ def encode_index(models: Sequence[tuple[ModelName, Manifest]], *, created_by: st
     for name, manifest in models:
         full = str(name.unpinned())
         twin = oci_twin(manifest)
-        entries.append({"mediaType": manifest.media_type, "digest": str(manifest.digest), "size": len(manifest.raw),
-                        "annotations": {SEED_NAME: full}})
-        entries.append({"mediaType": OCI_MANIFEST, "digest": f"sha256:{hashlib.sha256(twin).hexdigest()}",
-                        "size": len(twin), "annotations": {REF_NAME: full, TWIN_OF: str(manifest.digest)}})
-    doc = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries,
-           "annotations": {"io.ollama-seed.created-by": created_by}}
+        entries.append(
+            {
+                "mediaType": manifest.media_type,
+                "digest": str(manifest.digest),
+                "size": len(manifest.raw),
+                "annotations": {SEED_NAME: full},
+            }
+        )
+        entries.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": f"sha256:{hashlib.sha256(twin).hexdigest()}",
+                "size": len(twin),
+                "annotations": {REF_NAME: full, TWIN_OF: str(manifest.digest)},
+            }
+        )
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": entries,
+        "annotations": {"io.ollama-seed.created-by": created_by},
+    }
     return (json.dumps(doc, indent=1) + "\n").encode()
 
 
@@ -118,8 +144,10 @@ def _entry(obj: Any, i: int) -> OciEntry | Digest:
         return digest
     text = next((annotations[k] for k in _NAME_KEYS if k in annotations), None)
     if not isinstance(text, str) or "/" not in text:
-        raise BundleError(f"index.json manifests[{i}] has no full model name in {REF_NAME} "
-                          "(want host/namespace/model:tag); cannot tell which model it is")
+        raise BundleError(
+            f"index.json manifests[{i}] has no full model name in {REF_NAME} "
+            "(want host/namespace/model:tag); cannot tell which model it is"
+        )
     try:
         name = ModelName.parse(text)
     except InvalidName as exc:
@@ -176,8 +204,9 @@ class DirMembers(FileMembers):
                     seen.add(digest)
                     path = root / "blobs" / "sha256" / digest.hex
                     if digest == entry.digest or path.exists() or path.is_symlink():
-                        self.plan.append((MemberRef(MemberKind.OCI_BLOB, f"blobs/sha256/{digest.hex}",
-                                                    digest=digest), path))
+                        self.plan.append(
+                            (MemberRef(MemberKind.OCI_BLOB, f"blobs/sha256/{digest.hex}", digest=digest), path)
+                        )
         self.fd = -1
         self.left = 0
 

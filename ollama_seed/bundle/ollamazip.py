@@ -46,9 +46,11 @@ def metadata_name(raw: bytes, *, need_name: bool = True) -> ModelName | None:
         raise BundleError("refusing ollamazip metadata.json: it is not a JSON object")
     version = doc.get("archive_version", KNOWN_VERSION)
     if version != KNOWN_VERSION:
-        raise BundleError(f"this ollamazip archive has archive_version {str(version)[:20]!r}; only version "
-                          f"{KNOWN_VERSION} is known. Unpack it with ollamazip, or name the model with --as "
-                          "after checking the archive")
+        raise BundleError(
+            f"this ollamazip archive has archive_version {str(version)[:20]!r}; only version "
+            f"{KNOWN_VERSION} is known. Unpack it with ollamazip, or name the model with --as "
+            "after checking the archive"
+        )
     if not need_name:
         return None
     parts = []
@@ -64,6 +66,8 @@ def metadata_name(raw: bytes, *, need_name: bool = True) -> ModelName | None:
     except InvalidName as exc:
         raise BundleError(f"refusing ollamazip metadata.json: {shown!r} is not a valid model name ({exc})") from None
     if name.path_parts != tuple(parts):
-        raise BundleError(f"refusing ollamazip metadata.json: {shown!r} is not a valid model name "
-                          "(its parts would not stay where they are named)")
+        raise BundleError(
+            f"refusing ollamazip metadata.json: {shown!r} is not a valid model name "
+            "(its parts would not stay where they are named)"
+        )
     return name

@@ -53,12 +53,16 @@ class OpenedBundle:
                 self.models_dir = ModelsDirMembers(path, names)
                 self.members, self.kind = self.models_dir, "models-dir"
             else:
-                raise BundleError(f"{path} is a directory but neither an Ollama models directory (no manifests/) "
-                                  "nor an OCI image layout (no oci-layout file)")
+                raise BundleError(
+                    f"{path} is a directory but neither an Ollama models directory (no manifests/) "
+                    "nor an OCI image layout (no oci-layout file)"
+                )
             return
         if names:
-            raise ValueError("only a models directory as the source takes model names; a bundle is imported whole "
-                             "(use --as NAME to rename the model of a single-model bundle)")
+            raise ValueError(
+                "only a models directory as the source takes model names; a bundle is imported whole "
+                "(use --as NAME to rename the model of a single-model bundle)"
+            )
         self.stream = open_source(source)
         self.bounded = BoundedSource(self.stream.tar, INITIAL_LIMIT)
         self.members = TarMembers(self.bounded)
@@ -77,16 +81,30 @@ class OpenedBundle:
             self.models_dir.close()
 
 
-def run_importer(source: BundleSource, store: ModelStore | None, install: bool, cancel: threading.Event,
-                 emit: Emit, *, names: Sequence[ModelName] = (), rename: ModelName | None = None,
-                 manifests_last: bool = False) -> ImportResult:
+def run_importer(
+    source: BundleSource,
+    store: ModelStore | None,
+    install: bool,
+    cancel: threading.Event,
+    emit: Emit,
+    *,
+    names: Sequence[ModelName] = (),
+    rename: ModelName | None = None,
+    manifests_last: bool = False,
+) -> ImportResult:
     """One import (*install*) or verification of *source* into (or against) *store*."""
     opened = OpenedBundle(source, names)
     try:
-        importer = Importer(store, install=install, emit=emit, cancel=cancel, rename=rename,
-                            manifests_last=manifests_last)
-        result = importer.run(opened.members, opened.bounded, label=opened.label, compression=opened.compression,
-                              directory=opened.oci_dir is not None)
+        importer = Importer(
+            store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last
+        )
+        result = importer.run(
+            opened.members,
+            opened.bounded,
+            label=opened.label,
+            compression=opened.compression,
+            directory=opened.oci_dir is not None,
+        )
         if opened.stream is not None:
             opened.stream.drain(END_SLACK)
         if opened.models_dir is not None:

@@ -37,7 +37,6 @@ class StagedBlob:
     small: bytes | None = None  # kept when it may be an OCI manifest whose index.json is still to come
 
 
-
 def open_staging(store: ModelStore, digest: Digest, blob: StagedBlob) -> int:
     """Create *blob*'s staging file (pre-allocated to its size); its descriptor.
 

@@ -170,8 +170,9 @@ class _GzipSource:
 class OpenedSource:
     """What :func:`open_source` returns: the tar-level byte source, and how it was found."""
 
-    def __init__(self, tar: ByteSource, raw: _Prefixed, label: str, compression: str,
-                 closer: Callable[[], None]) -> None:
+    def __init__(
+        self, tar: ByteSource, raw: _Prefixed, label: str, compression: str, closer: Callable[[], None]
+    ) -> None:
         self.tar, self.raw, self.label, self.compression = tar, raw, label, compression
         self._closer = closer
 
@@ -226,8 +227,10 @@ def open_source(source: str | os.PathLike[str] | IO[bytes]) -> OpenedSource:
     for magic, kind in _OTHER_MAGIC.items():
         if head.startswith(magic):
             closer()
-            raise BundleError(f"{label} is {kind}-compressed; bundles are tar, zstd or gzip. Decompress it first "
-                              f"(for example: {kind} -dc FILE | ollama-seed import -)")
+            raise BundleError(
+                f"{label} is {kind}-compressed; bundles are tar, zstd or gzip. Decompress it first "
+                f"(for example: {kind} -dc FILE | ollama-seed import -)"
+            )
     if not head:
         closer()
         raise TruncatedBundle(f"{label} is empty")
@@ -263,8 +266,10 @@ class BoundedSource:
     def readinto(self, view: memoryview) -> int:
         room = self.limit - self.count
         if room <= 0:
-            raise BundleError(f"the bundle holds more data than its index declares (over {self.limit} bytes "
-                              "unpacked); refusing it as a possible decompression bomb")
+            raise BundleError(
+                f"the bundle holds more data than its index declares (over {self.limit} bytes "
+                "unpacked); refusing it as a possible decompression bomb"
+            )
         n = self.inner.readinto(view[:room] if len(view) > room else view)
         self.count += n
         return n

@@ -24,9 +24,19 @@ MAX_LONGNAME = 4096
 
 FILE, DIR, PAX, GLOBAL_PAX, LONGNAME = "file", "dir", "pax", "global-pax", "longname"
 _KINDS = {b"0": FILE, b"\x00": FILE, b"5": DIR, b"x": PAX, b"g": GLOBAL_PAX, b"L": LONGNAME}
-_TYPE_NAMES = {b"1": "a hard link", b"2": "a symbolic link", b"3": "a character device", b"4": "a block device",
-               b"6": "a FIFO", b"7": "a contiguous file", b"K": "a GNU long link", b"S": "a GNU sparse file",
-               b"M": "a multi-volume continuation", b"V": "a volume label", b"D": "a GNU dump directory"}
+_TYPE_NAMES = {
+    b"1": "a hard link",
+    b"2": "a symbolic link",
+    b"3": "a character device",
+    b"4": "a block device",
+    b"6": "a FIFO",
+    b"7": "a contiguous file",
+    b"K": "a GNU long link",
+    b"S": "a GNU sparse file",
+    b"M": "a multi-volume continuation",
+    b"V": "a volume label",
+    b"D": "a GNU dump directory",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +101,7 @@ def parse_pax(data: bytes) -> dict[str, str]:
         if space < 0 or not data[pos:space].isdigit():
             raise BundleError("a malformed pax extended header; refusing the bundle")
         length = int(data[pos:space])
-        record = data[space + 1:pos + length]
+        record = data[space + 1 : pos + length]
         if length <= space - pos or pos + length > len(data) or not record.endswith(b"\n") or b"=" not in record:
             raise BundleError("a malformed pax extended header; refusing the bundle")
         key, _, value = record[:-1].partition(b"=")

@@ -31,6 +31,7 @@ EXIT_USAGE = 2
 def _arg(parse: str) -> Callable[[str], Any]:
     """An argparse type calling ``bundle.format.<parse>``, imported only when an option is parsed:
     every command builds this parser, and only export needs the bundle format (~17 ms to import)."""
+
     def convert(text: str) -> Any:
         from ..bundle import format as bundle_format
 
@@ -44,41 +45,70 @@ def _arg(parse: str) -> Callable[[str], Any]:
 
 
 def _progress_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
-                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "rich", "plain", "none"],
+        default="auto",
+        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
+    )
     add_interval(p)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("export", help="write installed models to a bundle for another (air-gapped) host")
     p.add_argument("names", nargs="+", metavar="NAME")
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar; "
-                        "with --format dir the directory to write the models into")
-    p.add_argument("--compress", type=_arg("parse_compress"), default="auto",
-                   metavar="auto|none|zstd[:LEVEL]|gzip[:LEVEL]",
-                   help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more; "
-                        "gzip (level 1 unless given) for sites whose tools only read gzip")
-    p.add_argument("--split-size", type=_arg("parse_size"), metavar="SIZE",
-                   help="write FILE.000, FILE.001, ... of at most SIZE (4G = 4e9 bytes, 4GiB = 2**32)")
-    p.add_argument("--format", choices=["ollama", "oci", "dir"], default="ollama",
-                   help="ollama (tar with an index, the default), oci (an OCI image layout) or dir (a plain "
-                        "models directory, blobs first and manifests last: for rsync)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="bundle file, or - for stdout; with --format oci a directory unless FILE ends in .tar; "
+        "with --format dir the directory to write the models into",
+    )
+    p.add_argument(
+        "--compress",
+        type=_arg("parse_compress"),
+        default="auto",
+        metavar="auto|none|zstd[:LEVEL]|gzip[:LEVEL]",
+        help="auto (default): zstd level 1 when a sample of the weights shrinks by 2%% or more; "
+        "gzip (level 1 unless given) for sites whose tools only read gzip",
+    )
+    p.add_argument(
+        "--split-size",
+        type=_arg("parse_size"),
+        metavar="SIZE",
+        help="write FILE.000, FILE.001, ... of at most SIZE (4G = 4e9 bytes, 4GiB = 2**32)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["ollama", "oci", "dir"],
+        default="ollama",
+        help="ollama (tar with an index, the default), oci (an OCI image layout) or dir (a plain "
+        "models directory, blobs first and manifests last: for rsync)",
+    )
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while exporting")
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="install the models of a bundle or another models directory, "
-                                      "verifying every blob")
-    p.add_argument("source", metavar="SOURCE",
-                   help="a bundle (tar, zstd or gzip: ours, a tar of a models directory, an ollamazip archive), "
-                        "its first part FILE.000, - for stdin, an OCI layout (directory or tar), or another "
-                        "Ollama models directory (/mnt/usb/.ollama/models)")
+    p = sub.add_parser(
+        "import", help="install the models of a bundle or another models directory, verifying every blob"
+    )
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a bundle (tar, zstd or gzip: ours, a tar of a models directory, an ollamazip archive), "
+        "its first part FILE.000, - for stdin, an OCI layout (directory or tar), or another "
+        "Ollama models directory (/mnt/usb/.ollama/models)",
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="with a models directory: import only these models")
-    p.add_argument("--as", dest="as_name", metavar="NAME",
-                   help="install the only model of the bundle under this name (as ollamazip unpack --name)")
+    p.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        help="install the only model of the bundle under this name (as ollamazip unpack --name)",
+    )
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -91,18 +121,21 @@ def register(sub: Any) -> None:
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
-    p = bsub.add_parser("verify", help="read a whole bundle (any source import reads) and check every digest; "
-                                       "writes nothing")
+    p = bsub.add_parser(
+        "verify", help="read a whole bundle (any source import reads) and check every digest; writes nothing"
+    )
     p.add_argument("source", metavar="SOURCE")
-    p.add_argument("--models-dir", metavar="DIR",
-                   help="a store to look in for blobs the bundle does not carry (default: none)")
+    p.add_argument(
+        "--models-dir", metavar="DIR", help="a store to look in for blobs the bundle does not carry (default: none)"
+    )
     _progress_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
 
-def _run(func: Any, *args: Any, progress_mode: str = "none", interval: float = 5.0, verb: str = "pulling",
-         **kwargs: Any) -> Any:
+def _run(
+    func: Any, *args: Any, progress_mode: str = "none", interval: float = 5.0, verb: str = "pulling", **kwargs: Any
+) -> Any:
     """*func*, a blocking bundle function, with a progress renderer; it runs in this thread, no event loop."""
     renderer = make_renderer(progress_mode, sys.stderr, interval=interval, verb=verb)
     try:
@@ -120,8 +153,10 @@ def _mb(n: int) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.output == "-" and sys.stdout.isatty():
-        print("ollama-seed: error: refusing to write a binary bundle to a terminal; use -o FILE or a pipe",
-              file=sys.stderr)
+        print(
+            "ollama-seed: error: refusing to write a binary bundle to a terminal; use -o FILE or a pipe",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.output == "-" and args.json:
         print("ollama-seed: error: --json needs stdout, which -o - uses for the bundle", file=sys.stderr)
@@ -132,33 +167,61 @@ def cmd_export(args: argparse.Namespace) -> int:
     resume()
 
     try:
-        result: ExportResult = _run(export_bundle, args.names, args.output, models_dir=args.models_dir,
-                                    compress=args.compress, split_size=args.split_size, format=args.format,
-                                    verify=not args.no_verify, progress_mode=args.progress,
-                                    interval=args.progress_interval, verb="exporting")
+        result: ExportResult = _run(
+            export_bundle,
+            args.names,
+            args.output,
+            models_dir=args.models_dir,
+            compress=args.compress,
+            split_size=args.split_size,
+            format=args.format,
+            verify=not args.no_verify,
+            progress_mode=args.progress,
+            interval=args.progress_interval,
+            verb="exporting",
+        )
     except ValueError as exc:
         print(f"ollama-seed: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        print(json.dumps({"models": [n.display for n in result.models], "blobs": result.blobs,
-                          "bytes_in": result.bytes_in, "bytes_out": result.bytes_out,
-                          "compression": result.compression, "format": result.format,
-                          "paths": list(result.paths), "elapsed": round(result.elapsed, 3)}))
+        print(
+            json.dumps(
+                {
+                    "models": [n.display for n in result.models],
+                    "blobs": result.blobs,
+                    "bytes_in": result.bytes_in,
+                    "bytes_out": result.bytes_out,
+                    "compression": result.compression,
+                    "format": result.format,
+                    "paths": list(result.paths),
+                    "elapsed": round(result.elapsed, 3),
+                }
+            )
+        )
         return 0
     where = ", ".join(result.paths) if result.paths else "stdout"
     if len(result.paths) > 3:
         where = f"{result.paths[0]} .. {result.paths[-1]} ({len(result.paths)} parts)"
-    print(f"exported {len(result.models)} model(s), {result.blobs} blob(s): {_mb(result.bytes_in)} -> "
-          f"{_mb(result.bytes_out)} ({result.compression}, {result.format}) to {where} in {result.elapsed:.1f} s",
-          file=sys.stderr)
+    print(
+        f"exported {len(result.models)} model(s), {result.blobs} blob(s): {_mb(result.bytes_in)} -> "
+        f"{_mb(result.bytes_out)} ({result.compression}, {result.format}) to {where} in {result.elapsed:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _import_json(result: ImportResult) -> dict[str, Any]:
-    return {"models": [n.display for n in result.models], "replaced": [n.display for n in result.replaced],
-            "unchanged": [n.display for n in result.unchanged], "blobs_written": result.blobs_written,
-            "blobs_skipped": result.blobs_skipped, "bytes_written": result.bytes_written,
-            "format": result.format, "compression": result.compression, "elapsed": round(result.elapsed, 3)}
+    return {
+        "models": [n.display for n in result.models],
+        "replaced": [n.display for n in result.replaced],
+        "unchanged": [n.display for n in result.unchanged],
+        "blobs_written": result.blobs_written,
+        "blobs_skipped": result.blobs_skipped,
+        "bytes_written": result.bytes_written,
+        "format": result.format,
+        "compression": result.compression,
+        "elapsed": round(result.elapsed, 3),
+    }
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -168,9 +231,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     resume()
 
     try:
-        result: ImportResult = _run(import_bundle, args.source, models_dir=args.models_dir, names=args.names,
-                                    as_name=args.as_name, progress_mode=args.progress,
-                                    interval=args.progress_interval, verb="importing")
+        result: ImportResult = _run(
+            import_bundle,
+            args.source,
+            models_dir=args.models_dir,
+            names=args.names,
+            as_name=args.as_name,
+            progress_mode=args.progress,
+            interval=args.progress_interval,
+            verb="importing",
+        )
     except ValueError as exc:
         print(f"ollama-seed: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -180,21 +250,32 @@ def cmd_import(args: argparse.Namespace) -> int:
     for name in result.models:
         state = "unchanged" if name in result.unchanged else "replaced" if name in result.replaced else "installed"
         print(f"{name.display}: {state}", file=sys.stderr)
-    print(f"{result.blobs_written} blob(s) written ({_mb(result.bytes_written)}), {result.blobs_skipped} already "
-          f"in the store; {result.elapsed:.1f} s", file=sys.stderr)
+    print(
+        f"{result.blobs_written} blob(s) written ({_mb(result.bytes_written)}), {result.blobs_skipped} already "
+        f"in the store; {result.elapsed:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..bundle.api import verify_bundle
 
-    result: ImportResult = _run(verify_bundle, args.source, models_dir=args.models_dir,
-                                progress_mode=args.progress, interval=args.progress_interval, verb="verifying")
+    result: ImportResult = _run(
+        verify_bundle,
+        args.source,
+        models_dir=args.models_dir,
+        progress_mode=args.progress,
+        interval=args.progress_interval,
+        verb="verifying",
+    )
     if args.json:
         print(json.dumps({"ok": True, **_import_json(result)}))
         return 0
-    print(f"ok: {len(result.models)} model(s) verified ({', '.join(n.display for n in result.models)}); "
-          f"format {result.format}, compression {result.compression}")
+    print(
+        f"ok: {len(result.models)} model(s) verified ({', '.join(n.display for n in result.models)}); "
+        f"format {result.format}, compression {result.compression}"
+    )
     return 0
 
 
@@ -206,11 +287,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
     except BaseException as exc:
         raise collapse(exc) from None
     if args.json:
-        print(json.dumps({"format": info.format, "version": info.version, "created_by": info.created_by,
-                          "created": info.created, "compression": info.compression, "size": info.size,
-                          "models": [{"name": m.name.display, "digest": str(m.manifest_digest), "size": m.size,
-                                      "blobs": m.blobs} for m in info.models],
-                          "blobs": [{"digest": str(d), "size": s} for d, s in info.blobs]}))
+        print(
+            json.dumps(
+                {
+                    "format": info.format,
+                    "version": info.version,
+                    "created_by": info.created_by,
+                    "created": info.created,
+                    "compression": info.compression,
+                    "size": info.size,
+                    "models": [
+                        {"name": m.name.display, "digest": str(m.manifest_digest), "size": m.size, "blobs": m.blobs}
+                        for m in info.models
+                    ],
+                    "blobs": [{"digest": str(d), "size": s} for d, s in info.blobs],
+                }
+            )
+        )
         return 0
     made = f", made by {info.created_by} at {info.created}" if info.created_by else ""
     version = f" v{info.version}" if info.version else ""

@@ -16,26 +16,40 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "create", help="create a model from a Modelfile and local GGUF files, straight into the store",
+        "create",
+        help="create a model from a Modelfile and local GGUF files, straight into the store",
         description="Create NAME from a Modelfile as 'ollama create NAME -f Modelfile' does, writing the layers, "
-                    "config and manifest into the models directory itself: no Ollama server. FROM names a GGUF "
-                    "file (or a folder of them) relative to the Modelfile, or a model (pulled first if missing).")
+        "config and manifest into the models directory itself: no Ollama server. FROM names a GGUF "
+        "file (or a folder of them) relative to the Modelfile, or a model (pulled first if missing).",
+    )
     p.add_argument("name", metavar="NAME", help="the model to create, e.g. my-assistant or my-assistant:v2")
-    p.add_argument("-f", "--file", default="Modelfile", metavar="MODELFILE",
-                   help="the Modelfile (default: ./Modelfile)")
+    p.add_argument(
+        "-f", "--file", default="Modelfile", metavar="MODELFILE", help="the Modelfile (default: ./Modelfile)"
+    )
     add_common(p)
     p.add_argument("--no-pull", action="store_true", help="fail instead of pulling a FROM model that is missing")
     p.add_argument("--offline", action="store_true", help="never touch the network (implies --no-pull)")
     p.add_argument("--insecure", action="store_true", help="plain http to the registry of a FROM model pulled first")
-    p.add_argument("--template-from", metavar="MODEL",
-                   help="use this stored model's template and params when the GGUF has a chat template and the "
-                        "Modelfile no TEMPLATE (ollama-seed does not ship Ollama's template library)")
-    p.add_argument("--era", choices=["current", "rewrite", "classic"], default="current",
-                   help="whose 'ollama create' to write like: current (v0.32.7+, default), rewrite (v0.30-0.32.6), "
-                        "classic (v0.7-0.24); every era's Ollama reads all three")
+    p.add_argument(
+        "--template-from",
+        metavar="MODEL",
+        help="use this stored model's template and params when the GGUF has a chat template and the "
+        "Modelfile no TEMPLATE (ollama-seed does not ship Ollama's template library)",
+    )
+    p.add_argument(
+        "--era",
+        choices=["current", "rewrite", "classic"],
+        default="current",
+        help="whose 'ollama create' to write like: current (v0.32.7+, default), rewrite (v0.30-0.32.6), "
+        "classic (v0.7-0.24); every era's Ollama reads all three",
+    )
     p.add_argument("--json", action="store_true", help="NDJSON progress and the result as JSON on stdout")
-    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
-                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "rich", "plain", "none"],
+        default="auto",
+        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
+    )
     add_interval(p)
     p.set_defaults(func=cmd_create)
 
@@ -51,9 +65,17 @@ def cmd_create(args: argparse.Namespace) -> int:
     renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
     try:
         result: CreateResult = run_sync(
-            acreate, args.name, args.file, models_dir=args.models_dir, pull=not (args.no_pull or args.offline),
-            offline=args.offline, template_from=args.template_from, era=Era(args.era), progress=renderer,
-            insecure=args.insecure)
+            acreate,
+            args.name,
+            args.file,
+            models_dir=args.models_dir,
+            pull=not (args.no_pull or args.offline),
+            offline=args.offline,
+            template_from=args.template_from,
+            era=Era(args.era),
+            progress=renderer,
+            insecure=args.insecure,
+        )
     except BaseException as exc:
         raise collapse(exc) from None
     finally:
@@ -62,11 +84,25 @@ def cmd_create(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"ollama-seed: warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"status": "success", "model": result.name.display, "digest": str(result.manifest_digest),
-                          "unchanged": result.unchanged, "layers": result.layers, "bytes_copied": result.bytes_copied,
-                          "bytes_reused": result.bytes_reused, "warnings": list(result.warnings)}))
+        print(
+            json.dumps(
+                {
+                    "status": "success",
+                    "model": result.name.display,
+                    "digest": str(result.manifest_digest),
+                    "unchanged": result.unchanged,
+                    "layers": result.layers,
+                    "bytes_copied": result.bytes_copied,
+                    "bytes_reused": result.bytes_reused,
+                    "warnings": list(result.warnings),
+                }
+            )
+        )
     else:
         how = "unchanged (already created from these files)" if result.unchanged else "created"
-        print(f"{result.name.display}: {how}, {result.manifest_digest.hex[:12]}, {result.layers} layers, "
-              f"{result.bytes_copied} bytes copied, {result.bytes_reused} already in the store", file=sys.stderr)
+        print(
+            f"{result.name.display}: {how}, {result.manifest_digest.hex[:12]}, {result.layers} layers, "
+            f"{result.bytes_copied} bytes copied, {result.bytes_reused} already in the store",
+            file=sys.stderr,
+        )
     return 0

@@ -49,53 +49,107 @@ def _keep_alive(text: str) -> str | float:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "ensure", help="make models ready: return at once if complete on disk, else pull only what is missing",
+        "ensure",
+        help="make models ready: return at once if complete on disk, else pull only what is missing",
         description="Exit 0 only when every named model is ready. With no NAME, ensure the models listed in "
-                    "the config file.")
+        "the config file.",
+    )
     p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--modelfile", action="append", default=[], type=_modelfile, metavar="NAME=PATH",
-                   help="a model made from a Modelfile and the GGUFs it names (repeatable): created when missing, "
-                        "created again only when the Modelfile or a file it names changed")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $OLLAMA_SEED_CONFIG, else "
-                                                    "config.toml in the user config dir)")
-    p.add_argument("--models-dir", metavar="DIR", help="the Ollama models directory (default: $OLLAMA_MODELS, "
-                                                       "else ~/.ollama/models)")
-    p.add_argument("--server", metavar="URL", help="an Ollama server that must see the models "
-                                                   "(any OLLAMA_HOST form; default $OLLAMA_HOST when needed)")
-    p.add_argument("--via-server", action="store_true",
-                   help="have the server pull (/api/pull): for containers without the models volume")
-    p.add_argument("--wait-timeout", type=_seconds, default=60.0, metavar="S",
-                   help="wait up to S seconds for the server to answer (default 60)")
+    p.add_argument(
+        "--modelfile",
+        action="append",
+        default=[],
+        type=_modelfile,
+        metavar="NAME=PATH",
+        help="a model made from a Modelfile and the GGUFs it names (repeatable): created when missing, "
+        "created again only when the Modelfile or a file it names changed",
+    )
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $OLLAMA_SEED_CONFIG, else config.toml in the user config dir)",
+    )
+    p.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="the Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models)",
+    )
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="an Ollama server that must see the models (any OLLAMA_HOST form; default $OLLAMA_HOST when needed)",
+    )
+    p.add_argument(
+        "--via-server",
+        action="store_true",
+        help="have the server pull (/api/pull): for containers without the models volume",
+    )
+    p.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="wait up to S seconds for the server to answer (default 60)",
+    )
     p.add_argument("--warm", action="store_true", help="load each model into the server's memory")
-    p.add_argument("--keep-alive", type=_keep_alive, metavar="DURATION",
-                   help="how long a warmed model stays loaded (10m, 1h, -1 for ever; default: the server's)")
-    p.add_argument("--offline", action="store_true", default=None,
-                   help="never contact a registry; fail at once naming what is missing (also OLLAMA_SEED_OFFLINE=1)")
+    p.add_argument(
+        "--keep-alive",
+        type=_keep_alive,
+        metavar="DURATION",
+        help="how long a warmed model stays loaded (10m, 1h, -1 for ever; default: the server's)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never contact a registry; fail at once naming what is missing (also OLLAMA_SEED_OFFLINE=1)",
+    )
     p.add_argument("--verify", action="store_true", help="re-hash every blob on disk; fetch corrupt ones again")
-    p.add_argument("--update", action="store_true", help="ask the registry for the tag's current manifest and "
-                                                         "fetch only changed layers")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="ask the registry for the tag's current manifest and fetch only changed layers",
+    )
     p.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds overall")
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
-    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
-                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "rich", "plain", "none"],
+        default="auto",
+        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
+    )
     add_interval(p)
-    p.add_argument("--insecure", action="store_true", default=None,
-                   help="plain http for the registry (as ollama pull --insecure)")
-    p.add_argument("--mirror", action="append", dest="mirrors", metavar="URL",
-                   help="registry mirror tried before the model's registry (repeatable)")
+    p.add_argument(
+        "--insecure", action="store_true", default=None, help="plain http for the registry (as ollama pull --insecure)"
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        dest="mirrors",
+        metavar="URL",
+        help="registry mirror tried before the model's registry (repeatable)",
+    )
     p.add_argument("--connections", type=int, metavar="N", help="range requests per blob (default 16)")
-    p.add_argument("--max-connections", type=int, default=64, metavar="N",
-                   help="requests across all blobs and models (default 64)")
+    p.add_argument(
+        "--max-connections", type=int, default=64, metavar="N", help="requests across all blobs and models (default 64)"
+    )
     p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
-                   help="retry a request after S seconds without a byte (default 30)")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="retry a request after S seconds without a byte (default 30)",
+    )
     p.set_defaults(func=cmd_ensure)
 
-    w = sub.add_parser("wait", help="wait until an Ollama server answers",
-                       description="Poll the server with backoff; exit 0 when it answers, 11 on timeout.")
+    w = sub.add_parser(
+        "wait",
+        help="wait until an Ollama server answers",
+        description="Poll the server with backoff; exit 0 when it answers, 11 on timeout.",
+    )
     w.add_argument("--server", metavar="URL", help="the server (any OLLAMA_HOST form; default $OLLAMA_HOST)")
-    w.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="give up after S seconds "
-                                                                                  "(default 60)")
+    w.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="give up after S seconds (default 60)")
     w.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     w.set_defaults(func=cmd_wait)
 
@@ -108,8 +162,7 @@ def _modelfile(text: str) -> tuple[str, str]:
 
 
 def _fail_json(exc: SeedError) -> None:
-    print(json.dumps({"ok": False, "error": str(exc), "error_type": type(exc).__name__,
-                      "exit_code": exc.exit_code}))
+    print(json.dumps({"ok": False, "error": str(exc), "error_type": type(exc).__name__, "exit_code": exc.exit_code}))
 
 
 def cmd_ensure(args: argparse.Namespace) -> int:
@@ -127,18 +180,33 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         names = list(args.names) or ([] if args.modelfile else list(config.models))
         if not names and not modelfiles:
             where = config.path or args.config or _default_path()
-            raise ConfigError(f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
-                              f"{where} as models = [\"llama3.2:1b\"]")
+            raise ConfigError(
+                f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
+                f'{where} as models = ["llama3.2:1b"]'
+            )
         renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr, interval=args.progress_interval))
         try:
             reports = ensure(
-                names, models_dir=args.models_dir or config.models_dir, verify=args.verify, update=args.update,
-                offline=args.offline, timeout=args.timeout, server=args.server, via_server=args.via_server,
-                wait_timeout=args.wait_timeout, warm=args.warm, keep_alive=args.keep_alive,
+                names,
+                models_dir=args.models_dir or config.models_dir,
+                verify=args.verify,
+                update=args.update,
+                offline=args.offline,
+                timeout=args.timeout,
+                server=args.server,
+                via_server=args.via_server,
+                wait_timeout=args.wait_timeout,
+                warm=args.warm,
+                keep_alive=args.keep_alive,
                 insecure=config.insecure if args.insecure is None else args.insecure,
-                connections=args.connections or config.connections or 16, max_connections=args.max_connections,
-                max_rate=args.max_rate or config.max_rate, stall_timeout=args.stall_timeout,
-                mirrors=tuple(args.mirrors or config.mirrors), progress=renderer, modelfiles=modelfiles)
+                connections=args.connections or config.connections or 16,
+                max_connections=args.max_connections,
+                max_rate=args.max_rate or config.max_rate,
+                stall_timeout=args.stall_timeout,
+                mirrors=tuple(args.mirrors or config.mirrors),
+                progress=renderer,
+                modelfiles=modelfiles,
+            )
         finally:
             renderer.close()
     except SeedError as exc:
@@ -159,8 +227,10 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     fetched = sum(r.bytes_fetched for r in reports)
     if fetched:  # a summary for the logs when something was fetched (a ready start-up stays one line per model)
-        print(f"ensured {len(reports)} model(s): {human_size(fetched)} fetched in {human_duration(wall)} "
-              f"({human_size(fetched / wall if wall > 0 else 0)}/s)")
+        print(
+            f"ensured {len(reports)} model(s): {human_size(fetched)} fetched in {human_duration(wall)} "
+            f"({human_size(fetched / wall if wall > 0 else 0)}/s)"
+        )
     return 0
 
 
@@ -187,9 +257,6 @@ def _default_path() -> str:
     from ..startup.config import default_config_path
 
     return str(default_config_path())
-
-
-
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

@@ -45,10 +45,13 @@ def _optional_modules() -> list[ModuleType]:
 # Which module registers each command: a command line naming one gets a parser with only that
 # module's subcommands (building all of them, and importing their modules, cost ~25 ms of CPU on
 # the project's 2-core machine, twice that in wall time under a 500m CPU quota).
-_COMMAND_MODULES = {**dict.fromkeys(("pull", "list", "ls", "show", "cp", "verify", "rm", "prune"), "store"),
-                    **dict.fromkeys(("ensure", "wait"), "ensure"), "create": "create",
-                    **dict.fromkeys(("export", "import", "bundle"), "bundle"),
-                    **dict.fromkeys(("serve", "push"), "serve")}
+_COMMAND_MODULES = {
+    **dict.fromkeys(("pull", "list", "ls", "show", "cp", "verify", "rm", "prune"), "store"),
+    **dict.fromkeys(("ensure", "wait"), "ensure"),
+    "create": "create",
+    **dict.fromkeys(("export", "import", "bundle"), "bundle"),
+    **dict.fromkeys(("serve", "push"), "serve"),
+}
 
 
 def _modules_for(argv: Sequence[str] | None) -> list[ModuleType]:
@@ -71,7 +74,7 @@ def build_parser(argv: Sequence[str] | None = None, *, complete: bool = True) ->
     parser = argparse.ArgumentParser(
         prog="ollama-seed",
         description="Pull Ollama models straight from the registry into Ollama's store, "
-                    "resumable and verified, with no Ollama server needed.",
+        "resumable and verified, with no Ollama server needed.",
     )
     parser.add_argument("--version", action="version", version=f"ollama-seed {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for HTTP details)")
@@ -94,8 +97,14 @@ def _verbose_after(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         if nested:
             _verbose_after(nested[0])
             continue
-        parser.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=argparse.SUPPRESS,
-                            help="log more (-vv for HTTP details)")
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            dest="verbose_after",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="log more (-vv for HTTP details)",
+        )
 
 
 # Imported eagerly by httpx/httpcore when installed, never used by this command: httpx's own CLI

@@ -121,8 +121,9 @@ class JsonRenderer:
 class LineRenderer:
     """Plain lines for logs: phases as they happen, bytes at most every *interval* seconds."""
 
-    def __init__(self, out: IO[str], interval: float = 5.0, *, verb: str = "pulling",
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, out: IO[str], interval: float = 5.0, *, verb: str = "pulling", clock: Clock = time.monotonic
+    ) -> None:
         self.out, self.interval, self.verb = out, interval, verb
         self.track = _Layers(clock)
         self._last_round = clock()
@@ -156,8 +157,10 @@ class LineRenderer:
         eta = _eta(layer, rate)
         when = f"ETA {human_duration(eta)}" if eta is not None else "no data, waiting"
         label = layer_label(LayerProgress(model, digest, "", layer.total, layer.completed), self.verb)
-        return (f"{model}: {label} {pct:3.0f}% {human_size(layer.completed)} / {human_size(layer.total)}, "
-                f"{human_size(rate)}/s, {when}")
+        return (
+            f"{model}: {label} {pct:3.0f}% {human_size(layer.completed)} / {human_size(layer.total)}, "
+            f"{human_size(rate)}/s, {when}"
+        )
 
     def _end_line(self, event: LayerProgress, layer: _Layer, now: float) -> str:
         label = layer_label(event, self.verb)
@@ -188,13 +191,19 @@ def _interval(text: str) -> float:
 
 def add_interval(p: argparse.ArgumentParser) -> None:
     """``--progress-interval S``: how often plain progress lines come (a layer's end, retries and resumes always)."""
-    p.add_argument("--progress-interval", type=_interval, default=5.0, metavar="S",
-                   help="plain progress lines at most every S seconds (default 5); ends of layers, "
-                        "resumes and retries always get one")
+    p.add_argument(
+        "--progress-interval",
+        type=_interval,
+        default=5.0,
+        metavar="S",
+        help="plain progress lines at most every S seconds (default 5); ends of layers, "
+        "resumes and retries always get one",
+    )
 
 
-def make_renderer(mode: str, stream: IO[str] | None = None, *, interval: float = 5.0,
-                  verb: str = "pulling") -> JsonRenderer | LineRenderer | RichRenderer | None:
+def make_renderer(
+    mode: str, stream: IO[str] | None = None, *, interval: float = 5.0, verb: str = "pulling"
+) -> JsonRenderer | LineRenderer | RichRenderer | None:
     """``json``, ``plain``, ``rich``, ``none``, or ``auto`` (rich on a terminal, plain otherwise)."""
     out = stream or sys.stderr
     if mode == "auto":

@@ -23,8 +23,15 @@ class RichRenderer:
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=console, transient=False, refresh_per_second=8)
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=8,
+        )
         self.progress.start()
         self._tasks: dict[tuple[str, str], TaskID] = {}
         self._totals: dict[str, TaskID] = {}
@@ -35,8 +42,9 @@ class RichRenderer:
                 self.progress.console.print(f"{event.model}: {event.status}")
             return
         if isinstance(event, LayerNote):
-            self.progress.console.print(f"{event.model}: pulling {event.digest[7:19]}: {event.message}",
-                                        highlight=False)
+            self.progress.console.print(
+                f"{event.model}: pulling {event.digest[7:19]}: {event.message}", highlight=False
+            )
             return
         key = (event.model, event.digest)
         if key not in self._tasks:

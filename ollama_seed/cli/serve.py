@@ -29,63 +29,134 @@ def _size(text: str) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "serve", help="serve the store as a read-only registry (for ollama-seed and 'ollama pull --insecure')",
+        "serve",
+        help="serve the store as a read-only registry (for ollama-seed and 'ollama pull --insecure')",
         description="Serve the models directory as a Docker Registry v2 API (GET/HEAD only). Stock Ollama pulls "
-                    "with 'ollama pull --insecure HOST:PORT/library/MODEL:TAG'; ollama-seed with "
-                    "'ollama-seed pull --insecure ...' or '--mirror http://HOST:PORT'.")
+        "with 'ollama pull --insecure HOST:PORT/library/MODEL:TAG'; ollama-seed with "
+        "'ollama-seed pull --insecure ...' or '--mirror http://HOST:PORT'.",
+    )
     add_common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    p.add_argument("--upstream", metavar="URL",
-                   help="pull-through: fetch what the store lacks from this registry, e.g. https://registry.ollama.ai")
-    p.add_argument("--redirect-blobs-to", default="auto", metavar="auto|off|URL",
-                   help="where blob GETs of stock Ollama are sent with a 307 (it needs one to another host name): "
-                        "auto (default) = another name of the address the client used; URL = another name of "
-                        "this server for every client, e.g. http://10.0.0.5:8080; off = never")
-    p.add_argument("--registry-host", action="append", default=[], metavar="HOST",
-                   help="look <ns>/<model> up under this registry host of the store (repeatable, in order; "
-                        "default: the upstream's host, registry.ollama.ai, then every other)")
-    p.add_argument("--connections", type=int, default=16, metavar="N",
-                   help="range requests per blob fetched from the upstream (default 16)")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
-                   help="retry an upstream request after S seconds without a byte (default 30)")
+    p.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="pull-through: fetch what the store lacks from this registry, e.g. https://registry.ollama.ai",
+    )
+    p.add_argument(
+        "--redirect-blobs-to",
+        default="auto",
+        metavar="auto|off|URL",
+        help="where blob GETs of stock Ollama are sent with a 307 (it needs one to another host name): "
+        "auto (default) = another name of the address the client used; URL = another name of "
+        "this server for every client, e.g. http://10.0.0.5:8080; off = never",
+    )
+    p.add_argument(
+        "--registry-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="look <ns>/<model> up under this registry host of the store (repeatable, in order; "
+        "default: the upstream's host, registry.ollama.ai, then every other)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        metavar="N",
+        help="range requests per blob fetched from the upstream (default 16)",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="retry an upstream request after S seconds without a byte (default 30)",
+    )
     p.add_argument("--quiet", action="store_true", help="no access log")
-    p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="text lines (default) or one JSON object a line, access-log fields included")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object a line, access-log fields included",
+    )
     site = p.add_argument_group("running it for a site")
     site.add_argument("--tls-cert", metavar="FILE", help="serve https with this PEM certificate (chain after it)")
     site.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
-    site.add_argument("--htpasswd", metavar="FILE",
-                      help="readers log in (HTTP Basic) as a user of this htpasswd file (bcrypt: 'htpasswd -B')")
-    site.add_argument("--token-file", metavar="FILE",
-                      help="or with a static bearer token: USER:TOKEN lines (TOKEN may be sha256:<hex of it>)")
-    site.add_argument("--access", metavar="FILE",
-                      help="TOML [read] table: user = [\"glob\", ...] repositories each user may read; "
-                           "others answer 404")
+    site.add_argument(
+        "--htpasswd",
+        metavar="FILE",
+        help="readers log in (HTTP Basic) as a user of this htpasswd file (bcrypt: 'htpasswd -B')",
+    )
+    site.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="or with a static bearer token: USER:TOKEN lines (TOKEN may be sha256:<hex of it>)",
+    )
+    site.add_argument(
+        "--access",
+        metavar="FILE",
+        help='TOML [read] table: user = ["glob", ...] repositories each user may read; others answer 404',
+    )
     site.add_argument("--metrics-auth", action="store_true", help="/metrics needs a login too")
-    site.add_argument("--max-cache-size", type=_size, metavar="SIZE",
-                      help="with --upstream: keep the store's blobs under SIZE (e.g. 200G) by evicting "
-                           "pulled-through models, least recently served first")
-    site.add_argument("--keep", action="append", default=[], metavar="NAME",
-                      help="never evict this model (repeatable); models in the store before are never evicted")
-    site.add_argument("--limit-concurrency", type=int, default=1024, metavar="N",
-                      help="connections and requests at once; more are answered 503 (default 1024; 0 = no limit)")
-    site.add_argument("--max-header-size", type=_size, default=16 * 1024, metavar="SIZE",
-                      help="a request head still incomplete past SIZE is refused (default 16Ki)")
-    site.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
-                      help="on SIGTERM, seconds the responses in flight may take to finish (default 30)")
+    site.add_argument(
+        "--max-cache-size",
+        type=_size,
+        metavar="SIZE",
+        help="with --upstream: keep the store's blobs under SIZE (e.g. 200G) by evicting "
+        "pulled-through models, least recently served first",
+    )
+    site.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="never evict this model (repeatable); models in the store before are never evicted",
+    )
+    site.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="connections and requests at once; more are answered 503 (default 1024; 0 = no limit)",
+    )
+    site.add_argument(
+        "--max-header-size",
+        type=_size,
+        default=16 * 1024,
+        metavar="SIZE",
+        help="a request head still incomplete past SIZE is refused (default 16Ki)",
+    )
+    site.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, seconds the responses in flight may take to finish (default 30)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("push", help="push a stored model into a registry (Docker Distribution, Harbor, zot, ...)")
     p.add_argument("name", metavar="NAME", help="the model in the store")
-    p.add_argument("target", metavar="REGISTRY/NS/MODEL:TAG",
-                   help="where to push it, e.g. registry.lan:5000/ai/llama:8b")
+    p.add_argument(
+        "target", metavar="REGISTRY/NS/MODEL:TAG", help="where to push it, e.g. registry.lan:5000/ai/llama:8b"
+    )
     add_common(p)
     p.add_argument("--insecure", action="store_true", help="plain http to the registry")
-    p.add_argument("--chunk-size", type=_size, default=32 * 1024 * 1024, metavar="SIZE",
-                   help="blobs up to SIZE go in one PUT, larger ones in PATCH chunks of SIZE (default 32Mi)")
-    p.add_argument("--mount-from", action="append", default=[], metavar="REPO",
-                   help="a repository on the same registry to mount blobs from when it has them (repeatable)")
+    p.add_argument(
+        "--chunk-size",
+        type=_size,
+        default=32 * 1024 * 1024,
+        metavar="SIZE",
+        help="blobs up to SIZE go in one PUT, larger ones in PATCH chunks of SIZE (default 32Mi)",
+    )
+    p.add_argument(
+        "--mount-from",
+        action="append",
+        default=[],
+        metavar="REPO",
+        help="a repository on the same registry to mount blobs from when it has them (repeatable)",
+    )
     p.add_argument("--concurrency", type=int, default=3, metavar="N", help="blobs pushed at once (default 3)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_push)
@@ -109,23 +180,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     tls = bool(args.tls_cert or args.tls_key)
     scheme = "https" if tls else "http"
     hint = "" if tls else " --insecure"
-    print(f"ollama-seed: serving {store.root} on {scheme}://{shown}:{args.port}"
-          + (f", pulling through from {args.upstream}" if args.upstream else "")
-          + (", logins required" if args.htpasswd or args.token_file else "")
-          + f"\n  ollama pull{hint} {shown}:{args.port}/library/MODEL:TAG\n"
-          f"  ollama-seed pull --mirror {scheme}://{shown}:{args.port} MODEL:TAG", file=sys.stderr)
+    print(
+        f"ollama-seed: serving {store.root} on {scheme}://{shown}:{args.port}"
+        + (f", pulling through from {args.upstream}" if args.upstream else "")
+        + (", logins required" if args.htpasswd or args.token_file else "")
+        + f"\n  ollama pull{hint} {shown}:{args.port}/library/MODEL:TAG\n"
+        f"  ollama-seed pull --mirror {scheme}://{shown}:{args.port} MODEL:TAG",
+        file=sys.stderr,
+    )
     if not args.upstream and next(iter(store.iter_models()), None) is None:
-        print(f"ollama-seed: warning: {store.root} holds no models yet; pull some into it, or use --upstream",
-              file=sys.stderr)
+        print(
+            f"ollama-seed: warning: {store.root} holds no models yet; pull some into it, or use --upstream",
+            file=sys.stderr,
+        )
     try:
-        run_sync(aserve, args.models_dir, host=args.host, port=args.port, upstream=args.upstream,
-                 redirect_blobs_to=args.redirect_blobs_to, hosts=args.registry_host or None,
-                 connections=args.connections, stall_timeout=args.stall_timeout, htpasswd=args.htpasswd,
-                 token_file=args.token_file, access=args.access, metrics_auth=args.metrics_auth,
-                 max_cache_size=args.max_cache_size, keep=args.keep, tls_cert=args.tls_cert,
-                 tls_key=args.tls_key, limit_concurrency=args.limit_concurrency or None,
-                 max_header_size=args.max_header_size, shutdown_timeout=args.shutdown_timeout,
-                 handle_signals=True)
+        run_sync(
+            aserve,
+            args.models_dir,
+            host=args.host,
+            port=args.port,
+            upstream=args.upstream,
+            redirect_blobs_to=args.redirect_blobs_to,
+            hosts=args.registry_host or None,
+            connections=args.connections,
+            stall_timeout=args.stall_timeout,
+            htpasswd=args.htpasswd,
+            token_file=args.token_file,
+            access=args.access,
+            metrics_auth=args.metrics_auth,
+            max_cache_size=args.max_cache_size,
+            keep=args.keep,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            limit_concurrency=args.limit_concurrency or None,
+            max_header_size=args.max_header_size,
+            shutdown_timeout=args.shutdown_timeout,
+            handle_signals=True,
+        )
     except BaseException as exc:
         raise collapse(exc) from None
     return 0
@@ -151,19 +242,38 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     try:
         result: PushResult = run_sync(
-            apush, args.name, args.target, models_dir=args.models_dir, insecure=args.insecure,
-            chunk_size=args.chunk_size, mount_from=args.mount_from, concurrency=args.concurrency,
-            progress=None if args.json else _PushLines())
+            apush,
+            args.name,
+            args.target,
+            models_dir=args.models_dir,
+            insecure=args.insecure,
+            chunk_size=args.chunk_size,
+            mount_from=args.mount_from,
+            concurrency=args.concurrency,
+            progress=None if args.json else _PushLines(),
+        )
     except BaseException as exc:
         raise collapse(exc) from None
     if args.json:
-        print(json.dumps({
-            "source": result.source.display, "target": str(result.target), "digest": str(result.manifest_digest),
-            "uploaded": [str(d) for d in result.uploaded], "mounted": [str(d) for d in result.mounted],
-            "existing": [str(d) for d in result.existing], "bytes_uploaded": result.bytes_uploaded,
-            "seconds": round(result.elapsed, 3)}))
+        print(
+            json.dumps(
+                {
+                    "source": result.source.display,
+                    "target": str(result.target),
+                    "digest": str(result.manifest_digest),
+                    "uploaded": [str(d) for d in result.uploaded],
+                    "mounted": [str(d) for d in result.mounted],
+                    "existing": [str(d) for d in result.existing],
+                    "bytes_uploaded": result.bytes_uploaded,
+                    "seconds": round(result.elapsed, 3),
+                }
+            )
+        )
     else:
-        print(f"{result.target}: {result.manifest_digest.hex[:12]}, {len(result.uploaded)} blobs uploaded "
-              f"({result.bytes_uploaded} bytes), {len(result.mounted)} mounted, {len(result.existing)} already there, "
-              f"{result.elapsed:.1f} s", file=sys.stderr)
+        print(
+            f"{result.target}: {result.manifest_digest.hex[:12]}, {len(result.uploaded)} blobs uploaded "
+            f"({result.bytes_uploaded} bytes), {len(result.mounted)} mounted, {len(result.existing)} already there, "
+            f"{result.elapsed:.1f} s",
+            file=sys.stderr,
+        )
     return 0

@@ -24,23 +24,41 @@ __all__ = ["add_common", "register"]
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", metavar="DIR", help="the Ollama models directory (default: $OLLAMA_MODELS, "
-                                                       "else ~/.ollama/models)")
+    p.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="the Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models)",
+    )
 
 
 def add_pull_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true", help="plain http for the registry (as ollama pull --insecure)")
     p.add_argument("--connections", type=int, default=16, metavar="N", help="range requests per blob (default 16)")
-    p.add_argument("--max-connections", type=int, default=64, metavar="N",
-                   help="requests across all blobs (default 64)")
+    p.add_argument(
+        "--max-connections", type=int, default=64, metavar="N", help="requests across all blobs (default 64)"
+    )
     p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
-                   help="retry a request after S seconds without a byte (default 30)")
-    p.add_argument("--mirror", action="append", default=[], metavar="URL",
-                   help="a registry mirror to try first (repeatable, in order), e.g. http://mirror:8080")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="retry a request after S seconds without a byte (default 30)",
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a registry mirror to try first (repeatable, in order), e.g. http://mirror:8080",
+    )
     p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
-    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
-                   help="progress display on stderr (default: bars on a terminal, lines otherwise)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "rich", "plain", "none"],
+        default="auto",
+        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
+    )
     add_interval(p)
 
 
@@ -88,15 +106,26 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("prune", help="remove unreferenced blobs and abandoned partial downloads")
     add_common(p)
-    p.add_argument("--grace", type=float, default=3600.0, metavar="S",
-                   help="keep unreferenced blobs younger than S seconds (default 3600, as Ollama)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="keep unreferenced blobs younger than S seconds (default 3600, as Ollama)",
+    )
     p.set_defaults(func=cmd_prune)
 
 
 def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"models_dir": args.models_dir, "insecure": args.insecure, "connections": args.connections,
-            "max_connections": args.max_connections, "max_rate": args.max_rate,
-            "stall_timeout": args.stall_timeout, "mirrors": args.mirror}
+    return {
+        "models_dir": args.models_dir,
+        "insecure": args.insecure,
+        "connections": args.connections,
+        "max_connections": args.max_connections,
+        "max_rate": args.max_rate,
+        "stall_timeout": args.stall_timeout,
+        "mirrors": args.mirror,
+    }
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -122,16 +151,34 @@ def cmd_pull(args: argparse.Namespace) -> int:
     rate = down / wall if wall > 0 else 0.0
     if args.json:
         # the stream ends with "success" as Ollama's does; this last one carries the summary
-        print(json.dumps({"status": "success", "summary": True, "models": [r.name.display for r in results],
-                          "sources": [r.source for r in results], "bytes_downloaded": down, "bytes_reused": reused,
-                          "elapsed": round(wall, 3), "rate": round(rate)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "status": "success",
+                    "summary": True,
+                    "models": [r.name.display for r in results],
+                    "sources": [r.source for r in results],
+                    "bytes_downloaded": down,
+                    "bytes_reused": reused,
+                    "elapsed": round(wall, 3),
+                    "rate": round(rate),
+                }
+            ),
+            flush=True,
+        )
         return 0
     for r in results:
-        print(f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
-              f"{human_size(r.bytes_downloaded)} downloaded, {human_size(r.bytes_reused)} reused, "
-              f"from {r.source}, {human_duration(r.elapsed)}", file=sys.stderr)
-    print(f"pulled {len(results)} model(s): {human_size(down)} downloaded, {human_size(reused)} reused, "
-          f"in {human_duration(wall)} ({human_size(rate)}/s)", file=sys.stderr)
+        print(
+            f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
+            f"{human_size(r.bytes_downloaded)} downloaded, {human_size(r.bytes_reused)} reused, "
+            f"from {r.source}, {human_duration(r.elapsed)}",
+            file=sys.stderr,
+        )
+    print(
+        f"pulled {len(results)} model(s): {human_size(down)} downloaded, {human_size(reused)} reused, "
+        f"in {human_duration(wall)} ({human_size(rate)}/s)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -139,16 +186,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = ModelStore(args.models_dir)
     models = store.list_models()
     if args.json:
-        print(json.dumps([{"name": m.name.display, "model": m.name.display, "digest": m.manifest.digest.hex,
-                           "size": m.manifest.total_size, "modified": m.modified,
-                           "modified_at": _rfc3339(m.modified)} for m in models]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": m.name.display,
+                        "model": m.name.display,
+                        "digest": m.manifest.digest.hex,
+                        "size": m.manifest.total_size,
+                        "modified": m.modified,
+                        "modified_at": _rfc3339(m.modified),
+                    }
+                    for m in models
+                ]
+            )
+        )
         return 0
     now = time.time()
     width = max([len(m.name.display) for m in models] + [40])
     print(f"{'NAME':<{width}}    {'ID':<12}    {'SIZE':<10}    MODIFIED")
     for m in models:
-        print(f"{m.name.display:<{width}}    {m.manifest.digest.hex[:12]:<12}    {_gb(m.manifest.total_size):<10}    "
-              f"{human_ago(now - m.modified)}")
+        print(
+            f"{m.name.display:<{width}}    {m.manifest.digest.hex[:12]:<12}    {_gb(m.manifest.total_size):<10}    "
+            f"{human_ago(now - m.modified)}"
+        )
     return 0
 
 
@@ -194,9 +255,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     model = ModelStore(args.models_dir).get(ModelName.parse(args.name))
     m = model.manifest
     if args.json:
-        print(json.dumps({"name": model.name.display, "digest": str(m.digest), "path": str(model.path),
-                          "layers": [{"mediaType": lay.media_type, "digest": str(lay.digest), "size": lay.size}
-                                     for lay in (*m.layers, *([m.config] if m.config else []))]}))
+        print(
+            json.dumps(
+                {
+                    "name": model.name.display,
+                    "digest": str(m.digest),
+                    "path": str(model.path),
+                    "layers": [
+                        {"mediaType": lay.media_type, "digest": str(lay.digest), "size": lay.size}
+                        for lay in (*m.layers, *([m.config] if m.config else []))
+                    ],
+                }
+            )
+        )
         return 0
     print(f"{model.name.display}  ({m.digest})\n  manifest: {model.path}")
     for layer in (*m.layers, *([m.config] if m.config else [])):
@@ -224,8 +295,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             bad += 1
             continue
         bad += bool(problems)
-        report.append({"name": name.display, "ok": not problems,
-                       "problems": [{"digest": str(p.layer.digest), "problem": p.problem} for p in problems]})
+        report.append(
+            {
+                "name": name.display,
+                "ok": not problems,
+                "problems": [{"digest": str(p.layer.digest), "problem": p.problem} for p in problems],
+            }
+        )
     if args.json:
         print(json.dumps(report))
     else:
@@ -256,6 +332,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     report = store.prune(grace_seconds=args.grace, staging_in_use=staging_in_use(store))
     if report.skipped_reason:
         print(f"blobs kept: {report.skipped_reason}", file=sys.stderr)
-    print(f"removed {len(report.removed_blobs)} unreferenced blobs ({report.removed_bytes} bytes) "
-          f"and {len(report.removed_staging)} abandoned staging files")
+    print(
+        f"removed {len(report.removed_blobs)} unreferenced blobs ({report.removed_bytes} bytes) "
+        f"and {len(report.removed_staging)} abandoned staging files"
+    )
     return 0

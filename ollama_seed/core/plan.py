@@ -146,8 +146,7 @@ class Scheduler:
     :attr:`lock`.
     """
 
-    def __init__(self, plan: BlobPlan, connections: int,
-                 on_record: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, plan: BlobPlan, connections: int, on_record: Callable[[int, int], None] | None = None) -> None:
         self.plan = plan
         self.on_record = on_record
         self.connections = max(1, connections)

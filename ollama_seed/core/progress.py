@@ -10,8 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LayerNote", "LayerProgress", "ProgressCallback", "ProgressEvent", "Status", "human_duration",
-           "human_size", "retry_reason"]
+__all__ = [
+    "LayerNote",
+    "LayerProgress",
+    "ProgressCallback",
+    "ProgressEvent",
+    "Status",
+    "human_duration",
+    "human_size",
+    "retry_reason",
+]
 
 
 def human_size(n: float) -> str:
@@ -82,8 +90,12 @@ class LayerNote:
         return f"{self.reason}, retrying in {human_duration(self.delay)}"
 
     def to_ollama(self) -> dict[str, Any]:
-        return {"status": f"pulling {self.digest[7:19]}", "digest": self.digest, "total": self.total,
-                "completed": self.completed}
+        return {
+            "status": f"pulling {self.digest[7:19]}",
+            "digest": self.digest,
+            "total": self.total,
+            "completed": self.completed,
+        }
 
 
 def human_duration(seconds: float) -> str:

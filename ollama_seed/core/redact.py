@@ -14,8 +14,11 @@ import re
 __all__ = ["RedactFilter", "redact"]
 
 _URL_QUERY = re.compile(r"(https?://[^\s'\"<>?]*)\?[^\s'\"<>]*", re.IGNORECASE)
-_AUTH_VALUE = re.compile(r"((?:authorization|bearer|basic)['\"]?\s*[:=,]?\s*['\"]?\s*(?:bearer\s+|basic\s+)?)"
-                         r"[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_AUTH_VALUE = re.compile(
+    r"((?:authorization|bearer|basic)['\"]?\s*[:=,]?\s*['\"]?\s*(?:bearer\s+|basic\s+)?)"
+    r"[A-Za-z0-9._~+/=-]{8,}",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:

@@ -29,7 +29,8 @@ _RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
 
 
 _WINDOWS_RESERVED = frozenset(
-    ["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))])
+    ["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))]
+)
 
 
 def windows_path_problem(name: ModelName) -> str | None:
@@ -38,17 +39,23 @@ def windows_path_problem(name: ModelName) -> str | None:
     (ollama/ollama#4088), and it skips a manifest directory it cannot parse back into a name.
     """
     if ":" in name.host:
-        return (f"{name.display}: a registry host with a port ({name.host}) cannot be a folder name on Windows "
-                "(':' is not allowed), and Ollama on Windows cannot store or load such a model either; "
-                "serve the registry under a host name without a port (a reverse proxy on 443), or import the "
-                "model on Linux or macOS")
+        return (
+            f"{name.display}: a registry host with a port ({name.host}) cannot be a folder name on Windows "
+            "(':' is not allowed), and Ollama on Windows cannot store or load such a model either; "
+            "serve the registry under a host name without a port (a reverse proxy on 443), or import the "
+            "model on Linux or macOS"
+        )
     for kind, part in zip(("host", "namespace", "model", "tag"), name.path_parts, strict=True):
         if part.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
-            return (f"{name.display}: the {kind} {part!r} is a reserved device name on Windows and cannot be a "
-                    "file or folder name there; use another name")
+            return (
+                f"{name.display}: the {kind} {part!r} is a reserved device name on Windows and cannot be a "
+                "file or folder name there; use another name"
+            )
         if part.endswith("."):
-            return (f"{name.display}: the {kind} {part!r} ends with '.', which Windows drops from file names; "
-                    "use a name that does not")
+            return (
+                f"{name.display}: the {kind} {part!r} ends with '.', which Windows drops from file names; "
+                "use a name that does not"
+            )
     return None
 
 

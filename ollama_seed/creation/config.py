@@ -68,16 +68,48 @@ class Era(enum.Enum):
 
 # fs/ggml/type.go at v0.33.0-rc2
 FILE_TYPES: dict[int, str] = {
-    1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M",
-    13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS",
-    21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
-    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+    38: "MXFP4_MOE",
+    39: "NVFP4",
     40: "Q1_0",
 }
 # v0.13.5: 4 is MXFP4; no IQ*, TQ*, MXFP4_MOE, NVFP4 or Q1_0 names
 FILE_TYPES_V0_13: dict[int, str] = {
-    **{k: v for k, v in FILE_TYPES.items()
-       if not v.startswith(("IQ", "TQ")) and v not in ("MXFP4_MOE", "NVFP4", "Q1_0")},
+    **{
+        k: v
+        for k, v in FILE_TYPES.items()
+        if not v.startswith(("IQ", "TQ")) and v not in ("MXFP4_MOE", "NVFP4", "Q1_0")
+    },
     4: "MXFP4",
 }
 
@@ -117,8 +149,9 @@ def _or(*values: str) -> str:
     return next((v for v in values if v), "")
 
 
-def model_fields(ggufs: Sequence[tuple[str, GGUFInfo]], era: Era = Era.CURRENT, *,
-                 model_format: str = "") -> ModelFields:
+def model_fields(
+    ggufs: Sequence[tuple[str, GGUFInfo]], era: Era = Era.CURRENT, *, model_format: str = ""
+) -> ModelFields:
     """Derive the model fields from ``(media type, header)`` of the GGUF layers, in layer order.
 
     CLASSIC takes each field from the first GGUF layer of any kind and lists every GGUF's architecture;
@@ -137,8 +170,15 @@ def model_fields(ggufs: Sequence[tuple[str, GGUFInfo]], era: Era = Era.CURRENT, 
     )
 
 
-def config_blob(fields: ModelFields, *, renderer: str = "", parser: str = "", requires: str = "",
-                capabilities: Sequence[str] = (), diff_ids: Sequence[str] | None = None) -> bytes:
+def config_blob(
+    fields: ModelFields,
+    *,
+    renderer: str = "",
+    parser: str = "",
+    requires: str = "",
+    capabilities: Sequence[str] = (),
+    diff_ids: Sequence[str] | None = None,
+) -> bytes:
     """The config blob's bytes. ``diff_ids`` (the ``sha256:<hex>`` of every manifest layer, in order)
     adds ``rootfs`` as Ollama up to v0.32.6 writes it; None leaves it out (v0.32.7+)."""
     items: list[tuple[str, GoValue]] = [

@@ -44,22 +44,68 @@ class GGUFError(ValueError):
 TYPE_UINT8, TYPE_INT8, TYPE_UINT16, TYPE_INT16, TYPE_UINT32, TYPE_INT32, TYPE_FLOAT32 = range(7)
 TYPE_BOOL, TYPE_STRING, TYPE_ARRAY, TYPE_UINT64, TYPE_INT64, TYPE_FLOAT64 = range(7, 13)
 _FIXED: dict[int, tuple[str, int]] = {
-    TYPE_UINT8: ("B", 1), TYPE_INT8: ("b", 1), TYPE_UINT16: ("H", 2), TYPE_INT16: ("h", 2),
-    TYPE_UINT32: ("I", 4), TYPE_INT32: ("i", 4), TYPE_FLOAT32: ("f", 4), TYPE_BOOL: ("?", 1),
-    TYPE_UINT64: ("Q", 8), TYPE_INT64: ("q", 8), TYPE_FLOAT64: ("d", 8),
+    TYPE_UINT8: ("B", 1),
+    TYPE_INT8: ("b", 1),
+    TYPE_UINT16: ("H", 2),
+    TYPE_INT16: ("h", 2),
+    TYPE_UINT32: ("I", 4),
+    TYPE_INT32: ("i", 4),
+    TYPE_FLOAT32: ("f", 4),
+    TYPE_BOOL: ("?", 1),
+    TYPE_UINT64: ("Q", 8),
+    TYPE_INT64: ("q", 8),
+    TYPE_FLOAT64: ("d", 8),
 }
-_TYPE_NAMES = {TYPE_UINT8: "uint8", TYPE_INT8: "int8", TYPE_UINT16: "uint16", TYPE_INT16: "int16",
-               TYPE_UINT32: "uint32", TYPE_INT32: "int32", TYPE_FLOAT32: "float32", TYPE_BOOL: "bool",
-               TYPE_STRING: "string", TYPE_ARRAY: "array", TYPE_UINT64: "uint64", TYPE_INT64: "int64",
-               TYPE_FLOAT64: "float64"}
+_TYPE_NAMES = {
+    TYPE_UINT8: "uint8",
+    TYPE_INT8: "int8",
+    TYPE_UINT16: "uint16",
+    TYPE_INT16: "int16",
+    TYPE_UINT32: "uint32",
+    TYPE_INT32: "int32",
+    TYPE_FLOAT32: "float32",
+    TYPE_BOOL: "bool",
+    TYPE_STRING: "string",
+    TYPE_ARRAY: "array",
+    TYPE_UINT64: "uint64",
+    TYPE_INT64: "int64",
+    TYPE_FLOAT64: "float64",
+}
 
 # ggml tensor types: (elements per block, bytes per block), to check that tensor data fits in the file
 _BLOCKS: dict[int, tuple[int, int]] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
-    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
-    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
-    34: (256, 54), 35: (256, 66), 39: (32, 17),
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 40),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    16: (256, 66),
+    17: (256, 74),
+    18: (256, 98),
+    19: (256, 50),
+    20: (32, 18),
+    21: (256, 110),
+    22: (256, 82),
+    23: (256, 136),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    29: (256, 56),
+    30: (1, 2),
+    34: (256, 54),
+    35: (256, 66),
+    39: (32, 17),
 }
 
 MAX_KEY_BYTES = 65_535  # the GGUF spec's limit on key length
@@ -72,6 +118,7 @@ KEEP_ARRAY_ITEMS = 1024
 _BUFFER = 1 << 20
 # Compatibility tensors: a GGUF holding one is stored as-is by Ollama v0.30+, not rewritten
 _COMPAT_PREFIXES = ("a.", "mm.", "mtp.", "s.", "v.")
+
 
 @dataclass(frozen=True, slots=True)
 class GGUFArray:
@@ -149,8 +196,10 @@ class _Reader:
 
     def need(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > self.size:
-            raise self.fail(f"truncated or corrupt GGUF: {what} at byte {self.pos} needs {n} bytes, but the file "
-                            f"has {self.size}; the file is incomplete (re-download or re-convert it)")
+            raise self.fail(
+                f"truncated or corrupt GGUF: {what} at byte {self.pos} needs {n} bytes, but the file "
+                f"has {self.size}; the file is incomplete (re-download or re-convert it)"
+            )
 
     def read(self, n: int, what: str) -> bytes:
         self.need(n, what)
@@ -169,7 +218,7 @@ class _Reader:
             if len(self.buf) < n:
                 raise self.fail(f"the file shrank while being read ({what} at byte {self.pos})")
         self.pos += n
-        return self.buf[offset:offset + n]
+        return self.buf[offset : offset + n]
 
     def skip(self, n: int, what: str) -> None:
         self.need(n, what)
@@ -186,8 +235,10 @@ class _Reader:
             else:
                 n = self.u64(f"the length of {what}[{i}]")
             if n > self.size - self.pos:
-                raise self.fail(f"corrupt GGUF: {what}[{i}] at byte {self.pos - 8} claims {n} bytes, past the end of "
-                                f"the file ({self.size} bytes)")
+                raise self.fail(
+                    f"corrupt GGUF: {what}[{i}] at byte {self.pos - 8} claims {n} bytes, past the end of "
+                    f"the file ({self.size} bytes)"
+                )
             self.pos += n
 
     def unpack(self, fmt: str, size: int, what: str) -> int | float | bool:
@@ -204,8 +255,9 @@ class _Reader:
         start = self.pos
         n = self.u64(f"the length of {what}")
         if n > self.size - self.pos:
-            raise self.fail(f"corrupt GGUF: {what} at byte {start} claims {n} bytes, past the end of the "
-                            f"file ({self.size} bytes)")
+            raise self.fail(
+                f"corrupt GGUF: {what} at byte {start} claims {n} bytes, past the end of the file ({self.size} bytes)"
+            )
         if n > limit:
             raise self.fail(f"{what} at byte {start} is {n} bytes long, more than the {limit} this reader accepts")
         if not keep:
@@ -240,8 +292,10 @@ def _value(r: _Reader, value_type: int, what: str, depth: int, keep: bool) -> GG
         raise r.fail(f"corrupt GGUF: {what} is an array of unknown type {item_type}")
     count = r.u64(f"the length of {what}")
     if count * _min_size(item_type) > r.size - r.pos:
-        raise r.fail(f"corrupt GGUF: {what} claims {count} items of type {_TYPE_NAMES[item_type]}, more than "
-                     f"the {r.size - r.pos} bytes left in the file can hold")
+        raise r.fail(
+            f"corrupt GGUF: {what} claims {count} items of type {_TYPE_NAMES[item_type]}, more than "
+            f"the {r.size - r.pos} bytes left in the file can hold"
+        )
     if keep and count <= KEEP_ARRAY_ITEMS:
         items = tuple(_value(r, item_type, f"{what}[{i}]", depth + 1, True) for i in range(count))
         return GGUFArray(item_type, count, items)
@@ -267,8 +321,10 @@ def _header(r: _Reader) -> int:
     if version == 1:
         raise r.fail("GGUF version 1 (2023) is not supported: re-convert the model with a current llama.cpp")
     if version not in (2, 3):
-        raise r.fail(f"unsupported GGUF version {version} (this reader knows versions 2 and 3); it may be newer "
-                     "than this ollama-seed, or not a GGUF file")
+        raise r.fail(
+            f"unsupported GGUF version {version} (this reader knows versions 2 and 3); it may be newer "
+            "than this ollama-seed, or not a GGUF file"
+        )
     return version
 
 
@@ -323,8 +379,17 @@ def read_gguf(f: BinaryIO, *, name: str = "GGUF file") -> GGUFInfo:
     data_offset = -(-r.pos // alignment) * alignment
     for tname, offset, nbytes in tensors:
         if data_offset + offset + nbytes > size:
-            raise r.fail(f"truncated GGUF: tensor {tname!r} offset+size ({data_offset + offset + nbytes}) exceeds "
-                         f"file size ({size}); the file is incomplete (re-download or re-convert it)")
-    return GGUFInfo(version=version, size=size, metadata=MappingProxyType(metadata), types=MappingProxyType(types),
-                    tensor_count=tensor_count, parameter_count=total % (1 << 64), has_compat_tensors=compat,
-                    data_offset=data_offset)
+            raise r.fail(
+                f"truncated GGUF: tensor {tname!r} offset+size ({data_offset + offset + nbytes}) exceeds "
+                f"file size ({size}); the file is incomplete (re-download or re-convert it)"
+            )
+    return GGUFInfo(
+        version=version,
+        size=size,
+        metadata=MappingProxyType(metadata),
+        types=MappingProxyType(types),
+        tensor_count=tensor_count,
+        parameter_count=total % (1 << 64),
+        has_compat_tensors=compat,
+        data_offset=data_offset,
+    )

@@ -55,16 +55,27 @@ class Struct:
         object.__setattr__(self, "fields", items)
 
 
-GoValue: TypeAlias = ("bool | int | float | Float32 | str | bytes | Struct | Mapping[str, GoValue] | Sequence[GoValue]"
-                      " | None")
+GoValue: TypeAlias = (
+    "bool | int | float | Float32 | str | bytes | Struct | Mapping[str, GoValue] | Sequence[GoValue] | None"
+)
 
-_SHORT = {ord('"'): '\\"', ord("\\"): "\\\\", ord("\b"): "\\b", ord("\f"): "\\f", ord("\n"): "\\n",
-          ord("\r"): "\\r", ord("\t"): "\\t"}
+_SHORT = {
+    ord('"'): '\\"',
+    ord("\\"): "\\\\",
+    ord("\b"): "\\b",
+    ord("\f"): "\\f",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
 _ESCAPES: dict[int, str] = {
     **{c: f"\\u{c:04x}" for c in range(0x20)},
     **_SHORT,
-    ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-    0x2028: "\\u2028", 0x2029: "\\u2029",
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
     **{c: "\\ufffd" for c in range(0xD800, 0xE000)},  # lone surrogates: bytes that were not UTF-8
 }
 

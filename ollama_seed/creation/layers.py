@@ -58,8 +58,13 @@ MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 _GGUF_MEDIA = (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER)
 # Architecture defaults (v0.20+ gemma4, v0.22+ laguna and nemotron_h*): renderer and parser
-_ARCH_DEFAULTS = {"gemma4": "gemma4", "laguna": "laguna", "nemotron_h": "nemotron-3-nano",
-                  "nemotron_h_moe": "nemotron-3-nano", "nemotron_h_omni": "nemotron-3-nano"}
+_ARCH_DEFAULTS = {
+    "gemma4": "gemma4",
+    "laguna": "laguna",
+    "nemotron_h": "nemotron-3-nano",
+    "nemotron_h_moe": "nemotron-3-nano",
+    "nemotron_h_omni": "nemotron-3-nano",
+}
 _GEMMA4_STOP = "<turn|>"
 
 
@@ -88,8 +93,11 @@ class Blob:
 
     def manifest_entry(self) -> Struct:
         """Ollama's ``Layer`` struct: mediaType, digest, size, then ``from`` and ``name`` if set."""
-        items: list[tuple[str, GoValue]] = [("mediaType", self.media_type), ("digest", str(self.digest)),
-                                            ("size", self.size)]
+        items: list[tuple[str, GoValue]] = [
+            ("mediaType", self.media_type),
+            ("digest", str(self.digest)),
+            ("size", self.size),
+        ]
         if self.from_:
             items.append(("from", self.from_))
         if self.name:
@@ -168,8 +176,14 @@ def gguf_media_type(info: GGUFInfo, era: Era = Era.CURRENT) -> str:
     blocks = info.uint32(f"{arch}.block_count")
     if kind == "projector" or (not blocks and (info.uint32(f"{arch}.vision.block_count") or 0) > 0):
         return MEDIA_PROJECTOR
-    if not era.classic and (kind == "mmproj" or (arch == "clip" and not blocks and (
-            info.boolean("clip.has_vision_encoder") or info.boolean("clip.has_audio_encoder")))):
+    if not era.classic and (
+        kind == "mmproj"
+        or (
+            arch == "clip"
+            and not blocks
+            and (info.boolean("clip.has_vision_encoder") or info.boolean("clip.has_audio_encoder"))
+        )
+    ):
         return MEDIA_PROJECTOR
     return MEDIA_MODEL
 
@@ -183,8 +197,10 @@ def manifest_layers(raw: bytes) -> tuple[Blob, ...]:
     manifest = Manifest.parse(raw, source="the base model's manifest")
     entries = json.loads(raw).get("layers") or []
     names = [e.get("name") if isinstance(e, dict) and isinstance(e.get("name"), str) else None for e in entries]
-    return tuple(Blob(layer.media_type, layer.digest, layer.size, name=name)
-                 for layer, name in zip(manifest.layers, names, strict=True))
+    return tuple(
+        Blob(layer.media_type, layer.digest, layer.size, name=name)
+        for layer, name in zip(manifest.layers, names, strict=True)
+    )
 
 
 def _blob_path(models_dir: str, digest: Digest) -> str:
@@ -216,11 +232,14 @@ def _drop(layers: list[Blob], media_type: str) -> list[Blob]:
     return [layer for layer in layers if layer.media_type != media_type]
 
 
-def _base_layers(ggufs: Sequence[GGUFFile], adapter: GGUFFile | None, auto: AutoTemplate | None, era: Era,
-                 models_dir: str | None) -> tuple[list[Blob], list[tuple[str, GGUFInfo]]]:
+def _base_layers(
+    ggufs: Sequence[GGUFFile], adapter: GGUFFile | None, auto: AutoTemplate | None, era: Era, models_dir: str | None
+) -> tuple[list[Blob], list[tuple[str, GGUFInfo]]]:
     if era.classic and models_dir is None:
-        raise CreateError("the classic era (Ollama up to v0.24) stores the GGUF blob's absolute path as the "
-                          "layer's 'from': give models_dir, the models directory as that Ollama sees it")
+        raise CreateError(
+            "the classic era (Ollama up to v0.24) stores the GGUF blob's absolute path as the "
+            "layer's 'from': give models_dir, the models directory as that Ollama sees it"
+        )
     layers: list[Blob] = []
     infos: list[tuple[str, GGUFInfo]] = []
     files = list(ggufs) if era.classic else sorted(ggufs, key=lambda g: g.key)
@@ -242,8 +261,10 @@ def _base_layers(ggufs: Sequence[GGUFFile], adapter: GGUFFile | None, auto: Auto
         media = gguf_media_type(adapter.info, era)
         if media != MEDIA_ADAPTER:
             found = adapter.info.string("general.type")
-            raise CreateError(f"ADAPTER {adapter.key}: not a LoRA adapter GGUF (general.type is {found!r}, not "
-                              "'adapter'); convert the adapter with llama.cpp's convert_lora_to_gguf.py")
+            raise CreateError(
+                f"ADAPTER {adapter.key}: not a LoRA adapter GGUF (general.type is {found!r}, not "
+                "'adapter'); convert the adapter with llama.cpp's convert_lora_to_gguf.py"
+            )
         where = _blob_path(models_dir, adapter.digest) if era.classic and models_dir is not None else adapter.key
         layers.append(Blob(media, adapter.digest, adapter.size, from_=where))
         infos.append((media, adapter.info))
@@ -257,8 +278,10 @@ def _from_model(base: BaseModel) -> tuple[list[Blob], list[tuple[str, GGUFInfo]]
         if layer.media_type in _GGUF_MEDIA:
             info = base.gguf.get(layer.digest)
             if info is None:
-                raise CreateError(f"the header of the base model's {layer.media_type.rsplit('.', 1)[-1]} layer "
-                                  f"{layer.digest} is needed (read it with read_gguf and pass it in BaseModel.gguf)")
+                raise CreateError(
+                    f"the header of the base model's {layer.media_type.rsplit('.', 1)[-1]} layer "
+                    f"{layer.digest} is needed (read it with read_gguf and pass it in BaseModel.gguf)"
+                )
             infos.append((layer.media_type, info))
     return layers, infos
 
@@ -270,13 +293,17 @@ def _merge_params(layers: list[Blob], new: dict[str, GoValue], base: BaseModel |
             continue
         data = layer.data if layer.data is not None else (base.blobs.get(layer.digest) if base else None)
         if data is None:
-            raise CreateError(f"the bytes of the base model's params layer {layer.digest} are needed to merge "
-                              "parameters (pass them in BaseModel.blobs)")
+            raise CreateError(
+                f"the bytes of the base model's params layer {layer.digest} are needed to merge "
+                "parameters (pass them in BaseModel.blobs)"
+            )
         try:
             existing.update(decode_object(data))
         except ValueError as exc:
-            raise CreateError(f"the params layer {layer.digest} is not a JSON object ({exc}); Ollama cannot "
-                              "merge it either: pull the base model again") from None
+            raise CreateError(
+                f"the params layer {layer.digest} is not a JSON object ({exc}); Ollama cannot "
+                "merge it either: pull the base model again"
+            ) from None
     merged = dict(new)
     for key, value in existing.items():
         merged.setdefault(key, value)
@@ -285,9 +312,16 @@ def _merge_params(layers: list[Blob], new: dict[str, GoValue], base: BaseModel |
     return [*_drop(layers, MEDIA_PARAMS), Blob.of(MEDIA_PARAMS, encode(merged))]
 
 
-def plan_create(modelfile: Modelfile, *, ggufs: Sequence[GGUFFile] = (), adapter: GGUFFile | None = None,
-                base: BaseModel | None = None, auto_template: AutoTemplate | None = None,
-                era: Era = Era.CURRENT, models_dir: str | None = None) -> CreatePlan:
+def plan_create(
+    modelfile: Modelfile,
+    *,
+    ggufs: Sequence[GGUFFile] = (),
+    adapter: GGUFFile | None = None,
+    base: BaseModel | None = None,
+    auto_template: AutoTemplate | None = None,
+    era: Era = Era.CURRENT,
+    models_dir: str | None = None,
+) -> CreatePlan:
     """Compute the layers, config and manifest of ``ollama create`` for *modelfile*.
 
     Give either *ggufs* (the FROM files, with their headers, digests and sizes) or *base* (FROM a model),
@@ -299,11 +333,15 @@ def plan_create(modelfile: Modelfile, *, ggufs: Sequence[GGUFFile] = (), adapter
             not a LoRA GGUF; a base model whose GGUF headers, params bytes or config are missing or corrupt.
     """
     if modelfile.drafts:
-        raise CreateError("DRAFT (a speculative-decoding draft model) is not supported by this create; remove "
-                          "the DRAFT line, or create the model with a running Ollama")
+        raise CreateError(
+            "DRAFT (a speculative-decoding draft model) is not supported by this create; remove "
+            "the DRAFT line, or create the model with a running Ollama"
+        )
     if (base is None) == (not ggufs):
-        raise CreateError("give either the GGUF files a FROM names or the base model a FROM names, not "
-                          + ("both" if base is not None else "neither"))
+        raise CreateError(
+            "give either the GGUF files a FROM names or the base model a FROM names, not "
+            + ("both" if base is not None else "neither")
+        )
     if base is not None:
         layers, infos = _from_model(base)
         inherited = _inherited(base.config)
@@ -331,9 +369,17 @@ def plan_create(modelfile: Modelfile, *, ggufs: Sequence[GGUFFile] = (), adapter
         parser=modelfile.parser or _text(inherited, "parser") or default,
         requires=modelfile.requires or _text(inherited, "requires"),
         capabilities=[c for c in capabilities if isinstance(c, str)] if isinstance(capabilities, list) else (),
-        diff_ids=[str(layer.digest) for layer in layers] if era.rootfs else None)
+        diff_ids=[str(layer.digest) for layer in layers] if era.rootfs else None,
+    )
     config_layer = Blob.of(CONFIG_MEDIA_TYPE, config)
-    manifest = encode(Struct([("schemaVersion", 2), ("mediaType", MANIFEST_MEDIA_TYPE),
-                              ("config", config_layer.manifest_entry()),
-                              ("layers", [layer.manifest_entry() for layer in layers])]))
+    manifest = encode(
+        Struct(
+            [
+                ("schemaVersion", 2),
+                ("mediaType", MANIFEST_MEDIA_TYPE),
+                ("config", config_layer.manifest_entry()),
+                ("layers", [layer.manifest_entry() for layer in layers]),
+            ]
+        )
+    )
     return CreatePlan(tuple(layers), config_layer, manifest)

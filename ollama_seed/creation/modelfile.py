@@ -38,17 +38,31 @@ __all__ = [
     "parse_modelfile",
 ]
 
-COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter",
-            "message", "requires")
-INVALID_COMMAND = ('command must be one of "from", "license", "template", "system", "adapter", "draft", "renderer", '
-                   '"parser", "parameter", "message", or "requires"')
+COMMANDS = (
+    "from",
+    "license",
+    "template",
+    "system",
+    "adapter",
+    "draft",
+    "renderer",
+    "parser",
+    "parameter",
+    "message",
+    "requires",
+)
+INVALID_COMMAND = (
+    'command must be one of "from", "license", "template", "system", "adapter", "draft", "renderer", '
+    '"parser", "parameter", "message", or "requires"'
+)
 INVALID_ROLE = 'message role must be one of "system", "user", or "assistant"'
 ROLES = ("system", "user", "assistant")
 _WS = " \t\r\n"
 _SEMVER = re.compile(
     r"v(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)"
     r"(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
-    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)?)?")
+    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)?)?"
+)
 
 
 class ModelfileError(ValueError):
@@ -148,8 +162,8 @@ class _Value:
         if self.first < 0:
             return True
         n = self.last - self.first + 1
-        head = "".join(self.chars[self.first:min(self.first + 3, self.last + 1)])
-        tail = "".join(self.chars[max(self.first, self.last - 2):self.last + 1])
+        head = "".join(self.chars[self.first : min(self.first + 3, self.last + 1)])
+        tail = "".join(self.chars[max(self.first, self.last - 2) : self.last + 1])
         if head.startswith('"""'):
             return n >= 6 and tail == '"""'
         if head.startswith('"'):
@@ -200,7 +214,9 @@ def parse_commands(source: str | bytes) -> tuple[Command, ...]:
                 raise ModelfileError(
                     f"Modelfile line {start}: {shown!r} is not a command followed by a value: {INVALID_COMMAND} "
                     "(case does not matter); fix the line or start it with # to make it a comment",
-                    ollama_message=f"(line {line}): {INVALID_COMMAND}", line=start)
+                    ollama_message=f"(line {line}): {INVALID_COMMAND}",
+                    line=start,
+                )
             keyword = given.lower()
             state = {"parameter": "param", "message": "role"}.get(keyword, "value")
             word, name, value = [], "", _Value()
@@ -210,8 +226,12 @@ def parse_commands(source: str | bytes) -> tuple[Command, ...]:
             elif ch in " \t":
                 name, word, state = "".join(word), [], "value"
             else:
-                raise _eof("".join(word), start, "a PARAMETER name may only hold letters, digits and '_', and "
-                           "must be followed by a space and a value, as in PARAMETER temperature 0.7")
+                raise _eof(
+                    "".join(word),
+                    start,
+                    "a PARAMETER name may only hold letters, digits and '_', and "
+                    "must be followed by a space and a value, as in PARAMETER temperature 0.7",
+                )
         elif state == "role":
             if ch.isascii() and ch.isalpha():
                 word.append(ch)
@@ -220,11 +240,17 @@ def parse_commands(source: str | bytes) -> tuple[Command, ...]:
                 if name not in ROLES:
                     raise ModelfileError(
                         f"Modelfile line {start}: MESSAGE role {name!r} is not allowed: {INVALID_ROLE} "
-                        "(lowercase), as in MESSAGE user Hello", ollama_message=f"(line {line}): {INVALID_ROLE}",
-                        line=start)
+                        "(lowercase), as in MESSAGE user Hello",
+                        ollama_message=f"(line {line}): {INVALID_ROLE}",
+                        line=start,
+                    )
             else:
-                raise _eof("".join(word), start, "MESSAGE needs a role (system, user or assistant), a space and "
-                           "the message, as in MESSAGE user Hello")
+                raise _eof(
+                    "".join(word),
+                    start,
+                    "MESSAGE needs a role (system, user or assistant), a space and "
+                    "the message, as in MESSAGE user Hello",
+                )
         elif ch in _WS and (ch in " \t" or not value.closed()):
             value.add(ch)  # blanks, and newlines inside an open quote, are kept as they are
         elif ch in "\r\n":
@@ -233,14 +259,19 @@ def parse_commands(source: str | bytes) -> tuple[Command, ...]:
         elif _printable(ch):
             value.add(ch)
     if state in ("name", "param", "role") or (state == "value" and not value.closed()):
-        what = ("a quoted value is never closed: end it with the same quote it starts with (\"\"\" or \")"
-                if state == "value" else "the last command has no value")
+        what = (
+            'a quoted value is never closed: end it with the same quote it starts with (""" or ")'
+            if state == "value"
+            else "the last command has no value"
+        )
         raise _eof("", start, what)
     if state == "value":
         commands.append(Command(keyword, value.text(), start, name))
     if not any(c.keyword == "from" for c in commands):
-        raise ModelfileError("Modelfile: no FROM line; add one naming a GGUF file, a folder or a model, as in "
-                             "FROM ./model.gguf", ollama_message="no FROM line")
+        raise ModelfileError(
+            "Modelfile: no FROM line; add one naming a GGUF file, a folder or a model, as in FROM ./model.gguf",
+            ollama_message="no FROM line",
+        )
     return tuple(commands)
 
 
@@ -266,8 +297,10 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
             if not _SEMVER.fullmatch("v" + c.value):
                 raise ModelfileError(
                     f"Modelfile line {c.line}: REQUIRES {c.value!r} is not a version: requires must be a valid "
-                    "semver (e.g. 0.14.0)", ollama_message="requires must be a valid semver (e.g. 0.14.0)",
-                    line=c.line)
+                    "semver (e.g. 0.14.0)",
+                    ollama_message="requires must be a valid semver (e.g. 0.14.0)",
+                    line=c.line,
+                )
             single[c.keyword] = c.value
         elif c.keyword == "parameter":
             if c.name in DEPRECATED_PARAMETERS:
@@ -276,8 +309,9 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
             try:
                 typed = parse_parameter(c.name, c.value)
             except ParameterError as exc:
-                raise ModelfileError(f"Modelfile line {c.line}: {exc}", ollama_message=exc.ollama_message,
-                                     line=c.line) from None
+                raise ModelfileError(
+                    f"Modelfile line {c.line}: {exc}", ollama_message=exc.ollama_message, line=c.line
+                ) from None
             previous = params.get(c.name)
             if isinstance(typed, str):  # stop: every line adds one
                 params[c.name] = (*(previous if isinstance(previous, tuple) else ()), typed)
@@ -286,8 +320,17 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
         else:
             single[c.keyword] = c.value
     return Modelfile(
-        commands=commands, froms=tuple(lists["from"]), adapters=tuple(lists["adapter"]),
-        drafts=tuple(lists["draft"]), template=single.get("template"), system=single.get("system"),
-        renderer=single.get("renderer"), parser=single.get("parser"), requires=single.get("requires"),
-        licenses=tuple(lists["license"]), parameters=MappingProxyType(params), messages=tuple(messages),
-        warnings=tuple(warnings))
+        commands=commands,
+        froms=tuple(lists["from"]),
+        adapters=tuple(lists["adapter"]),
+        drafts=tuple(lists["draft"]),
+        template=single.get("template"),
+        system=single.get("system"),
+        renderer=single.get("renderer"),
+        parser=single.get("parser"),
+        requires=single.get("requires"),
+        licenses=tuple(lists["license"]),
+        parameters=MappingProxyType(params),
+        messages=tuple(messages),
+        warnings=tuple(warnings),
+    )

@@ -30,23 +30,58 @@ __all__ = [
 ]
 
 # Ollama v0.7.0 to v0.33.0-rc2 (draft_num_predict: the latest only)
-INT_PARAMETERS = frozenset({"num_ctx", "num_batch", "num_gpu", "num_thread", "num_keep", "seed", "num_predict",
-                            "top_k", "repeat_last_n", "draft_num_predict", "main_gpu"})
-FLOAT_PARAMETERS = frozenset({"top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
-                              "frequency_penalty"})
+INT_PARAMETERS = frozenset(
+    {
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "num_thread",
+        "num_keep",
+        "seed",
+        "num_predict",
+        "top_k",
+        "repeat_last_n",
+        "draft_num_predict",
+        "main_gpu",
+    }
+)
+FLOAT_PARAMETERS = frozenset(
+    {"top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty"}
+)
 BOOL_PARAMETERS = frozenset({"use_mmap"})
 LIST_PARAMETERS = frozenset({"stop"})
 # Dropped with "warning: parameter NAME is deprecated" (v0.7.0+; before that only penalize_newline was)
-DEPRECATED_PARAMETERS = ("penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
-                         "mirostat", "mirostat_tau", "mirostat_eta")
+DEPRECATED_PARAMETERS = (
+    "penalize_newline",
+    "low_vram",
+    "f16_kv",
+    "logits_all",
+    "vocab_only",
+    "use_mlock",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+)
 
 ParameterValue: TypeAlias = "int | float | bool | str | tuple[str, ...]"
 """int; float (already rounded to float32); bool; a ``stop`` string (one per PARAMETER line), or the
 ``stop`` list once lines are merged."""
 
 _INT = re.compile(r"[+-]?[0-9]+")
-_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
-          "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+_BOOLS = {
+    "1": True,
+    "t": True,
+    "T": True,
+    "TRUE": True,
+    "true": True,
+    "True": True,
+    "0": False,
+    "f": False,
+    "F": False,
+    "FALSE": False,
+    "false": False,
+    "False": False,
+}
 
 
 class ParameterError(ValueError):
@@ -73,8 +108,9 @@ def parse_parameter(name: str, value: str) -> ParameterValue:
         try:
             number = parse_float32(value)
         except (ValueError, OverflowError):
-            raise ParameterError(f"invalid float value [{value}]",
-                                 f"{name} takes a number, such as 0.7 (at most about 3.4e38)") from None
+            raise ParameterError(
+                f"invalid float value [{value}]", f"{name} takes a number, such as 0.7 (at most about 3.4e38)"
+            ) from None
         if math.isnan(number) or math.isinf(number):
             text = "NaN" if math.isnan(number) else ("-Inf" if number < 0 else "+Inf")
             raise ParameterError(f"json: unsupported value: {text}", f"{name} must be a finite number")
@@ -86,8 +122,9 @@ def parse_parameter(name: str, value: str) -> ParameterValue:
     if name in LIST_PARAMETERS:
         return value
     known = ", ".join(sorted(INT_PARAMETERS | FLOAT_PARAMETERS | BOOL_PARAMETERS | LIST_PARAMETERS))
-    raise ParameterError(f"unknown parameter '{name}'",
-                         f"parameter names are case-sensitive and must be one of {known}")
+    raise ParameterError(
+        f"unknown parameter '{name}'", f"parameter names are case-sensitive and must be one of {known}"
+    )
 
 
 def wire_value(value: ParameterValue) -> GoValue:

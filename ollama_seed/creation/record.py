@@ -51,15 +51,18 @@ def _manifest_digest(store: ModelStore, name: ModelName) -> str | None:
         return None
 
 
-def remember(store: ModelStore, name: ModelName, modelfile: Path, files: Sequence[Path],
-             base: ModelName | None, manifest: Digest) -> None:
+def remember(
+    store: ModelStore, name: ModelName, modelfile: Path, files: Sequence[Path], base: ModelName | None, manifest: Digest
+) -> None:
     """Record what *name* was created from (best effort: losing it costs one re-create)."""
     record = _load(store)
     record.pop(str(name), None)
     record[str(name)] = {
-        "modelfile": _key(modelfile), "files": [_key(f) for f in files],
+        "modelfile": _key(modelfile),
+        "files": [_key(f) for f in files],
         "base": [str(base), _manifest_digest(store, base)] if base is not None else None,
-        "manifest": str(manifest)}
+        "manifest": str(manifest),
+    }
     while len(record) > MAX_MODELS:
         record.pop(next(iter(record)))
     with contextlib.suppress(SeedError):

@@ -85,15 +85,20 @@ def _blob_header(store: ModelStore, digest: Digest) -> GGUFInfo:
         with open(path, "rb") as f:
             return read_gguf(f, name=str(path))
     except (OSError, GGUFError) as exc:
-        raise InvalidModelfile(f"the base model's layer {digest} is not a readable GGUF ({exc}); "
-                               "run 'ollama-seed verify' and pull the base model again") from None
+        raise InvalidModelfile(
+            f"the base model's layer {digest} is not a readable GGUF ({exc}); "
+            "run 'ollama-seed verify' and pull the base model again"
+        ) from None
 
 
 def _base(store: ModelStore, model: InstalledModel) -> BaseModel:
     layers = manifest_layers(model.manifest.raw)
     config = store.layout.blob(model.manifest.config.digest).read_bytes() if model.manifest.config else None
-    blobs = {layer.digest: store.layout.blob(layer.digest).read_bytes()
-             for layer in layers if layer.media_type == MEDIA_PARAMS}
+    blobs = {
+        layer.digest: store.layout.blob(layer.digest).read_bytes()
+        for layer in layers
+        if layer.media_type == MEDIA_PARAMS
+    }
     gguf = {layer.digest: _blob_header(store, layer.digest) for layer in layers if layer.media_type in _GGUF_MEDIA}
     return BaseModel(model.name.display, layers, config=config, blobs=blobs, gguf=gguf)
 
@@ -114,30 +119,42 @@ def _template_from(store: ModelStore, name: str) -> AutoTemplate:
     return AutoTemplate(store.layout.blob(template.digest).read_bytes(), params)
 
 
-async def _ensure_base(store: ModelStore, value: str, *, pull: bool, offline: bool,
-                       pull_options: dict[str, Any]) -> InstalledModel:
+async def _ensure_base(
+    store: ModelStore, value: str, *, pull: bool, offline: bool, pull_options: dict[str, Any]
+) -> InstalledModel:
     try:
         name = store.resolve(ModelName.parse(value))
     except InvalidName as exc:
-        raise InvalidModelfile(f"FROM {value}: no such file next to the Modelfile, and not a model name "
-                               f"({exc})") from None
+        raise InvalidModelfile(
+            f"FROM {value}: no such file next to the Modelfile, and not a model name ({exc})"
+        ) from None
     try:
         return store.get(name)
     except ModelNotFound:
         if offline or not pull:
-            raise OfflineError(f"FROM {value}: the base model {name.display} is not in {store.root} and "
-                               + ("this create is offline" if offline else "--no-pull was given")
-                               + f"; pull it first (ollama-seed pull {name.display}) or import a bundle") from None
+            raise OfflineError(
+                f"FROM {value}: the base model {name.display} is not in {store.root} and "
+                + ("this create is offline" if offline else "--no-pull was given")
+                + f"; pull it first (ollama-seed pull {name.display}) or import a bundle"
+            ) from None
     from ..pulling.api import apull
 
     await apull(name, models_dir=store.root, **pull_options)
     return store.get(name)
 
 
-async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
-                  models_dir: str | os.PathLike[str] | None = None, pull: bool = True, offline: bool = False,
-                  template_from: str | None = None, era: Era = Era.CURRENT,
-                  progress: ProgressCallback | None = None, **pull_options: Any) -> CreateResult:
+async def acreate(
+    name: str | ModelName,
+    modelfile: str | os.PathLike[str],
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    pull: bool = True,
+    offline: bool = False,
+    template_from: str | None = None,
+    era: Era = Era.CURRENT,
+    progress: ProgressCallback | None = None,
+    **pull_options: Any,
+) -> CreateResult:
     """Create the model *name* from the Modelfile at *modelfile* in the store.
 
     Args:
@@ -177,8 +194,10 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
         else:
             files.extend(found)
     if base_value is not None and files:
-        raise InvalidModelfile(f"FROM {base_value}: no such file next to the Modelfile; a create builds on local "
-                               "GGUF files or on one model, not both")
+        raise InvalidModelfile(
+            f"FROM {base_value}: no such file next to the Modelfile; a create builds on local "
+            "GGUF files or on one model, not both"
+        )
     adapter_file: LocalFile | None = None
     if parsed.adapters:
         found = await anyio.to_thread.run_sync(local_files, parsed.adapters[-1], folder, "ADAPTER")
@@ -203,8 +222,7 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
             reused += gguf.size
         else:
             copied += gguf.size
-        emit(LayerProgress(label, key, MEDIA_MODEL, gguf.size, gguf.size,
-                           cached=existed, done=True))
+        emit(LayerProgress(label, key, MEDIA_MODEL, gguf.size, gguf.size, cached=existed, done=True))
         return gguf
 
     ggufs = [await bring(f) for f in files]
@@ -212,8 +230,9 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
     base = None
     base_name: ModelName | None = None
     if base_value is not None:
-        model = await _ensure_base(store, base_value, pull=pull, offline=offline,
-                                   pull_options={"progress": progress, **pull_options})
+        model = await _ensure_base(
+            store, base_value, pull=pull, offline=offline, pull_options={"progress": progress, **pull_options}
+        )
         base_name = model.name
         base = await anyio.to_thread.run_sync(_base, store, model)
     sources = [f.path for f in files] + ([adapter_file.path] if adapter_file is not None else [])
@@ -224,12 +243,21 @@ async def acreate(name: str | ModelName, modelfile: str | os.PathLike[str], *,
         if template_from is not None:
             auto = await anyio.to_thread.run_sync(_template_from, store, template_from)
         elif chat is not None:
-            warnings.append("the GGUF carries a chat template, which Ollama would match against the templates it "
-                            "ships; ollama-seed does not ship them, so this model has no template: add a TEMPLATE "
-                            "to the Modelfile, or --template-from MODEL to reuse a model's template and params")
+            warnings.append(
+                "the GGUF carries a chat template, which Ollama would match against the templates it "
+                "ships; ollama-seed does not ship them, so this model has no template: add a TEMPLATE "
+                "to the Modelfile, or --template-from MODEL to reuse a model's template and params"
+            )
     try:
-        plan = plan_create(parsed, ggufs=ggufs, adapter=adapter, base=base, auto_template=auto, era=era,
-                           models_dir=str(store.root) if era is Era.CLASSIC else None)
+        plan = plan_create(
+            parsed,
+            ggufs=ggufs,
+            adapter=adapter,
+            base=base,
+            auto_template=auto,
+            era=era,
+            models_dir=str(store.root) if era is Era.CLASSIC else None,
+        )
     except CreateError as exc:
         raise InvalidModelfile(str(exc)) from None
 
@@ -257,4 +285,3 @@ def create(name: str | ModelName, modelfile: str | os.PathLike[str], **options: 
 
     result: CreateResult = run_sync(acreate, name, modelfile, **options)
     return result
-

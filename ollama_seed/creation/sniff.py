@@ -23,8 +23,10 @@ __all__ = [
 ]
 
 SNIFF_BYTES = 16  # enough for every magic below
-CONVERT_HINT = ("convert it to GGUF with llama.cpp's convert_hf_to_gguf.py (then FROM the .gguf), or create the "
-                "model with a running Ollama (`ollama create`), which converts it itself")
+CONVERT_HINT = (
+    "convert it to GGUF with llama.cpp's convert_hf_to_gguf.py (then FROM the .gguf), or create the "
+    "model with a running Ollama (`ollama create`), which converts it itself"
+)
 
 _LEGACY_GGML = {b"lmgg": "ggml", b"fmgg": "ggmf", b"tjgg": "ggjt", b"algg": "ggla"}
 
@@ -66,9 +68,11 @@ def describe_non_gguf(head: bytes) -> str:
     if kind in ("pytorch-zip", "pytorch-pickle"):
         return f"not a GGUF file but a PyTorch checkpoint (or another zip/pickle file); {CONVERT_HINT}"
     if kind == "ggml-legacy":
-        return ("not a GGUF file but a legacy GGML file (from before August 2023), which Ollama refuses too "
-                "(supplied file was not in GGUF format); convert the original weights again with a current "
-                "llama.cpp")
+        return (
+            "not a GGUF file but a legacy GGML file (from before August 2023), which Ollama refuses too "
+            "(supplied file was not in GGUF format); convert the original weights again with a current "
+            "llama.cpp"
+        )
     if kind == "numpy":
         return f"not a GGUF file but a NumPy array file; {CONVERT_HINT}"
     if kind == "empty":
@@ -76,8 +80,10 @@ def describe_non_gguf(head: bytes) -> str:
     if kind == "gguf-big-endian":
         return "a big-endian GGUF: Ollama loads little-endian GGUFs only; convert it with gguf-convert-endian first"
     shown = head[:4].hex(" ")
-    return (f"supplied file was not in GGUF format (it starts with bytes {shown}, not 'GGUF'); FROM a GGUF file, "
-            f"a model name, or a folder of safetensors weights ({CONVERT_HINT})")
+    return (
+        f"supplied file was not in GGUF format (it starts with bytes {shown}, not 'GGUF'); FROM a GGUF file, "
+        f"a model name, or a folder of safetensors weights ({CONVERT_HINT})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +102,15 @@ class ModelFiles:
         if self.kind == "gguf":
             return None
         if self.kind == "none":
-            return (f"{folder}: no Modelfile or safetensors files found (no *.safetensors, *.bin, *.pth or *.gguf "
-                    "model files in the folder); FROM a .gguf file or a folder that holds one")
+            return (
+                f"{folder}: no Modelfile or safetensors files found (no *.safetensors, *.bin, *.pth or *.gguf "
+                "model files in the folder); FROM a .gguf file or a folder that holds one"
+            )
         if self.kind == "bin":
-            return (f"{folder}: the model files are *.bin ({', '.join(self.files[:3])}); if they are GGUFs, name them "
-                    f"FROM directly, otherwise {CONVERT_HINT}")
+            return (
+                f"{folder}: the model files are *.bin ({', '.join(self.files[:3])}); if they are GGUFs, name them "
+                f"FROM directly, otherwise {CONVERT_HINT}"
+            )
         return f"{folder}: holds {self.kind} weights ({', '.join(self.files[:3])}), not a GGUF; {CONVERT_HINT}"
 
 

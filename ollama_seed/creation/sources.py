@@ -96,8 +96,9 @@ def local_files(value: str, base: Path, label: str) -> list[LocalFile] | None:
     return [LocalFile(path, path.name, _header(path, label))]
 
 
-def ingest_gguf(store: ModelStore, local: LocalFile, progress: Callable[[int, int], None] | None = None
-                ) -> tuple[GGUFFile, bool]:
+def ingest_gguf(
+    store: ModelStore, local: LocalFile, progress: Callable[[int, int], None] | None = None
+) -> tuple[GGUFFile, bool]:
     """Copy *local* into the store (unless a known copy is there); the file as the layer builder wants it,
     and whether it was already in the store."""
     layer, existed = ingest_file(store, local.path, gguf_media_type(local.info), progress=progress)

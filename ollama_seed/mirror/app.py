@@ -121,8 +121,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         return None
     if start >= size:
-        raise _Reply(416, "RANGE_INVALID", f"range {header!r} is outside the blob's {size} bytes",
-                     [(b"content-range", f"bytes */{size}".encode())])
+        raise _Reply(
+            416,
+            "RANGE_INVALID",
+            f"range {header!r} is outside the blob's {size} bytes",
+            [(b"content-range", f"bytes */{size}".encode())],
+        )
     return start, end
 
 
@@ -166,7 +170,7 @@ def _page(items: list[str], query: dict[str, list[str]], path: str) -> tuple[lis
     headers: list[tuple[bytes, bytes]] = []
     if len(items) > n:
         items = items[:n]
-        link = f"<{path}?{urllib.parse.urlencode({'last': items[-1] if items else last, 'n': n})}>; rel=\"next\""
+        link = f'<{path}?{urllib.parse.urlencode({"last": items[-1] if items else last, "n": n})}>; rel="next"'
         headers.append((b"link", link.encode()))
     return items, headers
 
@@ -247,14 +251,26 @@ class MirrorApp:
         query = scope.get("query_string", b"").decode("latin-1")
         headers = dict(scope.get("headers", []))
         agent = headers.get(b"user-agent", b"-").decode("latin-1")
-        access_log.info('%s "%s %s%s" %d %d %.3fs "%s"', client[0], scope.get("method"), scope.get("path"),
-                        f"?{query}" if query else "", ctx.status, ctx.sent, seconds, agent)
+        access_log.info(
+            '%s "%s %s%s" %d %d %.3fs "%s"',
+            client[0],
+            scope.get("method"),
+            scope.get("path"),
+            f"?{query}" if query else "",
+            ctx.status,
+            ctx.sent,
+            seconds,
+            agent,
+        )
 
     async def _error(self, send: _Ctx, scope: Scope, reply: _Reply) -> None:
         body = json.dumps({"errors": [{"code": reply.code, "message": reply.message}]}).encode()
         body_out = b"" if scope.get("method") == "HEAD" else body
-        await self._start(send, reply.status, [(b"content-type", b"application/json"),
-                                               (b"content-length", str(len(body)).encode()), *reply.headers])
+        await self._start(
+            send,
+            reply.status,
+            [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *reply.headers],
+        )
         await send({"type": "http.response.body", "body": body_out})
 
     @staticmethod
@@ -263,8 +279,9 @@ class MirrorApp:
 
     async def _json(self, send: Send, scope: Scope, doc: object, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         body = json.dumps(doc).encode()
-        await self._start(send, 200, [(b"content-type", b"application/json"),
-                                      (b"content-length", str(len(body)).encode()), *headers])
+        await self._start(
+            send, 200, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+        )
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     # -- routing -------------------------------------------------------------------------
@@ -330,11 +347,16 @@ class MirrorApp:
                 raise _Reply(502, "UNKNOWN", f"upstream: {exc}") from None
         if manifest is None:
             raise _Reply(404, "MANIFEST_UNKNOWN", f"manifest unknown: {repo.path}:{ref}")
-        await self._start(send, 200, [
-            (b"content-type", (manifest.media_type or MANIFEST_MEDIA_TYPE).encode()),
-            (b"content-length", str(len(manifest.raw)).encode()),
-            (b"docker-content-digest", str(manifest.digest).encode()),
-            (b"etag", f'"{manifest.digest}"'.encode())])
+        await self._start(
+            send,
+            200,
+            [
+                (b"content-type", (manifest.media_type or MANIFEST_MEDIA_TYPE).encode()),
+                (b"content-length", str(len(manifest.raw)).encode()),
+                (b"docker-content-digest", str(manifest.digest).encode()),
+                (b"etag", f'"{manifest.digest}"'.encode()),
+            ],
+        )
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else manifest.raw})
 
     async def _blob(self, send: _Ctx, scope: Scope, receive: Receive, repo: Repo, ref: str, direct: bool) -> None:
@@ -364,8 +386,7 @@ class MirrorApp:
                 return
         if self.store.blob_size(digest) != layer.size:
             if cache is None:
-                log.warning("%s is listed by %s but missing or damaged in %s", digest, repo.path,
-                            self.store.root)
+                log.warning("%s is listed by %s but missing or damaged in %s", digest, repo.path, self.store.root)
                 raise _Reply(404, "BLOB_UNKNOWN", f"blob {digest} is missing from this mirror's store")
             if scope["method"] == "HEAD":
                 await self._blob_head(send, layer, 200, layer.size, [])
@@ -378,12 +399,22 @@ class MirrorApp:
                 raise _Reply(502, "UNKNOWN", f"upstream: {exc}") from None
         await self._send_blob(send, scope, receive, layer)
 
-    async def _blob_head(self, send: Send, layer: Layer, status: int, length: int,
-                         extra: list[tuple[bytes, bytes]]) -> None:
-        await self._start(send, status, [
-            (b"content-type", b"application/octet-stream"), (b"content-length", str(length).encode()),
-            (b"accept-ranges", b"bytes"), (b"docker-content-digest", str(layer.digest).encode()),
-            (b"etag", f'"{layer.digest}"'.encode()), (b"cache-control", b"max-age=31536000, immutable"), *extra])
+    async def _blob_head(
+        self, send: Send, layer: Layer, status: int, length: int, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        await self._start(
+            send,
+            status,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(length).encode()),
+                (b"accept-ranges", b"bytes"),
+                (b"docker-content-digest", str(layer.digest).encode()),
+                (b"etag", f'"{layer.digest}"'.encode()),
+                (b"cache-control", b"max-age=31536000, immutable"),
+                *extra,
+            ],
+        )
         await send({"type": "http.response.body", "body": b""})
 
     async def _send_blob(self, send: Send, scope: Scope, receive: Receive, layer: Layer) -> None:
@@ -407,11 +438,19 @@ class MirrorApp:
             if scope["method"] == "HEAD" or start == end:
                 await self._blob_head(send, layer, status, end - start, extra)
                 return
-            await self._start(send, status, [
-                (b"content-type", b"application/octet-stream"), (b"content-length", str(end - start).encode()),
-                (b"accept-ranges", b"bytes"), (b"docker-content-digest", str(layer.digest).encode()),
-                (b"etag", f'"{layer.digest}"'.encode()), (b"cache-control", b"max-age=31536000, immutable"),
-                *extra])
+            await self._start(
+                send,
+                status,
+                [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(end - start).encode()),
+                    (b"accept-ranges", b"bytes"),
+                    (b"docker-content-digest", str(layer.digest).encode()),
+                    (b"etag", f'"{layer.digest}"'.encode()),
+                    (b"cache-control", b"max-age=31536000, immutable"),
+                    *extra,
+                ],
+            )
             await self._stream(send, receive, fd, start, end)
         finally:
             os.close(fd)

@@ -70,8 +70,11 @@ def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as exc:
         raise ConfigError(f"cannot read the {what} {path}: {exc}") from None
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (n, line.strip())
+        for n, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -108,14 +111,19 @@ class Htpasswd:
                 continue
             raw = hashed.strip().encode("ascii", "replace")
             if not raw.startswith(_BCRYPT_PREFIXES):
-                log.warning("%s line %d: user %r has no bcrypt hash (only bcrypt is accepted, as in Docker "
-                            "Distribution; create it with 'htpasswd -B'); this user cannot log in",
-                            self.path, number, user)
+                log.warning(
+                    "%s line %d: user %r has no bcrypt hash (only bcrypt is accepted, as in Docker "
+                    "Distribution; create it with 'htpasswd -B'); this user cannot log in",
+                    self.path,
+                    number,
+                    user,
+                )
                 continue
             entries[user] = raw
         if initial and not entries:
-            raise ConfigError(f"the htpasswd file {self.path} has no bcrypt entry; create one with "
-                              f"'htpasswd -B -c {self.path} USER'")
+            raise ConfigError(
+                f"the htpasswd file {self.path} has no bcrypt entry; create one with 'htpasswd -B -c {self.path} USER'"
+            )
         self._entries, self._stamp = entries, stamp
         self.generation += 1
 
@@ -159,8 +167,9 @@ class StaticTokens:
             user, sep, token = line.partition(":")
             token = token.strip()
             if not sep or not user or not token:
-                raise ConfigError(f"{self.path} line {number}: write each token as USER:TOKEN "
-                                  "(or USER:sha256:<hex of the token>)")
+                raise ConfigError(
+                    f"{self.path} line {number}: write each token as USER:TOKEN (or USER:sha256:<hex of the token>)"
+                )
             if token.startswith("sha256:"):
                 try:
                     digest = bytes.fromhex(token[7:])
@@ -199,10 +208,15 @@ class AccessRules:
             raise ConfigError(f"cannot read the access file {path}: {exc}") from None
         read = doc.get("read")
         unknown = set(doc) - {"read"}
-        if not isinstance(read, dict) or unknown or not all(
-                isinstance(v, list) and all(isinstance(p, str) and p for p in v) for v in read.values()):
-            raise ConfigError(f"{path}: write the access rules as a [read] table of user = [\"pattern\", ...], "
-                              'e.g. [read]\\nalice = ["library/*"]')
+        if (
+            not isinstance(read, dict)
+            or unknown
+            or not all(isinstance(v, list) and all(isinstance(p, str) and p for p in v) for v in read.values())
+        ):
+            raise ConfigError(
+                f'{path}: write the access rules as a [read] table of user = ["pattern", ...], '
+                'e.g. [read]\\nalice = ["library/*"]'
+            )
         return cls(read)
 
     def patterns(self, user: str) -> tuple[str, ...]:
@@ -217,8 +231,14 @@ class AccessRules:
 class FailureLimiter:
     """Failed logins per client address; past *limit* in *window* seconds the address waits."""
 
-    def __init__(self, limit: int = 10, window: float = 60.0, *, clock: Callable[[], float] = time.monotonic,
-                 max_addresses: int = 10_000) -> None:
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = 10_000,
+    ) -> None:
         self.limit, self.window, self._clock, self._max = limit, window, clock, max_addresses
         self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
 
@@ -262,9 +282,15 @@ class Authenticator:
         limiter: failed logins per client address.
     """
 
-    def __init__(self, htpasswd: Htpasswd | None = None, tokens: StaticTokens | None = None, *,
-                 access: AccessRules | None = None, realm: str = "ollama-seed",
-                 limiter: FailureLimiter | None = None) -> None:
+    def __init__(
+        self,
+        htpasswd: Htpasswd | None = None,
+        tokens: StaticTokens | None = None,
+        *,
+        access: AccessRules | None = None,
+        realm: str = "ollama-seed",
+        limiter: FailureLimiter | None = None,
+    ) -> None:
         if htpasswd is None and tokens is None:
             raise ConfigError("authentication needs --htpasswd or --token-file")
         self.htpasswd, self.tokens, self.access = htpasswd, tokens, access

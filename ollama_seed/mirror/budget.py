@@ -81,9 +81,17 @@ class CacheBudget:
         ConfigError: a *keep* name is invalid.
     """
 
-    def __init__(self, store: ModelStore, max_bytes: int | None = None, *, keep: Sequence[str] = (),
-                 pending: Callable[[], Iterable[Digest]] = lambda: (), metrics: MirrorMetrics | None = None,
-                 flush_every: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        max_bytes: int | None = None,
+        *,
+        keep: Sequence[str] = (),
+        pending: Callable[[], Iterable[Digest]] = lambda: (),
+        metrics: MirrorMetrics | None = None,
+        flush_every: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.max_bytes = max_bytes
         self.keep = {model_key(_parse(n)) for n in keep}
@@ -116,8 +124,11 @@ class CacheBudget:
             log.warning("cannot read %s (%s); every model in the store is kept", self.path, exc)
             served = {}
         present = {model_key(m.name) for m in self.store.iter_models() if isinstance(m, InstalledModel)}
-        self._served = {k: float(v) for k, v in served.items()
-                        if isinstance(k, str) and isinstance(v, (int, float)) and k in present}
+        self._served = {
+            k: float(v)
+            for k, v in served.items()
+            if isinstance(k, str) and isinstance(v, (int, float)) and k in present
+        }
         self._dirty = len(self._served) != len(served)
         if self.metrics is not None:
             self.metrics.watch_cache(self.used, self.max_bytes)
@@ -147,15 +158,17 @@ class CacheBudget:
         """Models that may be evicted, least recently served first."""
         return sorted((k for k in self._served if k not in self.keep), key=lambda k: self._served[k])
 
-    def touch(self, host: str | None, namespace: str, model: str, *, tag: str | None = None,
-              digest: Digest | None = None) -> None:
+    def touch(
+        self, host: str | None, namespace: str, model: str, *, tag: str | None = None, digest: Digest | None = None
+    ) -> None:
         """A manifest (by *tag*) or a blob (*digest*) of this repository was served."""
         now = self._clock()
         for key in self._served:
             k_host, rest = key.split("/", 1)
             k_repo, _, k_tag = rest.rpartition(":")
-            if (host is not None and host.lower() != k_host.lower()) \
-                    or k_repo.lower() != f"{namespace}/{model}".lower():
+            if (
+                host is not None and host.lower() != k_host.lower()
+            ) or k_repo.lower() != f"{namespace}/{model}".lower():
                 continue
             if tag is not None and k_tag.lower() != tag.lower():
                 continue
@@ -235,7 +248,10 @@ class CacheBudget:
             raise InsufficientSpace(
                 f"the mirror's cache is full: {need} more bytes would take it over --max-cache-size "
                 f"{self.max_bytes} (in use {used}); the models in it are kept, being served, or being fetched. "
-                "Raise --max-cache-size or remove models from the store", needed=need, free=self.max_bytes - used)
+                "Raise --max-cache-size or remove models from the store",
+                needed=need,
+                free=self.max_bytes - used,
+            )
 
     def _evict(self, key: str) -> int:
         """Remove one model as ``ollama-seed rm`` does; the bytes freed."""
@@ -251,8 +267,12 @@ class CacheBudget:
             return 0
         sizes = {layer.digest: layer.size for layer in manifest.blobs} if manifest is not None else {}
         freed = sum(sizes.get(d, 0) for d in removed)
-        log.info("evicted %s from the cache (%d bytes freed, %d blob(s) kept for other models)", key, freed,
-                 len(sizes) - len(removed))
+        log.info(
+            "evicted %s from the cache (%d bytes freed, %d blob(s) kept for other models)",
+            key,
+            freed,
+            len(sizes) - len(removed),
+        )
         if self.metrics is not None:
             self.metrics.evictions.inc()
             self.metrics.evicted_bytes.inc(freed)

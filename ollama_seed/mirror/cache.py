@@ -56,8 +56,15 @@ def parse_upstream(url: str) -> tuple[str, str]:
     if "://" not in text:
         text = "https://" + text
     parts = urllib.parse.urlsplit(text)
-    bad = parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
-        or parts.query or parts.fragment or "@" in parts.netloc or parts.netloc.endswith(":")
+    bad = (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or parts.netloc.endswith(":")
+    )
     if not bad:
         try:
             _ = parts.port
@@ -65,8 +72,10 @@ def parse_upstream(url: str) -> tuple[str, str]:
         except (SeedError, ValueError):
             bad = True
     if bad:
-        raise ConfigError(f"--upstream {url!r} is not a registry address; write it as https://host[:port] "
-                          "(for example https://registry.ollama.ai or http://10.0.0.5:5000)")
+        raise ConfigError(
+            f"--upstream {url!r} is not a registry address; write it as https://host[:port] "
+            "(for example https://registry.ollama.ai or http://10.0.0.5:5000)"
+        )
     return parts.scheme, parts.netloc
 
 
@@ -113,9 +122,13 @@ class PullThroughCache:
         self.store = store
         self.scheme, self.host = parse_upstream(upstream)
         self._session_args: dict[str, Any] = {
-            "credentials": credentials, "transport": transport, "connections": connections,
-            "max_connections": max_connections, "stall_timeout": stall_timeout,
-            "insecure": self.scheme == "http"}  # an http:// upstream is the operator's explicit choice
+            "credentials": credentials,
+            "transport": transport,
+            "connections": connections,
+            "max_connections": max_connections,
+            "stall_timeout": stall_timeout,
+            "insecure": self.scheme == "http",
+        }  # an http:// upstream is the operator's explicit choice
         self.remember = remember
         self.budget = budget
         self.metrics = metrics
@@ -164,8 +177,12 @@ class PullThroughCache:
 
     def pending_digests(self) -> set[Digest]:
         """Blobs of fetched manifests not yet written to the store (an eviction must not take them)."""
-        return {layer.digest for (ns, m, t), manifest in self._manifests.items()
-                if (ns, m, t, manifest.digest) not in self._written for layer in manifest.blobs}
+        return {
+            layer.digest
+            for (ns, m, t), manifest in self._manifests.items()
+            if (ns, m, t, manifest.digest) not in self._written
+            for layer in manifest.blobs
+        }
 
     # -- shared fetches --------------------------------------------------------------------
     async def _shared(self, key: tuple[Any, ...], fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -181,8 +198,9 @@ class PullThroughCache:
         value: T = entry.value  # type: ignore[assignment]
         return value
 
-    async def _run(self, key: tuple[Any, ...], entry: _Shared[Any], fn: Callable[..., Awaitable[Any]],
-                   args: tuple[Any, ...]) -> None:
+    async def _run(
+        self, key: tuple[Any, ...], entry: _Shared[Any], fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
         try:
             entry.value = await fn(*args)
         except Exception as exc:
@@ -228,8 +246,14 @@ class PullThroughCache:
         key = (namespace, model, reference)
         found = self._manifests.get(key)
         if found is None and reference.startswith("sha256:"):
-            found = next((m for (ns, mo, _), m in self._manifests.items()
-                          if (ns, mo) == (namespace, model) and str(m.digest) == reference), None)
+            found = next(
+                (
+                    m
+                    for (ns, mo, _), m in self._manifests.items()
+                    if (ns, mo) == (namespace, model) and str(m.digest) == reference
+                ),
+                None,
+            )
         if found is not None:
             if key in self._manifests:
                 self._manifests.move_to_end(key)
@@ -245,8 +269,11 @@ class PullThroughCache:
             name = dataclasses.replace(self.name(namespace, model), tag=reference)
             manifest = await session.client.fetch_manifest(name)
             if manifest.digest != want:
-                raise IntegrityError(f"{self.host} answered {namespace}/{model}@{want} with bytes whose digest is "
-                                     f"{manifest.digest}", expected=str(want), actual=str(manifest.digest))
+                raise IntegrityError(
+                    f"{self.host} answered {namespace}/{model}@{want} with bytes whose digest is {manifest.digest}",
+                    expected=str(want),
+                    actual=str(manifest.digest),
+                )
         else:
             manifest = await session.client.fetch_manifest(self.name(namespace, model, reference))
         log.info("fetched the manifest of %s/%s:%s from %s", namespace, model, reference, self.upstream)
@@ -305,8 +332,11 @@ class PullThroughCache:
             return Layer("application/octet-stream", digest, int(length))
         if resp.status_code == 404:
             raise ModelNotFound(f"{self.host} has no blob {digest} in {namespace}/{model}", status=404)
-        raise RegistryError(f"HEAD of blob {digest} at {self.host} answered HTTP {resp.status_code}",
-                            url=url.split("?", 1)[0], status=resp.status_code)
+        raise RegistryError(
+            f"HEAD of blob {digest} at {self.host} answered HTTP {resp.status_code}",
+            url=url.split("?", 1)[0],
+            status=resp.status_code,
+        )
 
     async def fetch_blob(self, namespace: str, model: str, layer: Layer) -> None:
         """Download *layer* from the upstream into the store, unless it is there already.

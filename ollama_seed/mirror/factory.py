@@ -73,18 +73,27 @@ def create_app(
     cache = budget = None
     if upstream:
         budget = CacheBudget(store, max_cache_size, keep=keep, metrics=metrics)
-        cache = PullThroughCache(store, upstream, credentials=credentials, transport=transport,
-                                 connections=connections, stall_timeout=stall_timeout, budget=budget,
-                                 metrics=metrics)
+        cache = PullThroughCache(
+            store,
+            upstream,
+            credentials=credentials,
+            transport=transport,
+            connections=connections,
+            stall_timeout=stall_timeout,
+            budget=budget,
+            metrics=metrics,
+        )
     elif keep:
         raise ConfigError("--keep protects models from the pull-through cache's eviction; it needs --upstream")
     else:
         metrics.watch_cache(lambda: blob_bytes(store), None)
     auth = None
     if htpasswd or token_file:
-        auth = Authenticator(Htpasswd(htpasswd) if htpasswd else None,
-                             StaticTokens(token_file) if token_file else None,
-                             access=AccessRules.load(access) if access else None,
-                             limiter=FailureLimiter(*login_failures))
+        auth = Authenticator(
+            Htpasswd(htpasswd) if htpasswd else None,
+            StaticTokens(token_file) if token_file else None,
+            access=AccessRules.load(access) if access else None,
+            limiter=FailureLimiter(*login_failures),
+        )
     mirror = MirrorApp(store, cache=cache, redirect=BlobRedirect(redirect_blobs_to), hosts=hosts)
     return SiteApp(mirror, auth=auth, metrics=metrics, budget=budget, metrics_auth=metrics_auth)

@@ -66,8 +66,9 @@ def read_small(path: Path) -> bytes | None:
 class MirrorIndex:
     """Lookups in one store for the mirror."""
 
-    def __init__(self, store: ModelStore, *, hosts: tuple[str, ...] | None = None,
-                 first_host: str | None = None) -> None:
+    def __init__(
+        self, store: ModelStore, *, hosts: tuple[str, ...] | None = None, first_host: str | None = None
+    ) -> None:
         self.store = store
         self.hosts = hosts
         self.first_host = first_host
@@ -106,8 +107,11 @@ class MirrorIndex:
         if d is None:
             return []
         try:
-            return sorted((e.name, Path(e.path)) for e in os.scandir(d)
-                          if e.is_file(follow_symlinks=False) and SEGMENT.fullmatch(e.name))
+            return sorted(
+                (e.name, Path(e.path))
+                for e in os.scandir(d)
+                if e.is_file(follow_symlinks=False) and SEGMENT.fullmatch(e.name)
+            )
         except OSError:
             return []
 
@@ -124,8 +128,9 @@ class MirrorIndex:
 
     def tags(self, repo: Repo) -> list[str]:
         """Every tag of *repo* under its search hosts."""
-        return sorted({t for host in self.search_hosts(repo) for t, _ in self._tag_files(host, repo.namespace,
-                                                                                         repo.model)})
+        return sorted(
+            {t for host in self.search_hosts(repo) for t, _ in self._tag_files(host, repo.namespace, repo.model)}
+        )
 
     def find_manifest(self, repo: Repo, ref: str) -> Manifest | None:
         """The manifest of *repo* at a tag or ``sha256:`` digest (valid references only), or None."""

@@ -43,8 +43,9 @@ class RequestNote:
     miss: bool = False
 
 
-_CURRENT: contextvars.ContextVar[RequestNote | None] = contextvars.ContextVar("ollama_seed_mirror_request",
-                                                                              default=None)
+_CURRENT: contextvars.ContextVar[RequestNote | None] = contextvars.ContextVar(
+    "ollama_seed_mirror_request", default=None
+)
 
 
 def begin_request() -> tuple[RequestNote, contextvars.Token[RequestNote | None]]:
@@ -68,28 +69,39 @@ class MirrorMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(f"{_PREFIX}_requests", "Requests answered, by route, method and status.",
-                                ["route", "method", "status"], registry=r)
-        self.response_bytes = Counter(f"{_PREFIX}_response_bytes", "Response body bytes sent, by route.",
-                                      ["route"], registry=r)
-        self.duration = Histogram(f"{_PREFIX}_request_duration_seconds", "Time from request to last byte.",
-                                  ["route"], registry=r,
-                                  buckets=(0.005, 0.025, 0.1, 0.5, 2.5, 10, 60, 300, 1800))
+        self.requests = Counter(
+            f"{_PREFIX}_requests",
+            "Requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.response_bytes = Counter(
+            f"{_PREFIX}_response_bytes", "Response body bytes sent, by route.", ["route"], registry=r
+        )
+        self.duration = Histogram(
+            f"{_PREFIX}_request_duration_seconds",
+            "Time from request to last byte.",
+            ["route"],
+            registry=r,
+            buckets=(0.005, 0.025, 0.1, 0.5, 2.5, 10, 60, 300, 1800),
+        )
         self.in_flight = Gauge(f"{_PREFIX}_requests_in_flight", "Requests being answered now.", registry=r)
-        self.pullthrough = Counter(f"{_PREFIX}_pullthrough", "Manifest and blob requests answered from the "
-                                   "store (hit) or after fetching from the upstream (miss).",
-                                   ["kind", "result"], registry=r)
+        self.pullthrough = Counter(
+            f"{_PREFIX}_pullthrough",
+            "Manifest and blob requests answered from the store (hit) or after fetching from the upstream (miss).",
+            ["kind", "result"],
+            registry=r,
+        )
         self.upstream_bytes = Counter(f"{_PREFIX}_upstream_bytes", "Bytes fetched from the upstream.", registry=r)
-        self.upstream_errors = Counter(f"{_PREFIX}_upstream_errors", "Upstream fetches that failed.", ["kind"],
-                                       registry=r)
+        self.upstream_errors = Counter(
+            f"{_PREFIX}_upstream_errors", "Upstream fetches that failed.", ["kind"], registry=r
+        )
         self.downloads = Gauge(f"{_PREFIX}_upstream_downloads_active", "Upstream fetches running now.", registry=r)
         self.cache_bytes = Gauge(f"{_PREFIX}_cache_bytes", "Bytes of blobs in the served store.", registry=r)
         self.cache_limit = Gauge(f"{_PREFIX}_cache_limit_bytes", "The --max-cache-size limit.", registry=r)
-        self.evictions = Counter(f"{_PREFIX}_evictions", "Models evicted to stay under the cache limit.",
-                                 registry=r)
+        self.evictions = Counter(f"{_PREFIX}_evictions", "Models evicted to stay under the cache limit.", registry=r)
         self.evicted_bytes = Counter(f"{_PREFIX}_evicted_bytes", "Blob bytes freed by evictions.", registry=r)
-        self.auth_failures = Counter(f"{_PREFIX}_auth_failures", "Refused logins, by reason.", ["reason"],
-                                     registry=r)
+        self.auth_failures = Counter(f"{_PREFIX}_auth_failures", "Refused logins, by reason.", ["reason"], registry=r)
 
     def watch_cache(self, size: Callable[[], float], limit: int | None) -> None:
         """Report *size()* as the cache size at each scrape, and *limit* as the limit."""

@@ -94,8 +94,16 @@ def _noop(event: ProgressEvent) -> None:
 
 
 class _Pusher:
-    def __init__(self, client: RegistryClient, store: ModelStore, target: ModelName, *, chunk_size: int,
-                 mount_from: Sequence[str], progress: ProgressCallback) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: ModelStore,
+        target: ModelName,
+        *,
+        chunk_size: int,
+        mount_from: Sequence[str],
+        progress: ProgressCallback,
+    ) -> None:
         self.client, self.store, self.target = client, store, target
         self.chunk_size = max(1, chunk_size)
         self.mount_from = list(mount_from)
@@ -106,13 +114,18 @@ class _Pusher:
         self.sent = 0
         self.known: dict[Digest, str] = {}
         for item in store.iter_models():
-            if isinstance(item, InstalledModel) and item.name.host == target.host \
-                    and item.name.repository != self.repo:
+            if isinstance(item, InstalledModel) and item.name.host == target.host and item.name.repository != self.repo:
                 for layer in item.manifest.blobs:
                     self.known.setdefault(layer.digest, item.name.repository)
 
-    async def request(self, method: str, url: str, headers: dict[str, str] | None = None, content: Any = None,
-                      ok: Sequence[int] = (200, 201, 202, 204)) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        content: Any = None,
+        ok: Sequence[int] = (200, 201, 202, 204),
+    ) -> httpx.Response:
         with map_errors(url):
             resp = await self.client.send(self.target, method, url, headers or {}, content=content, scope=self.scope)
             try:
@@ -126,13 +139,19 @@ class _Pusher:
         if status in (401, 403):
             raise AuthenticationError(
                 f"{self.target.host} refused {method} {shown} (HTTP {status}): {_excerpt(body)}; push needs "
-                "credentials with push rights: docker login, or OLLAMA_SEED_REGISTRY_USER/PASSWORD", url=shown,
-                status=status)
+                "credentials with push rights: docker login, or OLLAMA_SEED_REGISTRY_USER/PASSWORD",
+                url=shown,
+                status=status,
+            )
         if status == 429 or status >= 500:
             raise _Retry(f"{method} {shown}: HTTP {status}: {_excerpt(body)}")
         if status == 405:
-            raise RegistryError(f"{self.target.host} does not accept uploads ({method} {shown} answered 405); "
-                                "it may be a read-only mirror or proxy", url=shown, status=status)
+            raise RegistryError(
+                f"{self.target.host} does not accept uploads ({method} {shown} answered 405); "
+                "it may be a read-only mirror or proxy",
+                url=shown,
+                status=status,
+            )
         raise RegistryError(f"{method} {shown} answered HTTP {status}: {_excerpt(body)}", url=shown, status=status)
 
     def _read(self, layer: Layer, start: int, length: int) -> AsyncIterator[bytes]:
@@ -160,8 +179,17 @@ class _Pusher:
         return gen()
 
     def _emit(self, layer: Layer, completed: int, *, cached: bool = False, done: bool = False) -> None:
-        self.progress(LayerProgress(self.target.display, str(layer.digest), layer.media_type, layer.size,
-                                    completed, cached=cached, done=done))
+        self.progress(
+            LayerProgress(
+                self.target.display,
+                str(layer.digest),
+                layer.media_type,
+                layer.size,
+                completed,
+                cached=cached,
+                done=done,
+            )
+        )
 
     # -- one blob ------------------------------------------------------------------------
     async def blob(self, layer: Layer) -> str:
@@ -171,8 +199,9 @@ class _Pusher:
                 return await self._blob_once(layer)
             except (_Retry, TransferError) as exc:
                 if attempt == ATTEMPTS - 1:
-                    raise TransferError(f"pushing {layer.digest} to {self.target.host} failed {ATTEMPTS} times: "
-                                        f"{exc}") from None
+                    raise TransferError(
+                        f"pushing {layer.digest} to {self.target.host} failed {ATTEMPTS} times: {exc}"
+                    ) from None
                 await anyio.sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
@@ -211,23 +240,32 @@ class _Pusher:
         location = urllib.parse.urljoin(uploads, location)
         octet = {"Content-Type": "application/octet-stream"}
         if layer.size <= self.chunk_size:
-            resp = await self.request("PUT", _with_digest(location, digest),
-                                      {**octet, "Content-Length": str(layer.size)},
-                                      lambda: self._read(layer, 0, layer.size), ok=(201, 204))
+            resp = await self.request(
+                "PUT",
+                _with_digest(location, digest),
+                {**octet, "Content-Length": str(layer.size)},
+                lambda: self._read(layer, 0, layer.size),
+                ok=(201, 204),
+            )
         else:
             pos = 0
             while pos < layer.size:
                 n = min(self.chunk_size, layer.size - pos)
                 resp = await self.request(
-                    "PATCH", location, {**octet, "Content-Range": f"{pos}-{pos + n - 1}", "Content-Length": str(n)},
-                    lambda p=pos, n=n: self._read(layer, p, n), ok=(202, 204))
+                    "PATCH",
+                    location,
+                    {**octet, "Content-Range": f"{pos}-{pos + n - 1}", "Content-Length": str(n)},
+                    lambda p=pos, n=n: self._read(layer, p, n),
+                    ok=(202, 204),
+                )
                 got = resp.headers.get("range")
                 if got and got.removeprefix("bytes=") != f"0-{pos + n - 1}":
                     raise _Retry(f"the registry holds {got} of {digest} after sending bytes 0-{pos + n - 1}")
                 location = urllib.parse.urljoin(location, resp.headers.get("location") or location)
                 pos += n
-            resp = await self.request("PUT", _with_digest(location, digest), {"Content-Length": "0"}, b"",
-                                      ok=(201, 204))
+            resp = await self.request(
+                "PUT", _with_digest(location, digest), {"Content-Length": "0"}, b"", ok=(201, 204)
+            )
         stored = resp.headers.get("docker-content-digest")
         if stored and stored != str(digest):
             raise IntegrityError(f"the registry stored {stored} for {digest}", expected=str(digest), actual=stored)
@@ -238,8 +276,13 @@ class _Pusher:
         url = f"{self.base}/v2/{self.repo}/manifests/{self.target.tag}"
         for attempt in range(ATTEMPTS):
             try:
-                resp = await self.request("PUT", url, {"Content-Type": manifest.media_type or MANIFEST_MEDIA_TYPE},
-                                          manifest.raw, ok=(200, 201, 202, 204))
+                resp = await self.request(
+                    "PUT",
+                    url,
+                    {"Content-Type": manifest.media_type or MANIFEST_MEDIA_TYPE},
+                    manifest.raw,
+                    ok=(200, 201, 202, 204),
+                )
                 break
             except (_Retry, TransferError) as exc:
                 if attempt == ATTEMPTS - 1:
@@ -247,9 +290,12 @@ class _Pusher:
                 await anyio.sleep(backoff(attempt))
         stored = resp.headers.get("docker-content-digest")
         if stored and stored != str(manifest.digest):
-            raise IntegrityError(f"{self.target.host} stored the manifest as {stored}, not {manifest.digest}: it "
-                                 "rewrote the bytes, so Ollama would see another model ID",
-                                 expected=str(manifest.digest), actual=stored)
+            raise IntegrityError(
+                f"{self.target.host} stored the manifest as {stored}, not {manifest.digest}: it "
+                "rewrote the bytes, so Ollama would see another model ID",
+                expected=str(manifest.digest),
+                actual=stored,
+            )
 
 
 async def apush(
@@ -292,8 +338,10 @@ async def apush(
     model = store.get(src)
     missing = store.missing(model.manifest)
     if missing:
-        raise StoreError(f"{model.name.display} is incomplete in {store.root}: {len(missing)} blob(s) missing or "
-                         f"short, first {missing[0].digest}; pull it again before pushing")
+        raise StoreError(
+            f"{model.name.display} is incomplete in {store.root}: {len(missing)} blob(s) missing or "
+            f"short, first {missing[0].digest}; pull it again before pushing"
+        )
     emit = progress or _noop
     outcome: dict[Digest, str] = {}
     try:
@@ -321,8 +369,16 @@ async def apush(
     def kind(k: str) -> tuple[Digest, ...]:
         return tuple(d for d, v in outcome.items() if v == k)
 
-    return PushResult(model.name, dst, model.manifest.digest, kind("uploaded"), kind("mounted"), kind("existing"),
-                      pusher.sent, time.monotonic() - started)
+    return PushResult(
+        model.name,
+        dst,
+        model.manifest.digest,
+        kind("uploaded"),
+        kind("mounted"),
+        kind("existing"),
+        pusher.sent,
+        time.monotonic() - started,
+    )
 
 
 def push(source: str | ModelName, target: str | ModelName, **options: Any) -> PushResult:

@@ -96,10 +96,18 @@ class BlobRedirect:
             self.mode = self.mode.lower().replace("none", "off")
             return
         parts = urllib.parse.urlsplit(self.mode)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-                or parts.path not in ("", "/") or "@" in parts.netloc:
-            raise ConfigError(f"--redirect-blobs-to {target!r}: use auto, off, or a base URL such as "
-                              "http://10.0.0.5:8080 (another name of this server)")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.path not in ("", "/")
+            or "@" in parts.netloc
+        ):
+            raise ConfigError(
+                f"--redirect-blobs-to {target!r}: use auto, off, or a base URL such as "
+                "http://10.0.0.5:8080 (another name of this server)"
+            )
         self.base, self.mode = self.mode.rstrip("/"), "url"
 
     def __call__(self, scope: Mapping[str, Any]) -> str | None:

@@ -74,8 +74,9 @@ class _Server(uvicorn.Server):
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                                          flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except (socket.gaierror, IndexError) as exc:
         raise ConfigError(f"cannot listen on {host!r}: {exc}") from None
     sock = socket.socket(family, kind, proto)
@@ -88,8 +89,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                          "choose another --host/--port or stop what uses it") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --host/--port or stop what uses it"
+        ) from None
     return sock
 
 
@@ -102,8 +104,10 @@ def _tls(cert: StrPath | None, key: StrPath | None) -> str:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot use --tls-cert {cert} with --tls-key {key}: {exc}; give a PEM certificate "
-                          "(its chain after it) and the PEM private key that belongs to it") from None
+        raise ConfigError(
+            f"cannot use --tls-cert {cert} with --tls-key {key}: {exc}; give a PEM certificate "
+            "(its chain after it) and the PEM private key that belongs to it"
+        ) from None
     return "https"
 
 
@@ -164,19 +168,41 @@ async def aserve(
         ConfigError: the address cannot be bound, or an option is unusable.
         SeedError: the application failed to start.
     """
-    app = create_app(models_dir, upstream=upstream, redirect_blobs_to=redirect_blobs_to, hosts=hosts,
-                     credentials=credentials, transport=transport, connections=connections,
-                     stall_timeout=stall_timeout, htpasswd=htpasswd, token_file=token_file, access=access,
-                     metrics_auth=metrics_auth, max_cache_size=max_cache_size, keep=keep)
+    app = create_app(
+        models_dir,
+        upstream=upstream,
+        redirect_blobs_to=redirect_blobs_to,
+        hosts=hosts,
+        credentials=credentials,
+        transport=transport,
+        connections=connections,
+        stall_timeout=stall_timeout,
+        htpasswd=htpasswd,
+        token_file=token_file,
+        access=access,
+        metrics_auth=metrics_auth,
+        max_cache_size=max_cache_size,
+        keep=keep,
+    )
     scheme = _tls(tls_cert, tls_key)
     sock = _bind(host, port)
     bound = sock.getsockname()
-    config = uvicorn.Config(app, http="h11", ws="none", lifespan="on", log_config=None, access_log=False,
-                            proxy_headers=False, server_header=False,
-                            timeout_graceful_shutdown=max(1, round(shutdown_timeout)),
-                            timeout_keep_alive=max(1, round(keep_alive)), limit_concurrency=limit_concurrency,
-                            h11_max_incomplete_event_size=max_header_size,
-                            ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+    config = uvicorn.Config(
+        app,
+        http="h11",
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, round(shutdown_timeout)),
+        timeout_keep_alive=max(1, round(keep_alive)),
+        limit_concurrency=limit_concurrency,
+        h11_max_incomplete_event_size=max_header_size,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
     server = _Server(config, handle_signals)
     done = anyio.Event()
     failure: list[BaseException] = []
@@ -200,9 +226,13 @@ async def aserve(
         info = ServeInfo(str(bound[0]), int(bound[1]), scheme)
         log.info("serving %s at %s", app.store.root, info.url)
         if app.auth is None and not _loopback(info.host):
-            log.warning("no login is required: anyone who can reach %s can read every model in %s%s; "
-                        "add --htpasswd FILE to require one", info.url, app.store.root,
-                        " and pull any model of the upstream through it" if upstream else "")
+            log.warning(
+                "no login is required: anyone who can reach %s can read every model in %s%s; "
+                "add --htpasswd FILE to require one",
+                info.url,
+                app.store.root,
+                " and pull any model of the upstream through it" if upstream else "",
+            )
         task_status.started(info)
         try:
             await done.wait()

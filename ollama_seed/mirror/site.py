@@ -114,8 +114,10 @@ class _Counting:
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
             if self.status == 307 and self._sign is not None:
-                message = {**message, "headers": [(k, self._sign(v) if k == b"location" else v)
-                                                   for k, v in message.get("headers", [])]}
+                message = {
+                    **message,
+                    "headers": [(k, self._sign(v) if k == b"location" else v) for k, v in message.get("headers", [])],
+                }
         else:
             self.sent += len(message.get("body", b""))
         await self._send(message)
@@ -132,9 +134,15 @@ class SiteApp:
         metrics_auth: ``/metrics`` needs a login too.
     """
 
-    def __init__(self, mirror: MirrorApp, *, auth: Authenticator | None = None,
-                 metrics: MirrorMetrics | None = None, budget: CacheBudget | None = None,
-                 metrics_auth: bool = False) -> None:
+    def __init__(
+        self,
+        mirror: MirrorApp,
+        *,
+        auth: Authenticator | None = None,
+        metrics: MirrorMetrics | None = None,
+        budget: CacheBudget | None = None,
+        metrics_auth: bool = False,
+    ) -> None:
         self.mirror = mirror
         self.auth = auth
         self.metrics = metrics or MirrorMetrics()
@@ -210,18 +218,54 @@ class SiteApp:
         client = scope.get("client") or ("-", 0)
         query = scope.get("query_string", b"").decode("latin-1").split("&expires=", 1)[0]
         agent = dict(scope.get("headers", [])).get(b"user-agent", b"-").decode("latin-1")
-        fields = {"client": client[0], "method": scope.get("method"), "path": scope.get("path"), "query": query,
-                  "status": ctx.status, "bytes": ctx.sent, "seconds": round(seconds, 6), "user_agent": agent,
-                  "user": user, "route": route}
-        access_log.info('%s "%s %s%s" %d %d %.3fs "%s"%s', client[0], scope.get("method"), scope.get("path"),
-                        f"?{query}" if query else "", ctx.status, ctx.sent, seconds, agent,
-                        f" user={user}" if user else "", extra={"access": fields})
+        fields = {
+            "client": client[0],
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "query": query,
+            "status": ctx.status,
+            "bytes": ctx.sent,
+            "seconds": round(seconds, 6),
+            "user_agent": agent,
+            "user": user,
+            "route": route,
+        }
+        access_log.info(
+            '%s "%s %s%s" %d %d %.3fs "%s"%s',
+            client[0],
+            scope.get("method"),
+            scope.get("path"),
+            f"?{query}" if query else "",
+            ctx.status,
+            ctx.sent,
+            seconds,
+            agent,
+            f" user={user}" if user else "",
+            extra={"access": fields},
+        )
 
-    async def _reply(self, send: Send, status: int, code: str, message: str,
-                     headers: Sequence[tuple[bytes, bytes]] = (), scope: Scope | None = None) -> None:
+    async def _reply(
+        self,
+        send: Send,
+        status: int,
+        code: str,
+        message: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        scope: Scope | None = None,
+    ) -> None:
         body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            _API, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    _API,
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
         head = scope is not None and scope.get("method") == "HEAD"
         await send({"type": "http.response.body", "body": b"" if head else body})
 
@@ -234,9 +278,14 @@ class SiteApp:
         wait = self.auth.limiter.retry_after(address)
         if wait is not None:
             self.metrics.auth_failures.labels("rate-limited").inc()
-            await self._reply(send, 429, "TOOMANYREQUESTS", "too many failed logins from this address; "
-                              f"try again in {wait:.0f} s", [(b"retry-after", str(int(wait + 0.999)).encode())],
-                              scope)
+            await self._reply(
+                send,
+                429,
+                "TOOMANYREQUESTS",
+                f"too many failed logins from this address; try again in {wait:.0f} s",
+                [(b"retry-after", str(int(wait + 0.999)).encode())],
+                scope,
+            )
             return None
         result = await self.auth.authenticate(header)
         if isinstance(result, Principal):
@@ -244,10 +293,12 @@ class SiteApp:
         self.metrics.auth_failures.labels(result).inc()
         if result != "missing":
             self.auth.limiter.failed(address)
-            auth_log.warning("failed login from %s: %s (user %s)", address, result.replace("-", " "),
-                             _claimed_user(header))
-        await self._reply(send, 401, "UNAUTHORIZED", "authentication required",
-                          [(b"www-authenticate", self.auth.challenge)], scope)
+            auth_log.warning(
+                "failed login from %s: %s (user %s)", address, result.replace("-", " "), _claimed_user(header)
+            )
+        await self._reply(
+            send, 401, "UNAUTHORIZED", "authentication required", [(b"www-authenticate", self.auth.challenge)], scope
+        )
         return None
 
     def _signer(self, scope: Scope) -> Callable[[bytes], bytes]:
@@ -256,6 +307,7 @@ class SiteApp:
             path = urllib.parse.urlsplit(location.decode("latin-1")).path
             mac = hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
             return location + f"&expires={expires}&signature={mac}".encode()
+
         return sign
 
     def _signed(self, scope: Scope, raw: bytes) -> bool:
@@ -272,8 +324,9 @@ class SiteApp:
         return hmac.compare_digest(want, mac)
 
     # -- /v2/ ---------------------------------------------------------------------------------
-    async def _v2(self, scope: Scope, receive: Receive, send: _Counting, raw: bytes, parts: list[str] | None,
-                  route: str) -> str | None:
+    async def _v2(
+        self, scope: Scope, receive: Receive, send: _Counting, raw: bytes, parts: list[str] | None, route: str
+    ) -> str | None:
         user: str | None = None
         if self.auth is not None and not (route == "blob" and self._signed(scope, raw)):
             principal = await self._login(scope, send)
@@ -282,8 +335,9 @@ class SiteApp:
             user = principal.user
             if self.auth.access is not None and not self._may_read(user, parts, route):
                 codes = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN"}
-                await self._reply(send, 404, codes.get(route, "NAME_UNKNOWN"),
-                                  "repository not known to this mirror", scope=scope)
+                await self._reply(
+                    send, 404, codes.get(route, "NAME_UNKNOWN"), "repository not known to this mirror", scope=scope
+                )
                 return user
             if route == "catalog" and self.auth.access is not None:
                 await self._filtered_catalog(scope, receive, send, user)
@@ -340,11 +394,17 @@ class SiteApp:
         headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
         if status == 200 and body:
             doc = json.loads(bytes(body))
-            doc["repositories"] = [r for r in doc.get("repositories", [])
-                                   if self.auth.access.allows(user, self._names(r.split("/")))]
+            doc["repositories"] = [
+                r for r in doc.get("repositories", []) if self.auth.access.allows(user, self._names(r.split("/")))
+            ]
             body = bytearray(json.dumps(doc).encode())
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else bytes(body)})
 
     # -- health and metrics ------------------------------------------------------------------
@@ -364,8 +424,17 @@ class SiteApp:
             problem = await self._not_ready() if route == "readyz" else None
             status, kind = (503 if problem else 200), b"text/plain; charset=utf-8"
             body = f"not ready: {problem}\n".encode() if problem else b"ok\n"
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", kind),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
         return user
 

@@ -69,10 +69,20 @@ async def apull(
         InvalidName, ModelNotFound, AuthenticationError, RegistryError, TransferError,
         IntegrityError, InsufficientSpace, StoreError: all :class:`SeedError`.
     """
-    (result,) = await apull_all([name], models_dir=models_dir, insecure=insecure, connections=connections,
-                                max_connections=max_connections, max_rate=max_rate, stall_timeout=stall_timeout,
-                                progress=progress, transport=transport, credentials=credentials,
-                                use_locks=use_locks, mirrors=mirrors)
+    (result,) = await apull_all(
+        [name],
+        models_dir=models_dir,
+        insecure=insecure,
+        connections=connections,
+        max_connections=max_connections,
+        max_rate=max_rate,
+        stall_timeout=stall_timeout,
+        progress=progress,
+        transport=transport,
+        credentials=credentials,
+        use_locks=use_locks,
+        mirrors=mirrors,
+    )
     return result
 
 
@@ -124,7 +134,18 @@ def pull(
         RuntimeError: called inside a running event loop (use ``await apull(...)`` there).
         SeedError: as :func:`apull`.
     """
-    return run_sync(apull, name, models_dir=models_dir, insecure=insecure, connections=connections,
-                    max_connections=max_connections, max_rate=max_rate, stall_timeout=stall_timeout,
-                    progress=progress, transport=transport, credentials=credentials, use_locks=use_locks,
-                    mirrors=mirrors)
+    return run_sync(
+        apull,
+        name,
+        models_dir=models_dir,
+        insecure=insecure,
+        connections=connections,
+        max_connections=max_connections,
+        max_rate=max_rate,
+        stall_timeout=stall_timeout,
+        progress=progress,
+        transport=transport,
+        credentials=credentials,
+        use_locks=use_locks,
+        mirrors=mirrors,
+    )

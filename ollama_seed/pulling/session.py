@@ -104,10 +104,16 @@ class PullSession:
         self.progress = progress or _noop
         self.use_locks = use_locks
         self.check_space = check_space
-        self.client = RegistryClient(insecure=insecure, transport=transport, credentials=credentials,
-                                     max_connections=max_connections, read_timeout=stall_timeout)
-        cfg = transfer or TransferConfig(connections=connections, stall_timeout=stall_timeout,
-                                         unique_staging=not use_locks)
+        self.client = RegistryClient(
+            insecure=insecure,
+            transport=transport,
+            credentials=credentials,
+            max_connections=max_connections,
+            read_timeout=stall_timeout,
+        )
+        cfg = transfer or TransferConfig(
+            connections=connections, stall_timeout=stall_timeout, unique_staging=not use_locks
+        )
         bucket = TokenBucket(max_rate) if max_rate else None
         self.downloader = BlobDownloader(self.client, store, anyio.CapacityLimiter(max_connections), bucket, cfg)
         self._inflight: dict[Digest, _Inflight] = {}
@@ -125,8 +131,10 @@ class PullSession:
     # -- one model ---------------------------------------------------------------------
     async def fetch_manifest(self, name: ModelName) -> Manifest:
         if name.scheme == "http" and not self.client.insecure:
-            raise InvalidName(f"{name.display}: insecure protocol http; pass --insecure (insecure=True) "
-                              "to pull over plain http, as with 'ollama pull --insecure'")
+            raise InvalidName(
+                f"{name.display}: insecure protocol http; pass --insecure (insecure=True) "
+                "to pull over plain http, as with 'ollama pull --insecure'"
+            )
         self.progress(Status(name.display, "pulling manifest"))
         manifest = None
         for base in self.mirrors:
@@ -145,7 +153,9 @@ class PullSession:
             raise IntegrityError(
                 f"{name.display}: the registry's manifest is {manifest.digest}, but the name pins {name.digest}; "
                 "the tag has moved, pull without the pin or with the new digest",
-                expected=str(name.digest), actual=str(manifest.digest))
+                expected=str(name.digest),
+                actual=str(manifest.digest),
+            )
         return manifest
 
     async def pull(self, name: ModelName, manifest: Manifest | None = None) -> PullResult:
@@ -162,8 +172,11 @@ class PullSession:
         for layer in manifest.blobs:
             if layer.digest not in missing_set:
                 reused += layer.size
-                self.progress(LayerProgress(label, str(layer.digest), layer.media_type, layer.size, layer.size,
-                                            cached=True, done=True))
+                self.progress(
+                    LayerProgress(
+                        label, str(layer.digest), layer.media_type, layer.size, layer.size, cached=True, done=True
+                    )
+                )
         if self.check_space:
             self.ensure_space(missing)
         received = 0
@@ -186,8 +199,17 @@ class PullSession:
         self.progress(Status(label, "success"))
         source = self._sources.get(name.unpinned(), self.client.base(name))
         used = replace(name, scheme=source.partition("://")[0] or name.scheme)
-        return PullResult(used, manifest.digest, manifest.blobs, received, reused, len(missing),
-                          time.monotonic() - started, str(path), source)
+        return PullResult(
+            used,
+            manifest.digest,
+            manifest.blobs,
+            received,
+            reused,
+            len(missing),
+            time.monotonic() - started,
+            str(path),
+            source,
+        )
 
     def ensure_space(self, missing: list[Layer]) -> None:
         """Fail before the first byte if the missing blobs cannot fit."""
@@ -204,7 +226,10 @@ class PullSession:
             raise InsufficientSpace(
                 f"not enough disk space in {self.store.root}: the missing layers need {human_size(needed)} "
                 f"({needed} bytes) but only {human_size(free)} ({free} bytes) is free; free some space or set "
-                "OLLAMA_MODELS to a larger disk", needed=needed, free=free)
+                "OLLAMA_MODELS to a larger disk",
+                needed=needed,
+                free=free,
+            )
 
     # -- one blob, once ----------------------------------------------------------------
     async def blob(self, name: ModelName, layer: Layer) -> int:
@@ -228,8 +253,9 @@ class PullSession:
                 del self._inflight[layer.digest]
 
     def _emit(self, name: ModelName, layer: Layer, completed: int, *, done: bool = False) -> None:
-        self.progress(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, completed,
-                                    done=done))
+        self.progress(
+            LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, completed, done=done)
+        )
 
     async def _blob_locked(self, name: ModelName, layer: Layer) -> int:
         lock = self._lock(layer) if self.use_locks else None
@@ -242,8 +268,9 @@ class PullSession:
                 except filelock.Timeout:
                     if not waited:
                         waited = True
-                        self.progress(Status(name.display, f"waiting for {layer.digest.short}: "
-                                                           "another process is downloading it"))
+                        self.progress(
+                            Status(name.display, f"waiting for {layer.digest.short}: another process is downloading it")
+                        )
                 except OSError as exc:  # e.g. the lock file is a symlink (opened with O_NOFOLLOW)
                     raise_os_error(exc, f"locking {self.store.layout.lock(layer.digest)}")
         try:
@@ -262,14 +289,20 @@ class PullSession:
         for base in [*(m for m in self.mirrors if m not in self._dead), None]:
             try:
                 return await self.downloader.download(
-                    name, layer, lambda n: self._emit(name, layer, n), base=base,
-                    integrity_retries=0 if base else None, on_note=self.progress)
+                    name,
+                    layer,
+                    lambda n: self._emit(name, layer, n),
+                    base=base,
+                    integrity_retries=0 if base else None,
+                    on_note=self.progress,
+                )
             except (IntegrityError, RegistryError, TransferError) as exc:
                 if base is None:
                     raise
                 log.warning("mirror %s failed for %s: %s; trying the next source", base, layer.digest.short, exc)
-                self.progress(Status(name.display, f"mirror {base} failed for {layer.digest.short}; "
-                                                   "trying the next source"))
+                self.progress(
+                    Status(name.display, f"mirror {base} failed for {layer.digest.short}; trying the next source")
+                )
         raise AssertionError("unreachable")
 
     def _lock(self, layer: Layer) -> filelock.BaseFileLock | None:

@@ -26,8 +26,10 @@ def _refuse_in_loop() -> None:
         aio.get_running_loop()
     except RuntimeError:
         return
-    raise RuntimeError("ollama_seed.ensure() blocks, so it cannot run inside a running event loop; "
-                       "use 'await ollama_seed.aensure(...)' there instead")
+    raise RuntimeError(
+        "ollama_seed.ensure() blocks, so it cannot run inside a running event loop; "
+        "use 'await ollama_seed.aensure(...)' there instead"
+    )
 
 
 def ensure(
@@ -74,9 +76,29 @@ def ensure(
     from .run import aensure
 
     reports: list[EnsureReport] = run_sync(
-        aensure, names, models_dir=models_dir, verify=verify, update=update, offline=offline, timeout=timeout,
-        server=server, via_server=via_server, wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
-        insecure=insecure, connections=connections, max_connections=max_connections, max_rate=max_rate,
-        stall_timeout=stall_timeout, mirrors=mirrors, progress=progress, transport=transport,
-        server_transport=server_transport, credentials=credentials, use_locks=use_locks, modelfiles=modelfiles)
+        aensure,
+        names,
+        models_dir=models_dir,
+        verify=verify,
+        update=update,
+        offline=offline,
+        timeout=timeout,
+        server=server,
+        via_server=via_server,
+        wait_timeout=wait_timeout,
+        warm=warm,
+        keep_alive=keep_alive,
+        insecure=insecure,
+        connections=connections,
+        max_connections=max_connections,
+        max_rate=max_rate,
+        stall_timeout=stall_timeout,
+        mirrors=mirrors,
+        progress=progress,
+        transport=transport,
+        server_transport=server_transport,
+        credentials=credentials,
+        use_locks=use_locks,
+        modelfiles=modelfiles,
+    )
     return reports

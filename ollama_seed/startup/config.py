@@ -121,8 +121,9 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
     for m in entries:
         if isinstance(m, dict):
             if set(m) != {"name", "modelfile"} or not all(isinstance(v, str) and v for v in m.values()):
-                raise bad("models", 'entries that are tables must be '
-                                    '{ name = "my-model", modelfile = "/path/Modelfile" }')
+                raise bad(
+                    "models", 'entries that are tables must be { name = "my-model", modelfile = "/path/Modelfile" }'
+                )
             file = Path(m["modelfile"]).expanduser()
             if path is not None and not file.is_absolute():
                 file = path.parent / file  # relative to the config file, as a user reading it expects
@@ -140,8 +141,9 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
     if models_dir is not None and (not isinstance(models_dir, str) or not models_dir.strip()):
         raise bad("models_dir", "must be a non-empty path string")
     connections = doc.get("connections")
-    if connections is not None and (isinstance(connections, bool) or not isinstance(connections, int)
-                                    or not 1 <= connections <= 256):
+    if connections is not None and (
+        isinstance(connections, bool) or not isinstance(connections, int) or not 1 <= connections <= 256
+    ):
         raise bad("connections", f"must be a whole number from 1 to 256, not {connections!r}")
     max_rate = _rate(doc.get("max_rate"), bad)
     registry = doc.get("registry", {})
@@ -164,15 +166,16 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
             normalized.append(normalize_mirror(m))
         except InvalidName as exc:
             raise bad("registry.mirrors", f"has a bad entry: {exc}") from None
-    return Config(tuple(models), models_dir, tuple(modelfiles), connections, max_rate, insecure, tuple(normalized),
-                  path)
+    return Config(
+        tuple(models), models_dir, tuple(modelfiles), connections, max_rate, insecure, tuple(normalized), path
+    )
 
 
 def _rate(value: Any, bad: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise bad("max_rate", "must be a number of bytes/s or a string such as \"50M\"")
+        raise bad("max_rate", 'must be a number of bytes/s or a string such as "50M"')
     if isinstance(value, (int, float)):
         if value <= 0:
             raise bad("max_rate", "must be positive")
@@ -184,5 +187,4 @@ def _rate(value: Any, bad: Any) -> float | None:
             return parse_rate(value)
         except ValueError as exc:
             raise bad("max_rate", f"is not a rate: {exc}") from None
-    raise bad("max_rate", "must be a number of bytes/s or a string such as \"50M\"")
-
+    raise bad("max_rate", 'must be a number of bytes/s or a string such as "50M"')

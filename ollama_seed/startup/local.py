@@ -21,7 +21,6 @@ from ..core.reference import ModelName
 from ..store.store import ModelStore
 
 if TYPE_CHECKING:
-
     pass
 
 __all__ = ["OFFLINE_ENV", "EnsureReport", "Modelfiles", "check_local", "created_up_to_date", "offline_from_env"]
@@ -64,11 +63,18 @@ class EnsureReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what ``ollama-seed ensure --json`` prints)."""
-        return {"model": self.model, "name": str(self.name), "status": self.status,
-                "bytes_fetched": self.bytes_fetched, "elapsed": round(self.elapsed, 6),
-                "digest": self.manifest_digest.hex if self.manifest_digest else None,
-                "server": self.server, "via_server": self.via_server, "warmed": self.warmed,
-                "source": self.source}
+        return {
+            "model": self.model,
+            "name": str(self.name),
+            "status": self.status,
+            "bytes_fetched": self.bytes_fetched,
+            "elapsed": round(self.elapsed, 6),
+            "digest": self.manifest_digest.hex if self.manifest_digest else None,
+            "server": self.server,
+            "via_server": self.via_server,
+            "warmed": self.warmed,
+            "source": self.source,
+        }
 
 
 def offline_from_env(environ: dict[str, str] | None = None) -> bool:
@@ -106,8 +112,9 @@ class _Local:
         parts = []
         if self.missing:
             size = sum(layer.size for layer in self.missing)
-            parts.append(f"{len(self.missing)} blob(s) missing or incomplete ({size} bytes, first "
-                         f"{self.missing[0].digest})")
+            parts.append(
+                f"{len(self.missing)} blob(s) missing or incomplete ({size} bytes, first {self.missing[0].digest})"
+            )
         if self.corrupt:
             parts.append(f"{len(self.corrupt)} blob(s) whose sha256 does not match (first {self.corrupt[0].digest})")
         return f"{self.name.display}: " + "; ".join(parts)
@@ -123,8 +130,9 @@ def _inspect(store: ModelStore, name: ModelName) -> _Local:
     if manifest is None:
         return _Local(resolved, None, problem=f"not in {store.root}")
     if name.digest is not None and manifest.digest != name.digest:
-        return _Local(resolved, None, problem=f"the manifest on disk is {manifest.digest}, not the pinned "
-                                              f"{name.digest}")
+        return _Local(
+            resolved, None, problem=f"the manifest on disk is {manifest.digest}, not the pinned {name.digest}"
+        )
     return _Local(resolved, manifest, tuple(store.missing(manifest)))
 
 
@@ -133,15 +141,18 @@ def _verified(store: ModelStore, local: _Local) -> _Local:
     if local.manifest is None:
         return local
     absent = {layer.digest for layer in local.missing}
-    corrupt = tuple(layer for layer in local.manifest.blobs
-                    if layer.digest not in absent and store.verify_blob(layer) is not None)
+    corrupt = tuple(
+        layer for layer in local.manifest.blobs if layer.digest not in absent and store.verify_blob(layer) is not None
+    )
     return _Local(local.name, local.manifest, local.missing, corrupt, local.problem)
 
 
 def _offline_error(store: ModelStore, incomplete: list[_Local]) -> OfflineError:
     lines = "; ".join(item.describe() for item in incomplete)
-    return OfflineError(f"offline mode ({OFFLINE_ENV} or --offline) and {len(incomplete)} model(s) are not "
-                        f"complete in {store.root}: {lines}. Pull them where there is network, or import a bundle")
+    return OfflineError(
+        f"offline mode ({OFFLINE_ENV} or --offline) and {len(incomplete)} model(s) are not "
+        f"complete in {store.root}: {lines}. Pull them where there is network, or import a bundle"
+    )
 
 
 def _present(local: _Local, started: float) -> EnsureReport:
@@ -159,8 +170,9 @@ def created_up_to_date(store: ModelStore, name: str, modelfile: str | os.PathLik
     return local
 
 
-def check_local(names: Names, *, models_dir: str | os.PathLike[str] | None = None,
-                modelfiles: Modelfiles | None = None) -> list[EnsureReport] | None:
+def check_local(
+    names: Names, *, models_dir: str | os.PathLike[str] | None = None, modelfiles: Modelfiles | None = None
+) -> list[EnsureReport] | None:
     """Reports if every model is complete on disk (and every Modelfile's model up to date), else
     None. No network, no event loop."""
     started = time.monotonic()

@@ -59,6 +59,7 @@ __all__ = ["EnsureReport", "aensure", "offline_from_env"]
 
 log = logging.getLogger("ollama_seed")
 
+
 async def aensure(
     names: Names,
     *,
@@ -129,22 +130,37 @@ async def aensure(
     from .server import parse_host  # httpx loads only where a server is involved
 
     opts = EnsureOptions(
-        store=ModelStore(models_dir), verify=verify, update=update,
+        store=ModelStore(models_dir),
+        verify=verify,
+        update=update,
         offline=offline_from_env() if offline is None else offline,
         server=parse_host(server) if (server is not None or via_server or warm) else None,
-        wait_timeout=wait_timeout, warm=warm, keep_alive=keep_alive,
-        pull={"insecure": insecure, "connections": connections, "max_connections": max_connections,
-              "max_rate": _rate(max_rate), "stall_timeout": stall_timeout, "credentials": credentials,
-              "use_locks": use_locks},
-        mirrors=tuple(mirrors), transport=transport, server_transport=server_transport,
-        tracker=Tracker(progress))
+        wait_timeout=wait_timeout,
+        warm=warm,
+        keep_alive=keep_alive,
+        pull={
+            "insecure": insecure,
+            "connections": connections,
+            "max_connections": max_connections,
+            "max_rate": _rate(max_rate),
+            "stall_timeout": stall_timeout,
+            "credentials": credentials,
+            "use_locks": use_locks,
+        },
+        mirrors=tuple(mirrors),
+        transport=transport,
+        server_transport=server_transport,
+        tracker=Tracker(progress),
+    )
     result: list[EnsureReport] | None = None
     with anyio.move_on_after(timeout):
         try:
             if via_server:
                 if modelfiles:
-                    raise ConfigError("a Modelfile is created into the models directory, which via_server means "
-                                      "this process cannot reach: create it where the directory is mounted")
+                    raise ConfigError(
+                        "a Modelfile is created into the models directory, which via_server means "
+                        "this process cannot reach: create it where the directory is mounted"
+                    )
                 from .via_server import via_server as through_server
 
                 result = await through_server(refs, opts)
@@ -158,8 +174,10 @@ async def aensure(
                 raise
             raise err from None
     if result is None:  # the deadline cancelled the work
-        raise SeedTimeout(f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
-                          "run it again to resume, or allow more time (--timeout)")
+        raise SeedTimeout(
+            f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "
+            "run it again to resume, or allow more time (--timeout)"
+        )
     return result
 
 
@@ -174,12 +192,28 @@ async def _created(modelfiles: Modelfiles, o: EnsureOptions) -> list[EnsureRepor
         if made is not None:
             reports.append(_present(made, started))
             continue
-        result = await acreate(name, modelfile, models_dir=o.store.root, pull=not o.offline, offline=o.offline,
-                               progress=o.tracker, transport=o.transport, mirrors=o.mirrors, **o.pull)
+        result = await acreate(
+            name,
+            modelfile,
+            models_dir=o.store.root,
+            pull=not o.offline,
+            offline=o.offline,
+            progress=o.tracker,
+            transport=o.transport,
+            mirrors=o.mirrors,
+            **o.pull,
+        )
         for warning in result.warnings:
             log.warning("%s: %s", result.name.display, warning)
-        reports.append(EnsureReport(result.name, "present" if result.unchanged else "created", result.bytes_copied,
-                                    time.monotonic() - started, result.manifest_digest))
+        reports.append(
+            EnsureReport(
+                result.name,
+                "present" if result.unchanged else "created",
+                result.bytes_copied,
+                time.monotonic() - started,
+                result.manifest_digest,
+            )
+        )
     if o.server is not None:
         from .via_server import confirm
 
@@ -192,8 +226,7 @@ async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
     locals_ = [_inspect(o.store, ref) for ref in refs]
     if o.verify:
         o.tracker.phase = "verifying blobs"
-        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item, abandon_on_cancel=True)
-                   for item in locals_]
+        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item, abandon_on_cancel=True) for item in locals_]
     incomplete = [item for item in locals_ if not item.complete]
     if o.offline and incomplete:
         raise _offline_error(o.store, incomplete)
@@ -219,8 +252,7 @@ async def _pull_all(todo: list[tuple[ModelName, _Local]], o: EnsureOptions, star
     o.tracker.pending = {ref.display for ref, _ in todo}
     reports: dict[str, EnsureReport] = {}
     errors: dict[str, SeedError] = {}
-    async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors,
-                           **o.pull) as session:
+    async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors, **o.pull) as session:
 
         async def one(ref: ModelName, item: _Local) -> None:
             try:
@@ -255,5 +287,6 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
     result = await session.pull(name, manifest)
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"
-    return EnsureReport(name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest,
-                        source=result.source)
+    return EnsureReport(
+        name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest, source=result.source
+    )

@@ -47,9 +47,9 @@ def _split_host_port(hostport: str) -> tuple[str, str] | None:
     """Go's ``net.SplitHostPort``: None where Go returns an error."""
     if hostport.startswith("["):
         end = hostport.find("]")
-        if end < 0 or hostport[end + 1: end + 2] != ":":
+        if end < 0 or hostport[end + 1 : end + 2] != ":":
             return None
-        host, port = hostport[1:end], hostport[end + 2:]
+        host, port = hostport[1:end], hostport[end + 2 :]
         return None if ":" in port else (host, port)
     if hostport.count(":") != 1:
         return None
@@ -153,13 +153,18 @@ def _describe(exc: BaseException) -> str:
 class ServerClient:
     """An HTTP client for one Ollama server. Use as an async context manager."""
 
-    def __init__(self, host: str | None = None, *, transport: httpx.AsyncBaseTransport | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, host: str | None = None, *, transport: httpx.AsyncBaseTransport | None = None, timeout: float = 30.0
+    ) -> None:
         self.url = parse_host(host)
         self._client = httpx.AsyncClient(
-            base_url=self.url, transport=transport, trust_env=True, follow_redirects=True,
+            base_url=self.url,
+            transport=transport,
+            trust_env=True,
+            follow_redirects=True,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            headers={"User-Agent": "ollama-seed", "Accept": "application/json"})
+            headers={"User-Agent": "ollama-seed", "Accept": "application/json"},
+        )
 
     async def __aenter__(self) -> ServerClient:
         return self
@@ -201,9 +206,13 @@ class ServerClient:
             version = None
         return (version if isinstance(version, str) else ""), None
 
-    async def wait(self, timeout: float | None = 60.0, *,  # noqa: ASYNC109 - a polling budget, not a scope
-                   sleep: Callable[[float], Awaitable[None]] | None = None,
-                   rng: random.Random | None = None) -> ServerInfo:
+    async def wait(
+        self,
+        timeout: float | None = 60.0,  # noqa: ASYNC109 - a polling budget, not a scope
+        *,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
+    ) -> ServerInfo:
         """Poll until the server answers; backoff from 0.1 s doubling to 2 s, with jitter.
 
         Raises:
@@ -225,7 +234,8 @@ class ServerClient:
                 raise ServerError(
                     f"Ollama server at {self.url} was not ready after {now - started:.1f} s "
                     f"({attempts} attempt(s)); last failure: {failure}. Check that it is running and that "
-                    "--server/OLLAMA_HOST names it")
+                    "--server/OLLAMA_HOST names it"
+                )
             log.debug("Ollama server at %s not ready (%s); retrying in %.2f s", self.url, failure, delay)
             pause = delay * rand.uniform(0.8, 1.2)
             if deadline is not None:
@@ -262,8 +272,9 @@ class ServerClient:
             raise ServerError(f"Ollama server at {self.url} answered /api/tags with something not JSON") from None
         return [m for m in models if isinstance(m, dict)]
 
-    async def pull(self, model: str, *, insecure: bool = False,
-                   progress: ProgressCallback | None = None) -> PullOutcome:
+    async def pull(
+        self, model: str, *, insecure: bool = False, progress: ProgressCallback | None = None
+    ) -> PullOutcome:
         """Ask the server to pull *model*, turning its NDJSON stream into progress events.
 
         Raises:
@@ -274,8 +285,9 @@ class ServerClient:
         body = {"model": model, "insecure": insecure, "stream": True}
         what = f"Ollama server at {self.url} could not pull {model}"
         try:
-            async with self._client.stream("POST", "/api/pull", json=body, timeout=httpx.Timeout(
-                    None, connect=10.0)) as resp:
+            async with self._client.stream(
+                "POST", "/api/pull", json=body, timeout=httpx.Timeout(None, connect=10.0)
+            ) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
                     raise ServerError(f"{what}: {_error_text(resp)}")
@@ -286,8 +298,9 @@ class ServerClient:
                     try:
                         doc = json.loads(line)
                     except ValueError:
-                        raise ServerError(f"{what}: the progress stream has a line that is not JSON: "
-                                          f"{line[:120]!r}") from None
+                        raise ServerError(
+                            f"{what}: the progress stream has a line that is not JSON: {line[:120]!r}"
+                        ) from None
                     if not isinstance(doc, dict):
                         continue
                     if "error" in doc:
@@ -302,8 +315,9 @@ class ServerClient:
         return PullOutcome(fetched, reused)
 
     @staticmethod
-    def _progress_line(model: str, doc: dict[str, Any], seen: dict[str, tuple[int, bool]],
-                       emit: ProgressCallback) -> bool:
+    def _progress_line(
+        model: str, doc: dict[str, Any], seen: dict[str, tuple[int, bool]], emit: ProgressCallback
+    ) -> bool:
         status = str(doc.get("status", ""))
         digest = doc.get("digest")
         if isinstance(digest, str) and digest.startswith("sha256:"):
@@ -314,8 +328,11 @@ class ServerClient:
             # Ollama reports a blob it already has with one line where completed == total.
             cached = seen[digest][1] if not first else bool(total) and completed == total
             seen[digest] = (max(completed, seen.get(digest, (0, False))[0]), cached)
-            emit(LayerProgress(model, digest, "", total, completed, cached=cached,
-                               done=bool(total) and completed >= total))
+            emit(
+                LayerProgress(
+                    model, digest, "", total, completed, cached=cached, done=bool(total) and completed >= total
+                )
+            )
             return False
         if status:
             emit(Status(model, status))
@@ -330,14 +347,19 @@ class ServerClient:
         body: dict[str, Any] = {"model": model, "stream": False}
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
-        resp = await self._request("POST", "/api/generate", f"load {model}", json=body,
-                                   timeout=httpx.Timeout(None, connect=10.0))
+        resp = await self._request(
+            "POST", "/api/generate", f"load {model}", json=body, timeout=httpx.Timeout(None, connect=10.0)
+        )
         if resp.status_code != 200:
             raise ServerError(f"Ollama server at {self.url} could not load {model}: {_error_text(resp)}")
 
 
-async def await_ready(host: str | None = None, *, timeout: float | None = 60.0,  # noqa: ASYNC109
-                      transport: httpx.AsyncBaseTransport | None = None) -> ServerInfo:
+async def await_ready(
+    host: str | None = None,
+    *,
+    timeout: float | None = 60.0,  # noqa: ASYNC109
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ServerInfo:
     """Wait until the Ollama server at *host* (default ``$OLLAMA_HOST``) answers.
 
     Args:
@@ -353,8 +375,9 @@ async def await_ready(host: str | None = None, *, timeout: float | None = 60.0, 
         return await client.wait(timeout)
 
 
-def wait_ready(host: str | None = None, *, timeout: float | None = 60.0,
-               transport: httpx.AsyncBaseTransport | None = None) -> ServerInfo:
+def wait_ready(
+    host: str | None = None, *, timeout: float | None = 60.0, transport: httpx.AsyncBaseTransport | None = None
+) -> ServerInfo:
     """Blocking form of :func:`await_ready`. Not for use inside an event loop.
 
     Raises:

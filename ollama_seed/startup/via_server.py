@@ -29,14 +29,25 @@ async def confirm(reports: list[EnsureReport], o: EnsureOptions) -> list[EnsureR
                 raise ServerError(
                     f"{report.model} is complete in {o.store.root}, but the Ollama server at {client.url} does not "
                     "see it: the server reads another models directory. Give both the same volume, or set "
-                    f"OLLAMA_MODELS for one of them (or use --via-server)")
+                    f"OLLAMA_MODELS for one of them (or use --via-server)"
+                )
         out = []
         for report in reports:
             if o.warm:
                 o.tracker.phase = f"loading {report.model} into the server's memory"
                 await client.load(report.model, keep_alive=o.keep_alive)
-            out.append(EnsureReport(report.name, report.status, report.bytes_fetched, report.elapsed,
-                                    report.manifest_digest, client.url, False, o.warm))
+            out.append(
+                EnsureReport(
+                    report.name,
+                    report.status,
+                    report.bytes_fetched,
+                    report.elapsed,
+                    report.manifest_digest,
+                    client.url,
+                    False,
+                    o.warm,
+                )
+            )
         return out
 
 
@@ -71,11 +82,14 @@ async def via_server(refs: list[ModelName], o: EnsureOptions) -> list[EnsureRepo
             if (o.update and not o.offline) or not await client.has_model(ref.display):
                 todo.append(ref)
             else:
-                reports[str(ref)] = EnsureReport(ref, "present", 0, time.monotonic() - started,
-                                                 _digest_of(before, ref), client.url, True)
+                reports[str(ref)] = EnsureReport(
+                    ref, "present", 0, time.monotonic() - started, _digest_of(before, ref), client.url, True
+                )
         if todo and o.offline:
-            raise OfflineError(f"offline mode ({OFFLINE_ENV} or --offline) and the Ollama server at {client.url} "
-                               f"does not have {', '.join(ref.display for ref in todo)}")
+            raise OfflineError(
+                f"offline mode ({OFFLINE_ENV} or --offline) and the Ollama server at {client.url} "
+                f"does not have {', '.join(ref.display for ref in todo)}"
+            )
         if todo:
             o.tracker.phase = "pulling through the server"
             o.tracker.pending = {ref.display for ref in todo}
@@ -99,17 +113,27 @@ async def via_server(refs: list[ModelName], o: EnsureOptions) -> list[EnsureRepo
                 elif old is not None:
                     status = "updated"
                 if not await client.has_model(ref.display):
-                    raise ServerError(f"the Ollama server at {client.url} reported success pulling {ref.display} "
-                                      "but does not show it")
-                reports[str(ref)] = EnsureReport(ref, status, fetched, time.monotonic() - started, new,
-                                                 client.url, True)
+                    raise ServerError(
+                        f"the Ollama server at {client.url} reported success pulling {ref.display} but does not show it"
+                    )
+                reports[str(ref)] = EnsureReport(
+                    ref, status, fetched, time.monotonic() - started, new, client.url, True
+                )
         out = []
         for ref in refs:
             report = reports[str(ref)]
             if o.warm:
                 o.tracker.phase = f"loading {ref.display} into the server's memory"
                 await client.load(ref.display, keep_alive=o.keep_alive)
-                report = EnsureReport(report.name, report.status, report.bytes_fetched, report.elapsed,
-                                      report.manifest_digest, report.server, True, True)
+                report = EnsureReport(
+                    report.name,
+                    report.status,
+                    report.bytes_fetched,
+                    report.elapsed,
+                    report.manifest_digest,
+                    report.server,
+                    True,
+                    True,
+                )
             out.append(report)
         return out

@@ -23,8 +23,9 @@ def raise_os_error(exc: OSError, what: str) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         raise InsufficientSpace(f"no space left on the device while {what}; free some space and run again") from exc
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        raise StoreError(f"permission denied while {what} ({exc}); run as the owner of the models "
-                         "directory or fix its permissions") from exc
+        raise StoreError(
+            f"permission denied while {what} ({exc}); run as the owner of the models directory or fix its permissions"
+        ) from exc
     raise StoreError(f"{what} failed: {exc}") from exc
 
 
@@ -48,8 +49,10 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
         raise
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
-            raise StoreError(f"{path} is a symbolic link; ollama-seed does not write through links there. "
-                             "Remove it or point OLLAMA_MODELS at the real directory")
+            raise StoreError(
+                f"{path} is a symbolic link; ollama-seed does not write through links there. "
+                "Remove it or point OLLAMA_MODELS at the real directory"
+            )
         if stat.S_ISDIR(st.st_mode):
             return
         raise StoreError(f"{path} exists and is not a directory")
@@ -75,8 +78,9 @@ def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
     _platform.current.pwrite_all(fd, data, pos)
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
-                 owner: tuple[int, int] | None = None) -> None:
+def atomic_write(
+    path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE, owner: tuple[int, int] | None = None
+) -> None:
     """Write *data* to *path* atomically: temp file in *tmp_dir* (same file system), fsync, rename."""
     tmp = tmp_dir / f"{path.name}.{secrets.token_hex(8)}.tmp"
     try:
@@ -84,7 +88,7 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE,
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             _platform.current.set_mode(fd, mode, tmp)
             if owner is not None:
                 os.fchown(fd, *owner)

@@ -71,8 +71,7 @@ def _remember(store: ModelStore, key: str, digest: Digest) -> None:
     while len(sources) > MAX_SOURCES:
         sources.pop(next(iter(sources)))
     with contextlib.suppress(SeedError):  # a cache: losing it costs a hash, never correctness
-        atomic_write(store.layout.state_dir / SOURCES, json.dumps(sources).encode(), store.layout.tmp_dir,
-                     mode=0o600)
+        atomic_write(store.layout.state_dir / SOURCES, json.dumps(sources).encode(), store.layout.tmp_dir, mode=0o600)
 
 
 def _cached(store: ModelStore, key: str) -> Digest | None:
@@ -102,8 +101,9 @@ def _staging_path(store: ModelStore, tag: str) -> Path:
     return store.layout.staging_dir / f"ingest-{tag}.{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def ingest_file(store: ModelStore, source: Path, media_type: str, *,
-                progress: Callable[[int, int], None] | None = None) -> tuple[Layer, bool]:
+def ingest_file(
+    store: ModelStore, source: Path, media_type: str, *, progress: Callable[[int, int], None] | None = None
+) -> tuple[Layer, bool]:
     """Put *source* into the store as a blob of *media_type*; the layer, and whether it was already there.
 
     *progress* is called with (bytes done, total) as the copy goes. The caller has checked what the
@@ -139,8 +139,14 @@ def ingest_file(store: ModelStore, source: Path, media_type: str, *,
     return layer, False
 
 
-def _copy_in(store: ModelStore, src: int, source: Path, before: os.stat_result, media_type: str,
-             progress: Callable[[int, int], None] | None) -> Layer:
+def _copy_in(
+    store: ModelStore,
+    src: int,
+    source: Path,
+    before: os.stat_result,
+    media_type: str,
+    progress: Callable[[int, int], None] | None,
+) -> Layer:
     total = before.st_size
     staged = _staging_path(store, "file")
     hasher = hashlib.sha256()
@@ -165,8 +171,10 @@ def _copy_in(store: ModelStore, src: int, source: Path, before: os.stat_result, 
                     progress(done, total)
             after = os.fstat(src)
             if _Key.of(after) != _Key.of(before) or after.st_ctime_ns != before.st_ctime_ns:
-                raise SourceChanged(f"{source} changed while it was copied into the store; nothing was installed. "
-                                    "Run again once nothing writes to it")
+                raise SourceChanged(
+                    f"{source} changed while it was copied into the store; nothing was installed. "
+                    "Run again once nothing writes to it"
+                )
             _platform.current.full_sync(dst)
         finally:
             os.close(dst)

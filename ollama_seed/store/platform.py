@@ -45,15 +45,25 @@ class Platform:
     A plain class, not a dataclass: it is built at import on the cheap ``ensure()`` path.
     """
 
-    def __init__(self, kind: Kind, *, emulated: bool = False,
-                 os_fallocate: Callable[[int, int, int], None] | None = None,
-                 os_fadvise: Callable[[int, int, int, int], None] | None = None,
-                 os_pread: Callable[[int, int, int], bytes] | None = None,
-                 os_pwrite: Callable[[int, bytes | memoryview, int], int] | None = None,
-                 os_preadv: Callable[[int, list[memoryview], int], int] | None = None,
-                 os_fdatasync: Callable[[int], None] | None = None, os_fchmod: Callable[[int, int], None] | None = None,
-                 o_nofollow: int = 0, o_directory: int = 0, o_binary: int = 0, full_fsync: int | None = None,
-                 dir_fsync: bool = True, sharing_violations: bool = False) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        *,
+        emulated: bool = False,
+        os_fallocate: Callable[[int, int, int], None] | None = None,
+        os_fadvise: Callable[[int, int, int, int], None] | None = None,
+        os_pread: Callable[[int, int, int], bytes] | None = None,
+        os_pwrite: Callable[[int, bytes | memoryview, int], int] | None = None,
+        os_preadv: Callable[[int, list[memoryview], int], int] | None = None,
+        os_fdatasync: Callable[[int], None] | None = None,
+        os_fchmod: Callable[[int, int], None] | None = None,
+        o_nofollow: int = 0,
+        o_directory: int = 0,
+        o_binary: int = 0,
+        full_fsync: int | None = None,
+        dir_fsync: bool = True,
+        sharing_violations: bool = False,
+    ) -> None:
         self.kind = kind
         self.emulated = emulated
         self.os_fallocate = os_fallocate  # os.posix_fallocate
@@ -71,8 +81,21 @@ class Platform:
         self.sharing_violations = sharing_violations  # an open file cannot be replaced or deleted (Windows)
 
     def __repr__(self) -> str:
-        missing = [n for n in ("os_fallocate", "os_fadvise", "os_pread", "os_pwrite", "os_preadv", "os_fdatasync",
-                               "os_fchmod", "o_nofollow", "o_directory") if not getattr(self, n)]
+        missing = [
+            n
+            for n in (
+                "os_fallocate",
+                "os_fadvise",
+                "os_pread",
+                "os_pwrite",
+                "os_preadv",
+                "os_fdatasync",
+                "os_fchmod",
+                "o_nofollow",
+                "o_directory",
+            )
+            if not getattr(self, n)
+        ]
         how = ", emulated" if self.emulated else ""
         return f"Platform({self.kind}{how}, without {', '.join(missing) or 'nothing'})"
 
@@ -198,8 +221,11 @@ class Platform:
         try:
             after = os.fstat(fd)
             now = os.lstat(path)
-            if _is_link(now) or not os.path.samestat(after, now) or (
-                    before is not None and not os.path.samestat(before, after)):
+            if (
+                _is_link(now)
+                or not os.path.samestat(after, now)
+                or (before is not None and not os.path.samestat(before, after))
+            ):
                 raise OSError(errno.ELOOP, "the file was replaced by a link while it was opened", str(path))
         except BaseException:
             os.close(fd)
@@ -315,7 +341,7 @@ def _fd_lock(fd: int) -> threading.Lock:
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _is_link(st: os.stat_result) -> bool:
@@ -329,6 +355,7 @@ def _is_link(st: os.stat_result) -> bool:
 
 def _free_bytes(directory: Path) -> int | None:
     import shutil
+
     for candidate in (directory, *directory.parents):
         try:
             return shutil.disk_usage(candidate).free
@@ -390,6 +417,7 @@ def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
 
 # -- choosing --------------------------------------------------------------------------------------
 
+
 def _native_kind() -> Kind:
     if sys.platform.startswith("linux"):
         return "linux"
@@ -419,11 +447,17 @@ def _from_os(kind: Kind, *, emulated: bool) -> Platform:
 
         full_fsync = getattr(fcntl, "F_FULLFSYNC", None)
     return Platform(
-        kind=kind, emulated=emulated,
-        os_fallocate=has("posix_fallocate"), os_fadvise=has("posix_fadvise"),
-        os_pread=has("pread"), os_pwrite=has("pwrite"), os_preadv=has("preadv"),
-        os_fdatasync=has("fdatasync"), os_fchmod=has("fchmod"),
-        o_nofollow=int(has("O_NOFOLLOW") or 0), o_directory=int(has("O_DIRECTORY") or 0),
+        kind=kind,
+        emulated=emulated,
+        os_fallocate=has("posix_fallocate"),
+        os_fadvise=has("posix_fadvise"),
+        os_pread=has("pread"),
+        os_pwrite=has("pwrite"),
+        os_preadv=has("preadv"),
+        os_fdatasync=has("fdatasync"),
+        os_fchmod=has("fchmod"),
+        o_nofollow=int(has("O_NOFOLLOW") or 0),
+        o_directory=int(has("O_DIRECTORY") or 0),
         o_binary=int(getattr(os, "O_BINARY", 0)),
         full_fsync=full_fsync,
         dir_fsync=kind != "windows",

@@ -240,8 +240,10 @@ class ModelStore:
             _platform.current.replace(staged, target)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
-                raise StoreError(f"{self.layout.blobs_dir} is on another file system than {self.layout.state_dir}; "
-                                 "ollama-seed needs them on one to rename atomically") from exc
+                raise StoreError(
+                    f"{self.layout.blobs_dir} is on another file system than {self.layout.state_dir}; "
+                    "ollama-seed needs them on one to rename atomically"
+                ) from exc
             raise_os_error(exc, f"installing {layer.digest}")
         fsync_dir(self.layout.blobs_dir)
 
@@ -249,8 +251,10 @@ class ModelStore:
         """Write the manifest's exact bytes, last and atomically, after checking every blob is present."""
         missing = self.missing(manifest)
         if missing:
-            raise StoreError(f"refusing to write the manifest of {name.display}: "
-                             f"{len(missing)} blob(s) missing, first {missing[0].digest}")
+            raise StoreError(
+                f"refusing to write the manifest of {name.display}: "
+                f"{len(missing)} blob(s) missing, first {missing[0].digest}"
+            )
         path = self.layout.manifest(name)
         d = self.layout.manifests_dir
         for part in name.path_parts[:-1]:

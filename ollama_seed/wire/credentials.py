@@ -102,9 +102,12 @@ class DockerCredentials:
             return self._auths[wanted]
         helper = self._helpers.get(wanted) or self._store
         if helper:
-            self._warn(wanted, f"{self.config_path} sends {wanted} to the credential helper "
-                               f"'docker-credential-{helper}', which ollama-seed does not run; set "
-                               f"{USER_ENV}_{env_key(host)} and {PASSWORD_ENV}_{env_key(host)} instead")
+            self._warn(
+                wanted,
+                f"{self.config_path} sends {wanted} to the credential helper "
+                f"'docker-credential-{helper}', which ollama-seed does not run; set "
+                f"{USER_ENV}_{env_key(host)} and {PASSWORD_ENV}_{env_key(host)} instead",
+            )
         return None
 
     def _warn(self, key: str, message: str) -> None:
@@ -132,7 +135,7 @@ class DockerCredentials:
             self._helpers = {_host_of(k): str(v) for k, v in helpers.items()}
         found: dict[str, tuple[str, str] | None] = {}
         auths = doc.get("auths")
-        for key, entry in (auths.items() if isinstance(auths, dict) else []):
+        for key, entry in auths.items() if isinstance(auths, dict) else []:
             if isinstance(entry, dict):
                 found.setdefault(_host_of(str(key)), self._entry(str(key), entry))
         return {k: v for k, v in found.items() if v is not None}

@@ -36,8 +36,17 @@ from .urls import shown_url as _shown
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["READ_SIZE", "DirectPool", "DirectResponse", "LinkError", "drain", "open_in_thread", "proxied",
-           "read_body", "run_in_thread"]
+__all__ = [
+    "READ_SIZE",
+    "DirectPool",
+    "DirectResponse",
+    "LinkError",
+    "drain",
+    "open_in_thread",
+    "proxied",
+    "read_body",
+    "run_in_thread",
+]
 
 DRAIN_LIMIT, DRAIN_TIMEOUT = 64 * 1024, 1.0  # the unwanted bodies read to keep a connection (see drain)
 READ_SIZE = 256 * 1024  # <= the smallest piece (_plan.MIN_PIECE); small enough that a kill loses little
@@ -72,8 +81,9 @@ def describe(exc: BaseException, url: str, timeout: float) -> str:
 class DirectResponse:
     """One response; its body is read by one thread. :meth:`abort` may be called from another."""
 
-    def __init__(self, pool: DirectPool, key: _Key, conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse, url: str) -> None:
+    def __init__(
+        self, pool: DirectPool, key: _Key, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str
+    ) -> None:
         self._pool, self._key, self._conn, self._resp, self.url = pool, key, conn, resp, url
         self.status_code = resp.status
         self.headers: dict[str, str] = {k.lower(): v for k, v in resp.getheaders()}
@@ -181,8 +191,9 @@ class DirectPool:
                 return
         conn.close()
 
-    def open(self, url: str, headers: Mapping[str, str],
-             cancelled: Callable[[], bool] = lambda: False) -> DirectResponse:
+    def open(
+        self, url: str, headers: Mapping[str, str], cancelled: Callable[[], bool] = lambda: False
+    ) -> DirectResponse:
         """Send ``GET url`` and read the response head (blocking; call it in a worker thread).
 
         *cancelled* is asked once connected, before the request goes out: a caller that has
@@ -219,8 +230,13 @@ class DirectPool:
                 conn.close()
                 raise LinkError(f"cannot request {_shown(url)}: {exc}") from exc
             # as httpx logs its requests (-vv); the redacting log filter strips signed queries
-            log.debug('HTTP Request: GET %s "HTTP/1.1 %d %s" (direct%s)', url, resp.status, resp.reason,
-                      ", kept-alive" if reused else "")
+            log.debug(
+                'HTTP Request: GET %s "HTTP/1.1 %d %s" (direct%s)',
+                url,
+                resp.status,
+                resp.reason,
+                ", kept-alive" if reused else "",
+            )
             return DirectResponse(self, key, conn, resp, url)
         raise AssertionError("unreachable")
 
@@ -235,8 +251,10 @@ class DirectPool:
 
 # -- running them from the event loop ----------------------------------------------------
 
-async def open_in_thread(pool: DirectPool, url: str, headers: Mapping[str, str],
-                         limiter: anyio.CapacityLimiter) -> DirectResponse:
+
+async def open_in_thread(
+    pool: DirectPool, url: str, headers: Mapping[str, str], limiter: anyio.CapacityLimiter
+) -> DirectResponse:
     """``pool.open`` in a worker thread. A cancelled wait does not wait for the connect (that
     could take the whole timeout): if the connect completes later, no request is sent, and a
     response already on its way is closed when it comes."""
@@ -309,8 +327,14 @@ async def run_in_thread(func: Callable[[], None], abort: Callable[[], None], lim
         raise
 
 
-def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: memoryview,
-              on_recorded: Callable[[int, memoryview], None] | None = None) -> None:
+def read_body(
+    resp: DirectResponse,
+    fd: int,
+    sched: Scheduler,
+    run: Run,
+    view: memoryview,
+    on_recorded: Callable[[int, memoryview], None] | None = None,
+) -> None:
     """In a worker thread: read *resp*'s body into file *fd* until *run* ends (or the body does).
 
     *on_recorded(pos, data)* hears of every write once it is recorded (for hashing it inline).
@@ -325,7 +349,7 @@ def read_body(resp: DirectResponse, fd: int, sched: Scheduler, run: Run, view: m
         room = run.limit(plan) - pos
         if room <= 0:
             return
-        n = resp.readinto(view[:min(len(view), room)])
+        n = resp.readinto(view[: min(len(view), room)])
         if n <= 0:
             return
         pwrite_all(fd, view[:n], pos)

@@ -43,8 +43,10 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
     shown = shown_url(url)
     cert = cert_error(exc)
     if cert is not None:
-        return (f"TLS certificate of {shown} could not be verified ({cert.verify_message}); "
-                "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry")
+        return (
+            f"TLS certificate of {shown} could not be verified ({cert.verify_message}); "
+            "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry"
+        )
     if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or _is_httpx(exc, "ConnectError"):
         return f"cannot connect to {shown}: {exc or type(exc).__name__}; check the address, network and HTTPS_PROXY"
     if _is_httpx(exc, "TimeoutException"):

@@ -79,7 +79,7 @@ class PrefixHash:
                 view = self._mapped(self.hashed)
                 if view is not None:
                     at = self.hashed - self._window
-                    chunk = view[at:at + min(step, len(view) - at)]
+                    chunk = view[at : at + min(step, len(view) - at)]
                 else:
                     buf = self._buffer if self._buffer is not None else memoryview(bytearray(HASH_STEP))
                     self._buffer = buf

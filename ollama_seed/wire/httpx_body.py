@@ -42,8 +42,9 @@ async def watchdog(watches: set[Watch], stall_timeout: float, done: anyio.Event)
                 watch.scope.cancel()
 
 
-async def stream_watched(watches: set[Watch], fd: int, sched: Scheduler, run: Run, resp: httpx.Response,
-                         bucket: TokenBucket | None) -> bool:
+async def stream_watched(
+    watches: set[Watch], fd: int, sched: Scheduler, run: Run, resp: httpx.Response, bucket: TokenBucket | None
+) -> bool:
     """Write *resp*'s body into *fd* for *run*, under the watchdog; True if it stalled."""
     watch = Watch(anyio.CancelScope(), time.monotonic())
     watches.add(watch)
@@ -55,8 +56,9 @@ async def stream_watched(watches: set[Watch], fd: int, sched: Scheduler, run: Ru
     return watch.scope.cancelled_caught
 
 
-async def _stream(fd: int, sched: Scheduler, run: Run, resp: httpx.Response, bucket: TokenBucket | None,
-                  watch: Watch) -> None:
+async def _stream(
+    fd: int, sched: Scheduler, run: Run, resp: httpx.Response, bucket: TokenBucket | None, watch: Watch
+) -> None:
     plan = sched.plan
     async for chunk in resp.aiter_raw():
         watch.last = time.monotonic()

@@ -31,9 +31,15 @@ CPU_BOUND = 0.85  # of the CPUs we may use: more connections cannot make the pul
 class Ramp:
     """The keep-or-leave decision of a blob's probing connections (see the module docstring)."""
 
-    def __init__(self, connections: int, *, base: int = BASE, cpus: float | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+    def __init__(
+        self,
+        connections: int,
+        *,
+        base: int = BASE,
+        cpus: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ) -> None:
         self.base = max(1, min(connections, base))
         self.probes = max(0, connections - self.base)
         self.cpus = cpu_limit() if cpus is None else cpus

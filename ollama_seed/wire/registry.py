@@ -105,8 +105,9 @@ class RegistryClient:
         self._http: httpx.AsyncClient | None = None  # made (and httpx imported) on first use: see _client
         # Manifests on direct links (blobs have the transfer engine's own pool).
         use_direct = transport is None and os.environ.get("OLLAMA_SEED_DIRECT", "1") != "0"
-        self._direct = (DirectPool(timeout=read_timeout, user_agent=user_agent(), context=self.tls)
-                        if use_direct else None)
+        self._direct = (
+            DirectPool(timeout=read_timeout, user_agent=user_agent(), context=self.tls) if use_direct else None
+        )
         self._direct_threads = anyio.CapacityLimiter(4)
 
     @property
@@ -125,8 +126,9 @@ class RegistryClient:
                 verify=self.tls,
                 transport=self._transport,
                 timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=None),
-                limits=httpx.Limits(max_connections=self._max_connections,
-                                    max_keepalive_connections=self._max_connections),
+                limits=httpx.Limits(
+                    max_connections=self._max_connections, max_keepalive_connections=self._max_connections
+                ),
                 follow_redirects=False,
                 trust_env=True,
                 headers={"User-Agent": user_agent()},
@@ -189,8 +191,9 @@ class RegistryClient:
             self._own_hosts[key] = known
         return known
 
-    def with_token(self, name: ModelName, url: str, headers: dict[str, str],
-                   scope: str | None = None) -> dict[str, str]:
+    def with_token(
+        self, name: ModelName, url: str, headers: dict[str, str], scope: str | None = None
+    ) -> dict[str, str]:
         """*headers* plus the Authorization a request to *url* carries (only on the registry's own host)."""
         hdrs = dict(headers)
         if self._own_host(name, url):
@@ -199,8 +202,16 @@ class RegistryClient:
                 hdrs["Authorization"] = token
         return hdrs
 
-    async def send(self, name: ModelName, method: str, url: str, headers: dict[str, str], *,
-                   content: Content = None, scope: str | None = None) -> httpx.Response:
+    async def send(
+        self,
+        name: ModelName,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        content: Content = None,
+        scope: str | None = None,
+    ) -> httpx.Response:
         """Send a streaming request; answers a 401 challenge once with a token.
 
         Authorization is attached only when *url* is on the registry's own host. The
@@ -228,12 +239,15 @@ class RegistryClient:
         if challenge is None:
             raise AuthenticationError(
                 f"{name.host} asks for credentials (401) but sent no usable WWW-Authenticate challenge",
-                url=url, status=401)
+                url=url,
+                status=401,
+            )
         creds = self.credentials(name.host)
         if challenge.scheme == "basic":
             if creds is None:
                 raise AuthenticationError(
-                    f"{name.host} wants a user name and password; none are configured for it", url=url, status=401)
+                    f"{name.host} wants a user name and password; none are configured for it", url=url, status=401
+                )
             return _basic(*creds)
         import httpx  # loaded already: the challenge came through self._client
 
@@ -252,8 +266,11 @@ class RegistryClient:
         if resp.status_code != 200:
             raise AuthenticationError(
                 f"token endpoint {challenge.realm} refused {scope} (HTTP {resp.status_code}): "
-                f"{_excerpt(resp.content)}" + (f"; is {self.signer.key_path}.pub added to your ollama.com account?"
-                                               if signed else ""), url=challenge.realm, status=resp.status_code)
+                f"{_excerpt(resp.content)}"
+                + (f"; is {self.signer.key_path}.pub added to your ollama.com account?" if signed else ""),
+                url=challenge.realm,
+                status=resp.status_code,
+            )
         try:
             doc = resp.json()
             token = doc.get("token") or doc.get("access_token")
@@ -298,15 +315,20 @@ class RegistryClient:
                 continue
             if status == 404:
                 raise ModelNotFound(
-                    f"model {name.display!r} not found at {where} (GET {url} answered 404); "
-                    "check the name and tag", url=url, status=404)
+                    f"model {name.display!r} not found at {where} (GET {url} answered 404); check the name and tag",
+                    url=url,
+                    status=404,
+                )
             if status in (401, 403):
                 raise AuthenticationError(
                     f"{name.host} refused access to {name.repository} (HTTP {status}): {_excerpt(body)}",
-                    url=url, status=status)
+                    url=url,
+                    status=status,
+                )
             if 300 <= status < 400:
-                raise RegistryProtocolError(f"manifest request answered a {status} redirect; not supported",
-                                            url=url, status=status)
+                raise RegistryProtocolError(
+                    f"manifest request answered a {status} redirect; not supported", url=url, status=status
+                )
             raise RegistryError(f"pull model manifest: {status}: {_excerpt(body)}", url=url, status=status)
         raise AssertionError("unreachable")
 
@@ -325,11 +347,13 @@ class RegistryClient:
             resp = await open_in_thread(pool, url, self.with_token(name, url, headers), self._direct_threads)
             try:
                 if resp.status_code != 401 or not self._own_host(name, url):
-                    body = await anyio.to_thread.run_sync(resp.read_all, MAX_MANIFEST_BYTES,
-                                                          limiter=self._direct_threads)
+                    body = await anyio.to_thread.run_sync(
+                        resp.read_all, MAX_MANIFEST_BYTES, limiter=self._direct_threads
+                    )
                     if len(body) > MAX_MANIFEST_BYTES:
-                        raise RegistryProtocolError(f"manifest at {url} is larger than {MAX_MANIFEST_BYTES} bytes",
-                                                    url=url)
+                        raise RegistryProtocolError(
+                            f"manifest at {url} is larger than {MAX_MANIFEST_BYTES} bytes", url=url
+                        )
                     return resp.status_code, resp.headers.get("retry-after"), body
                 await drain(resp, self._direct_threads)  # the 401's small body: the connection is kept
             finally:

@@ -54,8 +54,7 @@ def signed_data(method: str, url: str) -> bytes:
 def _go_encode(pairs: list[tuple[str, str]]) -> str:
     """Go's ``url.Values.Encode``: keys sorted (stable), ``QueryEscape`` on both sides."""
     ordered = sorted(pairs, key=lambda kv: kv[0])
-    return "&".join(f"{urllib.parse.quote_plus(k, safe='')}={urllib.parse.quote_plus(v, safe='')}"
-                    for k, v in ordered)
+    return "&".join(f"{urllib.parse.quote_plus(k, safe='')}={urllib.parse.quote_plus(v, safe='')}" for k, v in ordered)
 
 
 class OllamaKeySigner:
@@ -95,7 +94,8 @@ class OllamaKeySigner:
         except ImportError:
             raise AuthenticationError(
                 "this registry wants a request signed with your Ollama key, which needs the 'cryptography' "
-                "package: pip install 'ollama-seed[signing]'") from None
+                "package: pip install 'ollama-seed[signing]'"
+            ) from None
         try:
             data = self.key_path.read_bytes()
         except OSError as exc:
@@ -103,8 +103,10 @@ class OllamaKeySigner:
         try:
             key = serialization.load_ssh_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise AuthenticationError(f"{self.key_path} is not an unencrypted OpenSSH private key ({exc}); "
-                                      "it should be the key 'ollama serve' created") from None
+            raise AuthenticationError(
+                f"{self.key_path} is not an unencrypted OpenSSH private key ({exc}); "
+                "it should be the key 'ollama serve' created"
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise AuthenticationError(f"{self.key_path} is not an ed25519 key; Ollama signs with ed25519")
         line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
@@ -151,6 +153,8 @@ class OllamaKeySigner:
             raise AuthenticationError(
                 f"realm host {realm_host!r} does not match original host {registry_host!r}; "
                 "ollama-seed does not send your Ollama key's signature to another host (Ollama refuses too)",
-                url=challenge.realm, status=401)
+                url=challenge.realm,
+                status=401,
+            )
         url = self.token_url(challenge, default_scope)
         return url, {"Authorization": self.sign(signed_data("GET", url))}

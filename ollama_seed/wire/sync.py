@@ -26,5 +26,7 @@ def run_sync(func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwar
     except RuntimeError:
         return anyio.run(partial(func, *args, **kwargs))
     name = getattr(func, "__name__", "apull")
-    raise RuntimeError(f"ollama_seed.{name[1:]}() blocks, so it cannot run inside a running event loop; "
-                       f"use 'await ollama_seed.{name}(...)' there instead")
+    raise RuntimeError(
+        f"ollama_seed.{name[1:]}() blocks, so it cannot run inside a running event loop; "
+        f"use 'await ollama_seed.{name}(...)' there instead"
+    )

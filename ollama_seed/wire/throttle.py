@@ -33,8 +33,7 @@ def parse_rate(text: str) -> float:
 class TokenBucket:
     """Allows *rate* bytes per second on average, in bursts of at most *burst* bytes."""
 
-    def __init__(self, rate: float, *, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float, *, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(rate / 10, 256 * 1024)
         self._clock = clock

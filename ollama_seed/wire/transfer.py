@@ -134,12 +134,21 @@ class BlobDownloader:
         self.cfg = config
         # The direct path: not with an injected transport (httpx owns those requests), nor with
         # a rate limit (the token bucket is the event loop's), nor when OLLAMA_SEED_DIRECT=0.
-        use_direct = (config.direct and not client.custom_transport and bucket is None
-                      and os.environ.get("OLLAMA_SEED_DIRECT", "1") != "0")
+        use_direct = (
+            config.direct
+            and not client.custom_transport
+            and bucket is None
+            and os.environ.get("OLLAMA_SEED_DIRECT", "1") != "0"
+        )
         shared = client.direct_pool
         self._own_pool = use_direct and (shared is None or shared.timeout != config.stall_timeout)
-        self.direct = (DirectPool(timeout=config.stall_timeout, user_agent=user_agent(), context=client.tls)
-                       if self._own_pool else shared if use_direct else None)
+        self.direct = (
+            DirectPool(timeout=config.stall_timeout, user_agent=user_agent(), context=client.tls)
+            if self._own_pool
+            else shared
+            if use_direct
+            else None
+        )
         self._threads = anyio.CapacityLimiter(int(limiter.total_tokens) + 4)
         self._buffers = threading.local()
 
@@ -156,9 +165,16 @@ class BlobDownloader:
             await anyio.sleep(seconds)
 
     # -- the download --------------------------------------------------------------------
-    async def download(self, name: ModelName, layer: Layer, on_bytes: Callable[[int], None], *,
-                       base: str | None = None, integrity_retries: int | None = None,
-                       on_note: Callable[[LayerNote], None] | None = None) -> int:
+    async def download(
+        self,
+        name: ModelName,
+        layer: Layer,
+        on_bytes: Callable[[int], None],
+        *,
+        base: str | None = None,
+        integrity_retries: int | None = None,
+        on_note: Callable[[LayerNote], None] | None = None,
+    ) -> int:
         """Fetch *layer* into ``blobs/`` (from the mirror *base* if given); the bytes received.
 
         *on_note* hears of a resume (bytes of an earlier run kept) and of each retry.
@@ -185,7 +201,9 @@ class BlobDownloader:
                 problem = IntegrityError(
                     f"sha256 mismatch for {layer.digest}: the downloaded bytes hash to sha256:{actual}; "
                     "the download was discarded" + ("; run the pull again" if attempt else ", fetching it again"),
-                    expected=str(layer.digest), actual=f"sha256:{actual}")
+                    expected=str(layer.digest),
+                    actual=f"sha256:{actual}",
+                )
             finally:
                 self._close(job)
             _platform.current.remove(data)
@@ -196,18 +214,26 @@ class BlobDownloader:
                 on_note(LayerNote(name.display, str(layer.digest), "retry", layer.size, 0, "sha256 mismatch"))
         raise AssertionError("unreachable")
 
-    def _start(self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool,
-               base: str | None = None) -> _Job:
+    def _start(
+        self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool, base: str | None = None
+    ) -> _Job:
         fd, plan, mm = open_staging(layer, data, state, fresh=fresh)
 
         def on_record(i: int, value: int) -> None:
             if mm is not None:
-                mm[BlobPlan.done_offset(i):BlobPlan.done_offset(i) + 8] = value.to_bytes(8, "little")
+                mm[BlobPlan.done_offset(i) : BlobPlan.done_offset(i) + 8] = value.to_bytes(8, "little")
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
         # At a mirror the requests carry the mirror's own login (RegistryClient.at), not the registry's.
-        return _Job(self.client.at(name, base), layer, fd, plan, sched, mm,
-                    self.client.blob_url(name, str(layer.digest), base=base))
+        return _Job(
+            self.client.at(name, base),
+            layer,
+            fd,
+            plan,
+            sched,
+            mm,
+            self.client.blob_url(name, str(layer.digest), base=base),
+        )
 
     @staticmethod
     def _close(job: _Job) -> None:
@@ -245,8 +271,12 @@ class BlobDownloader:
                 raise_os_error(err, f"writing {job.layer.digest}")
             raise err from None
         await anyio.to_thread.run_sync(job.digest.catch_up, job.plan.size)
-        log.debug("%s: %d of %d bytes hashed from the readers' buffers", job.layer.digest, job.digest.inline_bytes,
-                  job.plan.size)
+        log.debug(
+            "%s: %d of %d bytes hashed from the readers' buffers",
+            job.layer.digest,
+            job.digest.inline_bytes,
+            job.plan.size,
+        )
         on_bytes(job.plan.completed)
 
     async def _worker(self, job: _Job, ramp: Ramp | None) -> None:
@@ -317,16 +347,23 @@ class BlobDownloader:
                 async with self.limiter:
                     resp = await self._send(job, url, headers, ranged=ranged)
                     try:
-                        outcome = classify(resp.status_code, resp.headers, start=start, end=end, size=layer.size,
-                                           ranged=ranged, via_storage=via_storage)
+                        outcome = classify(
+                            resp.status_code,
+                            resp.headers,
+                            start=start,
+                            end=end,
+                            size=layer.size,
+                            ranged=ranged,
+                            via_storage=via_storage,
+                        )
                         if isinstance(outcome, Accept):
                             stalled, head_at = False, time.monotonic()
                             if isinstance(resp, DirectResponse):
-                                await run_in_thread(functools.partial(self._read_run, job, run, resp), resp.abort,
-                                                    self._threads)
+                                await run_in_thread(
+                                    functools.partial(self._read_run, job, run, resp), resp.abort, self._threads
+                                )
                             else:
-                                stalled = await stream_watched(job.watches, job.fd, job.sched, run, resp,
-                                                               self.bucket)
+                                stalled = await stream_watched(job.watches, job.fd, job.sched, run, resp, self.bucket)
                             if job.sched.finished(run):
                                 took = time.monotonic() - head_at
                                 return (run.pos - before) / took if took > 0 else float("inf")
@@ -350,13 +387,17 @@ class BlobDownloader:
                             refreshes += 1
                             if refreshes > MAX_REFRESHES:
                                 raise TransferError(
-                                    f"{layer.digest}: storage kept refusing fresh URLs ({outcome.reason})")
+                                    f"{layer.digest}: storage kept refusing fresh URLs ({outcome.reason})"
+                                )
                             job.direct_url = None
                             await drain(resp, self._threads)
                             continue
                         elif isinstance(outcome, Fail):
-                            raise RegistryProtocolError(f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",
-                                                        url=shown_url(url), status=outcome.status)
+                            raise RegistryProtocolError(
+                                f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",
+                                url=shown_url(url),
+                                status=outcome.status,
+                            )
                     finally:
                         if isinstance(resp, DirectResponse):
                             resp.release()
@@ -373,22 +414,33 @@ class BlobDownloader:
                 attempts = 0
             attempts += 1
             if attempts >= self.cfg.max_attempts:
-                raise TransferError(f"downloading {layer.digest} failed after {attempts} attempts: {error}; "
-                                    "run the pull again to resume")
+                raise TransferError(
+                    f"downloading {layer.digest} failed after {attempts} attempts: {error}; "
+                    "run the pull again to resume"
+                )
             delay = wait if wait is not None else backoff(attempts - 1)
             if job.on_note is not None:
-                job.on_note(LayerNote(job.name.display, str(layer.digest), "retry", layer.size, plan.completed,
-                                      retry_reason(error), delay))
+                job.on_note(
+                    LayerNote(
+                        job.name.display,
+                        str(layer.digest),
+                        "retry",
+                        layer.size,
+                        plan.completed,
+                        retry_reason(error),
+                        delay,
+                    )
+                )
             await self._sleep(delay)
         return None  # finished by others (a steal took the rest)
 
-    async def _send(self, job: _Job, url: str, headers: dict[str, str], *,
-                    ranged: bool) -> httpx.Response | DirectResponse:
+    async def _send(
+        self, job: _Job, url: str, headers: dict[str, str], *, ranged: bool
+    ) -> httpx.Response | DirectResponse:
         """The request, on a direct connection when the link allows one, else through httpx."""
         direct = self.direct
         if direct is not None and ranged and direct.usable(url):
-            resp = await open_in_thread(direct, url, self.client.with_token(job.name, url, headers),
-                                        self._threads)
+            resp = await open_in_thread(direct, url, self.client.with_token(job.name, url, headers), self._threads)
             if resp.status_code != 401:
                 return resp
             await drain(resp, self._threads)  # its small body, so that the connection is kept

@@ -28,8 +28,15 @@ def pad(data: bytes) -> bytes:
     return data + bytes(-len(data) % BLOCK)
 
 
-def member(name: str, data: bytes = b"", *, type: bytes = tarfile.REGTYPE, linkname: str = "",
-           size: int | None = None, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+def member(
+    name: str,
+    data: bytes = b"",
+    *,
+    type: bytes = tarfile.REGTYPE,
+    linkname: str = "",
+    size: int | None = None,
+    fmt: int = tarfile.GNU_FORMAT,
+) -> bytes:
     """Header(s) + padded data of one member, with any type flag and any name."""
     info = tarfile.TarInfo(name)
     info.type = type

@@ -31,15 +31,35 @@ def kv(key: str | bytes, kind: int, v: object) -> bytes:
 
 
 def tensor_info(name: str, dims: Sequence[int], ggml_type: int = 0, offset: int = 0) -> bytes:
-    return gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) + \
-        struct.pack("<IQ", ggml_type, offset)
+    return (
+        gstr(name)
+        + struct.pack("<I", len(dims))
+        + b"".join(struct.pack("<Q", d) for d in dims)
+        + struct.pack("<IQ", ggml_type, offset)
+    )
 
 
-def gguf(kvs: Sequence[bytes] = (), tensors: Sequence[bytes] = (), *, version: int = 3,
-         kv_count: int | None = None, tensor_count: int | None = None, magic: bytes = b"GGUF") -> bytes:
+def gguf(
+    kvs: Sequence[bytes] = (),
+    tensors: Sequence[bytes] = (),
+    *,
+    version: int = 3,
+    kv_count: int | None = None,
+    tensor_count: int | None = None,
+    magic: bytes = b"GGUF",
+) -> bytes:
     """Header + metadata + tensor infos, with counts that may lie."""
-    return magic + struct.pack("<IQQ", version, len(tensors) if tensor_count is None else tensor_count,
-                               len(kvs) if kv_count is None else kv_count) + b"".join(kvs) + b"".join(tensors)
+    return (
+        magic
+        + struct.pack(
+            "<IQQ",
+            version,
+            len(tensors) if tensor_count is None else tensor_count,
+            len(kvs) if kv_count is None else kv_count,
+        )
+        + b"".join(kvs)
+        + b"".join(tensors)
+    )
 
 
 def arch(name: str = "test") -> bytes:

@@ -24,8 +24,9 @@ from tests.create import ggufmake as gm
 Q = gguf.GGMLQuantizationType
 
 
-def write(path: Path, arch: str, fill: Callable[[gguf.GGUFWriter], None],
-          endianess: gguf.GGUFEndian = gguf.GGUFEndian.LITTLE) -> Path:
+def write(
+    path: Path, arch: str, fill: Callable[[gguf.GGUFWriter], None], endianess: gguf.GGUFEndian = gguf.GGUFEndian.LITTLE
+) -> Path:
     w = gguf.GGUFWriter(path, arch, endianess=endianess)
     fill(w)
     w.write_header_to_file()
@@ -90,6 +91,7 @@ def test_agrees_with_llama_cpps_reader(tmp_path: Path) -> None:
         w.add_tensor("blk.0.attn_norm.weight", np.zeros((3,), dtype=np.float16))
         w.add_tensor("blk.0.ffn_up.weight", np.zeros((2, 34), dtype=np.uint8), raw_dtype=Q.Q8_0)
         w.add_tensor("blk.0.ffn_down.weight", np.zeros((1, 144), dtype=np.uint8), raw_dtype=Q.Q4_K)
+
     path = write(tmp_path / "t.gguf", "llama", fill)
     info, ref = read(path), gguf.GGUFReader(path)
     assert info.tensor_count == len(ref.tensors) == 4
@@ -108,17 +110,26 @@ def test_agrees_with_llama_cpps_reader(tmp_path: Path) -> None:
     assert not info.has_compat_tensors
 
 
-@pytest.mark.parametrize(("arch", "fill", "media", "compat"), [
-    ("llama", lambda w: w.add_block_count(32), MEDIA_MODEL, False),
-    ("clip", lambda w: (w.add_type("mmproj"), w.add_clip_has_vision_encoder(True)), MEDIA_PROJECTOR, True),
-    ("gemma3", lambda w: (w.add_block_count(0), w.add_uint32("gemma3.vision.block_count", 27)), MEDIA_PROJECTOR,
-     True),
-])
-def test_architectures_classify_as_ollama_does(tmp_path: Path, arch: str, fill: Callable[[gguf.GGUFWriter], Any],
-                                               media: str, compat: bool) -> None:
+@pytest.mark.parametrize(
+    ("arch", "fill", "media", "compat"),
+    [
+        ("llama", lambda w: w.add_block_count(32), MEDIA_MODEL, False),
+        ("clip", lambda w: (w.add_type("mmproj"), w.add_clip_has_vision_encoder(True)), MEDIA_PROJECTOR, True),
+        (
+            "gemma3",
+            lambda w: (w.add_block_count(0), w.add_uint32("gemma3.vision.block_count", 27)),
+            MEDIA_PROJECTOR,
+            True,
+        ),
+    ],
+)
+def test_architectures_classify_as_ollama_does(
+    tmp_path: Path, arch: str, fill: Callable[[gguf.GGUFWriter], Any], media: str, compat: bool
+) -> None:
     def full(w: gguf.GGUFWriter) -> None:
         fill(w)
         w.add_tensor("v.patch_embd.weight" if compat else "output.weight", np.zeros((2, 2), dtype=np.float32))
+
     info = read(write(tmp_path / f"{arch}.gguf", arch, full))
     assert info.architecture == arch
     assert gguf_media_type(info, Era.CURRENT) == media
@@ -139,6 +150,7 @@ def test_architecture_defaults_to_unknown_unless_a_string() -> None:
 
 def test_the_tensor_table_matches_the_ggml_block_sizes() -> None:
     from ollama_seed.creation import gguf as reader
+
     for ggml_type, sizes in reader._BLOCKS.items():
         assert gguf.GGML_QUANT_SIZES[Q(ggml_type)] == sizes
 
@@ -182,37 +194,49 @@ def fails(data: bytes, match: str) -> GGUFError:
 HUGE = 1 << 62
 
 
-@pytest.mark.parametrize(("data", "match"), [
-    (b"", "only 0 bytes"),
-    (b"GGU", "only 3 bytes"),
-    (b"GGML" + bytes(20), "not in GGUF format"),
-    (b"lmgg" + bytes(20), "legacy GGML"),
-    (struct.pack("<Q", 64) + b'{"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}' + bytes(10), "safetensors"),
-    (b"PK\x03\x04" + bytes(30), "PyTorch"),
-    (b"\x80\x02" + bytes(30), "PyTorch"),
-    (b"FUGG" + bytes(20), "big-endian"),
-    (b"GGUF\x00\x00\x00\x03" + bytes(16), "big-endian"),
-    (gm.gguf(version=1), "version 1"),
-    (gm.gguf(version=4), "unsupported GGUF version 4"),
-    (b"GGUF\x03\x00\x00\x00" + bytes(7), "truncated"),
-    (gm.gguf(kv_count=HUGE), "claims 4611686018427387904 metadata entries"),
-    (gm.gguf(kv_count=(1 << 20) + 1), "metadata entries"),
-    (gm.gguf(tensor_count=HUGE), "claims 4611686018427387904 tensors"),
-    (gm.gguf(kv_count=1) + struct.pack("<Q", HUGE) + b"k" + bytes(16), "past the end of the file"),
-    (gm.gguf([gm.gstr("k") + struct.pack("<IQ", gm.STR, HUGE)]), "past the end of the file"),
-    (gm.gguf([gm.gstr("x" * 70_000) + struct.pack("<I", gm.U8) + b"\0"]), "more than the 65535"),
-    (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.U64, HUGE)]), "claims 4611686018427387904 items"),
-    (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.STR, 1 << 40)]), "items of type string"),
-    (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.STR, 2000) + gm.gstr("a") * 1999
-              + struct.pack("<Q", HUGE)]), r"k'\[1999\] at byte 18040 claims 4611686018427387904 bytes, past the end"),
-    (gm.gguf([gm.kv("k", gm.ARR, (gm.ARR, [(gm.ARR, [(gm.ARR, [(gm.U8, [1])])])]))]), "nests arrays more than 3"),
-    (gm.gguf([gm.gstr("k") + struct.pack("<I", 13)]), "unknown value type 13"),
-    (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, 99, 1)]), "array of unknown type 99"),
-    (gm.gguf([gm.kv("general.alignment", gm.U32, 0)]), "invalid GGUF alignment: 0"),
-    (gm.gguf([gm.arch()], [gm.tensor_info("w", [2, 2, 2, 2, 2])]), "dimensions 5 exceeds maximum 4"),
-    (gm.gguf([gm.arch()], [gm.tensor_info("w", [1024], 0)]), "offset\\+size .* exceeds file size"),
-    (gm.gguf([gm.arch()], [gm.tensor_info("w", [64], 0, offset=HUGE)]), "exceeds file size"),
-])
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "only 0 bytes"),
+        (b"GGU", "only 3 bytes"),
+        (b"GGML" + bytes(20), "not in GGUF format"),
+        (b"lmgg" + bytes(20), "legacy GGML"),
+        (struct.pack("<Q", 64) + b'{"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}' + bytes(10), "safetensors"),
+        (b"PK\x03\x04" + bytes(30), "PyTorch"),
+        (b"\x80\x02" + bytes(30), "PyTorch"),
+        (b"FUGG" + bytes(20), "big-endian"),
+        (b"GGUF\x00\x00\x00\x03" + bytes(16), "big-endian"),
+        (gm.gguf(version=1), "version 1"),
+        (gm.gguf(version=4), "unsupported GGUF version 4"),
+        (b"GGUF\x03\x00\x00\x00" + bytes(7), "truncated"),
+        (gm.gguf(kv_count=HUGE), "claims 4611686018427387904 metadata entries"),
+        (gm.gguf(kv_count=(1 << 20) + 1), "metadata entries"),
+        (gm.gguf(tensor_count=HUGE), "claims 4611686018427387904 tensors"),
+        (gm.gguf(kv_count=1) + struct.pack("<Q", HUGE) + b"k" + bytes(16), "past the end of the file"),
+        (gm.gguf([gm.gstr("k") + struct.pack("<IQ", gm.STR, HUGE)]), "past the end of the file"),
+        (gm.gguf([gm.gstr("x" * 70_000) + struct.pack("<I", gm.U8) + b"\0"]), "more than the 65535"),
+        (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.U64, HUGE)]), "claims 4611686018427387904 items"),
+        (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, gm.STR, 1 << 40)]), "items of type string"),
+        (
+            gm.gguf(
+                [
+                    gm.gstr("k")
+                    + struct.pack("<IIQ", gm.ARR, gm.STR, 2000)
+                    + gm.gstr("a") * 1999
+                    + struct.pack("<Q", HUGE)
+                ]
+            ),
+            r"k'\[1999\] at byte 18040 claims 4611686018427387904 bytes, past the end",
+        ),
+        (gm.gguf([gm.kv("k", gm.ARR, (gm.ARR, [(gm.ARR, [(gm.ARR, [(gm.U8, [1])])])]))]), "nests arrays more than 3"),
+        (gm.gguf([gm.gstr("k") + struct.pack("<I", 13)]), "unknown value type 13"),
+        (gm.gguf([gm.gstr("k") + struct.pack("<IIQ", gm.ARR, 99, 1)]), "array of unknown type 99"),
+        (gm.gguf([gm.kv("general.alignment", gm.U32, 0)]), "invalid GGUF alignment: 0"),
+        (gm.gguf([gm.arch()], [gm.tensor_info("w", [2, 2, 2, 2, 2])]), "dimensions 5 exceeds maximum 4"),
+        (gm.gguf([gm.arch()], [gm.tensor_info("w", [1024], 0)]), "offset\\+size .* exceeds file size"),
+        (gm.gguf([gm.arch()], [gm.tensor_info("w", [64], 0, offset=HUGE)]), "exceeds file size"),
+    ],
+)
 def test_hostile_files_fail_fast_and_clearly(data: bytes, match: str) -> None:
     fails(data, match)
 
@@ -221,6 +245,7 @@ def test_every_truncation_of_a_real_file_is_refused(tmp_path: Path) -> None:
     def fill(w: gguf.GGUFWriter) -> None:
         every_type(w)
         w.add_tensor("w", np.ones((4, 4), dtype=np.float32))
+
     data = write(tmp_path / "t.gguf", "llama", fill).read_bytes()
     info = read_gguf(io.BytesIO(data))
     data_end = info.data_offset + 64
@@ -245,12 +270,21 @@ def test_a_safetensors_file_gets_the_convert_hint(tmp_path: Path) -> None:
     assert CONVERT_HINT in str(info.value) and str(path) in str(info.value)
 
 
-@pytest.mark.parametrize(("head", "kind"), [
-    (b"GGUF\x03\x00\x00\x00", "gguf"), (b"FUGG", "gguf-big-endian"), (b"tjgg\x01\x00\x00\x00", "ggml-legacy"),
-    (struct.pack("<Q", 100) + b"{", "safetensors"), (struct.pack("<Q", 100) + b"[", "unknown"),
-    (b"PK\x03\x04", "pytorch-zip"), (b"\x80\x04\x95", "pytorch-pickle"), (b"\x93NUMPY\x01", "numpy"), (b"", "empty"),
-    (b"hello world, I am text", "unknown"),
-])
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"GGUF\x03\x00\x00\x00", "gguf"),
+        (b"FUGG", "gguf-big-endian"),
+        (b"tjgg\x01\x00\x00\x00", "ggml-legacy"),
+        (struct.pack("<Q", 100) + b"{", "safetensors"),
+        (struct.pack("<Q", 100) + b"[", "unknown"),
+        (b"PK\x03\x04", "pytorch-zip"),
+        (b"\x80\x04\x95", "pytorch-pickle"),
+        (b"\x93NUMPY\x01", "numpy"),
+        (b"", "empty"),
+        (b"hello world, I am text", "unknown"),
+    ],
+)
 def test_sniff(head: bytes, kind: str) -> None:
     assert sniff(head) == kind
 
@@ -259,16 +293,22 @@ def test_unknown_bytes_are_named_in_the_message() -> None:
     assert "68 65 6c 6c" in describe_non_gguf(b"hello")
 
 
-@pytest.mark.parametrize(("names", "kind", "files"), [
-    (["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "x.gguf"],
-     "safetensors", ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")),
-    (["sub/model.safetensors", "config.json"], "safetensors", ("sub/model.safetensors",)),
-    (["consolidated.00.pth", "params.json"], "pytorch", ("consolidated.00.pth",)),
-    (["pytorch_model.bin", "a.bin"], "pytorch", ("pytorch_model.bin",)),
-    (["mmproj.gguf", "model.gguf", "sub/other.gguf"], "gguf", ("mmproj.gguf", "model.gguf")),
-    (["weights.bin"], "bin", ("weights.bin",)),
-    (["README.md", "config.json"], "none", ()),
-])
+@pytest.mark.parametrize(
+    ("names", "kind", "files"),
+    [
+        (
+            ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "x.gguf"],
+            "safetensors",
+            ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"),
+        ),
+        (["sub/model.safetensors", "config.json"], "safetensors", ("sub/model.safetensors",)),
+        (["consolidated.00.pth", "params.json"], "pytorch", ("consolidated.00.pth",)),
+        (["pytorch_model.bin", "a.bin"], "pytorch", ("pytorch_model.bin",)),
+        (["mmproj.gguf", "model.gguf", "sub/other.gguf"], "gguf", ("mmproj.gguf", "model.gguf")),
+        (["weights.bin"], "bin", ("weights.bin",)),
+        (["README.md", "config.json"], "none", ()),
+    ],
+)
 def test_classify_directory_in_ollamas_order(names: list[str], kind: str, files: tuple[str, ...]) -> None:
     found = classify_directory(names)
     assert (found.kind, found.files) == (kind, files)

@@ -37,8 +37,13 @@ from ollama_seed.creation.modelfile import parse_modelfile
 from tests.create import ggufmake as gm
 
 
-def gguf_file(key: str = "model.gguf", arch: str = "llama", extra: tuple[bytes, ...] = (),
-              tensors: tuple[bytes, ...] = (), data_bytes: int = 4096) -> GGUFFile:
+def gguf_file(
+    key: str = "model.gguf",
+    arch: str = "llama",
+    extra: tuple[bytes, ...] = (),
+    tensors: tuple[bytes, ...] = (),
+    data_bytes: int = 4096,
+) -> GGUFFile:
     data = gm.gguf([gm.arch(arch), *extra], tensors)
     data += bytes(-len(data) % 32) + bytes(data_bytes) if tensors else b""
     return GGUFFile(key, Digest(hashlib.sha256(data).hexdigest()), len(data), read_gguf(io.BytesIO(data)))
@@ -71,7 +76,9 @@ AUTO = AutoTemplate(b"{{ .Prompt }}", {"stop": ["<|end|>"]})
 
 
 def test_order_with_an_auto_template() -> None:
-    p = plan("FROM ./model.gguf\nMESSAGE user hi\nLICENSE a\nSYSTEM s\nLICENSE b\nPARAMETER top_k 5\n", auto_template=AUTO)
+    p = plan(
+        "FROM ./model.gguf\nMESSAGE user hi\nLICENSE a\nSYSTEM s\nLICENSE b\nPARAMETER top_k 5\n", auto_template=AUTO
+    )
     assert kinds(p) == ["model", "template", "system", "license", "license", "params", "messages"]
     assert text_of(p, "license") == [b"a", b"b"]
     assert text_of(p, "params") == [b'{"stop":["\\u003c|end|\\u003e"],"top_k":5}\n']
@@ -100,16 +107,21 @@ def test_no_parameters_anywhere_means_no_params_layer() -> None:
 
 
 def test_float_parameters_go_through_float32_and_ints_through_float64() -> None:
-    p = plan("FROM ./model.gguf\nPARAMETER temperature 0.123456789\nPARAMETER seed 9007199254740993\n"
-             "PARAMETER use_mmap false\nPARAMETER top_p 1e-7\n")
-    assert text_of(p, "params") == [b'{"seed":9007199254740992,"temperature":0.12345679,"top_p":1e-7,'
-                                    b'"use_mmap":false}\n']
+    p = plan(
+        "FROM ./model.gguf\nPARAMETER temperature 0.123456789\nPARAMETER seed 9007199254740993\n"
+        "PARAMETER use_mmap false\nPARAMETER top_p 1e-7\n"
+    )
+    assert text_of(p, "params") == [
+        b'{"seed":9007199254740992,"temperature":0.12345679,"top_p":1e-7,"use_mmap":false}\n'
+    ]
 
 
 BASE_PARAMS = b'{\n  "temperature": 0.70,\n  "stop": ["<|eot_id|>"]\n}\n'
 
 
-def base(era_layers: list[tuple[str, bytes]] | None = None, config_doc: Mapping[str, object] | None = None) -> BaseModel:
+def base(
+    era_layers: list[tuple[str, bytes]] | None = None, config_doc: Mapping[str, object] | None = None
+) -> BaseModel:
     layers = [Blob(MEDIA_MODEL, MODEL.digest, MODEL.size, from_="old", name=None)]
     blobs: dict[Digest, bytes] = {}
     for media, data in era_layers or [("template", b"T"), ("license", b"L"), ("params", BASE_PARAMS)]:
@@ -150,14 +162,34 @@ def test_base_messages_stay_unless_replaced() -> None:
 
 
 def test_config_inherits_from_the_base_and_explicit_values_win() -> None:
-    doc = {"model_format": "gguf", "renderer": "r0", "parser": "p0", "requires": "0.14.0",
-           "capabilities": ["completion", "vision"]}
+    doc = {
+        "model_format": "gguf",
+        "renderer": "r0",
+        "parser": "p0",
+        "requires": "0.14.0",
+        "capabilities": ["completion", "vision"],
+    }
     p = plan("FROM llama3.2\nPARSER mine\n", base=base(config_doc=doc))
     c = config(p)
-    assert (c["renderer"], c["parser"], c["requires"], c["capabilities"]) == ("r0", "mine", "0.14.0",
-                                                                               ["completion", "vision"])
-    assert list(c) == ["model_format", "model_family", "model_families", "model_type", "file_type", "renderer",
-                       "parser", "requires", "capabilities", "architecture", "os"]
+    assert (c["renderer"], c["parser"], c["requires"], c["capabilities"]) == (
+        "r0",
+        "mine",
+        "0.14.0",
+        ["completion", "vision"],
+    )
+    assert list(c) == [
+        "model_format",
+        "model_family",
+        "model_families",
+        "model_type",
+        "file_type",
+        "renderer",
+        "parser",
+        "requires",
+        "capabilities",
+        "architecture",
+        "os",
+    ]
 
 
 def test_classic_era_from_is_the_blob_path_and_rootfs_lists_every_layer() -> None:
@@ -174,12 +206,15 @@ def test_classic_era_needs_the_models_dir() -> None:
 
 
 def test_current_eras_from_follows_what_ollama_keeps() -> None:
-    vision = gguf_file("model.gguf", "gemma3", (gm.kv("gemma3.block_count", gm.U32, 2),),
-                       (gm.tensor_info("v.patch_embd.weight", [4]),))
+    vision = gguf_file(
+        "model.gguf", "gemma3", (gm.kv("gemma3.block_count", gm.U32, 2),), (gm.tensor_info("v.patch_embd.weight", [4]),)
+    )
     proj = gguf_file("mmproj.gguf", "clip", (gm.kv("general.type", gm.STR, "mmproj"),))
     p = plan("FROM .\n", ggufs=[vision, proj], era=Era.REWRITE)
     assert [(layer.media_type, layer.from_) for layer in p.layers] == [
-        (MEDIA_PROJECTOR, "mmproj.gguf"), (MEDIA_MODEL, "model.gguf")]  # sorted by name
+        (MEDIA_PROJECTOR, "mmproj.gguf"),
+        (MEDIA_MODEL, "model.gguf"),
+    ]  # sorted by name
     assert [layer.from_ for layer in plan("FROM ./model.gguf\n").layers] == [None]  # Ollama rewrites it
 
 
@@ -200,14 +235,17 @@ def test_mmproj_is_a_projector_only_for_current_ollama() -> None:
 def test_an_adapter_goes_after_the_model_and_must_be_one() -> None:
     lora = gguf_file("lora.gguf", "llama", (gm.kv("general.type", gm.STR, "adapter"),))
     p = plan("FROM ./model.gguf\nADAPTER ./lora.gguf\nSYSTEM s\n", adapter=lora)
-    assert [(layer.media_type, layer.from_) for layer in p.layers[:2]] == [(MEDIA_MODEL, None),
-                                                                          (MEDIA_ADAPTER, "lora.gguf")]
+    assert [(layer.media_type, layer.from_) for layer in p.layers[:2]] == [
+        (MEDIA_MODEL, None),
+        (MEDIA_ADAPTER, "lora.gguf"),
+    ]
     with pytest.raises(CreateError, match="not a LoRA adapter"):
         plan("FROM ./model.gguf\nADAPTER ./x.gguf\n", adapter=gguf_file("x.gguf"))
 
 
-@pytest.mark.parametrize(("arch", "renderer"), [("gemma4", "gemma4"), ("laguna", "laguna"),
-                                                 ("nemotron_h_moe", "nemotron-3-nano")])
+@pytest.mark.parametrize(
+    ("arch", "renderer"), [("gemma4", "gemma4"), ("laguna", "laguna"), ("nemotron_h_moe", "nemotron-3-nano")]
+)
 def test_architecture_defaults(arch: str, renderer: str) -> None:
     f = gguf_file(arch=arch)
     c = config(plan("FROM ./model.gguf\n", ggufs=[f]))
@@ -222,33 +260,61 @@ def test_architecture_defaults(arch: str, renderer: str) -> None:
 
 def test_model_type_and_file_type_come_from_the_header() -> None:
     i8 = 24  # one byte per element
-    f = gguf_file(extra=(gm.kv("general.file_type", gm.U32, 15),), data_bytes=1_100_000,
-                  tensors=(gm.tensor_info("a", [1000, 1000], i8), gm.tensor_info("b", [100, 1000], i8, 1_000_000)))
+    f = gguf_file(
+        extra=(gm.kv("general.file_type", gm.U32, 15),),
+        data_bytes=1_100_000,
+        tensors=(gm.tensor_info("a", [1000, 1000], i8), gm.tensor_info("b", [100, 1000], i8, 1_000_000)),
+    )
     c = config(plan("FROM ./model.gguf\n", ggufs=[f]))
     assert (c["model_type"], c["file_type"]) == ("1.10M", "Q4_K_M")
 
 
-@pytest.mark.parametrize(("n", "text"), [
-    (0, "0"), (999, "999"), (1000, "1K"), (1500, "2K"), (2500, "2K"), (999_999, "1000K"), (1_000_000, "1M"),
-    (268_100_000, "268.10M"), (7_000_000_000, "7B"), (8_030_000_000, "8.0B"), (8_050_000_000, "8.1B"),
-    (1_234_567_890_123, "1234.6B"),
-])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0"),
+        (999, "999"),
+        (1000, "1K"),
+        (1500, "2K"),
+        (2500, "2K"),
+        (999_999, "1000K"),
+        (1_000_000, "1M"),
+        (268_100_000, "268.10M"),
+        (7_000_000_000, "7B"),
+        (8_030_000_000, "8.0B"),
+        (8_050_000_000, "8.1B"),
+        (1_234_567_890_123, "1234.6B"),
+    ],
+)
 def test_human_number(n: int, text: str) -> None:
     assert human_number(n) == text
 
 
-@pytest.mark.parametrize(("ft", "era", "name"), [
-    (None, Era.CURRENT, "unknown"), (0, Era.CURRENT, "unknown"), (1, Era.CURRENT, "F16"), (15, Era.CURRENT, "Q4_K_M"),
-    (19, Era.CURRENT, "IQ2_XXS"), (19, Era.CLASSIC, "unknown"), (4, Era.CURRENT, "unknown"), (4, Era.CLASSIC, "MXFP4"),
-    (32, Era.CLASSIC, "BF16"), (40, Era.CURRENT, "Q1_0"), (41, Era.CURRENT, "unknown"),
-])
+@pytest.mark.parametrize(
+    ("ft", "era", "name"),
+    [
+        (None, Era.CURRENT, "unknown"),
+        (0, Era.CURRENT, "unknown"),
+        (1, Era.CURRENT, "F16"),
+        (15, Era.CURRENT, "Q4_K_M"),
+        (19, Era.CURRENT, "IQ2_XXS"),
+        (19, Era.CLASSIC, "unknown"),
+        (4, Era.CURRENT, "unknown"),
+        (4, Era.CLASSIC, "MXFP4"),
+        (32, Era.CLASSIC, "BF16"),
+        (40, Era.CURRENT, "Q1_0"),
+        (41, Era.CURRENT, "unknown"),
+    ],
+)
 def test_file_type_names(ft: int | None, era: Era, name: str) -> None:
     assert file_type_name(ft, era) == name
 
 
 def test_config_without_gguf_layers_has_null_families() -> None:
-    assert config_blob(ModelFields()) == (b'{"model_format":"","model_family":"","model_families":null,'
-                                          b'"model_type":"","file_type":"","architecture":"amd64","os":"linux"}\n')
+    assert config_blob(ModelFields()) == (
+        b'{"model_format":"","model_family":"","model_families":null,'
+        b'"model_type":"","file_type":"","architecture":"amd64","os":"linux"}\n'
+    )
 
 
 def test_new_blobs_once_each_config_last_provided_ones_left_out() -> None:
@@ -262,11 +328,26 @@ def test_new_blobs_once_each_config_last_provided_ones_left_out() -> None:
 
 def test_manifest_layers_keep_names_for_reuse() -> None:
     a, b = "a" * 64, "b" * 64
-    raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                      "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                                 "digest": f"sha256:{b}", "size": 3},
-                      "layers": [{"mediaType": "application/vnd.ollama.image.tensor", "digest": f"sha256:{a}",
-                                  "size": 5, "name": "w.weight", "from": "x"}]}).encode()
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": f"sha256:{b}",
+                "size": 3,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.ollama.image.tensor",
+                    "digest": f"sha256:{a}",
+                    "size": 5,
+                    "name": "w.weight",
+                    "from": "x",
+                }
+            ],
+        }
+    ).encode()
     [layer] = manifest_layers(raw)
     assert (layer.name, layer.size, layer.from_) == ("w.weight", 5, None)
     p = plan("FROM x\n", base=BaseModel("me/x:v1", [layer]))

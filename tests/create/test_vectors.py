@@ -47,9 +47,11 @@ MESSAGES = "298baeaf6928a60cf666d88d64a1ba606feb43a2865687c39e40652e407bffc4"
 MESSAGES_REPLACED = "a60ecc9da299ec7ede453f99236e5577fd125e143689b646d9f0ddc9971bf4db"
 PARAMS_PHI3 = "0d79f567714c62c048378f2107fb332dabee0135d080c302d884317da9433cc5"
 
-PHI3_JINJA = ("{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + "
-              "message['content'] + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}"
-              "{% else %}{{ eos_token }}{% endif %}")
+PHI3_JINJA = (
+    "{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + "
+    "message['content'] + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}"
+    "{% else %}{{ eos_token }}{% endif %}"
+)
 
 
 def sha(data: bytes) -> str:
@@ -99,16 +101,19 @@ def test_gguf_without_metadata_and_its_config() -> None:
 
 
 def test_system_template_and_licenses_are_raw_text() -> None:
-    plan = create('FROM ./test.gguf\nSYSTEM Say hi!\nTEMPLATE "{{ .System }} {{ .Prompt }}"\n'
-                  "LICENSE MIT\nlicense Apache-2.0\n")
+    plan = create(
+        'FROM ./test.gguf\nSYSTEM Say hi!\nTEMPLATE "{{ .System }} {{ .Prompt }}"\nLICENSE MIT\nlicense Apache-2.0\n'
+    )
     assert digests(plan, MEDIA_SYSTEM) == [SYSTEM]
     assert digests(plan, MEDIA_TEMPLATE) == [TEMPLATE]
     assert digests(plan, MEDIA_LICENSE) == [MIT, APACHE]
 
 
 def test_params_sorted_with_whole_numbers_without_a_point() -> None:
-    plan = create("FROM ./test.gguf\nPARAMETER temperature 1\nPARAMETER top_k 10\n"
-                  "PARAMETER stop USER:\nPARAMETER stop ASSISTANT:\n")
+    plan = create(
+        "FROM ./test.gguf\nPARAMETER temperature 1\nPARAMETER top_k 10\n"
+        "PARAMETER stop USER:\nPARAMETER stop ASSISTANT:\n"
+    )
     [params] = [layer for layer in plan.layers if layer.media_type == MEDIA_PARAMS]
     assert params.data == b'{"stop":["USER:","ASSISTANT:"],"temperature":1,"top_k":10}\n'
     assert params.digest.hex == PARAMS
@@ -116,29 +121,45 @@ def test_params_sorted_with_whole_numbers_without_a_point() -> None:
 
 def base_model(plan: CreatePlan) -> BaseModel:
     """The model *plan* created, as a FROM-model create sees it."""
-    return BaseModel(name="test:latest", layers=plan.layers, config=plan.config.data,
-                     blobs={b.digest: b.data for b in plan.layers if b.data is not None},
-                     gguf={Digest(GGUF_TEST): read_gguf(io.BytesIO(TEST_GGUF))})
+    return BaseModel(
+        name="test:latest",
+        layers=plan.layers,
+        config=plan.config.data,
+        blobs={b.digest: b.data for b in plan.layers if b.data is not None},
+        gguf={Digest(GGUF_TEST): read_gguf(io.BytesIO(TEST_GGUF))},
+    )
 
 
 def test_params_merged_over_a_base_model_and_lists_replaced() -> None:
-    base = base_model(create("FROM ./test.gguf\nPARAMETER temperature 1\nPARAMETER top_k 10\n"
-                             "PARAMETER stop USER:\nPARAMETER stop ASSISTANT:\n"))
+    base = base_model(
+        create(
+            "FROM ./test.gguf\nPARAMETER temperature 1\nPARAMETER top_k 10\n"
+            "PARAMETER stop USER:\nPARAMETER stop ASSISTANT:\n"
+        )
+    )
     merged = plan_create(parse_modelfile("FROM test\nPARAMETER temperature 0.6\nPARAMETER top_p 0.7\n"), base=base)
     assert digests(merged, MEDIA_PARAMS) == [PARAMS_MERGED]
-    replaced = plan_create(parse_modelfile("FROM test\nPARAMETER temperature 0.6\nPARAMETER top_p 0.7\n"
-                                           "PARAMETER stop <|endoftext|>\n"), base=base)
+    replaced = plan_create(
+        parse_modelfile("FROM test\nPARAMETER temperature 0.6\nPARAMETER top_p 0.7\nPARAMETER stop <|endoftext|>\n"),
+        base=base,
+    )
     assert digests(replaced, MEDIA_PARAMS) == [PARAMS_ENDOFTEXT]
     assert b'"\\u003c|endoftext|\\u003e"' in (replaced.layers[-1].data or b"")
 
 
 def test_messages_and_their_replacement_from_a_base_model() -> None:
-    plan = create("FROM ./test.gguf\nMESSAGE assistant What is my purpose?\nMESSAGE user You run tests.\n"
-                  "MESSAGE assistant Oh, my god.\n")
+    plan = create(
+        "FROM ./test.gguf\nMESSAGE assistant What is my purpose?\nMESSAGE user You run tests.\n"
+        "MESSAGE assistant Oh, my god.\n"
+    )
     assert digests(plan, MEDIA_MESSAGES) == [MESSAGES]
-    derived = plan_create(parse_modelfile(
-        "FROM test\nMESSAGE assistant You're a test, Harry.\nMESSAGE user I-I'm a what?\n"
-        "MESSAGE assistant A test. And a thumping good one at that, I'd wager.\n"), base=base_model(plan))
+    derived = plan_create(
+        parse_modelfile(
+            "FROM test\nMESSAGE assistant You're a test, Harry.\nMESSAGE user I-I'm a what?\n"
+            "MESSAGE assistant A test. And a thumping good one at that, I'd wager.\n"
+        ),
+        base=base_model(plan),
+    )
     assert digests(derived, MEDIA_MESSAGES) == [MESSAGES_REPLACED]
 
 
@@ -159,8 +180,11 @@ def test_the_manifest_example_byte_for_byte() -> None:
     plan = create("FROM ./test.gguf\nSYSTEM Say hi!\n")
     assert plan.manifest == (
         b'{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":'
-        b'{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:' + CONFIG.encode()
+        b'{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:'
+        + CONFIG.encode()
         + b'","size":147},"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:'
-        + GGUF_TEST.encode() + b'","size":68},{"mediaType":"application/vnd.ollama.image.system","digest":'
-        b'"sha256:' + SYSTEM.encode() + b'","size":7}]}\n')
+        + GGUF_TEST.encode()
+        + b'","size":68},{"mediaType":"application/vnd.ollama.image.system","digest":'
+        b'"sha256:' + SYSTEM.encode() + b'","size":7}]}\n'
+    )
     assert plan.manifest_digest.hex == sha(plan.manifest)

@@ -40,8 +40,13 @@ class RegistryASGI:
         query = scope.get("query_string") or b""
         url = f"{scope['scheme']}://{host}{path.decode('latin-1')}" + (f"?{query.decode('latin-1')}" if query else "")
         resp = await self.handler(httpx.Request(scope["method"], url, headers=headers))
-        await send({"type": "http.response.start", "status": resp.status_code,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.multi_items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status_code,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.multi_items()],
+            }
+        )
         try:
             body = resp.content  # answers built with content= are already read
         except httpx.ResponseNotRead:
@@ -67,11 +72,18 @@ class RegistryServer:
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"{'https' if certs else 'http'}://{self.host}"
         tls: dict[str, Any] = {"ssl_certfile": str(certs.cert), "ssl_keyfile": str(certs.key)} if certs else {}
-        config = uvicorn.Config(RegistryASGI(reg), log_level="critical", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=1, **tls)
+        config = uvicorn.Config(
+            RegistryASGI(reg),
+            log_level="critical",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            **tls,
+        )
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=lambda: self.server.run(sockets=[self.sock]),
-                                        name=f"fake-registry-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: self.server.run(sockets=[self.sock]), name=f"fake-registry-{self.port}", daemon=True
+        )
 
     def __enter__(self) -> RegistryServer:
         self._thread.start()

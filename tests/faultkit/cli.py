@@ -25,18 +25,32 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
     """``python -m ollama_seed ARGS`` to completion, output captured as text."""
-    return subprocess.run([sys.executable, "-m", "ollama_seed", *args], capture_output=True, text=True,
-                          env=cli_env(env), timeout=timeout, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "ollama_seed", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(env),
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
 
 
 def start_cli(*args: str, env: Mapping[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``python -m ollama_seed ARGS``; stdout and stderr go to *log* (or nowhere)."""
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
-        return subprocess.Popen([sys.executable, "-m", "ollama_seed", *args], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, env=cli_env(env), cwd=REPO_ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ollama_seed", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=cli_env(env),
+            cwd=REPO_ROOT,
+        )
     finally:
         if not isinstance(out, int):
             out.close()
@@ -49,8 +63,7 @@ class Outcome:
     output: str
 
 
-def pull_then_kill(*args: str, delay: float, env: Mapping[str, str] | None = None,
-                   timeout: float = 120.0) -> Outcome:
+def pull_then_kill(*args: str, delay: float, env: Mapping[str, str] | None = None, timeout: float = 120.0) -> Outcome:
     """Start the CLI, SIGKILL it after *delay* seconds unless it ended first."""
     with tempfile.NamedTemporaryFile(prefix="seed-cli-", suffix=".log", delete=False) as tmp:
         log = Path(tmp.name)

@@ -22,8 +22,11 @@ def small_fs(where: Path, size_bytes: int) -> Iterator[Path]:
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("full-disk tests mount a size-limited tmpfs, which needs root")
     where.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (mount said: {proc.stderr.strip() or proc.returncode})")
     try:

@@ -203,8 +203,11 @@ class Stats:
                 "per_path": dict(self.per_path),
                 "seconds": round(time.monotonic() - self.started, 3),
                 "blob_bytes": self.blob_bytes,
-                "blob_phase_s": (round(self.blob_last - self.blob_first, 4)
-                                 if self.blob_first is not None and self.blob_last is not None else None),
+                "blob_phase_s": (
+                    round(self.blob_last - self.blob_first, 4)
+                    if self.blob_first is not None and self.blob_last is not None
+                    else None
+                ),
             }
 
 

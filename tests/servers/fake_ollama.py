@@ -102,11 +102,22 @@ class FakeOllama:
         name = ModelName(host, ns, model, tag).display
         size = sum(int(layer.get("size", 0)) for layer in doc.get("layers") or []) + int(config.get("size", 0))
         modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat()
-        details = {"parent_model": "", "format": cfg.get("model_format", "gguf"),
-                   "family": cfg.get("model_family", ""), "families": cfg.get("model_families"),
-                   "parameter_size": cfg.get("model_type", ""), "quantization_level": cfg.get("file_type", "")}
-        return {"name": name, "model": name, "modified_at": modified, "size": size,
-                "digest": hashlib.sha256(raw).hexdigest(), "details": details}
+        details = {
+            "parent_model": "",
+            "format": cfg.get("model_format", "gguf"),
+            "family": cfg.get("model_family", ""),
+            "families": cfg.get("model_families"),
+            "parameter_size": cfg.get("model_type", ""),
+            "quantization_level": cfg.get("file_type", ""),
+        }
+        return {
+            "name": name,
+            "model": name,
+            "modified_at": modified,
+            "size": size,
+            "digest": hashlib.sha256(raw).hexdigest(),
+            "details": details,
+        }
 
     def models(self) -> list[dict[str, Any]]:
         entries = []
@@ -172,9 +183,19 @@ class FakeOllama:
         if entry is None:
             await _json(send, 404, {"error": f"model '{model}' not found"})
             return
-        await _json(send, 200, {"modelfile": f"# Modelfile for {entry['name']}\n", "parameters": "",
-                                "template": "", "details": entry["details"], "model_info": {},
-                                "capabilities": ["completion"], "modified_at": entry["modified_at"]})
+        await _json(
+            send,
+            200,
+            {
+                "modelfile": f"# Modelfile for {entry['name']}\n",
+                "parameters": "",
+                "template": "",
+                "details": entry["details"],
+                "model_info": {},
+                "capabilities": ["completion"],
+                "modified_at": entry["modified_at"],
+            },
+        )
 
     async def _generate(self, send: Send, doc: dict[str, Any]) -> None:
         model = str(doc.get("model") or "")
@@ -183,13 +204,23 @@ class FakeOllama:
             await _json(send, 404, {"error": f"model '{model}' not found"})
             return
         self.loaded[entry["name"]] = doc.get("keep_alive")
-        await _json(send, 200, {"model": model, "created_at": datetime.now(timezone.utc).isoformat(),
-                                "response": "", "done": True, "done_reason": "load"})
+        await _json(
+            send,
+            200,
+            {
+                "model": model,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+                "response": "",
+                "done": True,
+                "done_reason": "load",
+            },
+        )
 
     async def _pull(self, send: Send, doc: dict[str, Any]) -> None:
         model = str(doc.get("model") or doc.get("name") or "")
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/x-ndjson")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]}
+        )
 
         async def line(obj: dict[str, Any]) -> None:
             await send({"type": "http.response.body", "body": json.dumps(obj).encode() + b"\n", "more_body": True})
@@ -222,8 +253,9 @@ class FakeOllama:
         for b in [*built.layers, built.config]:
             target = blobs / f"sha256-{b.hex}"
             if target.exists():
-                await line({"status": f"pulling {b.hex[:12]}", "digest": b.digest, "total": b.size,
-                            "completed": b.size})
+                await line(
+                    {"status": f"pulling {b.hex[:12]}", "digest": b.digest, "total": b.size, "completed": b.size}
+                )
                 continue
             await line({"status": f"pulling {b.hex[:12]}", "digest": b.digest, "total": b.size})
             b.write_to(target)
@@ -236,8 +268,9 @@ class FakeOllama:
         path.write_bytes(built.manifest)
         await line({"status": "success"})
 
-    async def _pull_registry(self, model: str, insecure: bool,
-                             line: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def _pull_registry(
+        self, model: str, insecure: bool, line: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
         from ollama_seed.core.errors import SeedError
         from ollama_seed.core.progress import ProgressEvent, Status
         from ollama_seed.pulling.session import PullSession
@@ -245,8 +278,12 @@ class FakeOllama:
 
         events: list[ProgressEvent] = []
         try:
-            async with PullSession(ModelStore(self.models_dir), insecure=insecure,
-                                   transport=self.registry_transport, progress=events.append) as session:
+            async with PullSession(
+                ModelStore(self.models_dir),
+                insecure=insecure,
+                transport=self.registry_transport,
+                progress=events.append,
+            ) as session:
                 await session.pull(ModelName.parse(model))
         except SeedError as exc:
             for event in events:
@@ -259,8 +296,13 @@ class FakeOllama:
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -284,8 +326,7 @@ class ServerThread:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.delay = delay
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"fake-ollama-{self.port}", daemon=True)

@@ -187,4 +187,3 @@ class _Body(httpx.AsyncByteStream):
             await anyio.lowlevel.checkpoint()
         if self.drop is not None and self.drop < len(self.data):
             raise httpx.ReadError("connection dropped by fault injection")
-

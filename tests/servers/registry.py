@@ -71,12 +71,15 @@ def _q(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
 
 
-def registry_config(port: int, storage: Path, *, access_log: bool = True, log_level: str = "info",
-                    proxy_remote: str | None = None) -> str:
+def registry_config(
+    port: int, storage: Path, *, access_log: bool = True, log_level: str = "info", proxy_remote: str | None = None
+) -> str:
     """The registry's config; with *proxy_remote* it is a pull-through cache of that registry
     (Distribution's proxy mode: read-only, fetches what it lacks from the remote and keeps it)."""
     proxy = f"proxy:\n  remoteurl: {_q(proxy_remote)}\n" if proxy_remote else ""
-    return proxy + f"""version: 0.1
+    return (
+        proxy
+        + f"""version: 0.1
 log:
   level: {log_level}
   formatter: text
@@ -97,6 +100,7 @@ health:
   storagedriver:
     enabled: false
 """
+    )
 
 
 class DockerRegistry:
@@ -145,8 +149,11 @@ class DockerRegistry:
         for attempt in range(attempts):
             p = port if port is not None else free_port()
             config = workdir / "config.yml"
-            config.write_text(registry_config(p, workdir / "storage", access_log=access_log, log_level=log_level,
-                                              proxy_remote=proxy_remote))
+            config.write_text(
+                registry_config(
+                    p, workdir / "storage", access_log=access_log, log_level=log_level, proxy_remote=proxy_remote
+                )
+            )
             with (workdir / "registry.log").open("ab") as log:
                 proc = subprocess.Popen(
                     [str(REGISTRY_BIN), "serve", str(config)],
