@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import hashlib
 import os
-import shutil
 import stat
 import threading
 import time
@@ -30,7 +29,7 @@ from ..core.manifest import Layer, Manifest
 from ..core.progress import LayerProgress, ProgressEvent, Status
 from ..core.reference import ModelName
 from ..store import platform as _platform
-from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error
+from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error, remove_tree
 from ..store.store import ModelStore
 from .format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
 from .sinks import FileSink, Sink
@@ -148,7 +147,7 @@ def export_dir(
     finally:
         source.close()
     if fresh:
-        shutil.rmtree(dest.layout.state_dir, ignore_errors=True)
+        remove_tree(dest.layout.state_dir)
     total = sum(len(m.raw) + sum(layer.size for layer in m.blobs) for _, m in models)
     return ExportResult(
         tuple(name for name, _ in models),
@@ -323,7 +322,7 @@ class Exporter:
                 _platform.current.remove(path)
             for d in (blob_dir, root / "blobs", *([root] if created_root else [])):
                 with contextlib.suppress(OSError):
-                    d.rmdir()
+                    _platform.current.rmdir(d)
             raise
 
     def _blob_filler(self, name: ModelName, layer: Layer) -> Callable[[FileSink], object]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from ..core.errors import BundleError, RegistryProtocolError
 from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
 from ..core.progress import LayerProgress, ProgressEvent, Status
 from ..core.reference import ModelName
+from ..store import platform as _platform
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
 from .format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
@@ -361,9 +361,7 @@ class Importer(ImporterBase):
         assert self.store is not None
         try:
             fd = open_staging(self.store, digest, blob)
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
+            _platform.current.write_all(fd, raw)
         except OSError as exc:
             discard(blob)
             raise_os_error(exc, f"staging {digest}")
@@ -391,8 +389,7 @@ class Importer(ImporterBase):
                 chunk = view[:n]
                 self.ring.update(slot, hasher, chunk)
                 if fd is not None and writeback is not None:
-                    while chunk:
-                        chunk = chunk[os.write(fd, chunk) :]
+                    _platform.current.write_all(fd, chunk)
                     writeback.wrote(n)
                 left -= n
                 done += n

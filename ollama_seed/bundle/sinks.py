@@ -52,9 +52,7 @@ class Writeback:
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    _platform.current.write_all(fd, data)
 
 
 class StreamSink:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -11,7 +12,15 @@ from pathlib import Path
 from ..core.errors import InsufficientSpace, StoreError
 from . import platform as _platform
 
-__all__ = ["atomic_write", "ensure_dir", "fsync_dir", "open_nofollow", "pwrite_all", "raise_os_error"]
+__all__ = [
+    "atomic_write",
+    "ensure_dir",
+    "fsync_dir",
+    "open_nofollow",
+    "pwrite_all",
+    "raise_os_error",
+    "remove_tree",
+]
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -59,13 +68,23 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
     if not path.parent.exists():
         ensure_dir(path.parent, DIR_MODE)
     try:
-        os.mkdir(path, mode)
-        os.chmod(path, mode)
+        _platform.current.mkdir(path, mode)
     except FileExistsError:
         if not path.is_dir() or path.is_symlink():
             raise StoreError(f"{path} appeared as something other than a directory") from None
     except OSError as exc:
         raise_os_error(exc, f"creating {path}")
+
+
+def remove_tree(path: Path) -> None:
+    """Remove *path* and everything below it, best effort (links are removed, never followed)."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        here = Path(dirpath)
+        for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
+            with contextlib.suppress(OSError):
+                _platform.current.remove(here / name)
+        with contextlib.suppress(OSError):
+            _platform.current.rmdir(here)
 
 
 def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
@@ -86,12 +105,10 @@ def atomic_write(
     try:
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _platform.current.write_all(fd, data)
             _platform.current.set_mode(fd, mode, tmp)
             if owner is not None:
-                os.fchown(fd, *owner)
+                _platform.current.set_owner(fd, owner)
             _platform.current.full_sync(fd)
         finally:
             os.close(fd)

@@ -30,7 +30,6 @@ from .store import ModelStore
 __all__ = ["SourceChanged", "ingest_bytes", "ingest_file"]
 
 CHUNK = 1 << 20
-_FICLONE = 0x40049409  # <linux/fs.h>: _IOW(0x94, 9, int)
 SOURCES = "sources.json"
 MAX_SOURCES = 4096  # entries kept in the source cache (the oldest go first)
 
@@ -82,19 +81,6 @@ def _cached(store: ModelStore, key: str) -> Digest | None:
         return Digest.parse(value)
     except SeedError:
         return None
-
-
-def _reflink(dst: int, src: int) -> bool:
-    """Share *src*'s extents with *dst* (Linux ``FICLONE``); False where the file system cannot."""
-    if _platform.current.kind != "linux" or _platform.current.emulated:
-        return False
-    try:
-        import fcntl
-
-        fcntl.ioctl(dst, _FICLONE, src)
-    except (OSError, ImportError):
-        return False
-    return True
 
 
 def _staging_path(store: ModelStore, tag: str) -> Path:
@@ -153,7 +139,7 @@ def _copy_in(
     try:
         dst = open_nofollow(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         try:
-            cloned = _reflink(dst, src)
+            cloned = _platform.current.clone(dst, src)
             if not cloned:
                 _platform.current.preallocate(dst, total, staged.parent)
             done = 0

@@ -24,7 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import native as _native
+
 if TYPE_CHECKING:
+    import mmap
     import socket
     import threading
 
@@ -32,9 +35,7 @@ __all__ = ["Platform", "current", "detect", "emulate"]
 
 Kind = Literal["linux", "macos", "windows", "posix"]
 EMULATE_ENV = "OLLAMA_SEED_EMULATE"
-_F_PREALLOCATE = 42  # <sys/fcntl.h> on macOS; Python's fcntl module does not export it
-_F_ALLOCATEALL = 0x4
-_F_PEOFPOSMODE = 3
+_FICLONE = 0x40049409  # <linux/fs.h>: _IOW(0x94, 9, int)
 _REPLACE_RETRY_S = 1.0  # as pip: a reader or scanner holding the target lets go within a second
 _REPLACE_STEP_S = 0.05
 
@@ -117,7 +118,7 @@ class Platform:
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                     raise
-        elif self.kind == "macos" and not self.emulated and _mac_preallocate(fd, size):  # pragma: no cover
+        elif self.kind == "macos" and not self.emulated and _native.mac_preallocate(fd, size):  # pragma: no cover
             return
         free = _free_bytes(directory)
         if free is not None and free < size:
@@ -192,6 +193,55 @@ class Platform:
         finally:
             os.close(fd)
 
+    # -- the other state-changing calls of the store (one place, so a recording platform sees them all)
+
+    def write_all(self, fd: int, data: bytes | memoryview) -> None:
+        """Write all of *data* at *fd*'s current offset (a write may take less than asked)."""
+        _write_all(fd, data)
+
+    def mkdir(self, path: Path, mode: int) -> None:
+        """``mkdir`` then ``chmod``: the mode exactly, whatever the umask."""
+        os.mkdir(path, mode)
+        os.chmod(path, mode)
+
+    def rmdir(self, path: Path | str) -> None:
+        os.rmdir(path)
+
+    def chmod(self, path: Path, mode: int) -> None:
+        os.chmod(path, mode)
+
+    def set_owner(self, fd: int, owner: tuple[int, int]) -> None:
+        """``fchown`` (POSIX only; callers pass an owner only when running as root there)."""
+        os.fchown(fd, *owner)
+
+    def set_path_owner(self, path: Path, owner: tuple[int, int]) -> None:
+        """``lchown``: a directory (or a link, never its target) handed to *owner*."""
+        os.lchown(path, *owner)
+
+    def clone(self, dst: int, src: int) -> bool:
+        """Share *src*'s extents with *dst* (Linux ``FICLONE``: Btrfs, XFS, bcachefs); False where
+        the file system or the system cannot, and the caller copies."""
+        if self.kind != "linux" or self.emulated:
+            return False
+        try:
+            import fcntl
+
+            fcntl.ioctl(dst, _FICLONE, src)
+        except (OSError, ImportError):
+            return False
+        return True
+
+    def map_shared(self, fd: int) -> mmap.mmap:
+        """A writable shared map of the whole file (the resume state); change it only with :meth:`poke`."""
+        import mmap as _mmap
+
+        return _mmap.mmap(fd, 0)
+
+    def poke(self, mapped: mmap.mmap, offset: int, data: bytes) -> None:
+        """Store *data* at *offset* of a map from :meth:`map_shared`: no system call, but a change of
+        the file all the same (the kernel writes it back when it likes)."""
+        mapped[offset : offset + len(data)] = data
+
     def set_mode(self, fd: int, mode: int, path: Path) -> None:
         """``fchmod`` where it exists; else ``chmod`` of *path* (Windows before Python 3.13, where a
         mode only sets or clears the read-only flag: our modes all leave the file writable)."""
@@ -247,7 +297,7 @@ class Platform:
     def _checked(self, op: Callable[..., None], *paths: Path | str) -> None:
         if self.emulated and self.sharing_violations:
             for p in paths:
-                if _open_here(p):
+                if _native.open_here(p):
                     raise PermissionError(errno.EACCES, "emulated Windows: the file is open in this process", str(p))
         op(*paths)
 
@@ -290,7 +340,7 @@ class Platform:
     def pid_alive(self, pid: int) -> bool:
         """Whether process *pid* runs (``os.kill(pid, 0)`` would kill it on Windows)."""
         if self.kind == "windows" and not self.emulated:
-            return _windows_pid_alive(pid)
+            return _native.windows_pid_alive(pid)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -362,57 +412,6 @@ def _free_bytes(directory: Path) -> int | None:
         except OSError:
             continue
     return None
-
-
-def _mac_preallocate(fd: int, size: int) -> bool:
-    """``F_PREALLOCATE`` (fstore_t: flags, posmode, offset, length, bytesalloc); False if refused."""
-    try:
-        import fcntl
-        import struct
-
-        st = os.fstat(fd)
-        fstore = struct.pack("IiqqQ", _F_ALLOCATEALL, _F_PEOFPOSMODE, 0, max(0, size - st.st_blocks * 512), 0)
-        fcntl.fcntl(fd, _F_PREALLOCATE, fstore)
-    except (OSError, ImportError, ValueError):
-        return False
-    return True
-
-
-def _open_here(path: Path | str) -> bool:
-    """Whether this process has *path* open or mapped (Linux /proc; the Windows emulation's check)."""
-    try:
-        target = os.path.realpath(path)
-    except OSError:
-        return False
-    try:
-        for name in os.listdir("/proc/self/fd"):
-            try:
-                if os.readlink(f"/proc/self/fd/{name}") == target:
-                    return True
-            except OSError:
-                continue
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            return any(line.rstrip("\n").endswith(" " + target) for line in maps)
-    except OSError:
-        return False
-
-
-def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
-    if sys.platform != "win32":
-        raise OSError(errno.ENOSYS, "the Windows process check runs on Windows only")
-    import ctypes
-
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return bool(ctypes.get_last_error() == 5)  # ERROR_ACCESS_DENIED: it exists
-    try:
-        code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-            return True
-        return bool(code.value == 259)  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
 
 
 # -- choosing --------------------------------------------------------------------------------------

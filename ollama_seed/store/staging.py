@@ -50,8 +50,10 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
                 tmp = state.with_name(state.name + ".new")
                 _platform.current.remove(tmp)
                 sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-                with os.fdopen(sfd, "wb") as f:
-                    f.write(plan.state_bytes(layer.digest.hex))
+                try:
+                    _platform.current.write_all(sfd, plan.state_bytes(layer.digest.hex))
+                finally:
+                    os.close(sfd)
                 _platform.current.replace(tmp, state)
             except BaseException:
                 os.close(fd)
@@ -62,7 +64,7 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
         if plan.pieces:
             sfd = open_nofollow(state, os.O_RDWR)
             try:
-                mm = mmap.mmap(sfd, 0)
+                mm = _platform.current.map_shared(sfd)
             finally:
                 os.close(sfd)
         return fd, plan, mm

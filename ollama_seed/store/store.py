@@ -117,7 +117,7 @@ class ModelStore:
         ``ollama rm`` and Ollama's prune can still delete it."""
         if self._owner is not None:
             with contextlib.suppress(OSError):
-                os.lchown(path, *self._owner)
+                _platform.current.set_path_owner(path, self._owner)
 
     # -- reading -----------------------------------------------------------------------
     def blob_size(self, digest: Digest) -> int | None:
@@ -235,7 +235,7 @@ class ModelStore:
             st = os.lstat(staged)
             if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
                 raise IntegrityError(f"staged file for {layer.digest} is not a {layer.size}-byte file")
-            os.chmod(staged, FILE_MODE)
+            _platform.current.chmod(staged, FILE_MODE)
             self._give(staged)
             _platform.current.replace(staged, target)
         except OSError as exc:
@@ -319,7 +319,7 @@ class ModelStore:
         for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
             if Path(dirpath) != base:
                 with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
+                    _platform.current.rmdir(dirpath)
 
     def prune(self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None) -> PruneReport:
         """Remove unreferenced blobs older than *grace_seconds* and abandoned staging files.

@@ -221,7 +221,7 @@ class BlobDownloader:
 
         def on_record(i: int, value: int) -> None:
             if mm is not None:
-                mm[BlobPlan.done_offset(i) : BlobPlan.done_offset(i) + 8] = value.to_bytes(8, "little")
+                _platform.current.poke(mm, BlobPlan.done_offset(i), value.to_bytes(8, "little"))
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
         # At a mirror the requests carry the mirror's own login (RegistryClient.at), not the registry's.

@@ -1,0 +1,68 @@
+"""Calls Python's ``os`` module does not offer: macOS and Windows system calls made through
+``fcntl`` and ``ctypes``, and the Windows emulation's look at what this process holds open.
+
+Only :mod:`.platform` uses these; each returns a plain answer and never raises for a system
+that cannot do it (the platform layer then takes its fallback).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+
+_F_PREALLOCATE = 42  # <sys/fcntl.h> on macOS; Python's fcntl module does not export it
+_F_ALLOCATEALL = 0x4
+_F_PEOFPOSMODE = 3
+
+
+def mac_preallocate(fd: int, size: int) -> bool:
+    """``F_PREALLOCATE`` (fstore_t: flags, posmode, offset, length, bytesalloc); False if refused."""
+    try:
+        import fcntl
+        import struct
+
+        st = os.fstat(fd)
+        fstore = struct.pack("IiqqQ", _F_ALLOCATEALL, _F_PEOFPOSMODE, 0, max(0, size - st.st_blocks * 512), 0)
+        fcntl.fcntl(fd, _F_PREALLOCATE, fstore)
+    except (OSError, ImportError, ValueError):
+        return False
+    return True
+
+
+def open_here(path: Path | str) -> bool:
+    """Whether this process has *path* open or mapped (Linux /proc; the Windows emulation's check)."""
+    try:
+        target = os.path.realpath(path)
+    except OSError:
+        return False
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{name}") == target:
+                    return True
+            except OSError:
+                continue
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any(line.rstrip("\n").endswith(" " + target) for line in maps)
+    except OSError:
+        return False
+
+
+def windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    if sys.platform != "win32":
+        raise OSError(errno.ENOSYS, "the Windows process check runs on Windows only")
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return bool(ctypes.get_last_error() == 5)  # ERROR_ACCESS_DENIED: it exists
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return bool(code.value == 259)  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
