@@ -154,9 +154,7 @@ def _code_lines(text: str) -> int:
 
 def test_modules_stay_small() -> None:
     big = {
-        str(p.relative_to(PKG.parent)): n
-        for p in PKG.rglob("*.py")
-        if (n := _code_lines(p.read_text())) > MAX_LINES
+        str(p.relative_to(PKG.parent)): n for p in PKG.rglob("*.py") if (n := _code_lines(p.read_text())) > MAX_LINES
     }
     assert big == {}, f"split these (over {MAX_LINES} lines): {big}"
 

@@ -138,12 +138,9 @@ def classify_member(raw: str, *, is_dir: bool = False) -> MemberRef:
 def _manifest_name(raw: str, parts: Sequence[str]) -> ModelName:
     host, namespace, model, tag = parts
     try:
-        parsed = ModelName.parse(f"{host}/{namespace}/{model}:{tag}")
+        return ModelName.from_parts(host, namespace, model, tag)
     except InvalidName as exc:
         raise _refuse(raw, f"not a valid model name ({exc})") from None
-    if parsed.path_parts != tuple(parts):
-        raise _refuse(raw, "not a valid model name")
-    return parsed
 
 
 def _classify_dir(raw: str, name: str, parts: list[str]) -> MemberRef:

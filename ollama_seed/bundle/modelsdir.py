@@ -119,12 +119,9 @@ class ModelsDirMembers(FileMembers):
     def _name(path: Path, parts: tuple[str, ...]) -> ModelName:
         host, namespace, model, tag = parts
         try:
-            name = ModelName.parse(f"{host}/{namespace}/{model}:{tag}")
+            return ModelName.from_parts(host, namespace, model, tag)
         except InvalidName as exc:
             raise _refuse(path, f"not a valid model name ({exc})") from None
-        if name.path_parts != parts:
-            raise _refuse(path, "not a valid model name")
-        return name
 
     def _scan_blobs(self) -> dict[Digest, Path]:
         base = self._subdir("blobs")

@@ -62,12 +62,7 @@ def metadata_name(raw: bytes, *, need_name: bool = True) -> ModelName | None:
     registry, namespace, model, tag = parts
     shown = f"{registry}/{namespace}/{model}:{tag}"[:200]
     try:
-        name = ModelName.parse(f"{registry}/{namespace}/{model}:{tag}")
+        name = ModelName.from_parts(registry, namespace, model, tag)
     except InvalidName as exc:
         raise BundleError(f"refusing ollamazip metadata.json: {shown!r} is not a valid model name ({exc})") from None
-    if name.path_parts != tuple(parts):
-        raise BundleError(
-            f"refusing ollamazip metadata.json: {shown!r} is not a valid model name "
-            "(its parts would not stay where they are named)"
-        )
     return name

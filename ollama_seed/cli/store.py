@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import IntegrityError, SeedError
 from ..core.groups import collapse
-from ..core.progress import human_duration, human_size
+from ..core.progress import human_bytes, human_duration, human_size
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from ..wire.throttle import parse_rate
@@ -206,10 +206,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max([len(m.name.display) for m in models] + [40])
     print(f"{'NAME':<{width}}    {'ID':<12}    {'SIZE':<10}    MODIFIED")
     for m in models:
-        print(
-            f"{m.name.display:<{width}}    {m.manifest.digest.hex[:12]:<12}    {_gb(m.manifest.total_size):<10}    "
-            f"{human_ago(now - m.modified)}"
-        )
+        size, ago = human_bytes(m.manifest.total_size), human_ago(now - m.modified)
+        print(f"{m.name.display:<{width}}    {m.manifest.digest.hex[:12]:<12}    {size:<10}    {ago}")
     return 0
 
 
@@ -219,6 +217,8 @@ def _rfc3339(epoch: float) -> str:
 
 def human_ago(seconds: float) -> str:
     """How long ago, in the words ``ollama list`` uses for MODIFIED (Ollama's ``format.HumanTime``)."""
+    if int(int(int(seconds / 3600) / 24) / 365) < -20:  # Go's int(delta.Hours())/24/365, truncating
+        return "Forever"
     if seconds < 0:
         return _duration(-seconds) + " from now"
     return _duration(seconds) + " ago"
@@ -244,11 +244,7 @@ def _duration(seconds: float) -> str:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    return f"{int(seconds // 3600) // 24 // 365} years"  # Go: int(d.Hours())/24/365, not rounded
 
 
 def cmd_show(args: argparse.Namespace) -> int:

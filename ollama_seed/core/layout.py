@@ -101,7 +101,6 @@ class ModelsLayout:
             return None
         host, namespace, model, tag = parts
         try:
-            name = ModelName.parse(f"{host}/{namespace}/{model}:{tag}")
+            return ModelName.from_parts(host, namespace, model, tag)
         except ValueError:
             return None
-        return name if name.path_parts == parts else None

@@ -16,6 +16,7 @@ __all__ = [
     "ProgressCallback",
     "ProgressEvent",
     "Status",
+    "human_bytes",
     "human_duration",
     "human_size",
     "retry_reason",
@@ -29,6 +30,19 @@ def human_size(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def human_bytes(n: int) -> str:
+    """A size as ``ollama list`` shows it (Ollama's ``format.HumanBytes``): ``253 MB``, ``1.5 GB``,
+    ``2 KB``: whole numbers from 10 up, else one decimal unless the value is whole."""
+    for unit, scale in _DECIMAL_UNITS:
+        if n >= scale:
+            value = float(n) / scale  # as Go's float64(b) / unit
+            return f"{int(value)} {unit}" if value >= 10 or value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+_DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3))
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,11 +154,9 @@ def _repo(parts: list[str]) -> Repo:
 def _check_name(host: str, ns: str, model: str, tag: str = "latest") -> None:
     """Raise 400 unless the parts parse back to exactly themselves as a model name."""
     try:
-        name = ModelName.parse(f"{host}/{ns}/{model}:{tag}")
+        ModelName.from_parts(host, ns, model, tag)
     except InvalidName as exc:
         raise _Reply(400, "NAME_INVALID", str(exc)) from None
-    if name.path_parts != (host, ns, model, tag) or name.digest is not None:
-        raise _Reply(400, "NAME_INVALID", f"invalid repository {ns}/{model}:{tag}")
 
 
 def _page(items: list[str], query: dict[str, list[str]], path: str) -> tuple[list[str], list[tuple[bytes, bytes]]]:
