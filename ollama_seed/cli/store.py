@@ -281,16 +281,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     store = ModelStore(args.models_dir)
     names = [ModelName.parse(n) for n in args.names] or [m.name for m in store.list_models()]
     report: list[dict[str, Any]] = []
-    bad = 0
+    damaged: list[str] = []
+    failed: list[SeedError] = []
     for name in names:
         try:
             problems = store.verify(name)
         except SeedError as exc:
-            problems = []
             report.append({"name": name.display, "ok": False, "error": str(exc)})
-            bad += 1
+            failed.append(exc)
             continue
-        bad += bool(problems)
+        if problems:
+            damaged.append(name.display)
         report.append(
             {
                 "name": name.display,
@@ -308,8 +309,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"  {p['digest']}: {p['problem']}")
             if "error" in item:
                 print(f"  {item['error']}")
-    if bad:
-        raise IntegrityError(f"{bad} model(s) failed verification; pull them again to repair")
+    if damaged:
+        where = f" --models-dir {args.models_dir}" if args.models_dir else ""
+        raise IntegrityError(
+            f"{len(damaged)} model(s) failed verification; to fetch only the damaged blobs again, run: "
+            f"ollama-seed pull{where} {' '.join(damaged)} (a pull re-hashes the blobs verify found damaged; "
+            "without a registry, import a bundle that carries them)"
+        )
+    if failed:  # not there (exit 3), or a manifest that cannot be read: the first one's own code
+        raise failed[0]
     return 0
 
 

@@ -167,6 +167,7 @@ class PullSession:
             manifest = await self.fetch_manifest(name)
         label = name.display
         missing = self.store.missing(manifest)
+        missing += await self._damaged(label, [layer for layer in manifest.blobs if layer not in missing])
         missing_set = {layer.digest for layer in missing}
         reused = 0
         for layer in manifest.blobs:
@@ -210,6 +211,30 @@ class PullSession:
             str(path),
             source,
         )
+
+    async def _damaged(self, label: str, present: list[Layer]) -> list[Layer]:
+        """Of the blobs present with the right size, those that fail their sha256 (to be fetched again).
+
+        Only blobs this store never hashed, or that changed since, are read (store/verified):
+        a pull never reports success over a corrupt blob, and reading an intact store costs a
+        ``stat`` per blob."""
+        unchecked = [layer for layer in present if not self.store.has_checked_blob(layer)]
+        if not unchecked:
+            return []
+        size = sum(layer.size for layer in unchecked)
+        self.progress(
+            Status(label, f"checking {len(unchecked)} blob(s) in the store not hashed here yet ({human_size(size)})")
+        )
+        damaged = []
+        for layer in unchecked:
+            problem = await anyio.to_thread.run_sync(self.store.verify_blob, layer)
+            if problem is not None:
+                log.info("%s: blob %s in the store is damaged (%s); fetching it again", label, layer.digest, problem)
+                self.progress(
+                    Status(label, f"{layer.digest.short} in the store is damaged ({problem}); fetching it again")
+                )
+                damaged.append(layer)
+        return damaged
 
     def ensure_space(self, missing: list[Layer]) -> None:
         """Fail before the first byte if the missing blobs cannot fit."""
@@ -274,7 +299,7 @@ class PullSession:
                 except OSError as exc:  # e.g. the lock file is a symlink (opened with O_NOFOLLOW)
                     raise_os_error(exc, f"locking {self.store.layout.lock(layer.digest)}")
         try:
-            if self.store.has_blob(layer):  # another process finished it meanwhile
+            if self.store.has_checked_blob(layer):  # another process finished it meanwhile
                 self._emit(name, layer, layer.size, done=True)
                 return 0
             received = await self._from_sources(name, layer)

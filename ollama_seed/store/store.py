@@ -25,6 +25,7 @@ from ..core.layout import ModelsLayout, default_models_dir
 from ..core.manifest import Layer, Manifest
 from ..core.reference import ModelName
 from . import platform as _platform
+from . import verified
 from .fsutil import (
     FILE_MODE,
     PRIVATE_DIR_MODE,
@@ -131,6 +132,10 @@ class ModelStore:
     def has_blob(self, layer: Layer) -> bool:
         return self.blob_size(layer.digest) == layer.size
 
+    def has_checked_blob(self, layer: Layer) -> bool:
+        """The blob is there with the right size, and this store hashed that very file (see store/verified)."""
+        return self.has_blob(layer) and verified.is_stamped(self.layout, layer.digest)
+
     def resolve(self, name: ModelName) -> ModelName:
         """*name* mapped case-insensitively onto an existing manifest path, as Ollama does."""
         parts = list(name.path_parts)
@@ -203,7 +208,10 @@ class ModelStore:
         name = self.resolve(name)
         manifest = self.read_manifest(name)
         if manifest is None:
-            raise ModelNotFound(f"model {name.display!r} is not in {self.root}")
+            raise ModelNotFound(
+                f"model {name.display!r} is not in {self.root}; 'ollama-seed list' shows the models there "
+                "(--models-dir or OLLAMA_MODELS for another directory)"
+            )
         path = self.layout.manifest(name)
         return InstalledModel(name, manifest, path.stat().st_mtime, path)
 
@@ -215,7 +223,11 @@ class ModelStore:
         if size != layer.size:
             return f"size {size}, expected {layer.size}"
         actual = sha256_file(self.layout.blob(layer.digest))
-        return None if actual == layer.digest.hex else f"sha256 is {actual}"
+        if actual != layer.digest.hex:
+            verified.unstamp(self.layout, layer.digest)
+            return f"sha256 is {actual}"
+        verified.stamp(self.layout, layer.digest)
+        return None
 
     def verify(self, name: ModelName) -> list[BlobProblem]:
         """Re-hash every blob of *name*; the list of bad ones (empty if the model is intact)."""
@@ -246,6 +258,7 @@ class ModelStore:
                 ) from exc
             raise_os_error(exc, f"installing {layer.digest}")
         fsync_dir(self.layout.blobs_dir)
+        verified.stamp(self.layout, layer.digest)
 
     def write_manifest(self, name: ModelName, manifest: Manifest) -> Path:
         """Write the manifest's exact bytes, last and atomically, after checking every blob is present."""
@@ -311,6 +324,7 @@ class ModelStore:
         for layer in model.manifest.blobs:
             if layer.digest not in refs and self.blob_size(layer.digest) is not None:
                 _platform.current.remove(self.layout.blob(layer.digest))
+                verified.unstamp(self.layout, layer.digest)
                 removed.append(layer.digest)
         return removed
 
@@ -345,6 +359,7 @@ class ModelStore:
                 if now - st.st_mtime < grace_seconds:
                     continue
                 _platform.current.remove(entry.path)
+                verified.unstamp(self.layout, digest)
                 removed.append(digest)
                 removed_bytes += st.st_size
         staging: list[str] = []
