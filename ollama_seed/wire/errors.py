@@ -13,7 +13,13 @@ import sys
 
 from .urls import shown_url
 
-__all__ = ["cert_error", "describe_transport_error", "httpx_transport_errors"]
+__all__ = ["cert_error", "describe_transport_error", "httpx_transport_errors", "permanent", "plain_http_error"]
+
+# What OpenSSL says when the other side answers a TLS hello in plain http (1.1 and 3.0 say the first;
+# later releases the others): a registry on http:// asked over https://.
+_PLAIN_HTTP_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"}
+)
 
 
 def cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -24,6 +30,25 @@ def cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
             return cause
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def plain_http_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind *exc* when the server speaks plain http, if that is what it is."""
+    cause: BaseException | None = exc
+    for _ in range(32):
+        if cause is None:
+            return None
+        if isinstance(cause, ssl.SSLError) and (getattr(cause, "reason", None) or "") in _PLAIN_HTTP_REASONS:
+            return cause
+        if isinstance(cause, ssl.SSLError) and "wrong version number" in str(cause):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def permanent(exc: BaseException) -> bool:
+    """A failure that no retry can cure: an untrusted certificate, or plain http where TLS was asked."""
+    return cert_error(exc) is not None or plain_http_error(exc) is not None
 
 
 def httpx_transport_errors() -> tuple[type[BaseException], ...]:
@@ -46,6 +71,11 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
         return (
             f"TLS certificate of {shown} could not be verified ({cert.verify_message}); "
             "set SSL_CERT_FILE to your CA bundle, or use --insecure for a plain-http registry"
+        )
+    if plain_http_error(exc) is not None:
+        return (
+            f"{shown} answered in plain http, not TLS: a registry on plain http needs --insecure (as "
+            "'ollama pull --insecure'; insecure=True in Python, [registry] insecure = true in the config file)"
         )
     if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or _is_httpx(exc, "ConnectError"):
         return f"cannot connect to {shown}: {exc or type(exc).__name__}; check the address, network and HTTPS_PROXY"

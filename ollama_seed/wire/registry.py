@@ -43,7 +43,7 @@ from ..core.ranges import backoff, parse_retry_after
 from ..core.reference import ModelName
 from .credentials import DockerCredentials
 from .direct import DirectPool, LinkError, drain, open_in_thread
-from .errors import cert_error, describe_transport_error, httpx_transport_errors
+from .errors import describe_transport_error, httpx_transport_errors, permanent
 from .signing import OllamaKeySigner
 from .tls import LazyTrustContext
 from .urls import origin
@@ -299,12 +299,12 @@ class RegistryClient:
             try:
                 status, retry_after, body = await self._get_small(asked, url, headers)
             except LinkError as exc:  # the direct path's network failure, already described
-                if last or cert_error(exc) is not None:  # an untrusted certificate stays untrusted
+                if last or permanent(exc):  # an untrusted certificate stays untrusted, plain http stays plain
                     raise TransferError(f"pull model manifest: {exc}") from exc
                 await anyio.sleep(backoff(attempt))
                 continue
             except httpx_transport_errors() as exc:
-                if last or cert_error(exc) is not None:
+                if last or permanent(exc):
                     raise TransferError(f"pull model manifest: {describe_transport_error(exc, url)}") from exc
                 await anyio.sleep(backoff(attempt))
                 continue
