@@ -42,8 +42,10 @@ class ImporterBase:
         cancel: threading.Event | None = None,
         rename: ModelName | None = None,
         manifests_last: bool = False,
+        hold: bool = False,
     ) -> None:
         self.store = store
+        self.hold = hold  # nothing installed before the end (an image: its layer digests are checked last)
         self.install = install and store is not None
         self.emit = emit or (lambda event: None)
         self.cancel = cancel
@@ -78,8 +80,8 @@ class ImporterBase:
                     f"the bundle carries {blob.size}"
                 )
         del self.st.pending[name]
-        if self.rename is not None or self.manifests_last:
-            if self.rename is None and self.install:
+        if self.rename is not None or self.manifests_last or self.hold:
+            if self.rename is None and self.install and not self.hold:
                 self._install_blobs(manifest)
             self.st.ready.append((name, manifest))
             return

@@ -78,8 +78,11 @@ class Importer(ImporterBase):
         cancel: threading.Event | None = None,
         rename: ModelName | None = None,
         manifests_last: bool = False,
+        hold: bool = False,
     ) -> None:
-        super().__init__(store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last)
+        super().__init__(
+            store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last, hold=hold
+        )
         self.members: MemberSource | None = None
         self.bounded: BoundedSource | None = None
         self.ring = HashRing(None)

@@ -8,6 +8,7 @@ caller reads a member's data with :meth:`readinto` (or :meth:`skip`) before aski
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,7 @@ class Member:
 
     ref: MemberRef
     size: int
+    mode: int = 0o644
 
 
 class MemberSource(Protocol):
@@ -40,8 +42,9 @@ class MemberSource(Protocol):
 class TarMembers:
     """Members of a tar stream, in order."""
 
-    def __init__(self, src: ByteSource) -> None:
+    def __init__(self, src: ByteSource, classify: Callable[..., MemberRef] = classify_member) -> None:
         self.src = src
+        self.classify = classify  # an image layer's members sit under its models path (bundle.image_read)
         self.left = 0  # data bytes of the current member not yet read
         self.pad = 0
         self.count = 0
@@ -94,11 +97,11 @@ class TarMembers:
                 )
             size = pax_size(pax, header.size)
             is_dir = header.kind == DIR
-            ref = classify_member(name, is_dir=is_dir)
+            ref = self.classify(name, is_dir=is_dir)
             if is_dir and size:
                 raise BundleError(f"refusing bundle member {name[:200]!r}: a directory with {size} data bytes")
             self.left, self.pad = size, padding(size)
-            self.current = Member(ref, size)
+            self.current = Member(ref, size, header.mode)
             return self.current
 
     def readinto(self, view: memoryview) -> int:

@@ -47,6 +47,7 @@ class TarHeader:
     name: str
     size: int
     kind: str
+    mode: int = 0o644
 
     @property
     def refused(self) -> bool:
@@ -83,7 +84,7 @@ def parse_header(block: bytes) -> TarHeader | None:
         raise BundleError(f"a pax extended header of {size} bytes (at most {MAX_PAX} allowed); refusing the bundle")
     if kind == LONGNAME and size > MAX_LONGNAME:
         raise BundleError(f"a GNU long name of {size} bytes (at most {MAX_LONGNAME} allowed); refusing the bundle")
-    return TarHeader(info.name, size, kind)
+    return TarHeader(info.name, size, kind, info.mode)
 
 
 def parse_pax(data: bytes) -> dict[str, str]:

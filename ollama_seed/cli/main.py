@@ -1,7 +1,7 @@
 """The ``ollama-seed`` command line. The only module that prints.
 
 Subcommands live in the other modules of ``cli/`` (``store``, ``ensure``, ``create``, ``bundle``,
-``serve``), each with a ``register(subparsers)`` function that adds its parsers and sets ``func``
+``image``, ``serve``), each with a ``register(subparsers)`` function that adds its parsers and sets ``func``
 to a handler ``(args) -> int``.
 
 Exit codes (also in README.md): 0 success, 1 unexpected error, 2 usage or invalid
@@ -37,9 +37,9 @@ _MODULES = [_cli_store]
 
 def _optional_modules() -> list[ModuleType]:
     """The other subcommand modules, loaded when the parser is built (not at import)."""
-    from . import bundle, create, ensure, serve
+    from . import bundle, create, ensure, image, serve
 
-    return [ensure, create, bundle, serve]
+    return [ensure, create, bundle, image, serve]
 
 
 # Which module registers each command: a command line naming one gets a parser with only that
@@ -51,6 +51,7 @@ _COMMAND_MODULES = {
     "create": "create",
     **dict.fromkeys(("export", "import", "bundle"), "bundle"),
     **dict.fromkeys(("serve", "push"), "serve"),
+    "image": "image",
 }
 
 

@@ -38,6 +38,7 @@ from ..core.errors import (
     SeedError,
     TransferError,
 )
+from ..core.imageref import ImageRef
 from ..core.manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, Manifest
 from ..core.ranges import backoff, parse_retry_after
 from ..core.reference import ModelName
@@ -51,11 +52,12 @@ from .urls import origin
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Credentials", "RegistryClient", "describe_transport_error", "user_agent"]
+__all__ = ["Credentials", "RegistryClient", "RepoName", "describe_transport_error", "user_agent"]
 
 log = logging.getLogger("ollama_seed")
 
 Credentials = Callable[[str], "tuple[str, str] | None"]
+RepoName = ModelName | ImageRef  # a model's repository, or a container image's (bundle.image_*)
 Content = bytes | Callable[[], AsyncIterator[bytes]] | None
 MANIFEST_ATTEMPTS = 4
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -152,7 +154,7 @@ class RegistryClient:
 
     # -- URLs -------------------------------------------------------------------------
     @staticmethod
-    def at(name: ModelName, base: str | None) -> ModelName:
+    def at(name: RepoName, base: str | None) -> RepoName:
         """*name* as the mirror at *base* serves it: requests there are answered with that host's own
         credentials and tokens (a mirror that asks for a login), never with the registry's."""
         if not base:
@@ -160,13 +162,13 @@ class RegistryClient:
         scheme, host = origin(base)
         return dataclasses.replace(name, host=host, scheme=scheme)
 
-    def base(self, name: ModelName) -> str:
+    def base(self, name: RepoName) -> str:
         return name.base_url(insecure=self.insecure)
 
     def manifest_url(self, name: ModelName, reference: str | None = None, *, base: str | None = None) -> str:
         return f"{base or self.base(name)}/v2/{name.repository}/manifests/{reference or name.tag}"
 
-    def blob_url(self, name: ModelName, digest: str, *, base: str | None = None) -> str:
+    def blob_url(self, name: RepoName, digest: str, *, base: str | None = None) -> str:
         """The blob's URL at the registry, or at the mirror *base* (``scheme://host[:port]``)."""
         return f"{base or self.base(name)}/v2/{name.repository}/blobs/{digest}"
 
@@ -176,7 +178,7 @@ class RegistryClient:
         """True when requests go through an injected transport (tests, embedding apps)."""
         return self._custom_transport
 
-    def _own_host(self, name: ModelName, url: str) -> bool:
+    def _own_host(self, name: RepoName, url: str) -> bool:
         """*url* is on the registry's own host, and not downgraded to plain http from an https registry.
 
         Remembered per (registry, URL): every range request of a blob asks again, and parsing two
@@ -191,9 +193,7 @@ class RegistryClient:
             self._own_hosts[key] = known
         return known
 
-    def with_token(
-        self, name: ModelName, url: str, headers: dict[str, str], scope: str | None = None
-    ) -> dict[str, str]:
+    def with_token(self, name: RepoName, url: str, headers: dict[str, str], scope: str | None = None) -> dict[str, str]:
         """*headers* plus the Authorization a request to *url* carries (only on the registry's own host)."""
         hdrs = dict(headers)
         if self._own_host(name, url):
@@ -204,7 +204,7 @@ class RegistryClient:
 
     async def send(
         self,
-        name: ModelName,
+        name: RepoName,
         method: str,
         url: str,
         headers: dict[str, str],
@@ -234,7 +234,7 @@ class RegistryClient:
             self._tokens[(name.host, scope)] = await self._authorize(name, challenge, scope, url)
         raise AssertionError("unreachable")
 
-    async def _authorize(self, name: ModelName, header: str | None, scope: str, url: str) -> str:
+    async def _authorize(self, name: RepoName, header: str | None, scope: str, url: str) -> str:
         challenge = parse_challenge(header)
         if challenge is None:
             raise AuthenticationError(
@@ -332,7 +332,7 @@ class RegistryClient:
             raise RegistryError(f"pull model manifest: {status}: {_excerpt(body)}", url=url, status=status)
         raise AssertionError("unreachable")
 
-    async def _get_small(self, name: ModelName, url: str, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
+    async def _get_small(self, name: RepoName, url: str, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
         """GET a small document (a manifest): status, Retry-After, the body (at most
         ``MAX_MANIFEST_BYTES``). Over a direct connection when the link allows; through httpx
         for a proxy, an injected transport, or a 401 challenge (whose token later requests reuse).

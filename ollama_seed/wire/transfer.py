@@ -43,7 +43,6 @@ from ..core.manifest import Layer
 from ..core.plan import BlobPlan, Run, Scheduler
 from ..core.progress import LayerNote, retry_reason
 from ..core.ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
-from ..core.reference import ModelName
 from ..store import platform as _platform
 from ..store.fsutil import raise_os_error
 from ..store.staging import open_staging, staging_paths
@@ -53,7 +52,7 @@ from .errors import describe_transport_error, httpx_transport_errors
 from .hashing import PrefixHash
 from .httpx_body import Watch, stream_watched, watchdog
 from .ramp import Ramp
-from .registry import RegistryClient, user_agent
+from .registry import RegistryClient, RepoName, user_agent
 from .throttle import TokenBucket
 from .urls import shown_url
 
@@ -90,7 +89,7 @@ class _RangeIgnored(Exception):
 
 @dataclass(eq=False)
 class _Job:
-    name: ModelName
+    name: RepoName
     layer: Layer
     fd: int
     plan: BlobPlan
@@ -167,7 +166,7 @@ class BlobDownloader:
     # -- the download --------------------------------------------------------------------
     async def download(
         self,
-        name: ModelName,
+        name: RepoName,
         layer: Layer,
         on_bytes: Callable[[int], None],
         *,
@@ -215,7 +214,7 @@ class BlobDownloader:
         raise AssertionError("unreachable")
 
     def _start(
-        self, name: ModelName, layer: Layer, data: Path, state: Path, *, fresh: bool, base: str | None = None
+        self, name: RepoName, layer: Layer, data: Path, state: Path, *, fresh: bool, base: str | None = None
     ) -> _Job:
         fd, plan, mm = open_staging(layer, data, state, fresh=fresh)
 

@@ -1,0 +1,350 @@
+"""The public image API: ``build_image``, ``verify_image``, ``extract_image`` and their async twins.
+
+``await abuild_image(["gemma3:270m"], oci_layout="img:gemma3")`` builds a model image from the
+store (pulling what is missing first, unless ``offline``); ``push="registry/ns/img:tag"`` sends it
+to a registry instead, ``oci_archive="img.tar"`` writes a tar of a layout. The byte work of a
+layout or archive runs in a worker thread (cancelling the awaiting task stops it at the next
+chunk and removes what it added); a push runs on the event loop with its file reads in threads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError, ModelNotFound, OfflineError, StoreError
+from ..core.manifest import Manifest
+from ..core.ociimage import parse_platforms
+from ..core.progress import ProgressCallback
+from ..core.reference import ModelName
+from ..store.store import ModelStore
+from .api import _in_thread
+from .export import resolve_models
+from .format import Compression, parse_compress
+from .image_build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
+from .image_layout import ArchiveTarget, LayoutTarget, split_layout_arg
+from .image_read import ImageReport
+
+__all__ = [
+    "ImageReport",
+    "ImageResult",
+    "abuild_image",
+    "aextract_image",
+    "averify_image",
+    "build_image",
+    "extract_image",
+    "verify_image",
+]
+
+StrPath = str | os.PathLike[str]
+
+
+def _names(models: str | ModelName | Iterable[str | ModelName]) -> list[ModelName]:
+    items = [models] if isinstance(models, (str, ModelName)) else list(models)
+    if not items:
+        raise ConfigError("name at least one model to put in the image")
+    return [n if isinstance(n, ModelName) else ModelName.parse(n) for n in items]
+
+
+def build_options(
+    *,
+    platforms: str | Sequence[str] | None = None,
+    models_path: str = "/models",
+    layering: str = "per-blob",
+    max_layers: int | None = None,
+    compression: str | Compression = "none",
+    mtime: int | None = None,
+    verify: bool = True,
+) -> BuildOptions:
+    """Check the build options (raising at once, before anything is read).
+
+    Raises:
+        ConfigError: a bad option.
+    """
+    try:
+        comp = parse_compress(compression)
+    except ValueError as exc:
+        raise ConfigError(f"--compression: {exc}") from None
+    if comp.kind == "auto":
+        comp = Compression("none")
+    if max_layers is not None and max_layers < 1:
+        raise ConfigError("--max-layers must be at least 1")
+    if mtime is not None and mtime < 0:
+        raise ConfigError("--mtime must be a whole number of seconds since 1970, not negative")
+    return BuildOptions(
+        models_path=models_path.rstrip("/") or "/",
+        layering=layering,
+        max_layers=max_layers,
+        compression=comp,
+        mtime=default_mtime() if mtime is None else mtime,
+        platforms=parse_platforms(platforms),
+        verify=verify,
+    )
+
+
+async def _models(
+    store: ModelStore, names: list[ModelName], *, offline: bool, insecure: bool, progress: ProgressCallback | None
+) -> list[tuple[ModelName, Manifest]]:
+    """The models, complete in the store: missing or incomplete ones pulled first (never when *offline*)."""
+    for name in names:
+        try:
+            model = store.get(name)
+            complete = not store.missing(model.manifest)
+        except ModelNotFound:
+            complete = False
+        if complete:
+            continue
+        if offline:
+            raise OfflineError(
+                f"{name.display} is not complete in {store.root} and --offline forbids pulling it; "
+                f"run 'ollama-seed pull {name.display}' first"
+            )
+        from ..pulling.api import apull
+
+        await apull(name, models_dir=store.root, insecure=insecure, progress=progress)
+    return resolve_models(store, names)
+
+
+async def abuild_image(
+    models: str | ModelName | Iterable[str | ModelName],
+    *,
+    oci_layout: StrPath | None = None,
+    oci_archive: StrPath | None = None,
+    push: str | None = None,
+    models_dir: StrPath | None = None,
+    offline: bool = False,
+    insecure: bool = False,
+    platforms: str | Sequence[str] | None = None,
+    models_path: str = "/models",
+    layering: str = "per-blob",
+    max_layers: int | None = None,
+    compression: str | Compression = "none",
+    mtime: int | None = None,
+    verify: bool = True,
+    progress: ProgressCallback | None = None,
+    **push_options: Any,
+) -> ImageResult:
+    """Build an OCI image holding *models* at ``models_path`` (default ``/models``), one layer per blob.
+
+    Exactly one of *oci_layout* (``DIR`` or ``DIR:TAG``; the tag defaults to ``latest``),
+    *oci_archive* (a tar of a layout) or *push* (``registry/repo:tag``) says where it goes.
+
+    Args:
+        models: model names in the store (pulled first when missing, unless *offline*).
+        platforms: ``linux/amd64,linux/arm64`` by default: an index with one manifest per platform
+            (the layers are shared; only the small configs differ).
+        layering: ``per-blob`` (default) or ``single`` (everything in one layer).
+        max_layers: merge the smallest blobs into one layer past this many layers.
+        compression: ``none`` (default: GGUF does not compress, and the layer digest is its
+            diff_id), ``gzip[:LEVEL]`` or ``zstd[:LEVEL]``.
+        mtime: the time in every tar header and JSON document (default ``$SOURCE_DATE_EPOCH``, else 0).
+        verify: hash every store blob while it is read (a corrupt blob stops the build).
+        progress: called with :class:`Status` and :class:`LayerProgress` events.
+
+    Raises:
+        ConfigError: bad options. ModelNotFound, OfflineError: a model is not there.
+        IntegrityError: a store blob is corrupt. StoreError, BundleError: the output cannot be written.
+        RegistryError, AuthenticationError, TransferError: the push failed.
+    """
+    targets = [t for t in (oci_layout, oci_archive, push) if t is not None]
+    if len(targets) != 1:
+        raise ConfigError("say where the image goes: one of --push REF, --oci-layout DIR[:TAG], --oci-archive FILE")
+    options = build_options(
+        platforms=platforms,
+        models_path=models_path,
+        layering=layering,
+        max_layers=max_layers,
+        compression=compression,
+        mtime=mtime,
+        verify=verify,
+    )
+    names = _names(models)
+    store = ModelStore(models_dir)
+    if oci_archive is not None and options.compression.kind != "none":
+        raise ConfigError(
+            "--oci-archive writes uncompressed layers (a tar header needs each size first); "
+            "write --oci-layout DIR and tar it, or leave out --compression"
+        )
+    if push is not None:
+        from .image_push import apush_image
+
+        resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
+        return await apush_image(
+            store, ImagePlan(resolved, options), push, insecure=insecure, progress=progress, **push_options
+        )
+    if push_options:
+        raise TypeError(f"unexpected options {sorted(push_options)} (they apply to push only)")
+    resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
+    plan = ImagePlan(resolved, options)
+    if oci_layout is not None:
+        root, tag = split_layout_arg(os.fspath(oci_layout))
+    else:
+        assert oci_archive is not None
+        root, tag = Path(oci_archive), "latest"
+        if not root.parent.is_dir():
+            raise StoreError(f"{root.parent} does not exist; create it or give another --oci-archive path")
+
+    def work(cancel: Any, emit: Any) -> ImageResult:
+        target = LayoutTarget(root) if oci_layout is not None else ArchiveTarget(root, options.mtime)
+        return build_to(store, plan, target, tag, emit=emit, cancel=cancel)
+
+    return await _in_thread(work, progress)
+
+
+def build_image(models: str | ModelName | Iterable[str | ModelName], **options: Any) -> ImageResult:
+    """Blocking form of :func:`abuild_image`; same options. Not for use inside an event loop."""
+    from ..wire.sync import run_sync
+
+    result: ImageResult = run_sync(abuild_image, models, **options)
+    return result
+
+
+# -- verify and extract ---------------------------------------------------------------
+
+
+def _source(ref: str | None, oci_layout: StrPath | None, scratch: Path, insecure: bool, client: dict[str, Any]) -> Any:
+    if (ref is None) == (oci_layout is None):
+        raise ConfigError("name the image: a registry reference, or --oci-layout DIR[:TAG]")
+    if oci_layout is not None:
+        from .image_source import LayoutSource
+
+        text = os.fspath(oci_layout)
+        root, tag = split_layout_arg(text)
+        return LayoutSource(root, tag if root != Path(text) else None)
+    from ..core.imageref import ImageRef
+    from .image_source import RegistrySource
+
+    assert ref is not None
+    parsed = ImageRef.parse(ref)
+    return RegistrySource(parsed, scratch, insecure=insecure or parsed.scheme == "http", **client)
+
+
+async def _read(
+    ref: str | None,
+    oci_layout: StrPath | None,
+    store: ModelStore | None,
+    scratch: Path,
+    *,
+    install: bool,
+    insecure: bool,
+    models_path: str | None,
+    progress: ProgressCallback | None,
+    client: dict[str, Any],
+) -> ImageReport:
+    import threading
+
+    from ..core.errors import SeedError
+    from ..core.groups import collapse
+    from .image_read import read_image
+
+    source = _source(ref, oci_layout, scratch, insecure, client)
+    ok = False
+    try:
+        report = await read_image(
+            source,
+            store,
+            install=install,
+            models_path=models_path,
+            emit=progress or (lambda event: None),
+            cancel=threading.Event(),
+        )
+        ok = True
+        return report
+    except BaseException as exc:
+        err = collapse(exc)
+        if err is exc or not isinstance(err, SeedError):
+            raise
+        raise err from None
+    finally:
+        await source.aclose(done=ok or not install)
+
+
+async def averify_image(
+    ref: str | None = None,
+    *,
+    oci_layout: StrPath | None = None,
+    insecure: bool = False,
+    models_path: str | None = None,
+    progress: ProgressCallback | None = None,
+    **client: Any,
+) -> ImageReport:
+    """Check an image (in a registry, or ``oci_layout="DIR[:TAG]"``) completely; write nothing.
+
+    Every platform; every digest and size; every diff_id; every model layer's members confined to
+    the models path (``OLLAMA_MODELS`` of the image's config, or *models_path*); every blob hashing
+    to its name; every Ollama manifest's blobs present; files world-readable; no empty directory
+    under ``manifests/``.
+
+    Raises:
+        BundleError: the first problem found. ModelNotFound: no such image or tag.
+        RegistryError, AuthenticationError, TransferError: the registry failed.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ollama-seed-verify.") as tmp:
+        return await _read(
+            ref,
+            oci_layout,
+            None,
+            Path(tmp),
+            install=False,
+            insecure=insecure,
+            models_path=models_path,
+            progress=progress,
+            client=client,
+        )
+
+
+def verify_image(ref: str | None = None, **options: Any) -> ImageReport:
+    """Blocking form of :func:`averify_image`."""
+    from ..wire.sync import run_sync
+
+    result: ImageReport = run_sync(averify_image, ref, **options)
+    return result
+
+
+async def aextract_image(
+    ref: str | None = None,
+    *,
+    oci_layout: StrPath | None = None,
+    models_dir: StrPath | None = None,
+    insecure: bool = False,
+    models_path: str | None = None,
+    progress: ProgressCallback | None = None,
+    **client: Any,
+) -> ImageReport:
+    """Install the models of an image into the store, with no container runtime (init containers).
+
+    Through the same staging, hashing and manifest-last installation as ``import``: nothing
+    reaches the store until every layer read has matched its digest and diff_id. Layers whose
+    blobs the store has are not fetched; a registry's layers are downloaded by the pull engine
+    into ``.ollama-seed/image-layers/`` of the store and resume there after an interruption.
+
+    Raises:
+        BundleError: a damaged or hostile image (the store is left as it was).
+        ModelNotFound: no such image or tag. StoreError, InsufficientSpace: the store cannot take it.
+        RegistryError, AuthenticationError, TransferError: the registry failed.
+    """
+    store = ModelStore(models_dir)
+    store.prepare()
+    return await _read(
+        ref,
+        oci_layout,
+        store,
+        store.layout.state_dir / "image-layers",
+        install=True,
+        insecure=insecure,
+        models_path=models_path,
+        progress=progress,
+        client=client,
+    )
+
+
+def extract_image(ref: str | None = None, **options: Any) -> ImageReport:
+    """Blocking form of :func:`aextract_image`."""
+    from ..wire.sync import run_sync
+
+    result: ImageReport = run_sync(aextract_image, ref, **options)
+    return result

@@ -1,0 +1,208 @@
+"""Where a built image goes on disk: an OCI layout directory (``--oci-layout DIR[:TAG]``) or a tar of one.
+
+Both take blobs as streams whose digest is known only at their end:
+
+* a directory writes each blob to a temporary file in ``blobs/sha256/`` and renames it to its
+  digest when it is complete (fsynced); ``index.json`` is replaced last and atomically, keeping
+  the other tags of an existing layout. A failed build removes what it added (the whole
+  directory if it made it);
+* an archive writes each blob as a tar member with a placeholder name and rewrites that 512-byte
+  header in place once the digest is known (so it needs a file, not a pipe, and sizes known in
+  advance: uncompressed layers). It is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..core.digest import Digest
+from ..core.errors import BundleError, StoreError
+from ..core.ociimage import ANNOTATION_REF, END_OF_ARCHIVE, INDEX_MEDIA_TYPE, encode_json, padding, tar_header
+from ..store import platform as _platform
+from ..store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, raise_os_error
+from .oci import encode_layout, parse_layout
+from .sinks import FileSink
+
+__all__ = ["ArchiveTarget", "LayoutTarget", "split_layout_arg"]
+
+MAX_INDEX = 4 * 1024 * 1024
+
+
+def split_layout_arg(text: str, default_tag: str = "latest") -> tuple[Path, str]:
+    """``DIR[:TAG]`` -> (DIR, TAG), as skopeo's ``oci:DIR:TAG``."""
+    path, sep, tag = text.rpartition(":")
+    if sep and tag and "/" not in tag and path:
+        return Path(path), tag
+    return Path(text), default_tag
+
+
+class LayoutTarget:
+    """An OCI layout directory receiving one image (several refs in ``index.json``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.created_root = not root.exists()
+        self.added: list[Path] = []
+        self.index: dict[str, Any] = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}
+        if root.exists():
+            if not root.is_dir() or root.is_symlink():
+                raise StoreError(f"{root} exists and is not a directory; give a directory for --oci-layout")
+            if (root / "oci-layout").exists():
+                parse_layout(self._small(root / "oci-layout", 4096))
+                doc = json.loads(self._small(root / "index.json", MAX_INDEX)) if (root / "index.json").exists() else {}
+                if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
+                    raise BundleError(f"{root}/index.json is not an OCI image index; give a new directory")
+                self.index.update(doc)
+            elif any(root.iterdir()):
+                raise StoreError(f"{root} is neither empty nor an OCI layout; give a new or empty directory")
+        ensure_dir(self.blob_dir)
+        if not (root / "oci-layout").exists():
+            self._write_small(root / "oci-layout", encode_layout())
+
+    @staticmethod
+    def _small(path: Path, limit: int) -> bytes:
+        try:
+            fd = open_nofollow(path, os.O_RDONLY)
+            try:
+                data = os.read(fd, limit + 1)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > limit:
+            raise BundleError(f"{path} is larger than {limit} bytes")
+        return data
+
+    def _write_small(self, path: Path, data: bytes) -> None:
+        atomic_write(path, data, path.parent)
+        if path.name != "index.json":
+            self.added.append(path)
+
+    def has(self, digest: Digest, size: int) -> bool:
+        path = self.blob_dir / digest.hex
+        with contextlib.suppress(OSError):
+            return path.is_file() and not path.is_symlink() and path.stat().st_size == size
+        return False
+
+    def put(self, chunks: Iterable[memoryview | bytes]) -> tuple[Digest, int]:
+        """Write a blob from *chunks*; its digest and size. The digest is computed here as it is written."""
+        sink = FileSink(self.blob_dir / f"pending-{secrets.token_hex(8)}")
+        hasher = hashlib.sha256()
+        try:
+            for chunk in chunks:
+                hasher.update(chunk)
+                sink.write(chunk)
+            digest = Digest(hasher.hexdigest())
+            final = self.blob_dir / digest.hex
+            sink.file.final = final
+            if self.has(digest, sink.bytes_written):
+                sink.abort()
+            else:
+                sink.commit()
+                self.added.append(final)
+        except BaseException:
+            sink.abort()
+            raise
+        return digest, sink.bytes_written
+
+    def put_bytes(self, data: bytes) -> tuple[Digest, int]:
+        return self.put([data])
+
+    def commit(self, refs: dict[str, dict[str, Any]]) -> None:
+        """Point each ref name at its descriptor in ``index.json`` (other refs of the layout kept)."""
+        kept = [
+            m
+            for m in self.index.get("manifests", [])
+            if not (isinstance(m, dict) and (m.get("annotations") or {}).get(ANNOTATION_REF) in refs)
+        ]
+        for ref, desc in refs.items():
+            kept.append({**desc, "annotations": {**(desc.get("annotations") or {}), ANNOTATION_REF: ref}})
+        self.index["manifests"] = kept
+        atomic_write(self.root / "index.json", (json.dumps(self.index, indent=1) + "\n").encode(), self.root)
+
+    def abort(self) -> None:
+        for path in reversed(self.added):
+            _platform.current.remove(path)
+        if self.created_root:
+            for d in (self.blob_dir, self.blob_dir.parent, self.root):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
+class ArchiveTarget:
+    """A tar of an OCI layout written to *path* (``--oci-archive``)."""
+
+    PLACEHOLDER = "blobs/sha256/" + "0" * 64
+
+    def __init__(self, path: Path, mtime: int) -> None:
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; give a file name for --oci-archive")
+        self.path, self.mtime = path, mtime
+        self.sink = FileSink(path)
+        self.pos = 0
+        self.seen: set[Digest] = set()
+        self.refs: dict[str, dict[str, Any]] = {}
+        for d in ("blobs", "blobs/sha256"):
+            self._write(tar_header(d, 0, mtime=mtime, directory=True))
+        self._member("oci-layout", encode_layout())
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self.sink.write(data)
+        self.pos += len(data)
+
+    def _member(self, name: str, data: bytes) -> None:
+        self._write(tar_header(name, len(data), mtime=self.mtime))
+        self._write(data)
+        self._write(bytes(padding(len(data))))
+
+    def has(self, digest: Digest, size: int) -> bool:
+        return digest in self.seen
+
+    def put(self, chunks: Iterable[memoryview | bytes], size: int) -> tuple[Digest, int]:
+        """A blob of exactly *size* bytes (known before its first byte, as a tar header needs)."""
+        at = self.pos
+        self._write(tar_header(self.PLACEHOLDER, size, mtime=self.mtime))
+        hasher, n = hashlib.sha256(), 0
+        for chunk in chunks:
+            hasher.update(chunk)
+            self._write(chunk)
+            n += len(chunk)
+        if n != size:
+            raise StoreError(f"a layer came out at {n} bytes, not the {size} planned; the store changed meanwhile")
+        self._write(bytes(padding(size)))
+        digest = Digest(hasher.hexdigest())
+        header = tar_header(f"blobs/sha256/{digest.hex}", size, mtime=self.mtime)
+        try:
+            _platform.current.pwrite_all(self.sink.file.fd, header, at)
+        except OSError as exc:
+            raise_os_error(exc, f"writing {self.path}")
+        self.seen.add(digest)
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> tuple[Digest, int]:
+        digest = Digest(hashlib.sha256(data).hexdigest())
+        if digest not in self.seen:
+            self.put([data], len(data))
+        return digest, len(data)
+
+    def commit(self, refs: dict[str, dict[str, Any]]) -> None:
+        manifests = [
+            {**desc, "annotations": {**(desc.get("annotations") or {}), ANNOTATION_REF: ref}}
+            for ref, desc in refs.items()
+        ]
+        index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}
+        self._member("index.json", encode_json(index))
+        self._write(END_OF_ARCHIVE)
+        self.sink.commit()
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        self.sink.abort()

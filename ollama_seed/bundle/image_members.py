@@ -1,0 +1,251 @@
+"""An image's model layers read as one member stream for the importer, each layer checked as it goes by.
+
+For every model layer, in order: its bytes (a file: a layout's blob, or a registry's layer
+downloaded into scratch space) are hashed against the layer digest and counted against its size,
+decompressed (gzip, zstd) and hashed against the config's diff_id, and walked as tar members by
+:class:`~bundle.members.TarMembers` with names under the image's models path mapped onto a
+models directory (``models/blobs/sha256-<hex>`` -> ``blobs/sha256-<hex>``). Anything else is
+refused: a member outside the models path, a link, a device, ``..``. When a layer's tar ends, the
+rest of its bytes must be zeros, and both digests must match before the next layer is read; the
+importer holds every blob in staging until the last layer has passed (``hold``), so a bad layer
+anywhere leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from ..core.digest import Digest
+from ..core.errors import BundleError
+from ..core.ocidoc import Descriptor
+from ..store.fsutil import open_nofollow
+from .format import MemberKind, MemberRef, classify_member
+from .members import Member, TarMembers
+from .stream import CHUNK, TruncatedBundle
+
+__all__ = ["ImageLayer", "LayerMembers", "image_classifier"]
+
+MAX_TRAILER = 1 << 20  # zeros allowed after a tar's end-of-archive marker (record padding)
+
+
+def image_classifier(root: str) -> Callable[..., MemberRef]:
+    """Classify a layer member's name: *root* (``models``) and its parents are directories to skip;
+    below it, the names a models directory may hold; anything else is refused."""
+    parts = root.split("/")
+    above = {"/".join(parts[:i]) for i in range(1, len(parts))}
+
+    def classify(raw: str, *, is_dir: bool = False) -> MemberRef:
+        name = raw
+        while name.startswith("./"):
+            name = name[2:]
+        bare = name.rstrip("/") if is_dir else name
+        if is_dir and bare in ("", ".", root, *above):
+            return MemberRef(MemberKind.DIR, ".")
+        if not bare.startswith(root + "/"):
+            shown = raw if len(raw) <= 200 else raw[:200] + "..."
+            raise BundleError(
+                f"refusing image layer member {shown!r}: it is outside the models path /{root}; "
+                "a model layer holds only the models directory"
+            )
+        ref = classify_member(bare[len(root) + 1 :], is_dir=is_dir)
+        if ref.kind not in (MemberKind.BLOB, MemberKind.MANIFEST, MemberKind.DIR):
+            raise BundleError(f"refusing image layer member {raw[:200]!r}: only blobs/ and manifests/ belong there")
+        return ref
+
+    return classify
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLayer:
+    """A model layer to read: its descriptor, its diff_id, and whether its digest was already checked."""
+
+    desc: Descriptor
+    diff_id: Digest
+    checked: bool = False
+
+
+class _Counted:
+    """A layer file: at most *size* bytes, hashed unless the digest was checked already."""
+
+    def __init__(self, path: Path, desc: Descriptor, checked: bool) -> None:
+        self.desc = desc
+        try:
+            self.fd = open_nofollow(path, os.O_RDONLY)
+        except OSError as exc:
+            raise BundleError(f"cannot read layer {desc.digest} ({path}): {exc.strerror or exc}") from None
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(self.fd)
+            raise BundleError(f"layer {desc.digest} ({path}) is not a regular file")
+        if st.st_size != desc.size:
+            os.close(self.fd)
+            raise BundleError(
+                f"layer {desc.digest} is {st.st_size} bytes, but the manifest says {desc.size}: "
+                "the image is damaged or was tampered with"
+            )
+        self.hasher = None if checked else hashlib.sha256()
+        self.left = desc.size
+
+    def readinto(self, view: memoryview) -> int:
+        if not self.left:
+            return 0
+        n = os.readv(self.fd, [view[: self.left] if len(view) > self.left else view])
+        if not n:
+            raise TruncatedBundle(f"layer {self.desc.digest} ended {self.left} bytes early")
+        if self.hasher is not None:
+            self.hasher.update(view[:n])
+        self.left -= n
+        return n
+
+    def read(self, size: int = -1) -> bytes:  # for the decompressors' stream readers
+        buf = bytearray(CHUNK if size < 0 else min(size, CHUNK))
+        n = self.readinto(memoryview(buf))
+        return bytes(buf[:n])
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Unpacked:
+    """What comes out of a layer's decompressor, hashed for its diff_id."""
+
+    def __init__(self, raw: _Counted, compression: str) -> None:
+        self.raw = raw
+        self.hasher = hashlib.sha256() if compression != "none" or raw.hasher is None else None
+        self.gzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if compression == "gzip" else None
+        self.zstd = (
+            zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[arg-type]
+            if compression == "zstd"
+            else None
+        )
+        self.pending = b""
+
+    def readinto(self, view: memoryview) -> int:
+        if self.zstd is not None:
+            try:
+                n = self.zstd.readinto(view)
+            except zstandard.ZstdError as exc:
+                raise BundleError(f"layer {self.raw.desc.digest} is not valid zstd ({exc})") from None
+        elif self.gzip is not None:
+            n = self._gunzip(view)
+        else:
+            n = self.raw.readinto(view)
+        if self.hasher is not None and n:
+            self.hasher.update(view[:n])
+        return n
+
+    def _gunzip(self, view: memoryview) -> int:
+        assert self.gzip is not None
+        while not self.pending:
+            if self.gzip.eof:
+                return 0
+            data = self.gzip.unconsumed_tail or self.raw.read(CHUNK)
+            if not data:
+                raise TruncatedBundle(f"layer {self.raw.desc.digest}: the gzip stream ends early")
+            try:
+                self.pending = self.gzip.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise BundleError(f"layer {self.raw.desc.digest} is not valid gzip ({exc})") from None
+        n = min(len(view), len(self.pending))
+        view[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+class LayerMembers:
+    """The members of *layers* in order, as one stream; *fetch* gives a layer's file, a clean-up, and
+    whether its digest was checked already (a registry's layer, downloaded by the pull engine)."""
+
+    def __init__(
+        self,
+        layers: Sequence[ImageLayer],
+        fetch: Callable[[ImageLayer], tuple[Path, Callable[[], None], bool]],
+        root: str,
+    ) -> None:
+        self.layers = list(layers)
+        self.fetch = fetch
+        self.classify = image_classifier(root)
+        self.i = -1
+        self.raw: _Counted | None = None
+        self.unpacked: _Unpacked | None = None
+        self.tar: TarMembers | None = None
+        self.release: Callable[[], None] | None = None
+        self.modes: list[tuple[str, int, bool]] = []  # (path, mode, is_dir) of every member, for image verify
+
+    def next(self) -> Member | None:
+        while True:
+            if self.tar is None:
+                self.i += 1
+                if self.i >= len(self.layers):
+                    return None
+                self._open(self.layers[self.i])
+            assert self.tar is not None
+            member = self.tar.next()
+            if member is not None:
+                self.modes.append((member.ref.path, member.mode, member.ref.kind is MemberKind.DIR))
+                return member
+            self._finish_layer()
+
+    def readinto(self, view: memoryview) -> int:
+        assert self.tar is not None
+        return self.tar.readinto(view)
+
+    def skip(self) -> None:
+        assert self.tar is not None
+        self.tar.skip()
+
+    def _open(self, layer: ImageLayer) -> None:
+        path, self.release, checked = self.fetch(layer)
+        self.raw = _Counted(path, layer.desc, checked or layer.checked)
+        self.unpacked = _Unpacked(self.raw, layer.desc.compression)
+        self.tar = TarMembers(self.unpacked, classify=self.classify)
+
+    def _finish_layer(self) -> None:
+        """The tar ended: the rest must be zeros, the layer must end here, and both digests must match."""
+        assert self.raw is not None and self.unpacked is not None
+        layer = self.layers[self.i]
+        buf = memoryview(bytearray(64 * 1024))
+        extra = 0
+        while n := self.unpacked.readinto(buf):
+            extra += n
+            if extra > MAX_TRAILER or any(buf[:n]):
+                raise BundleError(f"layer {layer.desc.digest} holds data after the end of its tar archive")
+        raw_left = self.raw.left
+        if raw_left:
+            raise BundleError(
+                f"layer {layer.desc.digest} holds {raw_left} bytes after its compressed stream; refusing it"
+            )
+        actual = self.raw.hasher.hexdigest() if self.raw.hasher is not None else layer.desc.digest.hex
+        if actual != layer.desc.digest.hex:
+            raise BundleError(
+                f"layer {layer.desc.digest} hashes to sha256:{actual}: the layer's bytes are not the ones "
+                "the manifest names (damaged or tampered with); nothing was installed"
+            )
+        diff = self.unpacked.hasher.hexdigest() if self.unpacked.hasher is not None else actual
+        if diff != layer.diff_id.hex:
+            raise BundleError(
+                f"layer {layer.desc.digest}: its uncompressed tar hashes to sha256:{diff}, but the image "
+                f"config's diff_id says {layer.diff_id}; containerd and umoci refuse such an image"
+            )
+        self.close()
+
+    def close(self) -> None:
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
+        self.unpacked = self.tar = None
+        if self.release is not None:
+            with contextlib.suppress(OSError):
+                self.release()
+            self.release = None

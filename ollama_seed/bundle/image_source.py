@@ -1,0 +1,177 @@
+"""Where ``image verify`` and ``image extract`` read an image from: an OCI layout directory or a registry.
+
+Both answer the same questions: the document a reference names (an index or a manifest), the
+bytes of a small blob (a manifest, a config; checked against its digest and size), and a layer as
+a local file. A layout's layers are its blob files; a registry's are downloaded by the pull
+engine (:mod:`wire.transfer`: concurrent ranged requests, resumable, hashed on the way) into
+``.ollama-seed/image-layers/`` of the store, on the same file system, and removed once read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..core.digest import Digest
+from ..core.errors import BundleError, IntegrityError, ModelNotFound, RegistryError
+from ..core.imageref import ImageRef
+from ..core.manifest import MAX_MANIFEST_BYTES, Layer
+from ..core.ocidoc import ACCEPT, Descriptor
+from ..core.ociimage import ANNOTATION_REF
+from ..store.fsutil import open_nofollow
+from ..store.store import ModelStore
+from .oci import parse_layout
+
+__all__ = ["LayoutSource", "RegistrySource"]
+
+
+def _checked(data: bytes, desc: Descriptor, where: str) -> bytes:
+    if len(data) != desc.size or hashlib.sha256(data).hexdigest() != desc.digest.hex:
+        raise BundleError(
+            f"{where}: blob {desc.digest} does not match its descriptor ({len(data)} bytes, sha256:"
+            f"{hashlib.sha256(data).hexdigest()}); the image is damaged or was tampered with"
+        )
+    return data
+
+
+class LayoutSource:
+    """An OCI image layout directory; *tag* picks the ref (default: the only one, else ``latest``)."""
+
+    def __init__(self, root: Path, tag: str | None) -> None:
+        self.root = root
+        if not (root / "oci-layout").is_file():
+            raise BundleError(f"{root} is not an OCI image layout (no oci-layout file)")
+        parse_layout(self._read(root / "oci-layout", 4096))
+        try:
+            doc = json.loads(self._read(root / "index.json", MAX_MANIFEST_BYTES))
+            entries = [m for m in doc["manifests"] if isinstance(m, dict)]
+        except (ValueError, KeyError, TypeError):
+            raise BundleError(f"{root}/index.json is not an OCI image index") from None
+        refs = {(m.get("annotations") or {}).get(ANNOTATION_REF): m for m in entries}
+        refs.pop(None, None)
+        if tag is None:
+            tag = next(iter(refs)) if len(refs) == 1 else "latest"
+        if tag not in refs:
+            known = ", ".join(sorted(str(r) for r in refs)) or "none"
+            raise ModelNotFound(f"{root} has no image tagged {tag!r} (its tags: {known}); give DIR:TAG")
+        self.entry = refs[tag]
+        self.label = f"{root}:{tag}"
+
+    @staticmethod
+    def _read(path: Path, limit: int) -> bytes:
+        try:
+            fd = open_nofollow(path, os.O_RDONLY)
+        except OSError as exc:
+            raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+        if len(data) > limit:
+            raise BundleError(f"{path} is larger than {limit} bytes")
+        return data
+
+    async def resolve(self) -> tuple[Descriptor, bytes]:
+        from ..core.ocidoc import descriptor
+
+        desc = descriptor(self.entry, f"{self.root}/index.json entry")
+        return desc, await self.small(desc)
+
+    async def small(self, desc: Descriptor) -> bytes:
+        return _checked(self._read(self.path(desc), MAX_MANIFEST_BYTES), desc, self.label)
+
+    def path(self, desc: Descriptor) -> Path:
+        return self.root / "blobs" / "sha256" / desc.digest.hex
+
+    async def layer(self, desc: Descriptor) -> tuple[Path, Callable[[], None], bool]:
+        """The layer's file, a clean-up, and whether its digest is already checked (no: it is read here)."""
+        return self.path(desc), lambda: None, False
+
+    async def aclose(self, *, done: bool = True) -> None:
+        return None
+
+
+class RegistrySource:
+    """An image in a registry, read through the pull machinery (tokens, retries, ranged downloads)."""
+
+    def __init__(self, ref: ImageRef, scratch: Path, *, insecure: bool = False, **client: Any) -> None:
+        from ..wire.registry import RegistryClient
+
+        self.ref, self.insecure = ref, insecure
+        self.label = ref.display
+        self.client = RegistryClient(insecure=insecure, **client)
+        self.scratch = ModelStore(scratch)
+        self.downloader: object | None = None
+
+    async def _get(self, url: str, accept: str) -> tuple[int, str, bytes]:
+        from ..wire.registry import map_errors
+
+        with map_errors(url):
+            resp = await self.client.send(self.ref, "GET", url, {"Accept": accept})
+            try:
+                body = b""
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_MANIFEST_BYTES:
+                        raise BundleError(f"{url} answered more than {MAX_MANIFEST_BYTES} bytes for a small document")
+            finally:
+                await resp.aclose()
+        return resp.status_code, resp.headers.get("content-type", ""), body
+
+    def _base(self) -> str:
+        return self.ref.base_url(insecure=self.insecure)
+
+    async def resolve(self) -> tuple[Descriptor, bytes]:
+        url = f"{self._base()}/v2/{self.ref.repository}/manifests/{self.ref.reference}"
+        status, ctype, body = await self._get(url, ACCEPT)
+        if status == 404:
+            raise ModelNotFound(f"image {self.ref.display} not found (GET {url} answered 404)", url=url, status=404)
+        if status != 200:
+            raise RegistryError(f"GET {url} answered HTTP {status}", url=url, status=status)
+        digest = Digest(hashlib.sha256(body).hexdigest())
+        if self.ref.digest is not None and digest != self.ref.digest:
+            raise IntegrityError(
+                f"{self.ref.display}: the registry's manifest is {digest}", expected=str(self.ref.digest)
+            )
+        media_type = ctype.split(";", 1)[0].strip() or json.loads(body).get("mediaType", "")
+        return Descriptor(media_type, digest, len(body), {}), body
+
+    async def small(self, desc: Descriptor) -> bytes:
+        kind = "manifests" if "manifest" in desc.media_type or "index" in desc.media_type else "blobs"
+        url = f"{self._base()}/v2/{self.ref.repository}/{kind}/{desc.digest}"
+        status, _, body = await self._get(url, desc.media_type if kind == "manifests" else "*/*")
+        if status != 200:
+            raise RegistryError(f"GET {url} answered HTTP {status}", url=url, status=status)
+        return _checked(body, desc, self.label)
+
+    async def layer(self, desc: Descriptor) -> tuple[Path, Callable[[], None], bool]:
+        """Download the layer into scratch space (resuming an earlier attempt), verified by its digest."""
+        import anyio
+
+        from ..wire.transfer import BlobDownloader, TransferConfig
+
+        if self.downloader is None:
+            self.scratch.prepare()
+            self.downloader = BlobDownloader(
+                self.client, self.scratch, anyio.CapacityLimiter(64), None, TransferConfig()
+            )
+        assert isinstance(self.downloader, BlobDownloader)
+        layer = Layer(desc.media_type, desc.digest, desc.size)
+        if not self.scratch.has_blob(layer):
+            await self.downloader.download(self.ref, layer, lambda n: None)
+        path = self.scratch.layout.blob(desc.digest)
+        return path, lambda: path.unlink(missing_ok=True), True
+
+    async def aclose(self, *, done: bool = True) -> None:
+        """Close the connections; once the image was read, remove the scratch space (after a failure it
+        stays: the next run resumes the layers it holds)."""
+        if self.downloader is not None:
+            self.downloader.close()  # type: ignore[attr-defined]
+        await self.client.aclose()
+        if done:
+            shutil.rmtree(self.scratch.root, ignore_errors=True)

@@ -1,0 +1,217 @@
+"""CLI: ``image build``, ``image verify``, ``image extract`` (models as OCI container images).
+
+Summaries and progress go to stderr; ``--json`` prints one result document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..core.groups import collapse
+from .render import add_interval, make_renderer
+from .store import add_common
+
+if TYPE_CHECKING:
+    from ..bundle.image_build import ImageResult
+    from ..bundle.image_read import ImageReport
+
+__all__ = ["register"]
+
+
+def _common(p: argparse.ArgumentParser, *, source: bool) -> None:
+    if source:
+        p.add_argument("ref", nargs="?", metavar="REF", help="the image in a registry (registry.lan:5000/ai/models:v1)")
+        p.add_argument("--oci-layout", metavar="DIR[:TAG]", help="the image in an OCI layout directory instead")
+        p.add_argument(
+            "--models-path", metavar="PATH", help="where the models sit in the image (default: its OLLAMA_MODELS)"
+        )
+    p.add_argument("--insecure", action="store_true", help="plain http to the registry")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "rich", "plain", "none"],
+        default="auto",
+        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
+    )
+    add_interval(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def register(sub: Any) -> None:
+    image = sub.add_parser("image", help="models as OCI container images: build, verify, extract (no daemon)")
+    isub = image.add_subparsers(dest="image_command", metavar="COMMAND")
+    isub.required = True
+
+    p = isub.add_parser("build", help="build an image holding models from the store (one layer per blob)")
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--push", metavar="REF", help="push to a registry: registry.lan:5000/ai/models:v1")
+    where.add_argument("--oci-layout", metavar="DIR[:TAG]", help="write into an OCI layout directory (tag: latest)")
+    where.add_argument("--oci-archive", metavar="FILE", help="write a tar of an OCI layout")
+    p.add_argument("--base", metavar="REF", help="put the models on top of this image (registry ref, or oci:DIR[:TAG])")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH,...",
+        help="platforms of a model-only image (default linux/amd64,linux/arm64); with --base: of the base",
+    )
+    p.add_argument("--models-path", default="/models", metavar="PATH", help="where the models go (default /models)")
+    p.add_argument(
+        "--compression", default="none", metavar="none|gzip|zstd[:LEVEL]", help="layer compression (default none)"
+    )
+    p.add_argument("--layering", choices=["per-blob", "single"], default="per-blob", help="one layer per blob, or one")
+    p.add_argument("--max-layers", type=int, metavar="N", help="merge the smallest blobs past N layers in all")
+    p.add_argument(
+        "--mtime", type=int, metavar="EPOCH", help="time in every header (default $SOURCE_DATE_EPOCH, else 0)"
+    )
+    p.add_argument("--offline", action="store_true", help="never pull: every model must be in the store")
+    p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while reading them")
+    add_common(p)
+    _common(p, source=False)
+    p.set_defaults(func=cmd_build)
+
+    p = isub.add_parser("verify", help="check an image completely (digests, diff_ids, members, Ollama's rules)")
+    _common(p, source=True)
+    p.set_defaults(func=cmd_verify)
+
+    p = isub.add_parser("extract", help="install an image's models into the store, no container runtime needed")
+    add_common(p)
+    _common(p, source=True)
+    p.set_defaults(func=cmd_extract)
+
+
+def _run(func: Any, *args: Any, args_ns: argparse.Namespace, verb: str, **kwargs: Any) -> Any:
+    from ..wire.sync import run_sync
+    from .gcpause import resume
+
+    resume()
+    renderer = (
+        None
+        if args_ns.json
+        else make_renderer(args_ns.progress, sys.stderr, interval=args_ns.progress_interval, verb=verb)
+    )
+    try:
+        return run_sync(func, *args, progress=renderer, **kwargs)
+    except BaseException as exc:
+        raise collapse(exc) from None
+    finally:
+        if renderer is not None:
+            renderer.close()
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..bundle.image_api import abuild_image
+
+    options: dict[str, Any] = {}
+    if args.base:
+        options["base"] = args.base
+    result: ImageResult = _run(
+        abuild_image,
+        args.models,
+        args_ns=args,
+        verb="building",
+        oci_layout=args.oci_layout,
+        oci_archive=args.oci_archive,
+        push=args.push,
+        models_dir=args.models_dir,
+        offline=args.offline,
+        insecure=args.insecure,
+        platforms=args.platform,
+        models_path=args.models_path,
+        layering=args.layering,
+        max_layers=args.max_layers,
+        compression=args.compression,
+        mtime=args.mtime,
+        verify=not args.no_verify,
+        **options,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "digest": str(result.digest),
+                    "target": result.target,
+                    "refs": list(result.refs),
+                    "platforms": {p: str(d) for p, d in result.platforms},
+                    "layers": [
+                        {"digest": str(la.digest), "size": la.size, "diff_id": str(la.diff_id), "holds": la.label}
+                        for la in result.layers
+                    ],
+                    "models": [str(n) for n in result.models],
+                    "uploaded": [str(d) for d in result.uploaded],
+                    "mounted": [str(d) for d in result.mounted],
+                    "existing": [str(d) for d in result.existing],
+                    "bytes_written": result.bytes_written,
+                    "elapsed": round(result.elapsed, 3),
+                }
+            )
+        )
+        return 0
+    print(
+        f"built {result.target} ({', '.join(result.refs)}): {len(result.models)} model(s), "
+        f"{len(result.layers)} layer(s), {result.bytes_written / 1e6:.1f} MB written in {result.elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    for platform, digest in result.platforms:
+        print(f"  {platform}: {digest}", file=sys.stderr)
+    print(f"digest {result.digest}  (deploy by digest or a fixed tag)", file=sys.stderr)
+    print(str(result.digest))
+    return 0
+
+
+def _report(report: ImageReport, args: argparse.Namespace, verb: str) -> int:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "digest": str(report.digest),
+                    "models": [str(n) for n in report.models],
+                    "platforms": list(report.platforms),
+                    "layers_read": report.layers_read,
+                    "layers_skipped": report.layers_skipped,
+                    "blobs_written": report.blobs_written,
+                    "bytes_written": report.bytes_written,
+                    "elapsed": round(report.elapsed, 3),
+                }
+            )
+        )
+        return 0
+    names = ", ".join(n.display for n in report.models)
+    print(
+        f"{verb} {report.digest}: {len(report.models)} model(s) ({names}); {report.layers_read} layer(s) read, "
+        f"{report.layers_skipped} skipped, {report.blobs_written} blob(s) written in {report.elapsed:.1f} s"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..bundle.image_api import averify_image
+
+    report: ImageReport = _run(
+        averify_image,
+        args.ref,
+        args_ns=args,
+        verb="verifying",
+        oci_layout=args.oci_layout,
+        insecure=args.insecure,
+        models_path=args.models_path,
+    )
+    return _report(report, args, "ok:")
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from ..bundle.image_api import aextract_image
+
+    report: ImageReport = _run(
+        aextract_image,
+        args.ref,
+        args_ns=args,
+        verb="extracting",
+        oci_layout=args.oci_layout,
+        models_dir=args.models_dir,
+        insecure=args.insecure,
+        models_path=args.models_path,
+    )
+    return _report(report, args, "extracted")
