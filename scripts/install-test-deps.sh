@@ -2,7 +2,10 @@
 # Install everything the test suite needs on a Debian machine, pinned:
 #   - Debian packages the tests and benchmarks drive: docker-registry (a real registry),
 #     skopeo (OCI layout interop), docker-compose (validates the example compose files),
-#     aria2 and curl (benchmark references), zstd;
+#     aria2 and curl (benchmark references), zstd; for model images (issue 20): umoci and
+#     oci-image-tool (validate and unpack what image build writes), podman (runs it; the tests
+#     give it its own storage and config, see tests/support/podman.py), busybox-static (the
+#     base image the tests make), jq;
 #   - the Python tools and libraries at the exact versions of requirements/dev.txt (hashes
 #     checked), then the package itself, editable, built without fetching anything else.
 # Installs into whatever `python3` is first on PATH (use a virtual environment). Safe to run again.
@@ -17,6 +20,11 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v aria2c >/dev/null 2>&1 || need+=(aria2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v oci-image-tool >/dev/null 2>&1 || need+=(oci-image-tool)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -243,7 +243,8 @@ def plan_layers(
     room = None if max_layers is None else max_layers - base_layers
     if layering == "single" or room == 1:
         files = [*blob_files, *manifest_files]
-        return [PlannedLayer(_dirs_for(root, (f.path for f in files)), tuple(files), "models")]
+        label = " ".join([*(str(f.digest) for f in blob_files), "manifests"])
+        return [PlannedLayer(_dirs_for(root, (f.path for f in files)), tuple(files), label)]
     groups: list[list[TarFile]] = [[f] for f in blob_files]
     if room is not None and len(groups) + 1 > room:
         keep = room - 2
