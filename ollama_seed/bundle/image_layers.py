@@ -108,9 +108,10 @@ class LayerCache:
 
     def save(self) -> None:
         """Write the cache (best effort: a store we may not write to only loses the shortcut)."""
-        if not self.dirty or not self.store.layout.state_dir.is_dir():
+        if not self.dirty or not self.store.root.is_dir():
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # StoreError is an OSError too
+            self.store.prepare()
             atomic_write(self.path, json.dumps(self.entries).encode(), self.store.layout.tmp_dir, 0o600)
             self.dirty = False
 

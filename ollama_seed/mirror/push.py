@@ -1,29 +1,16 @@
 """Pushing a model from the store into any registry that speaks the distribution API.
 
-For each distinct blob of the manifest (a few at a time):
-
-1. ``HEAD /v2/<repo>/blobs/<digest>``: 200 means the registry has it; nothing is sent.
-2. If another repository on that registry is known to hold the blob (a model of the store kept
-   under that registry's host, or a ``mount_from`` repository whose HEAD finds it), a
-   cross-repository mount: ``POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<other>``.
-   201 means mounted; 202 means the registry declined and opened an ordinary upload instead.
-3. Otherwise ``POST /v2/<repo>/blobs/uploads/`` (202 and a ``Location``).
-4. A blob of at most *chunk_size* bytes goes in one ``PUT <Location>&digest=<digest>``
-   (monolithic); a bigger one as ``PATCH`` requests of *chunk_size* bytes with
-   ``Content-Range: <first>-<last>`` (each answer names the next ``Location``), then an empty
-   ``PUT <Location>&digest=<digest>``. Bodies stream from the blob file; nothing is held whole.
-
-Last, ``PUT /v2/<repo>/manifests/<tag>`` with the manifest's exact bytes and its ``mediaType``
-as ``Content-Type``; the registry's ``Docker-Content-Digest`` must equal ours. A blob upload
-that fails with 5xx/429 or a network error starts again (three tries). Tokens come from the
-registry client's challenge logic with scope ``repository:<repo>:pull,push``.
+The protocol (HEAD, cross-repository mount, monolithic or chunked upload, the manifest last, its
+digest checked) is :class:`wire.upload.Uploader`, shared with ``image build --push``. Here: which
+blobs a model has, a few at a time, where they may be mounted from (a model of the store kept
+under the target registry's host, or a ``mount_from`` repository whose HEAD finds the blob), and
+their bytes streamed from ``blobs/``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +20,7 @@ import httpx
 
 from ..core.digest import Digest
 from ..core.errors import (
-    AuthenticationError,
-    IntegrityError,
     InvalidName,
-    RegistryError,
-    RegistryProtocolError,
     SeedError,
     StoreError,
     TransferError,
@@ -50,14 +33,13 @@ from ..core.reference import ModelName
 from ..store import platform as _platform
 from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.store import InstalledModel, ModelStore
-from ..wire.registry import Credentials, RegistryClient, map_errors
+from ..wire.registry import Credentials, RegistryClient
 from ..wire.sync import run_sync
+from ..wire.upload import ATTEMPTS, DEFAULT_CHUNK, Retry, Uploader
 
 __all__ = ["PushResult", "apush", "push"]
 
-DEFAULT_CHUNK = 32 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
-ATTEMPTS = 3
 StrPath = str | os.PathLike[str]
 
 
@@ -73,20 +55,6 @@ class PushResult:
     existing: tuple[Digest, ...]
     bytes_uploaded: int
     elapsed: float
-
-
-class _Retry(Exception):
-    pass
-
-
-def _excerpt(body: bytes) -> str:
-    text = body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
-    return text or "(no body)"
-
-
-def _with_digest(location: str, digest: Digest) -> str:
-    sep = "&" if urllib.parse.urlsplit(location).query else "?"
-    return f"{location}{sep}{urllib.parse.urlencode({'digest': str(digest)})}"
 
 
 def _noop(event: ProgressEvent) -> None:
@@ -105,54 +73,16 @@ class _Pusher:
         progress: ProgressCallback,
     ) -> None:
         self.client, self.store, self.target = client, store, target
-        self.chunk_size = max(1, chunk_size)
+        self.up = Uploader(client, target, chunk_size=chunk_size)
         self.mount_from = list(mount_from)
         self.progress = progress
-        self.base = client.base(target)
         self.repo = target.repository
-        self.scope = f"repository:{self.repo}:pull,push"
         self.sent = 0
         self.known: dict[Digest, str] = {}
         for item in store.iter_models():
             if isinstance(item, InstalledModel) and item.name.host == target.host and item.name.repository != self.repo:
                 for layer in item.manifest.blobs:
                     self.known.setdefault(layer.digest, item.name.repository)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str] | None = None,
-        content: Any = None,
-        ok: Sequence[int] = (200, 201, 202, 204),
-    ) -> httpx.Response:
-        with map_errors(url):
-            resp = await self.client.send(self.target, method, url, headers or {}, content=content, scope=self.scope)
-            try:
-                body = await resp.aread()
-            finally:
-                await resp.aclose()
-        status = resp.status_code
-        if status in ok:
-            return resp
-        shown = url.split("?", 1)[0]
-        if status in (401, 403):
-            raise AuthenticationError(
-                f"{self.target.host} refused {method} {shown} (HTTP {status}): {_excerpt(body)}; push needs "
-                "credentials with push rights: docker login, or OLLAMA_SEED_REGISTRY_USER/PASSWORD",
-                url=shown,
-                status=status,
-            )
-        if status == 429 or status >= 500:
-            raise _Retry(f"{method} {shown}: HTTP {status}: {_excerpt(body)}")
-        if status == 405:
-            raise RegistryError(
-                f"{self.target.host} does not accept uploads ({method} {shown} answered 405); "
-                "it may be a read-only mirror or proxy",
-                url=shown,
-                status=status,
-            )
-        raise RegistryError(f"{method} {shown} answered HTTP {status}: {_excerpt(body)}", url=shown, status=status)
 
     def _read(self, layer: Layer, start: int, length: int) -> AsyncIterator[bytes]:
         path = self.store.layout.blob(layer.digest)
@@ -197,7 +127,7 @@ class _Pusher:
         for attempt in range(ATTEMPTS):
             try:
                 return await self._blob_once(layer)
-            except (_Retry, TransferError) as exc:
+            except (Retry, TransferError) as exc:
                 if attempt == ATTEMPTS - 1:
                     raise TransferError(
                         f"pushing {layer.digest} to {self.target.host} failed {ATTEMPTS} times: {exc}"
@@ -211,91 +141,31 @@ class _Pusher:
         for repo in self.mount_from:
             if repo == self.repo:
                 continue
-            resp = await self.request("HEAD", f"{self.base}/v2/{repo}/blobs/{digest}", ok=(200, 404, 401, 403))
-            if resp.status_code == 200:
+            if await self.up.exists(digest, repo):
                 return repo
         return None
 
     async def _blob_once(self, layer: Layer) -> str:
         digest = layer.digest
-        uploads = f"{self.base}/v2/{self.repo}/blobs/uploads/"
-        resp = await self.request("HEAD", f"{self.base}/v2/{self.repo}/blobs/{digest}", ok=(200, 404))
-        if resp.status_code == 200:
+        if await self.up.exists(digest):
             self._emit(layer, layer.size, cached=True, done=True)
             return "existing"
         location = None
         source = await self._source_for(digest)
         if source is not None:
-            query = urllib.parse.urlencode({"mount": str(digest), "from": source})
-            resp = await self.request("POST", f"{uploads}?{query}", ok=(201, 202))
-            if resp.status_code == 201:
+            location = await self.up.mount(digest, source)
+            if location is None:
                 self._emit(layer, layer.size, cached=True, done=True)
                 return "mounted"
-            location = resp.headers.get("location")
-        if location is None:
-            resp = await self.request("POST", uploads, ok=(202,))
-            location = resp.headers.get("location")
-            if not location:
-                raise RegistryProtocolError(f"POST {uploads} answered 202 without a Location", url=uploads)
-        location = urllib.parse.urljoin(uploads, location)
-        octet = {"Content-Type": "application/octet-stream"}
-        if layer.size <= self.chunk_size:
-            resp = await self.request(
-                "PUT",
-                _with_digest(location, digest),
-                {**octet, "Content-Length": str(layer.size)},
-                lambda: self._read(layer, 0, layer.size),
-                ok=(201, 204),
-            )
-        else:
-            pos = 0
-            while pos < layer.size:
-                n = min(self.chunk_size, layer.size - pos)
-                resp = await self.request(
-                    "PATCH",
-                    location,
-                    {**octet, "Content-Range": f"{pos}-{pos + n - 1}", "Content-Length": str(n)},
-                    lambda p=pos, n=n: self._read(layer, p, n),
-                    ok=(202, 204),
-                )
-                got = resp.headers.get("range")
-                if got and got.removeprefix("bytes=") != f"0-{pos + n - 1}":
-                    raise _Retry(f"the registry holds {got} of {digest} after sending bytes 0-{pos + n - 1}")
-                location = urllib.parse.urljoin(location, resp.headers.get("location") or location)
-                pos += n
-            resp = await self.request(
-                "PUT", _with_digest(location, digest), {"Content-Length": "0"}, b"", ok=(201, 204)
-            )
-        stored = resp.headers.get("docker-content-digest")
-        if stored and stored != str(digest):
-            raise IntegrityError(f"the registry stored {stored} for {digest}", expected=str(digest), actual=stored)
+        await self.up.upload(digest, layer.size, lambda start, n: self._read(layer, start, n), location)
         self._emit(layer, layer.size, done=True)
         return "uploaded"
 
     async def manifest(self, manifest: Manifest) -> None:
-        url = f"{self.base}/v2/{self.repo}/manifests/{self.target.tag}"
-        for attempt in range(ATTEMPTS):
-            try:
-                resp = await self.request(
-                    "PUT",
-                    url,
-                    {"Content-Type": manifest.media_type or MANIFEST_MEDIA_TYPE},
-                    manifest.raw,
-                    ok=(200, 201, 202, 204),
-                )
-                break
-            except (_Retry, TransferError) as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise TransferError(f"pushing the manifest to {self.target.host} failed: {exc}") from None
-                await anyio.sleep(backoff(attempt))
-        stored = resp.headers.get("docker-content-digest")
-        if stored and stored != str(manifest.digest):
-            raise IntegrityError(
-                f"{self.target.host} stored the manifest as {stored}, not {manifest.digest}: it "
-                "rewrote the bytes, so Ollama would see another model ID",
-                expected=str(manifest.digest),
-                actual=stored,
-            )
+        await self.up.manifest(
+            self.target.tag, manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.raw, manifest.digest
+        )
+        # (a rewritten manifest would give Ollama another model ID: Uploader.manifest refuses it)
 
 
 async def apush(

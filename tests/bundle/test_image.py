@@ -172,7 +172,7 @@ def _models_of(root: Path) -> dict[str, tuple[str, int, str]]:
 def test_extract_installs_the_same_store_and_skips_what_is_there(
     tmp_path: Path, built: tuple[Path, Path, list[str]]
 ) -> None:
-    store, layout, names = built
+    store, layout, _ = built
     out = tmp_path / "out"
     report = extract_image(oci_layout=f"{layout}:t", models_dir=out)
     assert _models_of(out) == _models_of(store)

@@ -1,0 +1,179 @@
+"""``image build --push``: the image's layers streamed from the store straight into a registry.
+
+Through :class:`wire.upload.Uploader`, the same protocol as ``push``: a layer whose digest is
+remembered from an earlier build (``.ollama-seed/image-layers.json``) is first asked for with
+``HEAD`` and not sent again when the registry has it, so a rebuild after a Modelfile change sends
+only the changed layers and the small documents. A new layer goes as one streaming ``PATCH``
+whose digest is computed on the way (nothing staged, memory flat). Before the first byte the
+largest layer is checked against the registry's documented per-layer cap. Then the configs, each
+platform's manifest (by digest) and last the index under the tag.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from ..core.digest import Digest
+from ..core.errors import ConfigError, SeedError
+from ..core.groups import collapse
+from ..core.imageref import ImageRef
+from ..core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PlannedLayer, layer_cap
+from ..core.progress import ProgressCallback, ProgressEvent, Status, human_size
+from ..store.store import ModelStore
+from ..wire.registry import Credentials, RegistryClient
+from ..wire.upload import DEFAULT_CHUNK, Uploader
+from .image_build import BuiltLayer, ImagePlan, ImageResult
+from .image_layers import LayerCache, LayerStream
+
+__all__ = ["apush_image", "check_cap"]
+
+
+def check_cap(plan: ImagePlan, target: ImageRef) -> None:
+    """Refuse, before anything is sent, a layer larger than the registry's documented cap.
+
+    Raises:
+        ConfigError: with what to do instead.
+    """
+    cap = layer_cap(target.host)
+    largest = plan.largest()
+    if cap is not None and largest > cap[0]:
+        raise ConfigError(
+            f"the largest layer is {human_size(largest)}, more than {cap[1]} accepts ({human_size(cap[0])}); "
+            "the weights file is one blob and cannot be split across layers: push to a registry without "
+            "that cap (your own Distribution, Harbor, ACR), or carry the model as a bundle instead"
+        )
+
+
+async def apush_image(
+    store: ModelStore,
+    plan: ImagePlan,
+    ref: str,
+    *,
+    insecure: bool = False,
+    progress: ProgressCallback | None = None,
+    credentials: Credentials | None = None,
+    transport: Any = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    concurrency: int = 3,
+) -> ImageResult:
+    """Push the image of *plan* to *ref* (``registry/repo:tag``)."""
+    started = time.monotonic()
+    target = ImageRef.parse(ref)
+    if target.digest is not None:
+        raise ConfigError(f"--push {ref}: give a tag, not a digest (the digest is the result)")
+    insecure = insecure or target.scheme == "http"
+    check_cap(plan, target)
+    opts = plan.options
+    label = target.display
+    report = progress or (lambda event: None)
+
+    loop_thread = threading.get_ident()
+
+    def emit(event: ProgressEvent) -> None:  # progress is delivered on the event loop's thread
+        if threading.get_ident() == loop_thread:
+            report(event)
+        else:
+            anyio.from_thread.run_sync(report, event)
+
+    cache = LayerCache(store)
+    outcome: dict[Digest, str] = {}
+    built: dict[int, BuiltLayer] = {}
+    sent = 0
+    try:
+        async with RegistryClient(insecure=insecure, transport=transport, credentials=credentials) as client:
+            up = Uploader(client, target, chunk_size=chunk_size)
+            limiter = anyio.CapacityLimiter(max(1, concurrency))
+            pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="ollama-seed-hash")
+            report(Status(label, f"pushing {len(plan.layers)} model layer(s)"))
+
+            async def one(i: int, layer: PlannedLayer) -> None:
+                nonlocal sent
+                async with limiter:
+                    known = cache.get(layer, opts.mtime, opts.compression)
+                    if known is not None and await up.exists(known.digest):
+                        outcome[known.digest] = "existing"
+                        built[i] = BuiltLayer(layer.label, known.digest, known.size, known.diff_id, plan.media_type)
+                        return
+                    stream = LayerStream(
+                        store,
+                        layer,
+                        mtime=opts.mtime,
+                        compression=opts.compression,
+                        verify=opts.verify,
+                        pool=pool,
+                        emit=emit,
+                        label=label,
+                    )
+                    chunks = stream.chunks()
+
+                    async def body() -> AsyncIterator[bytes]:
+                        nonlocal sent
+                        while (chunk := await anyio.to_thread.run_sync(lambda: bytes(next(chunks, b"")))) != b"":
+                            sent += len(chunk)
+                            yield chunk
+
+                    def digest_of() -> Digest:
+                        assert stream.result is not None
+                        return stream.result.digest
+
+                    digest = await up.stream(body(), digest_of)
+                    assert stream.result is not None
+                    stream.finished()
+                    outcome[digest] = "uploaded"
+                    cache.put(layer, opts.mtime, opts.compression, stream.result)
+                    built[i] = BuiltLayer(
+                        layer.label, digest, stream.result.size, stream.result.diff_id, plan.media_type
+                    )
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for i, layer in enumerate(plan.layers):
+                        tg.start_soon(one, i, layer)
+            finally:
+                pool.shutdown(wait=True)
+            layers = [built[i] for i in range(len(plan.layers))]
+            configs, manifests, index = plan.documents(layers)
+            report(Status(label, "pushing configs and manifests"))
+            for doc in configs:
+                if not await up.exists(doc.digest):
+                    raw = doc.raw
+
+                    async def small(start: int, n: int, raw: bytes = raw) -> AsyncIterator[bytes]:
+                        yield raw[start : start + n]
+
+                    await up.upload(doc.digest, len(raw), small)
+            for doc in manifests:
+                await up.manifest(str(doc.digest), MANIFEST_MEDIA_TYPE, doc.raw, doc.digest)
+            await up.manifest(target.tag, INDEX_MEDIA_TYPE, index.raw, index.digest)
+    except BaseException as exc:
+        err = collapse(exc)
+        if err is exc or not isinstance(err, SeedError):
+            raise
+        raise err from None
+    finally:
+        cache.save()
+    report(Status(label, "success"))
+
+    def kind(k: str) -> tuple[Digest, ...]:
+        return tuple(d for d, v in outcome.items() if v == k)
+
+    return ImageResult(
+        tuple(plan.names),
+        index.digest,
+        tuple((str(p), m.digest) for p, m in zip(plan.platforms, manifests, strict=True)),
+        tuple(layers),
+        f"{target.host}/{target.repository}:{target.tag}",
+        (target.tag,),
+        sent,
+        time.monotonic() - started,
+        uploaded=kind("uploaded"),
+        existing=kind("existing"),
+    )

@@ -1,0 +1,94 @@
+"""Model images through a real registry (Docker Distribution) and skopeo: push, round trips, extract, rebuilds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ollama_seed.bundle.image_api import build_image, extract_image, verify_image
+from tests.bundle.test_image import _models_of, _store
+from tests.servers.model import make_model
+from tests.servers.registry import DockerRegistry
+
+pytestmark = [pytest.mark.interop, pytest.mark.registry]
+
+
+def _skopeo() -> str:
+    path = shutil.which("skopeo")
+    if path is None:
+        pytest.skip("skopeo is not installed (scripts/install-test-deps.sh installs it)")
+    return path
+
+
+def _uploads(reg: DockerRegistry, repo: str) -> int:
+    text = (reg.workdir / "registry.log").read_text(errors="replace")
+    return text.count(f'"POST /v2/{repo}/blobs/uploads/')
+
+
+def test_push_skopeo_round_trips_and_extract(tmp_path: Path, docker_registry: DockerRegistry) -> None:
+    skopeo = _skopeo()
+    store = tmp_path / "store"
+    names = _store(store, 2, 300_000)
+    ref = f"{docker_registry.host}/img/round:v1"
+    pushed = build_image(names, push=ref, models_dir=store, insecure=True)
+    # registry -> OCI layout keeps every digest (skopeo copies the index and both platforms)
+    back = tmp_path / "back"
+    done = subprocess.run(
+        [skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", f"docker://{ref}", f"oci:{back}:v1"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((back / "index.json").read_text())["manifests"][0]["digest"] == str(pushed.digest)
+    # our layout -> registry -> layout keeps every digest too
+    layout = tmp_path / "img"
+    built = build_image(names, oci_layout=f"{layout}:v1", models_dir=store)
+    assert built.digest == pushed.digest
+    other = f"{docker_registry.host}/img/copied:v1"
+    for src, dst, flag in (
+        (f"oci:{layout}:v1", f"docker://{other}", "--dest-tls-verify=false"),
+        (f"docker://{other}", f"oci:{tmp_path / 'again'}:v1", "--src-tls-verify=false"),
+    ):
+        done = subprocess.run(
+            [skopeo, "copy", "--all", "--preserve-digests", flag, src, dst], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "again" / "index.json").read_text())["manifests"][0]["digest"] == str(built.digest)
+    # verify and extract straight from the registry
+    report = verify_image(ref, insecure=True)
+    assert report.platforms == ("linux/amd64", "linux/arm64/v8")
+    out = tmp_path / "out"
+    extracted = extract_image(ref, insecure=True, models_dir=out)
+    assert _models_of(out) == _models_of(store)
+    assert not (out / ".ollama-seed" / "image-layers").exists()
+    again = extract_image(ref, insecure=True, models_dir=out)
+    assert again.blobs_written == 0 and again.layers_skipped == extracted.layers_read - 1
+
+
+def test_a_rebuild_after_a_new_system_prompt_pushes_only_the_changed_layers(
+    tmp_path: Path, docker_registry: DockerRegistry
+) -> None:
+    store = tmp_path / "store"
+    repo = "img/rebuild"
+    make_model(size_bytes=2_000_000, seed=7, system="You are terse.").expected_store(
+        store, "registry.ollama.ai", "library/m", "1"
+    )
+    first = build_image(["m:1"], push=f"{docker_registry.host}/{repo}:v1", models_dir=store, insecure=True)
+    before = _uploads(docker_registry, repo)
+    make_model(size_bytes=2_000_000, seed=7, system="You are verbose.").expected_store(
+        store, "registry.ollama.ai", "library/m", "1"
+    )
+    second = build_image(["m:1"], push=f"{docker_registry.host}/{repo}:v2", models_dir=store, insecure=True)
+    uploads = _uploads(docker_registry, repo) - before
+    old = {la.digest for la in first.layers}
+    changed = [la for la in second.layers if la.digest not in old]
+    # the system layer, the model's config blob (it names the layers) and the manifests layer are new;
+    # the 2 MB weights, template, license and params layers are not sent again (HEAD finds them)
+    assert len(changed) == 3
+    assert len(second.existing) == len(second.layers) - 3 and len(second.uploaded) == 3
+    assert second.bytes_written < 100_000
+    assert uploads == 3 + 2  # the changed layers and the two platforms' image configs
