@@ -116,3 +116,22 @@ def test_verify_of_a_model_that_is_not_there_is_not_found(tmp_path: Path, capsys
     assert main(["verify", "--models-dir", str(models), "nothere:1"]) == 3  # was 5, as if it were corrupt
     err = capsys.readouterr().err
     assert "nothere:1" in err and "ollama-seed list" in err
+
+
+def test_without_a_registry_importing_a_bundle_repairs_what_verify_found(
+    served: tuple[str, BuiltModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The air-gapped repair: verify marks the damaged blob, and an import replaces exactly that one
+    (an import otherwise keeps any blob of the right size, as Ollama does)."""
+    name, model = served
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    assert _pull(name, good) == 0 and _pull(name, bad) == 0
+    bundle = tmp_path / "m.tar"
+    assert main(["export", name, "--models-dir", str(good), "-o", str(bundle), "--progress", "none"]) == 0
+    blob = bad / "blobs" / f"sha256-{model.model_layer.hex}"
+    _flip(blob)
+    assert main(["verify", "--models-dir", str(bad)]) == 5
+    assert "import a bundle" in capsys.readouterr().err
+    assert main(["import", str(bundle), "--models-dir", str(bad), "--progress", "none"]) == 0
+    assert main(["verify", "--models-dir", str(bad)]) == 0
+    assert blob.read_bytes() == model.model_layer.read_bytes()

@@ -22,6 +22,7 @@ from ..core.errors import BundleError, StoreError
 from ..core.manifest import Manifest
 from ..core.progress import ProgressEvent, Status
 from ..core.reference import ModelName
+from ..store import verified
 from ..store.store import ModelStore
 from .import_state import ImportState
 from .staging import discard, install_staged
@@ -55,6 +56,11 @@ class ImporterBase:
 
     def _in_store(self, digest: Digest, size: int) -> bool:
         return self.store is not None and self.store.blob_size(digest) == size
+
+    def _damaged(self, digest: Digest) -> bool:
+        """The store's copy was found damaged (``verify``, store/verified): the bundle's verified bytes
+        replace it, which repairs it without a registry. Any other blob of the right size is kept."""
+        return self.store is not None and verified.is_damaged(self.store.layout, digest)
 
     def _truncated(self, message: str) -> TruncatedBundle:
         done = ", ".join(n.display for n in self.st.done) or "none"

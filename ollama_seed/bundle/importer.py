@@ -300,7 +300,7 @@ class Importer(ImporterBase):
         if declared is not None and declared != size:
             raise BundleError(f"refusing bundle member {path!r}: {size} bytes, but the bundle says {declared}")
         if digest in st.blobs:
-            self._copy(member, digest, None, duplicate=True)
+            self._copy(member, digest, None, duplicate=True, cached=True)
             return
         if digest in st.oci_skip:  # an OCI twin of a manifest: checked, not kept
             self._copy(member, digest, None)
@@ -328,12 +328,12 @@ class Importer(ImporterBase):
             self._after_blob(digest)
             return
         blob = StagedBlob(size)
-        if self._in_store(digest, size):
+        if self._in_store(digest, size) and not (self.install and self._damaged(digest)):
             if self.install and getattr(self.members, "cheap_skip", False):
                 assert self.members is not None
                 self.members.skip()  # another models directory: a blob we already hold is not even read
             else:
-                self._copy(member, digest, None)
+                self._copy(member, digest, None, cached=True)
             blob.in_store = True
             st.skipped += 1
         elif self.install:
@@ -374,8 +374,11 @@ class Importer(ImporterBase):
         self.st.written += 1
         self.st.bytes_written += blob.size
 
-    def _copy(self, member: Member, digest: Digest, fd: int | None, *, duplicate: bool = False) -> None:
-        """Read the member's data, hash it alongside, write it to *fd* if given; check the digest."""
+    def _copy(
+        self, member: Member, digest: Digest, fd: int | None, *, duplicate: bool = False, cached: bool = False
+    ) -> None:
+        """Read the member's data, hash it alongside, write it to *fd* if given; check the digest.
+        *cached*: the store holds the blob already (what the progress lines say)."""
         assert self.members is not None
         hasher = hashlib.sha256()
         left, done, reported = member.size, 0, 0
@@ -398,7 +401,7 @@ class Importer(ImporterBase):
                 done += n
                 if done - reported >= PROGRESS_STEP:
                     reported = done
-                    self.emit(LayerProgress(model, str(digest), "", member.size, done, cached=fd is None))
+                    self.emit(LayerProgress(model, str(digest), "", member.size, done, cached=cached))
         except OSError as exc:
             raise_os_error(exc, f"staging {digest}")
         self.ring.wait()
@@ -409,7 +412,7 @@ class Importer(ImporterBase):
                 else f"its content hashes to sha256:{hasher.hexdigest()}, not to its name"
             )
             raise BundleError(f"refusing bundle member {member.ref.path!r}: {what}")
-        self.emit(LayerProgress(model, str(digest), "", member.size, member.size, cached=fd is None, done=True))
+        self.emit(LayerProgress(model, str(digest), "", member.size, member.size, cached=cached, done=True))
 
     def _model_of(self, digest: Digest) -> str:
         if self.st.index is not None:

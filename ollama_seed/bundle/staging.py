@@ -19,6 +19,7 @@ import filelock
 from ..core.digest import Digest
 from ..core.manifest import Layer
 from ..store import platform as _platform
+from ..store import verified
 from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.store import ModelStore
 
@@ -70,7 +71,7 @@ def install_staged(store: ModelStore, blob: StagedBlob, layer: Layer) -> None:
     except OSError as exc:
         raise_os_error(exc, f"writing {layer.digest}")
     blob.fd = -1
-    if store.has_blob(layer):
+    if store.has_blob(layer) and not verified.is_damaged(store.layout, layer.digest):  # another process did it
         _platform.current.remove(blob.staged)
     else:
         store.install_blob(blob.staged, layer)

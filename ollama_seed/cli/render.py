@@ -24,7 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from ..core.progress import LayerNote, LayerProgress, ProgressEvent, Status, human_duration, human_size
+from ..core.progress import (
+    LayerNote,
+    LayerProgress,
+    ProgressEvent,
+    Status,
+    human_duration,
+    human_size,
+    layer_label,
+)
 
 if TYPE_CHECKING:
     from .render_rich import RichRenderer
@@ -33,13 +41,6 @@ __all__ = ["JsonRenderer", "LineRenderer", "add_interval", "layer_label", "make_
 
 Clock = Callable[[], float]
 NOTE_REPEAT = 1.0  # the same note for the same layer (16 connections dropping at once) at most once a second
-
-
-def layer_label(event: LayerProgress | LayerNote, verb: str = "pulling") -> str:
-    """``pulling 8934d96d3f08`` as Ollama prints it (``copying file:NAME`` for create's local files)."""
-    if not event.digest.startswith("sha256:"):
-        return f"copying {event.digest}"
-    return f"{verb} {event.digest[7:19]}"
 
 
 @dataclass
@@ -51,6 +52,8 @@ class _Layer:
     mark_bytes: int
     completed: int = 0
     ended: bool = False
+    timed: bool = True
+    """False when the layer's first event was its end: how long it took is not known."""
 
     def rate(self, now: float) -> float:
         """Bytes/s since the last mark (the last line printed for this layer)."""
@@ -72,7 +75,10 @@ class _Layers:
         now = self.clock()
         layer = self.layers.get((event.model, event.digest))
         if layer is None:
-            layer = _Layer(event.total, now, event.completed, now, event.completed)
+            if event.done and not event.cached:  # done in one step (a small blob, an export): all of it moved
+                layer = _Layer(event.total, now, 0, now, 0, timed=False)
+            else:
+                layer = _Layer(event.total, now, event.completed, now, event.completed)
             self.layers[(event.model, event.digest)] = layer
         layer.completed, layer.total = event.completed, event.total
         return layer
@@ -165,8 +171,10 @@ class LineRenderer:
     def _end_line(self, event: LayerProgress, layer: _Layer, now: float) -> str:
         label = layer_label(event, self.verb)
         moved = layer.completed - layer.start_bytes
-        if event.cached or moved <= 0:
+        if event.cached:  # only what the producer says was there: never assumed from missing progress
             return f"{event.model}: {label} 100% {human_size(event.total)}, already in the store"
+        if moved <= 0 or not layer.timed:
+            return f"{event.model}: {label} 100% {human_size(event.total)}"
         took = now - layer.started
         speed = f" ({human_size(moved / took)}/s)" if took > 0 else ""
         return f"{event.model}: {label} 100% {human_size(event.total)} in {human_duration(took)}{speed}"
@@ -217,5 +225,5 @@ def make_renderer(
 
         from .render_rich import RichRenderer
 
-        return RichRenderer(Console(file=out))
+        return RichRenderer(Console(file=out), verb=verb)
     return None

@@ -13,7 +13,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..core.progress import LayerNote, ProgressEvent, Status
+from ..core.progress import LayerNote, ProgressEvent, Status, layer_label
 
 __all__ = ["RichRenderer"]
 
@@ -21,7 +21,8 @@ __all__ = ["RichRenderer"]
 class RichRenderer:
     """A bar per layer and a total, as ``ollama pull`` shows them."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, verb: str = "pulling") -> None:
+        self.verb = verb
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -43,14 +44,14 @@ class RichRenderer:
             return
         if isinstance(event, LayerNote):
             self.progress.console.print(
-                f"{event.model}: pulling {event.digest[7:19]}: {event.message}", highlight=False
+                f"{event.model}: {layer_label(event, self.verb)}: {event.message}", highlight=False
             )
             return
         key = (event.model, event.digest)
         if key not in self._tasks:
             if event.model not in self._totals:
                 self._totals[event.model] = self.progress.add_task(f"{event.model} total", total=0)
-            label = f"pulling {event.digest[7:19]}" + (" (cached)" if event.cached else "")
+            label = layer_label(event, self.verb) + (" (already in the store)" if event.cached else "")
             self._tasks[key] = self.progress.add_task(label, total=event.total)
             total_task = self._totals[event.model]
             self.progress.update(total_task, total=(self.progress.tasks[total_task].total or 0) + event.total)

@@ -19,6 +19,7 @@ __all__ = [
     "human_bytes",
     "human_duration",
     "human_size",
+    "layer_label",
     "retry_reason",
 ]
 
@@ -139,3 +140,10 @@ def retry_reason(error: str) -> str:
 
 ProgressEvent = Status | LayerProgress | LayerNote
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def layer_label(event: LayerProgress | LayerNote, verb: str = "pulling") -> str:
+    """``pulling 8934d96d3f08`` as Ollama prints it (``copying file:NAME`` for create's local files)."""
+    if not event.digest.startswith("sha256:"):
+        return f"copying {event.digest}"
+    return f"{verb} {event.digest[7:19]}"

@@ -224,7 +224,7 @@ class ModelStore:
             return f"size {size}, expected {layer.size}"
         actual = sha256_file(self.layout.blob(layer.digest))
         if actual != layer.digest.hex:
-            verified.unstamp(self.layout, layer.digest)
+            verified.mark_damaged(self.layout, layer.digest)
             return f"sha256 is {actual}"
         verified.stamp(self.layout, layer.digest)
         return None

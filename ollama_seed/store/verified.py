@@ -7,7 +7,8 @@ since: the same device, inode, size, modification and change times, recorded in
 ``.ollama-seed/verified/sha256-<hex>``. Any write to a blob moves its times, so a pull re-hashes a
 changed blob and fetches it again if it is corrupt; a blob nobody here hashed (written by Ollama,
 copied in by hand) is hashed once. Damage that changes no time (bit rot) is what ``verify`` finds;
-it removes the stamp, so the next pull repairs the blob.
+it marks the blob damaged, so the next pull, or an import of a bundle that carries it, repairs it
+(an import otherwise keeps Ollama's rule and skips a blob of the right size).
 
 A stamp is a cache: losing one costs a re-hash, and a torn or stale one never matches a file, so
 stamps are written without fsync.
@@ -26,9 +27,10 @@ from ..core.layout import ModelsLayout
 from . import platform as _platform
 from .fsutil import PRIVATE_DIR_MODE, ensure_dir, open_nofollow
 
-__all__ = ["is_stamped", "stamp", "unstamp"]
+__all__ = ["is_damaged", "is_stamped", "mark_damaged", "stamp", "unstamp"]
 
 _VERSION = "v1"
+_DAMAGED = "damaged\n"
 
 
 def _path(layout: ModelsLayout, digest: Digest) -> Path:
@@ -59,18 +61,35 @@ def is_stamped(layout: ModelsLayout, digest: Digest) -> bool:
         return False
 
 
+def is_damaged(layout: ModelsLayout, digest: Digest) -> bool:
+    """True if the blob was found damaged (by ``verify`` or a pull) and has not been replaced since."""
+    try:
+        with open(_path(layout, digest), encoding="ascii") as f:
+            return f.read(20) == _DAMAGED
+    except (OSError, ValueError):
+        return False
+
+
 def stamp(layout: ModelsLayout, digest: Digest) -> None:
     """Record that the blob file as it is now hashed to *digest* (call right after checking it)."""
     st = _blob_stat(layout, digest)
-    if st is None:
-        return
+    if st is not None:
+        _write(layout, digest, _identity(st))
+
+
+def mark_damaged(layout: ModelsLayout, digest: Digest) -> None:
+    """Record that the blob file does not hash to *digest*: a pull or an import replaces it."""
+    _write(layout, digest, _DAMAGED)
+
+
+def _write(layout: ModelsLayout, digest: Digest, text: str) -> None:
     target = _path(layout, digest)
     tmp = target.with_name(f"{target.name}.{secrets.token_hex(4)}.tmp")
     try:
         ensure_dir(target.parent, PRIVATE_DIR_MODE)
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            _platform.current.write_all(fd, _identity(st).encode("ascii"))
+            _platform.current.write_all(fd, text.encode("ascii"))
         finally:
             os.close(fd)
         _platform.current.replace(tmp, target)
@@ -80,6 +99,6 @@ def stamp(layout: ModelsLayout, digest: Digest) -> None:
 
 
 def unstamp(layout: ModelsLayout, digest: Digest) -> None:
-    """Forget that the blob was intact (it was found damaged, or removed)."""
+    """Forget what is known about the blob (it was removed)."""
     with contextlib.suppress(OSError):
         _platform.current.remove(_path(layout, digest))
