@@ -123,6 +123,7 @@ async def abuild_image(
     compression: str | Compression = "none",
     mtime: int | None = None,
     verify: bool = True,
+    base: str | None = None,
     progress: ProgressCallback | None = None,
     **push_options: Any,
 ) -> ImageResult:
@@ -141,6 +142,8 @@ async def abuild_image(
             diff_id), ``gzip[:LEVEL]`` or ``zstd[:LEVEL]``.
         mtime: the time in every tar header and JSON document (default ``$SOURCE_DATE_EPOCH``, else 0).
         verify: hash every store blob while it is read (a corrupt blob stops the build).
+        base: put the models on top of this image: a registry reference, or ``oci:DIR[:TAG]``;
+            every platform of its index (or those *platforms* names); ``OLLAMA_MODELS`` is set.
         progress: called with :class:`Status` and :class:`LayerProgress` events.
 
     Raises:
@@ -167,17 +170,52 @@ async def abuild_image(
             "--oci-archive writes uncompressed layers (a tar header needs each size first); "
             "write --oci-layout DIR and tar it, or leave out --compression"
         )
+    if push is None and push_options:
+        raise TypeError(f"unexpected options {sorted(push_options)} (they apply to push only)")
+    resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
+    base_image = None
+    if base is not None:
+        from .image_base import resolve_base
+
+        client = {k: v for k, v in push_options.items() if k in ("credentials", "transport")}
+        base_image = await resolve_base(
+            base,
+            insecure=insecure,
+            scratch=store.layout.state_dir / "image-base",
+            platforms=parse_platforms(platforms) if platforms is not None else None,
+            client=client,
+        )
+    try:
+        return await _build(
+            store,
+            ImagePlan(resolved, options, base_image),
+            oci_layout,
+            oci_archive,
+            push,
+            insecure,
+            progress,
+            push_options,
+        )
+    finally:
+        if base_image is not None:
+            await base_image.source.aclose()
+
+
+async def _build(
+    store: ModelStore,
+    plan: ImagePlan,
+    oci_layout: StrPath | None,
+    oci_archive: StrPath | None,
+    push: str | None,
+    insecure: bool,
+    progress: ProgressCallback | None,
+    push_options: dict[str, Any],
+) -> ImageResult:
+    options = plan.options
     if push is not None:
         from .image_push import apush_image
 
-        resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
-        return await apush_image(
-            store, ImagePlan(resolved, options), push, insecure=insecure, progress=progress, **push_options
-        )
-    if push_options:
-        raise TypeError(f"unexpected options {sorted(push_options)} (they apply to push only)")
-    resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
-    plan = ImagePlan(resolved, options)
+        return await apush_image(store, plan, push, insecure=insecure, progress=progress, **push_options)
     if oci_layout is not None:
         root, tag = split_layout_arg(os.fspath(oci_layout))
     else:

@@ -16,12 +16,12 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.digest import Digest
-from ..core.errors import ConfigError
+from ..core.errors import BundleError, ConfigError
 from ..core.manifest import Manifest
 from ..core.ociimage import (
     ANNOTATION_LAYER,
@@ -41,6 +41,7 @@ from ..core.progress import ProgressEvent, Status
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from .format import Compression
+from .image_base import BaseImage
 from .image_layers import LayerCache, LayerDigests, LayerStream, media_type
 from .image_layout import ArchiveTarget, LayoutTarget
 
@@ -120,13 +121,20 @@ class Document:
 class ImagePlan:
     """Everything about an image that does not need the bytes of its layers."""
 
-    def __init__(self, models: Sequence[tuple[ModelName, Manifest]], options: BuildOptions) -> None:
+    def __init__(
+        self, models: Sequence[tuple[ModelName, Manifest]], options: BuildOptions, base: BaseImage | None = None
+    ) -> None:
         self.models = list(models)
         self.names = [name for name, _ in models]
         self.options = options
-        self.platforms = options.platforms
+        self.base = base
+        self.platforms = tuple(p.platform for p in base.platforms) if base else options.platforms
         self.layers: list[PlannedLayer] = plan_layers(
-            models, models_path=options.models_path, layering=options.layering, max_layers=options.max_layers
+            models,
+            models_path=options.models_path,
+            layering=options.layering,
+            max_layers=options.max_layers,
+            base_layers=max((len(p.layers) for p in base.platforms), default=0) if base else 0,
         )
         self.media_type = media_type(options.compression)
 
@@ -139,7 +147,8 @@ class ImagePlan:
         configs: list[Document] = []
         manifests: list[Document] = []
         children: list[tuple[Platform, Digest, int]] = []
-        for platform in self.platforms:
+        for i, platform in enumerate(self.platforms):
+            below = self.base.platforms[i] if self.base else None
             config = image_config(
                 platform,
                 [layer.diff_id for layer in built],
@@ -147,13 +156,15 @@ class ImagePlan:
                 mtime=self.options.mtime,
                 models_path=self.options.models_path,
                 models=self.names,
+                base=below.config if below else None,
             )
             cdoc = Document(CONFIG_MEDIA_TYPE, encode_json(config))
             manifest = image_manifest(
                 descriptor(CONFIG_MEDIA_TYPE, cdoc.digest, len(cdoc.raw)),
-                [layer.descriptor() for layer in built],
+                [*(d.doc() for d in (below.layers if below else ())), *(layer.descriptor() for layer in built)],
                 mtime=self.options.mtime,
                 models=self.names,
+                base=(self.base.name, self.base.digest) if self.base else None,
             )
             mdoc = Document(MANIFEST_MEDIA_TYPE, encode_json(manifest))
             configs.append(cdoc)
@@ -165,10 +176,12 @@ class ImagePlan:
     def refs(self, tag: str, manifests: Sequence[Document], index: Document) -> dict[str, dict[str, Any]]:
         """Layout refs: TAG for the index, TAG-os-arch for each platform's manifest (umoci unpacks one of those)."""
         refs = {tag: descriptor(INDEX_MEDIA_TYPE, index.digest, len(index.raw))}
+        pairs = [(p.os, p.architecture) for p in self.platforms]
         for platform, mdoc in zip(self.platforms, manifests, strict=True):
-            refs[f"{tag}-{platform.os}-{platform.architecture}"] = descriptor(
-                MANIFEST_MEDIA_TYPE, mdoc.digest, len(mdoc.raw), platform=platform.doc()
-            )
+            name = f"{tag}-{platform.os}-{platform.architecture}"
+            if pairs.count((platform.os, platform.architecture)) > 1 and platform.variant:
+                name += f"-{platform.variant}"
+            refs[name] = descriptor(MANIFEST_MEDIA_TYPE, mdoc.digest, len(mdoc.raw), platform=platform.doc())
         return refs
 
 
@@ -189,6 +202,8 @@ def build_to(
     written = 0
     label = plan.names[0].display if len(plan.names) == 1 else f"{len(plan.names)} models"
     try:
+        if plan.base is not None:
+            written += copy_base_layers(plan.base, target, emit, label)
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ollama-seed-hash") as pool:
             for layer in plan.layers:
                 emit(Status(label, f"layer {layer.label[:19]}"))
@@ -238,3 +253,34 @@ def build_to(
         written,
         time.monotonic() - started,
     )
+
+
+def _file_chunks(path: os.PathLike[str] | str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
+
+
+def copy_base_layers(
+    base: BaseImage, target: LayoutTarget | ArchiveTarget, emit: Callable[[ProgressEvent], None], label: str
+) -> int:
+    """The base's layers into *target* unchanged (from its layout, or downloaded); bytes written. In a worker thread."""
+    import anyio.from_thread
+
+    written = 0
+    for desc in base.layers:
+        if target.has(desc.digest, desc.size):
+            continue
+        emit(Status(label, f"base layer {desc.digest.short}"))
+        path, release, _ = anyio.from_thread.run(base.source.layer, desc)
+        try:
+            if isinstance(target, ArchiveTarget):
+                digest, size = target.put(_file_chunks(path), desc.size)
+            else:
+                digest, size = target.put(_file_chunks(path))
+        finally:
+            release()
+        if digest != desc.digest or size != desc.size:
+            raise BundleError(f"base layer {desc.digest} of {base.name} hashes to {digest}; the base is damaged")
+        written += size
+    return written

@@ -22,9 +22,10 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ..core.digest import Digest
-from ..core.errors import ConfigError, SeedError
+from ..core.errors import BundleError, ConfigError, SeedError
 from ..core.groups import collapse
 from ..core.imageref import ImageRef
+from ..core.ocidoc import Descriptor
 from ..core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PlannedLayer, layer_cap
 from ..core.progress import ProgressCallback, ProgressEvent, Status, human_size
 from ..store.store import ModelStore
@@ -92,6 +93,10 @@ async def apush_image(
             up = Uploader(client, target, chunk_size=chunk_size)
             limiter = anyio.CapacityLimiter(max(1, concurrency))
             pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="ollama-seed-hash")
+            if plan.base is not None:
+                report(Status(label, f"base layers of {plan.base.name}"))
+                for desc in plan.base.layers:
+                    outcome[desc.digest] = await _base_layer(up, plan, target, desc)
             report(Status(label, f"pushing {len(plan.layers)} model layer(s)"))
 
             async def one(i: int, layer: PlannedLayer) -> None:
@@ -175,5 +180,41 @@ async def apush_image(
         sent,
         time.monotonic() - started,
         uploaded=kind("uploaded"),
+        mounted=kind("mounted"),
         existing=kind("existing"),
     )
+
+
+async def _base_layer(up: Uploader, plan: ImagePlan, target: ImageRef, desc: Descriptor) -> str:
+    """One base layer into the target: there already, mounted from the base's repository (same
+    registry), or downloaded and uploaded."""
+    base = plan.base
+    assert base is not None
+    if await up.exists(desc.digest):
+        return "existing"
+    location = None
+    if base.ref is not None and base.ref.host == target.host and base.ref.repository != target.repository:
+        location = await up.mount(desc.digest, base.ref.repository)
+        if location is None:
+            return "mounted"
+    path, release, _ = await base.source.layer(desc)
+
+    async def body(start: int, n: int) -> AsyncIterator[bytes]:
+        f = await anyio.open_file(path, "rb")
+        try:
+            await f.seek(start)
+            left = n
+            while left:
+                chunk = await f.read(min(left, 1 << 20))
+                if not chunk:
+                    raise BundleError(f"base layer {desc.digest} is shorter than its descriptor")
+                left -= len(chunk)
+                yield chunk
+        finally:
+            await f.aclose()
+
+    try:
+        await up.upload(desc.digest, desc.size, body, location)
+    finally:
+        release()
+    return "uploaded"

@@ -1,0 +1,96 @@
+"""Model images run by a real container runtime (podman): on a busybox base, and mounted as an image volume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ollama_seed.bundle.image_api import build_image
+from tests.bundle.test_image import _store
+from tests.integration.podman_kit import BUSYBOX, Podman, busybox_layout
+from tests.servers.registry import DockerRegistry
+
+pytestmark = pytest.mark.interop
+
+CHECK = 'cd "$OLLAMA_MODELS/blobs" && for f in sha256-*; do echo "${f#sha256-}  $f"; done | sha256sum -c'
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    if shutil.which("podman") is None or not BUSYBOX.is_file():
+        pytest.skip("podman or busybox-static is not installed (scripts/install-test-deps.sh installs them)")
+    work = tmp_path_factory.mktemp("podman")
+    yield Podman(work)
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def test_an_image_on_a_busybox_base_runs_and_its_blobs_hash_to_their_names(tmp_path: Path, podman: Podman) -> None:
+    store = tmp_path / "store"
+    names = _store(store, 2, 300_000)
+    base = busybox_layout(tmp_path / "busybox")
+    built = build_image(names, oci_layout=f"{tmp_path / 'img'}:v1", models_dir=store, base=f"oci:{base}")
+    assert [p for p, _ in built.platforms] == ["linux/amd64"]  # the base's platforms
+    run = podman("run", "--rm", "--network", "none", f"oci:{tmp_path / 'img'}:v1", "/bin/sh", "-c", CHECK)
+    assert run.returncode == 0, run.stderr[-2000:]
+    blobs = sorted(p.name for p in (store / "blobs").iterdir())
+    assert sorted(line.split(":")[0] for line in run.stdout.split("\n") if line.endswith(": OK")) == blobs
+    # the base's layer is untouched: the same digest as in the base layout
+    base_manifest = json.loads((base / "index.json").read_text())["manifests"][0]["digest"]
+    base_layer = json.loads((base / "blobs" / "sha256" / base_manifest[7:]).read_text())["layers"][0]["digest"]
+    ours = json.loads((tmp_path / "img" / "blobs" / "sha256" / str(built.platforms[0][1])[7:]).read_text())
+    assert ours["layers"][0]["digest"] == base_layer
+    assert ours["annotations"]["org.opencontainers.image.base.name"] == f"oci:{base}"
+
+
+def test_a_model_only_image_mounted_as_an_image_volume_is_there_and_read_only(tmp_path: Path, podman: Podman) -> None:
+    store = tmp_path / "store"
+    names = _store(store, 1, 300_000)
+    build_image(names, oci_layout=f"{tmp_path / 'models'}:v1", models_dir=store)
+    base = busybox_layout(tmp_path / "busybox")
+    pulled = podman("pull", "-q", f"oci:{tmp_path / 'models'}:v1")
+    assert pulled.returncode == 0, pulled.stderr
+    image_id = pulled.stdout.strip().splitlines()[-1]
+    script = (
+        "export OLLAMA_MODELS=/mnt/volume/models; "
+        + CHECK
+        + "; ls $OLLAMA_MODELS/manifests/registry.ollama.ai/library; "
+        "if touch $OLLAMA_MODELS/x 2>/dev/null; then echo WRITABLE; else echo READ-ONLY; fi"
+    )
+    run = podman(
+        "run", "--rm", "--network", "none",
+        "--mount", f"type=image,source={image_id},destination=/mnt/volume",
+        f"oci:{base}", "/bin/sh", "-c", script,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count(": OK") == len(list((store / "blobs").iterdir()))
+    assert "m0" in run.stdout.split() and run.stdout.strip().endswith("READ-ONLY")
+
+
+@pytest.mark.registry
+def test_base_from_the_same_registry_is_mounted_and_the_image_runs(
+    tmp_path: Path, podman: Podman, docker_registry: DockerRegistry
+) -> None:
+    skopeo = shutil.which("skopeo")
+    assert skopeo is not None
+    base = busybox_layout(tmp_path / "busybox")
+    base_ref = f"{docker_registry.host}/base/busybox:1"
+    copy = subprocess.run(
+        [skopeo, "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{base}:latest", f"docker://{base_ref}"],
+        capture_output=True,
+        text=True,
+    )
+    assert copy.returncode == 0, copy.stderr
+    store = tmp_path / "store"
+    names = _store(store, 1, 300_000)
+    ref = f"{docker_registry.host}/apps/with-models:1"
+    pushed = build_image(names, push=ref, models_dir=store, insecure=True, base=base_ref)
+    assert len(pushed.mounted) == 1  # the busybox layer: a cross-repository mount, not an upload
+    pulled = podman("pull", "--tls-verify=false", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    run = podman("run", "--rm", "--network", "none", ref, "/bin/sh", "-c", CHECK)
+    assert run.returncode == 0 and run.stdout.count(": OK") == len(list((store / "blobs").iterdir())), run.stderr
