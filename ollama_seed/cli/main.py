@@ -7,7 +7,8 @@ to a handler ``(args) -> int``.
 Exit codes (also in README.md): 0 success, 1 unexpected error, 2 usage or invalid
 name, 3 model not found, 4 network or registry error, 5 integrity (digest/size mismatch),
 6 not enough disk space, 7 authentication, 8 local store unusable, 9 timeout,
-10 offline and missing, 11 Ollama server error, 12 bad bundle, 130 interrupted.
+10 offline and missing, 11 Ollama server error, 12 bad bundle, 13 a signature missing, invalid or
+untrusted, 14 a key, certificate or passphrase that cannot be used, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ _MODULES = [_cli_store]
 
 def _optional_modules() -> list[ModuleType]:
     """The other subcommand modules, loaded when the parser is built (not at import)."""
-    from . import bundle, create, ensure, image, serve
+    from . import bundle, create, ensure, image, provenance, serve
 
-    return [ensure, create, bundle, image, serve]
+    return [ensure, create, bundle, image, serve, provenance]
 
 
 # Which module registers each command: a command line naming one gets a parser with only that
@@ -52,6 +53,7 @@ _COMMAND_MODULES = {
     **dict.fromkeys(("export", "import", "bundle"), "bundle"),
     **dict.fromkeys(("serve", "push"), "serve"),
     "image": "image",
+    **dict.fromkeys(("keygen", "sign"), "provenance"),
 }
 
 

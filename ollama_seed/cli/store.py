@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import IntegrityError, SeedError
+from ..core.errors import ConfigError, IntegrityError, SeedError
 from ..core.groups import collapse
 from ..core.progress import human_bytes, human_duration, human_size
 from ..core.reference import ModelName
@@ -93,9 +93,23 @@ def register(sub: Any) -> None:
     add_common(p)
     p.set_defaults(func=cmd_cp)
 
-    p = sub.add_parser("verify", help="re-hash every blob of the named models (default: all)")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p = sub.add_parser(
+        "verify",
+        help="re-hash every blob of the named models (default: all); with --signature, check them against it",
+        description="With --signature FILE (an OpenSSF Model Signing signature from 'ollama-seed sign', "
+        "'export --sign' or 'model_signing sign'), also check that a key or CA you trust made it and that it "
+        "covers each model as it is; a signature that verified is kept in the store, for 'ensure "
+        "--require-signature' and 'serve'. Exit codes: 0 ok, 3 not installed, 5 a blob is corrupt, 13 the "
+        "signature is missing, untrusted or does not match, 14 a key or certificate cannot be used.",
+    )
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="a model in the store (default: all, or all the signature covers)"
+    )
     add_common(p)
+    p.add_argument("--signature", metavar="FILE", help="an OMS signature (Sigstore bundle JSON) over the models")
+    from .provenance import add_trust_options
+
+    add_trust_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
@@ -278,6 +292,8 @@ def cmd_cp(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.signature is not None or args.trust or args.trust_ca:
+        return _verify_signed(args)
     store = ModelStore(args.models_dir)
     names = [ModelName.parse(n) for n in args.names] or [m.name for m in store.list_models()]
     report: list[dict[str, Any]] = []
@@ -318,6 +334,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     if failed:  # not there (exit 3), or a manifest that cannot be read: the first one's own code
         raise failed[0]
+    return 0
+
+
+def _verify_signed(args: argparse.Namespace) -> int:
+    from ..pulling.provenance import verify_models
+    from ..wire.trust import Trust
+    from .provenance import trust_from
+
+    if args.signature is None:
+        raise ConfigError("--trust and --trust-ca check a signature: give it with --signature FILE")
+    trust = trust_from(args, require=True)
+    if not isinstance(trust, Trust):
+        raise ConfigError("verify --signature needs the keys or CAs to trust: --trust PUBLIC_KEY or --trust-ca CA_CERT")
+    result = verify_models(args.signature, trust, args.names, models_dir=args.models_dir)
+    if args.json:
+        print(json.dumps([{"name": n.display, "ok": True, "signer": str(result.signer)} for n in result.models]))
+    else:
+        for name in result.models:
+            print(f"{name.display}: ok, signed by {result.signer}")
     return 0
 
 

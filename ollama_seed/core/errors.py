@@ -18,7 +18,9 @@ ExceptionGroup error::
     ├── OfflineError (LookupError)          offline and something is missing           exit 10
     ├── ServerError                         an Ollama server did not answer or refused  exit 11
     ├── SeedTimeout (TimeoutError)          an overall deadline passed                  exit 9
-    └── BundleError                         an unreadable or hostile bundle             exit 12
+    ├── BundleError                         an unreadable or hostile bundle             exit 12
+    ├── SignatureError                      unsigned, tampered or not signed by whom you trust  exit 13
+    └── SigningKeyError (ValueError)        a key, certificate or passphrase that cannot be used  exit 14
 
 Messages name the problem and what to do next.
 """
@@ -40,6 +42,8 @@ __all__ = [
     "SeedError",
     "SeedTimeout",
     "ServerError",
+    "SignatureError",
+    "SigningKeyError",
     "StoreError",
     "TransferError",
 ]
@@ -152,3 +156,17 @@ class BundleError(SeedError):
     """A bundle is unreadable, of an unknown version, truncated or hostile."""
 
     exit_code = 12
+
+
+class SignatureError(SeedError):
+    """A signature that is missing where trust is configured, does not verify, or is not from a key
+    or certificate authority you trust; also a signed model whose content differs from what was signed."""
+
+    exit_code = 13
+
+
+class SigningKeyError(SeedError, ValueError):
+    """A key, certificate or passphrase that cannot be used: a wrong passphrase, a public key given
+    where the private one is needed, an unsupported curve, an expired or wrongly-used certificate."""
+
+    exit_code = 14

@@ -11,6 +11,7 @@
         ├── staging/sha256-<hex>.data     a blob being downloaded (pre-sized, written at offsets)
         ├── staging/sha256-<hex>.state    its resume state (JSON)
         ├── locks/sha256-<hex>.lock       per-blob lock that saves bandwidth between processes
+        ├── signatures/sha256-<hex>/      signatures of the manifest with that digest (records)
         └── tmp/                          manifests on their way to an atomic rename
 
 Nothing of ours ever sits in ``blobs/`` or ``manifests/`` under a name Ollama could
@@ -72,6 +73,14 @@ class ModelsLayout:
     @property
     def tmp_dir(self) -> Path:
         return self.state_dir / "tmp"
+
+    @property
+    def signatures_dir(self) -> Path:
+        return self.state_dir / "signatures"
+
+    def signatures(self, manifest_digest: Digest) -> Path:
+        """Where the signatures of the manifest with *manifest_digest* are kept."""
+        return self.signatures_dir / manifest_digest.filename
 
     def blob(self, digest: Digest) -> Path:
         return self.blobs_dir / digest.filename

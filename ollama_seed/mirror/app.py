@@ -7,6 +7,7 @@ Routes (``GET`` and ``HEAD``; any other method is 405)::
     /v2/<ns>/<model>/tags/list[?n=&last=]    {"name": ..., "tags": [...]}
     /v2/<ns>/<model>/manifests/<tag|digest>  the stored bytes, their mediaType, Docker-Content-Digest
     /v2/<ns>/<model>/blobs/<digest>          Range -> 206, unsatisfiable -> 416; may answer a 307
+    /v2/<ns>/<model>/referrers/<digest>      the signatures the store keeps (see :mod:`mirror.signatures`)
     /v2/<host>/<ns>/<model>/...              the same, for the models stored under that registry host
 
 A two-part repository (``library/gpt-oss``) is looked up under each registry host of the store
@@ -27,6 +28,7 @@ a client that disconnects stops the stream. Errors use the registry's JSON shape
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +50,7 @@ from ..store import platform as _platform
 from ..store.fsutil import open_nofollow
 from ..store.store import ModelStore
 from .index import SEGMENT, MirrorIndex, Repo
+from .signatures import MirrorSignatures
 
 if TYPE_CHECKING:
     from .cache import PullThroughCache
@@ -201,6 +204,7 @@ class MirrorApp:
         self.chunk_size = chunk_size
         self.log_access = True  # off when a wrapper (mirror.site) logs the requests itself
         self.index = MirrorIndex(store, hosts=self.hosts, first_host=cache.host if cache is not None else None)
+        self.signatures = MirrorSignatures(store, self.index)
 
     async def __aenter__(self) -> MirrorApp:
         if self.cache is not None:
@@ -315,6 +319,15 @@ class MirrorApp:
         if len(path) >= 4 and path[-2] == "blobs":
             await self._blob(send, scope, receive, _repo(path[:-2]), path[-1], DIRECT in query_flags(scope))
             return
+        if len(path) >= 4 and path[-2] == "referrers":
+            try:
+                found = self.signatures.referrers_of(_repo(path[:-2]), path[-1], query.get("artifactType", [None])[0])
+            except InvalidName as exc:
+                raise _Reply(400, "DIGEST_INVALID", str(exc)) from None
+            if found is None:
+                raise _Reply(404, "MANIFEST_UNKNOWN", f"manifest unknown: {path[-1]}")
+            await self._document(send, scope, found)
+            return
         raise _Reply(404, "NOT_FOUND", "unknown registry API path")
 
     # -- handlers --------------------------------------------------------------------------
@@ -344,7 +357,11 @@ class MirrorApp:
             except SeedError as exc:
                 raise _Reply(502, "UNKNOWN", f"upstream: {exc}") from None
         if manifest is None:
-            raise _Reply(404, "MANIFEST_UNKNOWN", f"manifest unknown: {repo.path}:{ref}")
+            signature = self.signatures.manifest(repo, ref)
+            if signature is None:
+                raise _Reply(404, "MANIFEST_UNKNOWN", f"manifest unknown: {repo.path}:{ref}")
+            await self._document(send, scope, signature)
+            return
         await self._start(
             send,
             200,
@@ -374,7 +391,11 @@ class MirrorApp:
         except SeedError as exc:
             raise _Reply(502, "UNKNOWN", f"upstream: {exc}") from None
         if layer is None:
-            raise _Reply(404, "BLOB_UNKNOWN", f"blob unknown to repository {repo.path}: {digest}")
+            data = self.signatures.blob(repo, digest)
+            if data is None:
+                raise _Reply(404, "BLOB_UNKNOWN", f"blob unknown to repository {repo.path}: {digest}")
+            await self._document(send, scope, ("application/octet-stream", data, []))
+            return
         if scope["method"] == "GET" and not direct and self.redirect is not None:
             base = self.redirect(scope)
             if base:
@@ -396,6 +417,14 @@ class MirrorApp:
             except SeedError as exc:
                 raise _Reply(502, "UNKNOWN", f"upstream: {exc}") from None
         await self._send_blob(send, scope, receive, layer)
+
+    async def _document(self, send: Send, scope: Scope, doc: tuple[str, bytes, list[tuple[bytes, bytes]]]) -> None:
+        """A small signature document (a referrers list, a manifest or a blob) with its digest."""
+        media_type, body, extra = doc
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}".encode()
+        headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]
+        await self._start(send, 200, [*headers, (b"docker-content-digest", digest), *extra])
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def _blob_head(
         self, send: Send, layer: Layer, status: int, length: int, extra: list[tuple[bytes, bytes]]

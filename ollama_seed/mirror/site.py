@@ -69,6 +69,8 @@ def route_of(parts: Sequence[str]) -> str:
         return "manifest"
     if len(parts) >= 4 and parts[-2] == "blobs":
         return "blob"
+    if len(parts) >= 4 and parts[-2] == "referrers":
+        return "referrers"
     return "other"
 
 
@@ -373,7 +375,7 @@ class SiteApp:
         assert self.auth is not None and self.auth.access is not None
         if route in ("base", "catalog"):
             return True
-        if parts is None or route not in ("manifest", "blob", "tags") or len(parts) - 2 not in (2, 3):
+        if parts is None or route not in ("manifest", "blob", "tags", "referrers") or len(parts) - 2 not in (2, 3):
             return False  # anything the rules cannot name is refused
         return self.auth.access.allows(user, self._names(parts[:-2]))
 

@@ -13,6 +13,12 @@ Where it is, first match wins: ``--config PATH``, ``$OLLAMA_SEED_CONFIG``, then
     insecure = false                          # plain http, as `ollama pull --insecure`
     mirrors = ["http://mirror.lan:5000"]      # tried in order before the model's own registry
 
+    [[trust]]                                 # signatures models need (first match wins; see core/trustpolicy)
+    match = "registry.lan:5000/*"             # a glob over host/namespace/model:tag (or the short name)
+    keys = ["site.pub"]                       # public keys (paths relative to this file), and/or
+    cas = ["site-ca.pem"]                     # CA certificates a signing certificate must chain to
+    mode = "enforce"                          # enforce, warn or off
+
 Unknown keys are errors, so a typo does not silently fall back to a default.
 """
 
@@ -26,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, InvalidName
+from ..core.trustpolicy import TrustPolicy, parse_trust_rules
 
 __all__ = ["CONFIG_ENV", "Config", "default_config_path", "load_config", "parse_config"]
 
 CONFIG_ENV = "OLLAMA_SEED_CONFIG"
-_TOP_KEYS = {"models", "models_dir", "connections", "max_rate", "registry"}
+_TOP_KEYS = {"models", "models_dir", "connections", "max_rate", "registry", "trust"}
 _REGISTRY_KEYS = {"insecure", "mirrors"}
 
 
@@ -47,6 +54,8 @@ class Config:
     insecure: bool = False
     mirrors: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
+    trust: TrustPolicy = field(default_factory=TrustPolicy)
+    """The ``[[trust]]`` rules: which signatures models need (empty: none)."""
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -166,8 +175,9 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
             normalized.append(normalize_mirror(m))
         except InvalidName as exc:
             raise bad("registry.mirrors", f"has a bad entry: {exc}") from None
+    trust = parse_trust_rules(doc["trust"], where, path.parent if path else None) if "trust" in doc else TrustPolicy()
     return Config(
-        tuple(models), models_dir, tuple(modelfiles), connections, max_rate, insecure, tuple(normalized), path
+        tuple(models), models_dir, tuple(modelfiles), connections, max_rate, insecure, tuple(normalized), path, trust
     )
 
 
