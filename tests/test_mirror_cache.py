@@ -18,6 +18,7 @@ import ollama_seed
 from ollama_seed.core.errors import ConfigError
 from ollama_seed.mirror.app import MirrorApp
 from ollama_seed.mirror.cache import PullThroughCache, parse_upstream
+from ollama_seed.mirror.factory import create_app
 from ollama_seed.mirror.serve import ServeInfo, aserve
 from ollama_seed.store.store import ModelStore
 from tests.servers.fake_registry import FakeRegistry, Faults
@@ -153,7 +154,7 @@ def test_parse_upstream() -> None:
 @contextlib.contextmanager
 def serving(models_dir: Path, **options: Any) -> Iterator[ServeInfo]:
     with anyio.from_thread.start_blocking_portal() as portal:
-        future, info = portal.start_task(partial(aserve, models_dir, port=0, **options))
+        future, info = portal.start_task(partial(aserve, create_app(models_dir, **options), port=0))
         try:
             yield info
         finally:

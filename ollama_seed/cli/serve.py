@@ -27,6 +27,17 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 32M, 64Mi, 1G)") from None
 
 
+def _failures(text: str) -> tuple[int, float]:
+    count, _, seconds = text.partition("/")
+    try:
+        n, window = int(count), float(seconds or 60)
+    except ValueError:
+        n, window = 0, 0.0
+    if n < 1 or not window > 0:
+        raise argparse.ArgumentTypeError(f"not N or N/SECONDS with N at least 1: {text!r} (example: 10/60)")
+    return n, window
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -118,7 +129,8 @@ def register(sub: Any) -> None:
         type=int,
         default=1024,
         metavar="N",
-        help="connections and requests at once; more are answered 503 (default 1024; 0 = no limit)",
+        help="connections open at once; a new one closes the longest idle, and when all are answering requests "
+        "it is answered 503 (default 1024; 0 = no limit)",
     )
     site.add_argument(
         "--max-header-size",
@@ -126,6 +138,36 @@ def register(sub: Any) -> None:
         default=16 * 1024,
         metavar="SIZE",
         help="a request head still incomplete past SIZE is refused (default 16Ki)",
+    )
+    site.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a request head (and TLS handshake) must arrive within S seconds, else the connection is closed "
+        "(default 10)",
+    )
+    site.add_argument(
+        "--write-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="a response that cannot send a byte for S seconds (the client stopped reading) is abandoned (default 60)",
+    )
+    site.add_argument(
+        "--keep-alive",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="close a connection idle S seconds between requests (default 30)",
+    )
+    site.add_argument(
+        "--login-failures",
+        type=_failures,
+        default=(10, 60.0),
+        metavar="N[/S]",
+        help="past N failed logins in S seconds for an address and user, answer 429 without a check "
+        "(default 10/60; 5 x N per address and per user)",
     )
     site.add_argument(
         "--shutdown-timeout",
@@ -163,7 +205,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..mirror.serve import aserve
+    import anyio
+
+    from ..mirror.factory import create_app
+    from ..mirror.serve import ServeInfo, aserve
     from ..wire.sync import run_sync
     from .gcpause import resume
 
@@ -175,48 +220,66 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.log_format == "json":
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
+    logins = bool(args.htpasswd or args.token_file)
+
+    def announce(info: ServeInfo) -> None:
+        """Said once the socket listens, with the port it really has."""
+        shown = info.url.split("://", 1)[1]
+        lines = [
+            f"ollama-seed: serving {store.root} on {info.url}"
+            + (f", pulling through from {args.upstream}" if args.upstream else "")
+            + (", logins required" if logins else "")
+        ]
+        if not logins:  # stock Ollama cannot log in: suggest it only for an open mirror
+            lines.append(f"  ollama pull{'' if info.scheme == 'https' else ' --insecure'} {shown}/library/MODEL:TAG")
+        lines.append(f"  ollama-seed pull --mirror {info.url} MODEL:TAG")
+        print("\n".join(lines), file=sys.stderr)
+        if not args.upstream and next(iter(store.iter_models()), None) is None:
+            print(
+                f"ollama-seed: warning: {store.root} holds no models yet; pull some into it, or use --upstream",
+                file=sys.stderr,
+            )
+
     store = ModelStore(args.models_dir)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    tls = bool(args.tls_cert or args.tls_key)
-    scheme = "https" if tls else "http"
-    hint = "" if tls else " --insecure"
-    print(
-        f"ollama-seed: serving {store.root} on {scheme}://{shown}:{args.port}"
-        + (f", pulling through from {args.upstream}" if args.upstream else "")
-        + (", logins required" if args.htpasswd or args.token_file else "")
-        + f"\n  ollama pull{hint} {shown}:{args.port}/library/MODEL:TAG\n"
-        f"  ollama-seed pull --mirror {scheme}://{shown}:{args.port} MODEL:TAG",
-        file=sys.stderr,
+    app = create_app(
+        args.models_dir,
+        upstream=args.upstream,
+        redirect_blobs_to=args.redirect_blobs_to,
+        hosts=args.registry_host or None,
+        connections=args.connections,
+        stall_timeout=args.stall_timeout,
+        htpasswd=args.htpasswd,
+        token_file=args.token_file,
+        access=args.access,
+        metrics_auth=args.metrics_auth,
+        max_cache_size=args.max_cache_size,
+        keep=args.keep,
+        login_failures=args.login_failures,
     )
-    if not args.upstream and next(iter(store.iter_models()), None) is None:
-        print(
-            f"ollama-seed: warning: {store.root} holds no models yet; pull some into it, or use --upstream",
-            file=sys.stderr,
-        )
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            info = await tg.start(
+                lambda task_status: aserve(
+                    app,
+                    host=args.host,
+                    port=args.port,
+                    tls_cert=args.tls_cert,
+                    tls_key=args.tls_key,
+                    limit_concurrency=args.limit_concurrency or None,
+                    max_header_size=args.max_header_size,
+                    header_timeout=args.header_timeout,
+                    keep_alive=args.keep_alive,
+                    write_timeout=args.write_timeout,
+                    shutdown_timeout=args.shutdown_timeout,
+                    handle_signals=True,
+                    task_status=task_status,
+                )
+            )
+            announce(info)
+
     try:
-        run_sync(
-            aserve,
-            args.models_dir,
-            host=args.host,
-            port=args.port,
-            upstream=args.upstream,
-            redirect_blobs_to=args.redirect_blobs_to,
-            hosts=args.registry_host or None,
-            connections=args.connections,
-            stall_timeout=args.stall_timeout,
-            htpasswd=args.htpasswd,
-            token_file=args.token_file,
-            access=args.access,
-            metrics_auth=args.metrics_auth,
-            max_cache_size=args.max_cache_size,
-            keep=args.keep,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            limit_concurrency=args.limit_concurrency or None,
-            max_header_size=args.max_header_size,
-            shutdown_timeout=args.shutdown_timeout,
-            handle_signals=True,
-        )
+        run_sync(run)
     except BaseException as exc:
         raise collapse(exc) from None
     return 0

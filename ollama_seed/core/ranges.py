@@ -23,7 +23,9 @@ __all__ = [
     "Retry",
     "backoff",
     "classify",
+    "RangeNotSatisfiable",
     "parse_content_range",
+    "parse_range",
     "parse_retry_after",
     "range_header",
 ]
@@ -93,6 +95,43 @@ def parse_content_range(value: str) -> tuple[int, int, int | None] | None:
     if total is not None and last >= total:
         return None
     return start, last + 1, total
+
+
+class RangeNotSatisfiable(ValueError):
+    """A ``Range`` that starts past the end: the server answers 416 with ``Content-Range: bytes */size``."""
+
+
+_DIGITS = re.compile(r"[0-9]*", re.ASCII)  # str.isdigit() also takes superscripts, which int() refuses
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """A request's ``Range`` (``bytes=a-b``, ``a-``, ``-n``) as ``(start, end)``, *end* exclusive.
+
+    None means "ignore Range, send everything" (absent, malformed, or several ranges, as RFC 9110
+    allows a server to). Raises :class:`RangeNotSatisfiable` when the range starts past the end.
+    """
+    if not header:
+        return None
+    unit, sep, spec = header.strip().partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not _DIGITS.fullmatch(first) or not _DIGITS.fullmatch(last) or len(first + last) > 19:
+        return None
+    if first:
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+        if last and int(last) < start:
+            return None
+    elif last:
+        start, end = max(0, size - int(last)), size
+        if int(last) == 0:
+            start = size
+    else:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(f"range {header!r} is outside the blob's {size} bytes")
+    return start, end
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -19,9 +19,17 @@
 
 bcrypt is slow on purpose (tens of milliseconds a check); a client sends its credentials with
 every request, so a header that verified once is remembered (as a keyed hash, never the header)
-until the htpasswd file changes. Checks run in a worker thread. Failed logins are counted per
-client address; past ``limit`` failures in ``window`` seconds that address is answered 429
-without a check until the window has passed.
+until the htpasswd file changes, and a remembered header is never rate-limited: other people's
+failures cannot lock out a client that is logged in. Checks run on a pool of their own (two
+threads), so a flood of logins cannot hold up the threads that read the store.
+
+Failed logins are counted per client address and user name (``limit`` in ``window`` seconds), per
+address (5 x ``limit``: one address trying many users) and per user name (5 x ``limit``: many
+addresses trying one user). An attempt is counted *before* its password is checked, so parallel
+attempts cannot slip past the limit (requests carrying the same credentials at once share one
+check); past it, the attempt is answered 429 without a check until
+the window has passed. One user's mistakes behind a shared address (a NAT, a reverse proxy) do not
+lock out the other users behind it.
 """
 
 from __future__ import annotations
@@ -50,11 +58,21 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-__all__ = ["AccessRules", "Authenticator", "FailureLimiter", "Htpasswd", "Principal", "StaticTokens"]
+__all__ = ["AccessRules", "Authenticator", "FailureLimiter", "Htpasswd", "Principal", "Refused", "StaticTokens"]
 
 log = logging.getLogger("ollama_seed.mirror.auth")
 _BCRYPT_PREFIXES = (b"$2y$", b"$2b$", b"$2a$")
 _REMEMBER = 4096  # verified Authorization headers kept (as keyed hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a login was refused: ``missing``, ``malformed``, ``unknown-user``, ``bad-password``,
+    ``bad-token`` or ``rate-limited`` (then *retry_after* seconds); the user name it claimed, if any."""
+
+    reason: str
+    user: str | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +247,11 @@ class AccessRules:
 
 
 class FailureLimiter:
-    """Failed logins per client address; past *limit* in *window* seconds the address waits."""
+    """Failed logins per key (an address, a user, a pair); past *limit* in *window* seconds the key waits.
+
+    An attempt in progress (:meth:`begin`) counts as a failure until it ends (:meth:`succeeded` or
+    :meth:`failed`), so parallel attempts cannot all pass the check before the first fails.
+    """
 
     def __init__(
         self,
@@ -241,6 +263,7 @@ class FailureLimiter:
     ) -> None:
         self.limit, self.window, self._clock, self._max = limit, window, clock, max_addresses
         self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        self._pending: collections.Counter[str] = collections.Counter()
 
     def _recent(self, address: str) -> collections.deque[float] | None:
         times = self._failures.get(address)
@@ -254,17 +277,31 @@ class FailureLimiter:
             return None
         return times
 
-    def retry_after(self, address: str) -> float | None:
-        """Seconds *address* must wait before its next login is checked; None if it may try now."""
+    def retry_after(self, address: str, limit: int | None = None) -> float | None:
+        """Seconds *address* (any key) must wait before its next login is checked; None if it may try now."""
+        limit = limit or self.limit
         times = self._recent(address)
-        if times is None or len(times) < self.limit:
+        held = (len(times) if times is not None else 0) + self._pending[address]
+        if held < limit:
             return None
-        return max(1.0, times[-self.limit] + self.window - self._clock())
+        if times is None or len(times) < limit:
+            return 1.0  # attempts in progress hold the rest: try again in a moment
+        return max(1.0, times[-limit] + self.window - self._clock())
 
-    def failed(self, address: str) -> None:
+    def begin(self, keys: Iterable[str]) -> None:
+        """An attempt for *keys* is being checked: it counts until :meth:`succeeded` or :meth:`failed`."""
+        self._pending.update(keys)
+
+    def succeeded(self, keys: Iterable[str]) -> None:
+        self._pending.subtract(keys)
+        self._pending = +self._pending
+
+    def failed(self, address: str, *, pending: bool = False, limit: int | None = None) -> None:
+        if pending:
+            self.succeeded([address])
         times = self._recent(address)
         if times is None:
-            times = self._failures[address] = collections.deque(maxlen=self.limit)
+            times = self._failures[address] = collections.deque(maxlen=max(limit or self.limit, self.limit))
         times.append(self._clock())
         self._failures.move_to_end(address)
         while len(self._failures) > self._max:
@@ -299,6 +336,8 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._verified: collections.OrderedDict[bytes, tuple[str, int]] = collections.OrderedDict()
         self._dummy: bytes | None = None
+        self._bcrypt = anyio.CapacityLimiter(2)
+        self._checking: dict[bytes, tuple[anyio.Event, list[Principal | Refused | str]]] = {}
 
     @property
     def challenge(self) -> bytes:
@@ -313,22 +352,52 @@ class Authenticator:
             return key, hit[0]
         return key, None
 
-    async def authenticate(self, header: bytes | None) -> Principal | str:
-        """The principal for an ``Authorization`` value, else why not (``missing``, ``malformed``,
-        ``unknown-user``, ``bad-password``, ``bad-token``) for the log and the metrics."""
+    def _keys(self, address: str, user: str) -> list[tuple[str, int]]:
+        wide = self.limiter.limit * 5
+        return [(f"pair {address} {user}", self.limiter.limit), (f"addr {address}", wide), (f"user {user}", wide)]
+
+    async def authenticate(self, header: bytes | None, address: str = "unknown") -> Principal | Refused:
+        """The principal for an ``Authorization`` value, else why not (see :class:`Refused`)."""
         if not header:
-            return "missing"
+            return Refused("missing")
+        result = await self._authenticate(header, address)
+        return Refused(result) if isinstance(result, str) else result
+
+    async def _authenticate(self, header: bytes, address: str) -> Principal | Refused | str:
         scheme, _, value = header.strip().partition(b" ")
         scheme = scheme.lower()
         if scheme == b"bearer" and self.tokens is not None:
+            where, wide = f"addr {address}", self.limiter.limit * 5
+            wait = self.limiter.retry_after(where, wide)
+            if wait is not None:
+                return Refused("rate-limited", None, wait)
             user = self.tokens.user_for(value.strip().decode("latin-1"))
-            return Principal(user, "bearer") if user is not None else "bad-token"
+            if user is None:
+                self.limiter.failed(where, limit=wide)
+                return "bad-token"
+            return Principal(user, "bearer")
         if scheme != b"basic" or self.htpasswd is None:
             return "malformed"
         self.htpasswd.refresh()
         key, user = self._remembered(header.strip())
         if user is not None:
             return Principal(user, "basic")
+        shared = self._checking.get(key)
+        if shared is not None:  # the same credentials are being checked: share that check
+            await shared[0].wait()
+            return shared[1][0] if shared[1] else "malformed"
+        entry: tuple[anyio.Event, list[Principal | Refused | str]] = (anyio.Event(), [])
+        self._checking[key] = entry
+        try:
+            result = await self._check_basic(key, value, address)
+            entry[1].append(result)
+            return result
+        finally:
+            del self._checking[key]
+            entry[0].set()
+
+    async def _check_basic(self, key: bytes, value: bytes, address: str) -> Principal | Refused | str:
+        assert self.htpasswd is not None
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeError):
@@ -336,12 +405,25 @@ class Authenticator:
         user, sep, password = decoded.partition(":")
         if not sep:
             return "malformed"
-        hashed = self.htpasswd.hash_of(user)
-        ok = await anyio.to_thread.run_sync(_checkpw, password.encode(), hashed or self._dummy_hash())
-        if hashed is None:
-            return "unknown-user"
-        if not ok:
-            return "bad-password"
+        keys = self._keys(address, user[:256])
+        waits = [w for k, limit in keys if (w := self.limiter.retry_after(k, limit)) is not None]
+        if waits:
+            return Refused("rate-limited", user, max(waits))
+        names = [k for k, _ in keys]
+        self.limiter.begin(names)
+        try:
+            hashed = self.htpasswd.hash_of(user)
+            ok = await anyio.to_thread.run_sync(
+                lambda: _checkpw(password.encode(), hashed or self._dummy_hash()), limiter=self._bcrypt
+            )
+        except BaseException:
+            self.limiter.succeeded(names)
+            raise
+        if hashed is None or not ok:
+            for k, limit in keys:
+                self.limiter.failed(k, pending=True, limit=limit)
+            return Refused("unknown-user" if hashed is None else "bad-password", user)
+        self.limiter.succeeded(names)
         self._verified[key] = (user, self.htpasswd.generation)
         while len(self._verified) > _REMEMBER:
             self._verified.popitem(last=False)

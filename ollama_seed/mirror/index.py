@@ -3,17 +3,26 @@
 A two-part repository (``library/gpt-oss``) is looked up under each registry host of the store
 in turn: the ``hosts`` given, else the upstream's host, ``registry.ollama.ai``, then the others
 in name order; a three-part one (``hf.co/user/repo``) names its host. Names match
-case-insensitively when the exact spelling is absent, as Ollama's store does. Files are read
-with ``O_NOFOLLOW`` and must be regular files; directories that are symlinks are not entered.
-Which blobs a repository lists is cached per tag directory until a tag file changes.
+case-insensitively when the exact spelling is absent, as Ollama's store does.
+
+Nothing under ``manifests/`` or ``blobs/`` is reached through a symlink: every directory on the
+way is checked with ``lstat`` (a link is not entered), files are opened with ``O_NOFOLLOW`` and
+``O_NONBLOCK`` (a FIFO or device never blocks a read) and must be regular files, and a manifest
+file is read only up to the size a manifest may have. These functions do blocking file-system
+work: the app calls them in worker threads.
+
+Which blobs a repository lists is cached per tag directory until a tag file changes. The catalog
+is kept in memory: it is walked again (directories only, no file read) when a directory of the
+first three levels changed, or after ``CATALOG_TTL`` seconds, and concurrent callers share one walk.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +31,15 @@ from ..core.digest import Digest
 from ..core.errors import SeedError
 from ..core.manifest import MAX_MANIFEST_BYTES, Layer, Manifest
 from ..core.reference import DEFAULT_HOST
-from ..store.fsutil import open_nofollow
-from ..store.store import InstalledModel, ModelStore
+from ..store import platform as _platform
+from ..store.store import ModelStore
+from .routes import SEGMENT
 
-__all__ = ["SEGMENT", "MirrorIndex", "Repo"]
+__all__ = ["CATALOG_TTL", "SEGMENT", "MirrorIndex", "Repo", "open_blob", "read_small"]
 
 log = logging.getLogger("ollama_seed.mirror")
-SEGMENT = re.compile(r"[A-Za-z0-9_.:-]{1,350}")
+CATALOG_TTL = 2.0
+MAX_REPOSITORIES = 100_000  # a catalog bigger than this is cut (and says so in the log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +56,66 @@ class Repo:
         return f"{self.host}/{base}" if self.host else base
 
 
-def read_small(path: Path) -> bytes | None:
-    """The bytes of a regular file of at most a manifest's size, never through a symlink; else None."""
+def _open_regular(path: Path) -> int | None:
+    """*path* opened for reading if it is a regular file (not a link, FIFO or device); else None."""
+    flags = os.O_RDONLY | _platform.current.o_nofollow | _platform.current.o_binary | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = open_nofollow(path, os.O_RDONLY)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        fd = os.open(path, flags)
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def read_small(path: Path) -> bytes | None:
+    """The bytes of a regular file of at most a manifest's size, never through a symlink; else None."""
+    fd = _open_regular(path)
+    if fd is None:
+        return None
+    try:
+        if os.fstat(fd).st_size > MAX_MANIFEST_BYTES:
             return None
         with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_MANIFEST_BYTES + 1)
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        return data if len(data) <= MAX_MANIFEST_BYTES else None
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def open_blob(blobs_dir: Path, digest: Digest, size: int) -> int | None:
+    """The blob's file, open, if ``blobs/`` is a real directory and the blob a regular file of *size* bytes."""
+    try:
+        if not stat.S_ISDIR(os.lstat(blobs_dir).st_mode):
+            return None
+    except OSError:
+        return None
+    fd = _open_regular(blobs_dir / digest.filename)
+    if fd is None:
+        return None
+    try:
+        if os.fstat(fd).st_size == size:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class MirrorIndex:
@@ -73,6 +128,8 @@ class MirrorIndex:
         self.hosts = hosts
         self.first_host = first_host
         self._layers: dict[Path, tuple[tuple[Any, ...], dict[Digest, Layer]]] = {}
+        self._catalog_lock = threading.Lock()
+        self._catalog: tuple[float, tuple[Any, ...], list[tuple[str, str, str]]] | None = None
 
     def search_hosts(self, repo: Repo | None = None) -> list[str]:
         """Registry hosts to look under, in order."""
@@ -89,9 +146,12 @@ class MirrorIndex:
         return first + [h for h in others if h not in first]
 
     def _dir(self, host: str, ns: str, model: str) -> Path | None:
+        """``manifests/host/ns/model``, matched case-insensitively, no part of it a symlink; else None."""
         here = self.store.layout.manifests_dir
+        if not _is_dir(here):
+            return None
         for part in (host, ns, model):
-            if not (here / part).is_dir():
+            if not _is_dir(here / part):
                 try:
                     matches = [e for e in os.listdir(here) if e.lower() == part.lower()]
                 except OSError:
@@ -99,8 +159,10 @@ class MirrorIndex:
                 if len(matches) != 1:
                     return None
                 part = matches[0]
+                if not _is_dir(here / part):
+                    return None
             here = here / part
-        return here if here.is_dir() and not here.is_symlink() else None
+        return here
 
     def _tag_files(self, host: str, ns: str, model: str) -> list[tuple[str, Path]]:
         d = self._dir(host, ns, model)
@@ -176,11 +238,79 @@ class MirrorIndex:
         return found
 
     def catalog(self) -> list[str]:
-        """Repositories: ``ns/model`` for models under a search host, ``host/ns/model`` for the others."""
+        """Repositories: ``ns/model`` for models under a search host, ``host/ns/model`` for the others.
+
+        A repository is listed when its directory holds a tag file (a regular file with a valid
+        name, of at most a manifest's size); the files are not read.
+        """
         search = set(self.search_hosts())
-        names: set[str] = set()
-        for item in self.store.iter_models():
-            if isinstance(item, InstalledModel):
-                host, ns, model, _tag = item.name.path_parts
-                names.add(f"{ns}/{model}" if host in search else f"{host}/{ns}/{model}")
+        names = {f"{ns}/{model}" if host in search else f"{host}/{ns}/{model}" for host, ns, model in self._repos()}
         return sorted(names)
+
+    def _top_stamp(self) -> tuple[Any, ...]:
+        """The modification times of ``manifests/`` and its host and namespace directories."""
+        base = self.store.layout.manifests_dir
+        stamp: list[Any] = []
+        for path, depth in _dirs(base, 2):
+            try:
+                stamp.append((str(path), depth, os.lstat(path).st_mtime_ns))
+            except OSError:
+                continue
+        return tuple(stamp)
+
+    def _repos(self) -> list[tuple[str, str, str]]:
+        with self._catalog_lock:  # concurrent callers wait for one walk and share it
+            now = time.monotonic()
+            stamp = self._top_stamp()
+            cached = self._catalog
+            if cached is not None and cached[1] == stamp and now - cached[0] < CATALOG_TTL:
+                return cached[2]
+            repos: list[tuple[str, str, str]] = []
+            base = self.store.layout.manifests_dir
+            for path, depth in _dirs(base, 3):
+                if depth != 3 or not self._has_tag(path):
+                    continue
+                host, ns, model = path.relative_to(base).parts
+                repos.append((host, ns, model))
+                if len(repos) >= MAX_REPOSITORIES:
+                    log.warning("the catalog is cut at %d repositories", MAX_REPOSITORIES)
+                    break
+            self._catalog = (now, stamp, repos)
+            return repos
+
+    @staticmethod
+    def _has_tag(model_dir: Path) -> bool:
+        try:
+            with os.scandir(model_dir) as entries:
+                for e in entries:
+                    if (
+                        SEGMENT.fullmatch(e.name)
+                        and e.is_file(follow_symlinks=False)
+                        and e.stat(follow_symlinks=False).st_size <= MAX_MANIFEST_BYTES
+                    ):
+                        return True
+        except OSError:
+            return False
+        return False
+
+
+def _dirs(base: Path, levels: int) -> list[tuple[Path, int]]:
+    """*base* and the directories up to *levels* below it with valid names, no symlink entered, in name order."""
+    if not _is_dir(base):
+        return []
+    found: list[tuple[Path, int]] = [(base, 0)]
+    frontier = [base]
+    for depth in range(1, levels + 1):
+        nxt: list[Path] = []
+        for here in frontier:
+            try:
+                with os.scandir(here) as entries:
+                    nxt.extend(
+                        Path(e.path) for e in entries if SEGMENT.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+                    )
+            except OSError:
+                continue
+        nxt.sort()
+        found.extend((p, depth) for p in nxt)
+        frontier = nxt
+    return found

@@ -1,15 +1,17 @@
-"""Serving the mirror with uvicorn: the socket, TLS, limits, signals and a graceful stop.
+"""Serving the mirror: the socket, TLS, limits, signals and a graceful stop, around an application.
 
-``aserve`` binds the socket itself (so a port in use is a clear :class:`ConfigError`, and
-``port=0`` works), then runs uvicorn (h11, HTTP/1.1 keep-alive) on it with the application
-:func:`~ollama_seed.mirror.factory.create_app` builds. With ``tls_cert``/``tls_key`` uvicorn
-speaks TLS on that socket. On SIGINT/SIGTERM (or cancellation) it stops accepting, lets the
-responses in flight finish for up to ``shutdown_timeout`` seconds, then closes the rest.
-The 307 for stock Ollama is :mod:`~ollama_seed.mirror.redirect`.
+``aserve(app, host=..., port=...)`` takes the application :func:`~ollama_seed.mirror.factory.create_app`
+builds (or builds one over a models directory with the defaults), binds the socket itself (so a
+port in use is a clear :class:`ConfigError`, and ``port=0`` works), enters the application (its
+pull-through cache, its cache budget) and serves it with :mod:`~ollama_seed.mirror.http11`. With
+``tls_cert``/``tls_key`` it speaks TLS on that socket. On SIGINT/SIGTERM (or cancellation) it
+stops accepting, lets the responses in flight finish for up to ``shutdown_timeout`` seconds, then
+closes the rest. The 307 for stock Ollama is :mod:`~ollama_seed.mirror.redirect`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -17,23 +19,30 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
-import uvicorn
 from anyio.abc import TaskStatus
 
-from ..core.errors import ConfigError, SeedError
+from ..core.errors import ConfigError
 from ..store import platform as _platform
-from ..wire.registry import Credentials
 from ..wire.sync import run_sync
 from .factory import StrPath, create_app
+from .http11 import Http11Server, ServerLimits
 from .redirect import BlobRedirect, alternate_host, is_stock_ollama
+from .site import SiteApp
 
-__all__ = ["BlobRedirect", "ServeInfo", "aserve", "alternate_host", "create_app", "is_stock_ollama", "serve"]
+__all__ = [
+    "BlobRedirect",
+    "ServeInfo",
+    "ServerLimits",
+    "aserve",
+    "alternate_host",
+    "create_app",
+    "is_stock_ollama",
+    "serve",
+]
 
 log = logging.getLogger("ollama_seed.mirror")
 
@@ -50,26 +59,6 @@ class ServeInfo:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, with signal handling only when asked (and without re-raising signals after)."""
-
-    def __init__(self, config: uvicorn.Config, handle_signals: bool) -> None:
-        super().__init__(config)
-        self._handle_signals = handle_signals
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -95,20 +84,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _tls(cert: StrPath | None, key: StrPath | None) -> str:
-    """``https`` after checking the certificate and key load together; ``http`` without them."""
+def tls_context(cert: StrPath | None, key: StrPath | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files (checked to belong together); None without them."""
     if cert is None and key is None:
-        return "http"
+        return None
     if cert is None or key is None:
         raise ConfigError("TLS needs both --tls-cert FILE and --tls-key FILE")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"cannot use --tls-cert {cert} with --tls-key {key}: {exc}; give a PEM certificate "
             "(its chain after it) and the PEM private key that belongs to it"
         ) from None
-    return "https"
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def _loopback(address: str) -> bool:
@@ -119,128 +111,119 @@ def _loopback(address: str) -> bool:
 
 
 async def aserve(
-    models_dir: StrPath | None = None,
+    app: SiteApp | StrPath | None = None,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
-    upstream: str | None = None,
-    redirect_blobs_to: str | None = "auto",
-    hosts: Sequence[str] | None = None,
-    credentials: Credentials | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    connections: int = 16,
-    stall_timeout: float = 30.0,
-    htpasswd: StrPath | None = None,
-    token_file: StrPath | None = None,
-    access: StrPath | None = None,
-    metrics_auth: bool = False,
-    max_cache_size: int | None = None,
-    keep: Sequence[str] = (),
     tls_cert: StrPath | None = None,
     tls_key: StrPath | None = None,
     limit_concurrency: int | None = 1024,
     max_header_size: int = 16 * 1024,
-    shutdown_timeout: float = 30.0,
+    header_timeout: float = 10.0,
     keep_alive: float = 30.0,
+    write_timeout: float = 60.0,
+    shutdown_timeout: float = 30.0,
     handle_signals: bool = False,
     task_status: TaskStatus[ServeInfo] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve a models directory as a read-only registry until cancelled (or SIGINT/SIGTERM).
+    """Serve the mirror until cancelled (or SIGINT/SIGTERM).
 
-    With ``await task_group.start(aserve, ...)`` the call returns a :class:`ServeInfo` once the
-    socket listens (``port=0`` picks a free port). Cancelling the task stops the server gracefully.
+    With ``await task_group.start(aserve, app, ...)`` the call returns a :class:`ServeInfo` once
+    the socket listens (``port=0`` picks a free port). Cancelling the task stops the server gracefully.
 
     Args:
-        models_dir: the store to serve; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
+        app: what :func:`~ollama_seed.mirror.factory.create_app` returns (every option of the
+            registry: upstream, logins, cache size, ...); or a models directory (None:
+            ``$OLLAMA_MODELS``, else ``~/.ollama/models``) served with ``create_app``'s defaults.
         host, port: where to listen (``0.0.0.0`` or ``::`` for every interface).
-        upstream, redirect_blobs_to, hosts, credentials, transport, connections, stall_timeout,
-        htpasswd, token_file, access, metrics_auth, max_cache_size, keep: the application's,
-            see :func:`~ollama_seed.mirror.factory.create_app`.
         tls_cert, tls_key: PEM files; the mirror then speaks https only.
-        limit_concurrency: connections and requests at once; more are answered 503 (None: no limit).
-        max_header_size: a request head (request line and headers) still incomplete past this many
-            bytes is refused with 400 (h11's limit on what it buffers).
-        shutdown_timeout: on stop, seconds the responses in flight may take to finish.
+        limit_concurrency: connections open at once (None: no limit); see :class:`ServerLimits`.
+        max_header_size: bytes of a request head; a longer one is refused with 400.
+        header_timeout: seconds for a request head to arrive whole (TLS handshake included).
         keep_alive: seconds an idle keep-alive connection is kept open.
+        write_timeout: seconds a response may go without sending a byte before it is abandoned.
+        shutdown_timeout: on stop, seconds the responses in flight may take to finish.
         handle_signals: stop gracefully on SIGINT/SIGTERM (main thread only).
 
     Raises:
         ConfigError: the address cannot be bound, or an option is unusable.
-        SeedError: the application failed to start.
     """
-    app = create_app(
-        models_dir,
-        upstream=upstream,
-        redirect_blobs_to=redirect_blobs_to,
-        hosts=hosts,
-        credentials=credentials,
-        transport=transport,
-        connections=connections,
-        stall_timeout=stall_timeout,
-        htpasswd=htpasswd,
-        token_file=token_file,
-        access=access,
-        metrics_auth=metrics_auth,
-        max_cache_size=max_cache_size,
-        keep=keep,
+    _check(port, limit_concurrency, max_header_size, header_timeout, keep_alive, write_timeout, shutdown_timeout)
+    site = app if isinstance(app, SiteApp) else create_app(app)
+    limits = ServerLimits(
+        limit=limit_concurrency,
+        max_header_size=max_header_size,
+        header_timeout=header_timeout,
+        keep_alive=keep_alive,
+        write_timeout=write_timeout,
+        shutdown_timeout=shutdown_timeout,
     )
-    scheme = _tls(tls_cert, tls_key)
+    context = tls_context(tls_cert, tls_key)
     sock = _bind(host, port)
     bound = sock.getsockname()
-    config = uvicorn.Config(
-        app,
-        http="h11",
-        ws="none",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=max(1, round(shutdown_timeout)),
-        timeout_keep_alive=max(1, round(keep_alive)),
-        limit_concurrency=limit_concurrency,
-        h11_max_incomplete_event_size=max_header_size,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-    )
-    server = _Server(config, handle_signals)
-    done = anyio.Event()
-    failure: list[BaseException] = []
-
-    async def run() -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                await server.serve(sockets=[sock])
-        except SystemExit as exc:  # uvicorn exits when the application's startup fails
-            failure.append(exc)
-        finally:
-            sock.close()
-            done.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        while not server.started and not done.is_set():  # noqa: ASYNC110 - uvicorn has no "started" event
-            await anyio.sleep(0.01)
-        if not server.started:
-            raise SeedError(f"the mirror failed to start on {host}:{bound[1]}; see the log above")
-        info = ServeInfo(str(bound[0]), int(bound[1]), scheme)
-        log.info("serving %s at %s", app.store.root, info.url)
-        if app.auth is None and not _loopback(info.host):
-            log.warning(
-                "no login is required: anyone who can reach %s can read every model in %s%s; "
-                "add --htpasswd FILE to require one",
-                info.url,
-                app.store.root,
-                " and pull any model of the upstream through it" if upstream else "",
-            )
-        task_status.started(info)
-        try:
-            await done.wait()
-        finally:
-            server.should_exit = True
+    info = ServeInfo(str(bound[0]), int(bound[1]), "https" if context is not None else "http")
+    try:
+        async with site:
+            server = Http11Server(site, sock, asyncio.get_running_loop(), tls=context, limits=limits)
+            stop = anyio.Event()
+            with _signals(stop, handle_signals):
+                server.start()
+                log.info("serving %s at %s", site.store.root, info.url)
+                if site.auth is None and not _loopback(info.host):
+                    log.warning(
+                        "no login is required: anyone who can reach %s can read every model in %s%s; "
+                        "add --htpasswd FILE to require one",
+                        info.url,
+                        site.store.root,
+                        " and pull any model of the upstream through it" if site.mirror.cache is not None else "",
+                    )
+                task_status.started(info)
+                try:
+                    await stop.wait()
+                finally:
+                    log.info(
+                        "stopping: no new connections; the %d open may finish within %g s",
+                        server.connections(),
+                        shutdown_timeout,
+                    )
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(server.stop)
+    finally:
+        sock.close()
 
 
-def serve(models_dir: StrPath | None = None, **options: Any) -> None:
+def _check(port: int, limit: int | None, header: int, *seconds: float) -> None:
+    """Refuse server options out of range (exit 2), naming the option and what it takes."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port: use 1-65535 (0 picks a free one)")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit-concurrency {limit}: use at least 1 (or 0 on the command line for no limit)")
+    if header < 1024:
+        raise ConfigError(f"--max-header-size {header}: use at least 1024 bytes (the default is 16Ki)")
+    names = ("--header-timeout", "--keep-alive", "--write-timeout", "--shutdown-timeout")
+    for name, value in zip(names, seconds, strict=True):
+        if not value > 0:
+            raise ConfigError(f"{name} {value}: use a number of seconds above 0")
+
+
+@contextlib.contextmanager
+def _signals(stop: anyio.Event, wanted: bool) -> Any:
+    """SIGINT and SIGTERM set *stop* (main thread only; the previous handlers come back after)."""
+    if not wanted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(app: SiteApp | StrPath | None = None, **options: Any) -> None:
     """Blocking form of :func:`aserve` (stops on SIGINT/SIGTERM); takes the same options."""
     options.setdefault("handle_signals", True)
-    run_sync(aserve, models_dir, **options)
+    run_sync(aserve, app, **options)

@@ -28,70 +28,31 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from ..core.digest import Digest
 from ..core.errors import InvalidName
-from .app import DIRECT, Message, MirrorApp, Receive, Scope, Send, query_flags
+from .app import FILTER, MirrorApp
+from .asgi import NOSNIFF, Counting, Message, Receive, Scope, Send, clean, log_access, reply_error, run_lifespan
 from .auth import Authenticator, Principal
 from .budget import CacheBudget
-from .index import SEGMENT
 from .metrics import CONTENT_TYPE, MirrorMetrics, begin_request, end_request
+from .routes import DIRECT, Route, query_flags, route
 
-__all__ = ["SiteApp", "route_of"]
+__all__ = ["SiteApp"]
 
 log = logging.getLogger("ollama_seed.mirror")
 auth_log = logging.getLogger("ollama_seed.mirror.auth")
-access_log = logging.getLogger("ollama_seed.mirror.access")
-_API = (b"docker-distribution-api-version", b"registry/2.0")
-_OPS = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
 SIGNED_FOR = 600  # seconds a signed blob redirect stays valid
-
-
-def route_of(parts: Sequence[str]) -> str:
-    """The metrics label of a ``/v2/`` request: base, catalog, tags, manifest, blob or other."""
-    if parts in ([], [""]):
-        return "base"
-    if parts == ["_catalog"]:
-        return "catalog"
-    if len(parts) >= 4 and parts[-2:] == ["tags", "list"]:
-        return "tags"
-    if len(parts) >= 4 and parts[-2] == "manifests":
-        return "manifest"
-    if len(parts) >= 4 and parts[-2] == "blobs":
-        return "blob"
-    if len(parts) >= 4 and parts[-2] == "referrers":
-        return "referrers"
-    return "other"
-
-
-def _decode(raw: bytes) -> list[str] | None:
-    """The segments after ``/v2/``, decoded as the mirror app decodes them; None if it would refuse them."""
-    parts = raw.split(b"?", 1)[0].split(b"/")
-    if parts[:2] != [b"", b"v2"]:
-        return None
-    segs = parts[2:]
-    if segs in ([], [b""]):
-        return []
-    out = []
-    for s in segs:
-        try:
-            text = urllib.parse.unquote(s.decode("ascii"), errors="strict")
-        except UnicodeError:
-            return None
-        if not SEGMENT.fullmatch(text):
-            return None
-        out.append(text)
-    return out
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # metric labels; others: "other"
 
 
 def _claimed_user(header: bytes | None) -> str:
@@ -103,26 +64,7 @@ def _claimed_user(header: bytes | None) -> str:
         user = base64.b64decode(value.strip(), validate=True).split(b":", 1)[0].decode("utf-8")
     except (binascii.Error, UnicodeError):
         return "-"
-    return repr(user[:64])
-
-
-class _Counting:
-    """Wraps ``send``: remembers the status, counts body bytes, signs 307 locations when asked."""
-
-    def __init__(self, send: Send, sign: Callable[[bytes], bytes] | None = None) -> None:
-        self._send, self._sign, self.status, self.sent = send, sign, 0, 0
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = int(message["status"])
-            if self.status == 307 and self._sign is not None:
-                message = {
-                    **message,
-                    "headers": [(k, self._sign(v) if k == b"location" else v) for k, v in message.get("headers", [])],
-                }
-        else:
-            self.sent += len(message.get("body", b""))
-        await self._send(message)
+    return clean(repr(user[:64]))
 
 
 class SiteApp:
@@ -171,105 +113,37 @@ class SiteApp:
             if self.budget is not None:
                 self.budget.flush(force=True)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        await receive()
-        try:
-            async with self:
-                await send({"type": "lifespan.startup.complete"})
-                await receive()
-        except Exception as exc:
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            return
-        await send({"type": "lifespan.shutdown.complete"})
-
     # -- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await run_lifespan(self, receive, send)
             return
         if scope["type"] != "http":
             return
         raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-        parts = _decode(raw)
-        route = _OPS.get(raw.split(b"?", 1)[0].decode("latin-1"), "other") if parts is None else route_of(parts)
-        ctx = _Counting(send, self._signer(scope) if self.auth is not None else None)
+        where = route(raw)
+        ctx = Counting(send, self._signer() if self.auth is not None else None)
         started = time.monotonic()
         note, token = begin_request()
         self.metrics.in_flight.inc()
         user: str | None = None
         try:
-            if route in ("healthz", "readyz", "metrics"):
-                user = await self._ops(route, scope, ctx)
+            if where.kind in ("healthz", "readyz", "metrics"):
+                user = await self._ops(where.kind, scope, ctx)
             else:
-                user = await self._v2(scope, receive, ctx, raw, parts, route)
+                user = await self._v2(scope, receive, ctx, raw, where)
         finally:
             end_request(token)
             self.metrics.in_flight.dec()
             seconds = time.monotonic() - started
             method = str(scope.get("method", ""))
-            self.metrics.requests.labels(route, method, str(ctx.status)).inc()
-            self.metrics.response_bytes.labels(route).inc(ctx.sent)
-            self.metrics.duration.labels(route).observe(seconds)
-            if route in ("manifest", "blob") and self.mirror.cache is not None and 200 <= ctx.status < 300:
-                self.metrics.pullthrough.labels(route, "miss" if note.miss else "hit").inc()
-            if access_log.isEnabledFor(logging.INFO):
-                self._log(scope, ctx, seconds, route, user)
-
-    @staticmethod
-    def _log(scope: Scope, ctx: _Counting, seconds: float, route: str, user: str | None) -> None:
-        client = scope.get("client") or ("-", 0)
-        query = scope.get("query_string", b"").decode("latin-1").split("&expires=", 1)[0]
-        agent = dict(scope.get("headers", [])).get(b"user-agent", b"-").decode("latin-1")
-        fields = {
-            "client": client[0],
-            "method": scope.get("method"),
-            "path": scope.get("path"),
-            "query": query,
-            "status": ctx.status,
-            "bytes": ctx.sent,
-            "seconds": round(seconds, 6),
-            "user_agent": agent,
-            "user": user,
-            "route": route,
-        }
-        access_log.info(
-            '%s "%s %s%s" %d %d %.3fs "%s"%s',
-            client[0],
-            scope.get("method"),
-            scope.get("path"),
-            f"?{query}" if query else "",
-            ctx.status,
-            ctx.sent,
-            seconds,
-            agent,
-            f" user={user}" if user else "",
-            extra={"access": fields},
-        )
-
-    async def _reply(
-        self,
-        send: Send,
-        status: int,
-        code: str,
-        message: str,
-        headers: Sequence[tuple[bytes, bytes]] = (),
-        scope: Scope | None = None,
-    ) -> None:
-        body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    _API,
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *headers,
-                ],
-            }
-        )
-        head = scope is not None and scope.get("method") == "HEAD"
-        await send({"type": "http.response.body", "body": b"" if head else body})
+            label = method if method in METHODS else "other"
+            self.metrics.requests.labels(where.kind, label, str(ctx.status)).inc()
+            self.metrics.response_bytes.labels(where.kind).inc(ctx.sent)
+            self.metrics.duration.labels(where.kind).observe(seconds)
+            if where.kind in ("manifest", "blob") and self.mirror.cache is not None and 200 <= ctx.status < 300:
+                self.metrics.pullthrough.labels(where.kind, "miss" if note.miss else "hit").inc()
+            log_access(scope, ctx.status, ctx.sent, seconds, where.kind, user)
 
     # -- login --------------------------------------------------------------------------------
     async def _login(self, scope: Scope, send: Send) -> Principal | None:
@@ -277,78 +151,86 @@ class SiteApp:
         assert self.auth is not None
         address = str((scope.get("client") or ("unknown",))[0])
         header = dict(scope.get("headers", [])).get(b"authorization")
-        wait = self.auth.limiter.retry_after(address)
-        if wait is not None:
-            self.metrics.auth_failures.labels("rate-limited").inc()
-            await self._reply(
-                send,
-                429,
-                "TOOMANYREQUESTS",
-                f"too many failed logins from this address; try again in {wait:.0f} s",
-                [(b"retry-after", str(int(wait + 0.999)).encode())],
-                scope,
-            )
-            return None
-        result = await self.auth.authenticate(header)
+        result = await self.auth.authenticate(header, address)
         if isinstance(result, Principal):
             return result
-        self.metrics.auth_failures.labels(result).inc()
-        if result != "missing":
-            self.auth.limiter.failed(address)
-            auth_log.warning(
-                "failed login from %s: %s (user %s)", address, result.replace("-", " "), _claimed_user(header)
+        self.metrics.auth_failures.labels(result.reason).inc()
+        if result.reason == "rate-limited":
+            wait = result.retry_after or 1.0
+            await reply_error(
+                send,
+                scope,
+                429,
+                "TOOMANYREQUESTS",
+                f"too many failed logins; try again in {wait:.0f} s",
+                [(b"retry-after", str(int(wait + 0.999)).encode())],
             )
-        await self._reply(
-            send, 401, "UNAUTHORIZED", "authentication required", [(b"www-authenticate", self.auth.challenge)], scope
+            return None
+        if result.reason != "missing":
+            auth_log.warning(
+                "failed login from %s: %s (user %s)",
+                clean(address),
+                result.reason.replace("-", " "),
+                _claimed_user(header),
+            )
+        await reply_error(
+            send, scope, 401, "UNAUTHORIZED", "authentication required", [(b"www-authenticate", self.auth.challenge)]
         )
         return None
 
-    def _signer(self, scope: Scope) -> Callable[[bytes], bytes]:
-        def sign(location: bytes) -> bytes:
-            expires = str(int(time.time()) + SIGNED_FOR)
-            path = urllib.parse.urlsplit(location.decode("latin-1")).path
-            mac = hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
-            return location + f"&expires={expires}&signature={mac}".encode()
+    def _signer(self) -> Callable[[Message], Message]:
+        def sign(message: Message) -> Message:
+            if int(message["status"]) != 307:
+                return message
+            return {
+                **message,
+                "headers": [(k, self._sign(v) if k == b"location" else v) for k, v in message.get("headers", [])],
+            }
 
         return sign
 
+    def _sign(self, location: bytes) -> bytes:
+        expires = str(int(time.time()) + SIGNED_FOR)
+        path = urllib.parse.urlsplit(location.decode("latin-1")).path
+        mac = hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        return location + f"&expires={expires}&signature={mac}".encode()
+
     def _signed(self, scope: Scope, raw: bytes) -> bool:
         """True if the request carries a valid, unexpired signature for its own path."""
-        flags = query_flags(scope)
+        flags = query_flags(scope.get("query_string", b""))
         if DIRECT not in flags:
             return False
         values = dict(f.split("=", 1) for f in flags if "=" in f)
         expires, mac = values.get("expires", ""), values.get("signature", "")
-        if not (expires.isascii() and expires.isdigit()) or int(expires) < time.time():
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12 or int(expires) < time.time():
             return False
         path = raw.split(b"?", 1)[0].decode("latin-1")
         want = hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(want, mac)
 
     # -- /v2/ ---------------------------------------------------------------------------------
-    async def _v2(
-        self, scope: Scope, receive: Receive, send: _Counting, raw: bytes, parts: list[str] | None, route: str
-    ) -> str | None:
+    async def _v2(self, scope: Scope, receive: Receive, send: Counting, raw: bytes, where: Route) -> str | None:
         user: str | None = None
-        if self.auth is not None and not (route == "blob" and self._signed(scope, raw)):
+        if self.auth is not None and not (where.kind == "blob" and self._signed(scope, raw)):
             principal = await self._login(scope, send)
             if principal is None:
                 return None
             user = principal.user
-            if self.auth.access is not None and not self._may_read(user, parts, route):
-                codes = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN"}
-                await self._reply(
-                    send, 404, codes.get(route, "NAME_UNKNOWN"), "repository not known to this mirror", scope=scope
-                )
-                return user
-            if route == "catalog" and self.auth.access is not None:
-                await self._filtered_catalog(scope, receive, send, user)
-                return user
-        repo = parts[:-2] if parts is not None and route in ("manifest", "blob", "tags") else None
+            access = self.auth.access
+            if access is not None:
+                if not self._may_read(user, where):
+                    codes = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN"}
+                    await reply_error(
+                        send, scope, 404, codes.get(where.kind, "NAME_UNKNOWN"), "repository not known to this mirror"
+                    )
+                    return user
+                reader = user
+                scope = {**scope, FILTER: lambda name: access.allows(reader, self._names(tuple(name.split("/"))))}
+        repo = where.repo
         digest = None
-        if route == "blob" and repo is not None and parts is not None:
+        if where.kind == "blob" and repo is not None:
             try:
-                digest = Digest.parse(parts[-1])
+                digest = Digest.parse(where.ref or "")
             except InvalidName:
                 digest = None
         if self.budget is not None and digest is not None:
@@ -356,58 +238,28 @@ class SiteApp:
                 await self.mirror(scope, receive, send)
         else:
             await self.mirror(scope, receive, send)
-        if self.budget is not None and repo is not None and len(repo) in (2, 3) and 200 <= send.status < 300:
+        if self.budget is not None and repo is not None and 200 <= send.status < 300:
             host = repo[0] if len(repo) == 3 else None
-            if route == "manifest" and parts is not None and not parts[-1].startswith("sha256:"):
-                self.budget.touch(host, repo[-2], repo[-1], tag=parts[-1])
-            elif route == "blob" and digest is not None:
+            if where.kind == "manifest" and where.ref is not None and not where.ref.startswith("sha256:"):
+                self.budget.touch(host, repo[-2], repo[-1], tag=where.ref)
+            elif where.kind == "blob" and digest is not None:
                 self.budget.touch(host, repo[-2], repo[-1], digest=digest)
         return user
 
-    def _names(self, repo: list[str]) -> list[str]:
+    def _names(self, repo: tuple[str, ...]) -> list[str]:
         """The names a repository of a request is known by, for the access rules."""
         if len(repo) == 2:
             return ["/".join(repo)]
         search = {h.lower() for h in self.mirror.index.search_hosts()}
         return ["/".join(repo)] + (["/".join(repo[1:])] if repo[0].lower() in search else [])
 
-    def _may_read(self, user: str, parts: list[str] | None, route: str) -> bool:
+    def _may_read(self, user: str, where: Route) -> bool:
         assert self.auth is not None and self.auth.access is not None
-        if route in ("base", "catalog"):
+        if where.kind in ("base", "catalog"):
             return True
-        if parts is None or route not in ("manifest", "blob", "tags", "referrers") or len(parts) - 2 not in (2, 3):
+        if where.repo is None or where.kind not in ("manifest", "blob", "tags", "referrers"):
             return False  # anything the rules cannot name is refused
-        return self.auth.access.allows(user, self._names(parts[:-2]))
-
-    async def _filtered_catalog(self, scope: Scope, receive: Receive, send: Send, user: str) -> None:
-        """The mirror's catalog page with only the repositories *user* may read."""
-        assert self.auth is not None and self.auth.access is not None
-        start: dict[str, Any] = {}
-        body = bytearray()
-
-        async def keep(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            else:
-                body.extend(message.get("body", b""))
-
-        await self.mirror(scope, receive, keep)
-        status = int(start.get("status", 500))
-        headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
-        if status == 200 and body:
-            doc = json.loads(bytes(body))
-            doc["repositories"] = [
-                r for r in doc.get("repositories", []) if self.auth.access.allows(user, self._names(r.split("/")))
-            ]
-            body = bytearray(json.dumps(doc).encode())
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else bytes(body)})
+        return self.auth.access.allows(user, self._names(where.repo))
 
     # -- health and metrics ------------------------------------------------------------------
     async def _ops(self, route: str, scope: Scope, send: Send) -> str | None:
@@ -418,7 +270,7 @@ class SiteApp:
                 return None
             user = principal.user
         if scope.get("method") not in ("GET", "HEAD"):
-            await self._reply(send, 405, "UNSUPPORTED", "only GET and HEAD", [(b"allow", b"GET, HEAD")], scope)
+            await reply_error(send, scope, 405, "UNSUPPORTED", "only GET and HEAD", [(b"allow", b"GET, HEAD")])
             return user
         if route == "metrics":
             body, status, kind = self.metrics.render(), 200, CONTENT_TYPE.encode()
@@ -434,6 +286,7 @@ class SiteApp:
                     (b"content-type", kind),
                     (b"content-length", str(len(body)).encode()),
                     (b"cache-control", b"no-store"),
+                    NOSNIFF,
                 ],
             }
         )

@@ -11,17 +11,46 @@ from typing import Any
 import anyio.from_thread
 import bcrypt
 
+from ollama_seed.mirror.factory import create_app
 from ollama_seed.mirror.serve import ServeInfo, aserve
 
-__all__ = ["serving", "write_htpasswd"]
+__all__ = ["serving", "split_options", "write_htpasswd"]
+
+
+SERVER_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "tls_cert",
+        "tls_key",
+        "limit_concurrency",
+        "max_header_size",
+        "header_timeout",
+        "keep_alive",
+        "write_timeout",
+        "shutdown_timeout",
+        "handle_signals",
+    }
+)
+
+
+def split_options(models_dir: Path, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``create_app(models_dir, **the app's options)`` and the server's options for ``aserve``."""
+    server = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
+    app = create_app(models_dir, **{k: v for k, v in options.items() if k not in SERVER_OPTIONS})
+    return app, server
 
 
 @contextlib.contextmanager
 def serving(models_dir: Path, **options: Any) -> Iterator[ServeInfo]:
-    """``aserve`` on 127.0.0.1 (a free port) in its own event-loop thread; stopped gracefully on exit."""
+    """``aserve`` on 127.0.0.1 (a free port) in its own event-loop thread; stopped gracefully on exit.
+
+    *options* are ``create_app``'s and ``aserve``'s together.
+    """
     options.setdefault("port", 0)
+    app, server = split_options(models_dir, options)
     with anyio.from_thread.start_blocking_portal() as portal:
-        future, info = portal.start_task(partial(aserve, models_dir, **options))
+        future, info = portal.start_task(partial(aserve, app, **server))
         try:
             yield info
         finally:
