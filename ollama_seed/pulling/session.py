@@ -27,6 +27,7 @@ from ..core.errors import (
     InvalidName,
     ModelNotFound,
     RegistryError,
+    SeedError,
     TransferError,
 )
 from ..core.groups import collapse
@@ -137,17 +138,27 @@ class PullSession:
             )
         self.progress(Status(name.display, "pulling manifest"))
         manifest = None
+        tried: list[str] = []
         for base in self.mirrors:
+            if base in self._dead:
+                tried.append(f"{base} (not answering, skipped)")
+                continue
             try:
-                manifest = await self.client.fetch_manifest(name, base=base)
+                manifest = await self.client.fetch_manifest(name, base=base, attempts=1)
                 self._sources[name.unpinned()] = base
                 break
             except (RegistryError, TransferError) as exc:
-                if not isinstance(exc, ModelNotFound):
-                    self._dead.add(base)
-                log.info("mirror %s: no manifest for %s (%s); trying the next source", base, name.display, exc)
+                tried.append(
+                    f"{base}: " + ("404, it does not have the model" if isinstance(exc, ModelNotFound) else str(exc))
+                )
+                self._mirror_failed(name, base, exc)
         if manifest is None:
-            manifest = await self.client.fetch_manifest(name)
+            try:
+                manifest = await self.client.fetch_manifest(name)
+            except SeedError as exc:
+                if tried:  # what each mirror said, then the registry's answer: the user sees all of it
+                    exc.args = (f"{exc}; before the registry, the mirrors were tried: {'; '.join(tried)}",)
+                raise
             self._sources[name.unpinned()] = self.client.base(name)
         if name.digest is not None and manifest.digest != name.digest:
             raise IntegrityError(
@@ -157,6 +168,16 @@ class PullSession:
                 actual=str(manifest.digest),
             )
         return manifest
+
+    def _mirror_failed(self, name: ModelName, base: str, exc: SeedError) -> None:
+        """Say what a mirror answered for a manifest. One that does not answer at all (or fails on
+        its side) is named in a warning and not asked again in this session."""
+        if isinstance(exc, ModelNotFound):
+            self.progress(Status(name.display, f"mirror {base} does not have it; trying the next source"))
+            return
+        self._dead.add(base)
+        log.warning("mirror %s failed (%s); it is skipped for the rest of this run", base, exc)
+        self.progress(Status(name.display, f"mirror {base} failed; trying the next source"))
 
     async def pull(self, name: ModelName, manifest: Manifest | None = None) -> PullResult:
         """Pull *name* (fetching its manifest unless given) and install it."""
@@ -310,7 +331,9 @@ class PullSession:
                 lock.release()
 
     async def _from_sources(self, name: ModelName, layer: Layer) -> int:
-        """Mirrors in order, then the registry; a mirror that fails or lies is dropped for this blob."""
+        """Mirrors in order, then the registry; a mirror that fails or lies is dropped for this blob.
+        When the registry fails too, its error says what each mirror answered first."""
+        tried: list[str] = []
         for base in [*(m for m in self.mirrors if m not in self._dead), None]:
             try:
                 return await self.downloader.download(
@@ -323,7 +346,10 @@ class PullSession:
                 )
             except (IntegrityError, RegistryError, TransferError) as exc:
                 if base is None:
+                    if tried:
+                        exc.args = (f"{exc}; before the registry, the mirrors were tried: {'; '.join(tried)}",)
                     raise
+                tried.append(f"{base}: {exc}")
                 log.warning("mirror %s failed for %s: %s; trying the next source", base, layer.digest.short, exc)
                 self.progress(
                     Status(name.display, f"mirror {base} failed for {layer.digest.short}; trying the next source")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ import anyio
 
 from ..core.plan import Run, Scheduler
 from ..store.fsutil import pwrite_all
-from .errors import describe_transport_error
+from .errors import describe_transport_error, httpx_transport_errors
 from .urls import shown_url as _shown
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "DirectResponse",
     "LinkError",
     "drain",
+    "error_text",
     "open_in_thread",
     "proxied",
     "read_body",
@@ -291,6 +293,31 @@ async def drain(resp: DirectResponse | httpx.Response, limiter: anyio.CapacityLi
     if length.isdigit() and int(length) <= DRAIN_LIMIT:
         with anyio.move_on_after(DRAIN_TIMEOUT):
             await resp.aread()
+
+
+async def error_text(resp: DirectResponse | httpx.Response, limiter: anyio.CapacityLimiter) -> str:
+    """What a refusal's body says (a registry's ``errors[].message``, else its first 300 characters),
+    as ``": <text>"``, or "" when it says nothing; at most 4 KiB read, for at most ``DRAIN_TIMEOUT``."""
+    body = b""
+    failures: tuple[type[BaseException], ...] = (LinkError, *httpx_transport_errors())
+    with anyio.move_on_after(DRAIN_TIMEOUT):
+        try:
+            if isinstance(resp, DirectResponse):
+                body = await anyio.to_thread.run_sync(resp.read_all, 4096, limiter=limiter)
+            else:
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > 4096:
+                        break
+        except failures:
+            return ""
+    try:
+        doc = json.loads(body)
+        said = "; ".join(str(e.get("message") or e.get("code")) for e in doc["errors"] if isinstance(e, dict))
+    except (ValueError, KeyError, TypeError):
+        said = body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+    said = "".join(c for c in said if c.isprintable())[:300]
+    return f": {said}" if said else ""
 
 
 async def run_in_thread(func: Callable[[], None], abort: Callable[[], None], limiter: anyio.CapacityLimiter) -> None:

@@ -280,8 +280,11 @@ class RegistryClient:
             raise AuthenticationError(f"token endpoint {challenge.realm} answered without a token")
         return f"Bearer {token}"
 
-    async def fetch_manifest(self, name: ModelName, *, base: str | None = None) -> Manifest:
-        """GET the manifest of *name* (from the mirror *base* if given); retries transient failures.
+    async def fetch_manifest(
+        self, name: ModelName, *, base: str | None = None, attempts: int = MANIFEST_ATTEMPTS
+    ) -> Manifest:
+        """GET the manifest of *name* (from the mirror *base* if given); retries transient failures
+        (*attempts* in all: a mirror gets one, so a dead one costs no backoff before the registry).
 
         Raises:
             ModelNotFound: 404.
@@ -294,8 +297,8 @@ class RegistryClient:
         where = origin(url)[1]
         asked = self.at(name, base)
         headers = {"Accept": f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}", "Accept-Encoding": "identity"}
-        for attempt in range(MANIFEST_ATTEMPTS):
-            last = attempt == MANIFEST_ATTEMPTS - 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
             try:
                 status, retry_after, body = await self._get_small(asked, url, headers)
             except LinkError as exc:  # the direct path's network failure, already described

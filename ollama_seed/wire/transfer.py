@@ -47,7 +47,17 @@ from ..store import platform as _platform
 from ..store.fsutil import raise_os_error
 from ..store.staging import open_staging, staging_paths
 from ..store.store import ModelStore
-from .direct import READ_SIZE, DirectPool, DirectResponse, LinkError, drain, open_in_thread, read_body, run_in_thread
+from .direct import (
+    READ_SIZE,
+    DirectPool,
+    DirectResponse,
+    LinkError,
+    drain,
+    error_text,
+    open_in_thread,
+    read_body,
+    run_in_thread,
+)
 from .errors import describe_transport_error, httpx_transport_errors
 from .hashing import PrefixHash
 from .httpx_body import Watch, stream_watched, watchdog
@@ -392,8 +402,9 @@ class BlobDownloader:
                             await drain(resp, self._threads)
                             continue
                         elif isinstance(outcome, Fail):
+                            said = await error_text(resp, self._threads) if (outcome.status or 0) >= 400 else ""
                             raise RegistryProtocolError(
-                                f"blob {layer.digest} from {_hostof(url)}: {outcome.reason}",
+                                f"blob {layer.digest} from {shown_url(url)}: {outcome.reason}{said}",
                                 url=shown_url(url),
                                 status=outcome.status,
                             )
@@ -453,7 +464,3 @@ class BlobDownloader:
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
         read_body(resp, job.fd, job.sched, run, view, job.digest.inline)
-
-
-def _hostof(url: str) -> str:
-    return urllib.parse.urlsplit(url).hostname or url
