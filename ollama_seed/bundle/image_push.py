@@ -92,7 +92,7 @@ async def apush_image(
         async with RegistryClient(insecure=insecure, transport=transport, credentials=credentials) as client:
             up = Uploader(client, target, chunk_size=chunk_size)
             limiter = anyio.CapacityLimiter(max(1, concurrency))
-            pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="ollama-seed-hash")
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ollama-seed-hash")  # one: in order
             if plan.base is not None:
                 report(Status(label, f"base layers of {plan.base.name}"))
                 for desc in plan.base.layers:

@@ -74,12 +74,12 @@ def test_a_rebuild_after_a_new_system_prompt_pushes_only_the_changed_layers(
 ) -> None:
     store = tmp_path / "store"
     repo = "img/rebuild"
-    make_model(size_bytes=2_000_000, seed=7, system="You are terse.").expected_store(
+    make_model(size_bytes=8_000_000, seed=7, system="You are terse.").expected_store(
         store, "registry.ollama.ai", "library/m", "1"
     )
     first = build_image(["m:1"], push=f"{docker_registry.host}/{repo}:v1", models_dir=store, insecure=True)
     before = _uploads(docker_registry, repo)
-    make_model(size_bytes=2_000_000, seed=7, system="You are verbose.").expected_store(
+    make_model(size_bytes=8_000_000, seed=7, system="You are verbose.").expected_store(
         store, "registry.ollama.ai", "library/m", "1"
     )
     second = build_image(["m:1"], push=f"{docker_registry.host}/{repo}:v2", models_dir=store, insecure=True)
@@ -87,7 +87,7 @@ def test_a_rebuild_after_a_new_system_prompt_pushes_only_the_changed_layers(
     old = {la.digest for la in first.layers}
     changed = [la for la in second.layers if la.digest not in old]
     # the system layer, the model's config blob (it names the layers) and the manifests layer are new;
-    # the 2 MB weights, template, license and params layers are not sent again (HEAD finds them)
+    # the 8 MB weights, template, license and params layers are not sent again (HEAD finds them)
     assert len(changed) == 3
     assert len(second.existing) == len(second.layers) - 3 and len(second.uploaded) == 3
     assert second.bytes_written < 100_000
