@@ -92,3 +92,43 @@ def test_a_rebuild_after_a_new_system_prompt_pushes_only_the_changed_layers(
     assert len(second.existing) == len(second.layers) - 3 and len(second.uploaded) == 3
     assert second.bytes_written < 100_000
     assert uploads == 3 + 2  # the changed layers and the two platforms' image configs
+
+
+def test_an_interrupted_extract_resumes_where_it_stopped(tmp_path: Path, docker_registry: DockerRegistry) -> None:
+    """Killed half-way through a layer (SIGKILL, a slow link), extract keeps the bytes it had and fetches the rest."""
+    import signal
+    import sys
+    import time
+
+    from tests.servers.proxy import ProxyThread
+
+    store = tmp_path / "store"
+    model = make_model(size_bytes=24_000_000, seed=9)
+    model.expected_store(store, "registry.ollama.ai", "library/big", "1")
+    ref = f"{docker_registry.host}/img/resume:v1"
+    build_image(["big:1"], push=ref, models_dir=store, insecure=True)
+    out = tmp_path / "out"
+    staging = out / ".ollama-seed" / "image-layers" / ".ollama-seed" / "staging"
+    with ProxyThread(docker_registry.url, total_bps=4_000_000) as slow:
+        slow_ref = f"{slow.url.split('://', 1)[1]}/img/resume:v1"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ollama_seed", "image", "extract", slow_ref, "--insecure", "--models-dir", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and slow.stats.blob_bytes < 10_000_000:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = slow.stats.blob_bytes
+    assert 5_000_000 < first < 24_000_000
+    assert [p for p in staging.iterdir() if p.name.endswith(".data")]  # the layer's bytes wait there
+    assert not (out / "manifests" / "registry.ollama.ai").exists()  # nothing installed yet
+    with ProxyThread(docker_registry.url) as counting:
+        ref2 = f"{counting.url.split('://', 1)[1]}/img/resume:v1"
+        extract_image(ref2, insecure=True, models_dir=out)
+        second = counting.stats.blob_bytes
+    assert second < 24_000_000 - 4_000_000  # most of what the first run had was kept
+    assert _models_of(out) == _models_of(store)
+    assert not (out / ".ollama-seed" / "image-layers").exists()
