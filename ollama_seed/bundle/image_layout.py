@@ -182,6 +182,7 @@ class ArchiveTarget:
         header = tar_header(f"blobs/sha256/{digest.hex}", size, mtime=self.mtime)
         try:
             _platform.current.pwrite_all(self.sink.file.fd, header, at)
+            os.lseek(self.sink.file.fd, self.pos, os.SEEK_SET)  # where pwrite is emulated by seek and write
         except OSError as exc:
             raise_os_error(exc, f"writing {self.path}")
         self.seen.add(digest)
