@@ -115,6 +115,27 @@ def _models_root(config: dict[str, Any], override: str | None) -> str:
     return "models"
 
 
+async def _direct(
+    source: ImageSource, layer: ImageLayer, root: str, blob: Digest, store: ModelStore, emit: Emit, what: str
+) -> bool:
+    """A registry's one-blob uncompressed layer fetched straight into the store (see RegistrySource.blob_from_layer)."""
+    from .image_source import RegistrySource
+
+    if not isinstance(source, RegistrySource) or layer.desc.compression != "none":
+        return False
+    if layer.diff_id != layer.desc.digest:
+        raise BundleError(
+            f"{what}: layer {layer.desc.digest} is an uncompressed tar, so its diff_id must be its digest, but the "
+            f"image config says {layer.diff_id}; containerd and umoci refuse such an image"
+        )
+    from ..core.progress import LayerProgress
+
+    def on_bytes(n: int) -> None:
+        emit(LayerProgress(what, str(blob), "", layer.desc.size, n))
+
+    return await source.blob_from_layer(layer.desc, root, blob, store, on_bytes)
+
+
 def check_layer_file(path: Path, layer: ImageLayer, checked: bool) -> None:
     """A base layer: its digest and its diff_id, without looking inside."""
     raw, unpacked = hashlib.sha256(), hashlib.sha256()
@@ -172,7 +193,7 @@ async def read_image(
     digest, manifests = await _manifests(source, every=not install)
     done: dict[Digest, int] = {}
     models: list[ModelName] = []
-    written = bytes_written = skipped = 0
+    written = bytes_written = skipped = direct = 0
     for shown, manifest in manifests:
         what = f"{source.label}" + (f" ({shown})" if shown else "")
         config, diff_ids = parse_config(
@@ -193,15 +214,13 @@ async def read_image(
         for layer in model_layers:
             blobs = [Digest.parse(w) for w in (layer.desc.model_content or "").split() if w.startswith("sha256:")]
             holds_manifests = "manifests" in (layer.desc.model_content or "manifests").split()
-            if (
-                install
-                and store is not None
-                and blobs
-                and not holds_manifests
-                and all(store.blob_size(d) is not None for d in blobs)
-            ):
-                skipped += 1  # every blob it carries is in the store already: never fetched
-                continue
+            if install and store is not None and blobs and not holds_manifests:
+                if all(store.blob_size(d) is not None for d in blobs):
+                    skipped += 1  # every blob it carries is in the store already: never fetched
+                    continue
+                if len(blobs) == 1 and await _direct(source, layer, root, blobs[0], store, emit, what):
+                    direct += 1
+                    continue
             todo.append(layer)
         emit(Status(what, "extracting" if install else "verifying"))
 
@@ -230,7 +249,7 @@ async def read_image(
         tuple(models),
         digest,
         tuple(s for s, _ in manifests),
-        len(done),
+        len(done) + direct,
         skipped,
         written,
         bytes_written,

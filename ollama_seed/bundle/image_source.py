@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class RegistrySource:
         self.client = RegistryClient(insecure=insecure, **client)
         self.scratch = ModelStore(scratch)
         self.downloader: object | None = None
+        self.direct: object | None = None
 
     async def _get(self, url: str, accept: str) -> tuple[int, str, bytes]:
         from ..wire.registry import map_errors
@@ -167,11 +169,107 @@ class RegistrySource:
         path = self.scratch.layout.blob(desc.digest)
         return path, lambda: path.unlink(missing_ok=True), True
 
+    async def _range(self, desc: Descriptor, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a small range of a layer (a registry's 307 to storage is followed once)."""
+        from ..wire.registry import map_errors
+
+        url = f"{self._base()}/v2/{self.ref.repository}/blobs/{desc.digest}"
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        for _ in range(2):
+            with map_errors(url):
+                resp = await self.client.send(self.ref, "GET", url, headers)
+                try:
+                    body = b""
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > end - start:
+                            break
+                finally:
+                    await resp.aclose()
+            if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("location"):
+                url = urllib.parse.urljoin(url, resp.headers["location"])
+                continue
+            if resp.status_code == 206 and len(body) == end - start:
+                return body
+            raise RegistryError(f"GET {url} ({headers['Range']}) answered HTTP {resp.status_code}", url=url)
+        raise RegistryError(f"GET {url}: too many redirects", url=url)
+
+    async def blob_from_layer(
+        self, desc: Descriptor, root: str, blob: Digest, store: ModelStore, on_bytes: Callable[[int], None]
+    ) -> bool:
+        """Fetch the one blob of an uncompressed model layer straight into *store*: ranged requests at
+        the blob's offset in the layer, through the pull engine's staging (the one a pull of that blob
+        uses, so either resumes the other), verified by the blob's own digest, installed like a
+        pulled blob. The tar header must name that blob and nothing else may follow it but zeros.
+        False when the layer is not laid out so (it is then read whole)."""
+        import anyio
+
+        from ..wire.transfer import BlobDownloader, TransferConfig, Within
+
+        found = blob_offset(await self._range(desc, 0, min(desc.size, MAX_HEAD)), root, blob)
+        if found is None:
+            return False
+        offset, size = found
+        tail = desc.size - offset - size
+        if not 1024 <= tail <= MAX_TAIL + 1024 + 511:
+            return False
+        if any(await self._range(desc, offset + size, desc.size)):
+            raise BundleError(f"layer {desc.digest} holds data after its blob {blob}; refusing it")
+        if self.direct is None:
+            self.direct = BlobDownloader(self.client, store, anyio.CapacityLimiter(64), None, TransferConfig())
+        assert isinstance(self.direct, BlobDownloader)
+        layer = Layer("", blob, size)
+        if not store.has_blob(layer):
+            await self.direct.download(self.ref, layer, on_bytes, within=Within(str(desc.digest), offset, desc.size))
+        return True
+
     async def aclose(self, *, done: bool = True) -> None:
         """Close the connections; once the image was read, remove the scratch space (after a failure it
         stays: the next run resumes the layers it holds)."""
-        if self.downloader is not None:
-            self.downloader.close()  # type: ignore[attr-defined]
+        for downloader in (self.downloader, self.direct):
+            if downloader is not None:
+                downloader.close()  # type: ignore[attr-defined]
         await self.client.aclose()
         if done:
             shutil.rmtree(self.scratch.root, ignore_errors=True)
+
+
+MAX_HEAD = 64 * 1024
+MAX_TAIL = 1 << 20
+
+
+def blob_offset(head: bytes, root: str, blob: Digest) -> tuple[int, int] | None:
+    """Where the data of ``<root>/blobs/<blob>`` starts in a layer whose first bytes are *head*, and its
+    size; None unless the layer is the models path's directories and then that one file.
+
+    Raises:
+        BundleError: a member that has no place in a model layer (``..``, a link, outside the path).
+    """
+    from .format import MemberKind
+    from .image_members import image_classifier
+    from .tar import DIR, FILE, PAX, padding, parse_header, parse_pax, pax_size
+
+    classify = image_classifier(root)
+    pos, pax = 0, {}
+    while pos + 512 <= len(head):
+        header = parse_header(head[pos : pos + 512])
+        pos += 512
+        if header is None:
+            return None
+        if header.kind == PAX:
+            if pos + header.size > len(head):
+                return None
+            pax = parse_pax(head[pos : pos + header.size])
+            pos += header.size + padding(header.size)
+            continue
+        if header.refused:
+            raise BundleError(f"refusing image layer member {header.name[:200]!r}: it is {header.kind}")
+        name, size = pax.get("path") or header.name, pax_size(pax, header.size)
+        pax = {}
+        ref = classify(name, is_dir=header.kind == DIR)
+        if header.kind == DIR:
+            continue
+        if header.kind != FILE or ref.kind is not MemberKind.BLOB or ref.digest != blob:
+            return None
+        return pos, size
+    return None

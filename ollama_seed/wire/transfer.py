@@ -69,7 +69,7 @@ from .urls import shown_url
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["BlobDownloader", "TransferConfig"]
+__all__ = ["BlobDownloader", "TransferConfig", "Within"]
 
 HASH_LAG = 2 * 1024 * 1024  # the follower hashes once the prefix is this far ahead ...
 HASH_POLL = 0.025  # ... looking every this many seconds: at most ~5 MB left to hash at 100 MB/s
@@ -97,6 +97,16 @@ class _RangeIgnored(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Within:
+    """The blob's bytes sit at *offset* of another registry blob *digest* of *size* bytes (an image
+    layer's tar): ranged requests go there, shifted, and the file holds only the blob's bytes."""
+
+    digest: str
+    offset: int
+    size: int
+
+
 @dataclass(eq=False)
 class _Job:
     name: RepoName
@@ -107,6 +117,8 @@ class _Job:
     state: mmap.mmap | None
     blob_url: str
     direct_url: str | None = None
+    shift: int = 0  # where the blob starts in what the URL serves (see Within)
+    remote_size: int | None = None
     synced: int = 0
     digest: PrefixHash = field(init=False)
     watches: set[Watch] = field(default_factory=set)
@@ -183,16 +195,21 @@ class BlobDownloader:
         base: str | None = None,
         integrity_retries: int | None = None,
         on_note: Callable[[LayerNote], None] | None = None,
+        within: Within | None = None,
     ) -> int:
         """Fetch *layer* into ``blobs/`` (from the mirror *base* if given); the bytes received.
 
-        *on_note* hears of a resume (bytes of an earlier run kept) and of each retry.
+        *on_note* hears of a resume (bytes of an earlier run kept) and of each retry. *within*:
+        fetch the blob from inside another blob (an image layer), through the same staging.
         """
         data, state = staging_paths(self.store.layout, layer, unique=self.cfg.unique_staging)
         received = 0
         retries = self.cfg.integrity_retries if integrity_retries is None else integrity_retries
         for attempt in range(retries + 1):
             job = self._start(name, layer, data, state, fresh=attempt > 0, base=base)
+            if within is not None:
+                job.blob_url = self.client.blob_url(name, within.digest, base=base)
+                job.shift, job.remote_size = within.offset, within.size
             job.on_note = on_note
             try:
                 on_bytes(job.plan.completed)
@@ -349,7 +366,11 @@ class BlobDownloader:
             start, end = run.pos, run.limit(plan)
             headers = {"Accept-Encoding": "identity"}
             if ranged:
-                headers["Range"] = range_header(start, end)
+                headers["Range"] = range_header(start + job.shift, end + job.shift)
+            elif job.shift:
+                raise TransferError(
+                    f"{shown_url(url)} ignores Range requests; cannot fetch {layer.digest} from inside a layer"
+                )
             before = run.pos
             wait: float | None = None
             try:
@@ -359,9 +380,9 @@ class BlobDownloader:
                         outcome = classify(
                             resp.status_code,
                             resp.headers,
-                            start=start,
-                            end=end,
-                            size=layer.size,
+                            start=start + job.shift,
+                            end=end + job.shift,
+                            size=job.remote_size if job.remote_size is not None else layer.size,
                             ranged=ranged,
                             via_storage=via_storage,
                         )
