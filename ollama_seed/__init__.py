@@ -26,6 +26,8 @@ from .core.errors import (
     SeedError,
     SeedTimeout,
     ServerError,
+    SignatureError,
+    SigningKeyError,
     StoreError,
     TransferError,
 )
@@ -62,15 +64,19 @@ if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stay
         extract_image,
         verify_image,
     )
+    from .core.trustpolicy import TrustPolicy, TrustRule
     from .creation.run import CreateResult, acreate, create
     from .mirror.app import MirrorApp
     from .mirror.push import PushResult, apush, push
     from .mirror.serve import ServeInfo, aserve, create_app, serve
     from .pulling.api import apull, pull
+    from .pulling.provenance import VerifiedModels, sign_models, verify_models
     from .pulling.session import PullResult
     from .startup.run import aensure
     from .startup.server import ServerInfo, await_ready, wait_ready
     from .wire.credentials import DockerCredentials
+    from .wire.keys import PublicKey, SigningKey
+    from .wire.trust import Signer, Trust
 
 _LAZY: dict[str, str] = {
     "apull": ".pulling.api",
@@ -96,6 +102,15 @@ _LAZY: dict[str, str] = {
     "extract_image": ".bundle.image_api",
     "verify_image": ".bundle.image_api",
     "DockerCredentials": ".wire.credentials",
+    "PublicKey": ".wire.keys",
+    "SigningKey": ".wire.keys",
+    "Signer": ".wire.trust",
+    "Trust": ".wire.trust",
+    "TrustPolicy": ".core.trustpolicy",
+    "TrustRule": ".core.trustpolicy",
+    "VerifiedModels": ".pulling.provenance",
+    "sign_models": ".pulling.provenance",
+    "verify_models": ".pulling.provenance",
     "aensure": ".startup.run",
     "CreateResult": ".creation.run",
     "acreate": ".creation.run",
@@ -161,6 +176,7 @@ __all__ = [
     "ProgressCallback",
     "ProgressEvent",
     "PruneReport",
+    "PublicKey",
     "PullResult",
     "PushResult",
     "RegistryError",
@@ -170,9 +186,17 @@ __all__ = [
     "ServeInfo",
     "ServerError",
     "ServerInfo",
+    "SignatureError",
+    "Signer",
+    "SigningKey",
+    "SigningKeyError",
     "Status",
     "StoreError",
     "TransferError",
+    "Trust",
+    "TrustPolicy",
+    "TrustRule",
+    "VerifiedModels",
     "__version__",
     "abuild_image",
     "acreate",
@@ -199,7 +223,9 @@ __all__ = [
     "pull",
     "push",
     "serve",
+    "sign_models",
     "verify_bundle",
     "verify_image",
+    "verify_models",
     "wait_ready",
 ]

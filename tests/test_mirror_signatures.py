@@ -14,11 +14,11 @@ from ollama_seed.core.digest import Digest
 from ollama_seed.core.dsse import BUNDLE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, encode_bundle, pae
 from ollama_seed.core.intoto import COSIGN_PREDICATE_TYPE, OMS_PREDICATE_TYPE, cosign_statement, simple_signing_payload
 from ollama_seed.core.manifest import Manifest
+from ollama_seed.core.ocidoc import Descriptor
 from ollama_seed.core.ociref import (
     INDEX_MEDIA_TYPE,
     OCI_MANIFEST,
     SIMPLE_SIGNING_MEDIA_TYPE,
-    Descriptor,
     bundle_referrer,
     parse_referrers,
     read_simple_signing,
@@ -49,7 +49,7 @@ def signed_store(tmp_path: Path, built: BuiltModel) -> tuple[ModelStore, Manifes
     store = ModelStore(root)
     manifest = Manifest.parse(built.manifest)
     key = SigningKey.generate("p256")
-    subject = Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+    subject = Descriptor(manifest.media_type, manifest.digest, len(manifest.raw), {})
     statement = cosign_statement(manifest.digest)
     cosign = encode_bundle(
         statement, key.sign(pae(INTOTO_PAYLOAD_TYPE, statement)), key_hint=key.public_key.cosign_hint

@@ -15,7 +15,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -33,6 +33,9 @@ from ..wire.registry import Credentials, RegistryClient
 from ..wire.upload import DEFAULT_CHUNK, Uploader
 from .image_build import BuiltLayer, ImagePlan, ImageResult
 from .image_layers import LayerCache, LayerStream
+
+if TYPE_CHECKING:
+    from ..wire.keys import SigningKey
 
 __all__ = ["apush_image", "check_cap"]
 
@@ -64,8 +67,14 @@ async def apush_image(
     transport: Any = None,
     chunk_size: int = DEFAULT_CHUNK,
     concurrency: int = 3,
+    sign: SigningKey | None = None,
+    cosign_legacy: bool = False,
 ) -> ImageResult:
-    """Push the image of *plan* to *ref* (``registry/repo:tag``)."""
+    """Push the image of *plan* to *ref* (``registry/repo:tag``).
+
+    With *sign*, the index and each platform's manifest get a cosign signature, as ``push --sign``
+    gives a model (what ``cosign sign --recursive`` writes); *cosign_legacy* adds the ``.sig`` tags.
+    """
     started = time.monotonic()
     target = ImageRef.parse(ref)
     if target.digest is not None:
@@ -158,6 +167,14 @@ async def apush_image(
             for doc in manifests:
                 await up.manifest(str(doc.digest), MANIFEST_MEDIA_TYPE, doc.raw, doc.digest)
             await up.manifest(target.tag, INDEX_MEDIA_TYPE, index.raw, index.digest)
+            if sign is not None:
+                from ..wire.cosign_attach import attach_signature
+
+                report(Status(label, f"signing with {sign.public_key.fingerprint}"))
+                subjects = [(INDEX_MEDIA_TYPE, index), *((MANIFEST_MEDIA_TYPE, doc) for doc in manifests)]
+                for media_type, doc in subjects:
+                    subject = Descriptor(media_type, doc.digest, len(doc.raw), {})
+                    await attach_signature(up, subject, sign, legacy=cosign_legacy)
     except BaseException as exc:
         err = collapse(exc)
         if err is exc or not isinstance(err, SeedError):

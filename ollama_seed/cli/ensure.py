@@ -111,6 +111,16 @@ def register(sub: Any) -> None:
         help="ask the registry for the tag's current manifest and fetch only changed layers",
     )
     p.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds overall")
+    p.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="every model needs a signature by a key or CA you trust (--trust/--trust-ca, else the config file's "
+        "[[trust]] rules, all enforced): checked before a pull writes anything; a model on disk by the signatures "
+        "the store keeps, else its registry's; exit 13 when one has none",
+    )
+    from .provenance import add_trust_options
+
+    add_trust_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     p.add_argument(
         "--progress",
@@ -169,6 +179,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     from ..startup.blocking import ensure
     from ..startup.config import load_config
     from .gcpause import resume
+    from .provenance import trust_from
     from .render import make_renderer
 
     resume()
@@ -206,6 +217,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
                 mirrors=tuple(args.mirrors or config.mirrors),
                 progress=renderer,
                 modelfiles=modelfiles,
+                trust=trust_from(args, require=args.require_signature, config=config),
             )
         finally:
             renderer.close()
@@ -223,6 +235,8 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             extra += ", loaded" if r.warmed else ""
         if r.source:
             extra += f", from {r.source}"
+        if r.signer:
+            extra += f", signed by {r.signer}"
         print(f"{r.model}: {r.status} ({human_size(r.bytes_fetched)} fetched, {r.elapsed:.2f} s{extra})")
     wall = time.monotonic() - started
     fetched = sum(r.bytes_fetched for r in reports)

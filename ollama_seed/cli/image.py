@@ -67,6 +67,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--offline", action="store_true", help="never pull: every model must be in the store")
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while reading them")
+    from .provenance import add_key_options
+
+    add_key_options(p, "--sign")
+    p.add_argument(
+        "--cosign-legacy", action="store_true", help="with --sign, also write cosign v2's sha256-<hex>.sig tags"
+    )
     add_common(p)
     _common(p, source=False)
     p.set_defaults(func=cmd_build)
@@ -102,10 +108,21 @@ def _run(func: Any, *args: Any, args_ns: argparse.Namespace, verb: str, **kwargs
 
 def cmd_build(args: argparse.Namespace) -> int:
     from ..bundle.image_api import abuild_image
+    from ..core.errors import ConfigError
+    from .provenance import load_key
 
     options: dict[str, Any] = {}
     if args.base:
         options["base"] = args.base
+    key = load_key(args)
+    if key is not None:
+        if not args.push:
+            raise ConfigError(
+                "--sign signs an image pushed to a registry (cosign signatures live there): add --push REF"
+            )
+        options.update(sign=key, cosign_legacy=args.cosign_legacy)
+    elif args.cosign_legacy:
+        raise ConfigError("--cosign-legacy is a signature format: give the key to sign with, --sign KEY")
     result: ImageResult = _run(
         abuild_image,
         args.models,

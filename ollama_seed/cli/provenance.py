@@ -17,6 +17,7 @@ from ..core.errors import ConfigError, SigningKeyError
 
 if TYPE_CHECKING:
     from ..core.trustpolicy import TrustPolicy
+    from ..startup.config import Config
     from ..wire.keys import SigningKey
     from ..wire.trust import Trust
 
@@ -86,7 +87,9 @@ def add_trust_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def trust_from(args: argparse.Namespace, *, require: bool = False) -> Trust | TrustPolicy | None:
+def trust_from(
+    args: argparse.Namespace, *, require: bool = False, config: Config | None = None
+) -> Trust | TrustPolicy | None:
     """``--trust``/``--trust-ca`` as a :class:`Trust`, else the config file's rules, else None.
 
     With *require* (``--require-signature``), the config's rules all enforce, and having no trust
@@ -97,10 +100,12 @@ def trust_from(args: argparse.Namespace, *, require: bool = False) -> Trust | Tr
         from ..wire.trust import Trust
 
         return Trust.load(keys, cas)
-    from ..startup.config import load_config
+    if config is None:
+        from ..startup.config import load_config
 
-    config_path = getattr(args, "config", None)
-    policy = load_config(config_path, required=config_path is not None).trust
+        config_path = getattr(args, "config", None)
+        config = load_config(config_path, required=config_path is not None)
+    policy = config.trust
     if require:
         if not any(rule.has_trust for rule in policy.rules):
             raise ConfigError(

@@ -200,6 +200,14 @@ def register(sub: Any) -> None:
         help="a repository on the same registry to mount blobs from when it has them (repeatable)",
     )
     p.add_argument("--concurrency", type=int, default=3, metavar="N", help="blobs pushed at once (default 3)")
+    from .provenance import add_key_options
+
+    add_key_options(p, "--sign")
+    p.add_argument(
+        "--cosign-legacy",
+        action="store_true",
+        help="with --sign, also write cosign v2's sha256-<hex>.sig simple signing (for cosign 2, older Kyverno)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_push)
 
@@ -297,11 +305,16 @@ class _PushLines:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from ..core.errors import ConfigError
     from ..mirror.push import PushResult, apush
     from ..wire.sync import run_sync
     from .gcpause import resume
+    from .provenance import load_key
 
     resume()
+    key = load_key(args)
+    if args.cosign_legacy and key is None:
+        raise ConfigError("--cosign-legacy is a signature format: give the key to sign with, --sign KEY")
 
     try:
         result: PushResult = run_sync(
@@ -314,6 +327,8 @@ def cmd_push(args: argparse.Namespace) -> int:
             mount_from=args.mount_from,
             concurrency=args.concurrency,
             progress=None if args.json else _PushLines(),
+            sign=key,
+            cosign_legacy=args.cosign_legacy,
         )
     except BaseException as exc:
         raise collapse(exc) from None
@@ -328,6 +343,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                     "mounted": [str(d) for d in result.mounted],
                     "existing": [str(d) for d in result.existing],
                     "bytes_uploaded": result.bytes_uploaded,
+                    "signatures": [str(d) for d in result.signatures],
                     "seconds": round(result.elapsed, 3),
                 }
             )
@@ -339,4 +355,11 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"{result.elapsed:.1f} s",
             file=sys.stderr,
         )
+        if result.signatures:
+            assert key is not None
+            print(
+                f"{result.target}: signed by {key.public_key.fingerprint} ({len(result.signatures)} signature "
+                f"document(s): {', '.join(d.short for d in result.signatures)})",
+                file=sys.stderr,
+            )
     return 0

@@ -74,6 +74,9 @@ def register(sub: Any) -> None:
     p.add_argument("names", nargs="+", metavar="NAME")
     add_common(p)
     add_pull_options(p)
+    from .provenance import add_trust_options
+
+    add_trust_options(p)
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("list", aliases=["ls"], help="list the models in the store (as ollama list)")
@@ -146,6 +149,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from ..pulling.api import apull_all  # httpx and anyio load only for commands that use the network
     from ..wire.sync import run_sync
     from .gcpause import resume
+    from .provenance import trust_from
 
     resume()
 
@@ -154,7 +158,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     results: list[PullResult] = []
     started = time.monotonic()
     try:
-        results = run_sync(apull_all, names, progress=renderer, **pull_kwargs(args))
+        results = run_sync(apull_all, names, progress=renderer, trust=trust_from(args), **pull_kwargs(args))
     except BaseException as exc:
         raise collapse(exc) from None
     finally:
@@ -185,7 +189,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print(
             f"{r.name.display}: {r.manifest_digest.hex[:12]}, {len(r.layers)} blobs, "
             f"{human_size(r.bytes_downloaded)} downloaded, {human_size(r.bytes_reused)} reused, "
-            f"from {r.source}, {human_duration(r.elapsed)}",
+            f"from {r.source}, {human_duration(r.elapsed)}" + (f", signed by {r.signer}" if r.signer else ""),
             file=sys.stderr,
         )
     print(

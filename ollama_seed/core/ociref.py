@@ -28,6 +28,8 @@ from typing import Any
 from .digest import Digest
 from .dsse import BUNDLE_MEDIA_TYPE
 from .errors import InvalidName, SignatureError
+from .ocidoc import Descriptor
+from .ociimage import CONFIG_MEDIA_TYPE, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from .sigrecord import OciArtifact
 
 __all__ = [
@@ -40,7 +42,6 @@ __all__ = [
     "OCI_MANIFEST",
     "SIG_ANNOTATION",
     "SIMPLE_SIGNING_MEDIA_TYPE",
-    "Descriptor",
     "ReferrerEntry",
     "bundle_referrer",
     "fallback_tag",
@@ -52,9 +53,8 @@ __all__ = [
     "simple_signing_manifest",
 ]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_MANIFEST = MANIFEST_MEDIA_TYPE
+OCI_CONFIG = CONFIG_MEDIA_TYPE
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -65,18 +65,6 @@ ANNOTATION_CONTENT = "dev.sigstore.bundle.content"
 ANNOTATION_PREDICATE = "dev.sigstore.bundle.predicateType"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 MAX_REFERRERS = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    """An OCI descriptor: what a manifest's ``subject`` (and an index entry) holds."""
-
-    media_type: str
-    digest: Digest
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "size": self.size, "digest": str(self.digest)}
 
 
 def _digest_of(data: bytes) -> Digest:
@@ -113,7 +101,7 @@ def bundle_referrer(bundle: bytes, subject: Descriptor, predicate_type: str, *, 
         },
         "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "size": len(bundle), "digest": str(_digest_of(bundle))}],
         "annotations": dict(sorted(annotations.items())),
-        "subject": subject.to_json(),
+        "subject": {"mediaType": subject.media_type, "size": subject.size, "digest": str(subject.digest)},
         "artifactType": BUNDLE_MEDIA_TYPE,
     }
     blobs = {_digest_of(EMPTY_CONFIG): EMPTY_CONFIG, _digest_of(bundle): bundle}

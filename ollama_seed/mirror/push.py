@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -27,15 +27,21 @@ from ..core.errors import (
 )
 from ..core.groups import collapse
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
+from ..core.ocidoc import Descriptor
 from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status
 from ..core.ranges import backoff
 from ..core.reference import ModelName
+from ..core.sigrecord import StoredSignature
 from ..store import platform as _platform
 from ..store.fsutil import open_nofollow, raise_os_error
+from ..store.signatures import SignatureStore
 from ..store.store import InstalledModel, ModelStore
 from ..wire.registry import Credentials, RegistryClient
 from ..wire.sync import run_sync
 from ..wire.upload import ATTEMPTS, DEFAULT_CHUNK, Retry, Uploader
+
+if TYPE_CHECKING:
+    from ..wire.keys import SigningKey
 
 __all__ = ["PushResult", "apush", "push"]
 
@@ -55,6 +61,9 @@ class PushResult:
     existing: tuple[Digest, ...]
     bytes_uploaded: int
     elapsed: float
+    signatures: tuple[Digest, ...] = ()
+    """The signature documents written with ``sign=``: the cosign referrer manifest (and the ``.sig``
+    manifest with ``cosign_legacy``)."""
 
 
 def _noop(event: ProgressEvent) -> None:
@@ -180,6 +189,8 @@ async def apush(
     mount_from: Sequence[str] = (),
     concurrency: int = 3,
     progress: ProgressCallback | None = None,
+    sign: SigningKey | None = None,
+    cosign_legacy: bool = False,
 ) -> PushResult:
     """Push the stored model *source* to *target* (``registry.example.com/ns/model:tag``).
 
@@ -192,6 +203,10 @@ async def apush(
         mount_from: repositories on the target registry to mount blobs from when they hold them.
         concurrency: blobs pushed at once.
         progress: called with :class:`Status` and :class:`LayerProgress` events.
+        sign: after the manifest, attach a cosign signature over its digest (cosign v3: a Sigstore
+            bundle as an OCI 1.1 referrer, with the ``sha256-<hex>`` tag for registries without
+            the referrers API); the signature is also kept in the local store.
+        cosign_legacy: with *sign*, also write cosign v2's ``sha256-<hex>.sig`` simple signing.
 
     Raises:
         InvalidName: a name is invalid, or *target* pins a digest.
@@ -204,6 +219,8 @@ async def apush(
     dst = target if isinstance(target, ModelName) else ModelName.parse(target)
     if dst.digest is not None:
         raise InvalidName(f"push target {target!s} pins a digest; give a tag instead")
+    if cosign_legacy and sign is None:
+        raise ValueError("cosign_legacy adds a signature format: it needs a key to sign with (sign=)")
     store = ModelStore(models_dir)
     model = store.get(src)
     missing = store.missing(model.manifest)
@@ -214,6 +231,7 @@ async def apush(
         )
     emit = progress or _noop
     outcome: dict[Digest, str] = {}
+    signatures: tuple[Digest, ...] = ()
     try:
         async with RegistryClient(insecure=insecure, transport=transport, credentials=credentials) as client:
             pusher = _Pusher(client, store, dst, chunk_size=chunk_size, mount_from=mount_from, progress=emit)
@@ -229,6 +247,13 @@ async def apush(
                     tg.start_soon(one, layer)
             emit(Status(dst.display, "pushing manifest"))
             await pusher.manifest(model.manifest)
+            if sign is not None:
+                emit(Status(dst.display, f"signing with {sign.public_key.fingerprint}"))
+                records = await _sign(pusher.up, model.manifest, sign, cosign_legacy)
+                signatures = tuple(r.artifact.digest for r in records if r.artifact is not None)
+                keep = SignatureStore(store)
+                for record in records:
+                    keep.add(model.manifest.digest, record)
             emit(Status(dst.display, "success"))
     except BaseException as exc:
         err = collapse(exc)
@@ -248,7 +273,15 @@ async def apush(
         kind("existing"),
         pusher.sent,
         time.monotonic() - started,
+        signatures,
     )
+
+
+async def _sign(up: Uploader, manifest: Manifest, key: SigningKey, legacy: bool) -> list[StoredSignature]:
+    from ..wire.cosign_attach import attach_signature
+
+    subject = Descriptor(manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.digest, len(manifest.raw), {})
+    return await attach_signature(up, subject, key, legacy=legacy)
 
 
 def push(source: str | ModelName, target: str | ModelName, **options: Any) -> PushResult:

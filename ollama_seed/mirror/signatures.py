@@ -23,9 +23,9 @@ from ..core.digest import Digest
 from ..core.errors import SeedError
 from ..core.intoto import COSIGN_PREDICATE_TYPE, OMS_PREDICATE_TYPE
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Manifest
+from ..core.ocidoc import Descriptor
 from ..core.ociref import (
     INDEX_MEDIA_TYPE,
-    Descriptor,
     ReferrerEntry,
     bundle_referrer,
     entry_for,
@@ -47,7 +47,7 @@ Document = tuple[str, bytes, list[tuple[bytes, bytes]]]
 
 
 def _subject(manifest: Manifest) -> Descriptor:
-    return Descriptor(manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.digest, len(manifest.raw))
+    return Descriptor(manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.digest, len(manifest.raw), {})
 
 
 class MirrorSignatures:

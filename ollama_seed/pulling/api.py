@@ -20,6 +20,8 @@ from .session import PullResult, PullSession
 if TYPE_CHECKING:
     import httpx
 
+    from ..wire.verify import TrustLike
+
 __all__ = ["apull", "apull_all", "pull"]
 
 T = TypeVar("T")
@@ -47,6 +49,7 @@ async def apull(
     credentials: Credentials | None = None,
     use_locks: bool = True,
     mirrors: Sequence[str] = (),
+    trust: TrustLike = None,
 ) -> PullResult:
     """Pull one model into the Ollama store, fetching only the blobs that are missing.
 
@@ -64,8 +67,13 @@ async def apull(
         use_locks: lock blobs between processes (saves bandwidth; correctness does not need it).
         mirrors: registries to try first, in order (``http://mirror:8080``); then the name's own registry.
             A mirror that fails or serves a blob with the wrong digest is skipped for that blob.
+        trust: a :class:`Trust` (the manifest must carry a cosign signature by one of its keys or
+            CAs) or a :class:`TrustPolicy` (per name pattern: enforce, warn or off). The signature is
+            checked before any blob is fetched; the signer is in the result.
 
     Raises:
+        SignatureError: trust is configured and no signature there is by a key or CA you trust
+            (nothing was written).
         InvalidName, ModelNotFound, AuthenticationError, RegistryError, TransferError,
         IntegrityError, InsufficientSpace, StoreError: all :class:`SeedError`.
     """
@@ -82,6 +90,7 @@ async def apull(
         credentials=credentials,
         use_locks=use_locks,
         mirrors=mirrors,
+        trust=trust,
     )
     return result
 
@@ -127,6 +136,7 @@ def pull(
     credentials: Credentials | None = None,
     use_locks: bool = True,
     mirrors: Sequence[str] = (),
+    trust: TrustLike = None,
 ) -> PullResult:
     """Blocking form of :func:`apull`, with the same arguments. Not for use inside an event loop.
 
@@ -148,4 +158,5 @@ def pull(
         credentials=credentials,
         use_locks=use_locks,
         mirrors=mirrors,
+        trust=trust,
     )

@@ -39,9 +39,13 @@ from ..store.store import ModelStore
 from ..wire.registry import Credentials, RegistryClient
 from ..wire.throttle import TokenBucket
 from ..wire.transfer import BlobDownloader, TransferConfig
+from .signed import SignatureGate
 
 if TYPE_CHECKING:
     import httpx
+
+    from ..wire.trust import Signer
+    from ..wire.verify import TrustLike
 
 __all__ = ["PullResult", "PullSession"]
 
@@ -63,6 +67,8 @@ class PullResult:
     elapsed: float
     path: str
     source: str = ""
+    signer: Signer | None = None
+    """Who signed the manifest, when trust was configured for the model and a trusted signature was found."""
 
     @property
     def total_size(self) -> int:
@@ -98,6 +104,7 @@ class PullSession:
         check_space: bool = True,
         transfer: TransferConfig | None = None,
         mirrors: Sequence[str] = (),
+        trust: TrustLike = None,
     ) -> None:
         self.store = store
         self.mirrors = [normalize_mirror(m) for m in mirrors]
@@ -119,6 +126,7 @@ class PullSession:
         self.downloader = BlobDownloader(self.client, store, anyio.CapacityLimiter(max_connections), bucket, cfg)
         self._inflight: dict[Digest, _Inflight] = {}
         self._sources: dict[ModelName, str] = {}
+        self.signatures = SignatureGate(trust, self.client, store, self.progress)
 
     async def __aenter__(self) -> PullSession:
         return self
@@ -186,6 +194,8 @@ class PullSession:
         name = self.store.resolve(name)
         if manifest is None:
             manifest = await self.fetch_manifest(name)
+        source = self._sources.get(name.unpinned())
+        signed = await self.signatures.check(name, manifest, [source] if source in self.mirrors else [])
         label = name.display
         missing = self.store.missing(manifest)
         missing += await self._damaged(label, [layer for layer in manifest.blobs if layer not in missing])
@@ -218,6 +228,7 @@ class PullSession:
         self.progress(Status(label, "verifying sha256 digest"))
         self.progress(Status(label, "writing manifest"))
         path = self.store.write_manifest(name, manifest)
+        self.signatures.keep(manifest, signed)
         self.progress(Status(label, "success"))
         source = self._sources.get(name.unpinned(), self.client.base(name))
         used = replace(name, scheme=source.partition("://")[0] or name.scheme)
@@ -231,6 +242,7 @@ class PullSession:
             time.monotonic() - started,
             str(path),
             source,
+            signed.signer if signed is not None else None,
         )
 
     async def _damaged(self, label: str, present: list[Layer]) -> list[Layer]:

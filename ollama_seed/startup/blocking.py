@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from ..core.progress import ProgressCallback
     from ..wire.registry import Credentials
+    from ..wire.verify import TrustLike
 
 __all__ = ["ensure"]
 
@@ -57,6 +58,7 @@ def ensure(
     credentials: Credentials | None = None,
     use_locks: bool = True,
     modelfiles: Modelfiles | None = None,
+    trust: TrustLike = None,
 ) -> list[EnsureReport]:
     """Blocking form of :func:`aensure`, with the same arguments.
 
@@ -68,7 +70,7 @@ def ensure(
         SeedError: as :func:`aensure`.
     """
     _refuse_in_loop()
-    if not (update or verify or via_server or warm or server is not None):
+    if not (update or verify or via_server or warm or server is not None or _signed(trust, names)):
         fast = check_local(names, models_dir=models_dir, modelfiles=modelfiles)
         if fast is not None:
             return fast
@@ -100,5 +102,16 @@ def ensure(
         credentials=credentials,
         use_locks=use_locks,
         modelfiles=modelfiles,
+        trust=trust,
     )
     return reports
+
+
+def _signed(trust: object, names: Names) -> bool:
+    """A signature may be needed (then the cheap path, which checks none, is not taken)."""
+    if trust is None:
+        return False
+    from .local import _names
+    from .options import trust_applies
+
+    return trust_applies(trust, _names(names))

@@ -50,6 +50,7 @@ class EnsureReport:
     via_server: bool = False
     warmed: bool = False
     source: str | None = None  # where a pull got the manifest, with the scheme used (http for --insecure)
+    signer: str | None = None  # who signed it, when trust was configured for the model (``trust=``)
 
     @property
     def model(self) -> str:
@@ -74,6 +75,7 @@ class EnsureReport:
             "via_server": self.via_server,
             "warmed": self.warmed,
             "source": self.source,
+            "signer": self.signer,
         }
 
 

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent
+from ..core.reference import ModelName
+from ..core.trustpolicy import TrustPolicy
 from ..store.store import ModelStore
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["EnsureOptions", "Tracker"]
+    from ..wire.verify import TrustLike
+
+__all__ = ["EnsureOptions", "Tracker", "trust_applies"]
 
 
 class Tracker:
@@ -56,3 +60,20 @@ class EnsureOptions:
     transport: httpx.AsyncBaseTransport | None
     server_transport: httpx.AsyncBaseTransport | None
     tracker: Tracker
+    trust: TrustLike = None
+
+
+def trust_applies(trust: object, names: list[ModelName] | None = None) -> bool:
+    """Whether *trust* (a ``Trust``, a ``TrustPolicy`` or None) may ask a signature of any of *names*
+    (of any model when None). Cheap: no key is loaded, nothing but the core is imported."""
+    if trust is None:
+        return False
+    if not isinstance(trust, TrustPolicy):
+        return True  # a Trust: every model
+    if names is None:
+        return bool(trust)
+    for name in names:
+        rule = trust.rule_for(name)
+        if rule is not None and rule.mode != "off" and rule.has_trust:
+            return True
+    return False

@@ -48,12 +48,13 @@ from .local import (
     created_up_to_date,
     offline_from_env,
 )
-from .options import EnsureOptions, Tracker
+from .options import EnsureOptions, Tracker, trust_applies
 
 if TYPE_CHECKING:
     import httpx
 
     from ..pulling.session import PullSession
+    from ..wire.verify import TrustLike
 
 __all__ = ["EnsureReport", "aensure", "offline_from_env"]
 
@@ -85,6 +86,7 @@ async def aensure(
     credentials: Credentials | None = None,
     use_locks: bool = True,
     modelfiles: Modelfiles | None = None,
+    trust: TrustLike = None,
 ) -> list[EnsureReport]:
     """Make each named model usable, touching the network only for what is missing.
 
@@ -112,6 +114,11 @@ async def aensure(
         modelfiles: ``{name: Modelfile path}``: models made with :func:`~ollama_seed.create` (after the
             named models are pulled, so a FROM may name one of them), again only when the Modelfile or
             a file it names changed (``.ollama-seed/created.json``); offline, a FROM model must be there.
+        trust: a :class:`Trust` (every model must be signed by one of its keys or CAs) or a
+            :class:`TrustPolicy` (per name pattern). A model pulled is checked before it is written
+            (see :func:`apull`); one already on disk is checked against the signatures the store keeps,
+            else against its registry's (kept afterwards); offline it needs a kept one. The signer
+            is in each report.
 
     Returns:
         One :class:`EnsureReport` per distinct name, in the order given.
@@ -119,6 +126,7 @@ async def aensure(
     Raises:
         InvalidName: a name Ollama would refuse.
         OfflineError: offline and something is missing.
+        SignatureError: trust is configured and a model has no signature by a key or CA you trust.
         SeedTimeout: *timeout* passed; the message says what was unfinished.
         ServerError: the server did not become ready, does not see a model, or failed a pull or load.
         ConfigError: *server* has an unsupported scheme.
@@ -146,16 +154,23 @@ async def aensure(
             "stall_timeout": stall_timeout,
             "credentials": credentials,
             "use_locks": use_locks,
+            "trust": trust,
         },
         mirrors=tuple(mirrors),
         transport=transport,
         server_transport=server_transport,
         tracker=Tracker(progress),
+        trust=trust,
     )
     result: list[EnsureReport] | None = None
     with anyio.move_on_after(timeout):
         try:
             if via_server:
+                if trust_applies(trust, refs):
+                    raise ConfigError(
+                        "signatures are checked as ollama-seed pulls; with via_server the Ollama server pulls and "
+                        "checks none: pull here (without via_server), or leave the signature requirement out"
+                    )
                 if modelfiles:
                     raise ConfigError(
                         "a Modelfile is created into the models directory, which via_server means "
@@ -234,6 +249,13 @@ async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
     for ref, item in zip(refs, locals_, strict=True):
         if item.complete and not (o.update and not o.offline):
             reports[str(ref)] = _present(item, started)
+    if trust_applies(o.trust) and reports:
+        from .signed import sign_present
+
+        present = [
+            (ref, item, reports[str(ref)]) for ref, item in zip(refs, locals_, strict=True) if str(ref) in reports
+        ]
+        reports.update(await sign_present(present, o))
     todo = [(ref, item) for ref, item in zip(refs, locals_, strict=True) if str(ref) not in reports]
     if todo:
         reports.update(await _pull_all(todo, o, started))
@@ -288,5 +310,11 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"
     return EnsureReport(
-        name, status, result.bytes_downloaded, time.monotonic() - started, result.manifest_digest, source=result.source
+        name,
+        status,
+        result.bytes_downloaded,
+        time.monotonic() - started,
+        result.manifest_digest,
+        source=result.source,
+        signer=str(result.signer) if result.signer is not None else None,
     )

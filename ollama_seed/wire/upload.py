@@ -177,8 +177,11 @@ class Uploader:
         self._check(resp, digest)
         return digest
 
-    async def manifest(self, reference: str, media_type: str, raw: bytes, digest: Digest) -> None:
-        """PUT a manifest or index under *reference* (a tag or a digest); the registry must keep its bytes."""
+    async def manifest(self, reference: str, media_type: str, raw: bytes, digest: Digest) -> str | None:
+        """PUT a manifest or index under *reference* (a tag or a digest); the registry must keep its bytes.
+
+        Returns the answer's ``OCI-Subject`` header: a registry with the referrers API names there the
+        subject of a manifest that has one (see :mod:`.cosign_attach`)."""
         url = f"{self.base}/v2/{self.repo}/manifests/{reference}"
         for attempt in range(ATTEMPTS):
             try:
@@ -195,3 +198,5 @@ class Uploader:
                 expected=str(digest),
                 actual=stored,
             )
+        subject = resp.headers.get("oci-subject")
+        return str(subject) if subject else None

@@ -1,0 +1,105 @@
+"""The signature check of a pull: before any blob is fetched and before the manifest is written.
+
+With trust configured for a model (``trust=`` / ``--trust`` / a ``[[trust]]`` rule), its manifest
+must carry a signature by a key or CA you trust, found where cosign keeps one (see
+:mod:`ollama_seed.wire.cosign_fetch`): at the mirror the manifest came from, then at the model's
+own registry. ``enforce`` refuses the model (nothing is written); ``warn`` logs and goes on. A
+signature that verified is kept in the store with the model, so ``ensure`` finds it with no
+network and ``serve`` hands it on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..core.errors import SignatureError
+from ..core.manifest import MANIFEST_MEDIA_TYPE, Manifest
+from ..core.ocidoc import Descriptor
+from ..core.progress import ProgressCallback, Status
+from ..core.reference import ModelName
+from ..core.sigrecord import StoredSignature
+from ..store.signatures import SignatureStore
+from ..store.store import ModelStore
+from ..wire.cosign_fetch import fetch_signatures
+from ..wire.registry import RegistryClient
+from ..wire.signing import OLLAMA_HOSTS
+from ..wire.trust import Signer
+from ..wire.verify import TrustLike, TrustResolver, first_trusted
+
+__all__ = ["Signed", "SignatureGate"]
+
+log = logging.getLogger("ollama_seed")
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A signature that verified: who made it, and the record to keep."""
+
+    signer: Signer
+    record: StoredSignature
+
+
+def _advice(name: ModelName) -> str:
+    if name.host in OLLAMA_HOSTS:
+        return (
+            f"{name.host} hosts no signatures: pull the model on a connected host, sign it into a registry of "
+            "yours ('ollama-seed push --sign KEY') or into a bundle ('ollama-seed export --sign KEY'), and take "
+            "it from there; or check a copy with 'ollama-seed verify NAME --signature FILE --trust KEY'"
+        )
+    return "sign it where it is pushed ('ollama-seed push --sign KEY', or 'cosign sign --key KEY')"
+
+
+class SignatureGate:
+    """Checks each pulled model's signature against the trust that applies to its name."""
+
+    def __init__(self, trust: TrustLike, client: RegistryClient, store: ModelStore, progress: ProgressCallback) -> None:
+        self.resolver = TrustResolver(trust)
+        self.client, self.store, self.progress = client, store, progress
+
+    @property
+    def active(self) -> bool:
+        return self.resolver.active
+
+    async def check(self, name: ModelName, manifest: Manifest, mirrors: Sequence[str] = ()) -> Signed | None:
+        """The trusted signature of *name*'s *manifest*; None when no trust applies (or ``warn`` found none).
+
+        Raises:
+            SignatureError: ``enforce``, and no signature there is by a key or CA you trust.
+        """
+        mode, trust = self.resolver.for_name(name)
+        if trust is None:
+            return None
+        self.progress(Status(name.display, "verifying signature"))
+        subject = Descriptor(manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.digest, len(manifest.raw), {})
+        problems: list[SignatureError] = []
+        looked: list[str] = []
+        for base in [*mirrors, None]:
+            where = base or self.client.base(name)
+            looked.append(where)
+            records = await fetch_signatures(self.client, name, subject, base=base)
+            record, signer, found = first_trusted(records, trust, name, manifest)
+            problems.extend(found)
+            if record is not None and signer is not None:
+                self.progress(Status(name.display, f"signed by {signer}"))
+                return Signed(signer, record)
+        if problems:
+            why = f"no signature there is by a key or CA you trust ({problems[0]})"
+        else:
+            why = f"{' and '.join(looked)} keep no signature for its manifest {manifest.digest}"
+        message = f"{name.display}: {why}; {_advice(name)}"
+        if mode == "warn":
+            log.warning("%s (trust mode 'warn': pulling it anyway)", message)
+            self.progress(Status(name.display, "warning: no trusted signature"))
+            return None
+        raise SignatureError(f"{message}; nothing was written")
+
+    def keep(self, manifest: Manifest, signed: Signed | None) -> None:
+        """Keep a verified signature with the model (a store that cannot take it only loses the record)."""
+        if signed is None:
+            return
+        try:
+            SignatureStore(self.store).add(manifest.digest, signed.record)
+        except OSError as exc:
+            log.warning("could not keep the signature of %s in %s: %s", manifest.digest, self.store.root, exc)

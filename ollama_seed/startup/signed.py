@@ -1,0 +1,67 @@
+"""``ensure(..., trust=...)`` for models already on disk: their signature, from the store or the registry.
+
+A complete model needs no download, but with trust configured for its name it still needs a
+signature by a key or CA you trust. The ones the store keeps (verified when the model was pulled,
+imported or checked with ``verify --signature``) are tried first, with no network; otherwise the
+model's registry (its mirrors first) is asked, and a signature found there is kept. Offline, a
+model without a kept signature is refused under ``enforce``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ..core.errors import SignatureError
+from ..core.reference import ModelName
+from ..pulling.provenance import stored_signer
+from ..wire.verify import TrustResolver
+from .local import EnsureReport, _Local
+from .options import EnsureOptions
+
+__all__ = ["sign_present"]
+
+log = logging.getLogger("ollama_seed")
+
+
+async def sign_present(
+    present: list[tuple[ModelName, _Local, EnsureReport]], o: EnsureOptions
+) -> dict[str, EnsureReport]:
+    """The reports of *present* models with their signers; raises when one has no trusted signature.
+
+    Raises:
+        SignatureError: ``enforce`` and no trusted signature (kept, or at its registry when online).
+    """
+    resolver = TrustResolver(o.trust)
+    out: dict[str, EnsureReport] = {}
+    remote: list[tuple[ModelName, _Local, EnsureReport]] = []
+    for ref, item, report in present:
+        mode, trust = resolver.for_name(item.name)
+        out[str(ref)] = report
+        if trust is None:
+            continue
+        assert item.manifest is not None
+        signer = stored_signer(o.store, item.name, item.manifest, trust)
+        if signer is not None:
+            out[str(ref)] = dataclasses.replace(report, signer=str(signer))
+        elif not o.offline:
+            remote.append((ref, item, report))
+        elif mode == "enforce":
+            raise SignatureError(
+                f"{item.name.display} is on disk, but no signature by a key or CA you trust is kept with it, and "
+                "ensure is offline: check it with 'ollama-seed verify NAME --signature FILE --trust KEY', import a "
+                "signed bundle of it, or run online to fetch its signature from its registry"
+            )
+        else:
+            log.warning("%s: no trusted signature is kept with it (trust mode 'warn')", item.name.display)
+    if remote:
+        from ..pulling.session import PullSession
+
+        async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors, **o.pull) as s:
+            for ref, item, report in remote:
+                assert item.manifest is not None
+                signed = await s.signatures.check(item.name, item.manifest, s.mirrors)
+                s.signatures.keep(item.manifest, signed)
+                if signed is not None:
+                    out[str(ref)] = dataclasses.replace(report, signer=str(signed.signer))
+    return out

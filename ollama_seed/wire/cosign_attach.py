@@ -1,0 +1,119 @@
+"""Attaching a cosign-compatible signature to a manifest just pushed (``push --sign``, ``image build --sign``).
+
+What ``cosign sign --key`` (v3) writes, so Kyverno, sigstore policy-controller and cosign itself
+find it:
+
+1. the statement ``{"_type": in-toto v1, "subject": [{"digest": {"sha256": <manifest>}}],
+   "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}``, signed in a DSSE
+   envelope inside a Sigstore bundle (the key's hint: base64 SHA-256 of its DER public key);
+2. the empty config ``{}`` and the bundle as blobs, then the referrer manifest (artifactType the
+   bundle media type, ``subject`` the signed manifest) ``PUT`` by its digest;
+3. when the registry's answer has no ``OCI-Subject`` header (no referrers API: Docker
+   Distribution 2.8), the index at the tag ``sha256-<hex>`` gains the referrer's descriptor, as
+   go-containerregistry keeps it (read, appended, sorted, written back: racy between two
+   writers, as the distribution specification warns).
+
+With *legacy* (``--cosign-legacy``), also cosign v2's simple signing: the payload
+``{"critical": {"identity": {"docker-reference": <host/repo>}, "image": {"docker-manifest-digest":
+<digest>}, "type": "cosign container image signature"}, "optional": null}`` signed as is, a layer
+of the manifest at the tag ``sha256-<hex>.sig`` (signatures already there are kept).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import AsyncIterator
+
+from ..core.digest import Digest
+from ..core.dsse import INTOTO_PAYLOAD_TYPE, encode_bundle, pae
+from ..core.intoto import COSIGN_PREDICATE_TYPE, cosign_statement, simple_signing_payload
+from ..core.ocidoc import Descriptor
+from ..core.ociref import (
+    INDEX_MEDIA_TYPE,
+    OCI_MANIFEST,
+    bundle_referrer,
+    entry_for,
+    fallback_tag,
+    legacy_tag,
+    parse_referrers,
+    read_simple_signing,
+    referrers_index,
+    simple_signing_manifest,
+)
+from ..core.sigrecord import OciArtifact, StoredSignature
+from .cosign_fetch import RegistryDocs
+from .keys import SigningKey
+from .pem import der_to_pem
+from .upload import Uploader
+
+__all__ = ["attach_signature"]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _put_blobs(up: Uploader, artifact: OciArtifact) -> None:
+    for digest, data in artifact.blobs.items():
+        if await up.exists(digest):
+            continue
+
+        async def body(start: int, n: int, data: bytes = data) -> AsyncIterator[bytes]:
+            yield data[start : start + n]
+
+        await up.upload(digest, len(data), body)
+
+
+async def attach_signature(
+    up: Uploader, subject: Descriptor, key: SigningKey, *, legacy: bool = False
+) -> list[StoredSignature]:
+    """Sign *subject* (a manifest or index already in *up*'s repository) and attach the signature.
+
+    Returns the signatures written, as records to keep in the local store.
+
+    Raises:
+        AuthenticationError, RegistryError, TransferError, IntegrityError: the registry refused or failed.
+    """
+    statement = cosign_statement(subject.digest)
+    signature = key.sign(pae(INTOTO_PAYLOAD_TYPE, statement))
+    hint = None if key.certificates else key.public_key.cosign_hint
+    bundle = encode_bundle(statement, signature, key_hint=hint, certificates=key.certificates)
+    artifact = bundle_referrer(bundle, subject, COSIGN_PREDICATE_TYPE, created=_now())
+    await _put_blobs(up, artifact)
+    subject_header = await up.manifest(str(artifact.digest), OCI_MANIFEST, artifact.manifest, artifact.digest)
+    if subject_header != str(subject.digest):  # no referrers API: keep the fallback tag's index
+        docs = RegistryDocs(up.client, up.target)
+        tag = fallback_tag(subject.digest)
+        existing = await docs.document(tag, INDEX_MEDIA_TYPE)
+        entries = parse_referrers(existing) if existing else []
+        if all(e.digest != artifact.digest for e in entries):
+            entries.append(entry_for(artifact))
+            index = referrers_index(entries)
+            await up.manifest(tag, INDEX_MEDIA_TYPE, index, Digest(hashlib.sha256(index).hexdigest()))
+    records = [StoredSignature("cosign", bundle=bundle, artifact=artifact)]
+    if legacy:
+        records.append(await _attach_legacy(up, subject.digest, key))
+    return records
+
+
+async def _attach_legacy(up: Uploader, digest: Digest, key: SigningKey) -> StoredSignature:
+    reference = f"{up.target.host}/{up.target.repository}"
+    payload = simple_signing_payload(reference, digest)
+    signature = key.sign(payload)
+    pems = [der_to_pem(c) for c in key.certificates]
+    docs = RegistryDocs(up.client, up.target)
+    tag = legacy_tag(digest)
+    kept: list[tuple[bytes, bytes, list[str]]] = []
+    existing = await docs.document(tag, OCI_MANIFEST)
+    if existing is not None:
+        for layer_digest, _size, old_signature, old_certs in read_simple_signing(existing):
+            old = await docs.blob(layer_digest, 64 * 1024)
+            if old is not None and (old, old_signature) != (payload, signature):
+                kept.append((old, old_signature, list(old_certs)))
+    artifact = simple_signing_manifest([*kept, (payload, signature, pems)])
+    await _put_blobs(up, artifact)
+    await up.manifest(tag, OCI_MANIFEST, artifact.manifest, artifact.digest)
+    return StoredSignature(
+        "cosign-legacy", payload=payload, signature=signature, certificates=key.certificates, artifact=artifact
+    )
