@@ -45,8 +45,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ollama_seed import ModelName, export_bundle, import_bundle
-from tests.bundles.craft import Model, install
-from tests.servers.model import make_model
+from tests.support.craft import Model, install
+from tests.support.model import make_model
 
 MB = 1e6
 

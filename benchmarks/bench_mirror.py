@@ -47,9 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ollama_seed.wire.throttle import parse_rate  # noqa: E402
-from tests.servers.model import make_model  # noqa: E402
-from tests.servers.registry import DockerRegistry, free_port  # noqa: E402
-from tests.servers.seed import seed_registry  # noqa: E402
+from tests.support.model import make_model  # noqa: E402
+from tests.support.registry import DockerRegistry, free_port  # noqa: E402
+from tests.support.seed import seed_registry  # noqa: E402
 
 REPO, TAG = "library/bench", "latest"
 N_CLIENTS = 4
@@ -233,8 +233,8 @@ def cpu_seconds(pid: int) -> float:
 def run_site(work: Path, size: int, rounds: int, kinds: list[str]) -> dict[str, Any]:
     import ssl
 
-    from tests.faultkit.tls import make_certs
-    from tests.servers.mirror import write_htpasswd
+    from tests.support.mirror import write_htpasswd
+    from tests.support.tls import make_certs
 
     (work / "home").mkdir()
     model = make_model(work / "model", size_bytes=size, seed=7)

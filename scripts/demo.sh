@@ -10,13 +10,13 @@ work="${WORK:-$(mktemp -d /tmp/ollama-seed-demo.XXXXXX)}"
 models="${MODELS:-$work/models}"
 size=$(( ${SIZE_MIB:-64} * 1024 * 1024 + 12345 ))
 
-python3 -m tests.servers.registry start --workdir "$work/registry" > "$work/registry.url" &
+python3 -m tests.support.registry start --workdir "$work/registry" > "$work/registry.url" &
 reg_pid=$!
 trap 'kill "$reg_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do [ -s "$work/registry.url" ] && break; sleep 0.1; done
 url=$(head -n1 "$work/registry.url")
 host=${url#http://}
-python3 -m tests.servers.registry seed "$url" library/demo latest --size-bytes "$size" --workdir "$work/seed" > /dev/null
+python3 -m tests.support.registry seed "$url" library/demo latest --size-bytes "$size" --workdir "$work/seed" > /dev/null
 
 echo "== ollama-seed pull --insecure $host/library/demo:latest (into $models)"
 ollama-seed pull --insecure --models-dir "$models" "$host/library/demo:latest"

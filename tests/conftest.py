@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.registry import DockerRegistry, registry_available
+from tests.support.registry import DockerRegistry, registry_available
 
 # Kept for the tests and their subprocesses: the platform emulation the whole run is under.
 _ENV_KEPT = ("OLLAMA_SEED_EMULATE",)

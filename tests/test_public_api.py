@@ -59,7 +59,7 @@ def _cli_modules(*argv: str, env: dict[str, str] | None = None) -> tuple[int, li
 
 def test_cli_ensure_of_a_complete_model_and_local_commands_load_no_network_stack(tmp_path: Path) -> None:
     """An init container's `ollama-seed ensure` of a present model starts as fast as `--version`."""
-    from tests.servers.model import make_model
+    from tests.support.model import make_model
 
     make_model(size_bytes=10_000).expected_store(tmp_path, "registry.ollama.ai", "library/tiny", "latest")
     for argv in (

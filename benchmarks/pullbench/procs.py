@@ -190,7 +190,7 @@ class ShapingOptions:
 
 @dataclass
 class ProxyProcess:
-    """``python -m tests.servers.proxy`` in its own process (so it does not share the client's GIL)."""
+    """``python -m tests.support.proxy`` in its own process (so it does not share the client's GIL)."""
 
     upstream: str
     shaping: ShapingOptions
@@ -204,7 +204,7 @@ class ProxyProcess:
         argv = [
             sys.executable,
             "-m",
-            "tests.servers.proxy",
+            "tests.support.proxy",
             "--listen",
             self.listen,
             "--upstream",

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers.model import make_model
-from tests.servers.registry import DockerRegistry
-from tests.servers.seed import seed_registry
+from tests.support.model import make_model
+from tests.support.registry import DockerRegistry
+from tests.support.seed import seed_registry
 
 from .tools import Target
 
