@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from ollama_seed.wire.throttle import parse_rate  # noqa: E402
 from tests.support.model import make_model  # noqa: E402
-from tests.support.registry import DockerRegistry, free_port  # noqa: E402
+from tests.support.net import free_port  # noqa
+from tests.support.registry import DockerRegistry  # noqa: E402
 from tests.support.seed import seed_registry  # noqa: E402
 
 REPO, TAG = "library/bench", "latest"

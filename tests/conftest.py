@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.net import refused_port
 from tests.support.registry import DockerRegistry, registry_available
+from tests.support.tls import CertFiles, make_certs, tls_available
 
 # Kept for the tests and their subprocesses: the platform emulation the whole run is under.
 _ENV_KEPT = ("OLLAMA_SEED_EMULATE",)
@@ -44,6 +46,22 @@ def anyio_backend() -> str:
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
     return tmp_path / "models"
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that is bound but never listens: every connection is refused."""
+    with refused_port() as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1 and localhost, made once per run."""
+    reason = tls_available()
+    if reason:
+        pytest.skip(reason)
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="session")

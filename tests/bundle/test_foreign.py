@@ -22,7 +22,6 @@ from ollamazip import core as ollamazip
 
 from ollama_seed import BundleError, ModelName, export_bundle, import_bundle, inspect_bundle, verify_bundle
 from ollama_seed.cli.main import main
-from ollama_seed.store.store import ModelStore
 from tests.support.craft import Model, install, snapshot
 from tests.support.fake_ollama import FakeOllama
 from tests.support.invariants import assert_store_ok
@@ -184,14 +183,6 @@ def oz_members(
         if i != skip:
             out.append((f"blobs/sha256-{blob.hex}", blob.read_bytes()))
     return out
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    root = tmp_path / "store"
-    install(root, [Model(ModelName.parse("existing:1"), make_model(size_bytes=10_000, seed=900))])
-    ModelStore(root).prepare()
-    return root
 
 
 TRAVERSALS = [

@@ -16,13 +16,11 @@ import pytest
 from ollama_seed import BundleError, import_bundle, verify_bundle
 from ollama_seed.bundle.format import INDEX_MEMBER
 from ollama_seed.cli.main import main
-from ollama_seed.store.store import ModelStore
 from tests.support.craft import (
     END,
     Model,
     bundle_members,
     index_member,
-    install,
     join,
     member,
     models,
@@ -31,7 +29,6 @@ from tests.support.craft import (
     snapshot,
     zstd,
 )
-from tests.support.model import make_model
 
 BLOB = "blobs/sha256-" + "ab" * 32
 Case = Callable[[list[Model]], bytes]
@@ -233,16 +230,6 @@ CASES: dict[str, tuple[Case, str]] = {
     "empty": (lambda items: b"", "is empty"),
     "truncated-index": (lambda items: join(bundle_members(items))[:700], "truncated"),
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    """A store holding one model whose small blobs the crafted bundles share."""
-    root = tmp_path / "models"
-    existing = Model(models(1)[0].name.__class__.parse("existing:1"), make_model(size_bytes=10_000, seed=900))
-    install(root, [existing])
-    ModelStore(root).prepare()
-    return root
 
 
 def test_there_are_at_least_twenty_cases() -> None:

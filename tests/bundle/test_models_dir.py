@@ -159,14 +159,6 @@ HOSTILE = {
 }
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    root = tmp_path / "store"
-    install(root, [Model(ModelName.parse("existing:1"), make_model(size_bytes=10_000, seed=900))])
-    ModelStore(root).prepare()
-    return root
-
-
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_directory_is_refused_and_store_unchanged(case: str, usb: Path, store: Path) -> None:
     plant, expected = HOSTILE[case]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import MIB
 from tests.support.cli import run_cli
 from tests.support.invariants import assert_store_ok, tree
 from tests.support.model import make_model
-from tests.support.registry import DockerRegistry, free_port
+from tests.support.net import free_port
+from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
-
-MIB = 1 << 20
 
 
 def proxy_blob_files(proxy: DockerRegistry) -> set[str]:

@@ -9,9 +9,7 @@ users run it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +17,15 @@ import pytest
 
 import ollama_seed
 from ollama_seed import ModelName, ModelStore
+from tests.support import MIB
+from tests.support.cli import run_cli
+from tests.support.invariants import tree
 from tests.support.model import BuiltModel, make_model
 from tests.support.proxy import ProxyThread
 from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
 pytestmark = pytest.mark.registry
-MIB = 1 << 20
 REPO = "library/big"
 
 
@@ -42,14 +42,6 @@ def big_model(docker_registry: DockerRegistry, tmp_path_factory: pytest.TempPath
 def proxy(docker_registry: DockerRegistry) -> Iterator[ProxyThread]:
     with ProxyThread(docker_registry.url) as p:
         yield p
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".ollama-seed" not in p.parts
-    }
 
 
 def name_via(proxy: ProxyThread, tag: str = "latest") -> str:
@@ -92,11 +84,8 @@ def test_second_pull_sends_no_blob_request(
     assert after["requests"] == 1  # the manifest only
 
 
-def run_cli(*args: str, models_dir: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OLLAMA_MODELS": str(models_dir)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "ollama_seed", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+def cli(*args: str, models_dir: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    proc = run_cli(*args, env={"OLLAMA_MODELS": str(models_dir)}, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -104,7 +93,7 @@ def run_cli(*args: str, models_dir: Path, check: bool = False) -> subprocess.Com
 
 def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: DockerRegistry, models_dir: Path) -> None:
     name = f"{docker_registry.host}/{REPO}"
-    proc = run_cli("pull", "--insecure", "--json", name, models_dir=models_dir, check=True)
+    proc = cli("pull", "--insecure", "--json", name, models_dir=models_dir, check=True)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0]["status"] == "pulling manifest"
     assert lines[-1]["status"] == "success"
@@ -117,25 +106,25 @@ def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: Do
     ours = {"percent", "rate", "eta", "event", "message", "retry_in"}  # Ollama's keys plus these
     assert all(set(x) <= {"status", "digest", "total", "completed", "model", *ours} for x in lines[:-1])
 
-    listed = json.loads(run_cli("list", "--json", models_dir=models_dir, check=True).stdout)
+    listed = json.loads(cli("list", "--json", models_dir=models_dir, check=True).stdout)
     assert [m["name"] for m in listed] == [f"{name}:latest"]
     assert listed[0]["digest"] == big_model.manifest_digest.removeprefix("sha256:")
 
-    shown = json.loads(run_cli("show", "--json", name, models_dir=models_dir, check=True).stdout)
+    shown = json.loads(cli("show", "--json", name, models_dir=models_dir, check=True).stdout)
     assert [layer["digest"] for layer in shown["layers"]][-1] == big_model.config.digest
 
-    assert run_cli("verify", name, models_dir=models_dir).returncode == 0
+    assert cli("verify", name, models_dir=models_dir).returncode == 0
     blob = models_dir / "blobs" / f"sha256-{big_model.model_layer.hex}"
     with open(blob, "r+b") as f:
         f.seek(1000)
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 1]))
-    bad = run_cli("verify", name, models_dir=models_dir)
+    bad = cli("verify", name, models_dir=models_dir)
     assert bad.returncode == 5
     assert big_model.model_layer.digest in bad.stdout and "sha256 is" in bad.stdout
 
-    removed = run_cli("rm", name, models_dir=models_dir, check=True)
+    removed = cli("rm", name, models_dir=models_dir, check=True)
     assert "blobs removed" in removed.stdout
     assert list((models_dir / "blobs").iterdir()) == []
     assert list((models_dir / "manifests").iterdir()) == []
@@ -154,7 +143,7 @@ def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: Do
 def test_cli_exit_codes(
     docker_registry: DockerRegistry, models_dir: Path, args: list[str], code: int, message: str
 ) -> None:
-    proc = run_cli(*[a.format(host=docker_registry.host) for a in args], models_dir=models_dir)
+    proc = cli(*[a.format(host=docker_registry.host) for a in args], models_dir=models_dir)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -17,11 +17,12 @@ from ollama_seed.core.errors import ConfigError
 from ollama_seed.mirror.app import MirrorApp, parse_range
 from ollama_seed.mirror.serve import BlobRedirect, alternate_host, create_app, is_stock_ollama
 from ollama_seed.store.store import ModelStore
+from tests.support import SECRET
+from tests.support.asgi import raw_asgi_call
 from tests.support.model import BuiltModel, make_model
 
 pytestmark = pytest.mark.anyio
 OLLAMA_UA = "ollama/0.12.3 (amd64 linux) Go/go1.24.1"
-SECRET = b"top secret outside the store\n"
 
 
 @pytest.fixture
@@ -50,43 +51,6 @@ async def client(app: MirrorApp) -> AsyncIterator[httpx.AsyncClient]:
 
 def errors(resp: httpx.Response) -> list[str]:
     return [e["code"] for e in resp.json()["errors"]]
-
-
-async def raw_request(
-    app: Any, raw_path: bytes, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None, query: bytes = b""
-) -> tuple[int, dict[bytes, bytes], bytes]:
-    """Call the ASGI app with exactly this raw path (no client-side normalisation)."""
-    out: dict[str, Any] = {"body": b""}
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": raw_path.decode("latin-1"),
-        "raw_path": raw_path,
-        "query_string": query,
-        "headers": headers or [(b"host", b"mirror.test")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            out["status"], out["headers"] = message["status"], dict(message["headers"])
-        else:
-            out["body"] += message.get("body", b"")
-
-    await app(scope, receive, send)
-    return out["status"], out["headers"], out["body"]
 
 
 # -- routes ----------------------------------------------------------------------------------
@@ -301,7 +265,7 @@ ESCAPES = [
 
 @pytest.mark.parametrize("raw", ESCAPES, ids=lambda b: b.decode("latin-1")[:60])
 async def test_no_url_spelling_leaves_the_store(app: MirrorApp, raw: bytes) -> None:
-    status, _headers, body = await raw_request(app, raw)
+    status, _headers, body = await raw_asgi_call(app, raw)
     assert status in (400, 404, 414)
     assert SECRET not in body
     assert json.loads(body)["errors"][0]["code"] in (

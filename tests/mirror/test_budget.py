@@ -16,13 +16,13 @@ from ollama_seed.core.reference import ModelName
 from ollama_seed.mirror.budget import STATE_FILE, CacheBudget
 from ollama_seed.mirror.factory import create_app
 from ollama_seed.store.store import ModelStore
+from tests.support import MIB
 from tests.support.fake_ollama import FakeOllama
 from tests.support.fake_registry import FakeRegistry
 from tests.support.invariants import assert_store_ok, tree
 from tests.support.mirror import serving
 from tests.support.model import BuiltModel, make_model
 
-MIB = 1 << 20
 UPSTREAM = "https://upstream.test"
 HOST = "upstream.test"
 

@@ -21,13 +21,13 @@ from ollama_seed.mirror.cache import PullThroughCache, parse_upstream
 from ollama_seed.mirror.factory import create_app
 from ollama_seed.mirror.serve import ServeInfo, aserve
 from ollama_seed.store.store import ModelStore
+from tests.support import MIB
 from tests.support.fake_registry import FakeRegistry, Faults
 from tests.support.model import BuiltModel, make_model
 from tests.support.proxy import ProxyThread
 from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
-MIB = 1 << 20
 UPSTREAM = "https://upstream.test"
 
 

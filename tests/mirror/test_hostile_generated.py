@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-from typing import Any
 
 import anyio
 import pytest
@@ -21,6 +20,8 @@ from hypothesis import strategies as st
 from ollama_seed.core.ranges import RangeNotSatisfiable
 from ollama_seed.mirror.app import MirrorApp, parse_range
 from ollama_seed.store.store import ModelStore
+from tests.support import SECRET
+from tests.support.asgi import raw_asgi_call
 from tests.support.model import make_model
 
 with warnings.catch_warnings():  # see reliability/test_hostile.py: keep hypothesis failure reports readable
@@ -31,7 +32,6 @@ with warnings.catch_warnings():  # see reliability/test_hostile.py: keep hypothe
 PROPS = settings(
     database=None, deadline=None, derandomize=True, max_examples=400, suppress_health_check=[HealthCheck.too_slow]
 )
-SECRET = b"outside the store: never served\n"
 MODEL = make_model(size_bytes=5000, seed=61)
 SIZE = MODEL.model_layer.size
 
@@ -115,42 +115,6 @@ raw_paths = st.one_of(
 )
 
 
-async def _call(app: Any, raw_path: bytes, method: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-    out: dict[str, Any] = {"status": None, "body": b""}
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": raw_path.decode("latin-1"),
-        "raw_path": raw_path,
-        "query_string": b"",
-        "headers": [(b"host", b"mirror.test"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await anyio.sleep_forever()
-        return {"type": "http.disconnect"}  # pragma: no cover
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-        else:
-            out["body"] += message.get("body", b"")
-
-    with anyio.fail_after(10):
-        await app(scope, receive, send)
-    return out["status"], out["body"]
-
-
 def _header_bytes(text: str) -> bytes:
     """Header bytes as a client would send them: latin-1 when possible (what ASGI servers decode), else UTF-8."""
     try:
@@ -187,7 +151,7 @@ def test_any_request_is_refused_cleanly_or_served_from_the_store(
 ) -> None:
     app, files = mirror
     headers = [(b"range", _header_bytes(range_header))] if range_header is not None else []
-    status, body = anyio.run(_call, app, raw_path, method, headers)
+    status, _headers, body = anyio.run(raw_asgi_call, app, raw_path, method, headers)
     assert status in (200, 206, 307, 400, 404, 405, 414, 416), (status, body[:200])
     assert SECRET not in body
     if status in (200, 206) and method == "GET" and b"/blobs/" in raw_path:
@@ -200,7 +164,7 @@ def test_the_store_is_really_served(mirror: tuple[MirrorApp, _Files]) -> None:
     """The baseline the property relies on: an honest ranged GET gets the right bytes."""
     app, _ = mirror
     path = f"/v2/library/tiny/blobs/{MODEL.model_layer.digest}".encode()
-    status, body = anyio.run(_call, app, path, "GET", [(b"range", b"bytes=10-19")])
+    status, _headers, body = anyio.run(raw_asgi_call, app, path, "GET", [(b"range", b"bytes=10-19")])
     assert status == 206
     assert body == MODEL.model_layer.read_bytes()[10:20]
 
@@ -211,5 +175,5 @@ def test_non_ascii_digits_in_a_range_are_not_a_500(mirror: tuple[MirrorApp, _Fil
     byte 0xB2), int() refused it, and the request got a 500."""
     app, _ = mirror
     path = f"/v2/library/tiny/blobs/{MODEL.model_layer.digest}".encode()
-    status, _body = anyio.run(_call, app, path, "GET", [(b"range", header)])
+    status, _headers, _body = anyio.run(raw_asgi_call, app, path, "GET", [(b"range", header)])
     assert status in (200, 416)  # a malformed Range is ignored (RFC 9110), never an internal error

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import MIB
 from tests.support.mirror import serving, write_htpasswd
 from tests.support.model import BuiltModel, make_model
 
-MIB = 1 << 20
 CLIENTS = 32
 AUTH = "Basic " + base64.b64encode(b"load:load-test-password").decode()
 

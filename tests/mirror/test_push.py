@@ -19,11 +19,12 @@ from ollama_seed.core.errors import AuthenticationError, InvalidName, ModelNotFo
 from ollama_seed.mirror.app import MirrorApp
 from ollama_seed.mirror.push import apush, push
 from ollama_seed.store.store import ModelStore
+from tests.support import MIB
+from tests.support.invariants import tree
 from tests.support.model import MT_SYSTEM, BuiltModel, make_model
 from tests.support.registry import DockerRegistry
 
 pytestmark = pytest.mark.anyio
-MIB = 1 << 20
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -54,14 +55,6 @@ def store_dir(tmp_path: Path, model: BuiltModel) -> Path:
     root = tmp_path / "store"
     model.expected_store(root, "registry.ollama.ai", "library/tiny", "latest")
     return root
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.relative_to(root).as_posix().startswith(".ollama-seed")
-    }
 
 
 def repo() -> str:

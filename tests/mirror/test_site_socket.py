@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import MIB
 from tests.support.cli import run_cli, start_cli
 from tests.support.invariants import assert_store_ok, tree
 from tests.support.mirror import serving, write_htpasswd
 from tests.support.model import BuiltModel, make_model
-from tests.support.registry import free_port
+from tests.support.net import free_port
 from tests.support.tls import CertFiles, make_certs
 
-MIB = 1 << 20
 PASSWORD = "s3cret-Passw0rd-for-tests"
 
 
@@ -39,11 +39,6 @@ def store_dir(tmp_path: Path, model: BuiltModel) -> Path:
     root = tmp_path / "served"
     model.expected_store(root, "registry.ollama.ai", "library/big", "latest")
     return root
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def manifests_in(root: Path) -> list[Path]:

@@ -15,26 +15,13 @@ import pytest
 
 import ollama_seed
 from ollama_seed.cli.main import main
+from tests.support import MIB, SECRET
+from tests.support.invariants import tree
 from tests.support.mirror import serving
 from tests.support.model import MT_SYSTEM, BuiltModel, make_model
+from tests.support.net import free_port
 
 OLLAMA_UA = "ollama/0.12.3 (amd64 linux) Go/go1.24.1"
-SECRET = b"top secret outside the store\n"
-MIB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.relative_to(root).as_posix().startswith(".ollama-seed")
-    }
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 import ollama_seed
 from ollama_seed import InvalidName, ModelName, ModelStore
 from ollama_seed.pulling.session import normalize_mirror
+from tests.support import MIB
 from tests.support.fake_registry import FakeRegistry, Faults
 from tests.support.model import make_model
 
 pytestmark = pytest.mark.anyio
-MIB = 1 << 20
 NAME = "upstream.test/library/m:latest"
 
 

@@ -24,13 +24,14 @@ from ollama_seed import (
 )
 from ollama_seed.pulling.session import PullSession
 from ollama_seed.wire.transfer import TransferConfig
+from tests.support import MIB
 from tests.support.fake_registry import FakeRegistry, Faults
+from tests.support.invariants import tree
 from tests.support.model import MT_SYSTEM, BuiltModel, make_model
 
 pytestmark = pytest.mark.anyio
 HOST = "reg.test"
 NAME = f"{HOST}/library/tiny:latest"
-MIB = 1 << 20
 
 
 def model(size: int = 5 * MIB + 3, **kw: Any) -> BuiltModel:
@@ -41,17 +42,6 @@ def registry(m: BuiltModel, faults: Faults | None = None) -> FakeRegistry:
     reg = FakeRegistry(faults)
     reg.add("library/tiny", "latest", m)
     return reg
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under root except our private state directory, by relative path."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if rel.startswith(".ollama-seed") or not p.is_file():
-            continue
-        out[rel] = p.read_bytes()
-    return out
 
 
 async def test_pull_writes_exactly_ollamas_layout(models_dir: Path, tmp_path: Path) -> None:

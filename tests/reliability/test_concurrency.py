@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import MIB
 from tests.support.cli import start_cli
 from tests.support.invariants import assert_store_ok, tree
 from tests.support.model import BuiltModel, make_model
@@ -25,7 +26,6 @@ from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
 pytestmark = [pytest.mark.registry, pytest.mark.slow]
-MIB = 1 << 20
 PROCESSES = 8
 RATE = 16e6  # bytes/s shared: about two seconds for the model
 

@@ -27,6 +27,7 @@ import pytest
 from ollama_seed.cli.main import main
 from ollama_seed.core.plan import BlobPlan
 from ollama_seed.store import platform as _platform
+from tests.support import MIB
 from tests.support.cli import run_cli
 from tests.support.invariants import assert_store_ok, tree
 from tests.support.model import BuiltModel, make_model
@@ -36,7 +37,6 @@ from tests.support.seed import seed_registry
 from tests.support.smallfs import fill, remount, small_fs
 
 pytestmark = pytest.mark.registry
-MIB = 1 << 20
 REPO = "library/roomy"
 
 

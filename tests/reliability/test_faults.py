@@ -30,6 +30,7 @@ from ollama_seed import (
 )
 from ollama_seed.pulling.session import PullSession
 from ollama_seed.wire.transfer import TransferConfig
+from tests.support import MIB
 from tests.support.asgi import RegistryServer
 from tests.support.fake_registry import FakeRegistry, Faults
 from tests.support.invariants import assert_store_ok, tree
@@ -39,7 +40,6 @@ from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
 pytestmark = pytest.mark.registry
-MIB = 1 << 20
 REPO = "library/faulty"
 
 

@@ -48,6 +48,7 @@ from ollama_seed.core.ranges import (
     parse_content_range,
     parse_retry_after,
 )
+from tests.support import MIB
 from tests.support.fake_registry import FakeRegistry, Faults
 from tests.support.invariants import assert_store_ok, outside_snapshot, tree
 from tests.support.model import MT_MODEL, BlobInfo, make_model, sha256_digest
@@ -62,7 +63,6 @@ with warnings.catch_warnings():
 
 HOST = "reg.test"
 NAME = f"{HOST}/library/tiny:latest"
-MIB = 1 << 20
 PROPS = settings(
     database=None, deadline=None, derandomize=True, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ollama_seed import ModelName, ModelStore
+from tests.support import MIB
 from tests.support.cli import pull_then_kill, run_cli
 from tests.support.invariants import assert_store_ok, store_problems, tree
 from tests.support.model import BuiltModel, make_model
@@ -28,7 +29,6 @@ from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
 pytestmark = [pytest.mark.registry, pytest.mark.slow]
-MIB = 1 << 20
 REPO = "library/killme"
 RATE = 48e6  # bytes/s through the proxy, shared by every connection: ~0.7 s of transfer for the model
 KILLS = 20  # SIGKILLs that must land (runs that finish before their kill come on top)

@@ -27,6 +27,7 @@ import ollama_seed
 from ollama_seed import AuthenticationError, ModelName, ModelStore, TransferError
 from ollama_seed.pulling.session import PullSession
 from ollama_seed.wire.transfer import TransferConfig
+from tests.support import MIB
 from tests.support.asgi import RegistryServer
 from tests.support.cli import run_cli
 from tests.support.fake_registry import FakeRegistry, Faults
@@ -35,20 +36,11 @@ from tests.support.model import BuiltModel, make_model
 from tests.support.proxy import ProxyThread
 from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
-from tests.support.tls import CertFiles, make_certs, tls_available
+from tests.support.tls import CertFiles
 
-MIB = 1 << 20
 REPO = "library/secure"
 TOKEN = "tok-3f9a8c1d2e7b6a5948372615aabbccdd"
 USER, PASSWORD = "alice", "pw-9c8b7a6f5e4d3c2b1a0"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    reason = tls_available()
-    if reason:
-        pytest.skip(reason)
-    return make_certs(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +62,6 @@ def test_parse_host_rejects_unknown_scheme() -> None:
 
 def _client(app: Any) -> ServerClient:
     return ServerClient("http://127.0.0.1:11434", transport=httpx.ASGITransport(app))
-
-
-@pytest.fixture
-def dead_port() -> Iterator[int]:
-    """A port that is bound but never listens: every connection is refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 @pytest.mark.anyio

@@ -14,9 +14,9 @@ from ollama_seed.store import ingest as ingest_mod
 from ollama_seed.store.ingest import SourceChanged, ingest_bytes, ingest_file
 from ollama_seed.store.locks import staging_in_use
 from ollama_seed.store.store import ModelStore
+from tests.support import MIB
 
 MT = "application/vnd.ollama.image.model"
-MIB = 1 << 20
 
 
 def blob_files(store: ModelStore) -> list[str]:

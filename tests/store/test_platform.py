@@ -20,6 +20,7 @@ import pytest
 
 from ollama_seed.store import platform as _platform
 from ollama_seed.store.platform import Platform, emulate
+from tests.support import MIB
 from tests.support.cli import run_cli, start_cli
 from tests.support.invariants import assert_store_ok, tree
 from tests.support.mirror import serving
@@ -28,7 +29,6 @@ from tests.support.proxy import ProxyThread
 from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
-MIB = 1 << 20
 KINDS = ["linux", "macos", "windows"]
 REPO = "library/everywhere"
 

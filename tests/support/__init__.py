@@ -28,3 +28,8 @@ Checks and processes:
 
 :mod:`tests.support.test_support` tests these helpers themselves.
 """
+
+MIB = 1 << 20
+"""One mebibyte."""
+SECRET = b"top secret outside the store\n"
+"""Written next to (outside) a store: no request or input may ever read it back."""

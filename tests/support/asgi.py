@@ -1,4 +1,5 @@
-"""The in-process FakeRegistry (with its faults and bearer tokens) served over a real socket.
+"""The in-process FakeRegistry (with its faults and bearer tokens) served over a real socket, and a
+raw ASGI call for the paths no HTTP client would send.
 
 ``RegistryServer(reg, certs=...)`` runs uvicorn in a thread on 127.0.0.1, with TLS when given a
 :class:`~tests.support.tls.CertFiles`, so subprocesses (the CLI) can pull from it.
@@ -9,16 +10,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+import anyio
 import httpx
 
 from tests.support.fake_registry import FakeRegistry
 from tests.support.tls import CertFiles
 
-__all__ = ["RegistryASGI", "RegistryServer"]
+__all__ = ["RegistryASGI", "RegistryServer", "raw_asgi_call"]
 
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -98,3 +100,43 @@ class RegistryServer:
         self.server.should_exit = True
         self._thread.join(timeout=10)
         self.sock.close()
+
+
+async def raw_asgi_call(
+    app: Any, raw_path: bytes, method: str = "GET", headers: Sequence[tuple[bytes, bytes]] = (), query: bytes = b""
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Call an ASGI app with exactly this raw path (no client-side normalisation), as a client that stays
+    connected until the answer is complete: (status, headers, body). A hang fails after 10 s."""
+    out: dict[str, Any] = {"status": None, "headers": {}, "body": b""}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": raw_path.decode("latin-1"),
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": [(b"host", b"mirror.test"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        return {"type": "http.disconnect"}  # pragma: no cover
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            out["status"], out["headers"] = message["status"], dict(message["headers"])
+        else:
+            out["body"] += message.get("body", b"")
+
+    with anyio.fail_after(10):
+        await app(scope, receive, send)
+    return out["status"], out["headers"], out["body"]

@@ -1,8 +1,8 @@
 """Build deterministic Ollama-style models (manifest + config + layers) for tests.
 
-The synthetic model layer is the concatenation of ``random.Random(seed).randbytes(1 MiB)``
+The synthetic model layer is the concatenation of ``random.Random(seed).randbytes(1 MIB)``
 blocks cut to the requested size, so a ``(seed, size)`` pair always gives the same digest
-(``seed=0``, 8 MiB -> ``sha256:2c00584a...``). Large layers are written to a file while
+(``seed=0``, 8 MIB -> ``sha256:2c00584a...``). Large layers are written to a file while
 they are hashed, never held in memory.
 """
 
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import MIB
+
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
 MT_MODEL = "application/vnd.ollama.image.model"
@@ -25,9 +27,8 @@ MT_LICENSE = "application/vnd.ollama.image.license"
 MT_PARAMS = "application/vnd.ollama.image.params"
 MT_SYSTEM = "application/vnd.ollama.image.system"
 
-MiB = 1 << 20
-GEN_BLOCK = MiB  # the synthetic stream is defined in 1 MiB randbytes() blocks
-IN_MEMORY_LIMIT = 64 * MiB  # synthetic layers above this need a directory to live in
+GEN_BLOCK = MIB  # the synthetic stream is defined in 1 MIB randbytes() blocks
+IN_MEMORY_LIMIT = 64 * MIB  # synthetic layers above this need a directory to live in
 
 DEFAULT_TEMPLATE = "{{ if .System }}<|system|>{{ .System }}</s>{{ end }}<|user|>{{ .Prompt }}</s><|assistant|>"
 DEFAULT_LICENSE = "Synthetic ollama-seed test model. Pseudo-random weights, no license obligations.\n"
@@ -44,7 +45,7 @@ def compact_json(obj: Any) -> bytes:
 
 
 def synthetic_blocks(seed: int, size: int) -> Iterator[bytes]:
-    """Yield the deterministic synthetic stream for ``(seed, size)`` in blocks of <= 1 MiB."""
+    """Yield the deterministic synthetic stream for ``(seed, size)`` in blocks of <= 1 MIB."""
     rng = random.Random(seed)
     left = size
     while left > 0:
@@ -55,7 +56,7 @@ def synthetic_blocks(seed: int, size: int) -> Iterator[bytes]:
         yield block
 
 
-def iter_file(path: Path, chunk_size: int = 4 * MiB) -> Iterator[bytes]:
+def iter_file(path: Path, chunk_size: int = 4 * MIB) -> Iterator[bytes]:
     with path.open("rb") as f:
         while block := f.read(chunk_size):
             yield block
@@ -85,7 +86,7 @@ class BlobInfo:
     def descriptor(self) -> dict[str, Any]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
-    def iter_bytes(self, chunk_size: int = 4 * MiB) -> Iterator[bytes]:
+    def iter_bytes(self, chunk_size: int = 4 * MIB) -> Iterator[bytes]:
         if isinstance(self.source, Path):
             yield from iter_file(self.source, chunk_size)
         else:
@@ -188,7 +189,7 @@ def synthetic_layer(size: int, seed: int, directory: Path | None) -> BlobInfo:
 def make_model(
     directory: Path | None = None,
     *,
-    size_bytes: int = MiB,
+    size_bytes: int = MIB,
     seed: int = 0,
     model_file: Path | None = None,
     template: str | None = DEFAULT_TEMPLATE,
@@ -206,7 +207,7 @@ def make_model(
 
     The model layer is ``model_file`` if given (e.g. a real GGUF, used in place), else
     ``size_bytes`` synthetic bytes from ``seed`` (written under ``directory``; kept in memory
-    when ``directory`` is None, up to 64 MiB). Then template/license/system/params layers,
+    when ``directory`` is None, up to 64 MIB). Then template/license/system/params layers,
     ``extra_layers`` as ``(media_type, bytes)``, a 1-byte layer if ``one_byte_layer``, and
     with ``duplicate_layer=i`` the descriptor of layer ``i`` appended a second time.
     """

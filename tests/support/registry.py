@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from types import TracebackType
 import httpx
 
 from tests.support.model import MANIFEST_V2, BlobInfo, BuiltModel, make_model
+from tests.support.net import free_port
 from tests.support.seed import DEFAULT_CHUNK, push_blob, push_manifest, seed_registry
 
 __all__ = [
@@ -59,12 +59,6 @@ HTTP_SECRET = "ollama-seed-tests-fixed-secret"
 def registry_available() -> bool:
     """True if the docker-registry binary is installed and executable."""
     return REGISTRY_BIN.is_file() and os.access(REGISTRY_BIN, os.X_OK)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _q(value: str) -> str:

@@ -25,12 +25,13 @@ from ollama_seed.wire.direct import (
 )
 from ollama_seed.wire.tls import LazyTrustContext
 from ollama_seed.wire.transfer import BlobDownloader
+from tests.support import MIB
+from tests.support.invariants import tree
 from tests.support.model import BuiltModel, make_model
 from tests.support.proxy import ProxyThread
 from tests.support.registry import DockerRegistry
 from tests.support.seed import seed_registry
 
-MIB = 1024 * 1024
 BLOB = bytes(range(256)) * 4096  # 1 MiB
 REPO = "library/direct"
 
@@ -97,14 +98,6 @@ def _pull(models: Path, proxy: ProxyThread, **kw: object) -> None:
     anyio.run(go)
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".ollama-seed" not in p.parts
-    }
-
-
 @pytest.mark.registry
 def test_direct_and_httpx_paths_write_the_same_store(
     docker_registry: DockerRegistry,
@@ -123,10 +116,10 @@ def test_direct_and_httpx_paths_write_the_same_store(
         assert not [r for r in caplog.records if r.name == "ollama_seed.direct"]
     assert len(direct_lines) >= 5  # every blob's range requests went direct
     assert all("206" in r.getMessage() or "200" in r.getMessage() for r in direct_lines)
-    assert _tree(tmp_path / "direct") == _tree(tmp_path / "httpx")
+    assert tree(tmp_path / "direct") == tree(tmp_path / "httpx")
     expected = tmp_path / "expected"
     model.expected_store(expected, proxy.url.removeprefix("http://"), REPO, "latest")
-    assert _tree(tmp_path / "direct") == _tree(expected)
+    assert tree(tmp_path / "direct") == tree(expected)
 
 
 @pytest.mark.registry
@@ -320,7 +313,7 @@ def test_a_direct_pull_never_imports_httpx_and_one_on_httpx_does(
         assert runs[label].returncode == 0, runs[label].stderr[-2000:]
     assert runs["direct"].stdout.strip() == "[]"
     assert runs["httpx"].stdout.strip() == "['h11', 'httpcore', 'httpx']"
-    assert _tree(tmp_path / "direct") == _tree(tmp_path / "httpx")
+    assert tree(tmp_path / "direct") == tree(tmp_path / "httpx")
 
 
 @pytest.mark.registry
@@ -349,4 +342,4 @@ def test_a_capped_link_keeps_every_connection_and_an_uncapped_one_lets_the_probe
     with ProxyThread(docker_registry.url, per_conn_bps=4e6) as capped:
         _pull(tmp_path / "capped", capped, connections=8)
     assert not [r for r in caplog.records if "left after its first piece" in r.getMessage()]
-    assert _tree(tmp_path / "fast" / "blobs") == _tree(tmp_path / "capped" / "blobs")  # (manifests: per proxy host)
+    assert tree(tmp_path / "fast" / "blobs") == tree(tmp_path / "capped" / "blobs")  # (manifests: per proxy host)
