@@ -10,11 +10,12 @@ imported, which is a fifth of a small export's time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -23,11 +24,11 @@ from ..core.progress import ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from .export import Exporter, ExportResult, choose_compression, export_dir, resolve_models
-from .format import Compression, parse_compress, parse_size
-from .import_state import BundleInfo, BundleModel, ImportResult
+from .options import Compression, parse_compress, parse_size
+from .results import BundleInfo, BundleModel, ImportResult
 
 if TYPE_CHECKING:
-    from .opened import BundleSource
+    from .sources.detect import BundleSource
 from .sinks import FileSink, GzipSink, PartsSink, Sink, StreamSink, ZstdSink
 
 __all__ = [
@@ -286,6 +287,42 @@ async def aimport_bundle(
     return await _in_thread(_import_job(source, models_dir=models_dir, names=names, as_name=as_name), progress)
 
 
+def run_importer(
+    source: BundleSource,
+    store: ModelStore | None,
+    install: bool,
+    cancel: threading.Event,
+    emit: Emit,
+    *,
+    names: Sequence[ModelName] = (),
+    rename: ModelName | None = None,
+    manifests_last: bool = False,
+) -> ImportResult:
+    """One import (*install*) or verification of *source* into (or against) *store*."""
+    from .importer import END_SLACK, Importer  # the import machinery loads only for imports and verifications
+    from .sources.detect import OpenedBundle
+
+    opened = OpenedBundle(source, names)
+    try:
+        importer = Importer(
+            store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last
+        )
+        result = importer.run(
+            opened.members,
+            opened.bounded,
+            label=opened.label,
+            compression=opened.compression,
+            directory=opened.oci_dir is not None,
+        )
+        if opened.stream is not None:
+            opened.stream.drain(END_SLACK)
+        if opened.models_dir is not None:
+            result = dataclasses.replace(result, format="models-dir")
+        return result
+    finally:
+        opened.close()
+
+
 def _import_job(
     source: BundleSource,
     *,
@@ -298,8 +335,6 @@ def _import_job(
     rename = _name(as_name)
     if rename is not None and rename.digest is not None:
         raise ValueError(f"--as takes a name without a digest, not {rename.display!r}")
-    from .opened import run_importer  # the import machinery loads only for imports
-
     return lambda cancel, emit: run_importer(source, store, True, cancel, emit, names=picked, rename=rename)
 
 
@@ -323,8 +358,6 @@ async def averify_bundle(
 
 
 def _verify_job(source: BundleSource, models_dir: StrPath | None = None) -> Job[ImportResult]:
-    from .opened import run_importer
-
     store = ModelStore(models_dir) if models_dir is not None else None
     return lambda cancel, emit: run_importer(source, store, False, cancel, emit)
 

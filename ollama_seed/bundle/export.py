@@ -31,10 +31,13 @@ from ..core.reference import ModelName
 from ..store import platform as _platform
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error, remove_tree
 from ..store.store import ModelStore
-from .format import DEFAULT_ZSTD_LEVEL, INDEX_MEMBER, BundleIndex, Compression
+from .buffer_ring import BufferRing
+from .format.index import BundleIndex
+from .format.names import INDEX_MEMBER
+from .format.tar import END_OF_ARCHIVE, encode_header, padding
+from .options import DEFAULT_ZSTD_LEVEL, Compression
 from .sinks import FileSink, Sink
-from .stream import CHUNK, HashRing
-from .tar import END_OF_ARCHIVE, encode_header, padding
+from .sources.streams import CHUNK
 
 __all__ = ["AUTO_MIN_SAVING", "ExportResult", "Exporter", "choose_compression", "export_dir"]
 
@@ -131,7 +134,7 @@ def export_dir(
     *root* did not exist or was empty, our state directory is removed from it afterwards.
     """
     from .importer import Importer  # only this export needs the import machinery
-    from .modelsdir import ModelsDirMembers
+    from .sources.models_dir import ModelsDirMembers
 
     started = time.monotonic()
     if root.exists() and not root.is_dir():
@@ -176,7 +179,7 @@ class Exporter:
         self.store, self.models, self.verify = store, models, verify
         self.emit = emit or (lambda event: None)
         self.cancel = cancel
-        self.ring = HashRing(None)
+        self.ring = BufferRing(None)
         self.blobs = 0
         self.bytes_in = 0
 
@@ -186,11 +189,11 @@ class Exporter:
     # -- tar stream -------------------------------------------------------------------
     def write_tar(self, sink: Sink, *, oci: bool = False) -> None:
         """The whole bundle (ollama-seed format, or an OCI layout as tar) into *sink*; not committed."""
-        from .oci import encode_index, encode_layout, oci_twin  # loaded only for OCI output
+        from .format.oci import encode_index, encode_layout, oci_twin  # loaded only for OCI output
 
         now = time.time()
         with self._pool() as pool:
-            self.ring = HashRing(pool)
+            self.ring = BufferRing(pool)
             if oci:
                 self._member(sink, "oci-layout", encode_layout(), now)
                 self._member(sink, "index.json", encode_index(self.models, created_by=TOOL), now)
@@ -288,7 +291,7 @@ class Exporter:
     # -- OCI directory ----------------------------------------------------------------
     def write_oci_dir(self, root: Path) -> None:
         """An OCI image layout directory at *root* (absent or empty); removed again on failure."""
-        from .oci import encode_index, encode_layout, oci_twin
+        from .format.oci import encode_index, encode_layout, oci_twin
 
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise StoreError(f"{root} exists and is not an empty directory; choose a new directory for the layout")
@@ -298,7 +301,7 @@ class Exporter:
         written: list[Path] = []
         try:
             with self._pool() as pool:
-                self.ring = HashRing(pool)
+                self.ring = BufferRing(pool)
                 seen: set[Digest] = set()
                 for name, manifest in self.models:
                     self.emit(Status(name.display, "exporting"))

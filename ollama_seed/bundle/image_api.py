@@ -22,10 +22,10 @@ from ..core.reference import ModelName
 from ..store.store import ModelStore
 from .api import _in_thread
 from .export import resolve_models
-from .format import Compression, parse_compress
 from .image_build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
 from .image_layout import ArchiveTarget, LayoutTarget, split_layout_arg
 from .image_read import ImageReport
+from .options import Compression, parse_compress
 
 __all__ = [
     "ImageReport",

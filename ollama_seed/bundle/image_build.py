@@ -40,10 +40,10 @@ from ..core.ociimage import (
 from ..core.progress import ProgressEvent, Status
 from ..core.reference import ModelName
 from ..store.store import ModelStore
-from .format import Compression
 from .image_base import BaseImage
 from .image_layers import LayerCache, LayerDigests, LayerStream, media_type
 from .image_layout import ArchiveTarget, LayoutTarget
+from .options import Compression
 
 __all__ = ["BuildOptions", "BuiltLayer", "ImagePlan", "ImageResult", "build_to", "default_mtime"]
 

@@ -34,8 +34,9 @@ from ..core.progress import LayerProgress, ProgressEvent
 from ..store import platform as _platform
 from ..store.fsutil import atomic_write, open_nofollow, raise_os_error
 from ..store.store import ModelStore
-from .format import Compression
-from .stream import CHUNK, HashRing
+from .buffer_ring import BufferRing
+from .options import Compression
+from .sources.streams import CHUNK
 
 __all__ = ["Cancelled", "LayerCache", "LayerDigests", "LayerStream", "media_type"]
 
@@ -134,7 +135,7 @@ class LayerStream:
     ) -> None:
         self.store, self.layer, self.mtime = store, layer, mtime
         self.compression, self.verify = compression, verify
-        self.ring = HashRing(pool)
+        self.ring = BufferRing(pool)
         self.emit = emit or (lambda event: None)
         self.label, self.cancel = label, cancel
         self.total = layer.size(mtime)

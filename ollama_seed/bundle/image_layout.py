@@ -27,7 +27,7 @@ from ..core.errors import BundleError, StoreError
 from ..core.ociimage import ANNOTATION_REF, END_OF_ARCHIVE, INDEX_MEDIA_TYPE, encode_json, padding, tar_header
 from ..store import platform as _platform
 from ..store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, raise_os_error
-from .oci import encode_layout, parse_layout
+from .format.oci import encode_layout, parse_layout
 from .sinks import FileSink
 
 __all__ = ["ArchiveTarget", "LayoutTarget", "split_layout_arg"]

@@ -3,7 +3,7 @@
 For every model layer, in order: its bytes (a file: a layout's blob, or a registry's layer
 downloaded into scratch space) are hashed against the layer digest and counted against its size,
 decompressed (gzip, zstd) and hashed against the config's diff_id, and walked as tar members by
-:class:`~bundle.members.TarMembers` with names under the image's models path mapped onto a
+:class:`~.sources.tar.TarMembers` with names under the image's models path mapped onto a
 models directory (``models/blobs/sha256-<hex>`` -> ``blobs/sha256-<hex>``). Anything else is
 refused: a member outside the models path, a link, a device, ``..``. When a layer's tar ends, the
 rest of its bytes must be zeros, and both digests must match before the next layer is read; the
@@ -28,9 +28,10 @@ from ..core.digest import Digest
 from ..core.errors import BundleError
 from ..core.ocidoc import Descriptor
 from ..store.fsutil import open_nofollow
-from .format import MemberKind, MemberRef, classify_member
-from .members import Member, TarMembers
-from .stream import CHUNK, TruncatedBundle
+from .format.names import MemberKind, MemberRef, classify_member
+from .sources.base import Member
+from .sources.streams import CHUNK, TruncatedBundle
+from .sources.tar import TarMembers
 
 __all__ = ["ImageLayer", "LayerMembers", "image_classifier"]
 

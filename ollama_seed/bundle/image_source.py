@@ -26,7 +26,7 @@ from ..core.ocidoc import ACCEPT, Descriptor
 from ..core.ociimage import ANNOTATION_REF
 from ..store.fsutil import open_nofollow
 from ..store.store import ModelStore
-from .oci import parse_layout
+from .format.oci import parse_layout
 
 __all__ = ["LayoutSource", "RegistrySource"]
 

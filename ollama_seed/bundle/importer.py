@@ -30,22 +30,23 @@ from ..core.reference import ModelName
 from ..store import platform as _platform
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
-from .format import INDEX_MEMBER, MAX_INDEX_BYTES, BundleIndex, MemberKind
-from .import_finish import ImporterBase
-from .import_state import ImportResult
-from .members import Member, MemberSource
-from .oci import parse_index, parse_layout
-from .ollamazip import MAX_METADATA_BYTES, metadata_name
+from .buffer_ring import BufferRing
+from .completion import Completion
+from .format.index import MAX_INDEX_BYTES, BundleIndex
+from .format.names import INDEX_MEMBER, MemberKind
+from .format.oci import parse_index, parse_layout
+from .format.ollamazip import MAX_METADATA_BYTES, metadata_name
+from .format.tar import padding
+from .results import ImportResult
 from .sinks import Writeback
+from .sources.base import Member, MemberSource
+from .sources.streams import CHUNK, BoundedSource, TruncatedBundle
 from .staging import StagedBlob, discard, open_staging
-from .stream import CHUNK, BoundedSource, HashRing, TruncatedBundle
-from .tar import MAX_PAX, padding
 
 __all__ = ["ImportResult", "Importer"]
 
 HEADER_ALLOWANCE = 8 * 1024
 END_SLACK = 1024 * 1024
-INITIAL_LIMIT = MAX_INDEX_BYTES + 4 * MAX_PAX + 64 * 1024
 MAX_HELD_SMALL = 64 * 1024 * 1024
 PROGRESS_STEP = 16 * CHUNK
 _FAMILY = {
@@ -62,11 +63,11 @@ class Cancelled(Exception):
     """The caller cancelled the import; raised inside the worker thread."""
 
 
-class Importer(ImporterBase):
+class Importer:
     """One import (``store`` given, ``install=True``) or verification (``install=False``).
 
     *rename* installs the bundle's only model under another name (``--as``); *manifests_last*
-    writes every manifest after the last blob (see :mod:`.import_finish`).
+    writes every manifest after the last blob (see :mod:`.completion`).
     """
 
     def __init__(
@@ -80,12 +81,14 @@ class Importer(ImporterBase):
         manifests_last: bool = False,
         hold: bool = False,
     ) -> None:
-        super().__init__(
-            store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last, hold=hold
+        self.completion = done = Completion(
+            store, install=install, emit=emit, rename=rename, manifests_last=manifests_last, hold=hold
         )
+        self.store, self.install, self.rename = done.store, done.install, done.rename
+        self.emit, self.st, self.cancel = done.emit, done.st, cancel
         self.members: MemberSource | None = None
         self.bounded: BoundedSource | None = None
-        self.ring = HashRing(None)
+        self.ring = BufferRing(None)
 
     # -- driver -----------------------------------------------------------------------
     def run(
@@ -112,20 +115,20 @@ class Importer(ImporterBase):
             self.st.kind = "oci"
         current: Member | None = None
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ollama-seed-hash") as pool:
-            self.ring = HashRing(pool)
+            self.ring = BufferRing(pool)
             try:
                 first = True
                 while (current := members.next()) is not None:
                     self._member(current, first)
                     first = False
                     current = None
-                self._finish()
+                self.completion.finish()
             except TruncatedBundle as exc:
                 where = f"inside member {current.ref.path}" if current else "between members"
-                raise self._truncated(f"{label} is truncated: it ends {where} ({exc})") from None
+                raise self.completion.truncated(f"{label} is truncated: it ends {where} ({exc})") from None
             finally:
                 self.ring.wait()
-                self._cleanup()
+                self.completion.cleanup()
         return ImportResult(
             tuple(self.st.done),
             tuple(self.st.replaced),
@@ -251,7 +254,7 @@ class Importer(ImporterBase):
                     f"but the bundle says {known}"
                 )
         self.st.pending[name] = manifest
-        self._try_complete(name)
+        self.completion.try_complete(name)
 
     def _on_ollamazip(self, member: Member) -> None:
         """``metadata.json`` names the model, ``manifest.json`` is its manifest; either may come first."""
@@ -321,14 +324,14 @@ class Importer(ImporterBase):
                 raise BundleError("this OCI layout puts index.json after too many blobs to import it as a stream")
             blob = StagedBlob(size, small=raw)
             st.blobs[digest] = blob
-            if self.install and not self._in_store(digest, size):
+            if self.install and not self.completion.in_store(digest, size):
                 self._stage_bytes(digest, blob, raw)
             else:
-                blob.in_store = self._in_store(digest, size)
+                blob.in_store = self.completion.in_store(digest, size)
             self._after_blob(digest)
             return
         blob = StagedBlob(size)
-        if self._in_store(digest, size) and not (self.install and self._damaged(digest)):
+        if self.completion.in_store(digest, size) and not (self.install and self.completion.damaged(digest)):
             if self.install and getattr(self.members, "cheap_skip", False):
                 assert self.members is not None
                 self.members.skip()  # another models directory: a blob we already hold is not even read
@@ -346,7 +349,7 @@ class Importer(ImporterBase):
     def _after_blob(self, digest: Digest) -> None:
         for name, manifest in list(self.st.pending.items()):
             if any(layer.digest == digest for layer in manifest.blobs):
-                self._try_complete(name)
+                self.completion.try_complete(name)
 
     # -- staging ----------------------------------------------------------------------
     def _stage(self, member: Member, digest: Digest, blob: StagedBlob) -> None:

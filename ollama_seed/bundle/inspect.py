@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 from ..core.manifest import Manifest
 from ..core.progress import ProgressEvent
-from .format import MAX_INDEX_BYTES, BundleIndex, MemberKind
-from .import_state import BundleInfo, BundleModel
+from .format.index import MAX_INDEX_BYTES, BundleIndex
+from .format.names import MemberKind
 from .importer import Importer
-from .members import Member, MemberSource
-from .modelsdir import ModelsDirMembers
-from .opened import BundleSource, OpenedBundle
+from .results import BundleInfo, BundleModel
+from .sources.base import Member, MemberSource
+from .sources.detect import BundleSource, OpenedBundle
+from .sources.models_dir import ModelsDirMembers
 
 __all__ = ["BundleInfo", "BundleModel", "inspect_source"]
 

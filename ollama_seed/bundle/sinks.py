@@ -21,7 +21,7 @@ from ..core.errors import BundleError
 from ..store import platform as _platform
 from ..store.fsutil import fsync_dir, open_nofollow, raise_os_error
 from ..store.writeback import start_writeback
-from .stream import CHUNK, MAX_PARTS
+from .sources.streams import CHUNK, MAX_PARTS
 
 __all__ = ["FileSink", "GzipSink", "PartsSink", "Sink", "StreamSink", "Writeback", "ZstdSink"]
 

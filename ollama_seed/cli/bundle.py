@@ -29,14 +29,14 @@ EXIT_USAGE = 2
 
 
 def _arg(parse: str) -> Callable[[str], Any]:
-    """An argparse type calling ``bundle.format.<parse>``, imported only when an option is parsed:
-    every command builds this parser, and only export needs the bundle format (~17 ms to import)."""
+    """An argparse type calling ``bundle.options.<parse>``, imported only when an option is parsed:
+    every command builds this parser, and only export needs it."""
 
     def convert(text: str) -> Any:
-        from ..bundle import format as bundle_format
+        from ..bundle import options as bundle_options
 
         try:
-            return getattr(bundle_format, parse)(text)
+            return getattr(bundle_options, parse)(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 

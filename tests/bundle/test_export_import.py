@@ -31,7 +31,7 @@ from ollama_seed import (
     inspect_bundle,
     verify_bundle,
 )
-from ollama_seed.bundle.stream import TruncatedBundle
+from ollama_seed.bundle.sources.streams import TruncatedBundle
 from ollama_seed.cli.main import main
 from ollama_seed.store.store import ModelStore
 from tests.support.craft import Model, install, snapshot
@@ -422,7 +422,8 @@ def test_import_does_not_need_the_store_to_exist(src: Path, tmp_path: Path) -> N
 
 def test_a_thin_bundle_uses_blobs_already_in_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An index may name blobs the bundle does not carry, if the target store has them."""
-    from ollama_seed.bundle.format import INDEX_MEMBER, BundleIndex
+    from ollama_seed.bundle.format.index import BundleIndex
+    from ollama_seed.bundle.format.names import INDEX_MEMBER
     from tests.support.craft import join, member, models
 
     first, second = models(2)

@@ -8,16 +8,10 @@ import tarfile
 import pytest
 
 from ollama_seed import BundleError, Digest, Manifest, ModelName
-from ollama_seed.bundle.format import (
-    FORMAT_VERSION,
-    BundleIndex,
-    Compression,
-    MemberKind,
-    classify_member,
-    parse_compress,
-    parse_size,
-)
-from ollama_seed.bundle.tar import encode_header, padding, parse_header, parse_pax, pax_size
+from ollama_seed.bundle.format.index import FORMAT_VERSION, BundleIndex
+from ollama_seed.bundle.format.names import MemberKind, classify_member
+from ollama_seed.bundle.format.tar import encode_header, padding, parse_header, parse_pax, pax_size
+from ollama_seed.bundle.options import Compression, parse_compress, parse_size
 from tests.support.model import make_model
 
 HEX = "0123456789abcdef" * 4

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ollama_seed import BundleError, import_bundle, verify_bundle
-from ollama_seed.bundle.format import INDEX_MEMBER
+from ollama_seed.bundle.format.names import INDEX_MEMBER
 from ollama_seed.cli.main import main
 from tests.support.craft import (
     END,
@@ -35,7 +35,7 @@ Case = Callable[[list[Model]], bytes]
 
 
 def _index_doc(items: list[Model]) -> dict[str, object]:
-    from ollama_seed.bundle.format import BundleIndex
+    from ollama_seed.bundle.format.index import BundleIndex
 
     index = BundleIndex.build([(m.name, m.manifest) for m in items], created_by="craft", created="")
     doc: dict[str, object] = json.loads(index.encode())

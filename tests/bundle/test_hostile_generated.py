@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ollama_seed import BundleError, SeedError, import_bundle
-from ollama_seed.bundle.format import INDEX_MEMBER, BundleIndex, MemberKind, classify_member
+from ollama_seed.bundle.format.index import BundleIndex
+from ollama_seed.bundle.format.names import INDEX_MEMBER, MemberKind, classify_member
 from tests.support.craft import bundle_members, install, join, member, models, zstd
 from tests.support.invariants import assert_store_ok, outside_snapshot, tree
 from tests.support.model import make_model

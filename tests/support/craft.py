@@ -15,7 +15,8 @@ from pathlib import Path
 
 import zstandard
 
-from ollama_seed.bundle.format import INDEX_MEMBER, BundleIndex
+from ollama_seed.bundle.format.index import BundleIndex
+from ollama_seed.bundle.format.names import INDEX_MEMBER
 from ollama_seed.core.manifest import Manifest
 from ollama_seed.core.reference import ModelName
 from tests.support.model import BuiltModel, make_model

@@ -1,5 +1,7 @@
 """Completing the models of an import: blobs moved into ``blobs/``, then the manifest, under which name and when.
 
+What an import has seen and staged so far is an :class:`ImportState`; :class:`Completion` owns it.
+
 A model completes when its manifest and every blob it names are verified. Normally its blobs
 and manifest are installed at once, so a truncated bundle still yields the models it completed.
 Two callers want it later:
@@ -14,8 +16,8 @@ Two callers want it later:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..core.digest import Digest
 from ..core.errors import BundleError, StoreError
@@ -24,15 +26,42 @@ from ..core.progress import ProgressEvent, Status
 from ..core.reference import ModelName
 from ..store import verified
 from ..store.store import ModelStore
-from .import_state import ImportState
-from .staging import discard, install_staged
-from .stream import TruncatedBundle
+from .format.index import BundleIndex
+from .format.oci import OciEntry
+from .sources.streams import TruncatedBundle
+from .staging import StagedBlob, discard, install_staged
 
-__all__ = ["ImporterBase"]
+__all__ = ["Completion", "ImportState"]
 
 
-class ImporterBase:
-    """State and the completion half of :class:`~.importer.Importer`."""
+@dataclass
+class ImportState:
+    """What an import has seen and staged so far (one per :class:`~.importer.Importer`)."""
+
+    kind: str = ""
+    index: BundleIndex | None = None
+    oci: dict[Digest, list[OciEntry]] | None = None
+    oci_skip: frozenset[Digest] = frozenset()
+    declared: dict[Digest, int] = field(default_factory=dict)
+    blobs: dict[Digest, StagedBlob] = field(default_factory=dict)
+    manifests: dict[ModelName, bytes] = field(default_factory=dict)
+    pending: dict[ModelName, Manifest] = field(default_factory=dict)
+    done: list[ModelName] = field(default_factory=list)
+    replaced: list[ModelName] = field(default_factory=list)
+    unchanged: list[ModelName] = field(default_factory=list)
+    ready: list[tuple[ModelName, Manifest]] = field(default_factory=list)  # complete, install deferred to the end
+    oz_name: ModelName | None = None  # an ollamazip archive: the name its metadata.json gives
+    oz_manifest: bytes | None = None  # its manifest.json, held until metadata.json names it
+    oz_members: set[str] = field(default_factory=set)
+    held_small: int = 0
+    written: int = 0
+    skipped: int = 0
+    bytes_written: int = 0
+
+
+class Completion:
+    """The completion half of one :class:`~.importer.Importer`: it installs (or, verifying, only counts)
+    each model once the manifest and every blob it names are verified."""
 
     def __init__(
         self,
@@ -40,7 +69,6 @@ class ImporterBase:
         *,
         install: bool,
         emit: Callable[[ProgressEvent], None] | None = None,
-        cancel: threading.Event | None = None,
         rename: ModelName | None = None,
         manifests_last: bool = False,
         hold: bool = False,
@@ -49,20 +77,19 @@ class ImporterBase:
         self.hold = hold  # nothing installed before the end (an image: its layer digests are checked last)
         self.install = install and store is not None
         self.emit = emit or (lambda event: None)
-        self.cancel = cancel
         self.rename = rename.unpinned() if rename is not None else None
         self.manifests_last = manifests_last
         self.st = ImportState()
 
-    def _in_store(self, digest: Digest, size: int) -> bool:
+    def in_store(self, digest: Digest, size: int) -> bool:
         return self.store is not None and self.store.blob_size(digest) == size
 
-    def _damaged(self, digest: Digest) -> bool:
+    def damaged(self, digest: Digest) -> bool:
         """The store's copy was found damaged (``verify``, store/verified): the bundle's verified bytes
         replace it, which repairs it without a registry. Any other blob of the right size is kept."""
         return self.store is not None and verified.is_damaged(self.store.layout, digest)
 
-    def _truncated(self, message: str) -> TruncatedBundle:
+    def truncated(self, message: str) -> TruncatedBundle:
         done = ", ".join(n.display for n in self.st.done) or "none"
         todo = [m.name for m in self.st.index.models] if self.st.index else list(self.st.pending)
         missing = ", ".join(n.display for n in todo if n not in self.st.done) or "none known"
@@ -74,11 +101,11 @@ class ImporterBase:
         exc.installed = tuple(self.st.done)  # type: ignore[attr-defined]
         return exc
 
-    def _try_complete(self, name: ModelName) -> None:
+    def try_complete(self, name: ModelName) -> None:
         manifest = self.st.pending[name]
         for layer in manifest.blobs:
             blob = self.st.blobs.get(layer.digest)
-            if blob is None and not self._in_store(layer.digest, layer.size):
+            if blob is None and not self.in_store(layer.digest, layer.size):
                 return
             if blob is not None and blob.size != layer.size:
                 raise BundleError(
@@ -124,7 +151,7 @@ class ImporterBase:
             self.st.replaced.append(name)
         self.store.write_manifest(target, manifest)
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         st = self.st
         if st.oz_manifest is not None:
             raise BundleError(
@@ -136,7 +163,7 @@ class ImporterBase:
             absent = [
                 layer.digest
                 for layer in manifest.blobs
-                if layer.digest not in st.blobs and not self._in_store(layer.digest, layer.size)
+                if layer.digest not in st.blobs and not self.in_store(layer.digest, layer.size)
             ]
             raise BundleError(
                 f"the manifest of {name.display} references blob {absent[0] if absent else '?'}, "
@@ -152,7 +179,7 @@ class ImporterBase:
         have = set(st.done) | {name for name, _ in st.ready}
         lacking = [n for n in expected if n not in have]
         if lacking:
-            raise self._truncated(f"the bundle lacks the manifest of {lacking[0].display} that its index lists")
+            raise self.truncated(f"the bundle lacks the manifest of {lacking[0].display} that its index lists")
         if st.kind == "ollamazip" and not have:
             raise BundleError("this ollamazip archive holds no manifest.json; there is no model to install")
         if self.rename is not None and len(have) > 1:
@@ -167,6 +194,6 @@ class ImporterBase:
         if not st.done:
             raise BundleError("the bundle holds no model")
 
-    def _cleanup(self) -> None:
+    def cleanup(self) -> None:
         for blob in self.st.blobs.values():
             discard(blob)

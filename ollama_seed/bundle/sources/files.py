@@ -11,10 +11,10 @@ import os
 import stat
 from pathlib import Path
 
-from ..core.errors import BundleError
-from ..store.fsutil import open_nofollow
-from .format import MemberRef
-from .members import Member
+from ...core.errors import BundleError
+from ...store.fsutil import open_nofollow
+from ..format.names import MemberRef
+from .base import Member
 
 __all__ = ["FileMembers"]
 

@@ -1,164 +1,30 @@
-"""The bundle format, version 1: index encode/decode, member names, option parsing. Pure, no I/O.
+"""The bundle index, version 1 (``.ollama-seed/bundle.json``): encode and decode. Pure, no I/O.
 
-A bundle is a tar stream (optionally zstd-compressed) whose members are paths relative to
-an Ollama models directory, led by an index::
-
-    .ollama-seed/bundle.json                  the index (this module)
-    blobs/sha256-<64 hex>                     each blob once, before the first manifest that needs it
-    manifests/<host>/<ns>/<model>/<tag>       exact manifest bytes, after all of its blobs
-
-``docs/bundle-format.md`` is the specification; this module is its executable form.
+The index is a bundle's first member. It lists the models the bundle carries (each manifest's
+digest and size) and every blob (digest and size), so an importer can refuse a bundle before
+reading its data and bound how many bytes may come out of the stream. ``docs/bundle-format.md``
+is the specification; this module is its executable form.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, InvalidName
-from ..core.manifest import MAX_BLOB_SIZE, MAX_MANIFEST_BYTES, Manifest
-from ..core.reference import ModelName
+from ...core.digest import Digest
+from ...core.errors import BundleError, InvalidName
+from ...core.manifest import MAX_BLOB_SIZE, MAX_MANIFEST_BYTES, Manifest
+from ...core.reference import ModelName
 
-__all__ = [
-    "FORMAT_ID",
-    "FORMAT_VERSION",
-    "INDEX_MEMBER",
-    "MAX_INDEX_BYTES",
-    "BundleIndex",
-    "Compression",
-    "IndexBlob",
-    "IndexModel",
-    "MemberKind",
-    "MemberRef",
-    "classify_member",
-    "parse_compress",
-    "parse_size",
-]
+__all__ = ["FORMAT_ID", "FORMAT_VERSION", "MAX_INDEX_BYTES", "BundleIndex", "IndexBlob", "IndexModel"]
 
 FORMAT_ID = "ollama-seed-bundle"
 FORMAT_VERSION = 1
-INDEX_MEMBER = ".ollama-seed/bundle.json"
 MAX_INDEX_BYTES = 16 * 1024 * 1024
 MAX_MODELS = 10_000
 MAX_BLOBS = 100_000
-MAX_MEMBER_NAME = 1024
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class MemberKind(Enum):
-    """What a tar member of a bundle is."""
-
-    INDEX = "index"
-    MANIFEST = "manifest"
-    BLOB = "blob"
-    DIR = "dir"
-    OCI_LAYOUT = "oci-layout"
-    OCI_INDEX = "oci-index"
-    OCI_BLOB = "oci-blob"
-    OZ_METADATA = "ollamazip-metadata"
-    OZ_MANIFEST = "ollamazip-manifest"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRef:
-    """A validated member name: its kind and what it names."""
-
-    kind: MemberKind
-    path: str
-    name: ModelName | None = None
-    digest: Digest | None = None
-
-
-def _refuse(raw: str, why: str) -> BundleError:
-    shown = raw if len(raw) <= 200 else raw[:200] + "..."
-    return BundleError(f"refusing bundle member {shown!r}: {why}")
-
-
-_DIR_PREFIXES = {".ollama-seed", "blobs", "manifests", "blobs/sha256"}
-
-
-def classify_member(raw: str, *, is_dir: bool = False) -> MemberRef:
-    """Validate a member name and say what it is.
-
-    Accepted: the index, ``manifests/<valid name>``, ``blobs/sha256-<64 hex>``, the OCI
-    layout files (``oci-layout``, ``index.json``, ``blobs/sha256/<64 hex>``), ollamazip's
-    ``metadata.json`` and ``manifest.json``, and the directories leading to them. A leading
-    ``./`` is allowed (``tar -C DIR .``).
-
-    Raises:
-        BundleError: an absolute path, ``..``, an empty or odd component, or any other name.
-    """
-    if not raw or len(raw) > MAX_MEMBER_NAME:
-        raise _refuse(raw, "empty or too long a name")
-    if "\x00" in raw or "\\" in raw or not raw.isprintable():
-        raise _refuse(raw, "control characters or backslashes in the name")
-    if raw.startswith("/"):
-        raise _refuse(raw, "absolute path")
-    name = raw
-    while name.startswith("./"):
-        name = name[2:]
-    if is_dir:
-        name = name.rstrip("/")
-        if name in ("", "."):
-            return MemberRef(MemberKind.DIR, ".")
-    parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise _refuse(raw, "'..', '.' or an empty component in the path")
-    if is_dir:
-        return _classify_dir(raw, name, parts)
-    if name == INDEX_MEMBER:
-        return MemberRef(MemberKind.INDEX, name)
-    if name == "oci-layout":
-        return MemberRef(MemberKind.OCI_LAYOUT, name)
-    if name == "index.json":
-        return MemberRef(MemberKind.OCI_INDEX, name)
-    if name in ("metadata.json", "manifest.json"):  # an ollamazip archive (``ollamazip pack``)
-        return MemberRef(MemberKind.OZ_METADATA if name == "metadata.json" else MemberKind.OZ_MANIFEST, name)
-    if parts[0] == "blobs":
-        if len(parts) == 2:
-            digest = Digest.from_filename(parts[1])
-            if digest is None:
-                raise _refuse(raw, "a blob must be named blobs/sha256-<64 lowercase hex>")
-            return MemberRef(MemberKind.BLOB, name, digest=digest)
-        if len(parts) == 3 and parts[1] == "sha256" and _HEX64.fullmatch(parts[2]):
-            return MemberRef(MemberKind.OCI_BLOB, name, digest=Digest(parts[2]))
-        raise _refuse(raw, "a blob must be named blobs/sha256-<64 lowercase hex>")
-    if parts[0] == "manifests":
-        if len(parts) != 5:
-            raise _refuse(raw, "a manifest must be manifests/<host>/<namespace>/<model>/<tag>")
-        return MemberRef(MemberKind.MANIFEST, name, name=_manifest_name(raw, parts[1:]))
-    raise _refuse(raw, "only manifests/<host>/<namespace>/<model>/<tag> and blobs/sha256-<hex> may be in a bundle")
-
-
-def _manifest_name(raw: str, parts: Sequence[str]) -> ModelName:
-    host, namespace, model, tag = parts
-    try:
-        return ModelName.from_parts(host, namespace, model, tag)
-    except InvalidName as exc:
-        raise _refuse(raw, f"not a valid model name ({exc})") from None
-
-
-def _classify_dir(raw: str, name: str, parts: list[str]) -> MemberRef:
-    if name in _DIR_PREFIXES:
-        return MemberRef(MemberKind.DIR, name)
-    if parts[0] == "manifests" and 2 <= len(parts) <= 4:
-        if len(parts) == 2:  # a host: anything ModelName accepts as a host
-            probe = [parts[1], "library", "x", "latest"]
-        elif len(parts) == 3:
-            probe = [parts[1], parts[2], "x", "latest"]
-        else:
-            probe = [parts[1], parts[2], parts[3], "latest"]
-        _manifest_name(raw, probe)
-        return MemberRef(MemberKind.DIR, name)
-    raise _refuse(raw, "a directory that has no place in a bundle")
-
-
-# -- the index -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,67 +211,3 @@ def _decode_model(obj: Any, i: int) -> IndexModel:
         f"models[{i}].manifest.path does not match the name {name}",
     )
     return model
-
-
-# -- options ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Compression:
-    """``auto``, ``none``, ``zstd`` at a level (1..22) or ``gzip`` at a level (1..9)."""
-
-    kind: str
-    level: int = 0
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.level}" if self.kind in ("zstd", "gzip") else self.kind
-
-
-DEFAULT_ZSTD_LEVEL = 1
-DEFAULT_GZIP_LEVEL = 1  # weights barely shrink at any level; 1 is several times faster than gzip's own 6
-_LEVELS = {"zstd": (DEFAULT_ZSTD_LEVEL, 22), "gzip": (DEFAULT_GZIP_LEVEL, 9)}
-
-
-def parse_compress(text: str | Compression) -> Compression:
-    """``auto``, ``none``, ``zstd`` (level 1), ``zstd:LEVEL`` (1..22), ``gzip`` (level 1) or ``gzip:LEVEL`` (1..9).
-
-    Raises:
-        ValueError: anything else.
-    """
-    if isinstance(text, Compression):
-        return text
-    value = text.strip().lower()
-    if value in ("auto", "none"):
-        return Compression(value)
-    kind, _, level = value.partition(":")
-    if kind in _LEVELS:
-        default, top = _LEVELS[kind]
-        if not level:
-            return Compression(kind, default)
-        if level.isdigit() and 1 <= int(level) <= top:
-            return Compression(kind, int(level))
-    raise ValueError(f"not a compression: {text!r} (want auto, none, zstd[:1-22] or gzip[:1-9])")
-
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-MIN_SPLIT = 4096
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from ``4G`` (4 * 10**9, fits FAT32), ``4GiB`` (4 * 2**30), ``700M``, ``65536``.
-
-    Raises:
-        ValueError: not a size, or less than 4096 bytes.
-    """
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        m = _SIZE.fullmatch(str(text))
-        if not m:
-            raise ValueError(f"not a size: {text!r} (examples: 4G, 4GiB, 700M, 65536)")
-        base = 1024 if m.group(3) else 1000
-        value = int(float(m.group(1)) * base ** _POWERS[m.group(2).lower()])
-    if value < MIN_SPLIT:
-        raise ValueError(f"a part size must be at least {MIN_SPLIT} bytes, not {text!r}")
-    return value

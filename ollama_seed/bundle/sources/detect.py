@@ -1,31 +1,32 @@
-"""What ``import``, ``bundle verify`` and ``bundle ls`` read: a bundle stream, an OCI layout or a models directory.
+"""What a source that ``import``, ``bundle verify`` and ``bundle ls`` are given is, opened as a member stream.
 
 :class:`OpenedBundle` turns the source a user names into a member stream for the importer:
 a directory with ``oci-layout`` is an OCI image layout, a directory with ``manifests/`` is
 another Ollama models directory, anything else a tar stream (plain, zstd or gzip; a file,
-split parts, stdin or a file object). :func:`run_importer` runs one import or verification.
+split parts, stdin or a file object).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from ..core.errors import BundleError
-from ..core.progress import ProgressEvent
-from ..core.reference import ModelName
-from ..store.store import ModelStore
-from .importer import END_SLACK, INITIAL_LIMIT, Importer, ImportResult
-from .members import MemberSource, TarMembers
-from .modelsdir import ModelsDirMembers, is_models_dir
-from .oci import DirMembers, is_layout_dir
-from .stream import BoundedSource, OpenedSource, open_source
+from ...core.errors import BundleError
+from ...core.progress import ProgressEvent
+from ...core.reference import ModelName
+from ..format.index import MAX_INDEX_BYTES
+from ..format.tar import MAX_PAX
+from .base import MemberSource
+from .models_dir import ModelsDirMembers, is_models_dir
+from .oci_dir import DirMembers, is_layout_dir
+from .streams import BoundedSource, OpenedSource, open_source
+from .tar import TarMembers
 
-__all__ = ["BundleSource", "OpenedBundle", "run_importer"]
+__all__ = ["INITIAL_LIMIT", "BundleSource", "OpenedBundle"]
+
+INITIAL_LIMIT = MAX_INDEX_BYTES + 4 * MAX_PAX + 64 * 1024  # bytes read before the index (if any) sets the bound
 
 BundleSource = str | os.PathLike[str] | IO[bytes]
 Emit = Callable[[ProgressEvent], None]
@@ -79,36 +80,3 @@ class OpenedBundle:
             self.oci_dir.close()
         elif self.models_dir is not None:
             self.models_dir.close()
-
-
-def run_importer(
-    source: BundleSource,
-    store: ModelStore | None,
-    install: bool,
-    cancel: threading.Event,
-    emit: Emit,
-    *,
-    names: Sequence[ModelName] = (),
-    rename: ModelName | None = None,
-    manifests_last: bool = False,
-) -> ImportResult:
-    """One import (*install*) or verification of *source* into (or against) *store*."""
-    opened = OpenedBundle(source, names)
-    try:
-        importer = Importer(
-            store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last
-        )
-        result = importer.run(
-            opened.members,
-            opened.bounded,
-            label=opened.label,
-            compression=opened.compression,
-            directory=opened.oci_dir is not None,
-        )
-        if opened.stream is not None:
-            opened.stream.drain(END_SLACK)
-        if opened.models_dir is not None:
-            result = dataclasses.replace(result, format="models-dir")
-        return result
-    finally:
-        opened.close()

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..core.errors import BundleError, InvalidName
-from ..core.reference import ModelName
+from ...core.errors import BundleError, InvalidName
+from ...core.reference import ModelName
 
 __all__ = ["MAX_METADATA_BYTES", "metadata_name"]
 

@@ -1,42 +1,24 @@
 """Walk the members of a tar stream one by one, validating each header; never extract anything.
 
-:class:`TarMembers` reads headers itself (with :mod:`bundle.tar`), folds pax and GNU
+:class:`TarMembers` reads headers itself (with :mod:`..format.tar`), folds pax and GNU
 long-name headers into the member that follows, refuses every type but regular files and
-directories, and validates each name with :func:`._bundle_format.classify_member`. The
+directories, and validates each name with :func:`..format.names.classify_member`. The
 caller reads a member's data with :meth:`readinto` (or :meth:`skip`) before asking for the next.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
-from ..core.errors import BundleError
-from .format import MemberRef, classify_member
-from .stream import ByteSource, TruncatedBundle, read_exact
-from .tar import BLOCK, DIR, GLOBAL_PAX, LONGNAME, PAX, padding, parse_header, parse_pax, pax_size
+from ...core.errors import BundleError
+from ..format.names import MemberRef, classify_member
+from ..format.tar import BLOCK, DIR, GLOBAL_PAX, LONGNAME, PAX, padding, parse_header, parse_pax, pax_size
+from .base import Member
+from .streams import ByteSource, TruncatedBundle, read_exact
 
-__all__ = ["Member", "MemberSource", "TarMembers"]
+__all__ = ["TarMembers"]
 
 MAX_MEMBERS = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A validated member: what it is, and how many data bytes follow."""
-
-    ref: MemberRef
-    size: int
-    mode: int = 0o644
-
-
-class MemberSource(Protocol):
-    """Anything that yields members and their data: a tar stream or an OCI layout directory."""
-
-    def next(self) -> Member | None: ...
-    def readinto(self, view: memoryview, /) -> int: ...
-    def skip(self) -> None: ...
 
 
 class TarMembers:

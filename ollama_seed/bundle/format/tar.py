@@ -12,8 +12,8 @@ from __future__ import annotations
 import tarfile
 from dataclasses import dataclass
 
-from ..core.errors import BundleError
-from ..core.manifest import MAX_BLOB_SIZE
+from ...core.errors import BundleError
+from ...core.manifest import MAX_BLOB_SIZE
 
 __all__ = ["BLOCK", "END_OF_ARCHIVE", "TarHeader", "encode_header", "padding", "parse_header", "parse_pax"]
 

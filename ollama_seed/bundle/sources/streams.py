@@ -1,12 +1,11 @@
-"""Reading bundles: sources (file, stdin, split parts, zstd, gzip), bounded reads, hashing alongside I/O.
+"""The bytes of a bundle stream: a file, stdin, split parts, zstd or gzip, detected by magic; bounded reads.
 
 Everything here moves bytes; nothing decides what they mean. Sources expose
-``readinto(view) -> int`` (0 at the end). Writing is in :mod:`bundle.sinks`.
+``readinto(view) -> int`` (0 at the end). Writing is in :mod:`..sinks`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import gzip
 import os
@@ -18,14 +17,13 @@ from typing import IO, Any, Protocol
 
 import zstandard
 
-from ..core.errors import BundleError
+from ...core.errors import BundleError
 
 __all__ = [
     "CHUNK",
     "MAX_PARTS",
     "BoundedSource",
     "ByteSource",
-    "HashRing",
     "OpenedSource",
     "TruncatedBundle",
     "open_source",
@@ -273,40 +271,3 @@ class BoundedSource:
         n = self.inner.readinto(view[:room] if len(view) > room else view)
         self.count += n
         return n
-
-
-# -- hashing alongside I/O ------------------------------------------------------------
-
-
-class HashRing:
-    """A few buffers; sha256 runs in a helper thread on one while the caller reads or writes another."""
-
-    def __init__(self, pool: concurrent.futures.Executor | None, count: int = 3, size: int = CHUNK) -> None:
-        self.pool = pool
-        self.bufs = [bytearray(size) for _ in range(count)]
-        self.pending: list[concurrent.futures.Future[None] | None] = [None] * count
-        self.i = 0
-
-    def take(self) -> tuple[int, memoryview]:
-        """A free buffer (waiting for its previous hash to finish)."""
-        i = self.i
-        self.i = (i + 1) % len(self.bufs)
-        fut = self.pending[i]
-        if fut is not None:
-            fut.result()
-            self.pending[i] = None
-        return i, memoryview(self.bufs[i])
-
-    def update(self, slot: int, hasher: Any, view: memoryview) -> None:
-        """Hash *view* (a slice of buffer *slot*) in order with earlier updates."""
-        if self.pool is None:
-            hasher.update(view)
-        else:
-            self.pending[slot] = self.pool.submit(hasher.update, view)
-
-    def wait(self) -> None:
-        """Wait until every submitted update is done."""
-        for i, fut in enumerate(self.pending):
-            if fut is not None:
-                fut.result()
-                self.pending[i] = None

@@ -1,4 +1,4 @@
-"""OCI image layouts (``--format oci``): ``oci-layout``, ``index.json`` and ``blobs/sha256/<hex>``.
+"""OCI image layouts (``--format oci``): ``oci-layout``, ``index.json`` and ``blobs/sha256/<hex>``. Pure, no I/O.
 
 Each model has two entries in ``index.json``:
 
@@ -14,36 +14,30 @@ Blobs are stored once under ``blobs/sha256/``. The layout can be a directory or 
 one. Import uses the exact manifests and skips the twins; a layout made by another tool
 (no ``io.ollama-seed`` annotations) is imported through its ``ref.name`` entries.
 
-Reading a layout directory goes through :class:`DirMembers`, which presents it as the same
-member stream a tar gives, so the importer has one code path. Every file is opened without
-following symlinks and must be a regular file.
+A layout directory is read by :class:`~..sources.oci_dir.DirMembers`, which presents it as the
+same member stream a tar gives, so the importer has one code path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, InvalidName, RegistryProtocolError
-from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
-from ..core.reference import ModelName
-from .filemembers import FileMembers
-from .format import MAX_INDEX_BYTES, MemberKind, MemberRef
+from ...core.digest import Digest
+from ...core.errors import BundleError, InvalidName
+from ...core.manifest import MAX_MANIFEST_BYTES, Manifest
+from ...core.reference import ModelName
+from .index import MAX_INDEX_BYTES
 
 __all__ = [
     "INDEX_MEDIA_TYPE",
     "REF_NAME",
-    "DirMembers",
     "OciEntry",
     "encode_index",
     "encode_layout",
-    "is_layout_dir",
     "oci_twin",
     "parse_index",
     "parse_layout",
@@ -179,53 +173,3 @@ def parse_index(raw: bytes) -> tuple[tuple[OciEntry, ...], frozenset[Digest]]:
     if not entries:
         raise BundleError("index.json lists no models")
     return entries, twins - {e.digest for e in entries}
-
-
-def is_layout_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "oci-layout").is_file()
-
-
-class DirMembers(FileMembers):
-    """An OCI layout directory read as a member stream: layout, index, then per model its manifest and blobs."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        for d in (root / "blobs", root / "blobs" / "sha256"):
-            if d.is_symlink() or not d.is_dir():
-                raise BundleError(f"{d} is not a directory (or is a symbolic link); not an OCI layout to import")
-        self.plan: list[tuple[MemberRef, Path]] = [
-            (MemberRef(MemberKind.OCI_LAYOUT, "oci-layout"), root / "oci-layout"),
-            (MemberRef(MemberKind.OCI_INDEX, "index.json"), root / "index.json"),
-        ]
-        seen: set[Digest] = set()
-        for entry in parse_index(self._small(root / "index.json", MAX_INDEX_BYTES))[0]:
-            for digest in (entry.digest, *self._layers(entry)):
-                if digest not in seen:
-                    seen.add(digest)
-                    path = root / "blobs" / "sha256" / digest.hex
-                    if digest == entry.digest or path.exists() or path.is_symlink():
-                        self.plan.append(
-                            (MemberRef(MemberKind.OCI_BLOB, f"blobs/sha256/{digest.hex}", digest=digest), path)
-                        )
-        self.fd = -1
-        self.left = 0
-
-    def _small(self, path: Path, limit: int) -> bytes:
-        fd = self._open(path)
-        try:
-            data = os.read(fd, limit + 1)
-        finally:
-            os.close(fd)
-        if len(data) > limit:
-            raise BundleError(f"{path} is larger than {limit} bytes")
-        return data
-
-    def _layers(self, entry: OciEntry) -> list[Digest]:
-        raw = self._small(self.root / "blobs" / "sha256" / entry.digest.hex, MAX_MANIFEST_BYTES)
-        try:
-            return [layer.digest for layer in Manifest.parse(raw).blobs]
-        except RegistryProtocolError as exc:
-            raise BundleError(f"the manifest of {entry.name} in the layout: {exc}") from None
-
-    def _shrank(self) -> BundleError:
-        return BundleError("a file of the layout shrank while it was read")

@@ -22,12 +22,12 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, InvalidName, ModelNotFound, RegistryProtocolError
-from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
-from ..core.reference import ModelName
-from .filemembers import FileMembers
-from .format import MemberKind, MemberRef
+from ...core.digest import Digest
+from ...core.errors import BundleError, InvalidName, ModelNotFound, RegistryProtocolError
+from ...core.manifest import MAX_MANIFEST_BYTES, Manifest
+from ...core.reference import ModelName
+from ..format.names import MemberKind, MemberRef
+from .files import FileMembers
 
 __all__ = ["ModelsDirMembers", "is_models_dir"]
 
