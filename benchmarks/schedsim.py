@@ -1,4 +1,4 @@
-"""A discrete-time simulation of the claim scheduler (``_plan.Scheduler``), with hashing.
+"""A discrete-time simulation of the claim scheduler (``core.plan.Scheduler``), with hashing.
 
 ``python -m benchmarks.schedsim [--size 512M] [--divisor 2]``: 16 connections, each capped at a
 rate, each request waiting one round trip before its body flows, and a hasher that follows the

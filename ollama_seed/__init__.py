@@ -35,7 +35,7 @@ from .core.layout import ModelsLayout, default_models_dir
 from .core.manifest import Layer, Manifest
 from .core.progress import LayerNote, LayerProgress, ProgressCallback, ProgressEvent, Status
 from .core.reference import ModelName
-from .startup.blocking import ensure
+from .startup.fast_path import ensure
 from .startup.local import EnsureReport
 from .store.store import BlobProblem, InstalledModel, ModelStore, PruneReport
 
@@ -65,14 +65,14 @@ if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stay
         verify_image,
     )
     from .core.trustpolicy import TrustPolicy, TrustRule
-    from .creation.run import CreateResult, acreate, create
+    from .creation.api import CreateResult, acreate, create
     from .mirror.app import MirrorApp
     from .mirror.push import PushResult, apush, push
     from .mirror.serve import ServeInfo, aserve, create_app, serve
     from .pulling.api import apull, pull
     from .pulling.provenance import VerifiedModels, sign_models, verify_models
     from .pulling.session import PullResult
-    from .startup.run import aensure
+    from .startup.api import aensure
     from .startup.server import ServerInfo, await_ready, wait_ready
     from .wire.credentials import DockerCredentials
     from .wire.keys import PublicKey, SigningKey
@@ -111,10 +111,10 @@ _LAZY: dict[str, str] = {
     "VerifiedModels": ".pulling.provenance",
     "sign_models": ".pulling.provenance",
     "verify_models": ".pulling.provenance",
-    "aensure": ".startup.run",
-    "CreateResult": ".creation.run",
-    "acreate": ".creation.run",
-    "create": ".creation.run",
+    "aensure": ".startup.api",
+    "CreateResult": ".creation.api",
+    "acreate": ".creation.api",
+    "create": ".creation.api",
     "MirrorApp": ".mirror.app",
     "PullResult": ".pulling.session",
     "PushResult": ".mirror.push",

@@ -28,7 +28,7 @@ from ..core.errors import IntegrityError, StoreError
 from ..core.manifest import Layer, Manifest
 from ..core.progress import LayerProgress, ProgressEvent, Status
 from ..core.reference import ModelName
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error, remove_tree
 from ..store.store import ModelStore
 from .buffer_ring import BufferRing
@@ -84,7 +84,7 @@ def choose_compression(store: ModelStore, models: Sequence[tuple[ModelName, Mani
         return Compression("zstd", DEFAULT_ZSTD_LEVEL), 0.0
     try:
         for offset in windows:
-            data = _platform.current.pread(fd, SAMPLE_WINDOW, offset)
+            data = oscalls.host.pread(fd, SAMPLE_WINDOW, offset)
             raw += len(data)
             packed += len(cctx.compress(data))
     finally:
@@ -251,7 +251,7 @@ class Exporter:
             os.close(fd)
             raise StoreError(f"{path} is not a {layer.size}-byte file; run 'ollama-seed verify' and pull again")
         with contextlib.suppress(OSError):
-            _platform.current.fadvise_sequential(fd)
+            oscalls.host.fadvise_sequential(fd)
         return fd, st.st_mtime
 
     def _copy(self, name: ModelName, layer: Layer, fd: int, sink: Sink) -> None:
@@ -322,10 +322,10 @@ class Exporter:
             written.append(self._file(root / "index.json", _writer(encode_index(self.models, created_by=TOOL))))
         except BaseException:
             for path in written:
-                _platform.current.remove(path)
+                oscalls.host.remove(path)
             for d in (blob_dir, root / "blobs", *([root] if created_root else [])):
                 with contextlib.suppress(OSError):
-                    _platform.current.rmdir(d)
+                    oscalls.host.rmdir(d)
             raise
 
     def _blob_filler(self, name: ModelName, layer: Layer) -> Callable[[FileSink], object]:

@@ -31,7 +31,7 @@ from ..core.digest import Digest
 from ..core.errors import IntegrityError, StoreError
 from ..core.ociimage import END_OF_ARCHIVE, LAYER_MEDIA_TYPES, PlannedLayer, padding, tar_header
 from ..core.progress import LayerProgress, ProgressEvent
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import atomic_write, open_nofollow, raise_os_error
 from ..store.store import ModelStore
 from .buffer_ring import BufferRing
@@ -201,7 +201,7 @@ class LayerStream:
             if not stat.S_ISREG(st.st_mode) or st.st_size != size:
                 raise StoreError(f"{path} is not a {size}-byte file; run 'ollama-seed verify' and pull it again")
             with contextlib.suppress(OSError):
-                _platform.current.fadvise_sequential(fd)
+                oscalls.host.fadvise_sequential(fd)
             hasher = hashlib.sha256() if self.verify else None
             left, reported = size, 0
             while left:

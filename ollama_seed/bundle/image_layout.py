@@ -25,7 +25,7 @@ from typing import Any
 from ..core.digest import Digest
 from ..core.errors import BundleError, StoreError
 from ..core.ociimage import ANNOTATION_REF, END_OF_ARCHIVE, INDEX_MEDIA_TYPE, encode_json, padding, tar_header
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, raise_os_error
 from .format.oci import encode_layout, parse_layout
 from .sinks import FileSink
@@ -130,7 +130,7 @@ class LayoutTarget:
 
     def abort(self) -> None:
         for path in reversed(self.added):
-            _platform.current.remove(path)
+            oscalls.host.remove(path)
         if self.created_root:
             for d in (self.blob_dir, self.blob_dir.parent, self.root):
                 with contextlib.suppress(OSError):
@@ -181,7 +181,7 @@ class ArchiveTarget:
         digest = Digest(hasher.hexdigest())
         header = tar_header(f"blobs/sha256/{digest.hex}", size, mtime=self.mtime)
         try:
-            _platform.current.pwrite_all(self.sink.file.fd, header, at)
+            oscalls.host.pwrite_all(self.sink.file.fd, header, at)
             os.lseek(self.sink.file.fd, self.pos, os.SEEK_SET)  # where pwrite is emulated by seek and write
         except OSError as exc:
             raise_os_error(exc, f"writing {self.path}")

@@ -27,7 +27,7 @@ from ..core.errors import BundleError, RegistryProtocolError
 from ..core.manifest import MAX_MANIFEST_BYTES, Manifest
 from ..core.progress import LayerProgress, ProgressEvent, Status
 from ..core.reference import ModelName
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
 from .buffer_ring import BufferRing
@@ -367,7 +367,7 @@ class Importer:
         assert self.store is not None
         try:
             fd = open_staging(self.store, digest, blob)
-            _platform.current.write_all(fd, raw)
+            oscalls.host.write_all(fd, raw)
         except OSError as exc:
             discard(blob)
             raise_os_error(exc, f"staging {digest}")
@@ -398,7 +398,7 @@ class Importer:
                 chunk = view[:n]
                 self.ring.update(slot, hasher, chunk)
                 if fd is not None and writeback is not None:
-                    _platform.current.write_all(fd, chunk)
+                    oscalls.host.write_all(fd, chunk)
                     writeback.wrote(n)
                 left -= n
                 done += n

@@ -18,7 +18,7 @@ from typing import IO, Protocol
 import zstandard
 
 from ..core.errors import BundleError
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import fsync_dir, open_nofollow, raise_os_error
 from ..store.writeback import start_writeback
 from .sources.streams import CHUNK, MAX_PARTS
@@ -52,7 +52,7 @@ class Writeback:
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
-    _platform.current.write_all(fd, data)
+    oscalls.host.write_all(fd, data)
 
 
 class StreamSink:
@@ -92,10 +92,10 @@ class _TempFile:
 
     def finish(self) -> None:
         try:
-            _platform.current.full_sync(self.fd)
+            oscalls.host.full_sync(self.fd)
             os.close(self.fd)
             self.fd = -1
-            _platform.current.replace(self.tmp, self.final)
+            oscalls.host.replace(self.tmp, self.final)
         except OSError as exc:
             raise_os_error(exc, f"writing {self.final}")
 
@@ -104,7 +104,7 @@ class _TempFile:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-        _platform.current.remove(self.tmp)
+        oscalls.host.remove(self.tmp)
 
 
 class FileSink:

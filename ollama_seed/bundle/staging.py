@@ -18,8 +18,7 @@ import filelock
 
 from ..core.digest import Digest
 from ..core.manifest import Layer
-from ..store import platform as _platform
-from ..store import verified
+from ..store import oscalls, verified
 from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.store import ModelStore
 
@@ -52,7 +51,7 @@ def open_staging(store: ModelStore, digest: Digest, blob: StagedBlob) -> int:
         blob.lock = lock
     try:
         blob.fd = open_nofollow(blob.staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        _platform.current.preallocate(blob.fd, blob.size, blob.staged.parent)
+        oscalls.host.preallocate(blob.fd, blob.size, blob.staged.parent)
     except OSError as exc:
         raise_os_error(exc, f"staging {digest} ({blob.size} bytes)")
     return blob.fd
@@ -66,13 +65,13 @@ def install_staged(store: ModelStore, blob: StagedBlob, layer: Layer) -> None:
     """
     assert blob.staged is not None
     try:
-        _platform.current.full_sync(blob.fd)
+        oscalls.host.full_sync(blob.fd)
         os.close(blob.fd)
     except OSError as exc:
         raise_os_error(exc, f"writing {layer.digest}")
     blob.fd = -1
     if store.has_blob(layer) and not verified.is_damaged(store.layout, layer.digest):  # another process did it
-        _platform.current.remove(blob.staged)
+        oscalls.host.remove(blob.staged)
     else:
         store.install_blob(blob.staged, layer)
     blob.staged, blob.in_store = None, True
@@ -88,7 +87,7 @@ def discard(blob: StagedBlob) -> None:
             os.close(blob.fd)
         blob.fd = -1
     if blob.staged is not None:
-        _platform.current.remove(blob.staged)
+        oscalls.host.remove(blob.staged)
         blob.staged = None
     if blob.lock is not None:
         with contextlib.suppress(Exception):

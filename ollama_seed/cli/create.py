@@ -55,8 +55,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from ..creation.api import CreateResult, acreate
     from ..creation.config import Era
-    from ..creation.run import CreateResult, acreate
     from ..wire.sync import run_sync
     from .gcpause import resume
 

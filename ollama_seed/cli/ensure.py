@@ -176,8 +176,8 @@ def _fail_json(exc: SeedError) -> None:
 
 
 def cmd_ensure(args: argparse.Namespace) -> int:
-    from ..startup.blocking import ensure
     from ..startup.config import load_config
+    from ..startup.fast_path import ensure
     from .gcpause import resume
     from .provenance import trust_from
     from .render import make_renderer

@@ -44,7 +44,7 @@ from ..core.errors import InsufficientSpace, InvalidName, ModelNotFound, SeedErr
 from ..core.manifest import MANIFEST_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Layer, Manifest
 from ..core.ociref import INDEX_MEDIA_TYPE
 from ..core.ranges import RangeNotSatisfiable, parse_range
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.store import ModelStore
 from .asgi import (
     API_VERSION,
@@ -382,7 +382,7 @@ class MirrorApp:
             tg.start_soon(watch)
             pos = start
             while pos < end:
-                data = await self.fs(_platform.current.pread, fd, min(self.chunk_size, end - pos), pos)
+                data = await self.fs(oscalls.host.pread, fd, min(self.chunk_size, end - pos), pos)
                 if not data:
                     raise OSError(f"blob file shrank while it was being sent (at byte {pos})")
                 pos += len(data)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from ..store import platform as _platform
+from ..store import oscalls
 from .asgi import ClientGone, Message
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ def send_file(
     buf = bytearray(min(BUFFER, max(count, 1)))
     view = memoryview(buf)
     while pos < end:
-        n = _platform.current.preadinto(fd, view[: min(len(buf), end - pos)], pos)
+        n = oscalls.host.preadinto(fd, view[: min(len(buf), end - pos)], pos)
         if n <= 0:
             raise OSError(errno.EIO, f"the file ended at byte {pos} of {end}")
         sock.sendall(view[:n])

@@ -45,7 +45,7 @@ from typing import Any
 
 import h11
 
-from ..store import platform as _platform
+from ..store import oscalls
 from .asgi import ASGIApp, ClientGone, Message, Scope
 from .connection import DONE, Connection, Writer, plain_response
 
@@ -102,7 +102,7 @@ class Http11Server:
         self._lock = threading.Lock()
         self._conns: dict[Connection, threading.Thread] = {}
         self._acceptor: threading.Thread | None = None
-        self.zero_copy = hasattr(os, "sendfile") and _platform.current.kind in ("linux", "macos") and tls is None
+        self.zero_copy = hasattr(os, "sendfile") and oscalls.host.kind in ("linux", "macos") and tls is None
         self._tasks: set[asyncio.Future[None]] = set()
 
     # -- accepting ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..core.digest import Digest
 from ..core.errors import SeedError
 from ..core.manifest import MAX_MANIFEST_BYTES, Layer, Manifest
 from ..core.reference import DEFAULT_HOST
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.store import ModelStore
 from .routes import SEGMENT
 
@@ -58,7 +58,7 @@ class Repo:
 
 def _open_regular(path: Path) -> int | None:
     """*path* opened for reading if it is a regular file (not a link, FIFO or device); else None."""
-    flags = os.O_RDONLY | _platform.current.o_nofollow | _platform.current.o_binary | getattr(os, "O_NONBLOCK", 0)
+    flags = os.O_RDONLY | oscalls.host.o_nofollow | oscalls.host.o_binary | getattr(os, "O_NONBLOCK", 0)
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):

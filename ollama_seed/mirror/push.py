@@ -32,7 +32,7 @@ from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent, Stat
 from ..core.ranges import backoff
 from ..core.reference import ModelName
 from ..core.sigrecord import StoredSignature
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.signatures import SignatureStore
 from ..store.store import InstalledModel, ModelStore
@@ -105,7 +105,7 @@ class _Pusher:
             try:
                 pos, end = start, start + length
                 while pos < end:
-                    data = await anyio.to_thread.run_sync(_platform.current.pread, fd, min(READ_CHUNK, end - pos), pos)
+                    data = await anyio.to_thread.run_sync(oscalls.host.pread, fd, min(READ_CHUNK, end - pos), pos)
                     if not data:
                         raise StoreError(f"{path} is shorter than the manifest says; run 'ollama-seed verify'")
                     pos += len(data)

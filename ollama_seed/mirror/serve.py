@@ -26,7 +26,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ..core.errors import ConfigError
-from ..store import platform as _platform
+from ..store import oscalls
 from ..wire.sync import run_sync
 from .factory import StrPath, create_app
 from .http11 import Http11Server, ServerLimits
@@ -70,7 +70,7 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host!r}: {exc}") from None
     sock = socket.socket(family, kind, proto)
     try:
-        _platform.current.listen_options(sock)
+        oscalls.host.listen_options(sock)
         if family == socket.AF_INET6:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

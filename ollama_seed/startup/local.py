@@ -1,6 +1,6 @@
 """ensure()'s cheap path: is every model complete on disk? No network, no event loop.
 
-Kept apart from :mod:`.run` so that the blocking :func:`~.blocking.ensure` of a complete model
+Kept apart from :mod:`.api` so that the blocking :func:`~.fast_path.ensure` of a complete model
 imports neither httpx nor anyio: at application start-up it costs little more than
 importing the package (``benchmarks/bench_ensure.py``).
 """

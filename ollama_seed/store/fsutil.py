@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from ..core.errors import InsufficientSpace, StoreError
-from . import platform as _platform
+from . import oscalls
 
 __all__ = [
     "atomic_write",
@@ -40,7 +40,7 @@ def raise_os_error(exc: OSError, what: str) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or create inside *path* durable (not possible on Windows: skipped there)."""
-    _platform.current.fsync_dir(path)
+    oscalls.host.fsync_dir(path)
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
@@ -68,7 +68,7 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
     if not path.parent.exists():
         ensure_dir(path.parent, DIR_MODE)
     try:
-        _platform.current.mkdir(path, mode)
+        oscalls.host.mkdir(path, mode)
     except FileExistsError:
         if not path.is_dir() or path.is_symlink():
             raise StoreError(f"{path} appeared as something other than a directory") from None
@@ -82,19 +82,19 @@ def remove_tree(path: Path) -> None:
         here = Path(dirpath)
         for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
             with contextlib.suppress(OSError):
-                _platform.current.remove(here / name)
+                oscalls.host.remove(here / name)
         with contextlib.suppress(OSError):
-            _platform.current.rmdir(here)
+            oscalls.host.rmdir(here)
 
 
 def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
     """``os.open`` (binary mode) that never follows a symlink at the last component."""
-    return _platform.current.open_nofollow(path, flags, mode)
+    return oscalls.host.open_nofollow(path, flags, mode)
 
 
 def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
     """Write all of *data* at offset *pos* of *fd* (``os.pwrite`` may write less than asked)."""
-    _platform.current.pwrite_all(fd, data, pos)
+    oscalls.host.pwrite_all(fd, data, pos)
 
 
 def atomic_write(
@@ -105,15 +105,15 @@ def atomic_write(
     try:
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            _platform.current.write_all(fd, data)
-            _platform.current.set_mode(fd, mode, tmp)
+            oscalls.host.write_all(fd, data)
+            oscalls.host.set_mode(fd, mode, tmp)
             if owner is not None:
-                _platform.current.set_owner(fd, owner)
-            _platform.current.full_sync(fd)
+                oscalls.host.set_owner(fd, owner)
+            oscalls.host.full_sync(fd)
         finally:
             os.close(fd)
-        _platform.current.replace(tmp, path)
+        oscalls.host.replace(tmp, path)
     except OSError as exc:
-        _platform.current.remove(tmp)
+        oscalls.host.remove(tmp)
         raise_os_error(exc, f"writing {path}")
     fsync_dir(path.parent)

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..core.digest import Digest
 from ..core.errors import IntegrityError, SeedError, StoreError
 from ..core.manifest import Layer
-from . import platform as _platform
+from . import oscalls
 from .fsutil import atomic_write, open_nofollow, raise_os_error
 from .store import ModelStore
 
@@ -105,7 +105,7 @@ def ingest_file(
         seen = os.stat(source)
         if not stat.S_ISREG(seen.st_mode):
             raise StoreError(f"{source} is not a regular file")
-        src = os.open(source, os.O_RDONLY | _platform.current.o_binary | getattr(os, "O_CLOEXEC", 0))
+        src = os.open(source, os.O_RDONLY | oscalls.host.o_binary | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise StoreError(f"cannot read {source}: {exc.strerror or exc}") from None
     try:
@@ -139,19 +139,19 @@ def _copy_in(
     try:
         dst = open_nofollow(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         try:
-            cloned = _platform.current.clone(dst, src)
+            cloned = oscalls.host.clone(dst, src)
             if not cloned:
-                _platform.current.preallocate(dst, total, staged.parent)
+                oscalls.host.preallocate(dst, total, staged.parent)
             done = 0
             buf = bytearray(CHUNK)
             view = memoryview(buf)
             while done < total:
-                n = _platform.current.preadinto(src, view[: min(CHUNK, total - done)], done)
+                n = oscalls.host.preadinto(src, view[: min(CHUNK, total - done)], done)
                 if n == 0:
                     raise SourceChanged(f"{source} became shorter while it was copied; nothing was installed")
                 hasher.update(view[:n])
                 if not cloned:
-                    _platform.current.pwrite_all(dst, view[:n], done)
+                    oscalls.host.pwrite_all(dst, view[:n], done)
                 done += n
                 if progress is not None:
                     progress(done, total)
@@ -161,20 +161,20 @@ def _copy_in(
                     f"{source} changed while it was copied into the store; nothing was installed. "
                     "Run again once nothing writes to it"
                 )
-            _platform.current.full_sync(dst)
+            oscalls.host.full_sync(dst)
         finally:
             os.close(dst)
         layer = Layer(media_type, Digest.parse(f"sha256:{hasher.hexdigest()}"), total)
         if store.has_blob(layer):
-            _platform.current.remove(staged)
+            oscalls.host.remove(staged)
         else:
             store.install_blob(staged, layer)
     except OSError as exc:
-        _platform.current.remove(staged)
+        oscalls.host.remove(staged)
         raise_os_error(exc, f"copying {source} into the store")
         raise
     except BaseException:
-        _platform.current.remove(staged)
+        oscalls.host.remove(staged)
         raise
     return layer
 
@@ -189,15 +189,15 @@ def ingest_bytes(store: ModelStore, data: bytes, media_type: str) -> Layer:
     try:
         fd = open_nofollow(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
-            _platform.current.pwrite_all(fd, data, 0)
-            _platform.current.full_sync(fd)
+            oscalls.host.pwrite_all(fd, data, 0)
+            oscalls.host.full_sync(fd)
         finally:
             os.close(fd)
         store.install_blob(staged, layer)
     except OSError as exc:
-        _platform.current.remove(staged)
+        oscalls.host.remove(staged)
         raise_os_error(exc, f"writing a {len(data)}-byte {layer.kind} blob")
     except BaseException:
-        _platform.current.remove(staged)
+        oscalls.host.remove(staged)
         raise
     return layer

@@ -1,14 +1,32 @@
-"""Which staging files belong to a live download (their blob's lock is held by a process)."""
+"""Which staging files belong to a live download (their blob's lock is held by a process, or its process runs)."""
 
 from __future__ import annotations
+
+import os
 
 import filelock
 
 from ..core.digest import Digest
-from . import platform as _platform
+from . import oscalls
+from .native import windows_pid_alive
+from .oscalls import Platform
 from .store import ModelStore
 
-__all__ = ["staging_in_use"]
+__all__ = ["pid_alive", "staging_in_use"]
+
+
+def pid_alive(pid: int, host: Platform | None = None) -> bool:
+    """Whether process *pid* runs (``os.kill(pid, 0)`` would kill it on Windows)."""
+    plat = host or oscalls.host
+    if plat.kind == "windows" and not plat.emulated:
+        return windows_pid_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _owner_alive(name: str) -> bool:
@@ -18,7 +36,7 @@ def _owner_alive(name: str) -> bool:
     pid_text, sep, _tag = suffix.partition("-")
     if not sep or not pid_text.isascii() or not pid_text.isdigit():
         return False
-    return _platform.current.pid_alive(int(pid_text))
+    return pid_alive(int(pid_text))
 
 
 def staging_in_use(store: ModelStore) -> set[str]:

@@ -1,7 +1,7 @@
 """Calls Python's ``os`` module does not offer: macOS and Windows system calls made through
 ``fcntl`` and ``ctypes``, and the Windows emulation's look at what this process holds open.
 
-Only :mod:`.platform` uses these; each returns a plain answer and never raises for a system
+Only :mod:`.oscalls` (and :func:`.locks.pid_alive`) use these; each returns a plain answer and never raises for a system
 that cannot do it (the platform layer then takes its fallback).
 """
 

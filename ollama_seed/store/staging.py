@@ -11,7 +11,7 @@ from pathlib import Path
 from ..core.layout import ModelsLayout
 from ..core.manifest import Layer
 from ..core.plan import BlobPlan
-from . import platform as _platform
+from . import oscalls
 from .fsutil import open_nofollow, raise_os_error
 
 __all__ = ["open_staging", "staging_paths"]
@@ -31,7 +31,7 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
     """Open (resume) or create the staging file of *layer*: its descriptor, its plan, and the
     resume state mapped into memory (None for an empty blob).
 
-    The data file is pre-sized and pre-allocated (``_platform.preallocate``), so a full disk shows up before the
+    The data file is pre-sized and pre-allocated (``oscalls.preallocate``), so a full disk shows up before the
     first byte. A state that does not prove it describes exactly this blob means starting over.
     """
     plan = None
@@ -43,18 +43,18 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
     try:
         if plan is None:
             plan = BlobPlan.new(layer.size)
-            _platform.current.remove(state)
+            oscalls.host.remove(state)
             fd = open_nofollow(data, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
             try:
-                _platform.current.preallocate(fd, layer.size, data.parent)
+                oscalls.host.preallocate(fd, layer.size, data.parent)
                 tmp = state.with_name(state.name + ".new")
-                _platform.current.remove(tmp)
+                oscalls.host.remove(tmp)
                 sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
                 try:
-                    _platform.current.write_all(sfd, plan.state_bytes(layer.digest.hex))
+                    oscalls.host.write_all(sfd, plan.state_bytes(layer.digest.hex))
                 finally:
                     os.close(sfd)
-                _platform.current.replace(tmp, state)
+                oscalls.host.replace(tmp, state)
             except BaseException:
                 os.close(fd)
                 raise
@@ -64,7 +64,7 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
         if plan.pieces:
             sfd = open_nofollow(state, os.O_RDWR)
             try:
-                mm = _platform.current.map_shared(sfd)
+                mm = oscalls.host.map_shared(sfd)
             finally:
                 os.close(sfd)
         return fd, plan, mm

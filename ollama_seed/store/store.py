@@ -24,8 +24,7 @@ from ..core.errors import IntegrityError, ModelNotFound, RegistryProtocolError, 
 from ..core.layout import ModelsLayout, default_models_dir
 from ..core.manifest import Layer, Manifest
 from ..core.reference import ModelName
-from . import platform as _platform
-from . import verified
+from . import oscalls, verified
 from .fsutil import (
     FILE_MODE,
     PRIVATE_DIR_MODE,
@@ -92,7 +91,7 @@ class ModelStore:
     """One Ollama models directory (``$OLLAMA_MODELS``, else ``~/.ollama/models``)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        plat = _platform.current
+        plat = oscalls.host
         base = Path(root).expanduser() if root is not None else default_models_dir()
         self.layout = ModelsLayout(plat.long_path(base), windows_names=plat.kind == "windows" and not plat.emulated)
         self._owner: tuple[int, int] | None = None
@@ -118,7 +117,7 @@ class ModelStore:
         ``ollama rm`` and Ollama's prune can still delete it."""
         if self._owner is not None:
             with contextlib.suppress(OSError):
-                _platform.current.set_path_owner(path, self._owner)
+                oscalls.host.set_path_owner(path, self._owner)
 
     # -- reading -----------------------------------------------------------------------
     def blob_size(self, digest: Digest) -> int | None:
@@ -247,9 +246,9 @@ class ModelStore:
             st = os.lstat(staged)
             if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
                 raise IntegrityError(f"staged file for {layer.digest} is not a {layer.size}-byte file")
-            _platform.current.chmod(staged, FILE_MODE)
+            oscalls.host.chmod(staged, FILE_MODE)
             self._give(staged)
-            _platform.current.replace(staged, target)
+            oscalls.host.replace(staged, target)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
                 raise StoreError(
@@ -313,7 +312,7 @@ class ModelStore:
         """Delete the manifest of *name* and the blobs no other manifest uses; the blobs removed."""
         model = self.get(name)
         try:
-            _platform.current.remove(model.path)
+            oscalls.host.remove(model.path)
         except OSError as exc:
             raise_os_error(exc, f"removing {model.path}")
         self._prune_dirs()
@@ -323,7 +322,7 @@ class ModelStore:
         removed = []
         for layer in model.manifest.blobs:
             if layer.digest not in refs and self.blob_size(layer.digest) is not None:
-                _platform.current.remove(self.layout.blob(layer.digest))
+                oscalls.host.remove(self.layout.blob(layer.digest))
                 verified.unstamp(self.layout, layer.digest)
                 removed.append(layer.digest)
         return removed
@@ -333,7 +332,7 @@ class ModelStore:
         for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
             if Path(dirpath) != base:
                 with contextlib.suppress(OSError):
-                    _platform.current.rmdir(dirpath)
+                    oscalls.host.rmdir(dirpath)
 
     def prune(self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None) -> PruneReport:
         """Remove unreferenced blobs older than *grace_seconds* and abandoned staging files.
@@ -358,7 +357,7 @@ class ModelStore:
                 st = entry.stat(follow_symlinks=False)
                 if now - st.st_mtime < grace_seconds:
                     continue
-                _platform.current.remove(entry.path)
+                oscalls.host.remove(entry.path)
                 verified.unstamp(self.layout, digest)
                 removed.append(digest)
                 removed_bytes += st.st_size
@@ -373,7 +372,7 @@ class ModelStore:
                     continue
                 if d == self.layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace_seconds:
                     continue
-                _platform.current.remove(entry.path)
+                oscalls.host.remove(entry.path)
                 staging.append(entry.name)
         self._prune_dirs()
         return PruneReport(tuple(removed), removed_bytes, tuple(staging), skipped)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..core.digest import Digest
 from ..core.layout import ModelsLayout
-from . import platform as _platform
+from . import oscalls
 from .fsutil import PRIVATE_DIR_MODE, ensure_dir, open_nofollow
 
 __all__ = ["is_damaged", "is_stamped", "mark_damaged", "stamp", "unstamp"]
@@ -89,16 +89,16 @@ def _write(layout: ModelsLayout, digest: Digest, text: str) -> None:
         ensure_dir(target.parent, PRIVATE_DIR_MODE)
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            _platform.current.write_all(fd, text.encode("ascii"))
+            oscalls.host.write_all(fd, text.encode("ascii"))
         finally:
             os.close(fd)
-        _platform.current.replace(tmp, target)
+        oscalls.host.replace(tmp, target)
     except Exception:  # a stamp is a cache: without it the blob is only hashed again
         with contextlib.suppress(OSError):
-            _platform.current.remove(tmp)
+            oscalls.host.remove(tmp)
 
 
 def unstamp(layout: ModelsLayout, digest: Digest) -> None:
     """Forget what is known about the blob (it was removed)."""
     with contextlib.suppress(OSError):
-        _platform.current.remove(_path(layout, digest))
+        oscalls.host.remove(_path(layout, digest))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import platform as _platform
+from . import oscalls
 
 __all__ = ["start_writeback"]
 
@@ -20,7 +20,7 @@ _SYNC_FILE_RANGE_WRITE = 2
 
 
 def _load() -> Callable[[int, int, int, int], int] | None:
-    if _platform.current.kind != "linux" or _platform.current.emulated:
+    if oscalls.host.kind != "linux" or oscalls.host.emulated:
         return None
     try:
         import ctypes

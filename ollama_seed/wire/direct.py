@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 DRAIN_LIMIT, DRAIN_TIMEOUT = 64 * 1024, 1.0  # the unwanted bodies read to keep a connection (see drain)
-READ_SIZE = 256 * 1024  # <= the smallest piece (_plan.MIN_PIECE); small enough that a kill loses little
+READ_SIZE = 256 * 1024  # <= the smallest piece (core.plan.MIN_PIECE); small enough that a kill loses little
 log = logging.getLogger("ollama_seed.direct")
 _PROXY_VARS = frozenset({"http_proxy", "https_proxy", "all_proxy"})
 _Key = tuple[str, str, int]
@@ -367,7 +367,7 @@ def read_body(
     *on_recorded(pos, data)* hears of every write once it is recorded (for hashing it inline).
 
     A read is at most ``len(view)`` (<= one piece), and a steal never takes the piece being
-    written nor the next one (see _plan.Scheduler._steal), so every byte read lands in pieces
+    written nor the next one (see core.plan.Scheduler._steal), so every byte read lands in pieces
     this run still owns; ``record_upto`` checks it all the same.
     """
     plan = sched.plan

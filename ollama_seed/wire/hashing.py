@@ -28,7 +28,7 @@ import os
 import threading
 
 from ..core.errors import IntegrityError
-from ..store import platform as _platform
+from ..store import oscalls
 
 __all__ = ["HASH_STEP", "PrefixHash"]
 
@@ -83,7 +83,7 @@ class PrefixHash:
                 else:
                     buf = self._buffer if self._buffer is not None else memoryview(bytearray(HASH_STEP))
                     self._buffer = buf
-                    n = _platform.current.preadinto(self.fd, buf[:step], self.hashed)
+                    n = oscalls.host.preadinto(self.fd, buf[:step], self.hashed)
                     if not n:
                         raise IntegrityError(f"staging file of {self.label} is shorter than expected")
                     chunk = buf[:n]

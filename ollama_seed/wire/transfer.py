@@ -43,7 +43,7 @@ from ..core.manifest import Layer
 from ..core.plan import BlobPlan, Run, Scheduler
 from ..core.progress import LayerNote, retry_reason
 from ..core.ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.fsutil import raise_os_error
 from ..store.staging import open_staging, staging_paths
 from ..store.store import ModelStore
@@ -90,7 +90,7 @@ class TransferConfig:
     progress_interval: float = 0.1
     unique_staging: bool = False
     sleep: Callable[[float], object] | None = None
-    direct: bool = True  # blocking sockets in threads for bodies on direct links (see _direct)
+    direct: bool = True  # blocking sockets in threads for bodies on direct links (see wire.direct)
 
 
 class _RangeIgnored(Exception):
@@ -219,10 +219,10 @@ class BlobDownloader:
                 actual = job.digest.hexdigest()
                 received += job.sched.received
                 if actual == layer.digest.hex and os.fstat(job.fd).st_size == layer.size:
-                    await anyio.to_thread.run_sync(_platform.current.full_sync, job.fd)
+                    await anyio.to_thread.run_sync(oscalls.host.full_sync, job.fd)
                     self._close(job)
                     self.store.install_blob(data, layer)
-                    _platform.current.remove(state)
+                    oscalls.host.remove(state)
                     return received
                 problem = IntegrityError(
                     f"sha256 mismatch for {layer.digest}: the downloaded bytes hash to sha256:{actual}; "
@@ -232,8 +232,8 @@ class BlobDownloader:
                 )
             finally:
                 self._close(job)
-            _platform.current.remove(data)
-            _platform.current.remove(state)
+            oscalls.host.remove(data)
+            oscalls.host.remove(state)
             if attempt == retries:
                 raise problem
             if on_note is not None:
@@ -247,7 +247,7 @@ class BlobDownloader:
 
         def on_record(i: int, value: int) -> None:
             if mm is not None:
-                _platform.current.poke(mm, BlobPlan.done_offset(i), value.to_bytes(8, "little"))
+                oscalls.host.poke(mm, BlobPlan.done_offset(i), value.to_bytes(8, "little"))
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
         # At a mirror the requests carry the mirror's own login (RegistryClient.at), not the registry's.
@@ -331,7 +331,7 @@ class BlobDownloader:
                 await done.wait()
             hashed = job.digest.hashed
             if hashed - job.synced >= SYNC_STEP and hashed < job.plan.size and not done.is_set():
-                await anyio.to_thread.run_sync(_platform.current.datasync, job.fd)
+                await anyio.to_thread.run_sync(oscalls.host.datasync, job.fd)
                 job.synced = hashed
 
     async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
@@ -480,7 +480,7 @@ class BlobDownloader:
             return await self.client.send(job.name, "GET", url, headers)
 
     def _read_run(self, job: _Job, run: Run, resp: DirectResponse) -> None:
-        """In a worker thread: the body of *resp* into the staging file (see _direct.read_body)."""
+        """In a worker thread: the body of *resp* into the staging file (see direct.read_body)."""
         view = getattr(self._buffers, "view", None)
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))

@@ -20,7 +20,7 @@ import ollama_seed
 from ollama_seed.cli.main import main
 from ollama_seed.core.errors import InvalidModelfile, OfflineError
 from ollama_seed.core.reference import ModelName
-from ollama_seed.creation.run import acreate, create
+from ollama_seed.creation.api import acreate, create
 from ollama_seed.store.store import ModelStore
 from tests.support.fake_ollama import FakeOllama
 from tests.support.fake_registry import FakeRegistry

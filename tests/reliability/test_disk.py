@@ -26,7 +26,7 @@ import pytest
 
 from ollama_seed.cli.main import main
 from ollama_seed.core.plan import BlobPlan
-from ollama_seed.store import platform as _platform
+from ollama_seed.store import oscalls
 from tests.support import MIB
 from tests.support.cli import run_cli
 from tests.support.invariants import assert_store_ok, tree
@@ -135,9 +135,9 @@ def test_enospc_mid_body_leaves_no_corruption_and_resumes(
 
     with small_fs(tmp_path / "fs", 10 * MIB) as fs:
         models = fs / "models"
-        plat = copy.copy(_platform.current)  # a file system without fallocate: only the size is set
+        plat = copy.copy(oscalls.host)  # a file system without fallocate: only the size is set
         plat.os_fallocate = no_fallocate
-        monkeypatch.setattr(_platform, "current", plat)
+        monkeypatch.setattr(oscalls, "host", plat)
         monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**40, 0, 2**40))  # type: ignore[attr-defined]
         assert main(args(models, name_of(proxy))) == 6
         err = capsys.readouterr().err

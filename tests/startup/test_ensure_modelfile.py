@@ -14,7 +14,7 @@ import pytest
 import ollama_seed
 from ollama_seed.cli.main import main
 from ollama_seed.core.errors import OfflineError
-from ollama_seed.creation import run as create_run
+from ollama_seed.creation import api as create_api
 from ollama_seed.store import ingest
 from tests.creation.test_create import write_gguf
 from tests.support.cli import cli_env
@@ -39,7 +39,7 @@ def test_created_then_present_then_created_again_when_a_file_changes(
         pytest.fail("an up-to-date model was parsed or hashed again")
 
     with monkeypatch.context() as m:
-        m.setattr(create_run, "parse_modelfile", no)
+        m.setattr(create_api, "parse_modelfile", no)
         m.setattr(ingest, "_copy_in", no)
         [again] = ollama_seed.ensure([], models_dir=models_dir, modelfiles={"tiny": modelfile})
     assert again.status == "present" and again.manifest_digest == first.manifest_digest
@@ -59,7 +59,7 @@ def test_an_up_to_date_model_imports_no_network_stack(modelfile: Path, models_di
         "import sys, ollama_seed\n"
         f"r = ollama_seed.ensure([], models_dir={str(models_dir)!r}, modelfiles={{'tiny': {str(modelfile)!r}}})\n"
         "assert r[0].status == 'present', r\n"
-        "bad = [m for m in ('httpx', 'anyio', 'ollama_seed.creation.run', 'ollama_seed.creation.gguf') "
+        "bad = [m for m in ('httpx', 'anyio', 'ollama_seed.creation.api', 'ollama_seed.creation.gguf') "
         "if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -1,4 +1,4 @@
-"""The direct path (_direct): blocking range requests in worker threads, and how _transfer uses it."""
+"""The direct path (wire.direct): blocking range requests in worker threads, and how wire.transfer uses it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The direct path's connections (_direct.DirectPool, DirectResponse, open_in_thread) against a
+"""The direct path's connections (wire.direct.DirectPool, DirectResponse, open_in_thread) against a
 tiny keep-alive server: bodies, keep-alive, failures, aborts, giving up, and draining (on both
 paths); and pwrite_all, which both paths write with."""
 
@@ -18,7 +18,7 @@ import anyio
 import httpx
 import pytest
 
-from ollama_seed.store import platform as _platform
+from ollama_seed.store import oscalls
 from ollama_seed.store.fsutil import pwrite_all
 from ollama_seed.wire.direct import DRAIN_LIMIT, DRAIN_TIMEOUT, DirectPool, LinkError, drain, open_in_thread
 from ollama_seed.wire.tls import LazyTrustContext
@@ -341,7 +341,7 @@ def test_pwrite_all_finishes_what_a_short_pwrite_left(tmp_path: Path, monkeypatc
         calls.append(pos)
         return real(fd, bytes(data[:3]), pos)
 
-    monkeypatch.setattr(_platform, "current", _platform.Platform("linux", os_pwrite=short))
+    monkeypatch.setattr(oscalls, "host", oscalls.Platform("linux", os_pwrite=short))
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
         pwrite_all(fd, b"0123456789", 5)

@@ -1,5 +1,5 @@
 """The blocking ``ensure()``: the cheap on-disk check first, and only when something is missing
-an event loop running :func:`~.run.aensure`. Neither httpx nor anyio is imported on the cheap path."""
+an event loop running :func:`~.api.aensure`. Neither httpx nor anyio is imported on the cheap path."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def ensure(
         if fast is not None:
             return fast
     from ..wire.sync import run_sync
-    from .run import aensure
+    from .api import aensure
 
     reports: list[EnsureReport] = run_sync(
         aensure,

@@ -1,4 +1,4 @@
-"""The platform layer: each fallback for what macOS and Windows lack, and whole workflows with the
+"""The OS-calls layer (store.oscalls): each fallback for what macOS and Windows lack, and whole workflows with the
 os module reduced to what each offers (``OLLAMA_SEED_EMULATE``) writing byte-identical stores.
 
 .ci/run also runs the entire suite under each emulation.
@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from ollama_seed.store import platform as _platform
-from ollama_seed.store.platform import Platform, emulate
+from ollama_seed.store import oscalls
+from ollama_seed.store.locks import pid_alive
+from ollama_seed.store.oscalls import Platform, emulate
 from tests.support import MIB
 from tests.support.cli import run_cli, start_cli
 from tests.support.invariants import assert_store_ok, tree
@@ -41,11 +42,11 @@ def plat(request: pytest.FixtureRequest) -> Platform:
 def test_the_emulation_asked_for_is_in_force() -> None:
     wanted = os.environ.get("OLLAMA_SEED_EMULATE", "")
     if wanted:
-        assert _platform.current.kind == wanted and _platform.current.emulated
-        assert _platform.current.os_fallocate is None and _platform.current.os_fdatasync is None
+        assert oscalls.host.kind == wanted and oscalls.host.emulated
+        assert oscalls.host.os_fallocate is None and oscalls.host.os_fdatasync is None
     else:
-        assert _platform.current.kind == "linux" and not _platform.current.emulated
-        assert _platform.current.os_fallocate is os.posix_fallocate
+        assert oscalls.host.kind == "linux" and not oscalls.host.emulated
+        assert oscalls.host.os_fallocate is os.posix_fallocate
 
 
 @pytest.mark.parametrize(
@@ -187,7 +188,7 @@ def test_replace_waits_for_another_holder_to_let_go(tmp_path: Path, monkeypatch:
     assert dst.read_bytes() == b"new" and time.monotonic() - started > 0.15  # it waited for the holder
     # held for longer than the retry window: a PermissionError, and nothing changed
     src.write_bytes(b"newer")
-    monkeypatch.setattr(_platform, "_REPLACE_RETRY_S", 0.2)
+    monkeypatch.setattr(oscalls, "_REPLACE_RETRY_S", 0.2)
     with open(dst, "rb"), pytest.raises(PermissionError, match="open in this process"):
         plat.replace(src, dst)
     assert dst.read_bytes() == b"new" and src.read_bytes() == b"newer"
@@ -200,7 +201,7 @@ def test_remove_of_a_missing_file_is_quiet_and_of_an_open_file_waits(
     plat.remove(tmp_path / "nothing")
     f = tmp_path / "f"
     f.write_bytes(b"x")
-    monkeypatch.setattr(_platform, "_REPLACE_RETRY_S", 0.2)
+    monkeypatch.setattr(oscalls, "_REPLACE_RETRY_S", 0.2)
     with open(f, "rb"), pytest.raises(PermissionError):
         plat.remove(f)
     plat.remove(f)
@@ -218,10 +219,10 @@ def test_directory_fsync_is_skipped_where_it_cannot_be_done(tmp_path: Path, monk
 
 
 def test_pid_alive(plat: Platform) -> None:
-    assert plat.pid_alive(os.getpid())
+    assert pid_alive(os.getpid(), plat)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    assert not plat.pid_alive(proc.pid)
+    assert not pid_alive(proc.pid, plat)
 
 
 # -- whole workflows, per platform: byte-identical stores ---------------------------------------------
@@ -277,7 +278,7 @@ def test_pull_resume_verify_bundle_and_serve_write_identical_stores(
     assert imported.returncode == 0, imported.stderr
     assert tree(imported_root) == want
 
-    monkeypatch.setattr(_platform, "current", emulate(kind))  # the mirror reads with this platform's calls
+    monkeypatch.setattr(oscalls, "host", emulate(kind))  # the mirror reads with this platform's calls
     with serving(models) as info:
         mirror = f"127.0.0.1:{info.port}"
         mirrored_root = tmp_path / "mirrored"
@@ -344,7 +345,7 @@ def test_a_windows_layout_refuses_a_host_with_a_port_before_anything_is_written(
     ],
 )
 def test_windows_long_paths_get_the_extended_prefix(root: str, expected: str) -> None:
-    assert _platform.windows_long_path(root) == expected
+    assert oscalls.windows_long_path(root) == expected
 
 
 @pytest.mark.anyio

@@ -31,7 +31,7 @@ from ..core.errors import ConfigError, SeedError, SeedTimeout
 from ..core.groups import collapse
 from ..core.progress import ProgressCallback
 from ..core.reference import ModelName
-from ..store import platform as _platform
+from ..store import oscalls
 from ..store.store import ModelStore
 from ..wire.registry import Credentials
 from .local import (
@@ -197,7 +197,7 @@ async def aensure(
 
 
 async def _created(modelfiles: Modelfiles, o: EnsureOptions) -> list[EnsureReport]:
-    from ..creation.run import acreate
+    from ..creation.api import acreate
 
     reports = []
     o.tracker.phase = "creating from Modelfiles"
@@ -305,7 +305,7 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
             return _present(item, started)
     for layer in item.corrupt:  # verify=True found them: fetch them again
         if manifest is not None and layer in manifest.blobs:
-            _platform.current.remove(session.store.layout.blob(layer.digest))
+            oscalls.host.remove(session.store.layout.blob(layer.digest))
     result = await session.pull(name, manifest)
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"

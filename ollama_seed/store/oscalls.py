@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import socket
     import threading
 
-__all__ = ["Platform", "current", "detect", "emulate"]
+__all__ = ["Platform", "detect", "emulate", "host"]
 
 Kind = Literal["linux", "macos", "windows", "posix"]
 EMULATE_ENV = "OLLAMA_SEED_EMULATE"
@@ -335,20 +335,6 @@ class Platform:
             return
         sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
 
-    # -- processes -------------------------------------------------------------------------------
-
-    def pid_alive(self, pid: int) -> bool:
-        """Whether process *pid* runs (``os.kill(pid, 0)`` would kill it on Windows)."""
-        if self.kind == "windows" and not self.emulated:
-            return _native.windows_pid_alive(pid)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except OSError:  # exists, owned by someone else
-            return True
-        return True
-
 
 # Longest path we make below a models directory, past its root: a staging file
 # (``\\.ollama-seed\\staging\\sha256-<64 hex>.data.<pid>-<8 hex>``), or a manifest of short parts.
@@ -480,4 +466,4 @@ def detect() -> Platform:
     return _from_os(_native_kind(), emulated=False)
 
 
-current: Platform = detect()
+host: Platform = detect()
