@@ -1,4 +1,4 @@
-"""Issue 25, item 1: the repair that ``verify`` advises repairs, and ``pull`` never says "success"
+"""The repair that ``verify`` advises repairs, and ``pull`` never says "success"
 over a corrupt blob, yet reads nothing twice.
 
 The decision (docs/design.md, "Reusing a blob"): Ollama reuses any blob of the right size; ollama-seed
@@ -19,8 +19,8 @@ from ollama_seed import ModelStore
 from ollama_seed.cli.main import main
 from ollama_seed.core.digest import Digest
 from ollama_seed.store import verified
-from tests.servers.mirror import serving
-from tests.servers.model import BuiltModel, make_model
+from tests.support.mirror import serving
+from tests.support.model import BuiltModel, make_model
 
 REPO, TAG = "library/demo", "v1"
 

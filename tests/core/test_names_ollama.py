@@ -198,7 +198,7 @@ def test_a_pinned_digest_is_ours() -> None:
 
 def test_list_prints_sizes_and_names_as_ollama_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ollama_seed.cli.main import main
-    from tests.servers.model import make_model
+    from tests.support.model import make_model
 
     root = tmp_path / "models"
     model = make_model(size_bytes=12_345_678)
