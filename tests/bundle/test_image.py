@@ -16,7 +16,7 @@ import pytest
 from ollama_seed.bundle.image_api import build_image, extract_image, verify_image
 from ollama_seed.core.errors import BundleError, ConfigError, IntegrityError, OfflineError
 from ollama_seed.core.ociimage import layer_cap
-from tests.bundles.craft import install, models, snapshot
+from tests.support.craft import install, models, snapshot
 
 
 def _store(root: Path, count: int = 2, size: int = 200_000) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 
 from ollama_seed.bundle.image_api import build_image, extract_image, verify_image
 from tests.bundle.test_image import _models_of, _store
-from tests.servers.model import make_model
-from tests.servers.registry import DockerRegistry
+from tests.support.model import make_model
+from tests.support.registry import DockerRegistry
 
 pytestmark = [pytest.mark.interop, pytest.mark.registry]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ollama_seed.cli.main import main
-from tests.create.ggufmake import arch, gguf
-from tests.servers.model import BuiltModel, make_model
+from tests.support.ggufmake import arch, gguf
+from tests.support.model import BuiltModel, make_model
 
 ALREADY = "already in the store"
 

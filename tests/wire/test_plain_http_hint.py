@@ -13,8 +13,8 @@ import pytest
 
 import ollama_seed
 from ollama_seed.cli.main import main
-from tests.servers.mirror import serving
-from tests.servers.model import make_model
+from tests.support.mirror import serving
+from tests.support.model import make_model
 
 REPO, TAG = "library/demo", "v1"
 
