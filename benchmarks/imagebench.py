@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.pullbench.procs import ProcResult, clean_env, compile_package, run_measured
-from tests.servers.model import make_model
-from tests.servers.registry import DockerRegistry
-from tests.servers.seed import seed_registry
+from tests.support.model import make_model
+from tests.support.registry import DockerRegistry
+from tests.support.seed import seed_registry
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = [sys.executable, "-m", "ollama_seed"]

@@ -13,7 +13,7 @@ import pytest
 from ollama_seed.bundle.image_api import build_image
 from tests.bundle.test_image import _store
 from tests.integration.podman_kit import BUSYBOX, Podman, busybox_layout
-from tests.servers.registry import DockerRegistry
+from tests.support.registry import DockerRegistry
 
 pytestmark = pytest.mark.interop
 

@@ -18,7 +18,7 @@ from ollama_seed.core.dsse import INTOTO_PAYLOAD_TYPE, encode_bundle, pae, parse
 from ollama_seed.core.errors import SignatureError, SigningKeyError
 from ollama_seed.wire.keys import KEY_PASSWORD_ENV, PublicKey, SigningKey, read_passphrase
 from ollama_seed.wire.trust import Trust
-from tests.pki import DAY, NOW, make_pki, private_pem, public_pem
+from tests.support.pki import DAY, NOW, make_pki, private_pem, public_pem
 
 SECRET = "correct horse battery staple 7421"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from ollama_seed.cli.main import main
-from tests.servers.mirror import serving
-from tests.servers.model import BuiltModel, make_model
+from tests.support.mirror import serving
+from tests.support.model import BuiltModel, make_model
 
 REPO, TAG = "library/demo", "v1"
 

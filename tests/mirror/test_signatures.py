@@ -29,7 +29,7 @@ from ollama_seed.mirror.app import MirrorApp
 from ollama_seed.store.signatures import SignatureStore
 from ollama_seed.store.store import ModelStore
 from ollama_seed.wire.keys import SigningKey
-from tests.servers.model import BuiltModel, make_model
+from tests.support.model import BuiltModel, make_model
 
 pytestmark = pytest.mark.anyio
 REPO = "library/tiny"

@@ -26,8 +26,8 @@ from ollama_seed.store.signatures import SignatureStore
 from ollama_seed.store.store import ModelStore
 from ollama_seed.wire.keys import SigningKey
 from ollama_seed.wire.trust import Trust
-from tests.pki import make_pki
-from tests.servers.model import make_model
+from tests.support.model import make_model
+from tests.support.pki import make_pki
 
 pytestmark = pytest.mark.interop
 NAMES = ("qwen3:0.6b", "qwen3-coder:30b")
