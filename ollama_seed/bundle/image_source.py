@@ -245,9 +245,9 @@ def blob_offset(head: bytes, root: str, blob: Digest) -> tuple[int, int] | None:
     Raises:
         BundleError: a member that has no place in a model layer (``..``, a link, outside the path).
     """
-    from .format import MemberKind
+    from .format.names import MemberKind
+    from .format.tar import DIR, FILE, PAX, padding, parse_header, parse_pax, pax_size
     from .image_members import image_classifier
-    from .tar import DIR, FILE, PAX, padding, parse_header, parse_pax, pax_size
 
     classify = image_classifier(root)
     pos, pax = 0, {}

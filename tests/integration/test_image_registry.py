@@ -100,7 +100,7 @@ def test_an_interrupted_extract_resumes_where_it_stopped(tmp_path: Path, docker_
     import sys
     import time
 
-    from tests.servers.proxy import ProxyThread
+    from tests.support.proxy import ProxyThread
 
     store = tmp_path / "store"
     model = make_model(size_bytes=24_000_000, seed=9)

@@ -18,8 +18,8 @@ from ollama_seed.store.signatures import SignatureStore
 from ollama_seed.store.store import ModelStore
 from ollama_seed.wire.keys import SigningKey
 from ollama_seed.wire.trust import Trust
-from tests.servers.model import make_model
-from tests.servers.registry import DockerRegistry
+from tests.support.model import make_model
+from tests.support.registry import DockerRegistry
 
 HOST = "registry.ollama.ai"
 

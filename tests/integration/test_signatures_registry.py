@@ -30,8 +30,8 @@ from ollama_seed.wire.keys import SigningKey
 from ollama_seed.wire.registry import RegistryClient
 from ollama_seed.wire.trust import Trust
 from ollama_seed.wire.upload import Uploader
-from tests.servers.model import BuiltModel, make_model
-from tests.servers.registry import DockerRegistry
+from tests.support.model import BuiltModel, make_model
+from tests.support.registry import DockerRegistry
 
 pytestmark = pytest.mark.registry
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
