@@ -28,7 +28,11 @@ def register(sub: Any) -> None:
     )
     add_common(p)
     p.add_argument("--no-pull", action="store_true", help="fail instead of pulling a FROM model that is missing")
-    p.add_argument("--offline", action="store_true", help="never touch the network (implies --no-pull)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network (implies --no-pull; also OLLAMA_SEED_OFFLINE=1)",
+    )
     p.add_argument("--insecure", action="store_true", help="plain http to the registry of a FROM model pulled first")
     p.add_argument(
         "--template-from",
@@ -62,6 +66,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 
     resume()
 
+    from ..startup.local import offline_from_env
+
+    offline = args.offline or offline_from_env()
     renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
     try:
         result: CreateResult = run_sync(
@@ -69,8 +76,8 @@ def cmd_create(args: argparse.Namespace) -> int:
             args.name,
             args.file,
             models_dir=args.models_dir,
-            pull=not (args.no_pull or args.offline),
-            offline=args.offline,
+            pull=not (args.no_pull or offline),
+            offline=offline,
             template_from=args.template_from,
             era=Era(args.era),
             progress=renderer,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import ConfigError, SeedError
+from ..core.errors import ConfigError
 from ..core.progress import ProgressEvent, human_duration, human_size
 from .render import add_interval
 
@@ -171,10 +171,6 @@ def _modelfile(text: str) -> tuple[str, str]:
     return name.strip(), path.strip()
 
 
-def _fail_json(exc: SeedError) -> None:
-    print(json.dumps({"ok": False, "error": str(exc), "error_type": type(exc).__name__, "exit_code": exc.exit_code}))
-
-
 def cmd_ensure(args: argparse.Namespace) -> int:
     from ..startup.config import load_config
     from ..startup.fast_path import ensure
@@ -185,46 +181,41 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     resume()
 
     started = time.monotonic()
+    config = load_config(args.config, required=args.config is not None)
+    modelfiles = dict(args.modelfile) if (args.names or args.modelfile) else dict(config.modelfiles)
+    names = list(args.names) or ([] if args.modelfile else list(config.models))
+    if not names and not modelfiles:
+        where = config.path or args.config or _default_path()
+        raise ConfigError(
+            f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
+            f'{where} as models = ["llama3.2:1b"]'
+        )
+    renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr, interval=args.progress_interval))
     try:
-        config = load_config(args.config, required=args.config is not None)
-        modelfiles = dict(args.modelfile) if (args.names or args.modelfile) else dict(config.modelfiles)
-        names = list(args.names) or ([] if args.modelfile else list(config.models))
-        if not names and not modelfiles:
-            where = config.path or args.config or _default_path()
-            raise ConfigError(
-                f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
-                f'{where} as models = ["llama3.2:1b"]'
-            )
-        renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr, interval=args.progress_interval))
-        try:
-            reports = ensure(
-                names,
-                models_dir=args.models_dir or config.models_dir,
-                verify=args.verify,
-                update=args.update,
-                offline=args.offline,
-                timeout=args.timeout,
-                server=args.server,
-                via_server=args.via_server,
-                wait_timeout=args.wait_timeout,
-                warm=args.warm,
-                keep_alive=args.keep_alive,
-                insecure=config.insecure if args.insecure is None else args.insecure,
-                connections=args.connections or config.connections or 16,
-                max_connections=args.max_connections,
-                max_rate=args.max_rate or config.max_rate,
-                stall_timeout=args.stall_timeout,
-                mirrors=tuple(args.mirrors or config.mirrors),
-                progress=renderer,
-                modelfiles=modelfiles,
-                trust=trust_from(args, require=args.require_signature, config=config),
-            )
-        finally:
-            renderer.close()
-    except SeedError as exc:
-        if args.json:
-            _fail_json(exc)
-        raise
+        reports = ensure(
+            names,
+            models_dir=args.models_dir or config.models_dir,
+            verify=args.verify,
+            update=args.update,
+            offline=args.offline,
+            timeout=args.timeout,
+            server=args.server,
+            via_server=args.via_server,
+            wait_timeout=args.wait_timeout,
+            warm=args.warm,
+            keep_alive=args.keep_alive,
+            insecure=config.insecure if args.insecure is None else args.insecure,
+            connections=args.connections or config.connections or 16,
+            max_connections=args.max_connections,
+            max_rate=args.max_rate or config.max_rate,
+            stall_timeout=args.stall_timeout,
+            mirrors=tuple(args.mirrors or config.mirrors),
+            progress=renderer,
+            modelfiles=modelfiles,
+            trust=trust_from(args, require=args.require_signature, config=config),
+        )
+    finally:
+        renderer.close()
     if args.json:
         print(json.dumps({"ok": True, "models": [r.to_dict() for r in reports]}))
         return 0
@@ -276,12 +267,7 @@ def _default_path() -> str:
 def cmd_wait(args: argparse.Namespace) -> int:
     from ..startup.server import wait_ready
 
-    try:
-        info = wait_ready(args.server, timeout=args.timeout)
-    except SeedError as exc:
-        if args.json:
-            _fail_json(exc)
-        raise
+    info = wait_ready(args.server, timeout=args.timeout)  # a failure: main() prints it (as JSON too with --json)
     if args.json:
         print(json.dumps({"ok": True, "url": info.url, "version": info.version, "waited": round(info.waited, 3)}))
     else:

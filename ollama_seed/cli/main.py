@@ -14,6 +14,7 @@ untrusted, 14 a key, certificate or passphrase that cannot be used, 130 interrup
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ from types import ModuleType
 from ..__about__ import __version__
 from ..core.errors import SeedError
 from ..core.redact import RedactFilter
-from . import gcpause
+from . import gcpause, where
 from . import store as _cli_store
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_UNEXPECTED", "EXIT_USAGE", "entry", "main"]
@@ -140,11 +141,45 @@ def entry() -> None:
     os._exit(code)
 
 
+def json_error(exc: SeedError) -> dict[str, object]:
+    """What ``--json`` prints on stdout when a command fails (its last line; ``error`` as in Ollama's
+    ``/api/pull`` stream)."""
+    return {
+        "ok": False,
+        "error": str(exc),
+        "error_type": type(exc).__name__,
+        "exit_code": exc.exit_code,
+    }
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command *args* names, for its own usage line in an error."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
+
+
+def _refuse_offline(command: str) -> None:
+    from ..core.errors import OfflineError
+    from ..startup.local import OFFLINE_ENV, offline_from_env
+
+    if offline_from_env():
+        raise OfflineError(
+            f"{OFFLINE_ENV} is set, and '{command}' needs a registry; unset {OFFLINE_ENV} to let it go to the "
+            "network, or check what is on disk with 'ollama-seed ensure --offline NAME'"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser(argv, complete=False)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # the subcommand's own usage, not the top level's
+            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     args.verbose += getattr(args, "verbose_after", 0)
@@ -155,9 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        where.resolve(args)
+        if getattr(args, "needs_registry", False):
+            _refuse_offline(args.command)
         code: int = args.func(args)
         return code
     except SeedError as exc:
+        if getattr(args, "json", False) and not sys.stdout.closed:  # --json: the failure as JSON on stdout too
+            print(json.dumps(json_error(exc)), flush=True)
         print(f"ollama-seed: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

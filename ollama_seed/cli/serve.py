@@ -209,7 +209,7 @@ def register(sub: Any) -> None:
         help="with --sign, also write cosign v2's sha256-<hex>.sig simple signing (for cosign 2, older Kyverno)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.set_defaults(func=cmd_push)
+    p.set_defaults(func=cmd_push, needs_registry=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

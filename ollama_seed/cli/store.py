@@ -16,6 +16,7 @@ from ..core.reference import ModelName
 from ..store.store import ModelStore
 from ..wire.throttle import parse_rate
 from .render import add_interval, make_renderer
+from .where import add_store_options, describe
 
 if TYPE_CHECKING:
     from ..pulling.session import PullResult
@@ -23,12 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["add_common", "register"]
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--models-dir",
-        metavar="DIR",
-        help="the Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models)",
-    )
+def add_common(p: argparse.ArgumentParser, *, reads_only: bool = False) -> None:
+    """``--models-dir`` and ``--config`` (see cli/where); *reads_only*: a named directory must exist."""
+    add_store_options(p, reads_only=reads_only)
 
 
 def add_pull_options(p: argparse.ArgumentParser) -> None:
@@ -77,23 +75,23 @@ def register(sub: Any) -> None:
     from .provenance import add_trust_options
 
     add_trust_options(p)
-    p.set_defaults(func=cmd_pull)
+    p.set_defaults(func=cmd_pull, needs_registry=True)
 
     p = sub.add_parser("list", aliases=["ls"], help="list the models in the store (as ollama list)")
-    add_common(p)
+    add_common(p, reads_only=True)
     p.add_argument("--json", action="store_true", help="one JSON array on stdout, entries as Ollama's /api/tags")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="layers, media types, sizes and digests of a model")
     p.add_argument("name", metavar="NAME")
-    add_common(p)
+    add_common(p, reads_only=True)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("cp", help="copy a model to another name (as ollama cp: the manifest only, no blob copied)")
     p.add_argument("source", metavar="SRC")
     p.add_argument("destination", metavar="DST")
-    add_common(p)
+    add_common(p, reads_only=True)
     p.set_defaults(func=cmd_cp)
 
     p = sub.add_parser(
@@ -108,7 +106,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "names", nargs="*", metavar="NAME", help="a model in the store (default: all, or all the signature covers)"
     )
-    add_common(p)
+    add_common(p, reads_only=True)
     p.add_argument("--signature", metavar="FILE", help="an OMS signature (Sigstore bundle JSON) over the models")
     from .provenance import add_trust_options
 
@@ -118,11 +116,11 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("rm", help="remove models; blobs another model uses are kept")
     p.add_argument("names", nargs="+", metavar="NAME")
-    add_common(p)
+    add_common(p, reads_only=True)
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("prune", help="remove unreferenced blobs and abandoned partial downloads")
-    add_common(p)
+    add_common(p, reads_only=True)
     p.add_argument(
         "--grace",
         type=float,
@@ -226,6 +224,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for m in models:
         size, ago = human_bytes(m.manifest.total_size), human_ago(now - m.modified)
         print(f"{m.name.display:<{width}}    {m.manifest.digest.hex[:12]:<12}    {size:<10}    {ago}")
+    missing = "" if store.root.is_dir() else ", which does not exist yet"
+    print(f"{len(models)} model(s) in {describe(args)}{missing}", file=sys.stderr)
     return 0
 
 
@@ -283,7 +283,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{model.name.display}  ({m.digest})\n  manifest: {model.path}")
+    print(f"{model.name.display}  ({m.digest})\n  manifest: {model.path}\n  models directory: {describe(args)}")
     for layer in (*m.layers, *([m.config] if m.config else [])):
         print(f"  {layer.kind:<10} {layer.digest}  {layer.size:>14}  {layer.media_type}")
     return 0
