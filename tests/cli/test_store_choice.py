@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from ollama_seed.cli.main import main
-from tests.servers.mirror import serving
-from tests.servers.model import make_model
+from tests.support.mirror import serving
+from tests.support.model import make_model
 
 REPO, TAG = "library/demo", "v1"
 
