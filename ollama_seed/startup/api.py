@@ -258,7 +258,10 @@ async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
         reports.update(await sign_present(present, o))
     todo = [(ref, item) for ref, item in zip(refs, locals_, strict=True) if str(ref) not in reports]
     if todo:
-        reports.update(await _pull_all(todo, o, started))
+        pulled, errors = await _pull_all(todo, o, started)
+        reports.update(pulled)
+        if errors:
+            raise _partial_failure([errors[str(ref)] for ref, _ in todo if str(ref) in errors], reports)
     ordered = [reports[str(ref)] for ref in refs]
     if o.server is not None:
         from .via_server import confirm
@@ -267,7 +270,23 @@ async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
     return ordered
 
 
-async def _pull_all(todo: list[tuple[ModelName, _Local]], o: EnsureOptions, started: float) -> dict[str, EnsureReport]:
+def _partial_failure(errors: list[SeedError], ready: dict[str, EnsureReport]) -> SeedError:
+    """The first failure (its exit code is the run's), saying which models are ready all the same:
+    an init step's log must not read as if nothing had worked."""
+    first = errors[0]
+    for other in errors[1:]:
+        log.error("ensure: %s", other)
+    if len(errors) > 1:
+        first.args = (f"{first} (and {len(errors) - 1} more failure(s), logged above)",)
+    if ready:
+        done = ", ".join(f"{r.model} ({r.status})" for r in ready.values())
+        first.args = (f"{first}; the other model(s) are ready: {done}",)
+    return first
+
+
+async def _pull_all(
+    todo: list[tuple[ModelName, _Local]], o: EnsureOptions, started: float
+) -> tuple[dict[str, EnsureReport], dict[str, SeedError]]:
     from ..pulling.session import PullSession
 
     o.tracker.phase = "pulling"
@@ -286,13 +305,7 @@ async def _pull_all(todo: list[tuple[ModelName, _Local]], o: EnsureOptions, star
         async with anyio.create_task_group() as tg:
             for ref, item in todo:
                 tg.start_soon(one, ref, item)
-    if errors:
-        first = next(errors[str(ref)] for ref, _ in todo if str(ref) in errors)
-        for other in errors.values():
-            if other is not first:
-                log.error("ensure: %s", other)
-        raise first
-    return reports
+    return reports, errors
 
 
 async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: bool, started: float) -> EnsureReport:

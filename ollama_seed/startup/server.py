@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger("ollama_seed")
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
+_HOSTPORT = re.compile(r"[A-Za-z0-9._\-:\[\]%]*")  # a host name, an IPv4 or [IPv6] address, a port: no spaces
 FIRST_DELAY = 0.1
 MAX_DELAY = 2.0
 PROBE_TIMEOUT = 5.0
@@ -89,6 +91,11 @@ def parse_host(value: str | None = None, *, environ: Mapping[str, str] | None = 
     else:
         raise ConfigError(f"Ollama server address {value!r}: scheme {scheme!r} is neither http nor https")
     hostport, _, path = hostport.partition("/")
+    if not _HOSTPORT.fullmatch(hostport):
+        raise ConfigError(
+            f"Ollama server address {value!r} is not host[:port] or an http(s) URL "
+            "(examples: ollama:11434, http://127.0.0.1:11434, https://ollama.example)"
+        )
     split = _split_host_port(hostport)
     if split is None:
         host, port = "127.0.0.1", default_port
@@ -112,6 +119,10 @@ def parse_host(value: str | None = None, *, environ: Mapping[str, str] | None = 
     url = f"{scheme}://{_join_host_port(host, str(int(port)))}"
     path = path.strip("/")
     return f"{url}/{path}" if path else url
+
+
+def _excerpt(text: str) -> str:
+    return " ".join(text.split())[:80]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +197,24 @@ class ServerClient:
 
     # -- readiness ----------------------------------------------------------------------
     async def probe(self) -> tuple[str | None, str | None]:
-        """One readiness check: ``(version, None)`` when ready, ``(None, failure)`` when not."""
+        """One readiness check: ``(version, None)`` when ready, ``(None, failure)`` when not.
+
+        Ready means an Ollama server answered: ``/api/version`` with ``{"version": ...}``, or (a
+        server without that route) ``/`` with Ollama's ``Ollama is running``.
+
+        Raises:
+            ServerError: something that is not an Ollama server answered 200 (a registry, a web
+                server): waiting longer cannot help, the address is wrong.
+        """
         try:
             with anyio.fail_after(PROBE_TIMEOUT):
                 resp = await self._client.get("/api/version", timeout=PROBE_TIMEOUT)
                 if resp.status_code == 404:
-                    resp = await self._client.get("/", timeout=PROBE_TIMEOUT)
-                    if resp.status_code == 200:
+                    root = await self._client.get("/", timeout=PROBE_TIMEOUT)
+                    if root.status_code == 200 and root.text.strip().startswith("Ollama is running"):
                         return "", None
+                    if root.status_code == 200:
+                        raise self._not_ollama(f"GET /api/version answered 404 and GET / {_excerpt(root.text)!r}")
         except TimeoutError:
             return None, f"no answer within {PROBE_TIMEOUT:g} s"
         except httpx.HTTPError as exc:
@@ -204,7 +225,15 @@ class ServerClient:
             version = resp.json().get("version")
         except (ValueError, AttributeError):
             version = None
-        return (version if isinstance(version, str) else ""), None
+        if not isinstance(version, str):
+            raise self._not_ollama(f"GET /api/version answered {_excerpt(resp.text)!r}, with no version")
+        return version, None
+
+    def _not_ollama(self, what: str) -> ServerError:
+        return ServerError(
+            f"{self.url} answers, but it is not an Ollama server ({what}); check --server/OLLAMA_HOST "
+            "(Ollama listens on port 11434 unless OLLAMA_HOST says otherwise)"
+        )
 
     async def wait(
         self,
