@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import BundleError
+from ..core.manifest import Manifest
 from ..core.progress import ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
 from ..store.store import ModelStore
@@ -28,7 +29,10 @@ from .options import Compression, parse_compress, parse_size
 from .results import BundleInfo, BundleModel, ImportResult
 
 if TYPE_CHECKING:
-    from .sources.detect import BundleSource
+    from ..wire.keys import SigningKey
+    from ..wire.verify import TrustLike
+    from .signed import SignatureCheck
+    from .sources.detect import BundleSource, OpenedBundle
 from .sinks import FileSink, GzipSink, PartsSink, Sink, StreamSink, ZstdSink
 
 __all__ = [
@@ -133,6 +137,8 @@ async def aexport_bundle(
     format: str = "ollama",
     verify: bool = True,
     progress: ProgressCallback | None = None,
+    sign: SigningKey | None = None,
+    signature_file: StrPath | None = None,
 ) -> ExportResult:
     """Write installed models to a bundle: each blob once, hashed as it is read.
 
@@ -149,6 +155,11 @@ async def aexport_bundle(
             models directory: blobs first, manifests last; every blob hashed, always).
         verify: hash every blob on the way (a corrupt store blob stops the export).
         progress: called with :class:`Status` and :class:`LayerProgress` events.
+        sign: sign the bundle (an OpenSSF Model Signing signature over every manifest and every blob
+            they name, in the index); no second hashing pass, blob names are digests.
+        signature_file: with *sign*, also write the signature to this file (detached: for
+            ``model_signing verify``, auditors, or a bundle read by another tool). ``format="dir"``
+            writes it to ``DIR/model.sig`` unless this says where; ``format="oci"`` needs it.
 
     Raises:
         ModelNotFound: a name is not installed. StoreError: a model is incomplete or unreadable.
@@ -157,7 +168,15 @@ async def aexport_bundle(
     """
     return await _in_thread(
         _export_job(
-            names, output, models_dir=models_dir, compress=compress, split_size=split_size, format=format, verify=verify
+            names,
+            output,
+            models_dir=models_dir,
+            compress=compress,
+            split_size=split_size,
+            format=format,
+            verify=verify,
+            sign=sign,
+            signature_file=signature_file,
         ),
         progress,
     )
@@ -172,6 +191,8 @@ def _export_job(
     split_size: int | str | None = None,
     format: str = "ollama",
     verify: bool = True,
+    sign: SigningKey | None = None,
+    signature_file: StrPath | None = None,
 ) -> Job[ExportResult]:
     """Check the options (raising at once) and return the export as a job for a thread."""
     refs = _names(names)
@@ -189,21 +210,39 @@ def _export_job(
     oci_dir = format == "oci" and is_path and not str(output).endswith((".tar", ".tar.zst", ".tar.gz", ".tgz"))
     if oci_dir and (part or comp.kind in ("zstd", "gzip")):
         raise ValueError("an OCI layout directory cannot be split or compressed; name the output FILE.tar")
+    if signature_file is not None and sign is None:
+        raise ValueError("a signature file is written when signing: give the key (sign=, --sign KEY)")
+    if sign is not None and format == "oci" and signature_file is None:
+        raise ValueError("an OCI layout has no place for the signature: say where to write it (--signature FILE)")
     store = ModelStore(models_dir)
 
     def work(cancel: threading.Event, emit: Emit) -> ExportResult:
+        result = _export(cancel, emit)
+        if sign is None:
+            return result
+        kind = "certificate-bound key" if sign.certificates else "key"
+        return dataclasses.replace(result, signer=f"{kind} {sign.public_key.fingerprint}")
+
+    def _export(cancel: threading.Event, emit: Emit) -> ExportResult:
         started = time.monotonic()
         models = resolve_models(store, refs)
+        signature = _sign(sign, models) if sign is not None else None
         if format == "dir":
             assert isinstance(output, (str, os.PathLike))
-            return export_dir(store, models, Path(output), emit=emit, cancel=cancel)
-        exporter = Exporter(store, models, verify=verify, emit=emit, cancel=cancel)
+            where = Path(signature_file) if signature_file is not None else None
+            return export_dir(
+                store, models, Path(output), emit=emit, cancel=cancel, signature=signature, signature_file=where
+            )
+        exporter = Exporter(
+            store, models, verify=verify, emit=emit, cancel=cancel, signatures=(signature,) if signature else ()
+        )
         chosen = comp
         if comp.kind == "auto":
             chosen = Compression("none") if format == "oci" else choose_compression(store, models)[0]
         if oci_dir:
             assert isinstance(output, (str, os.PathLike))
             exporter.write_oci_dir(Path(output))
+            detached = _detached(signature, signature_file)
             return ExportResult(
                 tuple(n for n, _ in models),
                 exporter.blobs,
@@ -213,6 +252,7 @@ def _export_job(
                 "oci",
                 (str(output),),
                 time.monotonic() - started,
+                signature_file=detached,
             )
         inner = _sink(output, part)
         sink: Sink = inner
@@ -226,6 +266,7 @@ def _export_job(
         except BaseException:
             sink.abort()
             raise
+        detached = _detached(signature, signature_file)
         return ExportResult(
             tuple(n for n, _ in models),
             exporter.blobs,
@@ -235,9 +276,24 @@ def _export_job(
             format,
             tuple(paths),
             time.monotonic() - started,
+            signature_file=detached,
         )
 
     return work
+
+
+def _sign(key: SigningKey, models: Sequence[tuple[ModelName, Manifest]]) -> bytes:
+    from ..wire.oms import sign_models
+
+    return sign_models(key, models)
+
+
+def _detached(signature: bytes | None, path: StrPath | None) -> str | None:
+    if signature is None or path is None:
+        return None
+    from .signed import write_detached
+
+    return write_detached(signature, Path(path))
 
 
 def export_bundle(
@@ -264,6 +320,8 @@ async def aimport_bundle(
     names: Iterable[str | ModelName] = (),
     as_name: str | ModelName | None = None,
     progress: ProgressCallback | None = None,
+    trust: TrustLike = None,
+    signature: bytes | StrPath | None = None,
 ) -> ImportResult:
     """Install the models of a bundle, verifying every byte; never needs the whole bundle on disk.
 
@@ -276,15 +334,26 @@ async def aimport_bundle(
         names: with a models directory as *source*, import only these models (default: all).
         as_name: install the bundle's only model under this name (a bundle of several is refused).
         progress: called with :class:`Status` and :class:`LayerProgress` events.
+        trust: a :class:`Trust` (every model must be signed by one of its keys or CAs) or a
+            :class:`TrustPolicy` (per name pattern). The signature (in the bundle's index, or
+            *signature*) is checked before anything is written; the signer is in the result and
+            the signature is kept in the store with the models.
+        signature: a detached OMS signature (its bytes or its file): for a bundle without one, or
+            without an index (a models directory's ``model.sig`` is used by itself).
 
     Raises:
+        SignatureError: trust is configured and the bundle is unsigned, altered, or not signed by
+            a key or CA you trust (nothing was written).
         BundleError: a refused, damaged or truncated bundle (models completed before the
             problem stay installed; nothing else in the store changes).
         ModelNotFound: a name in *names* is not in the source directory.
         StoreError, InsufficientSpace: the store cannot take the models.
         ValueError: *names* with a source that is not a models directory.
     """
-    return await _in_thread(_import_job(source, models_dir=models_dir, names=names, as_name=as_name), progress)
+    return await _in_thread(
+        _import_job(source, models_dir=models_dir, names=names, as_name=as_name, trust=trust, signature=signature),
+        progress,
+    )
 
 
 def run_importer(
@@ -297,6 +366,8 @@ def run_importer(
     names: Sequence[ModelName] = (),
     rename: ModelName | None = None,
     manifests_last: bool = False,
+    trust: TrustLike = None,
+    signature: bytes | StrPath | None = None,
 ) -> ImportResult:
     """One import (*install*) or verification of *source* into (or against) *store*."""
     from .importer import END_SLACK, Importer  # the import machinery loads only for imports and verifications
@@ -304,8 +375,15 @@ def run_importer(
 
     opened = OpenedBundle(source, names)
     try:
+        check = _signature_check(opened, trust, signature, bool(names))
         importer = Importer(
-            store, install=install, emit=emit, cancel=cancel, rename=rename, manifests_last=manifests_last
+            store,
+            install=install,
+            emit=emit,
+            cancel=cancel,
+            rename=rename,
+            manifests_last=manifests_last,
+            signature=check,
         )
         result = importer.run(
             opened.members,
@@ -318,9 +396,33 @@ def run_importer(
             opened.stream.drain(END_SLACK)
         if opened.models_dir is not None:
             result = dataclasses.replace(result, format="models-dir")
+        if check is not None and check.verified is not None:
+            result = dataclasses.replace(result, signer=check.signer)
+            if install and store is not None:
+                from .signed import keep_signature
+
+                keep_signature(store, check, importer.st.manifests.values())
         return result
     finally:
         opened.close()
+
+
+def _signature_check(
+    opened: OpenedBundle, trust: TrustLike, signature: bytes | StrPath | None, some: bool
+) -> SignatureCheck | None:
+    """The signature check of an import, when trust is configured or a signature given (see .signed)."""
+    if trust is None:
+        if signature is not None:
+            raise ValueError("a signature is checked against whom you trust: give trust= (--trust or --trust-ca)")
+        return None
+    from ..pulling.provenance import read_signature
+    from .signed import DETACHED_NAME, SignatureCheck
+
+    raw = signature if isinstance(signature, bytes) else read_signature(signature) if signature is not None else None
+    if raw is None and opened.models_dir is not None:
+        beside = opened.models_dir.root / DETACHED_NAME  # where --format dir puts it
+        raw = read_signature(beside) if beside.is_file() else None
+    return SignatureCheck(trust, [raw] if raw is not None else [], exact=not some)
 
 
 def _import_job(
@@ -329,13 +431,17 @@ def _import_job(
     models_dir: StrPath | None = None,
     names: Iterable[str | ModelName] = (),
     as_name: str | ModelName | None = None,
+    trust: TrustLike = None,
+    signature: bytes | StrPath | None = None,
 ) -> Job[ImportResult]:
     store = ModelStore(models_dir)
     picked = [n if isinstance(n, ModelName) else ModelName.parse(n) for n in names]
     rename = _name(as_name)
     if rename is not None and rename.digest is not None:
         raise ValueError(f"--as takes a name without a digest, not {rename.display!r}")
-    return lambda cancel, emit: run_importer(source, store, True, cancel, emit, names=picked, rename=rename)
+    return lambda cancel, emit: run_importer(
+        source, store, True, cancel, emit, names=picked, rename=rename, trust=trust, signature=signature
+    )
 
 
 def import_bundle(source: BundleSource, **options: Any) -> ImportResult:
@@ -345,21 +451,32 @@ def import_bundle(source: BundleSource, **options: Any) -> ImportResult:
 
 
 async def averify_bundle(
-    source: BundleSource, *, models_dir: StrPath | None = None, progress: ProgressCallback | None = None
+    source: BundleSource,
+    *,
+    models_dir: StrPath | None = None,
+    progress: ProgressCallback | None = None,
+    trust: TrustLike = None,
+    signature: bytes | StrPath | None = None,
 ) -> ImportResult:
     """Read a whole bundle and check it as an import would, writing nothing.
 
-    Blobs a manifest needs but the bundle lacks are looked up in *models_dir* when given.
+    Blobs a manifest needs but the bundle lacks are looked up in *models_dir* when given. With
+    *trust* (and *signature*), its signature is checked as :func:`aimport_bundle` checks it.
 
     Raises:
-        BundleError: the first problem found.
+        BundleError: the first problem found. SignatureError: see :func:`aimport_bundle`.
     """
-    return await _in_thread(_verify_job(source, models_dir), progress)
+    return await _in_thread(_verify_job(source, models_dir, trust, signature), progress)
 
 
-def _verify_job(source: BundleSource, models_dir: StrPath | None = None) -> Job[ImportResult]:
+def _verify_job(
+    source: BundleSource,
+    models_dir: StrPath | None = None,
+    trust: TrustLike = None,
+    signature: bytes | StrPath | None = None,
+) -> Job[ImportResult]:
     store = ModelStore(models_dir) if models_dir is not None else None
-    return lambda cancel, emit: run_importer(source, store, False, cancel, emit)
+    return lambda cancel, emit: run_importer(source, store, False, cancel, emit, trust=trust, signature=signature)
 
 
 def verify_bundle(source: BundleSource, **options: Any) -> ImportResult:

@@ -63,6 +63,10 @@ class ExportResult:
     format: str
     paths: tuple[str, ...]
     elapsed: float
+    signer: str | None = None
+    """With ``sign=``: the signing key's fingerprint (``sha256:...``), or its certificate's subject."""
+    signature_file: str | None = None
+    """With ``sign=``: where the detached signature was written, if it was."""
 
 
 def choose_compression(store: ModelStore, models: Sequence[tuple[ModelName, Manifest]]) -> tuple[Compression, float]:
@@ -126,12 +130,17 @@ def export_dir(
     *,
     emit: Callable[[ProgressEvent], None],
     cancel: threading.Event,
+    signature: bytes | None = None,
+    signature_file: Path | None = None,
 ) -> ExportResult:
     """``--format dir``: *models* into a plain models-directory tree at *root* (what rsync users want).
 
     It is an import of the store into *root*: every blob hashed while staged there, blobs
     already in *root* not read, every blob before any manifest, manifests atomically. When
-    *root* did not exist or was empty, our state directory is removed from it afterwards.
+    *root* did not exist or was empty, our state directory is removed from it afterwards (but
+    for the signatures kept there). A *signature* goes to *signature_file*, by default
+    ``root/model.sig``, where ``model_signing verify key ROOT --signature ROOT/model.sig`` and
+    ``ollama-seed import ROOT --trust KEY`` find it, and is kept in *root* with each model.
     """
     from .importer import Importer  # only this export needs the import machinery
     from .sources.models_dir import ModelsDirMembers
@@ -149,8 +158,15 @@ def export_dir(
         result = importer.run(source, None, label=str(store.root), compression="none")
     finally:
         source.close()
+    written = None
+    if signature is not None:
+        from .signed import DETACHED_NAME, keep_detached
+
+        written = keep_detached(dest, signature, signature_file or root / DETACHED_NAME, [m for _, m in models])
     if fresh:
-        remove_tree(dest.layout.state_dir)
+        for child in dest.layout.state_dir.iterdir() if signature is not None else [dest.layout.state_dir]:
+            if child != dest.layout.signatures_dir:
+                remove_tree(child)
     total = sum(len(m.raw) + sum(layer.size for layer in m.blobs) for _, m in models)
     return ExportResult(
         tuple(name for name, _ in models),
@@ -161,6 +177,7 @@ def export_dir(
         "dir",
         (str(root),),
         time.monotonic() - started,
+        signature_file=written,
     )
 
 
@@ -175,8 +192,10 @@ class Exporter:
         verify: bool = True,
         emit: Callable[[ProgressEvent], None] | None = None,
         cancel: threading.Event | None = None,
+        signatures: tuple[bytes, ...] = (),
     ) -> None:
         self.store, self.models, self.verify = store, models, verify
+        self.signatures = signatures  # OMS signatures for the index (see .signed)
         self.emit = emit or (lambda event: None)
         self.cancel = cancel
         self.ring = BufferRing(None)
@@ -199,7 +218,7 @@ class Exporter:
                 self._member(sink, "index.json", encode_index(self.models, created_by=TOOL), now)
             else:
                 created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                index = BundleIndex.build(self.models, created_by=TOOL, created=created)
+                index = BundleIndex.build(self.models, created_by=TOOL, created=created, signatures=self.signatures)
                 self._member(sink, INDEX_MEMBER, index.encode(), now)
             written: set[Digest] = set()
             for name, manifest in self.models:

@@ -21,6 +21,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..core.digest import Digest
 from ..core.errors import BundleError, RegistryProtocolError
@@ -42,6 +43,9 @@ from .sinks import Writeback
 from .sources.base import Member, MemberSource
 from .sources.streams import CHUNK, BoundedSource, TruncatedBundle
 from .staging import StagedBlob, discard, open_staging
+
+if TYPE_CHECKING:
+    from .signed import SignatureCheck
 
 __all__ = ["ImportResult", "Importer"]
 
@@ -80,7 +84,9 @@ class Importer:
         rename: ModelName | None = None,
         manifests_last: bool = False,
         hold: bool = False,
+        signature: SignatureCheck | None = None,
     ) -> None:
+        self.signature = signature  # the signature check, when trust is configured (see .signed)
         self.completion = done = Completion(
             store, install=install, emit=emit, rename=rename, manifests_last=manifests_last, hold=hold
         )
@@ -117,11 +123,15 @@ class Importer:
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ollama-seed-hash") as pool:
             self.ring = BufferRing(pool)
             try:
+                if self.signature is not None:
+                    self.signature.begin(label)
                 first = True
                 while (current := members.next()) is not None:
                     self._member(current, first)
                     first = False
                     current = None
+                if self.signature is not None:
+                    self.signature.finish(label)
                 self.completion.finish()
             except TruncatedBundle as exc:
                 where = f"inside member {current.ref.path}" if current else "between members"
@@ -215,6 +225,8 @@ class Importer:
                         f"model {model.name.display} needs blob {digest}, which is neither in the "
                         f"bundle nor in the store {where}; refusing the bundle"
                     )
+        if self.signature is not None:
+            self.signature.on_index(index)
         self.st.declared = {b.digest: b.size for b in index.blobs}
         if self.bounded is not None:
             budget = sum(size + padding(size) for size in self.st.declared.values())
@@ -246,6 +258,8 @@ class Importer:
             raise BundleError(f"refusing bundle member {path!r}: {exc}") from None
         if model is not None and {b.digest for b in manifest.blobs} != set(model.blobs):
             raise BundleError(f"refusing bundle member {path!r}: its blobs differ from the ones the index lists")
+        if self.signature is not None:
+            self.signature.on_manifest(name, manifest.digest, (layer.digest for layer in manifest.blobs), path)
         for layer in manifest.blobs:
             known = self.st.declared.setdefault(layer.digest, layer.size)
             if known != layer.size:
@@ -330,6 +344,8 @@ class Importer:
                 blob.in_store = self.completion.in_store(digest, size)
             self._after_blob(digest)
             return
+        if self.signature is not None and st.kind != "oci":
+            self.signature.on_blob(digest, path)
         blob = StagedBlob(size)
         if self.completion.in_store(digest, size) and not (self.install and self.completion.damaged(digest)):
             if self.install and getattr(self.members, "cheap_skip", False):

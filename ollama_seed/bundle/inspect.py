@@ -99,6 +99,7 @@ def _info_from_index(index: BundleIndex, compression: str) -> BundleInfo:
         models,
         tuple((b.digest, b.size) for b in index.blobs),
         index.size,
+        _signers(index.signatures),
     )
 
 
@@ -114,4 +115,22 @@ def _info_from_dir(source: ModelsDirMembers) -> BundleInfo:
         models,
         blobs,
         sum(source.sizes.values()) + sum(len(m.raw) for _, m in source.models),
+        _signers(_beside(source)),
     )
+
+
+def _signers(signatures: tuple[bytes, ...]) -> tuple[str, ...]:
+    if not signatures:
+        return ()
+    from .signed import claimed_signers  # only a signed bundle loads the signature code
+
+    return claimed_signers(signatures)
+
+
+def _beside(source: ModelsDirMembers) -> tuple[bytes, ...]:
+    """The detached signature a ``--format dir`` export writes beside the models, if there is one."""
+    path = source.root / "model.sig"
+    try:
+        return (path.read_bytes(),) if path.is_file() and path.stat().st_size < 16 * 1024 * 1024 else ()
+    except OSError:
+        return ()

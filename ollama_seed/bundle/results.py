@@ -38,6 +38,8 @@ class BundleInfo:
     models: tuple[BundleModel, ...]
     blobs: tuple[tuple[Digest, int], ...]
     size: int
+    signers: tuple[str, ...] = ()
+    """Who the bundle's signatures say made them: unverified (``verify_bundle(trust=...)`` checks them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +61,5 @@ class ImportResult:
     format: str
     compression: str
     elapsed: float
+    signer: str | None = None
+    """Who signed what was imported, when trust was configured and a trusted signature checked it."""

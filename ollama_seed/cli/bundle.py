@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 EXIT_USAGE = 2
+_SIGNATURE_HELP = (
+    "a detached signature (from export --signature, ollama-seed sign or model_signing sign) to check instead of "
+    "the bundle's own; needs --trust or --trust-ca"
+)
 
 
 def _arg(parse: str) -> Callable[[str], Any]:
@@ -87,6 +91,14 @@ def register(sub: Any) -> None:
         "models directory, blobs first and manifests last: for rsync)",
     )
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while exporting")
+    from .provenance import add_key_options, add_trust_options
+
+    add_key_options(p, "--sign")
+    p.add_argument(
+        "--signature",
+        metavar="FILE",
+        help="with --sign, also write the signature to FILE (detached; --format dir: default DIR/model.sig)",
+    )
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -109,6 +121,8 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help="install the only model of the bundle under this name (as ollamazip unpack --name)",
     )
+    add_trust_options(p)
+    p.add_argument("--signature", metavar="FILE", help=_SIGNATURE_HELP)
     add_common(p)
     _progress_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -117,14 +131,22 @@ def register(sub: Any) -> None:
     bundle = sub.add_parser("bundle", help="read a bundle without installing it (ls, verify)")
     bsub = bundle.add_subparsers(dest="bundle_command", metavar="COMMAND")
     bsub.required = True
-    p = bsub.add_parser("ls", help="list the models and blobs of a bundle (any source import reads)")
-    p.add_argument("source", metavar="SOURCE")
+    p = bsub.add_parser(
+        "ls", help="list the models and blobs of a bundle (any source import reads), and who says they signed it"
+    )
+    p.add_argument("source", metavar="SOURCE", help="a bundle, its first part, an OCI layout or a models directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
     p = bsub.add_parser(
-        "verify", help="read a whole bundle (any source import reads) and check every digest; writes nothing"
+        "verify",
+        help="read a whole bundle (any source import reads) and check every digest, and with --trust its "
+        "signature; writes nothing",
+        epilog="exit codes: 0 ok; 2 bad usage; 12 a damaged or hostile bundle; 13 unsigned, altered, or not "
+        "signed by a key or CA you trust; 14 a key or certificate file that cannot be used",
     )
-    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("source", metavar="SOURCE", help="a bundle, its first part, an OCI layout or a models directory")
+    add_trust_options(p)
+    p.add_argument("--signature", metavar="FILE", help=_SIGNATURE_HELP)
     p.add_argument(
         "--models-dir", metavar="DIR", help="a store to look in for blobs the bundle does not carry (default: none)"
     )
@@ -163,6 +185,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from ..bundle.api import export_bundle
     from .gcpause import resume
+    from .provenance import load_key
 
     resume()
 
@@ -176,6 +199,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             split_size=args.split_size,
             format=args.format,
             verify=not args.no_verify,
+            sign=load_key(args),
+            signature_file=args.signature,
             progress_mode=args.progress,
             interval=args.progress_interval,
             verb="exporting",
@@ -195,10 +220,15 @@ def cmd_export(args: argparse.Namespace) -> int:
                     "format": result.format,
                     "paths": list(result.paths),
                     "elapsed": round(result.elapsed, 3),
+                    "signer": result.signer,
+                    "signature_file": result.signature_file,
                 }
             )
         )
         return 0
+    if result.signer:
+        detached = f"; signature also in {result.signature_file}" if result.signature_file else ""
+        print(f"signed by {result.signer}{detached}", file=sys.stderr)
     where = ", ".join(result.paths) if result.paths else "stdout"
     if len(result.paths) > 3:
         where = f"{result.paths[0]} .. {result.paths[-1]} ({len(result.paths)} parts)"
@@ -221,12 +251,14 @@ def _import_json(result: ImportResult) -> dict[str, Any]:
         "format": result.format,
         "compression": result.compression,
         "elapsed": round(result.elapsed, 3),
+        "signer": result.signer,
     }
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ..bundle.api import import_bundle
     from .gcpause import resume
+    from .provenance import trust_from
 
     resume()
 
@@ -237,6 +269,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             models_dir=args.models_dir,
             names=args.names,
             as_name=args.as_name,
+            trust=trust_from(args),
+            signature=args.signature,
             progress_mode=args.progress,
             interval=args.progress_interval,
             verb="importing",
@@ -252,7 +286,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"{name.display}: {state}", file=sys.stderr)
     print(
         f"{result.blobs_written} blob(s) written ({_mb(result.bytes_written)}), {result.blobs_skipped} already "
-        f"in the store; {result.elapsed:.1f} s",
+        f"in the store; {result.elapsed:.1f} s" + (f"; signed by {result.signer}" if result.signer else ""),
         file=sys.stderr,
     )
     return 0
@@ -260,11 +294,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..bundle.api import verify_bundle
+    from .provenance import trust_from
 
     result: ImportResult = _run(
         verify_bundle,
         args.source,
         models_dir=args.models_dir,
+        trust=trust_from(args),
+        signature=args.signature,
         progress_mode=args.progress,
         interval=args.progress_interval,
         verb="verifying",
@@ -275,6 +312,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         f"ok: {len(result.models)} model(s) verified ({', '.join(n.display for n in result.models)}); "
         f"format {result.format}, compression {result.compression}"
+        + (f"; signed by {result.signer}" if result.signer else "")
     )
     return 0
 
@@ -301,6 +339,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                         for m in info.models
                     ],
                     "blobs": [{"digest": str(d), "size": s} for d, s in info.blobs],
+                    "signers": list(info.signers),
                 }
             )
         )
@@ -312,4 +351,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for m in info.models:
         print(f"{m.name.display:<50} {m.manifest_digest.hex[:12]:<12} {_mb(m.size):>10} {m.blobs:>5}")
     print(f"{len(info.blobs)} distinct blob(s), {_mb(info.size)} in all")
+    for signer in info.signers:
+        print(f"signed by {signer} (not verified here: 'bundle verify SOURCE --trust KEY' checks it)")
+    if not info.signers:
+        print("not signed")
     return 0

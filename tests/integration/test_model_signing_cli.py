@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ollama_seed.bundle.api import export_bundle
 from ollama_seed.cli.main import main
 from ollama_seed.core.dsse import parse_bundle
 from ollama_seed.core.errors import SignatureError
@@ -167,3 +168,31 @@ def test_upstream_certificate_signature_verified_by_us(tmp_path: Path) -> None:
     other = make_pki(tmp_path / "other")
     code = main(["verify", "--models-dir", str(tree), "--signature", str(sig), "--trust-ca", str(other.root)])
     assert code == 13
+
+
+def test_signed_exports_verified_by_upstream(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    """--format dir writes DIR/model.sig over exactly what it wrote: upstream accepts the tree as it is;
+    a tar bundle, extracted, is accepted with its detached signature (our index is ignored there)."""
+    store = tmp_path / "store"
+    make_store(store)
+    tree = tmp_path / "tree"
+    key = SigningKey.load(keys[0])
+    export_bundle(list(NAMES), tree, models_dir=store, format="dir", sign=key)
+    proc = upstream("verify", "key", str(tree), "--signature", str(tree / "model.sig"), "--public_key", str(keys[1]))
+    assert proc.returncode == 0, proc.stderr
+    bundle = tmp_path / "m.bundle"
+    export_bundle(list(NAMES), bundle, models_dir=store, sign=key, signature_file=tmp_path / "m.sig", compress="zstd")
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", str(bundle), "-C", str(extracted)], check=True)
+    assert (extracted / ".ollama-seed" / "bundle.json").is_file()
+    proc = upstream(
+        "verify", "key", str(extracted), "--signature", str(tmp_path / "m.sig"), "--public_key", str(keys[1])
+    )
+    assert proc.returncode == 0, proc.stderr
+    # one model dropped from the extracted tree: refused by upstream too
+    (extracted / "manifests" / "registry.ollama.ai" / "library" / "qwen3" / "0.6b").unlink()
+    proc = upstream(
+        "verify", "key", str(extracted), "--signature", str(tmp_path / "m.sig"), "--public_key", str(keys[1])
+    )
+    assert proc.returncode == 1 and "Missing files" in proc.stderr

@@ -4,6 +4,10 @@ The index is a bundle's first member. It lists the models the bundle carries (ea
 digest and size) and every blob (digest and size), so an importer can refuse a bundle before
 reading its data and bound how many bytes may come out of the stream. ``docs/bundle-format.md``
 is the specification; this module is its executable form.
+
+An index may carry ``signatures``: OpenSSF Model Signing signatures (Sigstore bundles, JSON
+objects) over the models and blobs it lists, made by ``export --sign`` (see :mod:`..signed`).
+Readers that know no signatures ignore the key, as they ignore every key they do not know.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ FORMAT_VERSION = 1
 MAX_INDEX_BYTES = 16 * 1024 * 1024
 MAX_MODELS = 10_000
 MAX_BLOBS = 100_000
+MAX_SIGNATURES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +92,18 @@ class BundleIndex:
     created_by: str = ""
     created: str = ""
     version: int = FORMAT_VERSION
+    signatures: tuple[bytes, ...] = ()
+    """OMS signatures (Sigstore bundle JSON) over what the index lists."""
 
     @classmethod
-    def build(cls, models: Iterable[tuple[ModelName, Manifest]], *, created_by: str, created: str) -> BundleIndex:
+    def build(
+        cls,
+        models: Iterable[tuple[ModelName, Manifest]],
+        *,
+        created_by: str,
+        created: str,
+        signatures: tuple[bytes, ...] = (),
+    ) -> BundleIndex:
         """The index for *models*, each blob listed once, in the order the bundle carries them."""
         entries: list[IndexModel] = []
         blobs: dict[Digest, IndexBlob] = {}
@@ -101,7 +115,7 @@ class BundleIndex:
                     name.unpinned(), manifest.digest, len(manifest.raw), tuple(layer.digest for layer in manifest.blobs)
                 )
             )
-        return cls(tuple(entries), tuple(blobs.values()), created_by, created)
+        return cls(tuple(entries), tuple(blobs.values()), created_by, created, signatures=signatures)
 
     @property
     def blob_map(self) -> dict[Digest, IndexBlob]:
@@ -130,6 +144,8 @@ class BundleIndex:
             "blobs": [{"digest": str(b.digest), "size": b.size, "mediaType": b.media_type} for b in self.blobs],
             "size": self.size,
         }
+        if self.signatures:
+            doc["signatures"] = [json.loads(s) for s in self.signatures]
         return (json.dumps(doc, indent=1) + "\n").encode()
 
     @classmethod
@@ -187,7 +203,15 @@ class BundleIndex:
             models.append(model)
         unused = [d for d in blobs if d not in used]
         _want(not unused, f"blob {unused[0] if unused else ''} is carried but no model uses it")
-        return cls(tuple(models), tuple(blobs.values()), created_by, created, version)
+        signatures = doc.get("signatures", [])
+        _want(
+            isinstance(signatures, list)
+            and len(signatures) <= MAX_SIGNATURES
+            and all(isinstance(x, dict) for x in signatures),
+            f"signatures must be a list of at most {MAX_SIGNATURES} signature objects",
+        )
+        encoded = tuple(json.dumps(x).encode() for x in signatures)
+        return cls(tuple(models), tuple(blobs.values()), created_by, created, version, encoded)
 
 
 def _decode_model(obj: Any, i: int) -> IndexModel:
