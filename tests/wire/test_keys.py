@@ -253,7 +253,7 @@ def test_cli_key_errors_exit_14_with_no_traceback_and_no_secret(tmp_path: Path, 
         proc = subprocess.run(
             [sys.executable, "-m", "ollama_seed", "-vv", *args, "-o", str(tmp_path / "out.sig")]
             if args[0] == "sign"
-            else [sys.executable, "-m", "ollama_seed", "-vv", *args, "--models-dir", str(tmp_path / "m")],
+            else [sys.executable, "-m", "ollama_seed", "-vv", *args, "--models-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             env=env,
