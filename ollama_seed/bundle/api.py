@@ -391,6 +391,7 @@ def run_importer(
             label=opened.label,
             compression=opened.compression,
             directory=opened.oci_dir is not None,
+            ended=opened.stream.ended if opened.stream is not None else "",
         )
         if opened.stream is not None:
             opened.stream.drain(END_SLACK)
@@ -439,9 +440,19 @@ def _import_job(
     rename = _name(as_name)
     if rename is not None and rename.digest is not None:
         raise ValueError(f"--as takes a name without a digest, not {rename.display!r}")
-    return lambda cancel, emit: run_importer(
-        source, store, True, cancel, emit, names=picked, rename=rename, trust=trust, signature=signature
-    )
+    fresh = not store.root.exists()
+
+    def work(cancel: threading.Event, emit: Emit) -> ImportResult:
+        try:
+            return run_importer(
+                source, store, True, cancel, emit, names=picked, rename=rename, trust=trust, signature=signature
+            )
+        except BaseException:
+            if fresh:  # a refused bundle leaves no empty store behind where there was none
+                store.remove_if_empty()
+            raise
+
+    return work
 
 
 def import_bundle(source: BundleSource, **options: Any) -> ImportResult:

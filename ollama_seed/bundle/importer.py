@@ -105,6 +105,7 @@ class Importer:
         label: str,
         compression: str,
         directory: bool = False,
+        ended: str = "",
     ) -> ImportResult:
         """Read every member of *members*; install (or just check) what they carry.
 
@@ -135,7 +136,8 @@ class Importer:
                 self.completion.finish()
             except TruncatedBundle as exc:
                 where = f"inside member {current.ref.path}" if current else "between members"
-                raise self.completion.truncated(f"{label} is truncated: it ends {where} ({exc})") from None
+                why = f"; {ended}" if ended else ""
+                raise self.completion.truncated(f"{label} is truncated: it ends {where} ({exc}){why}") from None
             finally:
                 self.ring.wait()
                 self.completion.cleanup()

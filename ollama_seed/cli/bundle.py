@@ -7,11 +7,14 @@ The bundle itself may go to stdout (``-o -``), so summaries and progress go to s
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import ConfigError
 from ..core.groups import collapse
 from .render import add_interval, make_renderer
 from .store import add_common
@@ -25,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-EXIT_USAGE = 2
 _SIGNATURE_HELP = (
     "a detached signature (from export --signature, ollama-seed sign or model_signing sign) to check instead of "
     "the bundle's own; needs --trust or --trust-ca"
@@ -91,6 +93,11 @@ def register(sub: Any) -> None:
         "models directory, blobs first and manifests last: for rsync)",
     )
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while exporting")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing FILE (and remove the parts FILE.NNN of an older export that this one does not write)",
+    )
     from .provenance import add_key_options, add_trust_options
 
     add_key_options(p, "--sign")
@@ -173,16 +180,30 @@ def _mb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
+def _existing_output(args: argparse.Namespace) -> list[Path]:
+    """The files an export to ``-o`` would replace: FILE, or every FILE.NNN part for --split-size."""
+    out = str(args.output)
+    if out == "-" or args.format == "dir":
+        return []
+    if args.format == "oci" and not out.endswith((".tar", ".tar.zst", ".tar.gz", ".tgz")):
+        return []  # an OCI layout directory: written into
+    path = Path(out)
+    if args.split_size:
+        return sorted(p for p in path.parent.glob(glob.escape(path.name) + ".[0-9][0-9][0-9]") if p.is_file())
+    return [path] if path.is_file() else []
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     if args.output == "-" and sys.stdout.isatty():
-        print(
-            "ollama-seed: error: refusing to write a binary bundle to a terminal; use -o FILE or a pipe",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        raise ConfigError("refusing to write a binary bundle to a terminal; use -o FILE or a pipe")
     if args.output == "-" and args.json:
-        print("ollama-seed: error: --json needs stdout, which -o - uses for the bundle", file=sys.stderr)
-        return EXIT_USAGE
+        raise ConfigError("--json needs stdout, which -o - uses for the bundle")
+    existing = _existing_output(args)
+    if existing and not args.force:
+        raise ConfigError(
+            f"{existing[0]} exists{' (and ' + str(len(existing) - 1) + ' more part(s))' if len(existing) > 1 else ''}; "
+            "export does not overwrite a file: remove it, choose another -o, or pass --force"
+        )
     from ..bundle.api import export_bundle
     from .gcpause import resume
     from .provenance import load_key
@@ -206,8 +227,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             verb="exporting",
         )
     except ValueError as exc:
-        print(f"ollama-seed: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise ConfigError(str(exc)) from None
+    for stale in existing:  # --force: parts of an older, longer export would be read as part of this one
+        if str(stale) not in result.paths:
+            stale.unlink(missing_ok=True)
     if args.json:
         print(
             json.dumps(
@@ -276,8 +299,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             verb="importing",
         )
     except ValueError as exc:
-        print(f"ollama-seed: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise ConfigError(str(exc)) from None
     if args.json:
         print(json.dumps(_import_json(result)))
         return 0

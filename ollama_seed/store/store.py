@@ -32,6 +32,7 @@ from .fsutil import (
     ensure_dir,
     fsync_dir,
     raise_os_error,
+    remove_tree,
 )
 
 __all__ = ["BlobProblem", "InstalledModel", "ModelStore", "PruneReport"]
@@ -111,6 +112,16 @@ class ModelStore:
         for d in (self.layout.state_dir, self.layout.staging_dir, self.layout.locks_dir, self.layout.tmp_dir):
             ensure_dir(d, PRIVATE_DIR_MODE)
             self._give(d)
+
+    def remove_if_empty(self) -> bool:
+        """Remove the models directory if it holds no manifest and no blob: what :meth:`prepare` made
+        for a command that then failed (a refused import must not leave an empty store behind).
+        True if it was removed."""
+        for d in (self.layout.manifests_dir, self.layout.blobs_dir):
+            if d.is_dir() and any(not entry.is_dir() for entry in d.rglob("*")):
+                return False
+        remove_tree(self.root)
+        return not self.root.exists()
 
     def _give(self, path: Path) -> None:
         """Hand what root created to the models directory's owner (Ollama's service user) so

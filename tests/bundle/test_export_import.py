@@ -380,8 +380,7 @@ async def test_cancelling_an_import_removes_what_it_staged(src: Path, tmp_path: 
     with anyio.move_on_after(0.3) as scope:
         await aimport_bundle(_Slow(out.read_bytes()), models_dir=dst)  # type: ignore[arg-type]
     assert scope.cancelled_caught
-    assert staging_empty(dst)
-    assert not any((dst / "manifests").iterdir()) and not any((dst / "blobs").iterdir())
+    assert not dst.exists()  # it was new: a cancelled import leaves no empty store behind
 
 
 def test_blocking_api_refuses_a_running_loop(src: Path, tmp_path: Path) -> None:

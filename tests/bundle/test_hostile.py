@@ -184,7 +184,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "fifo": (lambda items: join([member(BLOB, type=tarfile.FIFOTYPE)]), "FIFO"),
     "sparse": (lambda items: join([set_type(member(BLOB, b"abc"), b"S")]), "sparse"),
     "outside-store": (lambda items: join([member("evil.sh", b"#!/bin/sh\n")]), "only manifests/"),
-    "state-dir-member": (lambda items: join([member(".ollama-seed/staging/x", b"x")]), "only manifests/"),
+    "state-dir-member": (lambda items: join([member(".ollama-seed/staging/x", b"x")]), "pack only manifests and blobs"),
     "bad-blob-name": (lambda items: join([member("blobs/sha256-1234", b"x")]), "sha256-<64 lowercase hex>"),
     "uppercase-digest": (lambda items: join([member("blobs/sha256-" + "AB" * 32, b"x")]), "lowercase hex"),
     "manifest-depth": (

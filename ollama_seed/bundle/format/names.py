@@ -88,6 +88,13 @@ def classify_member(raw: str, *, is_dir: bool = False) -> MemberRef:
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise _refuse(raw, "'..', '.' or an empty component in the path")
+    if parts[0] == ".ollama-seed" and name not in (".ollama-seed", INDEX_MEMBER):
+        raise _refuse(
+            raw,
+            "ollama-seed's own state (staging, locks, stamps) is no part of a bundle; a tar of a whole models "
+            "directory carries it: pack only manifests and blobs (tar -C DIR -cf FILE manifests blobs), "
+            "or use 'ollama-seed export'",
+        )
     if is_dir:
         return _classify_dir(raw, name, parts)
     if name == INDEX_MEMBER:

@@ -35,6 +35,7 @@ CHUNK = 1024 * 1024
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_MAGIC = {b"\xfd7zXZ": "xz", b"BZh": "bzip2", b"PK\x03\x04": "zip"}
+_UNPACK = {"xz": "xz -dc FILE", "bzip2": "bzip2 -dc FILE", "zip": "unzip -p FILE"}  # each writes to stdout
 MAX_PARTS = 1000
 
 
@@ -82,8 +83,15 @@ class _PartsSource:
 
     @property
     def label(self) -> str:
-        note = f"; {self.gap.name} is missing" if self.gap else ""
-        return f"{len(self.paths)} part(s) {self.paths[0].name}..{self.paths[-1].name}{note}"
+        if len(self.paths) == 1:
+            return str(self.paths[0])
+        return f"{self.paths[0]}..{self.paths[-1].name} ({len(self.paths)} parts)"
+
+    def ended(self) -> str:
+        """Why the parts ended early, for a truncation message."""
+        if self.gap is not None:
+            return f"{self.gap.name} is missing (later parts are there): copy it next to the others and run again"
+        return f"no part after {self.paths[-1].name}: if there were more, copy them next to it and run again"
 
     def readinto(self, view: memoryview) -> int:
         while self.i < len(self.paths):
@@ -166,13 +174,15 @@ class _GzipSource:
 
 
 class OpenedSource:
-    """What :func:`open_source` returns: the tar-level byte source, and how it was found."""
+    """What :func:`open_source` returns: the tar-level byte source, and how it was found.
+    *ended* says why split parts stopped short ("" for one file or a stream)."""
 
     def __init__(
         self, tar: ByteSource, raw: _Prefixed, label: str, compression: str, closer: Callable[[], None]
     ) -> None:
         self.tar, self.raw, self.label, self.compression = tar, raw, label, compression
         self._closer = closer
+        self.ended = ""
 
     def drain(self, limit: int) -> None:
         """Read what follows the archive (zstd epilogue, record padding) so a pipe's writer never sees EPIPE."""
@@ -216,18 +226,32 @@ def open_source(source: str | os.PathLike[str] | IO[bytes]) -> OpenedSource:
             inner, label, closer = _FdSource(f, str(path)), str(path), f.close
     else:
         inner, label = _FdSource(source, getattr(source, "name", "stream")), str(getattr(source, "name", "stream"))
+    opened = _detect(inner, label, closer)
+    if isinstance(inner, _PartsSource):
+        opened.ended = inner.ended()
+    return opened
+
+
+def _detect(inner: Any, label: str, closer: Callable[[], None]) -> OpenedSource:
     head = read_exact(inner, 6, allow_short=True)
     raw = _Prefixed(head, inner)
     if head.startswith(ZSTD_MAGIC):
         return OpenedSource(_ZstdSource(raw), raw, label, "zstd", closer)
     if head.startswith(GZIP_MAGIC):
         return OpenedSource(_GzipSource(raw), raw, label, "gzip", closer)
+    if head.startswith(b"GGUF"):
+        closer()
+        name = Path(label).name
+        raise BundleError(
+            f"{label} is a GGUF model file, not a bundle; make a model of it with a Modelfile: "
+            f"echo 'FROM ./{name}' > Modelfile && ollama-seed create NAME -f Modelfile (in the GGUF's folder)"
+        )
     for magic, kind in _OTHER_MAGIC.items():
         if head.startswith(magic):
             closer()
             raise BundleError(
                 f"{label} is {kind}-compressed; bundles are tar, zstd or gzip. Decompress it first "
-                f"(for example: {kind} -dc FILE | ollama-seed import -)"
+                f"(for example: {_UNPACK[kind].replace('FILE', label)} | ollama-seed import -)"
             )
     if not head:
         closer()

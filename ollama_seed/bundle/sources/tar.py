@@ -52,6 +52,8 @@ class TarMembers:
             block = read_exact(self.src, BLOCK, allow_short=True)
             if not block:
                 raise TruncatedBundle("the bundle ends without tar's end-of-archive marker")
+            if self.count == 0 and not pax and longname is None:
+                _first_block(block)
             header = parse_header(block)
             if header is None:
                 return None
@@ -108,3 +110,40 @@ class TarMembers:
         buf = memoryview(bytearray(64 * 1024))
         while self.readinto(buf):
             pass
+
+
+def _first_block(block: bytes) -> None:
+    """Refuse, saying what it is, a source that is plainly something else (a text file, a GGUF,
+    safetensors, a few bytes): "truncated" or "damaged" would send the user looking for a better
+    copy of the wrong file. Anything else goes on to the header checks and their own words."""
+    what = _looks_like(block)
+    if what is not None:
+        raise BundleError(
+            f"this is not a bundle: it is {what}. import reads ollama-seed bundles (tar, zstd or gzip, as "
+            "'ollama-seed export' writes them), tars of a models directory, ollamazip archives, OCI layouts "
+            "and models directories"
+        )
+
+
+def _looks_like(block: bytes) -> str | None:
+    if block[257:262] == b"ustar":
+        return None  # a tar header, if a damaged one
+    if block.startswith(b"GGUF"):
+        return (
+            "a GGUF model file; make a model of it with a Modelfile: "
+            "echo 'FROM ./FILE.gguf' > Modelfile && ollama-seed create NAME -f Modelfile"
+        )
+    if len(block) >= 9 and block[8:9] == b"{" and int.from_bytes(block[:8], "little") < 100_000_000:
+        return (
+            "safetensors weights; convert them to GGUF (llama.cpp's convert_hf_to_gguf.py), then 'ollama-seed create'"
+        )
+    text = block.rstrip(b"\x00")
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        decoded = ""
+    if decoded and all(c.isprintable() or c in "\n\r\t" for c in decoded):
+        return f"a text file ({' '.join(decoded.split())[:60]!r})"
+    if len(block) < BLOCK:
+        return f"{len(block)} bytes, fewer than one tar header"
+    return None
