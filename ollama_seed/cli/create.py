@@ -89,7 +89,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         if renderer is not None:
             renderer.close()
     for warning in result.warnings:
-        print(f"ollama-seed: warning: {warning}", file=sys.stderr)
+        print(f"ollama-seed: warning: {warning.removeprefix('warning: ')}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(

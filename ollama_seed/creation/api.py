@@ -40,7 +40,7 @@ from .layers import (
 )
 from .modelfile import ModelfileError, parse_modelfile
 from .record import remember
-from .sources import LocalFile, ingest_gguf, local_files
+from .sources import LocalFile, expand, ingest_gguf, local_files
 
 __all__ = ["CreateResult", "acreate", "create"]
 
@@ -178,8 +178,7 @@ async def acreate(
         parsed = parse_modelfile(raw)
     except ModelfileError as exc:
         raise InvalidModelfile(str(exc)) from None
-    store = ModelStore(models_dir)
-    store.prepare()
+    store = ModelStore(models_dir)  # prepared only once the Modelfile and its files passed: no empty store on a refusal
     ref = store.resolve(ref)
     label = ref.display
     warnings = list(parsed.warnings)
@@ -195,14 +194,17 @@ async def acreate(
             files.extend(found)
     if base_value is not None and files:
         raise InvalidModelfile(
-            f"FROM {base_value}: no such file next to the Modelfile; a create builds on local "
-            "GGUF files or on one model, not both"
+            f"FROM {base_value}: no such file ({expand(base_value, folder)}), so it names a model, but another FROM "
+            "names local files; a create builds on local GGUF files or on one model, not both"
         )
     adapter_file: LocalFile | None = None
     if parsed.adapters:
         found = await anyio.to_thread.run_sync(local_files, parsed.adapters[-1], folder, "ADAPTER")
         if not found:
-            raise InvalidModelfile(f"ADAPTER {parsed.adapters[-1]}: no such file next to the Modelfile")
+            raise InvalidModelfile(
+                f"ADAPTER {parsed.adapters[-1]}: no such file: {expand(parsed.adapters[-1], folder)} (an adapter is "
+                "a local file; a relative path is read from the Modelfile's folder)"
+            )
         if len(found) > 1:
             raise InvalidModelfile(f"ADAPTER {parsed.adapters[-1]}: only one adapter is currently supported")
         adapter_file = found[0]
@@ -225,6 +227,8 @@ async def acreate(
         emit(LayerProgress(label, key, MEDIA_MODEL, gguf.size, gguf.size, cached=existed, done=True))
         return gguf
 
+    if files or adapter_file is not None:
+        store.prepare()
     ggufs = [await bring(f) for f in files]
     adapter = await bring(adapter_file) if adapter_file is not None else None
     base = None
@@ -235,6 +239,7 @@ async def acreate(
         )
         base_name = model.name
         base = await anyio.to_thread.run_sync(_base, store, model)
+    store.prepare()
     sources = [f.path for f in files] + ([adapter_file.path] if adapter_file is not None else [])
 
     auto = None

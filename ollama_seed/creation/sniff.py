@@ -81,8 +81,8 @@ def describe_non_gguf(head: bytes) -> str:
         return "a big-endian GGUF: Ollama loads little-endian GGUFs only; convert it with gguf-convert-endian first"
     shown = head[:4].hex(" ")
     return (
-        f"supplied file was not in GGUF format (it starts with bytes {shown}, not 'GGUF'); FROM a GGUF file, "
-        f"a model name, or a folder of safetensors weights ({CONVERT_HINT})"
+        f"supplied file was not in GGUF format (it starts with bytes {shown}, not 'GGUF'); FROM takes a GGUF "
+        f"file, a folder of GGUF files, or a model name; for other weights, {CONVERT_HINT}"
     )
 
 

@@ -78,12 +78,37 @@ def _folder(path: Path, label: str) -> list[LocalFile]:
     return [LocalFile(path / name, name, _header(path / name, label)) for name in found.files]
 
 
+_FILE_SUFFIXES = (".gguf", ".bin", ".safetensors", ".pt", ".pth", ".ggml")
+
+
+def looks_like_a_path(value: str) -> bool:
+    """A FROM or ADAPTER value that can only mean a file: ``/``, ``./``, ``../``, ``~``, ``\\`` in front,
+    or a weights file's suffix (no model is called ``x.gguf``)."""
+    return (
+        value.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or "\\" in value
+        or value.lower().endswith(_FILE_SUFFIXES)
+    )
+
+
 def local_files(value: str, base: Path, label: str) -> list[LocalFile] | None:
-    """The GGUF(s) *value* names, or None when nothing exists there (then it is a model name)."""
+    """The GGUF(s) *value* names, or None when nothing exists there (then it is a model name).
+
+    Raises:
+        InvalidModelfile: nothing exists there and *value* can only be a path (ollama-seed refuses it
+            here; Ollama would try to pull a model of that name).
+    """
     path = expand(value, base)
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if looks_like_a_path(value):
+            where = (
+                ""
+                if os.path.isabs(value) or value.startswith("~")
+                else f"; a relative path is read from the Modelfile's folder, {base}"
+            )
+            raise InvalidModelfile(f"{label} {value}: no such file: {path}{where}") from None
         return None
     except OSError as exc:
         raise InvalidModelfile(f"{label} {value}: cannot look at {path} ({exc.strerror or exc})") from None
