@@ -82,7 +82,7 @@ def describe_non_gguf(head: bytes) -> str:
     shown = head[:4].hex(" ")
     return (
         f"supplied file was not in GGUF format (it starts with bytes {shown}, not 'GGUF'); FROM takes a GGUF "
-        f"file, a folder of GGUF files, or a model name; for other weights, {CONVERT_HINT}"
+        f"file, a folder of GGUF files, or a model name; for safetensors or PyTorch weights, {CONVERT_HINT}"
     )
 
 
