@@ -149,13 +149,18 @@ def start_distribution(
     return server
 
 
+SEED_ENV: dict[str, str] = {}  # --serve-env: extra environment for every serve process (A/B runs)
+
+
 def start_seed(name: str, store: Path, work: Path, certs: CertFiles | None = None, *args: str) -> Server:
     port = free_port()
     tls = ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)] if certs else []
     log = work / f"{name}.log"
     argv = [sys.executable, "-m", "ollama_seed", "serve", "--models-dir", str(store), "--port", str(port)]
     with log.open("ab") as out:
-        proc = subprocess.Popen([*argv, *tls, *args], stdout=out, stderr=subprocess.STDOUT, env=_env(work))
+        proc = subprocess.Popen(
+            [*argv, *tls, *args], stdout=out, stderr=subprocess.STDOUT, env={**_env(work), **SEED_ENV}
+        )
     url = f"{'https' if certs else 'http'}://127.0.0.1:{port}"
     server = Server(name, proc, url, log)
     try:
@@ -417,8 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma-separated: plain,tls,ranged,miss,redirect,site")
     p.add_argument("--work", default=None, help="where the blob and the servers' storage go (default: a temp dir)")
     p.add_argument("--label", default="")
+    p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE", help="for A/B runs of serve")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
+    SEED_ENV.update(kv.split("=", 1) for kv in args.serve_env)
     if not REGISTRY_BIN.exists() or shutil.which("curl") is None:
         print("needs /usr/bin/docker-registry (apt-get install docker-registry) and curl", file=sys.stderr)
         return 2

@@ -102,7 +102,12 @@ class Http11Server:
         self._lock = threading.Lock()
         self._conns: dict[Connection, threading.Thread] = {}
         self._acceptor: threading.Thread | None = None
-        self.zero_copy = hasattr(os, "sendfile") and oscalls.host.kind in ("linux", "macos") and tls is None
+        self.zero_copy = (
+            hasattr(os, "sendfile")
+            and oscalls.host.kind in ("linux", "macos")
+            and tls is None
+            and os.environ.get("OLLAMA_SEED_SENDFILE", "1") != "0"  # benchmarks measure without it
+        )
         self._tasks: set[asyncio.Future[None]] = set()
 
     # -- accepting ---------------------------------------------------------------------------------
