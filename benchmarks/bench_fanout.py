@@ -55,10 +55,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import fanout_report  # noqa: E402
 from ollama_seed.wire.throttle import parse_rate  # noqa: E402
-from tests.faultkit.tls import CertFiles, make_certs  # noqa: E402
-from tests.servers.model import BuiltModel, make_model  # noqa: E402
-from tests.servers.registry import HTTP_SECRET, REGISTRY_BIN, free_port  # noqa: E402
-from tests.servers.seed import seed_registry  # noqa: E402
+from tests.support.model import BuiltModel, make_model  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.registry import HTTP_SECRET, REGISTRY_BIN  # noqa: E402
+from tests.support.seed import seed_registry  # noqa: E402
+from tests.support.tls import CertFiles, make_certs  # noqa: E402
 
 REPO, TAG = "library/bench", "latest"
 OLLAMA_UA = "ollama/0.12.3 (amd64 linux) Go/go1.24.0"
