@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 __all__ = [
     "Accept",
+    "Attempts",
     "Expired",
     "Fail",
     "Ignored",
@@ -149,6 +150,32 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=timezone.utc)
     delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
     return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
+
+@dataclass(slots=True)
+class Attempts:
+    """The tries of one range: in a row without real progress (*in_row*), and in all (*total*).
+
+    Real progress is a new furthest byte at least ``floor`` bytes (or the rest of the range) past
+    where the attempt started: a server that cuts every body at the same byte, or trickles a few
+    bytes per attempt, makes none, so a lying or trickling server ends in an error too.
+    """
+
+    limit: int
+    budget: int
+    best: int
+    floor: int = 1024 * 1024
+    in_row: int = 0
+    total: int = 0
+
+    def failed(self, before: int, pos: int, end: int) -> bool:
+        """Count an attempt that moved the range from *before* to *pos* (of *end*); True: give up."""
+        if pos > self.best and pos - before >= min(self.floor, end - before):
+            self.in_row = 0
+        self.best = max(self.best, pos)
+        self.in_row += 1
+        self.total += 1
+        return self.in_row >= self.limit or self.total >= self.budget
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:

@@ -23,6 +23,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ __all__ = [
     "DirectPool",
     "DirectResponse",
     "LinkError",
+    "LowSpeed",
     "drain",
     "error_text",
     "open_in_thread",
@@ -354,6 +356,26 @@ async def run_in_thread(func: Callable[[], None], abort: Callable[[], None], lim
         raise
 
 
+class LowSpeed:
+    """curl's ``--speed-limit``/``--speed-time``: a body that brings fewer than *rate* bytes a second
+    over *window* seconds is stalled, however steadily it trickles (a 1 byte/s body would never
+    trip a "no byte for N seconds" watchdog)."""
+
+    def __init__(self, rate: float, window: float) -> None:
+        self.rate, self.window = rate, window
+        self.start, self.got = time.monotonic(), 0
+
+    def add(self, n: int) -> None:
+        """*n* more bytes arrived. Raises :class:`TimeoutError` when the last window was too slow."""
+        self.got += n
+        now = time.monotonic()
+        took = now - self.start
+        if took >= self.window:
+            if self.got < self.rate * took:
+                raise TimeoutError(f"slower than {self.rate:g} bytes/s for {took:.0f} s")
+            self.start, self.got = now, 0
+
+
 def read_body(
     resp: DirectResponse,
     fd: int,
@@ -361,6 +383,7 @@ def read_body(
     run: Run,
     view: memoryview,
     on_recorded: Callable[[int, memoryview], None] | None = None,
+    slow: LowSpeed | None = None,
 ) -> None:
     """In a worker thread: read *resp*'s body into file *fd* until *run* ends (or the body does).
 
@@ -368,7 +391,8 @@ def read_body(
 
     A read is at most ``len(view)`` (<= one piece), and a steal never takes the piece being
     written nor the next one (see core.plan.Scheduler._steal), so every byte read lands in pieces
-    this run still owns; ``record_upto`` checks it all the same.
+    this run still owns; ``record_upto`` checks it all the same. A body slower than *slow* allows
+    raises :class:`TimeoutError` (a trickle is a stall).
     """
     plan = sched.plan
     while True:
@@ -379,6 +403,8 @@ def read_body(
         n = resp.readinto(view[: min(len(view), room)])
         if n <= 0:
             return
+        if slow is not None:
+            slow.add(n)
         pwrite_all(fd, view[:n], pos)
         kept = sched.record_upto(run, n)
         if on_recorded is not None and kept > 0:

@@ -15,6 +15,7 @@ import anyio
 
 from ..core.plan import Run, Scheduler
 from ..store.fsutil import pwrite_all
+from .direct import LowSpeed
 from .throttle import TokenBucket
 
 if TYPE_CHECKING:
@@ -43,25 +44,39 @@ async def watchdog(watches: set[Watch], stall_timeout: float, done: anyio.Event)
 
 
 async def stream_watched(
-    watches: set[Watch], fd: int, sched: Scheduler, run: Run, resp: httpx.Response, bucket: TokenBucket | None
+    watches: set[Watch],
+    fd: int,
+    sched: Scheduler,
+    run: Run,
+    resp: httpx.Response,
+    bucket: TokenBucket | None,
+    slow: LowSpeed | None = None,
 ) -> bool:
     """Write *resp*'s body into *fd* for *run*, under the watchdog; True if it stalled."""
     watch = Watch(anyio.CancelScope(), time.monotonic())
     watches.add(watch)
     try:
         with watch.scope:
-            await _stream(fd, sched, run, resp, bucket, watch)
+            await _stream(fd, sched, run, resp, bucket, watch, slow)
     finally:
         watches.discard(watch)
     return watch.scope.cancelled_caught
 
 
 async def _stream(
-    fd: int, sched: Scheduler, run: Run, resp: httpx.Response, bucket: TokenBucket | None, watch: Watch
+    fd: int,
+    sched: Scheduler,
+    run: Run,
+    resp: httpx.Response,
+    bucket: TokenBucket | None,
+    watch: Watch,
+    slow: LowSpeed | None,
 ) -> None:
     plan = sched.plan
     async for chunk in resp.aiter_raw():
         watch.last = time.monotonic()
+        if slow is not None:
+            slow.add(len(chunk))  # a trickle: TimeoutError
         room = run.limit(plan) - run.pos  # re-read: a steal may have shortened the run meanwhile
         if room <= 0:
             return

@@ -42,7 +42,7 @@ from ..core.groups import collapse, leaves
 from ..core.manifest import Layer
 from ..core.plan import BlobPlan, Run, Scheduler
 from ..core.progress import LayerNote, retry_reason
-from ..core.ranges import Accept, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
+from ..core.ranges import Accept, Attempts, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ..store import oscalls
 from ..store.fsutil import raise_os_error
 from ..store.staging import open_staging, staging_paths
@@ -52,6 +52,7 @@ from .direct import (
     DirectPool,
     DirectResponse,
     LinkError,
+    LowSpeed,
     drain,
     error_text,
     open_in_thread,
@@ -76,6 +77,7 @@ HASH_POLL = 0.025  # ... looking every this many seconds: at most ~5 MB left to 
 SYNC_STEP = 64 * 1024 * 1024  # writeback (fdatasync) runs once this many more bytes are hashed
 MAX_REDIRECTS = 10
 MAX_REFRESHES = 5
+RESUME = "run the pull again to resume"
 log = logging.getLogger("ollama_seed.transfer")
 
 
@@ -85,7 +87,9 @@ class TransferConfig:
 
     connections: int = 16
     stall_timeout: float = 30.0
-    max_attempts: int = 8
+    max_attempts: int = 8  # attempts in a row without real progress; then the blob fails (resumable)
+    retry_budget: int = 64  # attempts of one run in all, progress or not: a lying server ends too
+    min_rate: float = 1024.0  # bytes/s over stall_timeout below which a body counts as stalled
     integrity_retries: int = 1
     progress_interval: float = 0.1
     unique_staging: bool = False
@@ -355,7 +359,8 @@ class BlobDownloader:
         """Fetch *run* (retrying as its responses say); the bytes/s of the body that finished it,
         from its response head to its last byte (None if no body did)."""
         layer, plan = job.layer, job.plan
-        attempts = refreshes = redirects = 0
+        refreshes = redirects = 0
+        tries = Attempts(self.cfg.max_attempts, self.cfg.retry_budget, run.pos)
         error = "no attempt made"
         while not job.sched.finished(run):
             if not ranged and run.pos:
@@ -393,14 +398,12 @@ class BlobDownloader:
                                     functools.partial(self._read_run, job, run, resp), resp.abort, self._threads
                                 )
                             else:
-                                stalled = await stream_watched(job.watches, job.fd, job.sched, run, resp, self.bucket)
+                                w = (job.watches, job.fd, job.sched, run, resp, self.bucket)
+                                stalled = await stream_watched(*w, None if self.bucket else self._low_speed())
                             if job.sched.finished(run):
                                 took = time.monotonic() - head_at
                                 return (run.pos - before) / took if took > 0 else float("inf")
-                            if stalled:
-                                error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
-                            else:
-                                error = f"the body ended early at byte {run.pos} of {end}"
+                            error = self._stalled if stalled else f"the body ended early at byte {run.pos} of {end}"
                         elif isinstance(outcome, Redirect):
                             redirects += 1
                             if redirects > MAX_REDIRECTS:
@@ -439,17 +442,13 @@ class BlobDownloader:
                 error = describe_transport_error(exc, url)
             except LinkError as exc:
                 error = str(exc)
-            except TimeoutError:
-                error = f"stalled: no data for {self.cfg.stall_timeout:g} s"
-            if run.pos > before:
-                attempts = 0
-            attempts += 1
-            if attempts >= self.cfg.max_attempts:
+            except TimeoutError as exc:  # no byte for stall_timeout, or a trickle (LowSpeed)
+                error = f"stalled: {exc}" if str(exc).startswith("slower") else self._stalled
+            if tries.failed(before, run.pos, end):
                 raise TransferError(
-                    f"downloading {layer.digest} failed after {attempts} attempts: {error}; "
-                    "run the pull again to resume"
+                    f"downloading {layer.digest} failed after {tries.total} attempts: {error}; {RESUME}"
                 )
-            delay = wait if wait is not None else backoff(attempts - 1)
+            delay = wait if wait is not None else backoff(tries.in_row - 1)
             if job.on_note is not None:
                 job.on_note(
                     LayerNote(
@@ -484,4 +483,11 @@ class BlobDownloader:
         view = getattr(self._buffers, "view", None)
         if view is None:
             view = self._buffers.view = memoryview(bytearray(READ_SIZE))
-        read_body(resp, job.fd, job.sched, run, view, job.digest.inline)
+        read_body(resp, job.fd, job.sched, run, view, job.digest.inline, self._low_speed())
+
+    def _low_speed(self) -> LowSpeed | None:
+        return LowSpeed(self.cfg.min_rate, self.cfg.stall_timeout) if self.cfg.min_rate > 0 else None
+
+    @property
+    def _stalled(self) -> str:
+        return f"stalled: no data for {self.cfg.stall_timeout:g} s"
