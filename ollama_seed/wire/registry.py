@@ -257,8 +257,13 @@ class RegistryClient:
         else:
             turl = token_url(challenge, scope)
         auth = httpx.BasicAuth(*creds) if creds else None
-        if auth and httpx.URL(turl).scheme != "https" and not self.insecure:
-            raise AuthenticationError(f"refusing to send credentials to a plain-http token endpoint {challenge.realm}")
+        realm = httpx.URL(turl)
+        if auth and realm.scheme != "https" and (not self.insecure or realm.netloc.decode() != name.host):
+            # over plain http a password goes only to the registry itself, and only when it is --insecure
+            raise AuthenticationError(
+                f"refusing to send credentials to a plain-http token endpoint {challenge.realm}"
+                + ("" if self.insecure else "; it needs --insecure, and must be on the registry's own host")
+            )
         try:
             resp = await self._client.get(turl, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, headers=signed)
         except httpx.TransportError as exc:
