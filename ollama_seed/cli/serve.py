@@ -84,6 +84,12 @@ def register(sub: Any) -> None:
         metavar="S",
         help="retry an upstream request after S seconds without a byte (default 30)",
     )
+    p.add_argument(
+        "--upstream-private-redirects",
+        action="store_true",
+        help="let the upstream redirect the pull-through to loopback, link-local and private addresses "
+        "(refused by default)",
+    )
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.add_argument(
         "--log-format",
@@ -263,6 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_cache_size=args.max_cache_size,
         keep=args.keep,
         login_failures=args.login_failures,
+        upstream_private_redirects=args.upstream_private_redirects,
     )
 
     async def run() -> None:

@@ -11,12 +11,18 @@ evicted until it fits:
 - eviction is :meth:`ModelStore.remove <ollama_seed.store.store.ModelStore.remove>`, the same
   as ``ollama-seed rm``: the manifest goes, then the blobs no other manifest lists, so a blob
   another model uses stays and Ollama's layout stays consistent;
+- a blob fetched by digest alone (no manifest of the store lists it) is an *orphan*: it is evicted
+  before any model, least recently served first, unless a manifest lists it by then;
 - if nothing more can be evicted, the fetch fails with :class:`~ollama_seed.core.errors.InsufficientSpace`
-  (the mirror answers 507) instead of growing past the limit.
+  (the mirror answers 507) instead of growing past the limit; a blob larger than the whole limit
+  is refused at once, without evicting anything for it.
+
+The size counts the staging files of downloads that are not running (a failed or interrupted
+fetch), and the cache removes a failed fetch's staging files when no other process holds them.
 
 When each pulled-through model was last served is kept in ``.ollama-seed/mirror-served.json``
 (written atomically, at most every ``flush_every`` seconds and at shutdown), so the order
-survives a restart, and so does which models the pull-through brought in.
+survives a restart, and so does which models and orphan blobs the pull-through brought in.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from ..store.fsutil import atomic_write
 from ..store.store import InstalledModel, ModelStore
 from .metrics import MirrorMetrics
 
-__all__ = ["STATE_FILE", "CacheBudget", "blob_bytes", "model_key"]
+__all__ = ["STATE_FILE", "CacheBudget", "blob_bytes", "discard_staging", "model_key", "staging_bytes"]
 
 log = logging.getLogger("ollama_seed.mirror")
 STATE_FILE = "mirror-served.json"
@@ -65,6 +71,48 @@ def blob_bytes(store: ModelStore) -> int:
     except OSError:
         pass
     return total
+
+
+def staging_bytes(store: ModelStore, skip: Iterable[Digest] = ()) -> int:
+    """Disk bytes of the staging files (``.data``, preallocated) of blobs not in *skip*."""
+    names = {f"{d.filename}.data" for d in skip}
+    total = 0
+    try:
+        with os.scandir(store.layout.staging_dir) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".data") or entry.name in names:
+                    continue
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        total += max(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
+    except OSError:
+        pass
+    return total
+
+
+def discard_staging(store: ModelStore, digest: Digest) -> bool:
+    """Remove a failed fetch's staging files, unless another process holds the blob's lock; True if removed."""
+    import filelock
+
+    data, state = store.layout.staging_data(digest), store.layout.staging_state(digest)
+    if not data.exists() and not state.exists():
+        return False
+    lock = filelock.FileLock(str(store.layout.lock(digest)), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except (filelock.Timeout, OSError):
+        return False  # a download (maybe another process's) owns them
+    try:
+        for path in (data, state):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    except OSError as exc:
+        log.warning("could not remove the staging files of %s: %s", digest, exc)
+        return False
+    finally:
+        lock.release()
+    return True
 
 
 class CacheBudget:
@@ -102,6 +150,8 @@ class CacheBudget:
         self.pins: collections.Counter[Digest] = collections.Counter()
         self._reserved = 0
         self._served: dict[str, float] = {}  # pulled-through models -> when last served
+        self._orphans: dict[str, float] = {}  # blobs fetched by digest alone -> when last served
+        self._fetching: collections.Counter[Digest] = collections.Counter()
         self._dirty = False
         self._flushed = 0.0
         self._lock = anyio.Lock()
@@ -118,11 +168,17 @@ class CacheBudget:
         try:
             doc = json.loads(self.path.read_bytes())
             served = doc.get("served", {}) if isinstance(doc, dict) else {}
+            orphans = doc.get("orphans", {}) if isinstance(doc, dict) else {}
         except FileNotFoundError:
-            served = {}
+            served, orphans = {}, {}
         except (OSError, ValueError) as exc:
             log.warning("cannot read %s (%s); every model in the store is kept", self.path, exc)
-            served = {}
+            served, orphans = {}, {}
+        self._orphans = {
+            k: float(v)
+            for k, v in (orphans.items() if isinstance(orphans, dict) else [])
+            if isinstance(k, str) and isinstance(v, (int, float)) and _digest(k) is not None
+        }
         present = {model_key(m.name) for m in self.store.iter_models() if isinstance(m, InstalledModel)}
         self._served = {
             k: float(v)
@@ -138,7 +194,8 @@ class CacheBudget:
         now = self._clock()
         if not self._dirty or (not force and now - self._flushed < self.flush_every):
             return
-        data = json.dumps({"version": 1, "served": self._served}, indent=1, sort_keys=True).encode()
+        doc = {"version": 1, "served": self._served, "orphans": self._orphans}
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
         try:
             atomic_write(self.path, data, self.store.layout.tmp_dir, mode=0o600)
         except (OSError, SeedError) as exc:
@@ -154,6 +211,12 @@ class CacheBudget:
             self._dirty = True
             self.flush(force=True)
 
+    def adopt_blob(self, digest: Digest) -> None:
+        """A blob the pull-through fetched by digest alone: evictable while no manifest lists it."""
+        self._orphans[str(digest)] = self._clock()
+        self._dirty = True
+        self.flush(force=True)
+
     def evictable(self) -> list[str]:
         """Models that may be evicted, least recently served first."""
         return sorted((k for k in self._served if k not in self.keep), key=lambda k: self._served[k])
@@ -163,6 +226,9 @@ class CacheBudget:
     ) -> None:
         """A manifest (by *tag*) or a blob (*digest*) of this repository was served."""
         now = self._clock()
+        if digest is not None and str(digest) in self._orphans:
+            self._orphans[str(digest)] = now
+            self._dirty = True
         for key in self._served:
             k_host, rest = key.split("/", 1)
             k_repo, _, k_tag = rest.rpartition(":")
@@ -204,8 +270,8 @@ class CacheBudget:
 
     # -- size and eviction --------------------------------------------------------------------
     def used(self) -> int:
-        """Bytes of the blobs in ``blobs/``."""
-        return blob_bytes(self.store)
+        """Bytes of the blobs in ``blobs/`` and of staging files no running fetch of this cache owns."""
+        return blob_bytes(self.store) + staging_bytes(self.store, skip=self._fetching)
 
     @contextlib.asynccontextmanager
     async def room(self, digest: Digest, size: int) -> AsyncIterator[None]:
@@ -215,15 +281,34 @@ class CacheBudget:
             InsufficientSpace: even after every possible eviction the blob would not fit.
         """
         with self.pinned([digest]):
+            self._fetching[digest] += 1
             if self.max_bytes is not None:
-                async with self._lock:
-                    self._make_room(size)
-                    self._reserved += size
+                if size > self.max_bytes:
+                    self._done_fetching(digest)
+                    raise InsufficientSpace(
+                        f"blob {digest} has {size} bytes, more than the whole --max-cache-size {self.max_bytes}; "
+                        "nothing was evicted for it. Raise --max-cache-size",
+                        needed=size,
+                        free=self.max_bytes,
+                    )
+                try:
+                    async with self._lock:
+                        self._make_room(size)
+                        self._reserved += size
+                except BaseException:
+                    self._done_fetching(digest)
+                    raise
             try:
                 yield
             finally:
+                self._done_fetching(digest)
                 if self.max_bytes is not None:
                     self._reserved -= size
+
+    def _done_fetching(self, digest: Digest) -> None:
+        self._fetching[digest] -= 1
+        if self._fetching[digest] <= 0:
+            del self._fetching[digest]
 
     def _make_room(self, need: int) -> None:
         assert self.max_bytes is not None
@@ -235,6 +320,10 @@ class CacheBudget:
         for item in self.store.iter_models():
             if isinstance(item, InstalledModel):
                 users.update({layer.digest for layer in item.manifest.blobs})
+        for hex_digest in sorted(self._orphans, key=lambda k: self._orphans[k]):
+            if used + need <= self.max_bytes:
+                break
+            used -= self._evict_orphan(hex_digest, users, busy)
         for key in self.evictable():
             if used + need <= self.max_bytes:
                 break
@@ -252,6 +341,32 @@ class CacheBudget:
                 needed=need,
                 free=self.max_bytes - used,
             )
+
+    def _evict_orphan(self, text: str, users: collections.Counter[Digest], busy: set[Digest]) -> int:
+        """Remove an orphan blob unless a manifest lists it now or it is busy; the bytes freed."""
+        digest = _digest(text)
+        if digest is None or users[digest] > 0:
+            self._orphans.pop(text, None)  # a model's blob now: evicted with its model, if ever
+            self._dirty = True
+            return 0
+        if digest in busy:
+            return 0
+        path = self.store.layout.blob(digest)
+        try:
+            size = os.lstat(path).st_size
+            os.unlink(path)
+        except OSError as exc:
+            log.warning("could not evict the blob %s: %s", digest, exc)
+            return 0
+        finally:
+            self._orphans.pop(text, None)
+            self._dirty = True
+        log.info("evicted the blob %s from the cache (%d bytes, fetched by digest, in no model)", digest, size)
+        if self.metrics is not None:
+            self.metrics.evictions.inc()
+            self.metrics.evicted_bytes.inc(size)
+        self.flush(force=True)
+        return size
 
     def _evict(self, key: str) -> int:
         """Remove one model as ``ollama-seed rm`` does; the bytes freed."""
@@ -278,6 +393,13 @@ class CacheBudget:
             self.metrics.evicted_bytes.inc(freed)
         self.flush(force=True)
         return freed
+
+
+def _digest(text: str) -> Digest | None:
+    try:
+        return Digest.parse(text)
+    except InvalidName:
+        return None
 
 
 def _parse(name: str) -> ModelName:

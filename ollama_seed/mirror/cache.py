@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import logging
+import socket
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -36,7 +38,7 @@ from ..core.reference import ModelName
 from ..pulling.session import PullSession
 from ..store.store import ModelStore
 from ..wire.registry import Credentials, map_errors
-from .budget import CacheBudget
+from .budget import CacheBudget, discard_staging
 from .metrics import MirrorMetrics, note_miss
 
 __all__ = ["PullThroughCache", "parse_upstream"]
@@ -98,6 +100,8 @@ class PullThroughCache:
         transport: an httpx transport (tests).
         connections: range requests per blob; *stall_timeout*: seconds without a byte.
         remember: how many fetched manifests to keep in memory.
+        private_redirects: follow the upstream's redirects to loopback, link-local and private
+            addresses too (by default only to public ones, or to the upstream itself).
         budget: keeps the store under a size by evicting models before a blob is fetched.
         metrics: misses, upstream bytes, errors and running downloads are counted there.
 
@@ -116,6 +120,7 @@ class PullThroughCache:
         max_connections: int = 64,
         stall_timeout: float = 30.0,
         remember: int = 256,
+        private_redirects: bool = False,
         budget: CacheBudget | None = None,
         metrics: MirrorMetrics | None = None,
     ) -> None:
@@ -130,6 +135,7 @@ class PullThroughCache:
             "insecure": self.scheme == "http",
         }  # an http:// upstream is the operator's explicit choice
         self.remember = remember
+        self.private_redirects = private_redirects
         self.budget = budget
         self.metrics = metrics
         if budget is not None:
@@ -325,6 +331,7 @@ class PullThroughCache:
             location = resp.headers.get("location")
             if resp.status_code in _REDIRECTS and location:
                 url = urllib.parse.urljoin(url, location)
+                await self._check_redirect(url)
                 continue
             break
         length = resp.headers.get("content-length", "")
@@ -337,6 +344,28 @@ class PullThroughCache:
             url=url.split("?", 1)[0],
             status=resp.status_code,
         )
+
+    async def _check_redirect(self, url: str) -> None:
+        """Refuse a redirect to a loopback, link-local or private address (unless allowed, or the upstream's own).
+
+        Raises:
+            RegistryError: the target is such an address; the client gets 502, never its answer.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if self.private_redirects or parts.netloc == self.host or not parts.hostname:
+            return
+        try:
+            infos = await anyio.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise RegistryError(f"{self.host} redirected to {parts.hostname}, which does not resolve: {exc}") from None
+        for *_, address in infos:
+            ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+            if not ip.is_global:
+                raise RegistryError(
+                    f"{self.host} redirected a blob to {parts.hostname} ({ip}), a loopback, link-local or private "
+                    "address; refused (start serve with --upstream-private-redirects if that is intended)",
+                    url=f"{parts.scheme}://{parts.netloc}",
+                )
 
     async def fetch_blob(self, namespace: str, model: str, layer: Layer) -> None:
         """Download *layer* from the upstream into the store, unless it is there already.
@@ -356,10 +385,17 @@ class PullThroughCache:
                 self.metrics.downloads.inc()
             try:
                 received = await self._session_or_fail().blob(self.name(namespace, model), layer)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(discard_staging, self.store, layer.digest)
+                raise
             finally:
                 if self.metrics is not None:
                     self.metrics.downloads.dec()
         if self.metrics is not None:
             self.metrics.upstream_bytes.inc(received)
         log.info("fetched %s (%d bytes over the network) from %s", layer.digest, received, self.upstream)
+        listed = any(layer.digest == b.digest for m in self._manifests.values() for b in m.blobs)
+        if self.budget is not None and not listed:
+            self.budget.adopt_blob(layer.digest)  # fetched by digest alone: evictable while no model lists it
         self._complete()

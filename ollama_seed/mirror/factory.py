@@ -40,6 +40,7 @@ def create_app(
     max_cache_size: int | None = None,
     keep: Sequence[str] = (),
     login_failures: tuple[int, float] = (10, 60.0),
+    upstream_private_redirects: bool = False,
 ) -> SiteApp:
     """The mirror's ASGI application (for uvicorn, hypercorn, or ``httpx.ASGITransport``).
 
@@ -56,8 +57,11 @@ def create_app(
         max_cache_size: keep the store's blobs under this many bytes by evicting pulled-through
             models, least recently served first (needs *upstream*).
         keep: models never evicted.
-        login_failures: ``(count, seconds)``: past *count* failed logins from one address in
-            *seconds*, that address is answered 429 until they are older.
+        login_failures: ``(count, seconds)``: past *count* failed logins of one user from one
+            address in *seconds* (5 x *count* per address, and per user), further attempts are
+            answered 429 without a check until they are older.
+        upstream_private_redirects: the pull-through follows the upstream's redirects to
+            loopback, link-local and private addresses too (by default it refuses them).
 
     Raises:
         ConfigError: an option cannot be used (a file unreadable, a combination that means nothing).
@@ -80,6 +84,7 @@ def create_app(
             transport=transport,
             connections=connections,
             stall_timeout=stall_timeout,
+            private_redirects=upstream_private_redirects,
             budget=budget,
             metrics=metrics,
         )
