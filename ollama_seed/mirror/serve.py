@@ -208,18 +208,29 @@ def _check(port: int, limit: int | None, header: int, *seconds: float) -> None:
 
 @contextlib.contextmanager
 def _signals(stop: anyio.Event, wanted: bool) -> Any:
-    """SIGINT and SIGTERM set *stop* (main thread only; the previous handlers come back after)."""
+    """SIGINT and SIGTERM set *stop* (main thread only; the previous handlers come back after).
+
+    Through the loop's signal handling where it has one: it wakes the loop through a file
+    descriptor, so a signal that lands on a connection's thread still stops the server at once.
+    """
     if not wanted or threading.current_thread() is not threading.main_thread():
         yield
         return
     loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    via_loop = True
     for sig in previous:
-        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows' loops: a plain handler, woken by the loop's polls
+            via_loop = False
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     try:
         yield
     finally:
         for sig, handler in previous.items():
+            if via_loop:
+                loop.remove_signal_handler(sig)
             signal.signal(sig, handler)
 
 
