@@ -65,7 +65,7 @@ def install_staged(store: ModelStore, blob: StagedBlob, layer: Layer) -> None:
     """
     assert blob.staged is not None
     try:
-        oscalls.host.full_sync(blob.fd)
+        store.seal(blob.fd, blob.staged)
         os.close(blob.fd)
     except OSError as exc:
         raise_os_error(exc, f"writing {layer.digest}")

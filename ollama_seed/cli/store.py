@@ -198,9 +198,24 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unreadable(store: ModelStore) -> list[tuple[str, str]]:
+    """``(name, what to do)`` for each manifest file that cannot be read (torn by a power cut, or
+    Ollama's, which it writes without a sync)."""
+    out = []
+    for item in store.iter_models():
+        if isinstance(item, tuple):
+            path, problem = item
+            name = store.layout.name_for_manifest_path(path)
+            label = name.display if name is not None else str(path)
+            out.append((label, f"the manifest {path} cannot be read ({problem}); 'ollama-seed rm {label}' removes it"))
+    return out
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     store = ModelStore(args.models_dir)
     models = store.list_models()
+    for _, note in _unreadable(store):
+        print(f"ollama-seed: note: {note}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(
@@ -303,6 +318,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report: list[dict[str, Any]] = []
     damaged: list[str] = []
     failed: list[SeedError] = []
+    torn = [] if args.names else _unreadable(store)  # no names: every manifest, readable or not
+    for label, note in torn:
+        report.append({"name": label, "ok": False, "error": f"{note}, then pull it again"})
     for name in names:
         try:
             problems = store.verify(name)
@@ -329,6 +347,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"  {p['digest']}: {p['problem']}")
             if "error" in item:
                 print(f"  {item['error']}")
+    if torn and not damaged:
+        raise IntegrityError(
+            f"{len(torn)} manifest(s) cannot be read; remove them with 'ollama-seed rm' and pull again"
+        )
     if damaged:
         where = f" --models-dir {args.models_dir}" if args.models_dir else ""
         raise IntegrityError(

@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 
 from ..core.digest import Digest
-from ..core.errors import InvalidModelfile, InvalidName, ModelNotFound, OfflineError
+from ..core.errors import InvalidModelfile, InvalidName, ModelNotFound, OfflineError, StoreError
 from ..core.manifest import Manifest
 from ..core.progress import LayerProgress, ProgressCallback, Status
 from ..core.reference import ModelName
@@ -267,7 +267,10 @@ async def acreate(
         raise InvalidModelfile(str(exc)) from None
 
     path = store.layout.manifest(ref)
-    existing = store.read_manifest(ref)
+    try:
+        existing = store.read_manifest(ref)
+    except StoreError:  # unreadable (torn by a crash, or Ollama's): overwritten, as pull and import do
+        existing = None
     if existing is not None and existing.raw == plan.manifest and not store.missing(existing):
         remember(store, ref, modelfile_path, sources, base_name, plan.manifest_digest)
         emit(Status(label, "success"))

@@ -40,7 +40,7 @@ from pathlib import Path
 import anyio
 
 from ..core.digest import Digest
-from ..core.errors import InsufficientSpace, InvalidName, SeedError
+from ..core.errors import InsufficientSpace, InvalidName, ModelNotFound, SeedError
 from ..core.reference import ModelName
 from ..store.fsutil import atomic_write
 from ..store.store import InstalledModel, ModelStore
@@ -374,9 +374,13 @@ class CacheBudget:
         self._served.pop(key, None)
         self._layers.pop(key, None)
         self._dirty = True
-        try:
+        manifest = None
+        with contextlib.suppress(SeedError):  # unreadable (torn): removed all the same, its blobs kept
             manifest = self.store.read_manifest(name)
-            removed = self.store.remove(name) if manifest is not None else []
+        try:
+            removed = self.store.remove(name)
+        except ModelNotFound:
+            removed = []
         except SeedError as exc:
             log.warning("could not evict %s: %s", key, exc)
             return 0

@@ -39,15 +39,24 @@ def raise_os_error(exc: OSError, what: str) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a rename or create inside *path* durable (not possible on Windows: skipped there)."""
-    oscalls.host.fsync_dir(path)
+    """Make a rename or create inside *path* durable (not possible on Windows: skipped there).
+
+    Raises:
+        StoreError: the disk failed to write it (EIO): what was renamed there may not be on disk.
+    """
+    try:
+        oscalls.host.fsync_dir(path)
+    except OSError as exc:
+        raise_os_error(exc, f"syncing the directory {path}")
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
     """Create *path* (and parents); refuse if it, or anything on the way, is a symlink we did not expect.
 
     The models root itself may be a symlink (users move stores to other disks); every
-    directory we create below it must be a real directory.
+    directory we create below it must be a real directory. A directory created here is made
+    durable in its parent at once (a power cut could otherwise take it, and everything later
+    written and synced in it, away).
     """
     try:  # one look: another process may create the directory at any moment (is_dir then exists raced)
         st = os.lstat(path)
@@ -72,8 +81,10 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
     except FileExistsError:
         if not path.is_dir() or path.is_symlink():
             raise StoreError(f"{path} appeared as something other than a directory") from None
+        return
     except OSError as exc:
         raise_os_error(exc, f"creating {path}")
+    fsync_dir(path.parent)
 
 
 def remove_tree(path: Path) -> None:

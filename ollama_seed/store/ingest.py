@@ -161,7 +161,7 @@ def _copy_in(
                     f"{source} changed while it was copied into the store; nothing was installed. "
                     "Run again once nothing writes to it"
                 )
-            oscalls.host.full_sync(dst)
+            store.seal(dst, staged)
         finally:
             os.close(dst)
         layer = Layer(media_type, Digest.parse(f"sha256:{hasher.hexdigest()}"), total)
@@ -190,7 +190,7 @@ def ingest_bytes(store: ModelStore, data: bytes, media_type: str) -> Layer:
         fd = open_nofollow(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             oscalls.host.pwrite_all(fd, data, 0)
-            oscalls.host.full_sync(fd)
+            store.seal(fd, staged)
         finally:
             os.close(fd)
         store.install_blob(staged, layer)

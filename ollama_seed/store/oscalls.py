@@ -35,6 +35,7 @@ __all__ = ["Platform", "detect", "emulate", "host"]
 
 Kind = Literal["linux", "macos", "windows", "posix"]
 EMULATE_ENV = "OLLAMA_SEED_EMULATE"
+_DIR_SYNC_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES)
 _FICLONE = 0x40049409  # <linux/fs.h>: _IOW(0x94, 9, int)
 _REPLACE_RETRY_S = 1.0  # as pip: a reader or scanner holding the target lets go within a second
 _REPLACE_STEP_S = 0.05
@@ -162,7 +163,8 @@ class Platform:
     # -- durability ------------------------------------------------------------------------------
 
     def datasync(self, fd: int) -> None:
-        """Start writeback of *fd*'s data (``fdatasync``; ``fsync`` where there is none)."""
+        """Make *fd*'s data and size durable, not its other metadata (``fdatasync``; ``fsync``
+        where there is none). Waits for the disk."""
         (self.os_fdatasync or os.fsync)(fd)
 
     def full_sync(self, fd: int) -> None:
@@ -179,7 +181,12 @@ class Platform:
         os.fsync(fd)
 
     def fsync_dir(self, path: Path) -> None:
-        """Make a rename or create inside *path* durable (impossible on Windows: no-op there)."""
+        """Make a rename or create inside *path* durable (impossible on Windows: no-op there).
+
+        A directory that cannot be opened, or a file system that cannot sync one (EINVAL, ENOTSUP:
+        some FUSE and network file systems), is passed over: there is nothing more to do there.
+        Any other error (EIO: the disk failed to write) is raised, so nothing goes on to name
+        what may not be on disk."""
         if not self.dir_fsync:
             return
         try:
@@ -188,8 +195,9 @@ class Platform:
             return
         try:
             os.fsync(fd)
-        except OSError:
-            pass
+        except OSError as exc:
+            if exc.errno not in _DIR_SYNC_UNSUPPORTED:
+                raise
         finally:
             os.close(fd)
 

@@ -15,7 +15,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +96,8 @@ class ModelStore:
         base = Path(root).expanduser() if root is not None else default_models_dir()
         self.layout = ModelsLayout(plat.long_path(base), windows_names=plat.kind == "windows" and not plat.emulated)
         self._owner: tuple[int, int] | None = None
+        self._durable: set[Digest] = set()  # blobs this object installed or synced itself
+        self._synced: set[Path] = set()  # directories whose entries this object made durable
 
     @property
     def root(self) -> Path:
@@ -236,8 +238,34 @@ class ModelStore:
         if actual != layer.digest.hex:
             verified.mark_damaged(self.layout, layer.digest)
             return f"sha256 is {actual}"
+        self._make_durable([layer])  # a stamp vouches only for bytes on disk (Ollama syncs nothing)
         verified.stamp(self.layout, layer.digest)
         return None
+
+    def _make_durable(self, layers: Iterable[Layer]) -> None:
+        """fsync each blob this object did not install or sync itself (another process's, one a
+        killed run renamed into place before syncing ``blobs/``, Ollama's, which it never syncs),
+        then ``blobs/``: a manifest or a stamp may name them after this."""
+        todo = [layer for layer in layers if layer.digest not in self._durable]
+        for layer in todo:
+            try:
+                fd = oscalls.host.open_nofollow(self.layout.blob(layer.digest), os.O_RDONLY)
+                try:
+                    oscalls.host.full_sync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise_os_error(exc, f"syncing {layer.digest}")
+            self._durable.add(layer.digest)
+        if todo:
+            self._sync_dirs([self.layout.blobs_dir], force=True)
+
+    def _sync_dirs(self, dirs: Iterable[Path], *, force: bool = False) -> None:
+        """Make the entries of each of *dirs* durable, once per object (every time with *force*)."""
+        for d in dirs:
+            if force or d not in self._synced:
+                fsync_dir(d)
+                self._synced.add(d)
 
     def verify(self, name: ModelName) -> list[BlobProblem]:
         """Re-hash every blob of *name*; the list of bad ones (empty if the model is intact)."""
@@ -250,15 +278,32 @@ class ModelStore:
         return problems
 
     # -- writing -----------------------------------------------------------------------
+    def seal(self, fd: int, staged: Path) -> None:
+        """Make a verified staging file ready to install: Ollama's mode (0644) and the store
+        owner's ownership, then the data and all of that made durable (``full_sync``). Nothing
+        about the file changes after the sync, so nothing about it is lost after the rename."""
+        oscalls.host.set_mode(fd, FILE_MODE, staged)
+        if self._owner is not None:
+            with contextlib.suppress(OSError):
+                oscalls.host.set_owner(fd, self._owner)
+        oscalls.host.full_sync(fd)
+
     def install_blob(self, staged: Path, layer: Layer) -> None:
-        """Move a verified, fsynced staging file to ``blobs/sha256-<hex>`` atomically."""
+        """Move a verified staging file, sealed (:meth:`seal`), to ``blobs/sha256-<hex>`` atomically
+        (one that was not sealed is sealed here first)."""
         target = self.layout.blob(layer.digest)
         try:
             st = os.lstat(staged)
             if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
                 raise IntegrityError(f"staged file for {layer.digest} is not a {layer.size}-byte file")
-            oscalls.host.chmod(staged, FILE_MODE)
-            self._give(staged)
+            if stat.S_IMODE(st.st_mode) != FILE_MODE or (
+                self._owner is not None and (st.st_uid, st.st_gid) != self._owner
+            ):
+                fd = oscalls.host.open_nofollow(staged, os.O_RDONLY)
+                try:
+                    self.seal(fd, staged)
+                finally:
+                    os.close(fd)
             oscalls.host.replace(staged, target)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
@@ -268,6 +313,7 @@ class ModelStore:
                 ) from exc
             raise_os_error(exc, f"installing {layer.digest}")
         fsync_dir(self.layout.blobs_dir)
+        self._durable.add(layer.digest)
         verified.stamp(self.layout, layer.digest)
 
     def write_manifest(self, name: ModelName, manifest: Manifest) -> Path:
@@ -280,12 +326,18 @@ class ModelStore:
             )
         path = self.layout.manifest(name)
         d = self.layout.manifests_dir
+        chain = [self.root, d]
         for part in name.path_parts[:-1]:
             d = d / part
             ensure_dir(d)
             self._give(d)
+            chain.append(d)
         if path.is_symlink() or path.is_dir():
             raise StoreError(f"{path} is a link or a directory; remove it and pull again")
+        # Before a manifest names them: every blob and directory on its way on disk for good,
+        # whoever made them (Ollama syncs nothing; another process may not have yet).
+        self._make_durable(manifest.blobs)
+        self._sync_dirs(chain[:-1])
         atomic_write(path, manifest.raw, self.layout.tmp_dir, owner=self._owner)
         return path
 
@@ -320,15 +372,32 @@ class ModelStore:
         return refs, bad
 
     def remove(self, name: ModelName) -> list[Digest]:
-        """Delete the manifest of *name* and the blobs no other manifest uses; the blobs removed."""
-        model = self.get(name)
+        """Delete the manifest of *name* and the blobs no other manifest uses; the blobs removed.
+
+        A manifest that cannot be read (torn by a crash, or Ollama's, which it never syncs) is
+        removed too, and every blob kept: nothing says which were its own (``prune`` reclaims
+        them). The manifest's removal is durable before any blob goes, so a power cut never
+        leaves a manifest naming a removed blob.
+
+        Raises:
+            ModelNotFound: no manifest for it. StoreError: it cannot be removed.
+        """
+        name = self.resolve(name)
+        path = self.layout.manifest(name)
         try:
-            oscalls.host.remove(model.path)
+            model: InstalledModel | None = self.get(name)
+        except StoreError:
+            model = None  # unreadable: removed all the same
+            if path.is_symlink() or not path.is_file():
+                raise
+        try:
+            oscalls.host.remove(path)
         except OSError as exc:
-            raise_os_error(exc, f"removing {model.path}")
+            raise_os_error(exc, f"removing {path}")
+        fsync_dir(path.parent)
         self._prune_dirs()
         refs, bad = self.referenced()
-        if bad:
+        if bad or model is None:
             return []  # an unreadable manifest might reference anything: keep every blob
         removed = []
         for layer in model.manifest.blobs:

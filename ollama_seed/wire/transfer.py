@@ -223,7 +223,7 @@ class BlobDownloader:
                 actual = job.digest.hexdigest()
                 received += job.sched.received
                 if actual == layer.digest.hex and os.fstat(job.fd).st_size == layer.size:
-                    await anyio.to_thread.run_sync(oscalls.host.full_sync, job.fd)
+                    await anyio.to_thread.run_sync(self.store.seal, job.fd, data)
                     self._close(job)
                     self.store.install_blob(data, layer)
                     oscalls.host.remove(state)

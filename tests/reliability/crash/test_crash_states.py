@@ -19,19 +19,14 @@ from .workloads import WORKLOADS
 pytestmark = pytest.mark.crash
 
 OPEN: dict[str, set[str]] = {
-    "pull": {"b5", "d1", "e"},
-    "pull-macos": {"a1", "c1", "c2", "d1", "e"},
-    "pull-eio": {"b3", "b5", "d1", "e"},
-    "resume": {"b5", "e"},
-    "retry": {"b5", "d1", "d2", "e"},
-    "concurrent": {"b1", "b5", "d1", "e"},
-    "import": {"b5", "e"},
-    "create": {"b5", "e"},
-    "rm-prune": {"b2"},
-    "evict": {"b2"},
-    "ollama-pull": {"b1", "b5", "c1", "c2", "d1", "e"},
-    "verify-repair": {"b4", "e"},
-    "export-oci": {"b6"},
+    "pull": {"d1"},
+    "pull-macos": {"a1", "d1", "e"},
+    "pull-eio": {"d1"},
+    "resume": {"d1"},
+    "retry": {"d1", "d2"},
+    "concurrent": {"d1"},
+    "ollama-pull": {"d1"},
+    "verify-repair": {"b4", "d1"},
 }
 
 

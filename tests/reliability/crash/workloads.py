@@ -178,6 +178,7 @@ class Workload:
     resume: bool = False  # check 4 also asks that a resumed download keeps what was durable
     durable: bool = True  # check 3 applies (the platform can make a rename durable)
     ci_dynamic: bool = True  # under the CI bound, also run the commands (variants of another workload: not)
+    orphans_ok: bool = False  # running it again may leave blobs no manifest names (prune reclaims them)
 
 
 def _pull_tiny(ctx: Ctx) -> None:
@@ -527,6 +528,7 @@ WORKLOADS: dict[str, Workload] = {
             _evict_again,
             prepare=_prepare_mirror,
             names=(TINY, OTHER),
+            orphans_ok=True,
         ),
         Workload(
             "ollama-pull",
