@@ -31,7 +31,6 @@ from ..core.errors import ConfigError, SeedError, SeedTimeout
 from ..core.groups import collapse
 from ..core.progress import ProgressCallback
 from ..core.reference import ModelName
-from ..store import oscalls
 from ..store.store import ModelStore
 from ..wire.registry import Credentials
 from .local import (
@@ -316,9 +315,9 @@ async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: 
         assert manifest is not None
         if item.complete and item.manifest is not None and manifest.digest == item.manifest.digest:
             return _present(item, started)
-    for layer in item.corrupt:  # verify=True found them: fetch them again
-        if manifest is not None and layer in manifest.blobs:
-            oscalls.host.remove(session.store.layout.blob(layer.digest))
+    # Blobs verify=True found corrupt are marked damaged (store/verified): the pull hashes them, fetches
+    # them again and renames the new bytes over the old, never deleting first (a crash in between
+    # would leave the manifest naming nothing).
     result = await session.pull(name, manifest)
     changed = item.manifest is not None and item.manifest.digest != result.manifest_digest
     status: EnsureStatus = "updated" if update and changed else "pulled"

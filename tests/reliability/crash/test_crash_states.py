@@ -26,7 +26,7 @@ OPEN: dict[str, set[str]] = {
     "retry": {"d1", "d2"},
     "concurrent": {"d1"},
     "ollama-pull": {"d1"},
-    "verify-repair": {"b4", "d1"},
+    "verify-repair": {"d1"},
 }
 
 
