@@ -285,6 +285,19 @@ class RegistryClient:
             raise AuthenticationError(f"token endpoint {challenge.realm} answered without a token")
         return f"Bearer {token}"
 
+    @staticmethod
+    async def _retry_manifest(name: ModelName, why: str, wait: float, attempt: int, attempts: int) -> None:
+        """Wait before the next manifest attempt, saying so in the log (``-v``): a retry is never silent."""
+        log.info(
+            "%s: pulling manifest: %s; retrying in %.1f s (attempt %d of %d)",
+            name.display,
+            why,
+            wait,
+            attempt + 2,
+            attempts,
+        )
+        await anyio.sleep(wait)
+
     async def fetch_manifest(
         self, name: ModelName, *, base: str | None = None, attempts: int = MANIFEST_ATTEMPTS
     ) -> Manifest:
@@ -309,17 +322,21 @@ class RegistryClient:
             except LinkError as exc:  # the direct path's network failure, already described
                 if last or permanent(exc):  # an untrusted certificate stays untrusted, plain http stays plain
                     raise TransferError(f"pull model manifest: {exc}") from exc
-                await anyio.sleep(backoff(attempt))
+                await self._retry_manifest(name, str(exc), backoff(attempt), attempt, attempts)
                 continue
             except httpx_transport_errors() as exc:
                 if last or permanent(exc):
                     raise TransferError(f"pull model manifest: {describe_transport_error(exc, url)}") from exc
-                await anyio.sleep(backoff(attempt))
+                await self._retry_manifest(
+                    name, describe_transport_error(exc, url), backoff(attempt), attempt, attempts
+                )
                 continue
             if status == 200:
                 return Manifest.parse(body, source=f"the manifest of {name.display} from {name.host}")
             if status in RETRY_STATUSES and not last:
-                await anyio.sleep(parse_retry_after(retry_after) or backoff(attempt))
+                wait = parse_retry_after(retry_after)  # "Retry-After: 0" means now, not the backoff
+                wait = backoff(attempt) if wait is None else wait
+                await self._retry_manifest(name, f"GET {url} answered HTTP {status}", wait, attempt, attempts)
                 continue
             if status == 404:
                 raise ModelNotFound(
