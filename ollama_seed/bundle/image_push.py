@@ -12,6 +12,7 @@ platform's manifest (by digest) and last the index under the tag.
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 from ..core.digest import Digest
@@ -38,6 +40,49 @@ if TYPE_CHECKING:
     from ..wire.keys import SigningKey
 
 __all__ = ["apush_image", "check_cap"]
+
+
+class _ReadAhead:
+    """A thread reading (and hashing) a layer a few chunks ahead of the upload, so that reading the
+    store and sending to the registry overlap instead of taking turns."""
+
+    DEPTH = 4
+
+    def __init__(self, stream: LayerStream) -> None:
+        self.queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self.DEPTH)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(stream,), name="ollama-seed-layer", daemon=True)
+        self.thread.start()
+
+    def _run(self, stream: LayerStream) -> None:
+        item: bytes | BaseException | None
+        try:
+            for chunk in stream.chunks():
+                if not self._put(bytes(chunk)):
+                    return
+            item = None
+        except BaseException as exc:  # handed to the uploading side
+            item = exc
+        self._put(item)
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> bytes | None:
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 def check_cap(plan: ImagePlan, target: ImageRef) -> None:
@@ -86,12 +131,13 @@ async def apush_image(
     report = progress or (lambda event: None)
 
     loop_thread = threading.get_ident()
+    token = anyio.lowlevel.current_token()
 
     def emit(event: ProgressEvent) -> None:  # progress is delivered on the event loop's thread
         if threading.get_ident() == loop_thread:
             report(event)
         else:
-            anyio.from_thread.run_sync(report, event)
+            anyio.from_thread.run_sync(report, event, token=token)
 
     cache = LayerCache(store)
     outcome: dict[Digest, str] = {}
@@ -126,11 +172,11 @@ async def apush_image(
                         emit=emit,
                         label=label,
                     )
-                    chunks = stream.chunks()
+                    ahead = _ReadAhead(stream)
 
                     async def body() -> AsyncIterator[bytes]:
                         nonlocal sent
-                        while (chunk := await anyio.to_thread.run_sync(lambda: bytes(next(chunks, b"")))) != b"":
+                        while (chunk := await anyio.to_thread.run_sync(ahead.get)) is not None:
                             sent += len(chunk)
                             yield chunk
 
@@ -138,7 +184,10 @@ async def apush_image(
                         assert stream.result is not None
                         return stream.result.digest
 
-                    digest = await up.stream(body(), digest_of)
+                    try:
+                        digest = await up.stream(body(), digest_of)
+                    finally:
+                        ahead.stop()
                     assert stream.result is not None
                     stream.finished()
                     outcome[digest] = "uploaded"

@@ -9,6 +9,7 @@ engine (:mod:`wire.transfer`: concurrent ranged requests, resumable, hashed on t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -111,19 +112,13 @@ class RegistrySource:
         self.direct: object | None = None
 
     async def _get(self, url: str, accept: str) -> tuple[int, str, bytes]:
-        from ..wire.registry import map_errors
-
-        with map_errors(url):
-            resp = await self.client.send(self.ref, "GET", url, {"Accept": accept})
-            try:
-                body = b""
-                async for chunk in resp.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_MANIFEST_BYTES:
-                        raise BundleError(f"{url} answered more than {MAX_MANIFEST_BYTES} bytes for a small document")
-            finally:
-                await resp.aclose()
-        return resp.status_code, resp.headers.get("content-type", ""), body
+        status, body = await self.client.get_small(self.ref, url, {"Accept": accept, "Accept-Encoding": "identity"})
+        media_type = ""
+        if status == 200 and body[:1] == b"{":
+            with contextlib.suppress(ValueError, AttributeError):
+                found = json.loads(body).get("mediaType")
+                media_type = found if isinstance(found, str) else ""
+        return status, media_type, body
 
     def _base(self) -> str:
         return self.ref.base_url(insecure=self.insecure)
@@ -140,13 +135,17 @@ class RegistrySource:
             raise IntegrityError(
                 f"{self.ref.display}: the registry's manifest is {digest}", expected=str(self.ref.digest)
             )
-        media_type = ctype.split(";", 1)[0].strip() or json.loads(body).get("mediaType", "")
-        return Descriptor(media_type, digest, len(body), {}), body
+        return Descriptor(ctype, digest, len(body), {}), body
 
     async def small(self, desc: Descriptor) -> bytes:
         kind = "manifests" if "manifest" in desc.media_type or "index" in desc.media_type else "blobs"
         url = f"{self._base()}/v2/{self.ref.repository}/{kind}/{desc.digest}"
-        status, _, body = await self._get(url, desc.media_type if kind == "manifests" else "*/*")
+        accept = desc.media_type if kind == "manifests" else "*/*"
+        status, _, body = await self._get(url, accept)
+        if status in (301, 302, 303, 307, 308):  # a blob in a storage service: follow the registry's redirect
+            _, location = await self._location(url, {"Accept": accept})
+            if location:
+                status, _, body = await self._get(urllib.parse.urljoin(url, location), accept)
         if status != 200:
             raise RegistryError(f"GET {url} answered HTTP {status}", url=url, status=status)
         return _checked(body, desc, self.label)
@@ -171,28 +170,29 @@ class RegistrySource:
 
     async def _range(self, desc: Descriptor, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of a small range of a layer (a registry's 307 to storage is followed once)."""
-        from ..wire.registry import map_errors
 
         url = f"{self._base()}/v2/{self.ref.repository}/blobs/{desc.digest}"
         headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         for _ in range(2):
-            with map_errors(url):
-                resp = await self.client.send(self.ref, "GET", url, headers)
-                try:
-                    body = b""
-                    async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        if len(body) > end - start:
-                            break
-                finally:
-                    await resp.aclose()
-            if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("location"):
-                url = urllib.parse.urljoin(url, resp.headers["location"])
-                continue
-            if resp.status_code == 206 and len(body) == end - start:
+            status, body = await self.client.get_small(self.ref, url, headers)
+            if status in (301, 302, 303, 307, 308):
+                _, location = await self._location(url, headers)
+                if location:
+                    url = urllib.parse.urljoin(url, location)
+                    continue
+            if status == 206 and len(body) == end - start:
                 return body
-            raise RegistryError(f"GET {url} ({headers['Range']}) answered HTTP {resp.status_code}", url=url)
+            raise RegistryError(f"GET {url} ({headers['Range']}) answered HTTP {status}", url=url, status=status)
         raise RegistryError(f"GET {url}: too many redirects", url=url)
+
+    async def _location(self, url: str, headers: dict[str, str]) -> tuple[int, str | None]:
+        """The Location of a redirect (asked again through httpx, which keeps the headers)."""
+        from ..wire.registry import map_errors
+
+        with map_errors(url):
+            resp = await self.client.send(self.ref, "GET", url, headers)
+            await resp.aclose()
+        return resp.status_code, resp.headers.get("location")
 
     async def blob_from_layer(
         self, desc: Descriptor, root: str, blob: Digest, store: ModelStore, on_bytes: Callable[[int], None]

@@ -357,6 +357,21 @@ class RegistryClient:
             raise RegistryError(f"pull model manifest: {status}: {_excerpt(body)}", url=url, status=status)
         raise AssertionError("unreachable")
 
+    async def get_small(self, name: RepoName, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """GET a small document or range (image manifests, configs, a layer's tar header): status and
+        body, on a direct connection when the link allows (no httpx), else through httpx.
+
+        Raises:
+            TransferError: the network failed. RegistryProtocolError: a body over 4 MiB.
+        """
+        try:
+            status, _, body = await self._get_small(name, url, headers)
+        except LinkError as exc:
+            raise TransferError(str(exc)) from exc
+        except httpx_transport_errors() as exc:
+            raise TransferError(describe_transport_error(exc, url)) from exc
+        return status, body
+
     async def _get_small(self, name: RepoName, url: str, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
         """GET a small document (a manifest): status, Retry-After, the body (at most
         ``MAX_MANIFEST_BYTES``). Over a direct connection when the link allows; through httpx
