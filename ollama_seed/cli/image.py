@@ -15,8 +15,8 @@ from .render import add_interval, make_renderer
 from .store import add_common
 
 if TYPE_CHECKING:
-    from ..bundle.image_build import ImageResult
-    from ..bundle.image_read import ImageReport
+    from ..bundle.image.build import ImageResult
+    from ..bundle.image.read import ImageReport
 
 __all__ = ["register"]
 
@@ -107,7 +107,7 @@ def _run(func: Any, *args: Any, args_ns: argparse.Namespace, verb: str, **kwargs
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..bundle.image_api import abuild_image
+    from ..bundle.image.api import abuild_image
     from ..core.errors import ConfigError
     from .provenance import load_key
 
@@ -204,7 +204,7 @@ def _report(report: ImageReport, args: argparse.Namespace, verb: str) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..bundle.image_api import averify_image
+    from ..bundle.image.api import averify_image
 
     report: ImageReport = _run(
         averify_image,
@@ -219,7 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from ..bundle.image_api import aextract_image
+    from ..bundle.image.api import aextract_image
 
     report: ImageReport = _run(
         aextract_image,

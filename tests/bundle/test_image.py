@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -13,81 +12,29 @@ from typing import Any
 
 import pytest
 
-from ollama_seed.bundle.image_api import build_image, extract_image, verify_image
+from ollama_seed.bundle.image.api import build_image, extract_image, verify_image
 from ollama_seed.core.errors import BundleError, ConfigError, IntegrityError, OfflineError
 from ollama_seed.core.ociimage import layer_cap
-from tests.support.craft import install, models, snapshot
-
-
-def _store(root: Path, count: int = 2, size: int = 200_000) -> list[str]:
-    items = models(count, size)
-    install(root, items)
-    return [m.name.display for m in items]
-
-
-def _blob(layout: Path, digest: str) -> Path:
-    return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
-
-
-def _doc(layout: Path, digest: str) -> dict[str, Any]:
-    return dict(json.loads(_blob(layout, digest).read_bytes()))
-
-
-def _put(layout: Path, data: bytes) -> tuple[str, int]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    _blob(layout, digest).write_bytes(data)
-    return digest, len(data)
-
-
-def _ref(layout: Path, name: str) -> dict[str, Any]:
-    index = json.loads((layout / "index.json").read_text())
-    return next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == name)
-
-
-def _rewrite(layout: Path, name: str, change: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
-    """Let *change* edit the manifest and config of ref *name*; re-hash both and point the ref at them."""
-    ref = _ref(layout, name)
-    manifest = _doc(layout, ref["digest"])
-    config = _doc(layout, manifest["config"]["digest"])
-    change(manifest, config)
-    manifest["config"]["digest"], manifest["config"]["size"] = _put(layout, json.dumps(config).encode())
-    digest, size = _put(layout, json.dumps(manifest).encode())
-    index = json.loads((layout / "index.json").read_text())
-    for m in index["manifests"]:
-        if m["annotations"]["org.opencontainers.image.ref.name"] == name:
-            m["digest"], m["size"] = digest, size
-    (layout / "index.json").write_text(json.dumps(index))
-
-
-def _tar(members: list[tarfile.TarInfo], data: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for info in members:
-            tf.addfile(info, io.BytesIO(data[info.name]) if info.name in data else None)
-    return buf.getvalue()
-
-
-def _add_layer(layout: Path, name: str, tar: bytes) -> None:
-    """Append a model-annotated layer holding *tar* below the manifests layer."""
-    digest, size = _put(layout, tar)
-
-    def change(manifest: dict[str, Any], config: dict[str, Any]) -> None:
-        desc = {
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": digest,
-            "size": size,
-            "annotations": {"io.ollama-seed.layer": "sha256:" + "1" * 64},
-        }
-        manifest["layers"].insert(0, desc)
-        config["rootfs"]["diff_ids"].insert(0, digest)
-
-    _rewrite(layout, name, change)
+from tests.support.craft import snapshot
+from tests.support.images import (
+    add_layer,
+    layout_blob,
+    layout_doc,
+    layout_put,
+    layout_ref,
+    models_of,
+    rewrite,
+    store_models,
+    tar_file,
+    tar_of,
+    wrong_diff_id,
+)
 
 
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Path, Path, list[str]]:
     store = tmp_path / "store"
-    names = _store(store)
+    names = store_models(store)
     layout = tmp_path / "img"
     build_image(names, oci_layout=f"{layout}:t", models_dir=store)
     return store, layout, names
@@ -97,7 +44,7 @@ def test_build_is_reproducible_and_layers_are_per_blob(tmp_path: Path, built: tu
     store, layout, names = built
     again = build_image(names, oci_layout=f"{tmp_path / 'again'}:t", models_dir=store)
     archive = build_image(names, oci_archive=tmp_path / "img.tar", models_dir=store)
-    first = _ref(layout, "t")["digest"]
+    first = layout_ref(layout, "t")["digest"]
     assert str(again.digest) == str(archive.digest) == first
     # one layer per distinct blob of the two models, largest first, then the manifests layer
     blobs = {layer["digest"]: layer["size"] for m in names for layer in _ollama_manifest(store, m)}
@@ -107,9 +54,9 @@ def test_build_is_reproducible_and_layers_are_per_blob(tmp_path: Path, built: tu
     assert sizes == sorted(sizes, reverse=True)
     # uncompressed: the layer digest is its diff_id; both platforms share every layer
     assert all(la.digest == la.diff_id for la in again.layers)
-    amd, arm = (_doc(layout, _ref(layout, f"t-linux-{a}")["digest"]) for a in ("amd64", "arm64"))
+    amd, arm = (layout_doc(layout, layout_ref(layout, f"t-linux-{a}")["digest"]) for a in ("amd64", "arm64"))
     assert amd["layers"] == arm["layers"] and amd["config"] != arm["config"]
-    config = _doc(layout, amd["config"]["digest"])
+    config = layout_doc(layout, amd["config"]["digest"])
     assert config["config"]["Env"] == ["OLLAMA_MODELS=/models"] and config["created"] == "1970-01-01T00:00:00Z"
     # the archive holds the same blobs as the directory
     with tarfile.open(tmp_path / "img.tar") as tf:
@@ -127,7 +74,7 @@ def _ollama_manifest(store: Path, name: str) -> list[dict[str, Any]]:
 
 def test_a_shared_blob_gives_the_same_layer_in_every_image(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    names = _store(store)
+    names = store_models(store)
     one = build_image(names[:1], oci_layout=tmp_path / "one", models_dir=store, mtime=5)
     two = build_image(names[1:], oci_layout=tmp_path / "two", models_dir=store, mtime=5, models_path="/models")
     shared = {la.label: la.digest for la in one.layers}.items() & {la.label: la.digest for la in two.layers}.items()
@@ -138,7 +85,7 @@ def test_a_shared_blob_gives_the_same_layer_in_every_image(tmp_path: Path) -> No
 
 def test_layering_options(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    names = _store(store)
+    names = store_models(store)
     single = build_image(names, oci_layout=tmp_path / "s", models_dir=store, layering="single")
     assert len(single.layers) == 1 and "manifests" in single.layers[0].label.split()
     capped = build_image(names, oci_layout=tmp_path / "c", models_dir=store, max_layers=3)
@@ -154,7 +101,7 @@ def test_layering_options(tmp_path: Path) -> None:
 @pytest.mark.parametrize("compression", ["gzip", "zstd:3"])
 def test_compressed_layers_verify_and_extract(tmp_path: Path, compression: str) -> None:
     store = tmp_path / "store"
-    names = _store(store)
+    names = store_models(store)
     result = build_image(names, oci_layout=tmp_path / "img", models_dir=store, compression=compression)
     assert all(la.digest != la.diff_id for la in result.layers)
     assert result.layers[0].media_type.endswith("+" + compression.split(":")[0])
@@ -162,11 +109,7 @@ def test_compressed_layers_verify_and_extract(tmp_path: Path, compression: str) 
     assert again.digest == result.digest
     verify_image(oci_layout=tmp_path / "img")
     extract_image(oci_layout=tmp_path / "img", models_dir=tmp_path / "out")
-    assert _models_of(tmp_path / "out") == _models_of(store)
-
-
-def _models_of(root: Path) -> dict[str, tuple[str, int, str]]:
-    return {k: v[:3] for k, v in snapshot(root).items() if not k.startswith(".ollama-seed")}
+    assert models_of(tmp_path / "out") == models_of(store)
 
 
 def test_extract_installs_the_same_store_and_skips_what_is_there(
@@ -175,7 +118,7 @@ def test_extract_installs_the_same_store_and_skips_what_is_there(
     store, layout, _ = built
     out = tmp_path / "out"
     report = extract_image(oci_layout=f"{layout}:t", models_dir=out)
-    assert _models_of(out) == _models_of(store)
+    assert models_of(out) == models_of(store)
     assert report.platforms == ("linux/amd64",) and report.blobs_written == len(list((store / "blobs").iterdir()))
     again = extract_image(oci_layout=f"{layout}:t", models_dir=out)
     assert again.blobs_written == 0 and again.layers_skipped == report.layers_read - 1
@@ -190,7 +133,7 @@ def test_offline_build_refuses_a_missing_model(tmp_path: Path) -> None:
 
 def test_a_corrupt_store_blob_stops_the_build_and_leaves_no_layout(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    names = _store(store, 1)
+    names = store_models(store, 1)
     blob = max((store / "blobs").iterdir(), key=lambda p: p.stat().st_size)
     data = bytearray(blob.read_bytes())
     data[1000] ^= 1
@@ -210,45 +153,32 @@ def test_layer_caps() -> None:
 # -- hostile and corrupt images: refused by verify and extract, the store left as it was --------------
 
 
-def _wrong_diff_id(layout: Path) -> None:
-    def change(manifest: dict[str, Any], config: dict[str, Any]) -> None:
-        config["rootfs"]["diff_ids"][0] = "sha256:" + "2" * 64
-
-    _rewrite(layout, "t-linux-amd64", change)
-
-
 def _wrong_layer_digest(layout: Path) -> None:
-    manifest = _doc(layout, _ref(layout, "t-linux-amd64")["digest"])
-    path = _blob(layout, manifest["layers"][0]["digest"])
+    manifest = layout_doc(layout, layout_ref(layout, "t-linux-amd64")["digest"])
+    path = layout_blob(layout, manifest["layers"][0]["digest"])
     data = bytearray(path.read_bytes())
     data[4096] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
 def _truncated_layer(layout: Path) -> None:
-    manifest = _doc(layout, _ref(layout, "t-linux-amd64")["digest"])
-    path = _blob(layout, manifest["layers"][0]["digest"])
+    manifest = layout_doc(layout, layout_ref(layout, "t-linux-amd64")["digest"])
+    path = layout_blob(layout, manifest["layers"][0]["digest"])
     path.write_bytes(path.read_bytes()[:5000])
 
 
-def _file(name: str, data: bytes = b"x") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info
-
-
 def _traversal(layout: Path) -> None:
-    _add_layer(layout, "t-linux-amd64", _tar([_file("models/../../etc/x")], {"models/../../etc/x": b"x"}))
+    add_layer(layout, "t-linux-amd64", tar_of([tar_file("models/../../etc/x")], {"models/../../etc/x": b"x"}))
 
 
 def _outside(layout: Path) -> None:
-    _add_layer(layout, "t-linux-amd64", _tar([_file("etc/passwd")], {"etc/passwd": b"x"}))
+    add_layer(layout, "t-linux-amd64", tar_of([tar_file("etc/passwd")], {"etc/passwd": b"x"}))
 
 
 def _link(layout: Path) -> None:
     info = tarfile.TarInfo("models/blobs/sha256-" + "3" * 64)
     info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
-    _add_layer(layout, "t-linux-amd64", _tar([info], {}))
+    add_layer(layout, "t-linux-amd64", tar_of([info], {}))
 
 
 def _missing_blob(layout: Path) -> None:
@@ -256,12 +186,12 @@ def _missing_blob(layout: Path) -> None:
         del manifest["layers"][0]
         del config["rootfs"]["diff_ids"][0]
 
-    _rewrite(layout, "t-linux-amd64", change)
+    rewrite(layout, "t-linux-amd64", change)
 
 
 def _foreign_layer_on_top(layout: Path) -> None:
-    tar = _tar([_file("models/blobs/x")], {"models/blobs/x": b"x"})
-    digest, size = _put(layout, tar)
+    tar = tar_of([tar_file("models/blobs/x")], {"models/blobs/x": b"x"})
+    digest, size = layout_put(layout, tar)
 
     def change(manifest: dict[str, Any], config: dict[str, Any]) -> None:
         manifest["layers"].append(
@@ -269,13 +199,13 @@ def _foreign_layer_on_top(layout: Path) -> None:
         )
         config["rootfs"]["diff_ids"].append(digest)
 
-    _rewrite(layout, "t-linux-amd64", change)
+    rewrite(layout, "t-linux-amd64", change)
 
 
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (_wrong_diff_id, "diff_id"),
+        (wrong_diff_id, "diff_id"),
         (_wrong_layer_digest, "hashes to"),
         (_truncated_layer, "bytes, but the manifest says"),
         (_traversal, r"'\.\.'"),
@@ -293,7 +223,7 @@ def test_hostile_images_are_refused_and_nothing_is_written(
     with pytest.raises(BundleError, match=message):
         verify_image(oci_layout=f"{layout}:t-linux-amd64")
     out = tmp_path / "out"
-    _store(out, 1, 7777)  # a store with a model of its own, which must stay as it is
+    store_models(out, 1, 7777)  # a store with a model of its own, which must stay as it is
     before = snapshot(out)
     with pytest.raises(BundleError, match=message):
         extract_image(oci_layout=f"{layout}:t-linux-amd64", models_dir=out)
@@ -308,13 +238,13 @@ def test_verify_refuses_what_a_read_only_mount_cannot_serve(
     tmp_path: Path, built: tuple[Path, Path, list[str]]
 ) -> None:
     _, layout, _ = built
-    private = _file("models/blobs/" + "sha256-e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", b"")
+    private = tar_file("models/blobs/" + "sha256-e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", b"")
     private.mode = 0o600
     empty = tarfile.TarInfo("models/manifests/registry.ollama.ai/library/gone")
     empty.type, empty.mode = tarfile.DIRTYPE, 0o755
     for members, message in (([private], "world-readable"), ([empty], "empty directory")):
         copy = tmp_path / f"copy-{message[:5]}"
         os.system(f"cp -r {layout} {copy}")
-        _add_layer(copy, "t-linux-amd64", _tar(members, {private.name: b""}))
+        add_layer(copy, "t-linux-amd64", tar_of(members, {private.name: b""}))
         with pytest.raises(BundleError, match=message):
             verify_image(oci_layout=f"{copy}:t-linux-amd64")

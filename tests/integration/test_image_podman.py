@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ollama_seed.bundle.image_api import build_image
-from tests.bundle.test_image import _store
-from tests.integration.podman_kit import BUSYBOX, Podman, busybox_layout
+from ollama_seed.bundle.image.api import build_image
+from tests.support.images import store_models
+from tests.support.podman import BUSYBOX, Podman, busybox_layout
 from tests.support.registry import DockerRegistry
 
 pytestmark = pytest.mark.interop
@@ -31,7 +31,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 
 def test_an_image_on_a_busybox_base_runs_and_its_blobs_hash_to_their_names(tmp_path: Path, podman: Podman) -> None:
     store = tmp_path / "store"
-    names = _store(store, 2, 300_000)
+    names = store_models(store, 2, 300_000)
     base = busybox_layout(tmp_path / "busybox")
     built = build_image(names, oci_layout=f"{tmp_path / 'img'}:v1", models_dir=store, base=f"oci:{base}")
     assert [p for p, _ in built.platforms] == ["linux/amd64"]  # the base's platforms
@@ -49,7 +49,7 @@ def test_an_image_on_a_busybox_base_runs_and_its_blobs_hash_to_their_names(tmp_p
 
 def test_a_model_only_image_mounted_as_an_image_volume_is_there_and_read_only(tmp_path: Path, podman: Podman) -> None:
     store = tmp_path / "store"
-    names = _store(store, 1, 300_000)
+    names = store_models(store, 1, 300_000)
     build_image(names, oci_layout=f"{tmp_path / 'models'}:v1", models_dir=store)
     base = busybox_layout(tmp_path / "busybox")
     pulled = podman("pull", "-q", f"oci:{tmp_path / 'models'}:v1")
@@ -86,7 +86,7 @@ def test_base_from_the_same_registry_is_mounted_and_the_image_runs(
     )
     assert copy.returncode == 0, copy.stderr
     store = tmp_path / "store"
-    names = _store(store, 1, 300_000)
+    names = store_models(store, 1, 300_000)
     ref = f"{docker_registry.host}/apps/with-models:1"
     pushed = build_image(names, push=ref, models_dir=store, insecure=True, base=base_ref)
     assert len(pushed.mounted) == 1  # the busybox layer: a cross-repository mount, not an upload

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ollama_seed.bundle.image_api import build_image, extract_image, verify_image
-from tests.bundle.test_image import _models_of, _store
+from ollama_seed.bundle.image.api import build_image, extract_image, verify_image
+from tests.support.images import models_of, store_models
 from tests.support.model import make_model
 from tests.support.registry import DockerRegistry
 
@@ -32,7 +32,7 @@ def _uploads(reg: DockerRegistry, repo: str) -> int:
 def test_push_skopeo_round_trips_and_extract(tmp_path: Path, docker_registry: DockerRegistry) -> None:
     skopeo = _skopeo()
     store = tmp_path / "store"
-    names = _store(store, 2, 300_000)
+    names = store_models(store, 2, 300_000)
     ref = f"{docker_registry.host}/img/round:v1"
     pushed = build_image(names, push=ref, models_dir=store, insecure=True)
     # registry -> OCI layout keeps every digest (skopeo copies the index and both platforms)
@@ -63,7 +63,7 @@ def test_push_skopeo_round_trips_and_extract(tmp_path: Path, docker_registry: Do
     assert report.platforms == ("linux/amd64", "linux/arm64/v8")
     out = tmp_path / "out"
     extracted = extract_image(ref, insecure=True, models_dir=out)
-    assert _models_of(out) == _models_of(store)
+    assert models_of(out) == models_of(store)
     assert not (out / ".ollama-seed" / "image-layers").exists()
     again = extract_image(ref, insecure=True, models_dir=out)
     assert again.blobs_written == 0 and again.layers_skipped == extracted.layers_read - 1
@@ -132,5 +132,5 @@ def test_an_interrupted_extract_resumes_where_it_stopped(tmp_path: Path, docker_
         extract_image(ref2, insecure=True, models_dir=out)
         second = counting.stats.blob_bytes
     assert second < 24_000_000 - 4_000_000  # most of what the first run had was kept
-    assert _models_of(out) == _models_of(store)
+    assert models_of(out) == models_of(store)
     assert not (out / ".ollama-seed" / "image-layers").exists()

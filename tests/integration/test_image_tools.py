@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bundle.test_image import _models_of, _store, _wrong_diff_id
+from tests.support.images import models_of, store_models, wrong_diff_id
 
 pytestmark = pytest.mark.interop
 
@@ -30,7 +30,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_oci_image_tool_and_umoci_accept_the_image(tmp_path: Path, compression: str) -> None:
     oci_image_tool, umoci = _need("oci-image-tool"), _need("umoci")
     store = tmp_path / "store"
-    names = _store(store, 2, 300_000)
+    names = store_models(store, 2, 300_000)
     layout = tmp_path / "img"
     done = _cli(
         "image",
@@ -83,7 +83,7 @@ def test_oci_image_tool_and_umoci_accept_the_image(tmp_path: Path, compression: 
     )
     assert unpack.returncode == 0, unpack.stderr
     unpacked = bundle / "rootfs" / "models"
-    assert _models_of(unpacked) == _models_of(store)  # byte-identical to the source store
+    assert models_of(unpacked) == models_of(store)  # byte-identical to the source store
     verified = _cli("verify", "--models-dir", str(unpacked))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     again = _cli("image", "verify", "--oci-layout", f"{layout}:v1", "--json")
@@ -93,10 +93,10 @@ def test_oci_image_tool_and_umoci_accept_the_image(tmp_path: Path, compression: 
 def test_umoci_and_image_verify_both_refuse_a_wrong_diff_id(tmp_path: Path) -> None:
     umoci = _need("umoci")
     store = tmp_path / "store"
-    names = _store(store, 1)
+    names = store_models(store, 1)
     layout = tmp_path / "img"
     assert _cli("image", "build", *names, "--oci-layout", f"{layout}:t", "--models-dir", str(store)).returncode == 0
-    _wrong_diff_id(layout)
+    wrong_diff_id(layout)
     unpack = subprocess.run(
         [umoci, "unpack", "--rootless", "--image", f"{layout}:t-linux-amd64", str(tmp_path / "b")],
         capture_output=True,

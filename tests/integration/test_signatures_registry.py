@@ -328,7 +328,7 @@ def test_cli_push_sign_and_pull_trust(
 async def test_image_build_sign_signs_the_index_and_each_platform(
     docker_registry: DockerRegistry, tmp_path: Path, keys: dict[str, Any]
 ) -> None:
-    from ollama_seed.bundle.image_api import abuild_image
+    from ollama_seed.bundle.image.api import abuild_image
     from ollama_seed.core.dsse import parse_bundle
     from ollama_seed.core.imageref import ImageRef
     from ollama_seed.core.intoto import parse_cosign_statement

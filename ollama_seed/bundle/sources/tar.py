@@ -26,7 +26,7 @@ class TarMembers:
 
     def __init__(self, src: ByteSource, classify: Callable[..., MemberRef] = classify_member) -> None:
         self.src = src
-        self.classify = classify  # an image layer's members sit under its models path (bundle.image_read)
+        self.classify = classify  # an image layer's members sit under its models path (bundle.image.read)
         self.left = 0  # data bytes of the current member not yet read
         self.pad = 0
         self.count = 0

@@ -6,7 +6,7 @@
 3. Model layers are the ones ollama-seed annotated (``io.ollama-seed.layer``); an image without
    any annotation is read whole. The layers below them (a base image) are checked by digest and
    diff_id by verify and never read by extract; a foreign layer above a model layer is refused.
-4. The model layers go through :class:`~bundle.image_members.LayerMembers` into the importer with
+4. The model layers go through :class:`~bundle.image.members.LayerMembers` into the importer with
    ``hold``: blobs hashed into staging, manifests checked against them, and nothing installed
    until the last layer's digest and diff_id have matched. Then blobs, then manifests (the same
    path as ``import``).
@@ -30,15 +30,15 @@ from typing import Any, Protocol
 
 import zstandard
 
-from ..core.digest import Digest
-from ..core.errors import BundleError
-from ..core.ocidoc import Descriptor, ImageManifest, is_index, parse_config, parse_index, parse_manifest
-from ..core.ociimage import models_dirs
-from ..core.progress import ProgressEvent, Status
-from ..core.reference import ModelName
-from ..store.store import ModelStore
-from .image_members import ImageLayer, LayerMembers
-from .importer import Importer
+from ...core.digest import Digest
+from ...core.errors import BundleError
+from ...core.ocidoc import Descriptor, ImageManifest, is_index, parse_config, parse_index, parse_manifest
+from ...core.ociimage import models_dirs
+from ...core.progress import ProgressEvent, Status
+from ...core.reference import ModelName
+from ...store.store import ModelStore
+from ..importer import Importer
+from .members import ImageLayer, LayerMembers
 
 __all__ = ["ImageReport", "ImageSource", "read_image"]
 
@@ -119,7 +119,7 @@ async def _direct(
     source: ImageSource, layer: ImageLayer, root: str, blob: Digest, store: ModelStore, emit: Emit, what: str
 ) -> bool:
     """A registry's one-blob uncompressed layer fetched straight into the store (see RegistrySource.blob_from_layer)."""
-    from .image_source import RegistrySource
+    from .source import RegistrySource
 
     if not isinstance(source, RegistrySource) or layer.desc.compression != "none":
         return False
@@ -128,7 +128,7 @@ async def _direct(
             f"{what}: layer {layer.desc.digest} is an uncompressed tar, so its diff_id must be its digest, but the "
             f"image config says {layer.diff_id}; containerd and umoci refuse such an image"
         )
-    from ..core.progress import LayerProgress
+    from ...core.progress import LayerProgress
 
     def on_bytes(n: int) -> None:
         emit(LayerProgress(what, str(blob), "", layer.desc.size, n))

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, ConfigError
-from ..core.imageref import ImageRef
-from ..core.ocidoc import Descriptor, is_index, parse_config, parse_index, parse_manifest
-from ..core.ociimage import DOCKER_LAYER_GZIP, LAYER_MEDIA_TYPES, Platform
-from .image_layout import split_layout_arg
-from .image_source import LayoutSource, RegistrySource
+from ...core.digest import Digest
+from ...core.errors import BundleError, ConfigError
+from ...core.imageref import ImageRef
+from ...core.ocidoc import Descriptor, is_index, parse_config, parse_index, parse_manifest
+from ...core.ociimage import DOCKER_LAYER_GZIP, LAYER_MEDIA_TYPES, Platform
+from .layout import split_layout_arg
+from .source import LayoutSource, RegistrySource
 
 __all__ = ["BaseImage", "BasePlatform", "resolve_base"]
 

@@ -19,15 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, IntegrityError, ModelNotFound, RegistryError
-from ..core.imageref import ImageRef
-from ..core.manifest import MAX_MANIFEST_BYTES, Layer
-from ..core.ocidoc import ACCEPT, Descriptor
-from ..core.ociimage import ANNOTATION_REF
-from ..store.fsutil import open_nofollow
-from ..store.store import ModelStore
-from .format.oci import parse_layout
+from ...core.digest import Digest
+from ...core.errors import BundleError, IntegrityError, ModelNotFound, RegistryError
+from ...core.imageref import ImageRef
+from ...core.manifest import MAX_MANIFEST_BYTES, Layer
+from ...core.ocidoc import ACCEPT, Descriptor
+from ...core.ociimage import ANNOTATION_REF
+from ...store.fsutil import open_nofollow
+from ...store.store import ModelStore
+from ..format.oci import parse_layout
 
 __all__ = ["LayoutSource", "RegistrySource"]
 
@@ -79,7 +79,7 @@ class LayoutSource:
         return data
 
     async def resolve(self) -> tuple[Descriptor, bytes]:
-        from ..core.ocidoc import descriptor
+        from ...core.ocidoc import descriptor
 
         desc = descriptor(self.entry, f"{self.root}/index.json entry")
         return desc, await self.small(desc)
@@ -102,7 +102,7 @@ class RegistrySource:
     """An image in a registry, read through the pull machinery (tokens, retries, ranged downloads)."""
 
     def __init__(self, ref: ImageRef, scratch: Path, *, insecure: bool = False, **client: Any) -> None:
-        from ..wire.registry import RegistryClient
+        from ...wire.registry import RegistryClient
 
         self.ref, self.insecure = ref, insecure
         self.label = ref.display
@@ -154,7 +154,7 @@ class RegistrySource:
         """Download the layer into scratch space (resuming an earlier attempt), verified by its digest."""
         import anyio
 
-        from ..wire.transfer import BlobDownloader, TransferConfig
+        from ...wire.transfer import BlobDownloader, TransferConfig
 
         if self.downloader is None:
             self.scratch.prepare()
@@ -187,7 +187,7 @@ class RegistrySource:
 
     async def _location(self, url: str, headers: dict[str, str]) -> tuple[int, str | None]:
         """The Location of a redirect (asked again through httpx, which keeps the headers)."""
-        from ..wire.registry import map_errors
+        from ...wire.registry import map_errors
 
         with map_errors(url):
             resp = await self.client.send(self.ref, "GET", url, headers)
@@ -204,7 +204,7 @@ class RegistrySource:
         False when the layer is not laid out so (it is then read whole)."""
         import anyio
 
-        from ..wire.transfer import BlobDownloader, TransferConfig, Within
+        from ...wire.transfer import BlobDownloader, TransferConfig, Within
 
         found = blob_offset(await self._range(desc, 0, min(desc.size, MAX_HEAD)), root, blob)
         if found is None:
@@ -245,9 +245,9 @@ def blob_offset(head: bytes, root: str, blob: Digest) -> tuple[int, int] | None:
     Raises:
         BundleError: a member that has no place in a model layer (``..``, a link, outside the path).
     """
-    from .format.names import MemberKind
-    from .format.tar import DIR, FILE, PAX, padding, parse_header, parse_pax, pax_size
-    from .image_members import image_classifier
+    from ..format.names import MemberKind
+    from ..format.tar import DIR, FILE, PAX, padding, parse_header, parse_pax, pax_size
+    from .members import image_classifier
 
     classify = image_classifier(root)
     pos, pax = 0, {}

@@ -22,13 +22,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, StoreError
-from ..core.ociimage import ANNOTATION_REF, END_OF_ARCHIVE, INDEX_MEDIA_TYPE, encode_json, padding, tar_header
-from ..store import oscalls
-from ..store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, raise_os_error
-from .format.oci import encode_layout, parse_layout
-from .sinks import FileSink
+from ...core.digest import Digest
+from ...core.errors import BundleError, StoreError
+from ...core.ociimage import ANNOTATION_REF, END_OF_ARCHIVE, INDEX_MEDIA_TYPE, encode_json, padding, tar_header
+from ...store import oscalls
+from ...store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, raise_os_error
+from ..format.oci import encode_layout, parse_layout
+from ..sinks import FileSink
 
 __all__ = ["ArchiveTarget", "LayoutTarget", "split_layout_arg"]
 

@@ -27,16 +27,16 @@ from dataclasses import dataclass
 
 import zstandard
 
-from ..core.digest import Digest
-from ..core.errors import IntegrityError, StoreError
-from ..core.ociimage import END_OF_ARCHIVE, LAYER_MEDIA_TYPES, PlannedLayer, padding, tar_header
-from ..core.progress import LayerProgress, ProgressEvent
-from ..store import oscalls
-from ..store.fsutil import atomic_write, open_nofollow, raise_os_error
-from ..store.store import ModelStore
-from .buffer_ring import BufferRing
-from .options import Compression
-from .sources.streams import CHUNK
+from ...core.digest import Digest
+from ...core.errors import IntegrityError, StoreError
+from ...core.ociimage import END_OF_ARCHIVE, LAYER_MEDIA_TYPES, PlannedLayer, padding, tar_header
+from ...core.progress import LayerProgress, ProgressEvent
+from ...store import oscalls
+from ...store.fsutil import atomic_write, open_nofollow, raise_os_error
+from ...store.store import ModelStore
+from ..buffer_ring import BufferRing
+from ..options import Compression
+from ..sources.streams import CHUNK
 
 __all__ = ["Cancelled", "LayerCache", "LayerDigests", "LayerStream", "media_type"]
 

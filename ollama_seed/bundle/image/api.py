@@ -14,18 +14,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError, ModelNotFound, OfflineError, StoreError
-from ..core.manifest import Manifest
-from ..core.ociimage import parse_platforms
-from ..core.progress import ProgressCallback
-from ..core.reference import ModelName
-from ..store.store import ModelStore
-from .api import _in_thread
-from .export import resolve_models
-from .image_build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
-from .image_layout import ArchiveTarget, LayoutTarget, split_layout_arg
-from .image_read import ImageReport
-from .options import Compression, parse_compress
+from ...core.errors import ConfigError, ModelNotFound, OfflineError, StoreError
+from ...core.manifest import Manifest
+from ...core.ociimage import parse_platforms
+from ...core.progress import ProgressCallback
+from ...core.reference import ModelName
+from ...store.store import ModelStore
+from ..export import resolve_models
+from ..options import Compression, parse_compress
+from ..api import _in_thread
+from .build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
+from .layout import ArchiveTarget, LayoutTarget, split_layout_arg
+from .read import ImageReport
 
 __all__ = [
     "ImageReport",
@@ -101,7 +101,7 @@ async def _models(
                 f"{name.display} is not complete in {store.root} and --offline forbids pulling it; "
                 f"run 'ollama-seed pull {name.display}' first"
             )
-        from ..pulling.api import apull
+        from ...pulling.api import apull
 
         await apull(name, models_dir=store.root, insecure=insecure, progress=progress)
     return resolve_models(store, names)
@@ -175,7 +175,7 @@ async def abuild_image(
     resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
     base_image = None
     if base is not None:
-        from .image_base import resolve_base
+        from .base import resolve_base
 
         client = {k: v for k, v in push_options.items() if k in ("credentials", "transport")}
         base_image = await resolve_base(
@@ -213,7 +213,7 @@ async def _build(
 ) -> ImageResult:
     options = plan.options
     if push is not None:
-        from .image_push import apush_image
+        from .push import apush_image
 
         return await apush_image(store, plan, push, insecure=insecure, progress=progress, **push_options)
     if oci_layout is not None:
@@ -233,7 +233,7 @@ async def _build(
 
 def build_image(models: str | ModelName | Iterable[str | ModelName], **options: Any) -> ImageResult:
     """Blocking form of :func:`abuild_image`; same options. Not for use inside an event loop."""
-    from ..wire.sync import run_sync
+    from ...wire.sync import run_sync
 
     result: ImageResult = run_sync(abuild_image, models, **options)
     return result
@@ -246,13 +246,13 @@ def _source(ref: str | None, oci_layout: StrPath | None, scratch: Path, insecure
     if (ref is None) == (oci_layout is None):
         raise ConfigError("name the image: a registry reference, or --oci-layout DIR[:TAG]")
     if oci_layout is not None:
-        from .image_source import LayoutSource
+        from .source import LayoutSource
 
         text = os.fspath(oci_layout)
         root, tag = split_layout_arg(text)
         return LayoutSource(root, tag if root != Path(text) else None)
-    from ..core.imageref import ImageRef
-    from .image_source import RegistrySource
+    from ...core.imageref import ImageRef
+    from .source import RegistrySource
 
     assert ref is not None
     parsed = ImageRef.parse(ref)
@@ -273,9 +273,9 @@ async def _read(
 ) -> ImageReport:
     import threading
 
-    from ..core.errors import SeedError
-    from ..core.groups import collapse
-    from .image_read import read_image
+    from ...core.errors import SeedError
+    from ...core.groups import collapse
+    from .read import read_image
 
     source = _source(ref, oci_layout, scratch, insecure, client)
     ok = False
@@ -337,7 +337,7 @@ async def averify_image(
 
 def verify_image(ref: str | None = None, **options: Any) -> ImageReport:
     """Blocking form of :func:`averify_image`."""
-    from ..wire.sync import run_sync
+    from ...wire.sync import run_sync
 
     result: ImageReport = run_sync(averify_image, ref, **options)
     return result
@@ -382,7 +382,7 @@ async def aextract_image(
 
 def extract_image(ref: str | None = None, **options: Any) -> ImageReport:
     """Blocking form of :func:`aextract_image`."""
-    from ..wire.sync import run_sync
+    from ...wire.sync import run_sync
 
     result: ImageReport = run_sync(aextract_image, ref, **options)
     return result

@@ -3,7 +3,7 @@
 :class:`ImagePlan` decides everything that does not need the bytes (the layers, their order and
 sizes, the platforms); :meth:`ImagePlan.documents` turns the built layers into the JSON
 documents. :func:`build_to` writes an image into a layout directory or archive; pushing (in
-:mod:`bundle.image_push`) streams the same layers into a registry instead.
+:mod:`bundle.image.push`) streams the same layers into a registry instead.
 
 The same models, base, options and mtime always give the same bytes, so the same digests: the
 layers are deterministic tars, the JSON is canonical (sorted keys, no spaces), and every time in
@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, ConfigError
-from ..core.manifest import Manifest
-from ..core.ociimage import (
+from ...core.digest import Digest
+from ...core.errors import BundleError, ConfigError
+from ...core.manifest import Manifest
+from ...core.ociimage import (
     ANNOTATION_LAYER,
     CONFIG_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
@@ -37,13 +37,13 @@ from ..core.ociimage import (
     image_manifest,
     plan_layers,
 )
-from ..core.progress import ProgressEvent, Status
-from ..core.reference import ModelName
-from ..store.store import ModelStore
-from .image_base import BaseImage
-from .image_layers import LayerCache, LayerDigests, LayerStream, media_type
-from .image_layout import ArchiveTarget, LayoutTarget
-from .options import Compression
+from ...core.progress import ProgressEvent, Status
+from ...core.reference import ModelName
+from ...store.store import ModelStore
+from ..options import Compression
+from .base import BaseImage
+from .layers import LayerCache, LayerDigests, LayerStream, media_type
+from .layout import ArchiveTarget, LayoutTarget
 
 __all__ = ["BuildOptions", "BuiltLayer", "ImagePlan", "ImageResult", "build_to", "default_mtime"]
 

@@ -23,21 +23,21 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from ..core.digest import Digest
-from ..core.errors import BundleError, ConfigError, SeedError
-from ..core.groups import collapse
-from ..core.imageref import ImageRef
-from ..core.ocidoc import Descriptor
-from ..core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PlannedLayer, layer_cap
-from ..core.progress import ProgressCallback, ProgressEvent, Status, human_size
-from ..store.store import ModelStore
-from ..wire.registry import Credentials, RegistryClient
-from ..wire.upload import DEFAULT_CHUNK, Uploader
-from .image_build import BuiltLayer, ImagePlan, ImageResult
-from .image_layers import LayerCache, LayerStream
+from ...core.digest import Digest
+from ...core.errors import BundleError, ConfigError, SeedError
+from ...core.groups import collapse
+from ...core.imageref import ImageRef
+from ...core.ocidoc import Descriptor
+from ...core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PlannedLayer, layer_cap
+from ...core.progress import ProgressCallback, ProgressEvent, Status, human_size
+from ...store.store import ModelStore
+from ...wire.registry import Credentials, RegistryClient
+from ...wire.upload import DEFAULT_CHUNK, Uploader
+from .build import BuiltLayer, ImagePlan, ImageResult
+from .layers import LayerCache, LayerStream
 
 if TYPE_CHECKING:
-    from ..wire.keys import SigningKey
+    from ...wire.keys import SigningKey
 
 __all__ = ["apush_image", "check_cap"]
 
@@ -217,7 +217,7 @@ async def apush_image(
                 await up.manifest(str(doc.digest), MANIFEST_MEDIA_TYPE, doc.raw, doc.digest)
             await up.manifest(target.tag, INDEX_MEDIA_TYPE, index.raw, index.digest)
             if sign is not None:
-                from ..wire.cosign_attach import attach_signature
+                from ...wire.cosign_attach import attach_signature
 
                 report(Status(label, f"signing with {sign.public_key.fingerprint}"))
                 subjects = [(INDEX_MEDIA_TYPE, index), *((MANIFEST_MEDIA_TYPE, doc) for doc in manifests)]

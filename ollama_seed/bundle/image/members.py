@@ -24,14 +24,14 @@ from pathlib import Path
 
 import zstandard
 
-from ..core.digest import Digest
-from ..core.errors import BundleError
-from ..core.ocidoc import Descriptor
-from ..store.fsutil import open_nofollow
-from .format.names import MemberKind, MemberRef, classify_member
-from .sources.base import Member
-from .sources.streams import CHUNK, TruncatedBundle
-from .sources.tar import TarMembers
+from ...core.digest import Digest
+from ...core.errors import BundleError
+from ...core.ocidoc import Descriptor
+from ...store.fsutil import open_nofollow
+from ..format.names import MemberKind, MemberRef, classify_member
+from ..sources.base import Member
+from ..sources.streams import CHUNK, TruncatedBundle
+from ..sources.tar import TarMembers
 
 __all__ = ["ImageLayer", "LayerMembers", "image_classifier"]
 

@@ -1,0 +1,1 @@
+"""Model images: OCI container images holding Ollama models (docs/images.md)."""
