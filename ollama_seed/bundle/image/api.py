@@ -20,9 +20,9 @@ from ...core.ociimage import parse_platforms
 from ...core.progress import ProgressCallback
 from ...core.reference import ModelName
 from ...store.store import ModelStore
+from ..api import _in_thread
 from ..export import resolve_models
 from ..options import Compression, parse_compress
-from ..api import _in_thread
 from .build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
 from .layout import ArchiveTarget, LayoutTarget, split_layout_arg
 from .read import ImageReport
