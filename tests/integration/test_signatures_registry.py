@@ -334,10 +334,10 @@ async def test_image_build_sign_signs_the_index_and_each_platform(
     from ollama_seed.core.intoto import parse_cosign_statement
     from ollama_seed.core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
     from ollama_seed.wire.cosign_fetch import fetch_signatures
-    from tests.bundle.test_image import _store
+    from tests.support.images import store_models
 
     store = tmp_path / "store"
-    names = _store(store, 1, 50_000)
+    names = store_models(store, 1, 50_000)
     ref = f"{docker_registry.host}/img{uuid.uuid4().hex[:6]}/signed:v1"
     built = await abuild_image(names, push=ref, models_dir=store, insecure=True, sign=keys["site"], cosign_legacy=True)
     trust = Trust.load([keys["site.pub"]])
