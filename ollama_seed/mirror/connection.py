@@ -74,7 +74,8 @@ class Connection:
         self.idle_since = time.monotonic()
         self.reserved = False
         self.closed = False
-        self.sent = 0
+        self.writing = False  # inside a write: a client that reads nothing shows here
+        self.progress = time.monotonic()  # when a write last moved
 
     # -- the thread ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -87,6 +88,10 @@ class Connection:
         finally:
             self.close()
             self.server._forget(self)
+
+    def stalled(self, now: float, after: float) -> bool:
+        """Writing a response that has not moved for *after* seconds (its client stopped reading)."""
+        return self.writing and now - self.progress > after
 
     def close(self) -> None:
         if self.closed:
@@ -261,6 +266,13 @@ class Writer:
         self._pending = b""
 
     def write(self, message: Message) -> None:
+        self.conn.writing, self.conn.progress = True, time.monotonic()
+        try:
+            self._write(message)
+        finally:
+            self.conn.writing = False
+
+    def _write(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             if self.started:
@@ -314,6 +326,7 @@ class Writer:
         data, self._pending = self._pending + body, b""
         if data:
             self.conn.sock.sendall(data)
+            self.conn.progress = time.monotonic()
 
 
 def send_file(
@@ -338,6 +351,7 @@ def send_file(
                 raise OSError(errno.EIO, f"the file ended at byte {pos} of {end}")
             pos += n
             writer.body_sent += n
+            writer.conn.progress = time.monotonic()
         return
     buf = bytearray(min(BUFFER, max(count, 1)))
     view = memoryview(buf)
@@ -348,3 +362,4 @@ def send_file(
         sock.sendall(view[:n])
         pos += n
         writer.body_sent += n
+        writer.conn.progress = time.monotonic()

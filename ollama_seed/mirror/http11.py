@@ -17,8 +17,9 @@ Python, on one core. Here:
   seconds between requests; a response that cannot send a byte for ``write_timeout`` seconds is
   abandoned (the client stopped reading). Each ends in closing the connection.
 - **Room.** At most ``limit`` connections are open. A new one when all are taken closes the one
-  that has been idle longest (waiting for a request head, or between requests), so idle and
-  slow-header connections cannot shut others out. If every one is answering a request, a
+  that has been idle longest (waiting for a request head, or between requests), else one whose
+  response has not moved for a second (its client stopped reading), so idle, slow-header and
+  stalled connections cannot shut others out. If every one is answering a request, a
   ``reserve`` of further connections answers only ``/healthz``, ``/readyz`` and ``/metrics``
   (others get 503), so probes and scrapes work while the limit is reached.
 - **Framing.** A request with both ``Content-Length`` and ``Transfer-Encoding`` (a smuggling
@@ -52,6 +53,7 @@ from .connection import DONE, Connection, Writer, plain_response
 __all__ = ["Http11Server", "ServerLimits"]
 
 log = logging.getLogger("ollama_seed.mirror")
+PRESSED_WRITE = 1.0  # at the limit, a response that has not moved for this long gives its connection up
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +143,12 @@ class Http11Server:
         with self._lock:
             if limit is not None and len(self._conns) >= limit:
                 idle = [c for c in self._conns if not c.busy and not c.reserved]
+                now, after = time.monotonic(), min(self.limits.write_timeout, PRESSED_WRITE)
+                stuck = [c for c in self._conns if c.busy and c.stalled(now, after)]
                 if idle:
                     victim = min(idle, key=lambda c: c.idle_since)
+                elif stuck:  # under pressure a reader that stopped loses its slot before write_timeout
+                    victim = min(stuck, key=lambda c: c.progress)
                 elif len(self._conns) >= limit + self.limits.reserve:
                     conn = None  # type: ignore[assignment]
                 else:
