@@ -62,7 +62,7 @@ def _progress_option(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("export", help="write installed models to a bundle for another (air-gapped) host")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="a model in the store (its blobs shared with others once)")
     p.add_argument(
         "-o",
         "--output",

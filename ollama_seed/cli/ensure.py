@@ -54,7 +54,12 @@ def register(sub: Any) -> None:
         description="Exit 0 only when every named model is ready. With no NAME, ensure the models listed in "
         "the config file.",
     )
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="a model to have ready (as 'pull' names them); none: the models of the config file",
+    )
     p.add_argument(
         "--modelfile",
         action="append",

@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
     isub.required = True
 
     p = isub.add_parser("build", help="build an image holding models from the store (one layer per blob)")
-    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="a model to put in the image (pulled first if missing)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--push", metavar="REF", help="push to a registry: registry.lan:5000/ai/models:v1")
     where.add_argument("--oci-layout", metavar="DIR[:TAG]", help="write into an OCI layout directory (tag: latest)")

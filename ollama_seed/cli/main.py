@@ -25,7 +25,7 @@ from types import ModuleType
 from ..__about__ import __version__
 from ..core.errors import SeedError
 from ..core.redact import RedactFilter
-from . import gcpause, where
+from . import gcpause, helptext, where
 from . import store as _cli_store
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_UNEXPECTED", "EXIT_USAGE", "entry", "main"]
@@ -77,8 +77,8 @@ def build_parser(argv: Sequence[str] | None = None, *, complete: bool = True) ->
     """The CLI's parser; with ``complete=False``, only what *argv*'s command needs (see _modules_for)."""
     parser = argparse.ArgumentParser(
         prog="ollama-seed",
-        description="Pull Ollama models straight from the registry into Ollama's store, "
-        "resumable and verified, with no Ollama server needed.",
+        description="Pull Ollama models straight from the registry into Ollama's store, resumable and\n"
+        "verified, with no Ollama server needed. 'ollama-seed COMMAND --help' tells more.",
     )
     parser.add_argument("--version", action="version", version=f"ollama-seed {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for HTTP details)")
@@ -87,6 +87,7 @@ def build_parser(argv: Sequence[str] | None = None, *, complete: bool = True) ->
     for module in [*_MODULES, *_optional_modules()] if complete else _modules_for(argv):
         module.register(sub)
     _verbose_after(sub)
+    helptext.finish(parser)
     return parser
 
 

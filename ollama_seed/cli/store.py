@@ -69,7 +69,13 @@ def _rate(text: str) -> float:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("pull", help="pull models from their registry into the store")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a model as Ollama names it: gpt-oss:20b, user/model, registry.lan:5000/ns/model:tag, "
+        "optionally pinned with @sha256:<manifest digest>",
+    )
     add_common(p)
     add_pull_options(p)
     from .provenance import add_trust_options
@@ -83,14 +89,14 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="layers, media types, sizes and digests of a model")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="a model in the store (matched without regard to case)")
     add_common(p, reads_only=True)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("cp", help="copy a model to another name (as ollama cp: the manifest only, no blob copied)")
-    p.add_argument("source", metavar="SRC")
-    p.add_argument("destination", metavar="DST")
+    p.add_argument("source", metavar="SRC", help="a model in the store")
+    p.add_argument("destination", metavar="DST", help="the new name (an existing DST is replaced, as ollama cp)")
     add_common(p, reads_only=True)
     p.set_defaults(func=cmd_cp)
 
@@ -115,7 +121,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("rm", help="remove models; blobs another model uses are kept")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="a model in the store")
     add_common(p, reads_only=True)
     p.set_defaults(func=cmd_rm)
 
