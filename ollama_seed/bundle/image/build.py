@@ -138,6 +138,30 @@ class ImagePlan:
         )
         self.media_type = media_type(options.compression)
 
+    def stream(
+        self,
+        store: ModelStore,
+        layer: PlannedLayer,
+        *,
+        pool: concurrent.futures.Executor,
+        emit: Callable[[ProgressEvent], None],
+        label: str,
+        cancel: threading.Event | None = None,
+    ) -> LayerStream:
+        """The bytes of one of this plan's layers, read from *store* (see bundle.image.layers)."""
+        opts = self.options
+        return LayerStream(
+            store,
+            layer,
+            mtime=opts.mtime,
+            compression=opts.compression,
+            verify=opts.verify,
+            pool=pool,
+            emit=emit,
+            label=label,
+            cancel=cancel,
+        )
+
     def largest(self) -> int:
         """Bytes of the largest layer, uncompressed (what a registry's per-layer cap is checked against)."""
         return max(layer.size(self.options.mtime) for layer in self.layers)
@@ -211,17 +235,7 @@ def build_to(
                 if known is not None and target.has(known.digest, known.size):
                     built.append(BuiltLayer(layer.label, known.digest, known.size, known.diff_id, plan.media_type))
                     continue
-                stream = LayerStream(
-                    store,
-                    layer,
-                    mtime=opts.mtime,
-                    compression=opts.compression,
-                    verify=opts.verify,
-                    pool=pool,
-                    emit=emit,
-                    label=label,
-                    cancel=cancel,
-                )
+                stream = plan.stream(store, layer, pool=pool, emit=emit, label=label, cancel=cancel)
                 if isinstance(target, ArchiveTarget):
                     digest, size = target.put(stream.chunks(), stream.total)
                 else:

@@ -30,7 +30,7 @@ from ...store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, 
 from ..format.oci import encode_layout, parse_layout
 from ..sinks import FileSink
 
-__all__ = ["ArchiveTarget", "LayoutTarget", "split_layout_arg"]
+__all__ = ["ArchiveTarget", "LayoutTarget", "read_small", "split_layout_arg"]
 
 MAX_INDEX = 4 * 1024 * 1024
 
@@ -41,6 +41,25 @@ def split_layout_arg(text: str, default_tag: str = "latest") -> tuple[Path, str]
     if sep and tag and "/" not in tag and path:
         return Path(path), tag
     return Path(text), default_tag
+
+
+def read_small(path: Path, limit: int) -> bytes:
+    """A small file of a layout (``oci-layout``, ``index.json``, a manifest), opened without following links.
+
+    Raises:
+        BundleError: unreadable, or larger than *limit*.
+    """
+    try:
+        fd = open_nofollow(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise BundleError(f"{path} is larger than {limit} bytes")
+    return data
 
 
 class LayoutTarget:
@@ -56,8 +75,8 @@ class LayoutTarget:
             if not root.is_dir() or root.is_symlink():
                 raise StoreError(f"{root} exists and is not a directory; give a directory for --oci-layout")
             if (root / "oci-layout").exists():
-                parse_layout(self._small(root / "oci-layout", 4096))
-                doc = json.loads(self._small(root / "index.json", MAX_INDEX)) if (root / "index.json").exists() else {}
+                parse_layout(read_small(root / "oci-layout", 4096))
+                doc = json.loads(read_small(root / "index.json", MAX_INDEX)) if (root / "index.json").exists() else {}
                 if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
                     raise BundleError(f"{root}/index.json is not an OCI image index; give a new directory")
                 self.index.update(doc)
@@ -66,20 +85,6 @@ class LayoutTarget:
         ensure_dir(self.blob_dir)
         if not (root / "oci-layout").exists():
             self._write_small(root / "oci-layout", encode_layout())
-
-    @staticmethod
-    def _small(path: Path, limit: int) -> bytes:
-        try:
-            fd = open_nofollow(path, os.O_RDONLY)
-            try:
-                data = os.read(fd, limit + 1)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(data) > limit:
-            raise BundleError(f"{path} is larger than {limit} bytes")
-        return data
 
     def _write_small(self, path: Path, data: bytes) -> None:
         atomic_write(path, data, path.parent)

@@ -162,16 +162,7 @@ async def apush_image(
                         outcome[known.digest] = "existing"
                         built[i] = BuiltLayer(layer.label, known.digest, known.size, known.diff_id, plan.media_type)
                         return
-                    stream = LayerStream(
-                        store,
-                        layer,
-                        mtime=opts.mtime,
-                        compression=opts.compression,
-                        verify=opts.verify,
-                        pool=pool,
-                        emit=emit,
-                        label=label,
-                    )
+                    stream = plan.stream(store, layer, pool=pool, emit=emit, label=label)
                     ahead = _ReadAhead(stream)
 
                     async def body() -> AsyncIterator[bytes]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import urllib.parse
 from collections.abc import Callable
@@ -25,9 +24,9 @@ from ...core.imageref import ImageRef
 from ...core.manifest import MAX_MANIFEST_BYTES, Layer
 from ...core.ocidoc import ACCEPT, Descriptor
 from ...core.ociimage import ANNOTATION_REF
-from ...store.fsutil import open_nofollow
 from ...store.store import ModelStore
 from ..format.oci import parse_layout
+from .layout import read_small
 
 __all__ = ["LayoutSource", "RegistrySource"]
 
@@ -48,9 +47,9 @@ class LayoutSource:
         self.root = root
         if not (root / "oci-layout").is_file():
             raise BundleError(f"{root} is not an OCI image layout (no oci-layout file)")
-        parse_layout(self._read(root / "oci-layout", 4096))
+        parse_layout(read_small(root / "oci-layout", 4096))
         try:
-            doc = json.loads(self._read(root / "index.json", MAX_MANIFEST_BYTES))
+            doc = json.loads(read_small(root / "index.json", MAX_MANIFEST_BYTES))
             entries = [m for m in doc["manifests"] if isinstance(m, dict)]
         except (ValueError, KeyError, TypeError):
             raise BundleError(f"{root}/index.json is not an OCI image index") from None
@@ -64,20 +63,6 @@ class LayoutSource:
         self.entry = refs[tag]
         self.label = f"{root}:{tag}"
 
-    @staticmethod
-    def _read(path: Path, limit: int) -> bytes:
-        try:
-            fd = open_nofollow(path, os.O_RDONLY)
-        except OSError as exc:
-            raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
-        try:
-            data = os.read(fd, limit + 1)
-        finally:
-            os.close(fd)
-        if len(data) > limit:
-            raise BundleError(f"{path} is larger than {limit} bytes")
-        return data
-
     async def resolve(self) -> tuple[Descriptor, bytes]:
         from ...core.ocidoc import descriptor
 
@@ -85,7 +70,7 @@ class LayoutSource:
         return desc, await self.small(desc)
 
     async def small(self, desc: Descriptor) -> bytes:
-        return _checked(self._read(self.path(desc), MAX_MANIFEST_BYTES), desc, self.label)
+        return _checked(read_small(self.path(desc), MAX_MANIFEST_BYTES), desc, self.label)
 
     def path(self, desc: Descriptor) -> Path:
         return self.root / "blobs" / "sha256" / desc.digest.hex
