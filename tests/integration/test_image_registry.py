@@ -134,3 +134,50 @@ def test_an_interrupted_extract_resumes_where_it_stopped(tmp_path: Path, docker_
     assert second < 24_000_000 - 4_000_000  # most of what the first run had was kept
     assert models_of(out) == models_of(store)
     assert not (out / ".ollama-seed" / "image-layers").exists()
+
+
+@pytest.mark.parametrize("damage", ["traversal", "link", "diff_id"])
+def test_a_hostile_image_in_a_registry_is_refused_before_anything_is_written(
+    tmp_path: Path, docker_registry: DockerRegistry, damage: str
+) -> None:
+    import tarfile
+
+    from ollama_seed.core.errors import BundleError
+    from tests.support.craft import snapshot
+    from tests.support.images import add_layer, tar_file, tar_of, wrong_diff_id
+
+    skopeo = _skopeo()
+    store = tmp_path / "store"
+    names = store_models(store, 1, 300_000)
+    layout = tmp_path / "img"
+    build_image(names, oci_layout=f"{layout}:t", models_dir=store)
+    if damage == "traversal":
+        add_layer(
+            layout, "t-linux-amd64", tar_of([tar_file("models/blobs/../../etc/x")], {"models/blobs/../../etc/x": b"x"})
+        )
+    elif damage == "link":
+        info = tarfile.TarInfo("models/blobs/sha256-" + "1" * 64)
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+        add_layer(layout, "t-linux-amd64", tar_of([info], {}))
+    else:
+        wrong_diff_id(layout)
+    ref = f"{docker_registry.host}/img/hostile-{damage}:t"
+    copy = subprocess.run(
+        [
+            skopeo,
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:t-linux-amd64",
+            f"docker://{ref}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert copy.returncode == 0, copy.stderr
+    out = tmp_path / "out"
+    store_models(out, 1, 7777)
+    before = {k: v for k, v in snapshot(out).items() if not k.startswith(".ollama-seed")}
+    with pytest.raises(BundleError):
+        extract_image(ref, insecure=True, models_dir=out)
+    assert {k: v for k, v in snapshot(out).items() if not k.startswith(".ollama-seed")} == before

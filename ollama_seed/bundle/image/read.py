@@ -115,25 +115,25 @@ def _models_root(config: dict[str, Any], override: str | None) -> str:
     return "models"
 
 
-async def _direct(
-    source: ImageSource, layer: ImageLayer, root: str, blob: Digest, store: ModelStore, emit: Emit, what: str
-) -> bool:
-    """A registry's one-blob uncompressed layer fetched straight into the store (see RegistrySource.blob_from_layer)."""
+async def _locate(source: ImageSource, layer: ImageLayer, root: str, blob: Digest, what: str) -> tuple[int, int] | None:
+    """Where a registry's one-blob uncompressed layer holds its blob (see RegistrySource.locate); None
+    for a layer read whole."""
     from .source import RegistrySource
 
     if not isinstance(source, RegistrySource) or layer.desc.compression != "none":
-        return False
+        return None
     if layer.diff_id != layer.desc.digest:
         raise BundleError(
             f"{what}: layer {layer.desc.digest} is an uncompressed tar, so its diff_id must be its digest, but the "
             f"image config says {layer.diff_id}; containerd and umoci refuse such an image"
         )
+    return await source.locate(layer.desc, root, blob)
+
+
+def _progress(emit: Emit, what: str, blob: Digest, size: int) -> Callable[[int], None]:
     from ...core.progress import LayerProgress
 
-    def on_bytes(n: int) -> None:
-        emit(LayerProgress(what, str(blob), "", layer.desc.size, n))
-
-    return await source.blob_from_layer(layer.desc, root, blob, store, on_bytes)
+    return lambda n: emit(LayerProgress(what, str(blob), "", size, n))
 
 
 def check_layer_file(path: Path, layer: ImageLayer, checked: bool) -> None:
@@ -193,7 +193,8 @@ async def read_image(
     digest, manifests = await _manifests(source, every=not install)
     done: dict[Digest, int] = {}
     models: list[ModelName] = []
-    written = bytes_written = skipped = direct = 0
+    written = bytes_written = skipped = 0
+    direct: list[tuple[ImageLayer, Digest, tuple[int, int]]] = []
     for shown, manifest in manifests:
         what = f"{source.label}" + (f" ({shown})" if shown else "")
         config, diff_ids = parse_config(
@@ -218,10 +219,15 @@ async def read_image(
                 if all(store.blob_size(d) is not None for d in blobs):
                     skipped += 1  # every blob it carries is in the store already: never fetched
                     continue
-                if len(blobs) == 1 and await _direct(source, layer, root, blobs[0], store, emit, what):
-                    direct += 1
+                if len(blobs) == 1 and (at := await _locate(source, layer, root, blobs[0], what)) is not None:
+                    direct.append((layer, blobs[0], at))
                     continue
             todo.append(layer)
+        # Every direct layer's header was checked before the first of their blobs is fetched: a hostile
+        # member anywhere stops the extract with nothing written. A blob is installed once its own
+        # digest matched, as a pull installs blobs before their manifest.
+        for layer, blob, at in direct:
+            await source.fetch_at(layer.desc, blob, at, store, _progress(emit, what, blob, at[1]))  # type: ignore[attr-defined]
         emit(Status(what, "extracting" if install else "verifying"))
 
         if not install and all(layer.desc.digest in done for layer in todo):
@@ -249,7 +255,7 @@ async def read_image(
         tuple(models),
         digest,
         tuple(s for s, _ in manifests),
-        len(done) + direct,
+        len(done) + len(direct),
         skipped,
         written,
         bytes_written,

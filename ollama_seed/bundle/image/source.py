@@ -179,34 +179,41 @@ class RegistrySource:
             await resp.aclose()
         return resp.status_code, resp.headers.get("location")
 
-    async def blob_from_layer(
-        self, desc: Descriptor, root: str, blob: Digest, store: ModelStore, on_bytes: Callable[[int], None]
-    ) -> bool:
-        """Fetch the one blob of an uncompressed model layer straight into *store*: ranged requests at
-        the blob's offset in the layer, through the pull engine's staging (the one a pull of that blob
-        uses, so either resumes the other), verified by the blob's own digest, installed like a
-        pulled blob. The tar header must name that blob and nothing else may follow it but zeros.
-        False when the layer is not laid out so (it is then read whole)."""
+    async def locate(self, desc: Descriptor, root: str, blob: Digest) -> tuple[int, int] | None:
+        """Where the one blob of an uncompressed model layer sits in it: (offset, size), from a small
+        ranged request for its tar header; the header must name that blob and nothing but zeros may
+        follow it. None when the layer is not laid out so (it is then read whole).
+
+        Raises:
+            BundleError: a member that has no place there, or data after the blob.
+        """
+        found = blob_offset(await self._range(desc, 0, min(desc.size, MAX_HEAD)), root, blob)
+        if found is None:
+            return None
+        offset, size = found
+        tail = desc.size - offset - size
+        if not 1024 <= tail <= MAX_TAIL + 1024 + 511:
+            return None
+        if any(await self._range(desc, offset + size, desc.size)):
+            raise BundleError(f"layer {desc.digest} holds data after its blob {blob}; refusing it")
+        return offset, size
+
+    async def fetch_at(
+        self, desc: Descriptor, blob: Digest, at: tuple[int, int], store: ModelStore, on_bytes: Callable[[int], None]
+    ) -> None:
+        """Fetch the blob at *at* (see :meth:`locate`) straight into *store*: ranged requests at its
+        offset, through the pull engine's staging (the one a pull of that blob uses, so either
+        resumes the other), verified by the blob's own digest, installed as a pulled blob is."""
         import anyio
 
         from ...wire.transfer import BlobDownloader, TransferConfig, Within
 
-        found = blob_offset(await self._range(desc, 0, min(desc.size, MAX_HEAD)), root, blob)
-        if found is None:
-            return False
-        offset, size = found
-        tail = desc.size - offset - size
-        if not 1024 <= tail <= MAX_TAIL + 1024 + 511:
-            return False
-        if any(await self._range(desc, offset + size, desc.size)):
-            raise BundleError(f"layer {desc.digest} holds data after its blob {blob}; refusing it")
         if self.direct is None:
             self.direct = BlobDownloader(self.client, store, anyio.CapacityLimiter(64), None, TransferConfig())
         assert isinstance(self.direct, BlobDownloader)
-        layer = Layer("", blob, size)
+        layer = Layer("", blob, at[1])
         if not store.has_blob(layer):
-            await self.direct.download(self.ref, layer, on_bytes, within=Within(str(desc.digest), offset, desc.size))
-        return True
+            await self.direct.download(self.ref, layer, on_bytes, within=Within(str(desc.digest), at[0], desc.size))
 
     async def aclose(self, *, done: bool = True) -> None:
         """Close the connections; once the image was read, remove the scratch space (after a failure it
