@@ -9,7 +9,7 @@
     │   └── <host>/<namespace>/<model>/<tag>   exact registry bytes, mode 0644, written last
     └── .ollama-seed/                     ours, mode 0700; Ollama never looks here
         ├── staging/sha256-<hex>.data     a blob being downloaded (pre-sized, written at offsets)
-        ├── staging/sha256-<hex>.state    its resume state (JSON)
+        ├── staging/sha256-<hex>.state    its resume state (binary, memory-mapped)
         ├── locks/sha256-<hex>.lock       per-blob lock that saves bandwidth between processes
         ├── signatures/sha256-<hex>/      signatures of the manifest with that digest (records)
         └── tmp/                          manifests on their way to an atomic rename

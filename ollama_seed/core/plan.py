@@ -30,8 +30,11 @@ MIB = 1024 * 1024
 MIN_PIECE = 1 * MIB
 MAX_PIECE = 64 * MIB
 TARGET_PIECES = 512
-STATE_MAGIC = b"OSEEDST1"
-STATE_HEADER = 8 + 24 + 32
+STATE_MAGIC = b"OSEEDST2"  # version 1 had no boot id nor watermark: such a state starts the blob over
+BOOT_OFFSET = 8 + 24 + 32
+SYNCED_OFFSET = BOOT_OFFSET + 16
+STATE_HEADER = SYNCED_OFFSET + 8
+NO_BOOT = bytes(16)  # the boot cannot be told: counters are trusted only up to the watermark
 
 
 def choose_piece_size(size: int) -> int:
@@ -48,6 +51,8 @@ class BlobPlan:
     size: int
     piece_size: int
     done: list[int] = field(default_factory=list)
+    synced: int = 0  # the prefix made durable (fdatasync returned) before the state said so
+    clamped: bool = False  # from_state cut the counters back to *synced* (another boot wrote them)
 
     @classmethod
     def new(cls, size: int, piece_size: int | None = None) -> BlobPlan:
@@ -92,10 +97,16 @@ class BlobPlan:
     # The state file is binary and fixed-size so the transfer code can map it into memory
     # and update a piece's counter in place after every write: a process killed at any
     # instant leaves a state that is at most one write behind the data file.
-    #   magic(8) | size u64 | piece_size u64 | pieces u64 | digest 32 bytes | done u64 * pieces
-    def state_bytes(self, digest_hex: str) -> bytes:
+    #   magic(8) | size u64 | piece_size u64 | pieces u64 | digest 32 bytes
+    #   | boot id 16 bytes | synced u64 | done u64 * pieces
+    # A kill keeps every write (the kernel holds them), a power cut only what was synced: the
+    # counters are stored with no sync, so they may reach the disk before the data they count.
+    # *boot id* says which boot wrote them; *synced* is the prefix of the blob whose data was
+    # made durable (fdatasync returned) before it was stored. In another boot only *synced* counts.
+    def state_bytes(self, digest_hex: str, boot_id: bytes = NO_BOOT) -> bytes:
         head = STATE_MAGIC + struct.pack("<QQQ", self.size, self.piece_size, self.pieces)
-        return head + bytes.fromhex(digest_hex) + struct.pack(f"<{self.pieces}Q", *self.done)
+        tail = boot_id.ljust(16, b"\0")[:16] + struct.pack("<Q", self.synced)
+        return head + bytes.fromhex(digest_hex) + tail + struct.pack(f"<{self.pieces}Q", *self.done)
 
     @staticmethod
     def done_offset(i: int) -> int:
@@ -103,26 +114,43 @@ class BlobPlan:
         return STATE_HEADER + 8 * i
 
     @classmethod
-    def from_state(cls, raw: bytes, *, digest_hex: str, size: int) -> BlobPlan | None:
+    def from_state(cls, raw: bytes, *, digest_hex: str, size: int, boot_id: bytes | None = None) -> BlobPlan | None:
         """Decode a state file; None unless it is intact and describes exactly this blob.
 
         A resume state is never trusted beyond what it can prove: any doubt means
-        starting the blob over.
+        starting the blob over. Given *boot_id* (this boot's), a state another boot wrote
+        (or whose boot cannot be told) keeps only what its watermark says was made
+        durable: the counters are cut back to the synced prefix (``clamped``).
         """
         if len(raw) < STATE_HEADER or raw[:8] != STATE_MAGIC:
             return None
         got_size, ps, pieces = struct.unpack_from("<QQQ", raw, 8)
-        if got_size != size or raw[32:STATE_HEADER] != bytes.fromhex(digest_hex) or ps == 0:
+        if got_size != size or raw[32:BOOT_OFFSET] != bytes.fromhex(digest_hex) or ps == 0:
             return None
         # check the counts against the file's length before allocating anything they imply
         if pieces != (math.ceil(size / ps) if size > 0 else 0) or len(raw) != STATE_HEADER + 8 * pieces:
+            return None
+        (synced,) = struct.unpack_from("<Q", raw, SYNCED_OFFSET)
+        if synced > size:
             return None
         plan = cls.new(size, ps)
         done = list(struct.unpack_from(f"<{pieces}Q", raw, STATE_HEADER))
         if any(d > plan.piece_len(i) for i, d in enumerate(done)):
             return None
-        plan.done = done
+        plan.done, plan.synced = done, synced
+        boot = raw[BOOT_OFFSET:SYNCED_OFFSET]
+        if boot_id is not None and (boot != boot_id or boot == NO_BOOT):
+            plan.clamp(synced)
         return plan
+
+    def clamp(self, durable: int) -> None:
+        """Keep no counter beyond the first *durable* bytes of the blob (what survived a power cut)."""
+        for i, d in enumerate(self.done):
+            start = i * self.piece_size
+            keep = min(d, max(0, durable - start))
+            if keep != d:
+                self.done[i] = keep
+                self.clamped = True
 
 
 @dataclass(slots=True, eq=False)

@@ -66,3 +66,46 @@ def windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
         return bool(code.value == 259)  # STILL_ACTIVE
     finally:
         kernel32.CloseHandle(handle)
+
+
+NO_BOOT = bytes(16)
+
+
+def boot_id(kind: str) -> bytes:
+    """16 bytes naming this boot of the machine; all zeros when *kind*'s cannot be read."""
+    try:
+        if kind == "linux":
+            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+                return bytes.fromhex(f.read().decode("ascii").strip().replace("-", ""))[:16].ljust(16, b"\0")
+        if kind == "macos":  # pragma: no cover - macOS only
+            return _mac_boottime()
+        if kind == "windows":  # pragma: no cover - Windows only
+            return _windows_boottime()
+    except (OSError, ValueError, AttributeError):
+        pass
+    return NO_BOOT
+
+
+def _mac_boottime() -> bytes:  # pragma: no cover - macOS only
+    """``sysctl kern.boottime`` (a ``struct timeval``): the same for the whole of one boot."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.dylib", use_errno=True)
+    buf = ctypes.create_string_buffer(16)
+    size = ctypes.c_size_t(16)
+    if libc.sysctlbyname(b"kern.boottime", buf, ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+        return NO_BOOT
+    return buf.raw[: size.value].ljust(16, b"\0")
+
+
+def _windows_boottime() -> bytes:  # pragma: no cover - Windows only
+    """When this boot began, from ``GetTickCount64`` (milliseconds since boot), to 10 seconds: a
+    clock change can shift it, which only makes a resume keep less (never more)."""
+    import ctypes
+    import time
+
+    ticks = ctypes.windll.kernel32.GetTickCount64  # type: ignore[attr-defined]
+    ticks.restype = ctypes.c_ulonglong
+    booted = int((time.time() - ticks() / 1000) // 10)
+    return booted.to_bytes(16, "little", signed=True)

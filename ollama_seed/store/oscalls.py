@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ __all__ = ["Platform", "detect", "emulate", "host"]
 
 Kind = Literal["linux", "macos", "windows", "posix"]
 EMULATE_ENV = "OLLAMA_SEED_EMULATE"
+_F_BARRIERFSYNC = 85  # <sys/fcntl.h> on macOS; Python's fcntl module does not export it
 _DIR_SYNC_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES)
 _FICLONE = 0x40049409  # <linux/fs.h>: _IOW(0x94, 9, int)
 _REPLACE_RETRY_S = 1.0  # as pip: a reader or scanner holding the target lets go within a second
@@ -63,6 +65,7 @@ class Platform:
         o_directory: int = 0,
         o_binary: int = 0,
         full_fsync: int | None = None,
+        barrier_fsync: int | None = None,
         dir_fsync: bool = True,
         sharing_violations: bool = False,
     ) -> None:
@@ -79,8 +82,11 @@ class Platform:
         self.o_directory = o_directory
         self.o_binary = o_binary
         self.full_fsync = full_fsync  # fcntl.F_FULLFSYNC on macOS
+        self.barrier_fsync = barrier_fsync  # F_BARRIERFSYNC on macOS
         self.dir_fsync = dir_fsync
         self.sharing_violations = sharing_violations  # an open file cannot be replaced or deleted (Windows)
+        self._boot: bytes | None = None
+        self._warned_unordered = False
 
     def __repr__(self) -> str:
         missing = [
@@ -169,15 +175,27 @@ class Platform:
 
     def full_sync(self, fd: int) -> None:
         """Make *fd*'s data durable before it is renamed into place: ``fsync`` (on Windows the CRT's
-        ``_commit``), and on macOS ``F_FULLFSYNC``, which also flushes the drive's cache."""
-        if self.full_fsync is not None:
+        ``_commit``). On macOS ``fsync`` leaves the drive's cache free to write later data first, so
+        ``F_FULLFSYNC`` (which flushes that cache); where a file system refuses it,
+        ``F_BARRIERFSYNC`` (nothing issued later reaches the disk before this file's data);
+        plain ``fsync`` only where both are refused (see docs/reliability.md, "Power loss")."""
+        if self.full_fsync is not None or self.barrier_fsync is not None:
             import fcntl
 
-            try:
-                fcntl.fcntl(fd, self.full_fsync)
-                return
-            except OSError:  # not every file system supports it (SMB, some FUSE): plain fsync
-                pass
+            for command in (self.full_fsync, self.barrier_fsync):
+                if command is None:
+                    continue
+                try:
+                    fcntl.fcntl(fd, command)
+                    return
+                except OSError:  # not every file system supports it (SMB, some FUSE)
+                    continue
+            if not self._warned_unordered:
+                self._warned_unordered = True
+                logging.getLogger("ollama_seed").warning(
+                    "this file system refuses F_FULLFSYNC and F_BARRIERFSYNC: after a power cut a blob "
+                    "may hold lost bytes; run 'ollama-seed verify' then (ensure --verify repairs it)"
+                )
         os.fsync(fd)
 
     def fsync_dir(self, path: Path) -> None:
@@ -194,7 +212,7 @@ class Platform:
         except OSError:
             return
         try:
-            os.fsync(fd)
+            self.full_sync(fd)  # on macOS through the drive's cache too: a rename must outlive a power cut
         except OSError as exc:
             if exc.errno not in _DIR_SYNC_UNSUPPORTED:
                 raise
@@ -244,6 +262,19 @@ class Platform:
         import mmap as _mmap
 
         return _mmap.mmap(fd, 0)
+
+    def flush_map(self, mapped: mmap.mmap) -> None:
+        """Write a map from :meth:`map_shared` back to its file now and wait (``msync``)."""
+        mapped.flush()
+
+    def boot_id(self) -> bytes:
+        """16 bytes that differ from one boot of this machine to the next (all zeros when that
+        cannot be told): a resume state written in another boot trusts only what was synced.
+        Linux: ``/proc/sys/kernel/random/boot_id``; macOS: ``kern.boottime``; Windows: the boot
+        time from ``GetTickCount64``."""
+        if self._boot is None:
+            self._boot = _native.boot_id(self.kind if not self.emulated else "linux")
+        return self._boot
 
     def poke(self, mapped: mmap.mmap, offset: int, data: bytes) -> None:
         """Store *data* at *offset* of a map from :meth:`map_shared`: no system call, but a change of
@@ -434,11 +465,12 @@ def _from_os(kind: Kind, *, emulated: bool) -> Platform:
     def has(name: str) -> Any:
         return None if name in hide else getattr(os, name, None)
 
-    full_fsync = None
+    full_fsync = barrier_fsync = None
     if kind == "macos" and not emulated:
         import fcntl
 
         full_fsync = getattr(fcntl, "F_FULLFSYNC", None)
+        barrier_fsync = getattr(fcntl, "F_BARRIERFSYNC", _F_BARRIERFSYNC)
     return Platform(
         kind=kind,
         emulated=emulated,
@@ -453,6 +485,7 @@ def _from_os(kind: Kind, *, emulated: bool) -> Platform:
         o_directory=int(has("O_DIRECTORY") or 0),
         o_binary=int(getattr(os, "O_BINARY", 0)),
         full_fsync=full_fsync,
+        barrier_fsync=barrier_fsync,
         dir_fsync=kind != "windows",
         sharing_violations=kind == "windows",
     )

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ..core.layout import ModelsLayout
 from ..core.manifest import Layer
-from ..core.plan import BlobPlan
+from ..core.plan import BOOT_OFFSET, SYNCED_OFFSET, BlobPlan
 from . import oscalls
-from .fsutil import open_nofollow, raise_os_error
+from .fsutil import fsync_dir, open_nofollow, raise_os_error
 
-__all__ = ["open_staging", "staging_paths"]
+__all__ = ["open_staging", "staging_paths", "sync_prefix"]
 
 
 def staging_paths(lay: ModelsLayout, layer: Layer, *, unique: bool) -> tuple[Path, Path]:
@@ -32,29 +32,28 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
     resume state mapped into memory (None for an empty blob).
 
     The data file is pre-sized and pre-allocated (``oscalls.preallocate``), so a full disk shows up before the
-    first byte. A state that does not prove it describes exactly this blob means starting over.
+    first byte. A state that does not prove it describes exactly this blob means starting over; one
+    written in another boot keeps only the prefix its watermark says was durable (see
+    ``BlobPlan.from_state``), and is rewritten for this boot.
+
+    Starting over writes the new state and makes it durable (file and directory) before the data
+    file is truncated: a power cut can never bring an older state back beside new data.
     """
+    boot = oscalls.host.boot_id()
     plan = None
     if not fresh:
         with contextlib.suppress(OSError):
             st = os.lstat(data)
             if st.st_size == layer.size:
-                plan = BlobPlan.from_state(state.read_bytes(), digest_hex=layer.digest.hex, size=layer.size)
+                raw = state.read_bytes()
+                plan = BlobPlan.from_state(raw, digest_hex=layer.digest.hex, size=layer.size, boot_id=boot)
     try:
         if plan is None:
             plan = BlobPlan.new(layer.size)
-            oscalls.host.remove(state)
+            _write_state(state, plan.state_bytes(layer.digest.hex, boot))
             fd = open_nofollow(data, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
             try:
                 oscalls.host.preallocate(fd, layer.size, data.parent)
-                tmp = state.with_name(state.name + ".new")
-                oscalls.host.remove(tmp)
-                sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-                try:
-                    oscalls.host.write_all(sfd, plan.state_bytes(layer.digest.hex))
-                finally:
-                    os.close(sfd)
-                oscalls.host.replace(tmp, state)
             except BaseException:
                 os.close(fd)
                 raise
@@ -67,7 +66,34 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
                 mm = oscalls.host.map_shared(sfd)
             finally:
                 os.close(sfd)
+            if plan.clamped:  # written in another boot: this boot's counters, then this boot's id
+                for i, done in enumerate(plan.done):
+                    oscalls.host.poke(mm, BlobPlan.done_offset(i), done.to_bytes(8, "little"))
+                oscalls.host.poke(mm, BOOT_OFFSET, boot)
         return fd, plan, mm
     except OSError as exc:
         raise_os_error(exc, f"preparing the staging file for {layer.digest}")
         raise
+
+
+def _write_state(state: Path, raw: bytes) -> None:
+    """Replace *state* by *raw*, durably (the file, then its directory)."""
+    tmp = state.with_name(state.name + ".new")
+    oscalls.host.remove(tmp)
+    sfd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        oscalls.host.write_all(sfd, raw)
+        oscalls.host.full_sync(sfd)
+    finally:
+        os.close(sfd)
+    oscalls.host.replace(tmp, state)
+    fsync_dir(state.parent)
+
+
+def sync_prefix(fd: int, mapped: mmap.mmap | None, hashed: int) -> None:
+    """Make the staging data durable (``fdatasync``), then record in its mapped state that the
+    first *hashed* bytes are (the watermark a resume after a power cut keeps), written back now."""
+    oscalls.host.datasync(fd)
+    if mapped is not None:
+        oscalls.host.poke(mapped, SYNCED_OFFSET, hashed.to_bytes(8, "little"))
+        oscalls.host.flush_map(mapped)

@@ -45,7 +45,7 @@ from ..core.progress import LayerNote, retry_reason
 from ..core.ranges import Accept, Attempts, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ..store import oscalls
 from ..store.fsutil import raise_os_error
-from ..store.staging import open_staging, staging_paths
+from ..store.staging import open_staging, staging_paths, sync_prefix
 from ..store.store import ModelStore
 from .direct import (
     READ_SIZE,
@@ -263,6 +263,7 @@ class BlobDownloader:
             sched,
             mm,
             self.client.blob_url(name, str(layer.digest), base=base),
+            synced=plan.synced,
         )
 
     @staticmethod
@@ -329,13 +330,14 @@ class BlobDownloader:
     async def _writeback(self, job: _Job, done: anyio.Event) -> None:
         """Write hashed data out while the download runs, so the fsync before the install has
         little left to do (it was ~0.25 s per 512 MiB at the end). Its own thread: an
-        fdatasync takes ~0.2 s per 512 MiB here, and the hasher must not wait for it."""
+        fdatasync takes ~0.2 s per 512 MiB here, and the hasher must not wait for it. The resume
+        state then records the prefix as durable: all a resume after a power cut keeps."""
         while not done.is_set():
             with anyio.move_on_after(0.05):
                 await done.wait()
             hashed = job.digest.hashed
             if hashed - job.synced >= SYNC_STEP and hashed < job.plan.size and not done.is_set():
-                await anyio.to_thread.run_sync(oscalls.host.datasync, job.fd)
+                await anyio.to_thread.run_sync(sync_prefix, job.fd, job.state, hashed)
                 job.synced = hashed
 
     async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:

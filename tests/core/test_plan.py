@@ -157,6 +157,8 @@ def test_state_round_trip() -> None:
         lambda raw: raw[:-1],  # truncated
         lambda raw: b"XXXXXXXX" + raw[8:],  # wrong magic
         lambda raw: raw[:40] + bytes([raw[40] ^ 1]) + raw[41:],  # another digest
+        lambda raw: raw[:80] + (3 * MIB + 1).to_bytes(8, "little") + raw[88:],  # a watermark past the end
+        lambda raw: b"OSEEDST1" + raw[8:64] + raw[88:],  # the first format (no boot, no watermark)
         lambda raw: raw + b"\0" * 8,  # extra piece
         lambda raw: raw[:-8] + (10 * MIB).to_bytes(8, "little"),  # a counter beyond its piece
         lambda raw: b"",
@@ -167,6 +169,22 @@ def test_corrupt_state_is_never_trusted(mutate: object) -> None:
     plan.done = [MIB, 5, 0]
     raw = mutate(plan.state_bytes(HEX))  # type: ignore[operator]
     assert BlobPlan.from_state(raw, digest_hex=HEX, size=plan.size) is None
+
+
+def test_a_state_from_another_boot_keeps_only_its_watermark() -> None:
+    """Counters are stored with no sync: after a power cut only the synced prefix is sure."""
+    plan = BlobPlan.new(5 * MIB, MIB)
+    plan.done = [MIB, MIB, MIB, 7, 0]
+    plan.synced = MIB + 100
+    raw = plan.state_bytes(HEX, b"boot-1".ljust(16, b"\0"))
+    same = BlobPlan.from_state(raw, digest_hex=HEX, size=plan.size, boot_id=b"boot-1".ljust(16, b"\0"))
+    assert same is not None and same.done == plan.done and not same.clamped  # a kill: every write kept
+    other = BlobPlan.from_state(raw, digest_hex=HEX, size=plan.size, boot_id=b"boot-2".ljust(16, b"\0"))
+    assert other is not None and other.done == [MIB, 100, 0, 0, 0] and other.clamped
+    assert other.synced == MIB + 100 and other.frontier == MIB + 100
+    unknown = plan.state_bytes(HEX)  # a system whose boots cannot be told apart
+    told = BlobPlan.from_state(unknown, digest_hex=HEX, size=plan.size, boot_id=bytes(16))
+    assert told is not None and told.completed == MIB + 100
 
 
 def test_state_for_another_size_is_ignored() -> None:

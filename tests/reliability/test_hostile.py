@@ -373,7 +373,10 @@ def state_files(draw: st.DrawFn) -> tuple[bytes, str, int]:
     done = draw(st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=8))
     head = STATE_MAGIC + struct.pack("<QQQ", draw(st.sampled_from([size, size + 1])), ps, pieces)
     digest = bytes.fromhex(hexd if draw(st.booleans()) else draw(HEXES))
-    return head + digest + struct.pack(f"<{len(done)}Q", *done), hexd, size
+    boot = draw(st.binary(min_size=16, max_size=16))
+    synced = draw(st.one_of(st.integers(min_value=0, max_value=2**64 - 1), st.integers(min_value=0, max_value=size)))
+    watermark = struct.pack("<Q", synced)
+    return head + digest + boot + watermark + struct.pack(f"<{len(done)}Q", *done), hexd, size
 
 
 @PROPS
@@ -384,13 +387,18 @@ def test_resume_state_is_trusted_only_when_it_proves_itself(case: tuple[bytes, s
     if plan is not None:
         assert plan.size == size and len(raw) == STATE_HEADER + 8 * plan.pieces
         assert all(0 <= d <= plan.piece_len(i) for i, d in enumerate(plan.done))
-        assert plan.completed <= size
+        assert plan.completed <= size and plan.synced <= size
+        after_reboot = BlobPlan.from_state(raw, digest_hex=hexd, size=size, boot_id=b"another boot".ljust(16, b"\0"))
+        assert after_reboot is not None and after_reboot.frontier >= min(plan.frontier, plan.synced)
+        assert after_reboot.completed <= min(plan.completed, plan.synced)
 
 
 def test_resume_state_with_a_tiny_piece_size_is_refused_before_allocating() -> None:
     """Regression: piece size 1 for a 1 PiB blob made from_state build a 2**50-entry list (MemoryError)."""
     hexd = "ab" * 32
-    raw = STATE_MAGIC + struct.pack("<QQQ", MAX_BLOB_SIZE, 1, 1) + bytes.fromhex(hexd) + struct.pack("<Q", 0)
+    raw = (
+        STATE_MAGIC + struct.pack("<QQQ", MAX_BLOB_SIZE, 1, 1) + bytes.fromhex(hexd) + bytes(24) + struct.pack("<Q", 0)
+    )
     assert BlobPlan.from_state(raw, digest_hex=hexd, size=MAX_BLOB_SIZE) is None
 
 

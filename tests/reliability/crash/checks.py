@@ -231,7 +231,7 @@ class RebootedPlatform(oscalls.Platform):
 @contextlib.contextmanager
 def rebooted() -> Iterator[None]:
     base = oscalls.emulate("linux")
-    plat = RebootedPlatform(base.kind, **{k: v for k, v in vars(base).items() if k != "kind"})
+    plat = RebootedPlatform(base.kind, **{k: v for k, v in vars(base).items() if k != "kind" and not k.startswith("_")})
     old, oscalls.host = oscalls.host, plat
     try:
         yield

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import os
 import stat
 import threading
@@ -178,7 +179,9 @@ class RecordingPlatform(Platform):
     """*base*'s capabilities, with every state-changing call logged into *rec*."""
 
     def __init__(self, base: Platform, rec: Recorder, *, full_fsync: int | None = None) -> None:
-        fields = {k: v for k, v in vars(base).items() if k not in ("kind", "full_fsync")}
+        fields = {k: v for k, v in vars(base).items() if k not in ("kind", "full_fsync") and not k.startswith("_")}
+        if full_fsync is not None and "barrier_fsync" in inspect.signature(Platform.__init__).parameters:
+            fields["barrier_fsync"] = F_BARRIERFSYNC  # the recorded macOS offers both (a file system may refuse)
         super().__init__(base.kind, full_fsync=base.full_fsync if full_fsync is None else full_fsync, **fields)
         self.rec = rec
         self.boot = b"boot-1".ljust(16, b"\0")
@@ -315,13 +318,15 @@ class RecordingPlatform(Platform):
 
     def full_sync(self, fd: int) -> None:
         ino = self.rec.ino_of(fd)
-        self.rec.fire("fsync", str(ino))
         with self._macos_fcntl():
+            if ino is None:  # a directory (fsync_dir logs it, with the strength this reached)
+                super().full_sync(fd)
+                return
+            self.rec.fire("fsync", str(ino))
             super().full_sync(fd)
         strength = self._strength()
-        if ino is not None:
-            with self.rec.lock:
-                self.rec.add("fsync", ino=ino, strength=strength)
+        with self.rec.lock:
+            self.rec.add("fsync", ino=ino, strength=strength)
 
     def datasync(self, fd: int) -> None:
         super().datasync(fd)

@@ -18,16 +18,10 @@ from .workloads import WORKLOADS
 
 pytestmark = pytest.mark.crash
 
-OPEN: dict[str, set[str]] = {
-    "pull": {"d1"},
-    "pull-macos": {"a1", "d1", "e"},
-    "pull-eio": {"d1"},
-    "resume": {"d1"},
-    "retry": {"d1", "d2"},
-    "concurrent": {"d1"},
-    "ollama-pull": {"d1"},
-    "verify-repair": {"d1"},
-}
+OPEN: dict[str, set[str]] = {}
+# What no code can fix: a macOS file system that refuses both F_FULLFSYNC and F_BARRIERFSYNC orders
+# nothing, so a power cut can leave lost bytes at a blob's name (docs/reliability.md, "Power loss").
+LIMITS: dict[str, set[str]] = {"pull-macos-unordered": {"a1"}}
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
@@ -39,10 +33,10 @@ def test_every_crash_state_passes_the_five_checks(name: str) -> None:
     assert not report.error, report.error
     assert report.checked > 0 and report.generated["weak"] >= report.checked // 2
     found = report.places
+    expected = OPEN.get(name, set()) | LIMITS.get(name, set())
     assert found <= set(PLACES), f"findings the audit did not list: {sorted(found - set(PLACES))}"
-    assert found == OPEN.get(name, set()), (
-        f"flagged places found {sorted(found)}, expected still open {sorted(OPEN.get(name, set()))}: "
-        + "; ".join(f.line() for f in report.findings if f.place not in OPEN.get(name, set()))
+    assert found == expected, f"flagged places found {sorted(found)}, expected {sorted(expected)}: " + "; ".join(
+        f.line() for f in report.findings if f.place not in expected
     )
 
 

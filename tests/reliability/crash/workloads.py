@@ -37,7 +37,7 @@ from tests.support.fake_registry import FakeRegistry, Faults
 from tests.support.invariants import tree
 from tests.support.model import BuiltModel, make_model
 
-from .record import F_FULLFSYNC, Hook, Killed, Recorder, recording
+from .record import F_BARRIERFSYNC, F_FULLFSYNC, Hook, Killed, Recorder, recording
 
 __all__ = ["WORKLOADS", "Ctx", "Outcome", "Workload", "record"]
 
@@ -171,7 +171,8 @@ class Workload:
     again: Callable[[Ctx, Outcome], None] | None
     prepare: Callable[[Ctx], None] = lambda ctx: None
     names: tuple[str, ...] = (TINY,)
-    platform: str = "linux"  # or "macos-refused": recorded macOS whose file system refuses F_FULLFSYNC
+    platform: str = "linux"  # or recorded macOS whose file system refuses F_FULLFSYNC ("macos-refused"), or both
+    # F_FULLFSYNC and F_BARRIERFSYNC ("macos-unordered")
     foreign_actor: str = ""  # an actor whose writes are Ollama's own (checks 1-3 do not judge them)
     extra_root: str = ""
     clean: Callable[[Ctx], dict[str, bytes]] | None = None
@@ -474,6 +475,17 @@ WORKLOADS: dict[str, Workload] = {
             ci_dynamic=False,
         ),
         Workload(
+            "pull-macos-unordered",
+            "the same pull on macOS, on a file system that refuses F_FULLFSYNC and F_BARRIERFSYNC: no "
+            "ordering at all is left (a platform limit: verify finds the damage, ensure --verify repairs it)",
+            (),
+            _pull_tiny,
+            _pull_tiny_again,
+            platform="macos-unordered",
+            durable=False,
+            ci_dynamic=False,
+        ),
+        Workload(
             "pull-eio",
             "the same pull when the sync of blobs/ fails with EIO",
             ("b3",),
@@ -610,6 +622,8 @@ def record(w: Workload, work: Path) -> Recorded:
     base = oscalls.emulate("macos" if w.platform.startswith("macos") else "linux")
     if w.platform == "macos-refused":
         rec.refuse = {F_FULLFSYNC}
+    elif w.platform == "macos-unordered":
+        rec.refuse = {F_FULLFSYNC, F_BARRIERFSYNC}
     ctx.rec = rec
     error = None
     with recording(rec, base, full_fsync=F_FULLFSYNC if w.platform.startswith("macos") else None):
