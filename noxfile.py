@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``.
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``crash``.
 
 Every session installs the pinned versions of requirements/dev.txt (hashes checked), then the
 package itself without fetching anything else, as scripts/install-test-deps.sh does for CI.
@@ -36,6 +36,15 @@ def typecheck(session: nox.Session) -> None:
     _install(session)
     session.run("mypy", "ollama_seed")
     session.run("mypy", "--python-version", "3.13", "ollama_seed")
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """The full crash-state exploration (issue 22): every workload, up to two operations lost per
+    state, data kept in part; prints the states explored per workload and persistence model and
+    every finding (CI runs a bounded set: tests/reliability/crash/test_crash_states.py)."""
+    _install(session)
+    session.run("python", "-m", "tests.reliability.crash", *session.posargs)
 
 
 @nox.session

@@ -5,7 +5,8 @@
 #     aria2 and curl (benchmark references), zstd; for model images (issue 20): umoci and
 #     oci-image-tool (validate and unpack what image build writes), podman (runs it; the tests
 #     give it its own storage and config, see tests/support/podman.py), busybox-static (the
-#     base image the tests make), jq;
+#     base image the tests make), jq; strace (the crash-state explorer checks its recorder
+#     against it, tests/reliability/crash/test_completeness.py);
 #   - the Python tools and libraries at the exact versions of requirements/dev.txt (hashes
 #     checked), then the package itself, editable, built without fetching anything else.
 # Installs into whatever `python3` is first on PATH (use a virtual environment). Safe to run again.
@@ -25,6 +26,7 @@ command -v oci-image-tool >/dev/null 2>&1 || need+=(oci-image-tool)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v strace >/dev/null 2>&1 || need+=(strace)  # the crash explorer's completeness check
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -428,7 +428,7 @@ def command_checks(r: Recorded, roots: list[Path], scratch: Path) -> list[Proble
 def _judge_again(r: Recorded, outcome: Outcome, got: dict[str, bytes]) -> list[Problem]:
     if outcome.error is not None:
         return [Problem("4", f"running it again failed: {type(outcome.error).__name__}: {outcome.error}")]
-    out = []
+    out = [Problem("4", p) for p in outcome.problems]
     diff = _compare(r, got)
     if diff:
         out.append(Problem("4", f"running it again leaves a store unlike a clean run's ({diff})"))

@@ -28,6 +28,8 @@ def place(w: Workload, p: Problem, st: CrashState, units: list[Unit]) -> str:
         return "a1"  # nothing orders anything there: every loss is the platform's
     if p.check == "1" and "mode" in p.message:
         return "e"
+    if p.check == "4" and "success over damaged" in p.message:
+        return "b1"  # a stamp or a manifest vouched for bytes that were never made durable
     if p.check == "4" and ("trust" in p.message or "mismatch" in p.message):
         return "d2" if "older resume state" in p.message else "d1"
     if p.check == "5":

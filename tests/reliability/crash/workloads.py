@@ -90,6 +90,7 @@ class Outcome:
     mismatches: list[str] = field(default_factory=list)  # retry notes that blamed a digest mismatch
     downloaded: int = 0
     kept: dict[str, int] = field(default_factory=dict)  # blob -> bytes a resume kept
+    problems: list[str] = field(default_factory=list)  # what the workload's own judge saw
 
 
 @dataclass
@@ -414,6 +415,13 @@ def _ollama_then_pull(ctx: Ctx) -> None:
 
 
 def _ollama_then_pull_again(ctx: Ctx, out: Outcome) -> None:
+    """Our pull again (it must not report success over a blob that lost its bytes, whoever wrote
+    it, nor trust a stamp that vouched for bytes never made durable), then ``ensure --verify`` of
+    both models, which repairs what Ollama left."""
+    anyio.run(pull, ctx, OTHER, registry(), out)
+    damaged = ModelStore(ctx.root).verify(ModelName.parse(OTHER))
+    if damaged:
+        out.problems.append(f"the pull again reported success over damaged {damaged[0].layer.kind} blob")
     ollama_seed.ensure([TINY, OTHER], models_dir=ctx.root, verify=True, transport=registry().transport())
 
 
