@@ -73,6 +73,7 @@ class Connection:
         self.busy = False  # a request is being answered
         self.idle_since = time.monotonic()
         self.reserved = False
+        self.leaving = False  # chosen to make room: closing
         self.closed = False
         self.writing = False  # inside a write: a client that reads nothing shows here
         self.progress = time.monotonic()  # when a write last moved
@@ -88,6 +89,20 @@ class Connection:
         finally:
             self.close()
             self.server._forget(self)
+
+    def pending(self) -> bool:
+        """Bytes the client sent wait unread (a request its thread has not read yet)."""
+        if self.busy or self.closed:
+            return False
+        try:
+            if hasattr(select, "poll"):  # any descriptor number (select() stops at FD_SETSIZE)
+                poller = select.poll()
+                poller.register(self.sock.fileno(), select.POLLIN)
+                return bool(poller.poll(0))
+            readable, _, _ = select.select([self.sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
 
     def stalled(self, now: float, after: float) -> bool:
         """Writing a response that has not moved for *after* seconds (its client stopped reading)."""
@@ -198,7 +213,7 @@ class Connection:
     def _answer(self, request: h11.Request, has_body: bool) -> bool:
         target = bytes(request.target)
         raw_path, _, query = target.partition(b"?")
-        if self.reserved and raw_path not in OPS:
+        if self.reserved and raw_path not in OPS and not self.server.promote(self):
             raise self._refuse(503, "the server is at its connection limit; try again")
         scope = self.server.scope(self, request, raw_path, query)
         keep = request.http_version == b"1.1" and not _has_token(request.headers, b"connection", b"close")

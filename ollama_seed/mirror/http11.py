@@ -79,6 +79,20 @@ class ServerLimits:
     shutdown_timeout: float = 30.0
 
 
+def _refuse(sock: socket.socket) -> None:
+    """Answer 503 and close, having read what the client sent (closing on unread data is a reset)."""
+    with contextlib.suppress(OSError):
+        sock.settimeout(0.3)
+        with contextlib.suppress(TimeoutError):
+            sock.recv(16384)
+        sock.sendall(plain_response(503, "the server is at its connection limit; try again"))
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        with contextlib.suppress(TimeoutError):
+            sock.recv(16384)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
 class Http11Server:
     """Serves an ASGI application on a listening socket (see the module docstring).
 
@@ -137,35 +151,46 @@ class Http11Server:
         sock.setblocking(True)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(self, sock, tuple(client) if isinstance(client, tuple) else ("-", 0))
+        conn: Connection | None = Connection(self, sock, tuple(client) if isinstance(client, tuple) else ("-", 0))
         limit = self.limits.limit
         victim: Connection | None = None
         with self._lock:
-            if limit is not None and len(self._conns) >= limit:
-                idle = [c for c in self._conns if not c.busy and not c.reserved]
+            staying = [c for c in self._conns if not c.leaving]
+            if limit is not None and len(staying) >= limit:
                 now, after = time.monotonic(), min(self.limits.write_timeout, PRESSED_WRITE)
-                stuck = [c for c in self._conns if c.busy and c.stalled(now, after)]
-                if idle:
-                    victim = min(idle, key=lambda c: c.idle_since)
-                elif stuck:  # under pressure a reader that stopped loses its slot before write_timeout
+                idle = sorted((c for c in staying if not c.busy), key=lambda c: c.idle_since)
+                stuck = [c for c in staying if c.busy and c.stalled(now, after)]
+                # waiting for a request head (slow or none) or between requests: the longest goes, unless
+                # a request of it waits to be read (its thread has not run yet: that is a client, served next)
+                victim = next((c for c in idle if not c.pending()), None)
+                if victim is None and stuck:  # under pressure a reader that stopped loses its slot before write_timeout
                     victim = min(stuck, key=lambda c: c.progress)
-                elif len(self._conns) >= limit + self.limits.reserve:
-                    conn = None  # type: ignore[assignment]
+                if victim is not None:
+                    victim.leaving = True
+                    conn.reserved = victim.reserved  # type: ignore[union-attr]
+                elif len(staying) < limit + self.limits.reserve:
+                    conn.reserved = True  # type: ignore[union-attr]
                 else:
-                    conn.reserved = True
+                    conn = None
             if conn is not None:
                 thread = threading.Thread(target=conn.run, name="mirror-conn", daemon=True)
                 self._conns[conn] = thread
         if victim is not None:
             victim.wake()  # its thread sees the end of the stream and leaves
         if conn is None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(0.5)
-                sock.sendall(plain_response(503, "the server is at its connection limit; try again"))
-            with contextlib.suppress(OSError):
-                sock.close()
+            threading.Thread(target=_refuse, args=(sock,), name="mirror-refuse", daemon=True).start()
             return
         thread.start()
+
+    def promote(self, conn: Connection) -> bool:
+        """Make a reserve connection an ordinary one if there is room now; True if it is one."""
+        with self._lock:
+            if conn.reserved and (
+                self.limits.limit is None
+                or sum(1 for c in self._conns if not c.reserved and not c.leaving) < self.limits.limit
+            ):
+                conn.reserved = False
+            return not conn.reserved
 
     def _forget(self, conn: Connection) -> None:
         with self._lock:
@@ -175,7 +200,7 @@ class Http11Server:
         """A reserve connection that finished its request goes back to being an ordinary one, if there is room."""
         if conn.reserved:
             with self._lock:
-                ordinary = sum(1 for c in self._conns if not c.reserved)
+                ordinary = sum(1 for c in self._conns if not c.reserved and not c.leaving)
                 if self.limits.limit is None or ordinary < self.limits.limit:
                     conn.reserved = False
 

@@ -33,6 +33,7 @@ def test_idle_and_slow_header_connections_do_not_shut_others_out(store: Path) ->
     # before: uvicorn never closed them, and past --limit-concurrency every request (/healthz too) got 503
     with serving(store, limit_concurrency=8, header_timeout=30.0) as info:
         with opened(info.port, 12) as _idle, opened(info.port, 12, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: ") as _slow:
+            time.sleep(1.5)  # older than the grace a new connection's head gets
             for path in ("/healthz", "/v2/", "/v2/library/small/manifests/latest"):
                 started = time.monotonic()
                 reply = get(info.port, path)
