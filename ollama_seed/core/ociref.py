@@ -153,6 +153,14 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
+def _listed(raw: bytes, what: str, key: str) -> list[Any]:
+    """The list *key* of the JSON object *raw* (its first entries only)."""
+    items = _object(raw, what).get(key)
+    if not isinstance(items, list):
+        raise SignatureError(f"{what} has no {key} list")
+    return items[:MAX_REFERRERS]
+
+
 def _descriptor(obj: Any, what: str) -> tuple[Digest, int, str, dict[str, Any]]:
     if not isinstance(obj, dict):
         raise SignatureError(f"{what} is not a descriptor")
@@ -172,12 +180,8 @@ def parse_referrers(raw: bytes) -> list[ReferrerEntry]:
     Raises:
         SignatureError: not an image index.
     """
-    doc = _object(raw, "the referrers list")
-    listed = doc.get("manifests")
-    if not isinstance(listed, list):
-        raise SignatureError("the referrers list is not an image index (no manifests)")
     out = []
-    for i, item in enumerate(listed[:MAX_REFERRERS]):
+    for i, item in enumerate(_listed(raw, "the referrers list", "manifests")):
         digest, size, media_type, obj = _descriptor(item, f"referrer {i}")
         annotations = obj.get("annotations") or {}
         kind = obj.get("artifactType", "")
@@ -257,12 +261,8 @@ def read_simple_signing(raw: bytes) -> list[tuple[Digest, int, bytes, tuple[str,
     Raises:
         SignatureError: not an image manifest, or a layer without a base64 signature.
     """
-    doc = _object(raw, "the .sig manifest")
-    layers = doc.get("layers")
-    if not isinstance(layers, list):
-        raise SignatureError("the .sig manifest has no layers")
     out = []
-    for i, layer in enumerate(layers[:MAX_REFERRERS]):
+    for i, layer in enumerate(_listed(raw, "the .sig manifest", "layers")):
         digest, size, media_type, obj = _descriptor(layer, f".sig layer {i}")
         if media_type != SIMPLE_SIGNING_MEDIA_TYPE:
             continue

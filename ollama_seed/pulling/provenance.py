@@ -27,6 +27,7 @@ from ..store.store import ModelStore
 from ..wire.keys import SigningKey
 from ..wire.oms import sign_models as _sign
 from ..wire.oms import verify_oms
+from ..wire.pem import read_limited
 from ..wire.trust import Signer, Trust
 from ..wire.verify import first_trusted
 
@@ -82,14 +83,7 @@ def read_signature(path: StrPath) -> bytes:
     Raises:
         SignatureError: it cannot be read or is too large to be one.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SIGNATURE_FILE + 1)
-    except OSError as exc:
-        raise SignatureError(f"cannot read the signature {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_SIGNATURE_FILE:
-        raise SignatureError(f"{path} is larger than {MAX_SIGNATURE_FILE} bytes; it is not a signature")
-    return data
+    return read_limited(path, "signature", MAX_SIGNATURE_FILE, SignatureError)
 
 
 def verify_models(

@@ -5,9 +5,18 @@ from __future__ import annotations
 import base64
 import os
 
-from ..core.errors import ConfigError, SigningKeyError
+from ..core.errors import ConfigError, SeedError, SigningKeyError
 
-__all__ = ["INSTALL_HINT", "MAX_PEM_FILE", "der_to_pem", "kind_of", "need_cryptography", "read_pem", "short"]
+__all__ = [
+    "INSTALL_HINT",
+    "MAX_PEM_FILE",
+    "der_to_pem",
+    "kind_of",
+    "need_cryptography",
+    "read_limited",
+    "read_pem",
+    "short",
+]
 
 MAX_PEM_FILE = 64 * 1024
 INSTALL_HINT = "pip install 'ollama-seed[signing]' (from a source checkout: pip install '.[signing]')"
@@ -27,13 +36,22 @@ def read_pem(path: str | os.PathLike[str], what: str) -> bytes:
     Raises:
         SigningKeyError: it cannot be read, or is larger.
     """
+    return read_limited(path, what, MAX_PEM_FILE, SigningKeyError)
+
+
+def read_limited(path: str | os.PathLike[str], what: str, limit: int, error: type[SeedError]) -> bytes:
+    """The bytes of a small file (a key, a certificate, a signature) of at most *limit* bytes.
+
+    Raises:
+        *error*: it cannot be read, or is larger.
+    """
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_PEM_FILE + 1)
+            data = f.read(limit + 1)
     except OSError as exc:
-        raise SigningKeyError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_PEM_FILE:
-        raise SigningKeyError(f"{path} is larger than {MAX_PEM_FILE} bytes; it is not a {what}")
+        raise error(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{path} is larger than {limit} bytes; it is not a {what}")
     return data
 
 

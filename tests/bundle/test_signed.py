@@ -30,7 +30,7 @@ from ollama_seed.store.store import ModelStore
 from ollama_seed.wire.keys import SigningKey
 from ollama_seed.wire.oms import sign_models
 from ollama_seed.wire.trust import Trust
-from tests.support.craft import Model, install, join, member, models, snapshot
+from tests.support.craft import Model, bundle_members, install, join, member, models, snapshot
 from tests.support.model import make_model
 from tests.support.pki import certificate, make_pki
 
@@ -67,15 +67,7 @@ def _bundle(chosen: list[Model], signatures: tuple[bytes, ...], *, index: Bundle
         index = BundleIndex.build(
             [(m.name, m.manifest) for m in chosen], created_by="t", created="", signatures=signatures
         )
-    out = [member(INDEX_MEMBER, index.encode())]
-    seen: set[str] = set()
-    for m in chosen:
-        for b in m.built.blobs:
-            if b.digest not in seen:
-                seen.add(b.digest)
-                out.append(member(f"blobs/sha256-{b.hex}", b.read_bytes()))
-        out.append(member(m.manifest_path, m.built.manifest))
-    return join(out)
+    return join([member(INDEX_MEMBER, index.encode()), *bundle_members(chosen, index=False)])
 
 
 def _refused(data: bytes, store: Path, trust: Trust, match: str, **options: object) -> None:
