@@ -152,11 +152,9 @@ def register(sub: Any) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="a model in the store (gemma3:270m, ...)")
     add_key_options(p, "--key", required=True)
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the signature (- for stdout)")
-    p.add_argument(
-        "--models-dir",
-        metavar="DIR",
-        help="the Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models)",
-    )
+    from .where import add_store_options
+
+    add_store_options(p, reads_only=True)
     p.set_defaults(func=cmd_sign)
 
 
