@@ -3,20 +3,25 @@
 ``.ollama-seed/signatures/sha256-<manifest hex>/<record id>.json`` holds one
 :class:`~ollama_seed.core.sigrecord.StoredSignature`: an OMS signature an import verified, a cosign
 signature a pull verified or a push made. ``ensure`` checks a model against them with no network;
-``serve`` hands them on. They are written atomically, read without following links, and a
-damaged record is passed over (each is checked against your trust anyway). Ollama never looks in
+``serve`` hands them on. They are written by an atomic rename but without fsync (as the blob stamps
+of :mod:`.verified`): after a power cut a record may be missing or damaged, never half-trusted (a
+damaged one is passed over, each is checked against your trust anyway), and a missing one only
+means checking the model's signature again. Read without following links. Ollama never looks in
 ``.ollama-seed/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
 from ..core.digest import Digest
 from ..core.sigrecord import MAX_RECORD_BYTES, StoredSignature
-from .fsutil import PRIVATE_DIR_MODE, atomic_write, ensure_dir, open_nofollow
+from . import oscalls
+from .fsutil import PRIVATE_DIR_MODE, ensure_dir, open_nofollow, raise_os_error
 from .store import ModelStore
 
 __all__ = ["SignatureStore"]
@@ -46,8 +51,18 @@ class SignatureStore:
         ensure_dir(folder, PRIVATE_DIR_MODE)
         if len(self._names(folder)) >= MAX_RECORDS:
             return False
-        ensure_dir(self.layout.tmp_dir, PRIVATE_DIR_MODE)
-        atomic_write(path, record.encode(), self.layout.tmp_dir, mode=0o600)
+        tmp = folder / f".{record.id}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                oscalls.host.write_all(fd, record.encode())
+            finally:
+                os.close(fd)
+            oscalls.host.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                oscalls.host.remove(tmp)
+            raise_os_error(exc, f"keeping a signature in {folder}")
         return True
 
     def records(self, manifest_digest: Digest) -> list[StoredSignature]:
