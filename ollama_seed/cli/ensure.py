@@ -177,6 +177,8 @@ def _modelfile(text: str) -> tuple[str, str]:
 
 
 def cmd_ensure(args: argparse.Namespace) -> int:
+    from ..core.reference import ModelName
+    from ..core.trustpolicy import TrustPolicy
     from ..startup.config import load_config
     from ..startup.fast_path import ensure
     from .gcpause import resume
@@ -195,6 +197,10 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             f"no models to ensure: name them (ollama-seed ensure llama3.2:1b) or list them in "
             f'{where} as models = ["llama3.2:1b"]'
         )
+    trust = trust_from(args, require=args.require_signature, config=config)
+    if args.require_signature and isinstance(trust, TrustPolicy):
+        for name in names:  # every model needs a rule that names whom to trust
+            trust.require_for(ModelName.parse(name))
     renderer = _LazyRenderer(lambda: make_renderer(args.progress, sys.stderr, interval=args.progress_interval))
     try:
         reports = ensure(
@@ -217,7 +223,7 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             mirrors=tuple(args.mirrors or config.mirrors),
             progress=renderer,
             modelfiles=modelfiles,
-            trust=trust_from(args, require=args.require_signature, config=config),
+            trust=trust,
         )
     finally:
         renderer.close()

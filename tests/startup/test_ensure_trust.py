@@ -77,6 +77,9 @@ def test_config_rules_enforce_and_warn(
     assert main(base) == 13
     config.write_text('[[trust]]\nmatch = "other:*"\nmode = "off"\n')
     assert main(base) == 0
+    config.write_text(f'[[trust]]\nmatch = "other:*"\nkeys = ["{pub.name}"]\n')
+    assert main([*base, "--require-signature"]) == 2  # required, but no rule says whom to trust for tiny
+    assert "no trust is configured for it" in capsys.readouterr().err
     config.write_text('[[trust]]\nmatch = "*"\nmode = "enforce"\n')  # enforce with nobody to trust
     assert main(base) == 2
     assert "no keys or cas to trust" in capsys.readouterr().err
