@@ -31,6 +31,7 @@ from typing import Any
 
 from ..core.auth import Challenge
 from ..core.errors import AuthenticationError
+from .pem import INSTALL_HINT
 
 __all__ = ["OLLAMA_HOSTS", "OllamaKeySigner", "default_key_path", "signed_data"]
 
@@ -94,7 +95,7 @@ class OllamaKeySigner:
         except ImportError:
             raise AuthenticationError(
                 "this registry wants a request signed with your Ollama key, which needs the 'cryptography' "
-                "package: pip install 'ollama-seed[signing]'"
+                f"package: {INSTALL_HINT}"
             ) from None
         try:
             data = self.key_path.read_bytes()
