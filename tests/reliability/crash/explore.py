@@ -27,6 +27,7 @@ from .checks import (
     again_check,
     coarse_key,
     command_checks,
+    damage,
     materialize,
     resume_claims,
     static_checks,
@@ -52,7 +53,7 @@ class Bound:
 
     @classmethod
     def ci(cls) -> Bound:
-        return cls(max_omit=1, partials=False, max_groups=None)
+        return cls(max_omit=1, partials=False, max_groups=60)
 
     @classmethod
     def full(cls) -> Bound:
@@ -194,10 +195,11 @@ def explore(w: Workload, bound: Bound, work: Path | None = None) -> Report:
             problems = static_checks(r, fs, done) + claims
             note(problems, st, models)
             report.checked += 1
+            damaged = bool(problems) or damage(r, fs, summary)
             for groups, key in ((again, coarse_key(r, fs, summary)), (commands, store_key(r, fs))):
                 g = groups.setdefault(key, _Group(st))
                 g.models |= models
-                g.damaged |= bool(problems)
+                g.damaged |= damaged
         report.static_seconds = time.monotonic() - started
         report.groups = (len(again), len(commands))
         if bound.dynamic:
