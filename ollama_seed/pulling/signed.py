@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..core.errors import SignatureError
+from ..core.errors import SeedError, SignatureError
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Manifest
 from ..core.ocidoc import Descriptor
 from ..core.progress import ProgressCallback, Status
@@ -73,19 +73,26 @@ class SignatureGate:
             return None
         self.progress(Status(name.display, "verifying signature"))
         subject = Descriptor(manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.digest, len(manifest.raw), {})
-        problems: list[SignatureError] = []
+        problems: list[SeedError] = []
         looked: list[str] = []
         for base in [*mirrors, None]:
             where = base or self.client.base(name)
             looked.append(where)
-            records = await fetch_signatures(self.client, name, subject, base=base)
+            try:
+                records = await fetch_signatures(self.client, name, subject, base=base)
+            except SeedError as exc:  # unreachable, refusing, or a malformed document: say so, fail closed
+                problems.append(exc)
+                continue
             record, signer, found = first_trusted(records, trust, name, manifest)
             problems.extend(found)
             if record is not None and signer is not None:
                 self.progress(Status(name.display, f"signed by {signer}"))
                 return Signed(signer, record)
-        if problems:
-            why = f"no signature there is by a key or CA you trust ({problems[0]})"
+        trust_problems = [p for p in problems if isinstance(p, SignatureError)]
+        if trust_problems:
+            why = f"no signature there is by a key or CA you trust ({trust_problems[0]})"
+        elif problems:
+            why = f"its signature could not be read ({problems[0]})"
         else:
             why = f"{' and '.join(looked)} keep no signature for its manifest {manifest.digest}"
         message = f"{name.display}: {why}; {_advice(name)}"

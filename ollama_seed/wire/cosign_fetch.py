@@ -105,6 +105,8 @@ class RegistryDocs:
         """The referrers of *subject*: from the API when the registry has it, else from the fallback tag."""
         query = urllib.parse.urlencode({"artifactType": BUNDLE_MEDIA_TYPE})
         status, kind, body = await self.get(f"referrers/{subject}?{query}", INDEX_MEDIA_TYPE)
+        if status == 429 or status >= 500:  # a registry in trouble, not one without the API
+            raise RegistryError(f"{self.name.host}: GET referrers/{subject} answered HTTP {status}", status=status)
         if status != 200 or kind != INDEX_MEDIA_TYPE:
             body = await self.document(fallback_tag(subject), INDEX_MEDIA_TYPE) or b""
             if not body:
