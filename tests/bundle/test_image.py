@@ -248,3 +248,20 @@ def test_verify_refuses_what_a_read_only_mount_cannot_serve(
         add_layer(copy, "t-linux-amd64", tar_of(members, {private.name: b""}))
         with pytest.raises(BundleError, match=message):
             verify_image(oci_layout=f"{copy}:t-linux-amd64")
+
+
+def test_a_layer_over_the_registrys_cap_is_refused_before_any_request(tmp_path: Path) -> None:
+    """GHCR takes at most 10 GB per layer: an 11 GB weights blob (a sparse file here) stops the build at once."""
+    from tests.support.model import make_model
+
+    store = tmp_path / "store"
+    built = make_model(size_bytes=1000, seed=3)
+    built.expected_store(store, "registry.ollama.ai", "library/huge", "1")
+    doc = json.loads((store / "manifests" / "registry.ollama.ai" / "library" / "huge" / "1").read_bytes())
+    big = "sha256:" + "5" * 64
+    with open(store / "blobs" / big.replace(":", "-"), "wb") as f:
+        f.truncate(11 * 10**9)
+    doc["layers"][0] = {"mediaType": "application/vnd.ollama.image.model", "digest": big, "size": 11 * 10**9}
+    (store / "manifests" / "registry.ollama.ai" / "library" / "huge" / "1").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"GitHub Container Registry .*10\.0 GB"):
+        build_image(["huge:1"], push="ghcr.io/acme/models:huge", models_dir=store, offline=True)
