@@ -46,7 +46,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ollama_seed.wire.throttle import parse_rate  # noqa: E402
+from ollama_seed.core.units import parse_rate  # noqa: E402
 from tests.support.model import make_model  # noqa: E402
 from tests.support.net import free_port  # noqa
 from tests.support.registry import DockerRegistry  # noqa: E402
@@ -209,7 +209,7 @@ def run(work: Path, size: int, rounds: int, kinds: list[str]) -> dict[str, Any]:
     }
     for kind in kinds:
         per = model.total_size if kind == "seed" else layer.size
-        summary = {}
+        summary: dict[str, dict[str, Any]] = {}
         for name, ws in walls[kind].items():
             med = statistics.median(ws)
             summary[name] = {
@@ -262,7 +262,8 @@ def run_site(work: Path, size: int, rounds: int, kinds: list[str]) -> dict[str, 
             for r in range(rounds + 1):  # round 0 warms the page cache and each server
                 order = list(configs) if r % 2 == 0 else list(reversed(configs))
                 for name in order:
-                    client_env, curl_args = {}, ()
+                    client_env: dict[str, str] = {}
+                    curl_args: tuple[str, ...] = ()
                     if "tls" in name:
                         client_env["SSL_CERT_FILE"] = str(certs.ca)
                         curl_args += ("--cacert", str(certs.ca))

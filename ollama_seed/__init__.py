@@ -70,6 +70,7 @@ if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stay
     from .mirror.push import PushResult, apush, push
     from .mirror.serve import ServeInfo, aserve, create_app, serve
     from .pulling.api import apull, pull
+    from .pulling.options import PullOptions
     from .pulling.provenance import VerifiedModels, sign_models, verify_models
     from .pulling.session import PullResult
     from .startup.api import aensure
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # the I/O layers load on first use: `import ollama_seed` stay
 _LAZY: dict[str, str] = {
     "apull": ".pulling.api",
     "pull": ".pulling.api",
+    "PullOptions": ".pulling.options",
     "BundleInfo": ".bundle.api",
     "BundleModel": ".bundle.api",
     "ExportResult": ".bundle.api",
@@ -177,6 +179,7 @@ __all__ = [
     "ProgressEvent",
     "PruneReport",
     "PublicKey",
+    "PullOptions",
     "PullResult",
     "PushResult",
     "RegistryError",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,24 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
     for name in ollama_seed.__all__:
         assert getattr(ollama_seed, name) is not None, name
     assert set(dir(ollama_seed)) >= set(ollama_seed.__all__)
+
+
+def test_the_lazy_table_the_type_checking_imports_and_all_agree() -> None:
+    """``ollama_seed/__init__.py`` names each public name three times (huggingface_hub's
+    check_static_imports does the same check): the eager imports plus the TYPE_CHECKING imports
+    are exactly ``__all__``, and the TYPE_CHECKING imports are exactly ``_LAZY``, module for module."""
+    tree = ast.parse(Path(ollama_seed.__file__).read_text())
+    typed: dict[str, str] = {}
+    eager: set[str] = {"__version__"}
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom), ast.unparse(stmt)
+                typed.update({a.asname or a.name: "." * stmt.level + (stmt.module or "") for a in stmt.names})
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            eager.update(a.asname or a.name for a in node.names)
+    assert typed == ollama_seed._LAZY
+    assert set(ollama_seed.__all__) == eager | set(typed), set(ollama_seed.__all__) ^ (eager | set(typed))
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
@@ -112,3 +132,59 @@ def test_every_command_is_mapped_to_the_module_that_registers_it() -> None:
         assert command in commands(cli_main.build_parser(["-v", command], complete=False)), command
     assert commands(cli_main.build_parser(["--help"], complete=False)) == everything
     assert commands(cli_main.build_parser(["nonsense"], complete=False)) == everything
+
+
+_CALLS = """
+from __future__ import annotations
+
+import ollama_seed
+from ollama_seed import PullOptions
+
+
+def blocking_calls() -> None:
+    ollama_seed.pull("x", conections=4)  # E: Unexpected keyword argument "conections"
+    ollama_seed.pull("x", connections="4")  # E: Argument "connections" has incompatible type "str"; expected "int"
+    ollama_seed.ensure(["a"], verify="yes")  # E: Argument "verify" has incompatible type "str"; expected "bool"
+    ollama_seed.ensure(["a"], stal_timeout=3)  # E: Unexpected keyword argument "stal_timeout"
+    ollama_seed.create("m", "Modelfile", conections=4)  # E: Unexpected keyword argument "conections"
+    ollama_seed.export_bundle(["a"], "out.tar", compres="zstd")  # E: Unexpected keyword argument "compres"
+    ollama_seed.import_bundle("b.tar", as_nam="x")  # E: Unexpected keyword argument "as_nam"
+    ollama_seed.verify_bundle("b.tar", models_dirr="m")  # E: Unexpected keyword argument "models_dirr"
+    ollama_seed.push("a", "r.lan/a:1", insecur=True)  # E: Unexpected keyword argument "insecur"
+    ollama_seed.wait_ready("h", timout=3)  # E: Unexpected keyword argument "timout"
+    ollama_seed.pull("x", connections=4, max_rate="50M", mirrors=["http://m:8080"], insecure=True)
+    ollama_seed.ensure("a", models_dir="/m", timeout=3, connections=2, progress=print, warm=True)
+    ollama_seed.create("m", "Modelfile", offline=True, insecure=True)
+    ollama_seed.export_bundle(["a"], "out.tar", compress="zstd:3", split_size="4G", progress=print)
+
+
+async def async_calls() -> None:
+    await ollama_seed.apull("x", max_rate=[1])  # E: Argument "max_rate" to "apull" has incompatible type "list[int]"
+    await ollama_seed.aensure("a", mirrors=3)  # E: Argument "mirrors" to "aensure" has incompatible type "int"
+    await ollama_seed.acreate("m", "Modelfile", stall_timeout="30")  # E: Argument "stall_timeout" to "acreate"
+    await ollama_seed.aimport_bundle("b.tar", names=["a"], progress=print)
+    options: PullOptions = {"connections": 4, "insecure": "no"}  # E: TypedDict item "insecure" has type "bool"
+    await ollama_seed.apull("x", **options)
+"""
+
+
+@pytest.mark.interop  # a type checker's verdict does not depend on the os-module emulation
+@pytest.mark.timeout(180)
+def test_misspelt_keywords_and_wrong_types_are_type_errors(tmp_path: Path) -> None:
+    """Every public operation is typed down to its keywords (PullOptions, blocking(), the typed job
+    runners): mypy --strict reports exactly the wrong calls, and none of the right ones."""
+    sample = tmp_path / "calls.py"
+    sample.write_text(_CALLS)
+    expected = {n: line.split("# E: ")[1] for n, line in enumerate(_CALLS.splitlines(), 1) if "# E: " in line}
+    root = Path(ollama_seed.__file__).parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(sample)],
+        capture_output=True,
+        text=True,
+        cwd=root,  # ollama_seed is found here, and pyproject.toml's [tool.mypy] applies
+        timeout=170,
+    )
+    found = {int(n): text for n, text in re.findall(r"calls\.py:(\d+): error: (.*)", proc.stdout)}
+    assert set(found) == set(expected), proc.stdout
+    for n, want in expected.items():
+        assert want in found[n], (n, found[n])

@@ -5,35 +5,39 @@
 ``import_bundle``. In the async forms the byte work runs in a worker thread; cancelling the
 awaiting task stops it at the next chunk and removes what it staged. The blocking forms (and
 so the CLI) run it in the calling thread with no event loop at all: anyio is not even
-imported, which is a fifth of a small export's time.
+imported (see docs/performance.md). Each operation is written once, as a *job factory* that
+checks its arguments and returns a :class:`~..wire.sync.Job`; both twins are derived from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING
 
 from ..core.errors import BundleError
+from ..core.layout import StrPath
 from ..core.manifest import Manifest
 from ..core.progress import ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
 from ..store.store import ModelStore
+from ..wire.sync import Job, in_this_thread, in_worker_thread
 from .export import Exporter, ExportResult, choose_compression, export_dir, resolve_models
-from .options import Compression, parse_compress, parse_size
+from .options import Compression, parse_compress, parse_split_size
 from .results import BundleInfo, BundleModel, ImportResult
+from .sinks import FileSink, GzipSink, PartsSink, Sink, StreamSink, ZstdSink
 
 if TYPE_CHECKING:
     from ..wire.keys import SigningKey
     from ..wire.verify import TrustLike
     from .signed import SignatureCheck
     from .sources.detect import BundleSource, OpenedBundle
-from .sinks import FileSink, GzipSink, PartsSink, Sink, StreamSink, ZstdSink
+
+Emit = Callable[[ProgressEvent], None]
 
 __all__ = [
     "BundleInfo",
@@ -50,67 +54,12 @@ __all__ = [
     "verify_bundle",
 ]
 
-T = TypeVar("T")
-StrPath = str | os.PathLike[str]
-Emit = Callable[[ProgressEvent], None]
-CANCEL_GRACE = 10.0  # seconds to wait for the worker's clean-up (it may be blocked reading a pipe)
-
-
-Job = Callable[[threading.Event, Emit], T]
-
-
-def _here(work: Job[T], progress: ProgressCallback | None, async_name: str) -> T:
-    """Run *work* in this thread, for the blocking twins.
-
-    Raises:
-        RuntimeError: called inside a running event loop, where the ``a``-prefixed form belongs.
-    """
-    asyncio = sys.modules.get("asyncio")  # no asyncio imported: no loop can be running
-    if asyncio is not None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                f"ollama_seed.{async_name[1:]}() blocks, so it cannot run inside a running event "
-                f"loop; use 'await ollama_seed.{async_name}(...)' there instead"
-            )
-    return work(threading.Event(), progress or (lambda event: None))
-
-
-async def _in_thread(work: Job[T], progress: ProgressCallback | None) -> T:
-    """Run *work* in a worker thread; progress events are delivered on the event loop's thread."""
-    import anyio
-    import anyio.from_thread
-    import anyio.to_thread
-
-    cancel, finished = threading.Event(), threading.Event()
-
-    def emit(event: ProgressEvent) -> None:
-        if progress is not None:
-            anyio.from_thread.run_sync(progress, event)
-
-    def run() -> T:
-        try:
-            return work(cancel, emit)
-        finally:
-            finished.set()
-
-    try:
-        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
-    except anyio.get_cancelled_exc_class():
-        cancel.set()  # the worker stops at its next chunk and removes what it staged
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(finished.wait, CANCEL_GRACE)
-        raise
-
 
 def _names(names: str | ModelName | Iterable[str | ModelName]) -> list[ModelName]:
     items = [names] if isinstance(names, (str, ModelName)) else list(names)
     if not items:
         raise ValueError("name at least one model to export")
-    return [n if isinstance(n, ModelName) else ModelName.parse(n) for n in items]
+    return [ModelName.of(n) for n in items]
 
 
 # -- export ---------------------------------------------------------------------------
@@ -127,7 +76,7 @@ def _sink(output: StrPath | IO[bytes], split_size: int | None) -> Sink:
     return PartsSink(path, split_size) if split_size else FileSink(path)
 
 
-async def aexport_bundle(
+def export_job(
     names: str | ModelName | Iterable[str | ModelName],
     output: StrPath | IO[bytes],
     *,
@@ -136,10 +85,10 @@ async def aexport_bundle(
     split_size: int | str | None = None,
     format: str = "ollama",
     verify: bool = True,
-    progress: ProgressCallback | None = None,
     sign: SigningKey | None = None,
     signature_file: StrPath | None = None,
-) -> ExportResult:
+    progress: ProgressCallback | None = None,
+) -> Job[ExportResult]:
     """Write installed models to a bundle: each blob once, hashed as it is read.
 
     Args:
@@ -166,38 +115,9 @@ async def aexport_bundle(
         IntegrityError: a store blob is corrupt. InsufficientSpace: the output does not fit.
         BundleError: the output cannot be used. ValueError: bad options.
     """
-    return await _in_thread(
-        _export_job(
-            names,
-            output,
-            models_dir=models_dir,
-            compress=compress,
-            split_size=split_size,
-            format=format,
-            verify=verify,
-            sign=sign,
-            signature_file=signature_file,
-        ),
-        progress,
-    )
-
-
-def _export_job(
-    names: str | ModelName | Iterable[str | ModelName],
-    output: StrPath | IO[bytes],
-    *,
-    models_dir: StrPath | None = None,
-    compress: str | Compression = "auto",
-    split_size: int | str | None = None,
-    format: str = "ollama",
-    verify: bool = True,
-    sign: SigningKey | None = None,
-    signature_file: StrPath | None = None,
-) -> Job[ExportResult]:
-    """Check the options (raising at once) and return the export as a job for a thread."""
     refs = _names(names)
     comp = parse_compress(compress)
-    part = parse_size(split_size) if split_size else None
+    part = parse_split_size(split_size) if split_size else None
     if format not in ("ollama", "oci", "dir"):
         raise ValueError(f"format must be 'ollama', 'oci' or 'dir', not {format!r}")
     if (part and not isinstance(output, (str, os.PathLike))) or (part and output == "-"):
@@ -279,7 +199,11 @@ def _export_job(
             signature_file=detached,
         )
 
-    return work
+    return Job(work, progress)
+
+
+aexport_bundle = in_worker_thread(export_job, "aexport_bundle")
+export_bundle = in_this_thread(export_job, "export_bundle", "aexport_bundle")
 
 
 def _sign(key: SigningKey, models: Sequence[tuple[ModelName, Manifest]]) -> bytes:
@@ -296,64 +220,7 @@ def _detached(signature: bytes | None, path: StrPath | None) -> str | None:
     return write_detached(signature, Path(path))
 
 
-def export_bundle(
-    names: str | ModelName | Iterable[str | ModelName], output: StrPath | IO[bytes], **options: Any
-) -> ExportResult:
-    """Blocking form of :func:`aexport_bundle`; same options. Not for use inside an event loop."""
-    progress = options.pop("progress", None)
-    return _here(_export_job(names, output, **options), progress, "aexport_bundle")
-
-
 # -- import, verify, inspect ----------------------------------------------------------
-
-
-def _name(value: str | ModelName | None) -> ModelName | None:
-    if value is None or isinstance(value, ModelName):
-        return value
-    return ModelName.parse(value)
-
-
-async def aimport_bundle(
-    source: BundleSource,
-    *,
-    models_dir: StrPath | None = None,
-    names: Iterable[str | ModelName] = (),
-    as_name: str | ModelName | None = None,
-    progress: ProgressCallback | None = None,
-    trust: TrustLike = None,
-    signature: bytes | StrPath | None = None,
-) -> ImportResult:
-    """Install the models of a bundle, verifying every byte; never needs the whole bundle on disk.
-
-    Args:
-        source: a bundle file (tar, plain, zstd or gzip: ours, a ``tar`` of a models directory
-            or an ollamazip archive), its first part ``FILE.000`` (the rest are found), ``"-"``
-            for standard input, a readable binary file object, an OCI layout directory or tar,
-            or another Ollama models directory (a USB or NFS copy of ``~/.ollama/models``).
-        models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
-        names: with a models directory as *source*, import only these models (default: all).
-        as_name: install the bundle's only model under this name (a bundle of several is refused).
-        progress: called with :class:`Status` and :class:`LayerProgress` events.
-        trust: a :class:`Trust` (every model must be signed by one of its keys or CAs) or a
-            :class:`TrustPolicy` (per name pattern). The signature (in the bundle's index, or
-            *signature*) is checked before anything is written; the signer is in the result and
-            the signature is kept in the store with the models.
-        signature: a detached OMS signature (its bytes or its file): for a bundle without one, or
-            without an index (a models directory's ``model.sig`` is used by itself).
-
-    Raises:
-        SignatureError: trust is configured and the bundle is unsigned, altered, or not signed by
-            a key or CA you trust (nothing was written).
-        BundleError: a refused, damaged or truncated bundle (models completed before the
-            problem stay installed; nothing else in the store changes).
-        ModelNotFound: a name in *names* is not in the source directory.
-        StoreError, InsufficientSpace: the store cannot take the models.
-        ValueError: *names* with a source that is not a models directory.
-    """
-    return await _in_thread(
-        _import_job(source, models_dir=models_dir, names=names, as_name=as_name, trust=trust, signature=signature),
-        progress,
-    )
 
 
 def run_importer(
@@ -426,7 +293,7 @@ def _signature_check(
     return SignatureCheck(trust, [raw] if raw is not None else [], exact=not some)
 
 
-def _import_job(
+def import_job(
     source: BundleSource,
     *,
     models_dir: StrPath | None = None,
@@ -434,10 +301,38 @@ def _import_job(
     as_name: str | ModelName | None = None,
     trust: TrustLike = None,
     signature: bytes | StrPath | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Job[ImportResult]:
+    """Install the models of a bundle, verifying every byte; never needs the whole bundle on disk.
+
+    Args:
+        source: a bundle file (tar, plain, zstd or gzip: ours, a ``tar`` of a models directory
+            or an ollamazip archive), its first part ``FILE.000`` (the rest are found), ``"-"``
+            for standard input, a readable binary file object, an OCI layout directory or tar,
+            or another Ollama models directory (a USB or NFS copy of ``~/.ollama/models``).
+        models_dir: the store; default ``$OLLAMA_MODELS``, else ``~/.ollama/models``.
+        names: with a models directory as *source*, import only these models (default: all).
+        as_name: install the bundle's only model under this name (a bundle of several is refused).
+        progress: called with :class:`Status` and :class:`LayerProgress` events.
+        trust: a :class:`Trust` (every model must be signed by one of its keys or CAs) or a
+            :class:`TrustPolicy` (per name pattern). The signature (in the bundle's index, or
+            *signature*) is checked before anything is written; the signer is in the result and
+            the signature is kept in the store with the models.
+        signature: a detached OMS signature (its bytes or its file): for a bundle without one, or
+            without an index (a models directory's ``model.sig`` is used by itself).
+
+    Raises:
+        SignatureError: trust is configured and the bundle is unsigned, altered, or not signed by
+            a key or CA you trust (nothing was written).
+        BundleError: a refused, damaged or truncated bundle (models completed before the
+            problem stay installed; nothing else in the store changes).
+        ModelNotFound: a name in *names* is not in the source directory.
+        StoreError, InsufficientSpace: the store cannot take the models.
+        ValueError: *names* with a source that is not a models directory.
+    """
     store = ModelStore(models_dir)
-    picked = [n if isinstance(n, ModelName) else ModelName.parse(n) for n in names]
-    rename = _name(as_name)
+    picked = [ModelName.of(n) for n in names]
+    rename = ModelName.of(as_name) if as_name is not None else None
     if rename is not None and rename.digest is not None:
         raise ValueError(f"--as takes a name without a digest, not {rename.display!r}")
     fresh = not store.root.exists()
@@ -452,23 +347,21 @@ def _import_job(
                 store.remove_if_empty()
             raise
 
-    return work
+    return Job(work, progress)
 
 
-def import_bundle(source: BundleSource, **options: Any) -> ImportResult:
-    """Blocking form of :func:`aimport_bundle`; same options. Not for use inside an event loop."""
-    progress = options.pop("progress", None)
-    return _here(_import_job(source, **options), progress, "aimport_bundle")
+aimport_bundle = in_worker_thread(import_job, "aimport_bundle")
+import_bundle = in_this_thread(import_job, "import_bundle", "aimport_bundle")
 
 
-async def averify_bundle(
+def verify_job(
     source: BundleSource,
     *,
     models_dir: StrPath | None = None,
     progress: ProgressCallback | None = None,
     trust: TrustLike = None,
     signature: bytes | StrPath | None = None,
-) -> ImportResult:
+) -> Job[ImportResult]:
     """Read a whole bundle and check it as an import would, writing nothing.
 
     Blobs a manifest needs but the bundle lacks are looked up in *models_dir* when given. With
@@ -477,26 +370,18 @@ async def averify_bundle(
     Raises:
         BundleError: the first problem found. SignatureError: see :func:`aimport_bundle`.
     """
-    return await _in_thread(_verify_job(source, models_dir, trust, signature), progress)
-
-
-def _verify_job(
-    source: BundleSource,
-    models_dir: StrPath | None = None,
-    trust: TrustLike = None,
-    signature: bytes | StrPath | None = None,
-) -> Job[ImportResult]:
     store = ModelStore(models_dir) if models_dir is not None else None
-    return lambda cancel, emit: run_importer(source, store, False, cancel, emit, trust=trust, signature=signature)
+    return Job(
+        lambda cancel, emit: run_importer(source, store, False, cancel, emit, trust=trust, signature=signature),
+        progress,
+    )
 
 
-def verify_bundle(source: BundleSource, **options: Any) -> ImportResult:
-    """Blocking form of :func:`averify_bundle`."""
-    progress = options.pop("progress", None)
-    return _here(_verify_job(source, **options), progress, "averify_bundle")
+averify_bundle = in_worker_thread(verify_job, "averify_bundle")
+verify_bundle = in_this_thread(verify_job, "verify_bundle", "averify_bundle")
 
 
-async def ainspect_bundle(source: BundleSource) -> BundleInfo:
+def inspect_job(source: BundleSource) -> Job[BundleInfo]:
     """The models and blobs of a bundle, from its index (a bundle without one is read through).
 
     Raises:
@@ -504,11 +389,8 @@ async def ainspect_bundle(source: BundleSource) -> BundleInfo:
     """
     from .inspect import inspect_source
 
-    return await _in_thread(lambda cancel, emit: inspect_source(source, cancel, emit), None)
+    return Job(lambda cancel, emit: inspect_source(source, cancel, emit))
 
 
-def inspect_bundle(source: BundleSource) -> BundleInfo:
-    """Blocking form of :func:`ainspect_bundle`."""
-    from .inspect import inspect_source
-
-    return _here(lambda cancel, emit: inspect_source(source, cancel, emit), None, "ainspect_bundle")
+ainspect_bundle = in_worker_thread(inspect_job, "ainspect_bundle")
+inspect_bundle = in_this_thread(inspect_job, "inspect_bundle", "ainspect_bundle")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..core.digest import Digest
 from ..core.errors import BundleError, StoreError
 from ..core.manifest import Manifest
-from ..core.progress import ProgressEvent, Status
+from ..core.progress import ProgressEvent, Status, no_progress
 from ..core.reference import ModelName
 from ..store import verified
 from ..store.store import ModelStore
@@ -76,7 +76,7 @@ class Completion:
         self.store = store
         self.hold = hold  # nothing installed before the end (an image: its layer digests are checked last)
         self.install = install and store is not None
-        self.emit = emit or (lambda event: None)
+        self.emit = emit or no_progress
         self.rename = rename.unpinned() if rename is not None else None
         self.manifests_last = manifests_last
         self.st = ImportState()

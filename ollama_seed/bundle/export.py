@@ -26,7 +26,7 @@ from ..__about__ import __version__
 from ..core.digest import Digest
 from ..core.errors import IntegrityError, StoreError
 from ..core.manifest import Layer, Manifest
-from ..core.progress import LayerProgress, ProgressEvent, Status
+from ..core.progress import LayerProgress, ProgressEvent, Status, no_progress
 from ..core.reference import ModelName
 from ..store import oscalls
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error, remove_tree
@@ -196,7 +196,7 @@ class Exporter:
     ) -> None:
         self.store, self.models, self.verify = store, models, verify
         self.signatures = signatures  # OMS signatures for the index (see .signed)
-        self.emit = emit or (lambda event: None)
+        self.emit = emit or no_progress
         self.cancel = cancel
         self.ring = BufferRing(None)
         self.blobs = 0

@@ -5,10 +5,11 @@ Pure: the CLI and the Python API parse the same spellings here.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_GZIP_LEVEL", "DEFAULT_ZSTD_LEVEL", "MIN_SPLIT", "Compression", "parse_compress", "parse_size"]
+from ..core.units import parse_size
+
+__all__ = ["DEFAULT_GZIP_LEVEL", "DEFAULT_ZSTD_LEVEL", "MIN_SPLIT", "Compression", "parse_compress", "parse_split_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +49,16 @@ def parse_compress(text: str | Compression) -> Compression:
     raise ValueError(f"not a compression: {text!r} (want auto, none, zstd[:1-22] or gzip[:1-9])")
 
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 MIN_SPLIT = 4096
 
 
-def parse_size(text: str | int) -> int:
-    """Bytes from ``4G`` (4 * 10**9, fits FAT32), ``4GiB`` (4 * 2**30), ``700M``, ``65536``.
+def parse_split_size(text: str | int) -> int:
+    """The most bytes one part of a split bundle holds: ``4G`` (4 * 10**9, fits FAT32), ``4GiB``, ``700M``.
 
     Raises:
-        ValueError: not a size, or less than 4096 bytes.
+        ValueError: not a size (:func:`~ollama_seed.core.units.parse_size`), or less than 4096 bytes.
     """
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        m = _SIZE.fullmatch(str(text))
-        if not m:
-            raise ValueError(f"not a size: {text!r} (examples: 4G, 4GiB, 700M, 65536)")
-        base = 1024 if m.group(3) else 1000
-        value = int(float(m.group(1)) * base ** _POWERS[m.group(2).lower()])
+    value = parse_size(text)
     if value < MIN_SPLIT:
         raise ValueError(f"a part size must be at least {MIN_SPLIT} bytes, not {text!r}")
     return value

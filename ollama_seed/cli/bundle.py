@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--split-size",
-        type=_arg("parse_size"),
+        type=_arg("parse_split_size"),
         metavar="SIZE",
         help="write FILE.000, FILE.001, ... of at most SIZE (4G = 4e9 bytes, 4GiB = 2**32)",
     )

@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         action="store_true",
         help="never touch the network (implies --no-pull; also OLLAMA_SEED_OFFLINE=1)",
     )
-    p.add_argument("--insecure", action="store_true", help="plain http to the registry of a FROM model pulled first")
+    p.add_argument(
+        "--insecure", action="store_true", default=None, help="plain http to the registry of a FROM model pulled first"
+    )
     p.add_argument(
         "--template-from",
         metavar="MODEL",
@@ -61,8 +63,10 @@ def register(sub: Any) -> None:
 def cmd_create(args: argparse.Namespace) -> int:
     from ..creation.api import CreateResult, acreate
     from ..creation.config import Era
+    from ..startup.config import load_config
     from ..wire.sync import run_sync
     from .gcpause import resume
+    from .options import pull_options
 
     resume()
 
@@ -80,8 +84,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             offline=offline,
             template_from=args.template_from,
             era=Era(args.era),
-            progress=renderer,
-            insecure=args.insecure,
+            **pull_options(args, load_config(args.config, required=args.config is not None), progress=renderer),
         )
     except BaseException as exc:
         raise collapse(exc) from None

@@ -15,28 +15,10 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.progress import ProgressEvent, human_duration, human_size
+from .options import add_pull_options, bounded, pull_options
 from .render import add_interval
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
-    return value
-
-
-def _rate(text: str) -> float:
-    from ..wire.throttle import parse_rate
-
-    try:
-        return parse_rate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _keep_alive(text: str) -> str | float:
@@ -91,7 +73,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--wait-timeout",
-        type=_seconds,
+        type=bounded("wait_timeout", float),
         default=60.0,
         metavar="S",
         help="wait up to S seconds for the server to answer (default 60)",
@@ -115,7 +97,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="ask the registry for the tag's current manifest and fetch only changed layers",
     )
-    p.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds overall")
+    p.add_argument("--timeout", type=bounded("timeout", float), metavar="S", help="give up after S seconds overall")
     p.add_argument(
         "--require-signature",
         action="store_true",
@@ -134,28 +116,7 @@ def register(sub: Any) -> None:
         help="progress display on stderr (default: bars on a terminal, lines otherwise)",
     )
     add_interval(p)
-    p.add_argument(
-        "--insecure", action="store_true", default=None, help="plain http for the registry (as ollama pull --insecure)"
-    )
-    p.add_argument(
-        "--mirror",
-        action="append",
-        dest="mirrors",
-        metavar="URL",
-        help="registry mirror tried before the model's registry (repeatable)",
-    )
-    p.add_argument("--connections", type=int, metavar="N", help="range requests per blob (default 16)")
-    p.add_argument(
-        "--max-connections", type=int, default=64, metavar="N", help="requests across all blobs and models (default 64)"
-    )
-    p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
-    p.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="retry a request after S seconds without a byte (default 30)",
-    )
+    add_pull_options(p)
     p.set_defaults(func=cmd_ensure)
 
     w = sub.add_parser(
@@ -164,7 +125,13 @@ def register(sub: Any) -> None:
         description="Poll the server with backoff; exit 0 when it answers, 11 on timeout.",
     )
     w.add_argument("--server", metavar="URL", help="the server (any OLLAMA_HOST form; default $OLLAMA_HOST)")
-    w.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="give up after S seconds (default 60)")
+    w.add_argument(
+        "--timeout",
+        type=bounded("timeout", float),
+        default=60.0,
+        metavar="S",
+        help="give up after S seconds (default 60)",
+    )
     w.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     w.set_defaults(func=cmd_wait)
 
@@ -215,15 +182,8 @@ def cmd_ensure(args: argparse.Namespace) -> int:
             wait_timeout=args.wait_timeout,
             warm=args.warm,
             keep_alive=args.keep_alive,
-            insecure=config.insecure if args.insecure is None else args.insecure,
-            connections=args.connections or config.connections or 16,
-            max_connections=args.max_connections,
-            max_rate=args.max_rate or config.max_rate,
-            stall_timeout=args.stall_timeout,
-            mirrors=tuple(args.mirrors or config.mirrors),
-            progress=renderer,
             modelfiles=modelfiles,
-            trust=trust,
+            **pull_options(args, config, progress=renderer, trust=trust),
         )
     finally:
         renderer.close()

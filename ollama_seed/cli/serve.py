@@ -10,19 +10,25 @@ from typing import Any
 
 from ..core.groups import collapse
 from ..core.progress import LayerProgress, ProgressEvent, Status
-from ..store.store import ModelStore
 
 # The server (uvicorn) is imported inside its handler: other subcommands start faster.
-from ..wire.throttle import parse_rate
+from ..core.units import parse_size
+from ..store.store import ModelStore
 from .logjson import JsonFormatter
+from .options import bounded
 from .store import add_common
 
 __all__ = ["register"]
 
 
+def _limit(text: str) -> int:
+    """``--limit-concurrency``: 0 for no limit, else in the range of ``limit_concurrency``."""
+    return 0 if text.strip() == "0" else int(bounded("limit_concurrency")(text))
+
+
 def _size(text: str) -> int:
     try:
-        return int(parse_rate(text))
+        return parse_size(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 32M, 64Mi, 1G)") from None
 
@@ -48,7 +54,7 @@ def register(sub: Any) -> None:
     )
     add_common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument("--port", type=bounded("port"), default=8080, help="port to listen on, 0-65535 (default 8080)")
     p.add_argument(
         "--upstream",
         metavar="URL",
@@ -72,14 +78,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--connections",
-        type=int,
+        type=bounded("connections"),
         default=16,
         metavar="N",
         help="range requests per blob fetched from the upstream (default 16)",
     )
     p.add_argument(
         "--stall-timeout",
-        type=float,
+        type=bounded("stall_timeout", float),
         default=30.0,
         metavar="S",
         help="retry an upstream request after S seconds without a byte (default 30)",
@@ -118,7 +124,7 @@ def register(sub: Any) -> None:
     site.add_argument("--metrics-auth", action="store_true", help="/metrics needs a login too")
     site.add_argument(
         "--max-cache-size",
-        type=_size,
+        type=bounded("max_cache_size", parse_size),
         metavar="SIZE",
         help="with --upstream: keep the store's blobs under SIZE (e.g. 200G) by evicting "
         "pulled-through models, least recently served first",
@@ -132,7 +138,7 @@ def register(sub: Any) -> None:
     )
     site.add_argument(
         "--limit-concurrency",
-        type=int,
+        type=_limit,
         default=1024,
         metavar="N",
         help="connections open at once; a new one closes the longest idle, and when all are answering requests "
@@ -140,14 +146,14 @@ def register(sub: Any) -> None:
     )
     site.add_argument(
         "--max-header-size",
-        type=_size,
+        type=bounded("max_header_size", parse_size),
         default=16 * 1024,
         metavar="SIZE",
         help="a request head still incomplete past SIZE is refused (default 16Ki)",
     )
     site.add_argument(
         "--header-timeout",
-        type=float,
+        type=bounded("header_timeout", float),
         default=10.0,
         metavar="S",
         help="a request head (and TLS handshake) must arrive within S seconds, else the connection is closed "
@@ -155,14 +161,14 @@ def register(sub: Any) -> None:
     )
     site.add_argument(
         "--write-timeout",
-        type=float,
+        type=bounded("write_timeout", float),
         default=60.0,
         metavar="S",
         help="a response that cannot send a byte for S seconds (the client stopped reading) is abandoned (default 60)",
     )
     site.add_argument(
         "--keep-alive",
-        type=float,
+        type=bounded("keep_alive", float),
         default=30.0,
         metavar="S",
         help="close a connection idle S seconds between requests (default 30)",
@@ -177,7 +183,7 @@ def register(sub: Any) -> None:
     )
     site.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=bounded("shutdown_timeout", float),
         default=30.0,
         metavar="S",
         help="on SIGTERM, seconds the responses in flight may take to finish (default 30)",
@@ -205,7 +211,13 @@ def register(sub: Any) -> None:
         metavar="REPO",
         help="a repository on the same registry to mount blobs from when it has them (repeatable)",
     )
-    p.add_argument("--concurrency", type=int, default=3, metavar="N", help="blobs pushed at once (default 3)")
+    p.add_argument(
+        "--concurrency",
+        type=bounded("concurrency"),
+        default=3,
+        metavar="N",
+        help="blobs pushed at once, 1-64 (default 3)",
+    )
     from .provenance import add_key_options
 
     add_key_options(p, "--sign")

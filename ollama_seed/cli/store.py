@@ -14,7 +14,7 @@ from ..core.groups import collapse
 from ..core.progress import human_bytes, human_duration, human_size
 from ..core.reference import ModelName
 from ..store.store import ModelStore
-from ..wire.throttle import parse_rate
+from .options import add_pull_options
 from .render import add_interval, make_renderer
 from .where import add_store_options, describe
 
@@ -29,27 +29,8 @@ def add_common(p: argparse.ArgumentParser, *, reads_only: bool = False) -> None:
     add_store_options(p, reads_only=reads_only)
 
 
-def add_pull_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--insecure", action="store_true", help="plain http for the registry (as ollama pull --insecure)")
-    p.add_argument("--connections", type=int, default=16, metavar="N", help="range requests per blob (default 16)")
-    p.add_argument(
-        "--max-connections", type=int, default=64, metavar="N", help="requests across all blobs (default 64)"
-    )
-    p.add_argument("--max-rate", type=_rate, metavar="RATE", help="bandwidth cap, e.g. 50M (bytes/s) or 400Mbit")
-    p.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="retry a request after S seconds without a byte (default 30)",
-    )
-    p.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a registry mirror to try first (repeatable, in order), e.g. http://mirror:8080",
-    )
+def add_pull_flags(p: argparse.ArgumentParser) -> None:
+    add_pull_options(p)
     p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
     p.add_argument(
         "--progress",
@@ -58,13 +39,6 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
         help="progress display on stderr (default: bars on a terminal, lines otherwise)",
     )
     add_interval(p)
-
-
-def _rate(text: str) -> float:
-    try:
-        return parse_rate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: Any) -> None:
@@ -77,7 +51,7 @@ def register(sub: Any) -> None:
         "optionally pinned with @sha256:<manifest digest>",
     )
     add_common(p)
-    add_pull_options(p)
+    add_pull_flags(p)
     from .provenance import add_trust_options
 
     add_trust_options(p)
@@ -137,22 +111,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_prune)
 
 
-def pull_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "models_dir": args.models_dir,
-        "insecure": args.insecure,
-        "connections": args.connections,
-        "max_connections": args.max_connections,
-        "max_rate": args.max_rate,
-        "stall_timeout": args.stall_timeout,
-        "mirrors": args.mirror,
-    }
-
-
 def cmd_pull(args: argparse.Namespace) -> int:
     from ..pulling.api import apull_all  # httpx and anyio load only for commands that use the network
+    from ..startup.config import load_config
     from ..wire.sync import run_sync
     from .gcpause import resume
+    from .options import pull_options
     from .provenance import trust_from
 
     resume()
@@ -162,7 +126,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     results: list[PullResult] = []
     started = time.monotonic()
     try:
-        results = run_sync(apull_all, names, progress=renderer, trust=trust_from(args), **pull_kwargs(args))
+        config = load_config(args.config, required=args.config is not None)
+        options = pull_options(args, config, progress=renderer, trust=trust_from(args, config=config))
+        results = run_sync(apull_all, names, models_dir=args.models_dir, **options)
     except BaseException as exc:
         raise collapse(exc) from None
     finally:

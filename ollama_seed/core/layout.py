@@ -29,7 +29,10 @@ from .digest import Digest
 from .errors import InvalidName
 from .reference import ModelName, windows_path_problem
 
-__all__ = ["ModelsLayout", "default_models_dir"]
+__all__ = ["ModelsLayout", "StrPath", "default_models_dir"]
+
+StrPath = str | os.PathLike[str]
+"""A path as callers give one: a string or any ``os.PathLike`` (a :class:`~pathlib.Path`)."""
 
 STATE_DIR = ".ollama-seed"
 

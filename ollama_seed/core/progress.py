@@ -20,6 +20,7 @@ __all__ = [
     "human_duration",
     "human_size",
     "layer_label",
+    "no_progress",
     "retry_reason",
 ]
 
@@ -140,6 +141,10 @@ def retry_reason(error: str) -> str:
 
 ProgressEvent = Status | LayerProgress | LayerNote
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def no_progress(event: ProgressEvent) -> None:
+    """The progress callback of a caller that gave none: every event is dropped."""
 
 
 def layer_label(event: LayerProgress | LayerNote, verb: str = "pulling") -> str:

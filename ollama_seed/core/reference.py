@@ -115,6 +115,15 @@ class ModelName:
     digest: Digest | None = None
 
     @classmethod
+    def of(cls, value: str | ModelName) -> ModelName:
+        """*value* itself when it is already a name, else :meth:`parse` of it (as httpx's ``URL(url)``).
+
+        Raises:
+            InvalidName: as :meth:`parse`.
+        """
+        return value if isinstance(value, ModelName) else cls.parse(value)
+
+    @classmethod
     def parse(cls, text: str) -> ModelName:
         """Parse a name as ``ollama pull`` does, filling Ollama's defaults.
 

@@ -14,18 +14,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
 
 from ..core.digest import Digest
 from ..core.errors import InvalidModelfile, InvalidName, ModelNotFound, OfflineError, StoreError
+from ..core.layout import StrPath
 from ..core.manifest import Manifest
-from ..core.progress import LayerProgress, ProgressCallback, Status
+from ..core.progress import LayerProgress, Status, no_progress
 from ..core.reference import ModelName
+from ..pulling.options import PullOptions, PullSettings
 from ..store.ingest import ingest_bytes
 from ..store.store import InstalledModel, ModelStore
+from ..wire.sync import blocking
 from .config import MEDIA_ADAPTER, MEDIA_MODEL, MEDIA_PROJECTOR, Era
 from .gguf import GGUFError, GGUFInfo, read_gguf
 from .layers import (
@@ -41,6 +44,9 @@ from .layers import (
 from .modelfile import ModelfileError, parse_modelfile
 from .record import remember
 from .sources import LocalFile, expand, ingest_gguf, local_files
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CreateResult", "acreate", "create"]
 
@@ -120,7 +126,7 @@ def _template_from(store: ModelStore, name: str) -> AutoTemplate:
 
 
 async def _ensure_base(
-    store: ModelStore, value: str, *, pull: bool, offline: bool, pull_options: dict[str, Any]
+    store: ModelStore, value: str, *, pull: bool, offline: bool, pull_options: PullOptions
 ) -> InstalledModel:
     try:
         name = store.resolve(ModelName.parse(value))
@@ -147,13 +153,12 @@ async def acreate(
     name: str | ModelName,
     modelfile: str | os.PathLike[str],
     *,
-    models_dir: str | os.PathLike[str] | None = None,
+    models_dir: StrPath | None = None,
     pull: bool = True,
     offline: bool = False,
     template_from: str | None = None,
     era: Era = Era.CURRENT,
-    progress: ProgressCallback | None = None,
-    **pull_options: Any,
+    **options: Unpack[PullOptions],
 ) -> CreateResult:
     """Create the model *name* from the Modelfile at *modelfile* in the store.
 
@@ -163,15 +168,18 @@ async def acreate(
             a chat template and the Modelfile has no TEMPLATE (Ollama matches such templates against a
             library it ships; we do not).
         era: whose ``ollama create`` to imitate (:class:`~.config.Era`).
-        pull_options: passed to :func:`~ollama_seed.apull` for the base model.
+        options: :class:`~ollama_seed.PullOptions`; ``progress`` gets the create's events, the
+            rest apply to pulling a FROM model that is not in the store.
 
     Raises:
+        ConfigError: an option out of range (before any work).
         InvalidModelfile: the Modelfile does not parse, or a file it names is not a usable GGUF.
         OfflineError: the base model is missing and may not be pulled.
         SeedError: as a pull, for the base model; StoreError and InsufficientSpace for the store.
     """
-    emit = progress or (lambda _e: None)
-    ref = ModelName.parse(name) if isinstance(name, str) else name
+    progress = PullSettings.of(options, caller="acreate").progress
+    emit = progress or no_progress
+    ref = ModelName.of(name)
     raw, modelfile_path = _read_modelfile(modelfile)
     folder = modelfile_path.parent.absolute()
     try:
@@ -234,9 +242,7 @@ async def acreate(
     base = None
     base_name: ModelName | None = None
     if base_value is not None:
-        model = await _ensure_base(
-            store, base_value, pull=pull, offline=offline, pull_options={"progress": progress, **pull_options}
-        )
+        model = await _ensure_base(store, base_value, pull=pull, offline=offline, pull_options=options)
         base_name = model.name
         base = await anyio.to_thread.run_sync(_base, store, model)
     store.prepare()
@@ -287,9 +293,4 @@ async def acreate(
     return CreateResult(ref, plan.manifest_digest, path, len(plan.layers), copied, reused, False, tuple(warnings))
 
 
-def create(name: str | ModelName, modelfile: str | os.PathLike[str], **options: Any) -> CreateResult:
-    """Blocking form of :func:`acreate`, with the same arguments."""
-    from ..wire.sync import run_sync
-
-    result: CreateResult = run_sync(acreate, name, modelfile, **options)
-    return result
+create = blocking(acreate)

@@ -35,6 +35,7 @@ from ..core.errors import ConfigError, IntegrityError, ModelNotFound, RegistryEr
 from ..core.groups import collapse
 from ..core.manifest import Layer, Manifest
 from ..core.reference import ModelName
+from ..pulling.options import PullOptions, PullSettings
 from ..pulling.session import PullSession
 from ..store.store import ModelStore
 from ..wire.registry import Credentials, map_errors
@@ -126,14 +127,15 @@ class PullThroughCache:
     ) -> None:
         self.store = store
         self.scheme, self.host = parse_upstream(upstream)
-        self._session_args: dict[str, Any] = {
-            "credentials": credentials,
-            "transport": transport,
-            "connections": connections,
-            "max_connections": max_connections,
-            "stall_timeout": stall_timeout,
-            "insecure": self.scheme == "http",
-        }  # an http:// upstream is the operator's explicit choice
+        self._session_args = PullOptions(
+            credentials=credentials,
+            transport=transport,
+            connections=connections,
+            max_connections=max_connections,
+            stall_timeout=stall_timeout,
+            insecure=self.scheme == "http",  # an http:// upstream is the operator's explicit choice
+        )
+        PullSettings.of(self._session_args, caller="PullThroughCache")  # out of range: ConfigError now
         self.remember = remember
         self.private_redirects = private_redirects
         self.budget = budget

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import httpx
 
 from ..core.errors import ConfigError
+from ..core.layout import StrPath
 from ..store.store import ModelStore
 from ..wire.registry import Credentials
 from .app import MirrorApp
@@ -19,8 +19,6 @@ from .redirect import BlobRedirect
 from .site import SiteApp
 
 __all__ = ["StrPath", "create_app"]
-
-StrPath = str | os.PathLike[str]
 
 
 def create_app(

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -26,9 +26,10 @@ from ..core.errors import (
     TransferError,
 )
 from ..core.groups import collapse
+from ..core.layout import StrPath
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 from ..core.ocidoc import Descriptor
-from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status
+from ..core.progress import LayerProgress, ProgressCallback, Status, no_progress
 from ..core.ranges import backoff
 from ..core.reference import ModelName
 from ..core.sigrecord import StoredSignature
@@ -37,7 +38,7 @@ from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.signatures import SignatureStore
 from ..store.store import InstalledModel, ModelStore
 from ..wire.registry import Credentials, RegistryClient
-from ..wire.sync import run_sync
+from ..wire.sync import blocking
 from ..wire.upload import ATTEMPTS, DEFAULT_CHUNK, Retry, Uploader
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["PushResult", "apush", "push"]
 
 READ_CHUNK = 1024 * 1024
-StrPath = str | os.PathLike[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +64,6 @@ class PushResult:
     signatures: tuple[Digest, ...] = ()
     """The signature documents written with ``sign=``: the cosign referrer manifest (and the ``.sig``
     manifest with ``cosign_legacy``)."""
-
-
-def _noop(event: ProgressEvent) -> None:
-    return None
 
 
 class _Pusher:
@@ -215,8 +211,8 @@ async def apush(
         AuthenticationError, RegistryError, TransferError, IntegrityError: the registry refused or failed.
     """
     started = time.monotonic()
-    src = source if isinstance(source, ModelName) else ModelName.parse(source)
-    dst = target if isinstance(target, ModelName) else ModelName.parse(target)
+    src = ModelName.of(source)
+    dst = ModelName.of(target)
     if dst.digest is not None:
         raise InvalidName(f"push target {target!s} pins a digest; give a tag instead")
     if cosign_legacy and sign is None:
@@ -229,7 +225,7 @@ async def apush(
             f"{model.name.display} is incomplete in {store.root}: {len(missing)} blob(s) missing or "
             f"short, first {missing[0].digest}; pull it again before pushing"
         )
-    emit = progress or _noop
+    emit = progress or no_progress
     outcome: dict[Digest, str] = {}
     signatures: tuple[Digest, ...] = ()
     try:
@@ -284,7 +280,4 @@ async def _sign(up: Uploader, manifest: Manifest, key: SigningKey, legacy: bool)
     return await attach_signature(up, subject, key, legacy=legacy)
 
 
-def push(source: str | ModelName, target: str | ModelName, **options: Any) -> PushResult:
-    """Blocking form of :func:`apush`; takes the same options. Not for use inside an event loop."""
-    result: PushResult = run_sync(apush, source, target, **options)
-    return result
+push = blocking(apush)

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from ..core.bounds import check
 from ..core.errors import ConfigError
 from ..store import oscalls
 from ..wire.sync import run_sync
@@ -193,17 +194,14 @@ async def aserve(
 
 
 def _check(port: int, limit: int | None, header: int, *seconds: float) -> None:
-    """Refuse server options out of range (exit 2), naming the option and what it takes."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port {port} is not a TCP port: use 1-65535 (0 picks a free one)")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"--limit-concurrency {limit}: use at least 1 (or 0 on the command line for no limit)")
-    if header < 1024:
-        raise ConfigError(f"--max-header-size {header}: use at least 1024 bytes (the default is 16Ki)")
-    names = ("--header-timeout", "--keep-alive", "--write-timeout", "--shutdown-timeout")
+    """Refuse server options out of range (exit 2), naming the option and its range (``core/bounds``)."""
+    check("port", port)
+    if limit is not None:
+        check("limit_concurrency", limit)
+    check("max_header_size", header)
+    names = ("header_timeout", "keep_alive", "write_timeout", "shutdown_timeout")
     for name, value in zip(names, seconds, strict=True):
-        if not value > 0:
-            raise ConfigError(f"{name} {value}: use a number of seconds above 0")
+        check(name, value)
 
 
 @contextlib.contextmanager

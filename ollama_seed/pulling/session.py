@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -32,20 +31,20 @@ from ..core.errors import (
 )
 from ..core.groups import collapse
 from ..core.manifest import Layer, Manifest
-from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent, Status, human_size
+from ..core.progress import LayerProgress, Status, human_size, no_progress
 from ..core.reference import ModelName
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
-from ..wire.registry import Credentials, RegistryClient
+from ..wire.registry import RegistryClient
 from ..wire.throttle import TokenBucket
 from ..wire.transfer import BlobDownloader, TransferConfig
+from .options import PullOptions, PullSettings
 from .signed import SignatureGate
 
 if TYPE_CHECKING:
-    import httpx
+    from typing_extensions import Unpack
 
     from ..wire.trust import Signer
-    from ..wire.verify import TrustLike
 
 __all__ = ["PullResult", "PullSession"]
 
@@ -81,10 +80,6 @@ class _Inflight:
     error: BaseException | None = None
 
 
-def _noop(event: ProgressEvent) -> None:
-    return None
-
-
 class PullSession:
     """Shared state for pulls into one store. Use as an async context manager."""
 
@@ -92,41 +87,38 @@ class PullSession:
         self,
         store: ModelStore,
         *,
-        insecure: bool = False,
-        connections: int = 16,
-        max_connections: int = 64,
-        max_rate: float | None = None,
-        stall_timeout: float = 30.0,
-        progress: ProgressCallback | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        credentials: Credentials | None = None,
-        use_locks: bool = True,
         check_space: bool = True,
         transfer: TransferConfig | None = None,
-        mirrors: Sequence[str] = (),
-        trust: TrustLike = None,
+        **options: Unpack[PullOptions],
     ) -> None:
+        """*options*: see :class:`~.options.PullOptions`.
+
+        Raises:
+            ConfigError: an option out of range. TypeError: an unknown option.
+        """
+        s = PullSettings.of(options, caller="PullSession")
         self.store = store
-        self.mirrors = [normalize_mirror(m) for m in mirrors]
+        self.mirrors = [normalize_mirror(m) for m in s.mirrors]
         self._dead: set[str] = set()
-        self.progress = progress or _noop
-        self.use_locks = use_locks
+        self.progress = s.progress or no_progress
+        self.use_locks = s.use_locks
         self.check_space = check_space
         self.client = RegistryClient(
-            insecure=insecure,
-            transport=transport,
-            credentials=credentials,
-            max_connections=max_connections,
-            read_timeout=stall_timeout,
+            insecure=s.insecure,
+            transport=s.transport,
+            credentials=s.credentials,
+            max_connections=s.max_connections,
+            read_timeout=s.stall_timeout,
         )
         cfg = transfer or TransferConfig(
-            connections=connections, stall_timeout=stall_timeout, unique_staging=not use_locks
+            connections=s.connections, stall_timeout=s.stall_timeout, unique_staging=not s.use_locks
         )
-        bucket = TokenBucket(max_rate) if max_rate else None
-        self.downloader = BlobDownloader(self.client, store, anyio.CapacityLimiter(max_connections), bucket, cfg)
+        bucket = TokenBucket(s.max_rate) if s.max_rate else None
+        limiter = anyio.CapacityLimiter(s.max_connections)
+        self.downloader = BlobDownloader(self.client, store, limiter, bucket, cfg)
         self._inflight: dict[Digest, _Inflight] = {}
         self._sources: dict[ModelName, str] = {}
-        self.signatures = SignatureGate(trust, self.client, store, self.progress)
+        self.signatures = SignatureGate(s.trust, self.client, store, self.progress)
 
     async def __aenter__(self) -> PullSession:
         return self

@@ -21,7 +21,6 @@ once, naming what is missing. A server you name is still asked, since it is your
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -29,10 +28,9 @@ import anyio
 
 from ..core.errors import ConfigError, SeedError, SeedTimeout
 from ..core.groups import collapse
-from ..core.progress import ProgressCallback
+from ..core.layout import StrPath
 from ..core.reference import ModelName
 from ..store.store import ModelStore
-from ..wire.registry import Credentials
 from .local import (
     EnsureReport,
     EnsureStatus,
@@ -47,13 +45,14 @@ from .local import (
     created_up_to_date,
     offline_from_env,
 )
-from .options import EnsureOptions, Tracker, trust_applies
+from .options import EnsureOptions, Tracker, check_ensure_options, trust_applies
 
 if TYPE_CHECKING:
     import httpx
+    from typing_extensions import Unpack
 
+    from ..pulling.options import PullOptions
     from ..pulling.session import PullSession
-    from ..wire.verify import TrustLike
 
 __all__ = ["EnsureReport", "aensure", "offline_from_env"]
 
@@ -63,7 +62,7 @@ log = logging.getLogger("ollama_seed")
 async def aensure(
     names: Names,
     *,
-    models_dir: str | os.PathLike[str] | None = None,
+    models_dir: StrPath | None = None,
     verify: bool = False,
     update: bool = False,
     offline: bool | None = None,
@@ -73,19 +72,9 @@ async def aensure(
     wait_timeout: float | None = 60.0,
     warm: bool = False,
     keep_alive: str | float | None = None,
-    insecure: bool = False,
-    connections: int = 16,
-    max_connections: int = 64,
-    max_rate: float | str | None = None,
-    stall_timeout: float = 30.0,
-    mirrors: tuple[str, ...] | list[str] = (),
-    progress: ProgressCallback | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
     server_transport: httpx.AsyncBaseTransport | None = None,
-    credentials: Credentials | None = None,
-    use_locks: bool = True,
     modelfiles: Modelfiles | None = None,
-    trust: TrustLike = None,
+    **options: Unpack[PullOptions],
 ) -> list[EnsureReport]:
     """Make each named model usable, touching the network only for what is missing.
 
@@ -104,25 +93,18 @@ async def aensure(
         warm: load each model into the server's memory (an empty ``/api/generate``).
         keep_alive: how long a warmed model stays loaded (``"10m"``, ``-1`` for ever); None is
             the server's default.
-        insecure, connections, max_connections, max_rate, stall_timeout, credentials, use_locks:
-            as :func:`apull`.
-        mirrors: registry base URLs tried, in order, before each model's own registry.
-        progress: called with :class:`Status` and :class:`LayerProgress` events.
-        transport: httpx transport for registry traffic (tests, custom networking).
         server_transport: httpx transport for the Ollama server (tests).
         modelfiles: ``{name: Modelfile path}``: models made with :func:`~ollama_seed.create` (after the
             named models are pulled, so a FROM may name one of them), again only when the Modelfile or
             a file it names changed (``.ollama-seed/created.json``); offline, a FROM model must be there.
-        trust: a :class:`Trust` (every model must be signed by one of its keys or CAs) or a
-            :class:`TrustPolicy` (per name pattern). A model pulled is checked before it is written
-            (see :func:`apull`); one already on disk is checked against the signatures the store keeps,
-            else against its registry's (kept afterwards); offline it needs a kept one. The signer
-            is in each report.
+        options: :class:`~ollama_seed.PullOptions`, for what is pulled (``progress`` also gets the
+            server's events).
 
     Returns:
         One :class:`EnsureReport` per distinct name, in the order given.
 
     Raises:
+        ConfigError: an option out of range (before any work).
         InvalidName: a name Ollama would refuse.
         OfflineError: offline and something is missing.
         SignatureError: trust is configured and a model has no signature by a key or CA you trust.
@@ -132,10 +114,11 @@ async def aensure(
         ModelNotFound, AuthenticationError, RegistryError, TransferError, IntegrityError,
         InsufficientSpace, StoreError: from pulling, as :func:`apull`.
     """
+    settings = check_ensure_options({"timeout": timeout, "wait_timeout": wait_timeout, **options})
     refs = _names(names)
-    from ..pulling.api import _rate
     from .server import parse_host  # httpx loads only where a server is involved
 
+    tracker = Tracker(settings.progress)
     opts = EnsureOptions(
         store=ModelStore(models_dir),
         verify=verify,
@@ -145,27 +128,16 @@ async def aensure(
         wait_timeout=wait_timeout,
         warm=warm,
         keep_alive=keep_alive,
-        pull={
-            "insecure": insecure,
-            "connections": connections,
-            "max_connections": max_connections,
-            "max_rate": _rate(max_rate),
-            "stall_timeout": stall_timeout,
-            "credentials": credentials,
-            "use_locks": use_locks,
-            "trust": trust,
-        },
-        mirrors=tuple(mirrors),
-        transport=transport,
+        pull={**settings.options(), "progress": tracker},
         server_transport=server_transport,
-        tracker=Tracker(progress),
-        trust=trust,
+        tracker=tracker,
+        trust=settings.trust,
     )
     result: list[EnsureReport] | None = None
     with anyio.move_on_after(timeout):
         try:
             if via_server:
-                if trust_applies(trust, refs):
+                if trust_applies(settings.trust, refs):
                     raise ConfigError(
                         "signatures are checked as ollama-seed pulls; with via_server the Ollama server pulls and "
                         "checks none: pull here (without via_server), or leave the signature requirement out"
@@ -212,9 +184,6 @@ async def _created(modelfiles: Modelfiles, o: EnsureOptions) -> list[EnsureRepor
             models_dir=o.store.root,
             pull=not o.offline,
             offline=o.offline,
-            progress=o.tracker,
-            transport=o.transport,
-            mirrors=o.mirrors,
             **o.pull,
         )
         for warning in result.warnings:
@@ -292,7 +261,7 @@ async def _pull_all(
     o.tracker.pending = {ref.display for ref, _ in todo}
     reports: dict[str, EnsureReport] = {}
     errors: dict[str, SeedError] = {}
-    async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors, **o.pull) as session:
+    async with PullSession(o.store, **o.pull) as session:
 
         async def one(ref: ModelName, item: _Local) -> None:
             try:

@@ -6,8 +6,10 @@ Where it is, first match wins: ``--config PATH``, ``$OLLAMA_SEED_CONFIG``, then
 
     models = ["gpt-oss:20b", "llama3.2:1b"]   # what `ollama-seed ensure` with no names ensures
     models_dir = "/srv/ollama/models"         # default: $OLLAMA_MODELS, else ~/.ollama/models
-    connections = 16                          # range requests per blob
+    connections = 16                          # range requests per blob (1-256)
+    max_connections = 64                      # requests across all blobs (1-4096)
     max_rate = "50M"                          # bytes/s as a number, or "50M", "400Mbit"
+    stall_timeout = 30                        # seconds without a byte before a request is retried
 
     [registry]
     insecure = false                          # plain http, as `ollama pull --insecure`
@@ -19,7 +21,8 @@ Where it is, first match wins: ``--config PATH``, ``$OLLAMA_SEED_CONFIG``, then
     cas = ["site-ca.pem"]                     # CA certificates a signing certificate must chain to
     mode = "enforce"                          # enforce, warn or off
 
-Unknown keys are errors, so a typo does not silently fall back to a default.
+Unknown keys are errors, so a typo does not silently fall back to a default, and a number out of its
+range is refused as the flag and the Python keyword are (``core/bounds``).
 """
 
 from __future__ import annotations
@@ -31,13 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.bounds import check
 from ..core.errors import ConfigError, InvalidName
 from ..core.trustpolicy import TrustPolicy, parse_trust_rules
+from ..core.units import parse_rate
+from ..pulling.options import PullOptions
 
 __all__ = ["CONFIG_ENV", "Config", "default_config_path", "load_config", "parse_config"]
 
 CONFIG_ENV = "OLLAMA_SEED_CONFIG"
-_TOP_KEYS = {"models", "models_dir", "connections", "max_rate", "registry", "trust"}
+_PULL_KEYS = ("connections", "max_connections", "max_rate", "stall_timeout")
+_TOP_KEYS = {"models", "models_dir", *_PULL_KEYS, "registry", "trust"}
 _REGISTRY_KEYS = {"insecure", "mirrors"}
 
 
@@ -56,6 +63,25 @@ class Config:
     path: Path | None = field(default=None, compare=False)
     trust: TrustPolicy = field(default_factory=TrustPolicy)
     """The ``[[trust]]`` rules: which signatures models need (empty: none)."""
+    max_connections: int | None = None
+    stall_timeout: float | None = None
+
+    def pull_options(self) -> PullOptions:
+        """The pull options this file sets, and only those (:class:`~..pulling.options.PullOptions`)."""
+        out = PullOptions()
+        if self.insecure:
+            out["insecure"] = True
+        if self.mirrors:
+            out["mirrors"] = self.mirrors
+        if self.connections is not None:
+            out["connections"] = self.connections
+        if self.max_connections is not None:
+            out["max_connections"] = self.max_connections
+        if self.max_rate is not None:
+            out["max_rate"] = self.max_rate
+        if self.stall_timeout is not None:
+            out["stall_timeout"] = self.stall_timeout
+        return out
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -149,12 +175,10 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
     models_dir = doc.get("models_dir")
     if models_dir is not None and (not isinstance(models_dir, str) or not models_dir.strip()):
         raise bad("models_dir", "must be a non-empty path string")
-    connections = doc.get("connections")
-    if connections is not None and (
-        isinstance(connections, bool) or not isinstance(connections, int) or not 1 <= connections <= 256
-    ):
-        raise bad("connections", f"must be a whole number from 1 to 256, not {connections!r}")
-    max_rate = _rate(doc.get("max_rate"), bad)
+    numbers = {key: doc[key] for key in ("connections", "max_connections", "stall_timeout") if key in doc}
+    for key, value in numbers.items():
+        check(key, value, name=f"{where}: {key}")
+    max_rate = _rate(doc.get("max_rate"), where, bad)
     registry = doc.get("registry", {})
     if not isinstance(registry, dict):
         raise bad("registry", "must be a table: [registry]")
@@ -177,24 +201,28 @@ def parse_config(doc: Mapping[str, Any], path: Path | None = None) -> Config:
             raise bad("registry.mirrors", f"has a bad entry: {exc}") from None
     trust = parse_trust_rules(doc["trust"], where, path.parent if path else None) if "trust" in doc else TrustPolicy()
     return Config(
-        tuple(models), models_dir, tuple(modelfiles), connections, max_rate, insecure, tuple(normalized), path, trust
+        tuple(models),
+        models_dir,
+        tuple(modelfiles),
+        numbers.get("connections"),
+        max_rate,
+        insecure,
+        tuple(normalized),
+        path,
+        trust,
+        numbers.get("max_connections"),
+        numbers.get("stall_timeout"),
     )
 
 
-def _rate(value: Any, bad: Any) -> float | None:
+def _rate(value: Any, where: str, bad: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise bad("max_rate", 'must be a number of bytes/s or a string such as "50M"')
-    if isinstance(value, (int, float)):
-        if value <= 0:
-            raise bad("max_rate", "must be positive")
-        return float(value)
     if isinstance(value, str):
-        from ..wire.throttle import parse_rate
-
         try:
-            return parse_rate(value)
+            value = parse_rate(value)
         except ValueError as exc:
             raise bad("max_rate", f"is not a rate: {exc}") from None
-    raise bad("max_rate", 'must be a number of bytes/s or a string such as "50M"')
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad("max_rate", 'must be a number of bytes/s or a string such as "50M"')
+    return float(check("max_rate", value, name=f"{where}: max_rate"))

@@ -89,7 +89,7 @@ def _names(names: Names) -> list[ModelName]:
     items: Iterable[str | ModelName] = [names] if isinstance(names, (str, ModelName)) else names
     out: dict[str, ModelName] = {}
     for item in items:
-        ref = item if isinstance(item, ModelName) else ModelName.parse(item)
+        ref = ModelName.of(item)
         out.setdefault(str(ref), ref)
     return list(out.values())
 

@@ -1,22 +1,60 @@
-"""What one ``aensure`` call works with: its options and the progress tracker that can say what a
-timeout interrupted. Shared by the pull path (``run``) and the server path (``via_server``)."""
+"""What one ``aensure`` call works with: its options, checked before any work (also by ``ensure()``'s
+fast path, so cheap), and the progress tracker that can say what a timeout interrupted. Shared by
+the pull path (``api``) and the server path (``via_server``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.bounds import check
 from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
 from ..core.trustpolicy import TrustPolicy
+from ..pulling.options import PULL_KEYS, PullSettings
 from ..store.store import ModelStore
 
 if TYPE_CHECKING:
     import httpx
 
+    from ..pulling.options import PullOptions
     from ..wire.verify import TrustLike
 
-__all__ = ["EnsureOptions", "Tracker", "trust_applies"]
+__all__ = ["ENSURE_KEYS", "EnsureOptions", "Tracker", "check_ensure_options", "trust_applies"]
+
+ENSURE_KEYS = frozenset(
+    {
+        "verify",
+        "update",
+        "offline",
+        "timeout",
+        "server",
+        "via_server",
+        "wait_timeout",
+        "warm",
+        "keep_alive",
+        "server_transport",
+        "modelfiles",
+    }
+)
+"""``aensure``'s own keywords besides *models_dir*; the rest are :class:`~..pulling.options.PullOptions`."""
+
+
+def check_ensure_options(options: Mapping[str, Any]) -> PullSettings:
+    """Check the keywords of an ``ensure``/``aensure`` call before any work; the pull options, settled.
+
+    Raises:
+        TypeError: an unknown keyword, as a misspelt keyword argument would.
+        ConfigError: a value out of range (exit 2), naming the option and its range.
+    """
+    unknown = sorted(set(options) - ENSURE_KEYS - PULL_KEYS)
+    if unknown:
+        raise TypeError(f"ensure() got an unexpected keyword argument {unknown[0]!r}")
+    for key in ("timeout", "wait_timeout"):
+        if options.get(key) is not None:
+            check(key, options[key])
+    return PullSettings.of({k: v for k, v in options.items() if k in PULL_KEYS}, caller="ensure")
 
 
 class Tracker:
@@ -55,9 +93,8 @@ class EnsureOptions:
     wait_timeout: float | None
     warm: bool
     keep_alive: str | float | None
-    pull: dict[str, Any]
-    mirrors: tuple[str, ...]
-    transport: httpx.AsyncBaseTransport | None
+    pull: PullOptions
+    """Every pull option set, ``progress`` being the tracker."""
     server_transport: httpx.AsyncBaseTransport | None
     tracker: Tracker
     trust: TrustLike = None

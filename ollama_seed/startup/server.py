@@ -31,7 +31,8 @@ import anyio
 import httpx
 
 from ..core.errors import ConfigError, ServerError
-from ..core.progress import LayerProgress, ProgressCallback, Status
+from ..core.progress import LayerProgress, ProgressCallback, Status, no_progress
+from ..wire.sync import blocking
 
 __all__ = ["DEFAULT_HOST", "PullOutcome", "ServerClient", "ServerInfo", "await_ready", "parse_host", "wait_ready"]
 
@@ -309,7 +310,7 @@ class ServerClient:
         Raises:
             ServerError: an HTTP error, an ``{"error": ...}`` line, or a stream that ended before ``success``.
         """
-        emit = progress or (lambda event: None)
+        emit = progress or no_progress
         seen: dict[str, tuple[int, bool]] = {}  # digest -> (completed, cached)
         body = {"model": model, "insecure": insecure, "stream": True}
         what = f"Ollama server at {self.url} could not pull {model}"
@@ -404,16 +405,4 @@ async def await_ready(
         return await client.wait(timeout)
 
 
-def wait_ready(
-    host: str | None = None, *, timeout: float | None = 60.0, transport: httpx.AsyncBaseTransport | None = None
-) -> ServerInfo:
-    """Blocking form of :func:`await_ready`. Not for use inside an event loop.
-
-    Raises:
-        ServerError, ConfigError: as :func:`await_ready`.
-        RuntimeError: called inside a running event loop.
-    """
-    from ..wire.sync import run_sync
-
-    info: ServerInfo = run_sync(await_ready, host, timeout=timeout, transport=transport)
-    return info
+wait_ready = blocking(await_ready, "wait_ready")

@@ -57,7 +57,7 @@ async def sign_present(
     if remote:
         from ..pulling.session import PullSession
 
-        async with PullSession(o.store, progress=o.tracker, transport=o.transport, mirrors=o.mirrors, **o.pull) as s:
+        async with PullSession(o.store, **o.pull) as s:
             for ref, item, report in remote:
                 assert item.manifest is not None
                 signed = await s.signatures.check(item.name, item.manifest, s.mirrors)

@@ -96,7 +96,7 @@ async def via_server(refs: list[ModelName], o: EnsureOptions) -> list[EnsureRepo
             outcomes: dict[str, tuple[int, int]] = {}
 
             async def one(ref: ModelName) -> None:
-                outcome = await client.pull(ref.display, insecure=bool(o.pull["insecure"]), progress=o.tracker)
+                outcome = await client.pull(ref.display, insecure=bool(o.pull.get("insecure")), progress=o.tracker)
                 outcomes[str(ref)] = (outcome.bytes_fetched, outcome.bytes_reused)
                 o.tracker.pending.discard(ref.display)
 

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 
-__all__ = ["TokenBucket", "parse_rate"]
-
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?(b|bit|bps|b/s|bit/s)?\s*", re.IGNORECASE)
-
-
-def parse_rate(text: str) -> float:
-    """Bytes per second from ``50M`` (50 MB/s), ``10MiB``, ``800Mbit`` (100 MB/s), ``1.5G``.
-
-    Raises:
-        ValueError: not a rate.
-    """
-    m = _RATE.fullmatch(text)
-    if not m:
-        raise ValueError(f"not a rate: {text!r} (examples: 50M, 10MiB, 800Mbit)")
-    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
-    unit = (m.group(3) or "").lower()
-    if unit.startswith("bit") or unit == "bps":
-        value /= 8
-    if value <= 0:
-        raise ValueError(f"a rate must be positive: {text!r}")
-    return value
+__all__ = ["TokenBucket"]
 
 
 class TokenBucket:

@@ -11,7 +11,7 @@ from ollama_seed import BundleError, Digest, Manifest, ModelName
 from ollama_seed.bundle.format.index import FORMAT_VERSION, BundleIndex
 from ollama_seed.bundle.format.names import MemberKind, classify_member
 from ollama_seed.bundle.format.tar import encode_header, padding, parse_header, parse_pax, pax_size
-from ollama_seed.bundle.options import Compression, parse_compress, parse_size
+from ollama_seed.bundle.options import Compression, parse_compress, parse_split_size
 from tests.support.model import make_model
 
 HEX = "0123456789abcdef" * 4
@@ -182,13 +182,13 @@ def test_parse_compress_refuses(text: str) -> None:
     ],
 )
 def test_parse_size(text: str | int, expected: int) -> None:
-    assert parse_size(text) == expected
+    assert parse_split_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["4X", "-1", "10", "", "G"])
 def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="size"):
-        parse_size(text)
+        parse_split_size(text)
 
 
 def test_tar_header_for_a_blob_over_8_gib_uses_pax() -> None:

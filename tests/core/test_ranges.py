@@ -1,4 +1,4 @@
-"""Response classification, Content-Range, Retry-After, backoff, challenges, rates: pure tables."""
+"""Response classification, Content-Range, Retry-After, backoff, challenges: pure tables."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ollama_seed.core.ranges import (
     parse_retry_after,
     range_header,
 )
-from ollama_seed.wire.throttle import TokenBucket, parse_rate
+from ollama_seed.wire.throttle import TokenBucket
 
 SIZE = 1000
 
@@ -142,20 +142,6 @@ def test_token_url_keeps_realm_query() -> None:
     ch = parse_challenge('Bearer realm="https://auth/t?x=1",service="s"')
     assert ch is not None
     assert token_url(ch, "repository:n/m:pull") == "https://auth/t?x=1&service=s&scope=repository%3An%2Fm%3Apull"
-
-
-@pytest.mark.parametrize(
-    ("text", "rate"),
-    [("50M", 50e6), ("10MiB", 10 * 2**20), ("800Mbit", 100e6), ("1.5G", 1.5e9), ("100k", 1e5), ("64", 64.0)],
-)
-def test_parse_rate(text: str, rate: float) -> None:
-    assert parse_rate(text) == pytest.approx(rate)
-
-
-@pytest.mark.parametrize("text", ["", "fast", "-5M", "0", "5X"])
-def test_parse_rate_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="rate"):
-        parse_rate(text)
 
 
 def test_token_bucket_delays_to_hold_the_rate() -> None:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import ConfigError, ModelNotFound, OfflineError, StoreError
+from ...core.layout import StrPath
 from ...core.manifest import Manifest
 from ...core.ociimage import parse_platforms
-from ...core.progress import ProgressCallback
+from ...core.progress import ProgressCallback, no_progress
 from ...core.reference import ModelName
 from ...store.store import ModelStore
-from ..api import _in_thread
+from ...wire.sync import Job, blocking, run_job
 from ..export import resolve_models
 from ..options import Compression, parse_compress
 from .build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
@@ -38,14 +39,12 @@ __all__ = [
     "verify_image",
 ]
 
-StrPath = str | os.PathLike[str]
-
 
 def _names(models: str | ModelName | Iterable[str | ModelName]) -> list[ModelName]:
     items = [models] if isinstance(models, (str, ModelName)) else list(models)
     if not items:
         raise ConfigError("name at least one model to put in the image")
-    return [n if isinstance(n, ModelName) else ModelName.parse(n) for n in items]
+    return [ModelName.of(n) for n in items]
 
 
 def build_options(
@@ -228,15 +227,10 @@ async def _build(
         target = LayoutTarget(root) if oci_layout is not None else ArchiveTarget(root, options.mtime)
         return build_to(store, plan, target, tag, emit=emit, cancel=cancel)
 
-    return await _in_thread(work, progress)
+    return await run_job(Job(work, progress))
 
 
-def build_image(models: str | ModelName | Iterable[str | ModelName], **options: Any) -> ImageResult:
-    """Blocking form of :func:`abuild_image`; same options. Not for use inside an event loop."""
-    from ...wire.sync import run_sync
-
-    result: ImageResult = run_sync(abuild_image, models, **options)
-    return result
+build_image = blocking(abuild_image)
 
 
 # -- verify and extract ---------------------------------------------------------------
@@ -285,7 +279,7 @@ async def _read(
             store,
             install=install,
             models_path=models_path,
-            emit=progress or (lambda event: None),
+            emit=progress or no_progress,
             cancel=threading.Event(),
         )
         ok = True
@@ -335,12 +329,7 @@ async def averify_image(
         )
 
 
-def verify_image(ref: str | None = None, **options: Any) -> ImageReport:
-    """Blocking form of :func:`averify_image`."""
-    from ...wire.sync import run_sync
-
-    result: ImageReport = run_sync(averify_image, ref, **options)
-    return result
+verify_image = blocking(averify_image)
 
 
 async def aextract_image(
@@ -380,9 +369,4 @@ async def aextract_image(
     )
 
 
-def extract_image(ref: str | None = None, **options: Any) -> ImageReport:
-    """Blocking form of :func:`aextract_image`."""
-    from ...wire.sync import run_sync
-
-    result: ImageReport = run_sync(aextract_image, ref, **options)
-    return result
+extract_image = blocking(aextract_image)

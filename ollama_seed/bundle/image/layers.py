@@ -30,7 +30,7 @@ import zstandard
 from ...core.digest import Digest
 from ...core.errors import IntegrityError, StoreError
 from ...core.ociimage import END_OF_ARCHIVE, LAYER_MEDIA_TYPES, PlannedLayer, padding, tar_header
-from ...core.progress import LayerProgress, ProgressEvent
+from ...core.progress import LayerProgress, ProgressEvent, no_progress
 from ...store import oscalls
 from ...store.fsutil import atomic_write, open_nofollow, raise_os_error
 from ...store.store import ModelStore
@@ -136,7 +136,7 @@ class LayerStream:
         self.store, self.layer, self.mtime = store, layer, mtime
         self.compression, self.verify = compression, verify
         self.ring = BufferRing(pool)
-        self.emit = emit or (lambda event: None)
+        self.emit = emit or no_progress
         self.label, self.cancel = label, cancel
         self.total = layer.size(mtime)
         self.done = 0

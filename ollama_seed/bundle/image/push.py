@@ -29,7 +29,7 @@ from ...core.groups import collapse
 from ...core.imageref import ImageRef
 from ...core.ocidoc import Descriptor
 from ...core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PlannedLayer, layer_cap
-from ...core.progress import ProgressCallback, ProgressEvent, Status, human_size
+from ...core.progress import ProgressCallback, ProgressEvent, Status, human_size, no_progress
 from ...store.store import ModelStore
 from ...wire.registry import Credentials, RegistryClient
 from ...wire.upload import DEFAULT_CHUNK, Uploader
@@ -128,7 +128,7 @@ async def apush_image(
     check_cap(plan, target)
     opts = plan.options
     label = target.display
-    report = progress or (lambda event: None)
+    report = progress or no_progress
 
     loop_thread = threading.get_ident()
     token = anyio.lowlevel.current_token()
