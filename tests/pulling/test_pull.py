@@ -164,7 +164,7 @@ async def test_pinned_digest(models_dir: Path) -> None:
 
 async def test_free_space_is_checked_before_the_first_byte(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reg = registry(model())
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))  # type: ignore[attr-defined]
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(InsufficientSpace, match=r"need .* but only 1.0 KB \(1000 bytes\) is free") as info:
         await ollama_seed.apull(NAME, models_dir=models_dir, transport=reg.transport())
     assert info.value.exit_code == 6

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,12 @@ def test_a_pull_over_an_intact_store_reads_no_blob(
     import ollama_seed.store.store as store_module
 
     real = store_module.sha256_file
-    monkeypatch.setattr(store_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+
+    def counting(p: Path) -> Any:
+        hashed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(store_module, "sha256_file", counting)
     assert _pull(name, models) == 0
     assert hashed == []  # every blob was installed (and stamped) by the first pull
 

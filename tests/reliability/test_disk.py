@@ -60,7 +60,7 @@ def blob_bytes(p: ProxyThread) -> int:
     while time.monotonic() < deadline:
         now = sum(n for path, n in p.stats.snapshot()["per_path"].items() if "/blobs/" in path)
         if now == last:
-            return now
+            return int(now)
         last = now
         time.sleep(0.2)
     return last
@@ -138,7 +138,7 @@ def test_enospc_mid_body_leaves_no_corruption_and_resumes(
         plat = copy.copy(oscalls.host)  # a file system without fallocate: only the size is set
         plat.os_fallocate = no_fallocate
         monkeypatch.setattr(oscalls, "host", plat)
-        monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**40, 0, 2**40))  # type: ignore[attr-defined]
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**40, 0, 2**40))
         assert main(args(models, name_of(proxy))) == 6
         err = capsys.readouterr().err
         assert "no space left on the device" in err and "free some space and run again" in err

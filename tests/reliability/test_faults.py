@@ -148,7 +148,7 @@ def test_slow_trickle_is_not_mistaken_for_a_stall(
     assert ModelStore(store).verify(ModelName.parse(f"{host}/library/trickle:latest")) == []
 
 
-FATAL = {
+FATAL: dict[str, tuple[dict[str, Any], type[SeedError], int, str]] = {
     "503-forever": ({"fail_rate": 1.0, "fail_statuses": (503,)}, TransferError, 4, "failed after 3 attempts: HTTP 503"),
     "stall-forever": (
         {"drop_after_bytes": 0, "drop_style": "stall", "stall_s": 3.0},

@@ -15,6 +15,7 @@ import shutil
 import struct
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from ollama_seed.core.ranges import (
 from tests.support import MIB
 from tests.support.fake_registry import FakeRegistry, Faults
 from tests.support.invariants import assert_store_ok, outside_snapshot, tree
-from tests.support.model import MT_MODEL, BlobInfo, make_model, sha256_digest
+from tests.support.model import MT_MODEL, BlobInfo, BuiltModel, make_model, sha256_digest
 
 with warnings.catch_warnings():
     # hypothesis imports libcst to print a patch when a property fails; on some installs that import warns
@@ -542,7 +543,8 @@ def test_hostile_response_headers_end_in_a_seed_error_or_success(
     async def handler(request: httpx.Request) -> httpx.Response:
         if "/blobs/" in request.url.path and request.url.path not in hit:
             hit.append(request.url.path)
-            return httpx.Response(status, headers=headers, content=b"x" if status != 307 else b"")
+            raw = [(k.encode("latin-1"), v) for k, v in headers]
+            return httpx.Response(status, headers=raw, content=b"x" if status != 307 else b"")
         return await reg.handle(request)
 
     from ollama_seed.pulling.session import PullSession
@@ -631,7 +633,7 @@ def _staging(models: Path, hexd: str, suffix: str) -> Path:
     return models / ".ollama-seed" / "staging" / f"sha256-{hexd}{suffix}"
 
 
-SYMLINK_SPOTS = {
+SYMLINK_SPOTS: dict[str, tuple[Callable[[Path, BuiltModel], Path], str, bool | None]] = {
     # where the link is                     : does the pull refuse (StoreError) or carry on safely
     "blobs-dir": (lambda models, m: models / "blobs", "dir", True),
     "state-dir": (lambda models, m: models / ".ollama-seed", "dir", True),

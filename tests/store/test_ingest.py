@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,12 @@ def test_a_known_source_is_not_read_again_and_a_touched_one_is(tmp_path: Path, m
     first, _ = ingest_file(store, src, MT)
     reads: list[int] = []
     real = ingest_mod._copy_in
-    monkeypatch.setattr(ingest_mod, "_copy_in", lambda *a, **k: reads.append(1) or real(*a, **k))
+
+    def counting(*a: Any, **k: Any) -> Any:
+        reads.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ingest_mod, "_copy_in", counting)
     again, existed = ingest_file(store, src, MT)
     assert again == first and existed and reads == []
     os.utime(src, ns=(1, 1))  # same bytes, another mtime: hashed again, same blob

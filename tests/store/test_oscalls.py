@@ -211,7 +211,12 @@ def test_remove_of_a_missing_file_is_quiet_and_of_an_open_file_waits(
 def test_directory_fsync_is_skipped_where_it_cannot_be_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
     real_open = os.open
-    monkeypatch.setattr(os, "open", lambda p, f, m=0o777: opened.append(str(p)) or real_open(p, f, m))
+
+    def recording_open(p: Any, f: int, m: int = 0o777) -> int:
+        opened.append(str(p))
+        return real_open(p, f, m)
+
+    monkeypatch.setattr(os, "open", recording_open)
     emulate("windows").fsync_dir(tmp_path)
     assert opened == []
     emulate("macos").fsync_dir(tmp_path)

@@ -212,7 +212,7 @@ def test_ensure_dir_accepts_a_directory_another_process_creates_meanwhile(
         real_mkdir(target)  # the other process wins
         raise FileExistsError(str(path))
 
-    monkeypatch.setattr(fsutil.os, "mkdir", racing_mkdir)
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)  # fsutil.os is the os module
     fsutil.ensure_dir(target)
     assert target.is_dir()
     monkeypatch.undo()

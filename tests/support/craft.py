@@ -12,6 +12,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import zstandard
 
@@ -36,7 +37,7 @@ def member(
     type: bytes = tarfile.REGTYPE,
     linkname: str = "",
     size: int | None = None,
-    fmt: int = tarfile.GNU_FORMAT,
+    fmt: Literal[0, 1, 2] = tarfile.GNU_FORMAT,
 ) -> bytes:
     """Header(s) + padded data of one member, with any type flag and any name."""
     info = tarfile.TarInfo(name)

@@ -37,17 +37,19 @@ gndatBC1ObPZ2xoA==
 EMPTY_SHA256_HEX_B64 = "ZTNiMGM0NDI5OGZjMWMxNDlhZmJmNGM4OTk2ZmI5MjQyN2FlNDFlNDY0OWI5MzRjYTQ5NTk5MWI3ODUyYjg1NQ=="
 
 
-def write_key(path: Path, key: object | None = None) -> ed25519.Ed25519PrivateKey:
-    private = key or ed25519.Ed25519PrivateKey.generate()
+def write_key_file(path: Path, key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> None:
+    """*key* in OpenSSH's private key format, as ``ssh-keygen`` (and Ollama) write it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,  # type: ignore[attr-defined]
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
     )
-    return private  # type: ignore[return-value]
+
+
+def write_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    """A new Ed25519 key, as Ollama makes one, written to *path*."""
+    private = ed25519.Ed25519PrivateKey.generate()
+    write_key_file(path, private)
+    return private
 
 
 def challenge(realm: str = "https://registry.ollama.ai/token") -> Challenge:
@@ -103,7 +105,7 @@ def test_unusable_keys_are_clear_errors(tmp_path: Path, kind: str) -> None:
     if kind == "encrypted":
         path.write_text(ENCRYPTED_KEY)
     elif kind == "rsa":
-        write_key(path, rsa.generate_private_key(public_exponent=65537, key_size=1024))
+        write_key_file(path, rsa.generate_private_key(public_exponent=65537, key_size=1024))
     else:
         path.write_text("not a key")
     with pytest.raises(AuthenticationError, match=str(path)):
