@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import fanout_report  # noqa: E402
-from ollama_seed.wire.throttle import parse_rate  # noqa: E402
+from ollama_seed.core.units import parse_rate  # noqa: E402
 from tests.support.model import BuiltModel, make_model  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.registry import HTTP_SECRET, REGISTRY_BIN  # noqa: E402

@@ -87,7 +87,7 @@ class Stopwatch:
             async def timed_async(*args: object, **kwargs: object) -> object:
                 start = time.perf_counter()
                 try:
-                    return await fn(*args, **kwargs)  # type: ignore[misc]
+                    return await fn(*args, **kwargs)
                 finally:
                     watch.total += time.perf_counter() - start
 

@@ -13,12 +13,12 @@ and ``serve`` hands the signature on. The same file is what ``model_signing veri
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..core.coverage import check_models
 from ..core.errors import IntegrityError, SignatureError, StoreError
+from ..core.layout import StrPath
 from ..core.manifest import Manifest
 from ..core.reference import ModelName
 from ..core.sigrecord import StoredSignature
@@ -33,13 +33,12 @@ from ..wire.verify import first_trusted
 
 __all__ = ["VerifiedModels", "read_signature", "sign_models", "stored_signer", "verify_models"]
 
-StrPath = str | os.PathLike[str]
 MAX_SIGNATURE_FILE = 16 * 1024 * 1024
 
 
 def _names(names: str | ModelName | Iterable[str | ModelName]) -> list[ModelName]:
     items = [names] if isinstance(names, (str, ModelName)) else list(names)
-    return [n if isinstance(n, ModelName) else ModelName.parse(n) for n in items]
+    return [ModelName.of(n) for n in items]
 
 
 def sign_models(

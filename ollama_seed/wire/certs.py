@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import SignatureError, SigningKeyError
+from ..core.layout import StrPath
 from .pem import kind_of, need_cryptography, read_pem, short
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["CertificateSigner", "load_cas", "signing_chain", "verify_chain"]
 
 MAX_CHAIN = 10
-StrPath = str | os.PathLike[str]
 
 
 @dataclass(frozen=True, slots=True)

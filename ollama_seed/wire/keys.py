@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.errors import SigningKeyError
+from ..core.layout import StrPath
 from .pem import INSTALL_HINT, MAX_PEM_FILE, kind_of, need_cryptography, read_pem, short
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ Curve = Literal["p256", "p384"]
 CURVES: dict[str, str] = {"p256": "secp256r1", "p384": "secp384r1"}
 _SHOWN = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _HASH_BITS = {"secp256r1": 256, "secp384r1": 384, "secp521r1": 512}
-StrPath = str | os.PathLike[str]
 
 
 def read_passphrase(file: StrPath | None = None, *, environ: dict[str, str] | None = None) -> bytes | None:

@@ -10,21 +10,19 @@ key is itself a trusted key is accepted as that key. It returns the :class:`Sign
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core.dsse import SigstoreBundle
 from ..core.errors import SignatureError
+from ..core.layout import StrPath
 from .keys import PublicKey
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 __all__ = ["Signer", "Trust"]
-
-StrPath = str | os.PathLike[str]
 
 
 @dataclass(frozen=True, slots=True)

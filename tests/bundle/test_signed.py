@@ -70,13 +70,13 @@ def _bundle(chosen: list[Model], signatures: tuple[bytes, ...], *, index: Bundle
     return join([member(INDEX_MEMBER, index.encode()), *bundle_members(chosen, index=False)])
 
 
-def _refused(data: bytes, store: Path, trust: Trust, match: str, **options: object) -> None:
+def _refused(data: bytes, store: Path, trust: Trust, match: str) -> None:
     before = snapshot(store)
     with pytest.raises(SignatureError, match=match):
-        import_bundle(io.BytesIO(data), models_dir=store, trust=trust, **options)  # type: ignore[arg-type]
+        import_bundle(io.BytesIO(data), models_dir=store, trust=trust)
     assert snapshot(store) == before
     with pytest.raises(SignatureError, match=match):
-        verify_bundle(io.BytesIO(data), trust=trust, **options)  # type: ignore[arg-type]
+        verify_bundle(io.BytesIO(data), trust=trust)
 
 
 def test_export_sign_then_import_and_verify(
@@ -184,7 +184,7 @@ def test_certificates_expired_or_wrongly_used_are_refused(tmp_path: Path, store:
         ({"not_before": now - datetime.timedelta(days=9), "not_after": now - datetime.timedelta(days=1)}, "expired on"),
         ({"eku": [ExtendedKeyUsageOID.SERVER_AUTH]}, "does not include codeSigning"),
     ):
-        leaf = certificate("Model Release", pki.leaf_private, ("Site Intermediate CA", pki.inter_key), **options)  # type: ignore[arg-type]
+        leaf = certificate("Model Release", pki.leaf_private, ("Site Intermediate CA", pki.inter_key), **options)
         bad = SigningKey(pki.leaf_private, certificates=(leaf.public_bytes(serialization.Encoding.DER), chain))
         _refused(_bundle(items[:1], (_signature(bad, items[:1]),)), store, trust, match)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ...core.errors import ConfigError, ModelNotFound, OfflineError, StoreError
 from ...core.layout import StrPath
@@ -28,8 +28,17 @@ from .build import BuildOptions, ImagePlan, ImageResult, build_to, default_mtime
 from .layout import ArchiveTarget, LayoutTarget, split_layout_arg
 from .read import ImageReport
 
+if TYPE_CHECKING:
+    import httpx
+    from typing_extensions import Unpack
+
+    from ...wire.keys import SigningKey
+    from ...wire.registry import Credentials
+
 __all__ = [
+    "ImagePushOptions",
     "ImageReport",
+    "RegistryOptions",
     "ImageResult",
     "abuild_image",
     "aextract_image",
@@ -38,6 +47,34 @@ __all__ = [
     "extract_image",
     "verify_image",
 ]
+
+
+class RegistryOptions(TypedDict, total=False):
+    """How to reach a registry beyond its address (each optional).
+
+    Attributes:
+        credentials: ``host -> (user, password)`` (default: the environment, then ``~/.docker/config.json``).
+        transport: an httpx transport (tests, custom networking).
+    """
+
+    credentials: Credentials | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+class ImagePushOptions(RegistryOptions, total=False):
+    """How :func:`abuild_image` pushes (``push=REF``): the options of ``image_push.apush_image``.
+
+    Attributes:
+        chunk_size: blobs up to this size go in one PUT, larger ones in PATCH chunks of it.
+        concurrency: layers pushed at once.
+        sign: a key to sign the index and each platform's manifest with (cosign signatures).
+        cosign_legacy: with *sign*, also write cosign v2's ``.sig`` simple signing.
+    """
+
+    chunk_size: int
+    concurrency: int
+    sign: SigningKey | None
+    cosign_legacy: bool
 
 
 def _names(models: str | ModelName | Iterable[str | ModelName]) -> list[ModelName]:
@@ -124,7 +161,7 @@ async def abuild_image(
     verify: bool = True,
     base: str | None = None,
     progress: ProgressCallback | None = None,
-    **push_options: Any,
+    **push_options: Unpack[ImagePushOptions],
 ) -> ImageResult:
     """Build an OCI image holding *models* at ``models_path`` (default ``/models``), one layer per blob.
 
@@ -144,6 +181,8 @@ async def abuild_image(
         base: put the models on top of this image: a registry reference, or ``oci:DIR[:TAG]``;
             every platform of its index (or those *platforms* names); ``OLLAMA_MODELS`` is set.
         progress: called with :class:`Status` and :class:`LayerProgress` events.
+        push_options: with *push*, how to push (:class:`ImagePushOptions`); *credentials* and
+            *transport* also reach the registry of *base*.
 
     Raises:
         ConfigError: bad options. ModelNotFound, OfflineError: a model is not there.
@@ -176,7 +215,11 @@ async def abuild_image(
     if base is not None:
         from .base import resolve_base
 
-        client = {k: v for k, v in push_options.items() if k in ("credentials", "transport")}
+        client: RegistryOptions = {}
+        if "credentials" in push_options:
+            client["credentials"] = push_options["credentials"]
+        if "transport" in push_options:
+            client["transport"] = push_options["transport"]
         base_image = await resolve_base(
             base,
             insecure=insecure,
@@ -208,7 +251,7 @@ async def _build(
     push: str | None,
     insecure: bool,
     progress: ProgressCallback | None,
-    push_options: dict[str, Any],
+    push_options: ImagePushOptions,
 ) -> ImageResult:
     options = plan.options
     if push is not None:
@@ -236,7 +279,7 @@ build_image = blocking(abuild_image)
 # -- verify and extract ---------------------------------------------------------------
 
 
-def _source(ref: str | None, oci_layout: StrPath | None, scratch: Path, insecure: bool, client: dict[str, Any]) -> Any:
+def _source(ref: str | None, oci_layout: StrPath | None, scratch: Path, insecure: bool, client: RegistryOptions) -> Any:
     if (ref is None) == (oci_layout is None):
         raise ConfigError("name the image: a registry reference, or --oci-layout DIR[:TAG]")
     if oci_layout is not None:
@@ -263,7 +306,7 @@ async def _read(
     insecure: bool,
     models_path: str | None,
     progress: ProgressCallback | None,
-    client: dict[str, Any],
+    client: RegistryOptions,
 ) -> ImageReport:
     import threading
 
@@ -300,7 +343,7 @@ async def averify_image(
     insecure: bool = False,
     models_path: str | None = None,
     progress: ProgressCallback | None = None,
-    **client: Any,
+    **client: Unpack[RegistryOptions],
 ) -> ImageReport:
     """Check an image (in a registry, or ``oci_layout="DIR[:TAG]"``) completely; write nothing.
 
@@ -340,7 +383,7 @@ async def aextract_image(
     insecure: bool = False,
     models_path: str | None = None,
     progress: ProgressCallback | None = None,
-    **client: Any,
+    **client: Unpack[RegistryOptions],
 ) -> ImageReport:
     """Install the models of an image into the store, with no container runtime (init containers).
 

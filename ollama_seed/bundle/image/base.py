@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.digest import Digest
 from ...core.errors import BundleError, ConfigError
@@ -28,6 +28,9 @@ from ...core.ocidoc import Descriptor, is_index, parse_config, parse_index, pars
 from ...core.ociimage import DOCKER_LAYER_GZIP, LAYER_MEDIA_TYPES, Platform
 from .layout import split_layout_arg
 from .source import LayoutSource, RegistrySource
+
+if TYPE_CHECKING:
+    from .api import RegistryOptions
 
 __all__ = ["BaseImage", "BasePlatform", "resolve_base"]
 
@@ -83,7 +86,7 @@ def _platform_of(config: dict[str, Any], fallback: Platform | None) -> Platform:
 
 
 async def resolve_base(
-    text: str, *, insecure: bool, scratch: Path, platforms: Sequence[Platform] | None, client: dict[str, Any]
+    text: str, *, insecure: bool, scratch: Path, platforms: Sequence[Platform] | None, client: RegistryOptions
 ) -> BaseImage:
     """Read the base image *text* (``oci:DIR[:TAG]`` or a registry reference).
 

@@ -16,7 +16,7 @@ import shutil
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...core.digest import Digest
 from ...core.errors import BundleError, IntegrityError, ModelNotFound, RegistryError
@@ -27,6 +27,11 @@ from ...core.ociimage import ANNOTATION_REF
 from ...store.store import ModelStore
 from ..format.oci import parse_layout
 from .layout import read_small
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .api import RegistryOptions
 
 __all__ = ["LayoutSource", "RegistrySource"]
 
@@ -86,7 +91,9 @@ class LayoutSource:
 class RegistrySource:
     """An image in a registry, read through the pull machinery (tokens, retries, ranged downloads)."""
 
-    def __init__(self, ref: ImageRef, scratch: Path, *, insecure: bool = False, **client: Any) -> None:
+    def __init__(
+        self, ref: ImageRef, scratch: Path, *, insecure: bool = False, **client: Unpack[RegistryOptions]
+    ) -> None:
         from ...wire.registry import RegistryClient
 
         self.ref, self.insecure = ref, insecure

@@ -81,7 +81,7 @@ async def test_a_failed_fetch_leaves_no_staging_files(tmp_path: Path, pair: tupl
     reg = registry(a, faults=Faults(drop_after=300_000, drops=10**6))
     root = tmp_path / "mirror"
     app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), connections=2, stall_timeout=2)
-    app.mirror.cache._session_args["transfer"] = TransferConfig(connections=2, max_attempts=2, sleep=lambda s: None)  # type: ignore[union-attr]
+    app.mirror.cache._session_args["transfer"] = TransferConfig(connections=2, max_attempts=2, sleep=lambda s: None)  # type: ignore[union-attr, typeddict-unknown-key]
     async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
         r = await c.get(f"/v2/library/a/blobs/{a.model_layer.digest}")
         assert r.status_code == 502

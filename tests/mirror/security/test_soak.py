@@ -65,10 +65,10 @@ class Attacker(threading.Thread):
                         alive.append(s)
                 held = alive
                 while len(held) < self.count and not self.stop.is_set():
-                    s = self.connect()
-                    if s is None:
+                    new = self.connect()
+                    if new is None:
                         break
-                    held.append(s)
+                    held.append(new)
                 if self.kind == "slow-header":
                     for s in held:
                         with contextlib.suppress(OSError):
@@ -114,8 +114,8 @@ def test_the_server_stays_up_under_slow_clients(store: Path, small: BuiltModel, 
     assert max(seconds for seconds, _ in health) < 3.0, max(health)
     assert len(pulls) == 3
     want = tree(store)
-    for dest in pulls:
-        got = tree(Path(dest))
+    for pulled in pulls:
+        got = tree(Path(pulled))
         assert {k: v for k, v in got.items() if k.startswith(("blobs/", "manifests/"))} == {
             k.replace("registry.ollama.ai", f"127.0.0.1:{info.port}"): v
             for k, v in want.items()
