@@ -315,10 +315,14 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
 
 def report_ollamazip(results: list[dict[str, Any]], runs: int) -> str:
     lines = [
-        f"\n### against ollamazip, zstd level 3 both, command line against command line "
-        f"(medians of {runs} alternating rounds)\n",
-        "| data | step | ours s | ollamazip s | ollamazip / ours | ours CPU s | ollamazip CPU s | "
-        "ours CPU / wall | ranges (ours; ollamazip) |",
+        (
+            f"\n### against ollamazip, zstd level 3 both, command line against command line "
+            f"(medians of {runs} alternating rounds)\n"
+        ),
+        (
+            "| data | step | ours s | ollamazip s | ollamazip / ours | ours CPU s | ollamazip CPU s | "
+            "ours CPU / wall | ranges (ours; ollamazip) |"
+        ),
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:

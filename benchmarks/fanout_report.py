@@ -44,11 +44,15 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Fan-out: ollama-seed serve vs Docker Distribution, {size / 2**20:.0f} MiB blob",
         "",
-        f"Machine: {result['machine']}; medians of {result['rounds']} round(s); CPU = the server "
-        "process's CPU seconds per GB served (10^9 bytes); ratio = serve / Distribution.",
+        (
+            f"Machine: {result['machine']}; medians of {result['rounds']} round(s); CPU = the server "
+            "process's CPU seconds per GB served (10^9 bytes); ratio = serve / Distribution."
+        ),
         "",
-        "| scenario | clients | serve wall s | Distribution wall s | wall ratio | serve CPU-s/GB "
-        "| Distribution CPU-s/GB | CPU ratio | serve RSS MiB | Distribution RSS MiB |",
+        (
+            "| scenario | clients | serve wall s | Distribution wall s | wall ratio | serve CPU-s/GB "
+            "| Distribution CPU-s/GB | CPU ratio | serve RSS MiB | Distribution RSS MiB |"
+        ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     keys = sorted({(s["scenario"], s["clients"]) for s in summary if s["server"] == "distribution"})
@@ -81,8 +85,10 @@ def markdown(result: dict[str, Any]) -> str:
     if speed:
         lines += [
             "",
-            f"openssl speed -evp aes-128-gcm (16 KiB): {speed / 1e9:.2f} GB/s per core, "
-            f"{1e9 / speed:.2f} CPU-s/GB: the physical floor of a TLS server's encryption.",
+            (
+                f"openssl speed -evp aes-128-gcm (16 KiB): {speed / 1e9:.2f} GB/s per core, "
+                f"{1e9 / speed:.2f} CPU-s/GB: the physical floor of a TLS server's encryption."
+            ),
         ]
     return "\n".join(lines) + "\n"
 
@@ -109,10 +115,14 @@ def svg(result: dict[str, Any]) -> str:
     width, height, left, top, panel = 360, 260, 60, 40, 420
     clients = sorted({p[0] for pts in series.values() for p in pts}) or [1]
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + 2 * panel + 160}" height="{height + 2 * top + 20}" '
-        'font-family="sans-serif" font-size="12">',
-        f'<text x="{left}" y="18">ollama-seed serve vs Docker Distribution, {result["size"] / 2**20:.0f} MiB blob, '
-        "curl clients</text>",
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + 2 * panel + 160}" height="{height + 2 * top + 20}" '
+            'font-family="sans-serif" font-size="12">'
+        ),
+        (
+            f'<text x="{left}" y="18">ollama-seed serve vs Docker Distribution, {result["size"] / 2**20:.0f} MiB blob, '
+            "curl clients</text>"
+        ),
     ]
     for k, (title, idx) in enumerate((("wall seconds per GB delivered", 1), ("server CPU seconds per GB", 2))):
         x0 = left + k * panel

@@ -153,8 +153,10 @@ def report(doc: dict[str, Any]) -> str:
         lines.append(f"| {label} | {s:.2f} | {mb / s:.0f} | {cpu:.2f} | {max(r['rss_mb'] for r in runs):.0f} |")
     lines += [
         "",
-        f"push / skopeo: **{m['push_over_skopeo']}** (target <= 1.0; with --no-verify, the same work as skopeo: "
-        f"**{m['push_noverify_over_skopeo']}**); extract / pull: **{m['extract_over_pull']}** (target <= 1.1)",
+        (
+            f"push / skopeo: **{m['push_over_skopeo']}** (target <= 1.0; with --no-verify, the same work as skopeo: "
+            f"**{m['push_noverify_over_skopeo']}**); extract / pull: **{m['extract_over_pull']}** (target <= 1.1)"
+        ),
         "",
         "| model size | build --push peak RSS MB | extract peak RSS MB | build --push s | extract s |",
         "|--:|--:|--:|--:|--:|",

@@ -178,23 +178,31 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"## pullbench run {result['started']}",
         "",
-        f"Machine: {describe_short(m)}; load average {m['loadavg_start'][0]:.2f} at start, "
-        f"{result.get('loadavg_end', [0])[0]:.2f} at the end.",
-        f"Model: {result['model']['total_size'] / 2**20:.0f} MiB in {result['model']['blobs']} blobs "
-        f"({result['model']['origin']}); model blob {result['model']['blob_size'] / 2**20:.0f} MiB. "
-        f"Runs per tool: {result['config']['runs']}. MB = 1e6 bytes; medians. MB/s is wall time, process start "
-        "to exit; 'link phase' is what the shaping proxy saw, the same way for every tool: blob bytes sent "
-        "from the first blob request to the last blob byte (start-up and the manifest request excluded).",
+        (
+            f"Machine: {describe_short(m)}; load average {m['loadavg_start'][0]:.2f} at start, "
+            f"{result.get('loadavg_end', [0])[0]:.2f} at the end."
+        ),
+        (
+            f"Model: {result['model']['total_size'] / 2**20:.0f} MiB in {result['model']['blobs']} blobs "
+            f"({result['model']['origin']}); model blob {result['model']['blob_size'] / 2**20:.0f} MiB. "
+            f"Runs per tool: {result['config']['runs']}. MB = 1e6 bytes; medians. MB/s is wall time, process start "
+            "to exit; 'link phase' is what the shaping proxy saw, the same way for every tool: blob bytes sent "
+            "from the first blob request to the last blob byte (start-up and the manifest request excluded)."
+        ),
         "",
-        f"Limits of this machine: sha256 in memory {_fmt(lim.get('sha256_memory_MBps'))} MB/s "
-        f"({_fmt(lim.get('sha256_cpu_s_per_GiB'), '.2f')} CPU-s per GiB), "
-        f"sha256 reading a file {_fmt(lim.get('sha256_file_MBps'))} MB/s, "
-        f"disk write with fsync (dd conv=fsync) {_fmt(lim.get('disk_fsync_MBps'))} MB/s. "
-        "The durable-download limit of a scenario is the slower of curl to a file and dd conv=fsync of the "
-        "same bytes, measured in it; 'vs limit' is our MB/s over that limit's.",
+        (
+            f"Limits of this machine: sha256 in memory {_fmt(lim.get('sha256_memory_MBps'))} MB/s "
+            f"({_fmt(lim.get('sha256_cpu_s_per_GiB'), '.2f')} CPU-s per GiB), "
+            f"sha256 reading a file {_fmt(lim.get('sha256_file_MBps'))} MB/s, "
+            f"disk write with fsync (dd conv=fsync) {_fmt(lim.get('disk_fsync_MBps'))} MB/s. "
+            "The durable-download limit of a scenario is the slower of curl to a file and dd conv=fsync of the "
+            "same bytes, measured in it; 'vs limit' is our MB/s over that limit's."
+        ),
         "",
-        "| scenario | tool | MB/s | Mbit/s | min-max | vs aria2c | vs curl | vs link cap | vs limit "
-        "| link phase MB/s | peak RSS MB | CPU s (user + sys) | CPU s/GiB | notes |",
+        (
+            "| scenario | tool | MB/s | Mbit/s | min-max | vs aria2c | vs curl | vs link cap | vs limit "
+            "| link phase MB/s | peak RSS MB | CPU s (user + sys) | CPU s/GiB | notes |"
+        ),
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for s in result["scenarios"]:
@@ -274,10 +282,14 @@ def svg(result: dict[str, Any]) -> str:
     )
     height = 60 + sum(len(s["summary"]) * bar + gap for s in rows) + 40
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        f'<text x="10" y="20" font-size="14" font-weight="bold">pullbench {escape(result["started"])}: '
-        "MB/s, median (higher is better)</text>",
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
+            'font-family="sans-serif" font-size="12">'
+        ),
+        (
+            f'<text x="10" y="20" font-size="14" font-weight="bold">pullbench {escape(result["started"])}: '
+            "MB/s, median (higher is better)</text>"
+        ),
         f'<text x="10" y="38" fill="#555">{escape(describe_short(result["machine"]))}</text>',
     ]
     y = 55

@@ -116,8 +116,10 @@ def run_scenario(ctx: Context, sc: Scenario, runs: int, tool_names: list[str]) -
             ctx.log(_line(sc, m))
     if sc.resume and "curl" in tool_names and ctx.model.blob_size > ctx.curl_max:
         out["notes"] = [
-            "curl skipped: one capped connection would take too long; curl -C - resumes at the byte "
-            "anyway (one stream, append to the file)"
+            (
+                "curl skipped: one capped connection would take too long; curl -C - resumes at the byte "
+                "anyway (one stream, append to the file)"
+            )
         ]
     return out
 

@@ -76,7 +76,7 @@ _ESCAPES: dict[int, str] = {
     ord("&"): "\\u0026",
     0x2028: "\\u2028",
     0x2029: "\\u2029",
-    **{c: "\\ufffd" for c in range(0xD800, 0xE000)},  # lone surrogates: bytes that were not UTF-8
+    **dict.fromkeys(range(0xD800, 0xE000), "\\ufffd"),  # lone surrogates: bytes that were not UTF-8
 }
 
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1

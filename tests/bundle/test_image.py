@@ -231,7 +231,7 @@ def test_hostile_images_are_refused_and_nothing_is_written(
     assert {k: v for k, v in after.items() if not k.startswith(".ollama-seed")} == {
         k: v for k, v in before.items() if not k.startswith(".ollama-seed")
     }
-    assert not [p for p in (out / ".ollama-seed" / "staging").iterdir()]
+    assert not list((out / ".ollama-seed" / "staging").iterdir())
 
 
 def test_verify_refuses_what_a_read_only_mount_cannot_serve(

@@ -267,8 +267,10 @@ def _cert_failure() -> ssl.SSLCertVerificationError:
         (socket.gaierror(-2, "Name or service not known"), r"^cannot connect to https://cdn\.example/blob: "),
         (
             _cert_failure(),
-            r"^TLS certificate of https://cdn\.example/blob could not be verified \(self-signed certificate\); "
-            r"set SSL_CERT_FILE",
+            (
+                r"^TLS certificate of https://cdn\.example/blob could not be verified \(self-signed certificate\); "
+                r"set SSL_CERT_FILE"
+            ),
         ),
         (
             ConnectionResetError(104, "Connection reset by peer"),

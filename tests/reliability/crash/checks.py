@@ -497,7 +497,7 @@ def _commands(r: Recorded, roots: list[Path], scratch: Path) -> list[Problem]:
 
     out: list[Problem] = []
     root = roots[0]
-    names = [n for n in r.workload.names]
+    names = list(r.workload.names)
     present = [n for n in names if (root / "manifests" / Path(*ModelName.parse(n).path_parts)).exists()]
     unreadable = (
         [p for p in (root / "manifests").glob("*/*/*/*") if p.is_file() and not _parses(p)]

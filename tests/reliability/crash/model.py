@@ -218,7 +218,7 @@ class Fs:
         return cls(
             set(rec.initial_dirs) | {f"{i}:" for i in range(len(rec.roots))},
             dict(rec.initial),
-            {ino: () for ino in contents},
+            dict.fromkeys(contents, ()),
             dict(modes),
             Contents(units, contents),
         )
