@@ -1,16 +1,20 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``crash``.
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``crash``, ``lock``.
 
-Every session installs the pinned versions of requirements/dev.txt (hashes checked), then the
-package itself without fetching anything else, as scripts/install-test-deps.sh does for CI.
+``tests``, ``typecheck`` and ``bench`` install the pinned versions of requirements/dev.txt (hashes
+checked), then the package itself without fetching anything else, as scripts/install-test-deps.sh
+does for CI. ``lint`` installs only ruff (requirements/lint.txt): no package, no test data.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.default_venv_backend = "venv"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+LINTED = ("ollama_seed", "tests", "benchmarks", "scripts", "noxfile.py")
 
 
 def _install(session: nox.Session) -> None:
@@ -27,15 +31,18 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    _install(session)
-    session.run("ruff", "check", "ollama_seed", "tests", "benchmarks")
+    """ruff's rules and ruff's format, as .ci/run and .pre-commit-config.yaml check them."""
+    session.install("--require-hashes", "-r", "requirements/lint.txt")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, the tests and the benchmarks, as Python 3.10 and 3.13."""
     _install(session)
-    session.run("mypy", "ollama_seed")
-    session.run("mypy", "--python-version", "3.13", "ollama_seed")
+    session.run("mypy")
+    session.run("mypy", "--python-version", "3.13")
 
 
 @nox.session
@@ -49,7 +56,8 @@ def crash(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Refresh requirements/dev.txt: the newest versions the ranges in pyproject.toml allow."""
+    """Refresh requirements/dev.txt (the newest versions the ranges in pyproject.toml allow) and
+    requirements/lint.txt (ruff's pin and hashes taken from it)."""
     session.install("uv==0.13.9")
     session.run(
         "uv",
@@ -67,6 +75,17 @@ def lock(session: nox.Session) -> None:
         "-o",
         "requirements/dev.txt",
     )
+    write_lint_lock()
+
+
+def write_lint_lock() -> None:
+    """requirements/lint.txt: ruff's entry of requirements/dev.txt, hashes and all."""
+    dev = Path("requirements/dev.txt").read_text().splitlines()
+    start = next(i for i, line in enumerate(dev) if line.startswith("ruff=="))
+    end = next((i for i in range(start + 1, len(dev)) if not dev[i].startswith("    ")), len(dev))
+    lint = Path("requirements/lint.txt")
+    header = [line for line in lint.read_text().splitlines() if line.startswith("#")][:3]
+    lint.write_text("\n".join([*header, *dev[start:end]]) + "\n")
 
 
 @nox.session
