@@ -282,7 +282,8 @@ def bench_ollamazip(label: str, data: Path, work: Path, runs: int) -> dict[str, 
         return a[0] + b[0], a[1] + b[1]
 
     def export(*extra: str) -> Callable[[], tuple[float, float]]:
-        argv = [*seed, "export", name, "-o", str(ours_file), "--compress", "zstd:3", "--progress", "none", *extra]
+        argv = [*seed, "export", name, "-o", str(ours_file), "--compress", "zstd:3", "--progress", "none", "--force"]
+        argv += extra  # --force: every round writes the same file again
         return functools.partial(timed_cmd, argv, env)
 
     rows = {

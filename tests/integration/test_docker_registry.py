@@ -143,6 +143,7 @@ def test_cli_pull_list_show_verify_rm(big_model: BuiltModel, docker_registry: Do
 def test_cli_exit_codes(
     docker_registry: DockerRegistry, models_dir: Path, args: list[str], code: int, message: str
 ) -> None:
+    models_dir.mkdir()  # a models directory that was named must exist for show (exit 8 otherwise)
     proc = cli(*[a.format(host=docker_registry.host) for a in args], models_dir=models_dir)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
