@@ -94,3 +94,33 @@ def test_base_from_the_same_registry_is_mounted_and_the_image_runs(
     assert pulled.returncode == 0, pulled.stderr
     run = podman("run", "--rm", "--network", "none", ref, "/bin/sh", "-c", CHECK)
     assert run.returncode == 0 and run.stdout.count(": OK") == len(list((store / "blobs").iterdir())), run.stderr
+
+
+@pytest.mark.registry
+def test_a_docker_schema2_base_gives_an_all_oci_image_that_runs(
+    tmp_path: Path, podman: Podman, docker_registry: DockerRegistry
+) -> None:
+    skopeo = shutil.which("skopeo")
+    assert skopeo is not None
+    base = busybox_layout(tmp_path / "busybox")
+    base_ref = f"{docker_registry.host}/base/busybox:docker"
+    copy = subprocess.run(
+        [skopeo, "copy", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{base}:latest", f"docker://{base_ref}"],
+        capture_output=True,
+        text=True,
+    )
+    assert copy.returncode == 0, copy.stderr
+    raw = subprocess.run(
+        [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{base_ref}"], capture_output=True, text=True
+    ).stdout
+    assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    store = tmp_path / "store"
+    names = store_models(store, 1, 300_000)
+    layout = tmp_path / "img"
+    built = build_image(names, oci_layout=f"{layout}:v1", models_dir=store, insecure=True, base=base_ref)
+    manifest = json.loads((layout / "blobs" / "sha256" / str(built.platforms[0][1])[7:]).read_text())
+    types = {manifest["mediaType"], manifest["config"]["mediaType"], *(la["mediaType"] for la in manifest["layers"])}
+    assert all(".oci." in t for t in types), types  # never Docker and OCI types in one manifest
+    assert json.loads(raw)["layers"][0]["digest"] == manifest["layers"][0]["digest"]  # the base layer's bytes kept
+    run = podman("run", "--rm", "--network", "none", f"oci:{layout}:v1", "/bin/sh", "-c", CHECK)
+    assert run.returncode == 0 and run.stdout.count(": OK") == len(list((store / "blobs").iterdir())), run.stderr
