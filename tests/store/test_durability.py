@@ -163,3 +163,27 @@ def test_create_overwrites_an_unreadable_manifest(torn: Path, tmp_path: Path) ->
     (tmp_path / "Modelfile").write_text("FROM ./m.gguf\n")
     assert main(["create", "--models-dir", str(torn), NAME, "-f", str(tmp_path / "Modelfile"), "--offline"]) == 0
     assert ModelStore(torn).verify(ModelName.parse(NAME)) == []
+
+
+def test_ensure_verify_replaces_zero_filled_weights_by_rename_never_deleting_first(tmp_path: Path) -> None:
+    """What Ollama's sparse Truncate leaves after a crash: the right size, all zeros. verify finds
+    it; ensure --verify renames the fetched bytes over it, with no moment where the manifest names
+    a missing blob."""
+    reg = FakeRegistry()
+    m = make_model(size_bytes=5000, seed=3)
+    reg.add("library/tiny", "latest", m)
+    root = tmp_path / "models"
+    ollama_seed.pull(NAME, models_dir=root, transport=reg.transport())
+    blob = root / "blobs" / f"sha256-{m.model_layer.hex}"
+    size = blob.stat().st_size
+    blob.unlink()
+    with open(blob, "wb") as f:
+        f.truncate(size)
+    assert main(["verify", "--models-dir", str(root)]) == 5
+    rec = Recorder([root])
+    with recording(rec):
+        ollama_seed.ensure(NAME, models_dir=root, verify=True, transport=reg.transport())
+    assert blob.read_bytes() == m.model_layer.read_bytes()
+    rel = f"0:blobs/{blob.name}"
+    assert ("unlink", rel) not in [(op.kind, op.path) for op in rec.ops]
+    assert any(op.kind == "rename" and op.dst == rel for op in rec.ops)
