@@ -33,7 +33,7 @@ __all__ = ["DONE", "Connection", "Refusal", "Writer", "plain_response", "send_fi
 
 log = logging.getLogger("ollama_seed.mirror")
 OPS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
-BUFFER = 1024 * 1024
+BUFFER = int(os.environ.get("OLLAMA_SEED_SEND_BUFFER", 1 << 20))  # bytes per read-and-send (TLS); benchmarks vary it
 DONE = object()
 _REASONS = {
     200: b"OK",
