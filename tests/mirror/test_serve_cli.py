@@ -61,9 +61,9 @@ def test_a_login_protected_mirror_does_not_suggest_stock_ollama(tmp_path: Path, 
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--port", "99999"], "--port 99999 is not a TCP port"),
-        (["--port", "0", "--limit-concurrency", "-1"], "--limit-concurrency -1"),
-        (["--port", "0", "--write-timeout", "0"], "--write-timeout 0"),
+        (["--port", "99999"], "argument --port: must be a whole number from 0 to 65535"),
+        (["--port", "0", "--limit-concurrency", "-1"], "argument --limit-concurrency: must be"),
+        (["--port", "0", "--write-timeout", "0"], "argument --write-timeout: must be"),
         (["--port", "BUSY"], "Address already in use"),
         (["--port", "0", "--upstream", "http://127.0.0.1:9", "--tls-cert", "x"], "both --tls-cert"),
     ],
