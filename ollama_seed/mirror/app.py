@@ -231,6 +231,10 @@ class MirrorApp:
             if problem is not None:
                 raise _Reply(400, "NAME_INVALID", problem)
         manifest: Manifest | None = await self.fs(self.index.find_manifest, repo, ref)
+        signature = None if manifest is not None else await self.fs(self.signatures.manifest, repo, ref)
+        if signature is not None:  # a kept signature document (before the upstream: it is not a model)
+            await self._document(send, scope, signature)
+            return
         cache = self._cache_for(repo)
         if manifest is None and cache is not None:
             try:
@@ -239,11 +243,7 @@ class MirrorApp:
             except ModelNotFound:
                 manifest = None
         if manifest is None:
-            signature = await self.fs(self.signatures.manifest, repo, ref)
-            if signature is None:
-                raise _Reply(404, "MANIFEST_UNKNOWN", f"manifest unknown: {repo.path}:{ref}")
-            await self._document(send, scope, signature)
-            return
+            raise _Reply(404, "MANIFEST_UNKNOWN", f"manifest unknown: {repo.path}:{ref}")
         kind = manifest.media_type if manifest.media_type in MANIFEST_TYPES else MANIFEST_MEDIA_TYPE
         await send(
             {
