@@ -159,3 +159,47 @@ async def test_a_damaged_record_is_passed_over(
     assert len(parse_referrers(resp.content)) == 2
     assert StoredSignature.decode(b'{"kind": "cosign", "bundle": "%%%"}') is None
     assert Digest.from_filename(folder.name) == manifest.digest
+
+
+async def test_a_signed_bundle_imported_into_a_mirror_verifies_on_pull(tmp_path: Path) -> None:
+    """An air-gapped site imports a signed bundle into the mirror's store; its hosts pull through the
+    mirror with trust: the OMS signature is served as a referrer and checked, under any mirror address."""
+    import ollama_seed
+    from ollama_seed.core.errors import SignatureError
+    from ollama_seed.wire.trust import Trust
+    from tests.support.craft import install, models
+
+    key, other = SigningKey.generate("p256"), SigningKey.generate("p256")
+    key.save(tmp_path / "k.key", tmp_path / "k.pub", None)
+    other.save(tmp_path / "o.key", tmp_path / "o.pub", None)
+    src, site = tmp_path / "src", tmp_path / "site"
+    items = models(2, 5_000)
+    install(src, items)
+    bundle = tmp_path / "m.bundle"
+    await ollama_seed.aexport_bundle([m.name for m in items], bundle, models_dir=src, sign=key)
+    await ollama_seed.aimport_bundle(bundle, models_dir=site, trust=Trust.load([tmp_path / "k.pub"]))
+    transport = httpx.ASGITransport(MirrorApp(ModelStore(site)))
+    pulled = await ollama_seed.apull(
+        "m0:latest",
+        models_dir=tmp_path / "host",
+        trust=Trust.load([tmp_path / "k.pub"]),
+        mirrors=["http://mirror.test"],
+        transport=transport,
+    )
+    assert pulled.signer is not None
+    direct = await ollama_seed.apull(  # the mirror's own address as the name's host
+        "mirror.test/library/m1:latest",
+        models_dir=tmp_path / "host2",
+        insecure=True,
+        trust=Trust.load([tmp_path / "k.pub"]),
+        transport=transport,
+    )
+    assert direct.signer is not None
+    with pytest.raises(SignatureError, match="not by a key you trust"):
+        await ollama_seed.apull(
+            "m0:latest",
+            models_dir=tmp_path / "host3",
+            trust=Trust.load([tmp_path / "o.pub"]),
+            mirrors=["http://mirror.test"],
+            transport=transport,
+        )
