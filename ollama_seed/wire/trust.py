@@ -18,6 +18,7 @@ from ..core.dsse import SigstoreBundle
 from ..core.errors import SignatureError
 from ..core.layout import StrPath
 from .keys import PublicKey
+from .pem import need_cryptography
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -72,6 +73,7 @@ class Trust:
             ConfigError: ``cryptography`` is not installed.
             ValueError: no file at all.
         """
+        need_cryptography()  # before any file is read: the missing package is the problem to report
         from .certs import load_cas
 
         key_paths, ca_paths = list(keys), list(cas)

@@ -264,3 +264,24 @@ def test_cli_key_errors_exit_14_with_no_traceback_and_no_secret(tmp_path: Path, 
         assert "Traceback" not in proc.stderr
         assert SECRET not in proc.stderr + proc.stdout
         assert "not the passphrase" not in proc.stderr + proc.stdout
+
+
+def test_without_the_signing_extra_the_error_says_what_to_install(tmp_path: Path) -> None:
+    """cryptography stays optional (the extra 'signing'): without it, signing and verifying say so."""
+    blocked = (
+        "import sys; sys.modules['cryptography'] = None; "
+        "sys.argv = ['ollama-seed', *sys.argv[1:]]; from ollama_seed.cli.main import main; raise SystemExit(main())"
+    )
+    for argv in (
+        ["keygen", "--no-passphrase", "-o", str(tmp_path / "k")],
+        ["verify", "--signature", "x", "--trust", "y"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", blocked, *argv, *(["--models-dir", str(tmp_path)] if argv[0] == "verify" else [])],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "needs the 'cryptography' package: pip install 'ollama-seed[signing]'" in proc.stderr
+        assert "pip install '.[signing]'" in proc.stderr
+        assert "Traceback" not in proc.stderr
