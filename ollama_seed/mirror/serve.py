@@ -28,7 +28,7 @@ from anyio.abc import TaskStatus
 from ..core.bounds import check
 from ..core.errors import ConfigError
 from ..store import oscalls
-from ..wire.sync import run_sync
+from ..wire.sync import blocking
 from .factory import StrPath, create_app
 from .http11 import Http11Server, ServerLimits
 from .redirect import BlobRedirect, alternate_host, is_stock_ollama
@@ -124,7 +124,7 @@ async def aserve(
     keep_alive: float = 30.0,
     write_timeout: float = 60.0,
     shutdown_timeout: float = 30.0,
-    handle_signals: bool = False,
+    handle_signals: bool = True,
     task_status: TaskStatus[ServeInfo] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the mirror until cancelled (or SIGINT/SIGTERM).
@@ -144,7 +144,8 @@ async def aserve(
         keep_alive: seconds an idle keep-alive connection is kept open.
         write_timeout: seconds a response may go without sending a byte before it is abandoned.
         shutdown_timeout: on stop, seconds the responses in flight may take to finish.
-        handle_signals: stop gracefully on SIGINT/SIGTERM (main thread only).
+        handle_signals: stop gracefully on SIGINT/SIGTERM (in the main thread only; pass False when
+            the application handles those signals itself and cancels this task).
 
     Raises:
         ConfigError: the address cannot be bound, or an option is unusable.
@@ -232,7 +233,4 @@ def _signals(stop: anyio.Event, wanted: bool) -> Any:
             signal.signal(sig, handler)
 
 
-def serve(app: SiteApp | StrPath | None = None, **options: Any) -> None:
-    """Blocking form of :func:`aserve` (stops on SIGINT/SIGTERM); takes the same options."""
-    options.setdefault("handle_signals", True)
-    run_sync(aserve, app, **options)
+serve = blocking(aserve)
