@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import sys
 import time
@@ -191,6 +190,8 @@ class Platform:
                 except OSError:  # not every file system supports it (SMB, some FUSE)
                     continue
             if not self._warned_unordered:
+                import logging  # only here: ensure()'s cheap path imports this module, not logging
+
                 self._warned_unordered = True
                 logging.getLogger("ollama_seed").warning(
                     "this file system refuses F_FULLFSYNC and F_BARRIERFSYNC: after a power cut a blob "
