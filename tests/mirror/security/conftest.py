@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from pathlib import Path
@@ -46,3 +47,8 @@ def get(port: int, path: str, *, headers: str = "") -> bytes:
 
 def status(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An HTTP Basic ``Authorization`` header."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

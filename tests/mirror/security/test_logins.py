@@ -3,7 +3,6 @@ address's failures locked out every user behind it, valid credentials too)."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import anyio
@@ -13,14 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ollama_seed.mirror.factory import create_app
 from ollama_seed.mirror.site import SiteApp
+from tests.mirror.security.conftest import basic
 from tests.support.mirror import write_htpasswd
 
 pytestmark = pytest.mark.anyio
 USERS = {"alice": "alice-password", "bob": "bob-password", "mallory": "mallory-password"}
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def failures(app: SiteApp) -> dict[str, float]:

@@ -3,7 +3,6 @@ manifest's mediaType as Content-Type), F11 (control characters forged log lines)
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from pathlib import Path
@@ -14,14 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ollama_seed.core.manifest import MANIFEST_MEDIA_TYPE
 from ollama_seed.mirror.factory import create_app
+from tests.mirror.security.conftest import basic
 from tests.support.mirror import write_htpasswd
 from tests.support.model import make_model
 
 pytestmark = pytest.mark.anyio
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 async def test_catalog_pages_name_only_what_the_user_may_read(tmp_path: Path) -> None:
