@@ -218,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base {base.commit} ({base.python}) against this checkout {this.commit}", flush=True)
 
     def fresh(v: Version) -> Path:
-        models = scratch / f"models-{v.label}"
+        """One models directory for both, emptied and the removal synced before each run: where a
+        run's 4 GiB land on the disk, and the freeing of the last run's, must not follow the version."""
+        models = scratch / "models"
         wipe(models)
+        os.sync()
         return models
 
     if {"pull", "pull-500m"} & set(wanted):

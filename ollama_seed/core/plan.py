@@ -119,8 +119,8 @@ class BlobPlan:
 
         A resume state is never trusted beyond what it can prove: any doubt means
         starting the blob over. Given *boot_id* (this boot's), a state another boot wrote
-        (or whose boot cannot be told) keeps only what its watermark says was made
-        durable: the counters are cut back to the synced prefix (``clamped``).
+        (or whose boot cannot be told) keeps exactly what its watermark says was made
+        durable: the counters become the synced prefix (``clamped``).
         """
         if len(raw) < STATE_HEADER or raw[:8] != STATE_MAGIC:
             return None
@@ -144,10 +144,12 @@ class BlobPlan:
         return plan
 
     def clamp(self, durable: int) -> None:
-        """Keep no counter beyond the first *durable* bytes of the blob (what survived a power cut)."""
+        """Count exactly the first *durable* bytes of the blob as on disk: what a power cut kept.
+        The counters themselves are not trusted either way (stored with no sync, they may be ahead
+        of the data or, on another page of the state, behind the watermark)."""
         for i, d in enumerate(self.done):
             start = i * self.piece_size
-            keep = min(d, max(0, durable - start))
+            keep = min(self.piece_len(i), max(0, durable - start))
             if keep != d:
                 self.done[i] = keep
                 self.clamped = True

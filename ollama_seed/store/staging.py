@@ -10,11 +10,12 @@ from pathlib import Path
 
 from ..core.layout import ModelsLayout
 from ..core.manifest import Layer
-from ..core.plan import BOOT_OFFSET, SYNCED_OFFSET, BlobPlan
+from ..core.plan import BOOT_OFFSET, STATE_HEADER, SYNCED_OFFSET, BlobPlan
 from . import oscalls
 from .fsutil import fsync_dir, open_nofollow, raise_os_error
+from .writeback import start_writeback
 
-__all__ = ["open_staging", "staging_paths", "sync_prefix"]
+__all__ = ["ResumeState", "open_staging", "staging_paths", "sync_prefix"]
 
 
 def staging_paths(lay: ModelsLayout, layer: Layer, *, unique: bool) -> tuple[Path, Path]:
@@ -27,7 +28,22 @@ def staging_paths(lay: ModelsLayout, layer: Layer, *, unique: bool) -> tuple[Pat
     return data, state
 
 
-def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple[int, BlobPlan, mmap.mmap | None]:
+class ResumeState:
+    """The resume state of one staging file, mapped: counters stored in place after each write,
+    the watermark after each sync of the data. Its descriptor stays open to write it back."""
+
+    def __init__(self, mapped: mmap.mmap, fd: int) -> None:
+        self.mapped, self.fd = mapped, fd
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError):  # a view still exported: the GC closes it
+            self.mapped.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple[int, BlobPlan, ResumeState | None]:
     """Open (resume) or create the staging file of *layer*: its descriptor, its plan, and the
     resume state mapped into memory (None for an empty blob).
 
@@ -59,18 +75,19 @@ def open_staging(layer: Layer, data: Path, state: Path, *, fresh: bool) -> tuple
                 raise
         else:
             fd = open_nofollow(data, os.O_RDWR)
-        mm = None
+        resume = None
         if plan.pieces:
             sfd = open_nofollow(state, os.O_RDWR)
             try:
-                mm = oscalls.host.map_shared(sfd)
-            finally:
+                resume = ResumeState(oscalls.host.map_shared(sfd), sfd)
+            except BaseException:
                 os.close(sfd)
+                raise
             if plan.clamped:  # written in another boot: this boot's counters, then this boot's id
                 for i, done in enumerate(plan.done):
-                    oscalls.host.poke(mm, BlobPlan.done_offset(i), done.to_bytes(8, "little"))
-                oscalls.host.poke(mm, BOOT_OFFSET, boot)
-        return fd, plan, mm
+                    oscalls.host.poke(resume.mapped, BlobPlan.done_offset(i), done.to_bytes(8, "little"))
+                oscalls.host.poke(resume.mapped, BOOT_OFFSET, boot)
+        return fd, plan, resume
     except OSError as exc:
         raise_os_error(exc, f"preparing the staging file for {layer.digest}")
         raise
@@ -90,10 +107,14 @@ def _write_state(state: Path, raw: bytes) -> None:
     fsync_dir(state.parent)
 
 
-def sync_prefix(fd: int, mapped: mmap.mmap | None, hashed: int) -> None:
-    """Make the staging data durable (``fdatasync``), then record in its mapped state that the
-    first *hashed* bytes are (the watermark a resume after a power cut keeps), written back now."""
+def sync_prefix(fd: int, state: ResumeState | None, hashed: int) -> None:
+    """Make the staging data durable (``fdatasync``), then record in its state that the first
+    *hashed* bytes are (the watermark a resume after a power cut keeps). On Linux the state's page
+    is only queued for writing (``sync_file_range``: no wait, no cache flush): the next sync of the
+    data flushes the drive's cache with it, so the watermark is at most one step behind on disk at
+    no cost; elsewhere it is written back and waited for (``msync``)."""
     oscalls.host.datasync(fd)
-    if mapped is not None:
-        oscalls.host.poke(mapped, SYNCED_OFFSET, hashed.to_bytes(8, "little"))
-        oscalls.host.flush_map(mapped)
+    if state is not None:
+        oscalls.host.poke(state.mapped, SYNCED_OFFSET, hashed.to_bytes(8, "little"))
+        if not start_writeback(state.fd, 0, STATE_HEADER):
+            oscalls.host.flush_map(state.mapped)

@@ -21,10 +21,8 @@ How it works:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import mmap
 import os
 import threading
 import time
@@ -45,7 +43,7 @@ from ..core.progress import LayerNote, retry_reason
 from ..core.ranges import Accept, Attempts, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ..store import oscalls
 from ..store.fsutil import raise_os_error
-from ..store.staging import open_staging, staging_paths, sync_prefix
+from ..store.staging import ResumeState, open_staging, staging_paths, sync_prefix
 from ..store.store import ModelStore
 from .direct import (
     READ_SIZE,
@@ -118,7 +116,7 @@ class _Job:
     fd: int
     plan: BlobPlan
     sched: Scheduler
-    state: mmap.mmap | None
+    state: ResumeState | None
     blob_url: str
     direct_url: str | None = None
     shift: int = 0  # where the blob starts in what the URL serves (see Within)
@@ -251,7 +249,7 @@ class BlobDownloader:
 
         def on_record(i: int, value: int) -> None:
             if mm is not None:
-                oscalls.host.poke(mm, BlobPlan.done_offset(i), value.to_bytes(8, "little"))
+                oscalls.host.poke(mm.mapped, BlobPlan.done_offset(i), value.to_bytes(8, "little"))
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
         # At a mirror the requests carry the mirror's own login (RegistryClient.at), not the registry's.
@@ -270,8 +268,7 @@ class BlobDownloader:
     def _close(job: _Job) -> None:
         job.digest.close()
         if job.state is not None:
-            with contextlib.suppress(BufferError, ValueError):
-                job.state.close()
+            job.state.close()
             job.state = None
         if job.fd >= 0:
             os.close(job.fd)
