@@ -32,7 +32,6 @@ from ..core.ocidoc import Descriptor
 from ..core.progress import LayerProgress, ProgressCallback, Status, no_progress
 from ..core.ranges import backoff
 from ..core.reference import ModelName
-from ..core.sigrecord import StoredSignature
 from ..store import oscalls
 from ..store.fsutil import open_nofollow, raise_os_error
 from ..store.signatures import SignatureStore
@@ -42,6 +41,7 @@ from ..wire.sync import blocking
 from ..wire.upload import ATTEMPTS, DEFAULT_CHUNK, Retry, Uploader
 
 if TYPE_CHECKING:
+    from ..wire.cosign_attach import PreparedSignature
     from ..wire.keys import SigningKey
 
 __all__ = ["PushResult", "apush", "push"]
@@ -238,14 +238,21 @@ async def apush(
                 async with limiter:
                     outcome[layer.digest] = await pusher.blob(layer)
 
+            prepared: list[PreparedSignature] = []
+
+            async def prepare(key: SigningKey) -> None:  # the signature's blobs go alongside the model's
+                emit(Status(dst.display, f"signing with {key.public_key.fingerprint}"))
+                prepared.append(await _prepare(pusher.up, model.manifest, key, cosign_legacy))
+
             async with anyio.create_task_group() as tg:
                 for layer in model.manifest.blobs:
                     tg.start_soon(one, layer)
+                if sign is not None:
+                    tg.start_soon(prepare, sign)
             emit(Status(dst.display, "pushing manifest"))
             await pusher.manifest(model.manifest)
-            if sign is not None:
-                emit(Status(dst.display, f"signing with {sign.public_key.fingerprint}"))
-                records = await _sign(pusher.up, model.manifest, sign, cosign_legacy)
+            if prepared:
+                records = await prepared[0].publish(pusher.up)
                 signatures = tuple(r.artifact.digest for r in records if r.artifact is not None)
                 keep = SignatureStore(store)
                 for record in records:
@@ -273,11 +280,11 @@ async def apush(
     )
 
 
-async def _sign(up: Uploader, manifest: Manifest, key: SigningKey, legacy: bool) -> list[StoredSignature]:
-    from ..wire.cosign_attach import attach_signature
+async def _prepare(up: Uploader, manifest: Manifest, key: SigningKey, legacy: bool) -> PreparedSignature:
+    from ..wire.cosign_attach import prepare_signature
 
     subject = Descriptor(manifest.media_type or MANIFEST_MEDIA_TYPE, manifest.digest, len(manifest.raw), {})
-    return await attach_signature(up, subject, key, legacy=legacy)
+    return await prepare_signature(up, subject, key, legacy=legacy)
 
 
 push = blocking(apush)
