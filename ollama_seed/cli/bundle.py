@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
 from ..core.groups import collapse
+from ..core.progress import human_size
 from .render import add_interval, make_renderer
 from .store import add_common
 
@@ -177,7 +178,8 @@ def _run(
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+    """``3.5 KB``, ``253.1 MB``, ``1.2 GB``: as progress lines say sizes (a small model is not "0.0 MB")."""
+    return human_size(n)
 
 
 def _existing_output(args: argparse.Namespace) -> list[Path]:

@@ -53,7 +53,7 @@ def test_export_import_and_bundle_verify_say_what_they_did(
     err = capsys.readouterr().err
     lines = _layer_lines(err, "importing")
     assert len(lines) == len(model.blobs) and all(ALREADY in line for line in lines)
-    assert f"0 blob(s) written (0.0 MB), {len(model.blobs)} already in the store" in err
+    assert f"0 blob(s) written (0 B), {len(model.blobs)} already in the store" in err
 
 
 def test_create_says_copied_then_already_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

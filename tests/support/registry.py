@@ -66,11 +66,18 @@ def _q(value: str) -> str:
 
 
 def registry_config(
-    port: int, storage: Path, *, access_log: bool = True, log_level: str = "info", proxy_remote: str | None = None
+    port: int,
+    storage: Path,
+    *,
+    access_log: bool = True,
+    log_level: str = "info",
+    proxy_remote: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
     """The registry's config; with *proxy_remote* it is a pull-through cache of that registry
     (Distribution's proxy mode: read-only, fetches what it lacks from the remote and keeps it)."""
     proxy = f"proxy:\n  remoteurl: {_q(proxy_remote)}\n" if proxy_remote else ""
+    https = f"  tls:\n    certificate: {_q(str(tls[0]))}\n    key: {_q(str(tls[1]))}\n" if tls else ""
     return (
         proxy
         + f"""version: 0.1
@@ -90,7 +97,7 @@ storage:
 http:
   addr: {_q(f"127.0.0.1:{port}")}
   secret: {_q(HTTP_SECRET)}
-health:
+{https}health:
   storagedriver:
     enabled: false
 """
@@ -100,7 +107,10 @@ health:
 class DockerRegistry:
     """A docker-registry subprocess bound to 127.0.0.1; use ``start()`` and ``stop()`` or ``with``."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, workdir: Path, tmp: Path | None) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, workdir: Path, tmp: Path | None, *, tls: bool = False
+    ) -> None:
+        self.tls = tls
         self.proc = proc
         self.port = port
         self.workdir = workdir
@@ -113,7 +123,7 @@ class DockerRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -131,7 +141,9 @@ class DockerRegistry:
         log_level: str = "info",
         timeout: float = 20.0,
         proxy_remote: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> DockerRegistry:
+        """Start it; *tls* is ``(certificate, key)`` (PEM) to serve https."""
         if not registry_available():
             raise RuntimeError(f"{REGISTRY_BIN} not found (apt-get install docker-registry)")
         tmp = None
@@ -145,7 +157,12 @@ class DockerRegistry:
             config = workdir / "config.yml"
             config.write_text(
                 registry_config(
-                    p, workdir / "storage", access_log=access_log, log_level=log_level, proxy_remote=proxy_remote
+                    p,
+                    workdir / "storage",
+                    access_log=access_log,
+                    log_level=log_level,
+                    proxy_remote=proxy_remote,
+                    tls=tls,
                 )
             )
             with (workdir / "registry.log").open("ab") as log:
@@ -156,7 +173,7 @@ class DockerRegistry:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            reg = cls(proc, p, workdir, tmp)
+            reg = cls(proc, p, workdir, tmp, tls=tls is not None)
             # It runs in its own session (a Ctrl-C to the tests does not reach it), so make sure it
             # dies with this process even when the teardown never runs (pytest killed by a closed pipe).
             atexit.register(reg._kill_at_exit)
@@ -172,7 +189,7 @@ class DockerRegistry:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0, trust_env=False) as c:
+        with httpx.Client(timeout=1.0, trust_env=False, verify=not self.tls) as c:  # loopback readiness only
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"docker-registry exited with {self.proc.returncode}:\n{self.log_tail()}")

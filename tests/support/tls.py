@@ -10,6 +10,7 @@ import datetime
 import ipaddress
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +39,19 @@ def tls_available() -> str | None:
     return "neither the cryptography package nor the openssl command is available"
 
 
-def make_certs(directory: Path) -> CertFiles:
+def make_certs(directory: Path, names: Sequence[str] = ()) -> CertFiles:
+    """A CA and a server certificate for 127.0.0.1, localhost and the host *names* (DNS names)."""
     directory.mkdir(parents=True, exist_ok=True)
     files = CertFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    dns = ["localhost", *names]
     if _have_cryptography():
-        _with_cryptography(files)
+        _with_cryptography(files, dns)
     else:
-        _with_openssl(files, directory)
+        _with_openssl(files, directory, dns)
     return files
 
 
-def _with_cryptography(files: CertFiles) -> None:
+def _with_cryptography(files: CertFiles, dns: Sequence[str]) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -93,7 +96,9 @@ def _with_cryptography(files: CertFiles) -> None:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [*(x509.DNSName(n) for n in dns), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -108,7 +113,7 @@ def _with_cryptography(files: CertFiles) -> None:
     )
 
 
-def _with_openssl(files: CertFiles, d: Path) -> None:
+def _with_openssl(files: CertFiles, d: Path, dns: Sequence[str]) -> None:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
@@ -150,7 +155,8 @@ def _with_openssl(files: CertFiles, d: Path) -> None:
     )
     ext = d / "server.ext"
     ext.write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        f"subjectAltName={','.join(f'DNS:{n}' for n in dns)},IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
     )
     run(
         "x509",
