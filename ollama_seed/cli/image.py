@@ -65,7 +65,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--mtime", type=int, metavar="EPOCH", help="time in every header (default $SOURCE_DATE_EPOCH, else 0)"
     )
-    p.add_argument("--offline", action="store_true", help="never pull: every model must be in the store")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never pull: every model must be in the store (also OLLAMA_SEED_OFFLINE=1)",
+    )
     p.add_argument("--no-verify", action="store_true", help="do not re-hash the store's blobs while reading them")
     from .provenance import add_key_options
 
@@ -132,7 +136,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         oci_archive=args.oci_archive,
         push=args.push,
         models_dir=args.models_dir,
-        offline=args.offline,
+        offline=args.offline or _offline_env(),
         insecure=args.insecure,
         platforms=args.platform,
         models_path=args.models_path,
@@ -232,3 +236,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         models_path=args.models_path,
     )
     return _report(report, args, "extracted")
+
+
+def _offline_env() -> bool:
+    from ..startup.local import offline_from_env
+
+    return offline_from_env()

@@ -86,7 +86,7 @@ def test_a_bad_config_file_is_a_usage_error_for_every_store_command(
     assert "models_dri is not a known key" in capsys.readouterr().err
 
 
-def test_offline_applies_to_pull_push_and_create(
+def test_offline_applies_to_pull_push_create_and_image_build(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_SEED_OFFLINE", "1")
@@ -101,6 +101,8 @@ def test_offline_applies_to_pull_push_and_create(
         code = main(["create", "mine", "-f", str(tmp_path / "Modelfile"), "--insecure", "--models-dir", models])
         assert code == 10  # before: a registry pull of the base
         assert "base:v1" in capsys.readouterr().err
+        img = str(tmp_path / "img")
+        assert main(["image", "build", f"{host}/library/base:v1", "--oci-layout", img, "--models-dir", models]) == 10
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected
 
