@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError
 from ..core.groups import collapse
 from ..core.progress import human_size
-from .render import add_interval, make_renderer
+from .render import add_progress, make_renderer
 from .store import add_common
 
 if TYPE_CHECKING:
@@ -49,16 +49,6 @@ def _arg(parse: str) -> Callable[[str], Any]:
 
     convert.__name__ = parse  # what argparse names in "invalid <name> value"
     return convert
-
-
-def _progress_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--progress",
-        choices=["auto", "rich", "plain", "none"],
-        default="auto",
-        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
-    )
-    add_interval(p)
 
 
 def register(sub: Any) -> None:
@@ -108,7 +98,7 @@ def register(sub: Any) -> None:
         help="with --sign, also write the signature to FILE (detached; --format dir: default DIR/model.sig)",
     )
     add_common(p)
-    _progress_option(p)
+    add_progress(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_export)
 
@@ -132,7 +122,7 @@ def register(sub: Any) -> None:
     add_trust_options(p)
     p.add_argument("--signature", metavar="FILE", help=_SIGNATURE_HELP)
     add_common(p)
-    _progress_option(p)
+    add_progress(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_import)
 
@@ -158,7 +148,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--models-dir", metavar="DIR", help="a store to look in for blobs the bundle does not carry (default: none)"
     )
-    _progress_option(p)
+    add_progress(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 

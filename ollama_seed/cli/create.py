@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..core.groups import collapse
-from .render import add_interval, make_renderer
+from .render import add_progress, make_renderer
 from .store import add_common
 
 __all__ = ["register"]
@@ -50,13 +50,7 @@ def register(sub: Any) -> None:
         "classic (v0.7-0.24); every era's Ollama reads all three",
     )
     p.add_argument("--json", action="store_true", help="NDJSON progress and the result as JSON on stdout")
-    p.add_argument(
-        "--progress",
-        choices=["auto", "rich", "plain", "none"],
-        default="auto",
-        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
-    )
-    add_interval(p)
+    add_progress(p)
     p.set_defaults(func=cmd_create)
 
 

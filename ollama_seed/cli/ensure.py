@@ -16,7 +16,7 @@ from typing import Any
 from ..core.errors import ConfigError
 from ..core.progress import ProgressEvent, human_duration, human_size
 from .options import add_pull_options, bounded, pull_options
-from .render import add_interval
+from .render import add_progress
 
 __all__ = ["cmd_ensure", "cmd_wait", "register"]
 
@@ -109,13 +109,7 @@ def register(sub: Any) -> None:
 
     add_trust_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
-    p.add_argument(
-        "--progress",
-        choices=["auto", "rich", "plain", "none"],
-        default="auto",
-        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
-    )
-    add_interval(p)
+    add_progress(p)
     add_pull_options(p)
     p.set_defaults(func=cmd_ensure)
 

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..core.groups import collapse
-from .render import add_interval, make_renderer
+from .render import add_progress, make_renderer
 from .store import add_common
 
 if TYPE_CHECKING:
@@ -29,13 +29,7 @@ def _common(p: argparse.ArgumentParser, *, source: bool) -> None:
             "--models-path", metavar="PATH", help="where the models sit in the image (default: its OLLAMA_MODELS)"
         )
     p.add_argument("--insecure", action="store_true", help="plain http to the registry")
-    p.add_argument(
-        "--progress",
-        choices=["auto", "rich", "plain", "none"],
-        default="auto",
-        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
-    )
-    add_interval(p)
+    add_progress(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 

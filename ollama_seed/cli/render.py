@@ -37,7 +37,7 @@ from ..core.progress import (
 if TYPE_CHECKING:
     from .render_rich import RichRenderer
 
-__all__ = ["JsonRenderer", "LineRenderer", "add_interval", "layer_label", "make_renderer"]
+__all__ = ["JsonRenderer", "LineRenderer", "add_interval", "add_progress", "layer_label", "make_renderer"]
 
 Clock = Callable[[], float]
 NOTE_REPEAT = 1.0  # the same note for the same layer (16 connections dropping at once) at most once a second
@@ -207,6 +207,17 @@ def add_interval(p: argparse.ArgumentParser) -> None:
         help="plain progress lines at most every S seconds (default 5); ends of layers, "
         "resumes and retries always get one",
     )
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    """``--progress auto|rich|plain|none`` and ``--progress-interval S``, for every command that shows progress."""
+    p.add_argument(
+        "--progress",
+        choices=["auto", "rich", "plain", "none"],
+        default="auto",
+        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
+    )
+    add_interval(p)
 
 
 def make_renderer(

@@ -15,7 +15,7 @@ from ..core.progress import human_bytes, human_duration, human_size
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from .options import add_pull_options
-from .render import add_interval, make_renderer
+from .render import add_progress, make_renderer
 from .where import add_store_options, describe
 
 if TYPE_CHECKING:
@@ -32,13 +32,7 @@ def add_common(p: argparse.ArgumentParser, *, reads_only: bool = False) -> None:
 def add_pull_flags(p: argparse.ArgumentParser) -> None:
     add_pull_options(p)
     p.add_argument("--json", action="store_true", help="NDJSON progress on stdout, shaped like Ollama's /api/pull")
-    p.add_argument(
-        "--progress",
-        choices=["auto", "rich", "plain", "none"],
-        default="auto",
-        help="progress display on stderr (default: bars on a terminal, lines otherwise)",
-    )
-    add_interval(p)
+    add_progress(p)
 
 
 def register(sub: Any) -> None:

@@ -45,14 +45,20 @@ def _pull(name: str, models: Path, *extra: str) -> int:
     return main(["pull", "--insecure", "--progress", "none", "--models-dir", str(models), name, *extra])
 
 
+def _pulled_then_damaged(name: str, model: BuiltModel, models: Path) -> Path:
+    """Pull *name* into *models*, flip a byte of its weights; the blob's path."""
+    assert _pull(name, models) == 0
+    blob = models / "blobs" / f"sha256-{model.model_layer.hex}"
+    _flip(blob)
+    return blob
+
+
 def test_pull_fetches_again_a_blob_damaged_in_the_store(
     served: tuple[str, BuiltModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name, model = served
     models = tmp_path / "models"
-    assert _pull(name, models) == 0
-    blob = models / "blobs" / f"sha256-{model.model_layer.hex}"
-    _flip(blob)
+    blob = _pulled_then_damaged(name, model, models)
     assert main(["verify", "--models-dir", str(models)]) == 5
     err = capsys.readouterr().err
     assert "failed verification" in err and f"ollama-seed pull --models-dir {models} " in err
@@ -68,9 +74,7 @@ def test_verify_finds_damage_no_file_time_shows_and_its_advice_repairs_it(
     """Bit rot: the bytes change, the stamp still matches (simulated by stamping after the damage)."""
     name, model = served
     models = tmp_path / "models"
-    assert _pull(name, models) == 0
-    blob = models / "blobs" / f"sha256-{model.model_layer.hex}"
-    _flip(blob)
+    blob = _pulled_then_damaged(name, model, models)
     digest = Digest(model.model_layer.hex)
     verified.stamp(ModelStore(models).layout, digest)
     assert _pull(name, models) == 0  # a stamped blob is trusted: a pull costs a stat per blob
