@@ -79,7 +79,7 @@ def _tar_gz(work: Path, ctx: Walk) -> None:
             t.add(ctx.models / part, arcname=part)
 
 
-SETUP: dict[str, Callable[[Path, Walk], None]] = {
+SETUP: dict[str, Callable[[Path, Walk], object]] = {
     "ollama-seed export gpt-oss:20b qwen3:8b": lambda w, c: c.run("ollama-seed pull qwen3:8b"),
     "ollama-seed create my-assistant": _write_modelfile,
     "ollama-seed import gemma3-270m.ollamazip": _ollamazip,
