@@ -212,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     scratch: Path = args.work / "run"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    try:
+        return _measure(args, wanted, base, this, scratch)
+    finally:  # the registry's copy and the stores are several times --size: never left behind
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, wanted: list[str], base: Version, this: Version, scratch: Path) -> int:
     home = scratch / "home"
     out: list[Series] = []
     started = time.time()
