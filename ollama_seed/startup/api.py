@@ -34,18 +34,18 @@ from ..store.store import ModelStore
 from .local import (
     EnsureReport,
     EnsureStatus,
+    LocalState,
     Modelfiles,
     Names,
-    _inspect,
-    _Local,
-    _names,
-    _offline_error,
-    _present,
-    _verified,
     created_up_to_date,
+    inspect_local,
+    model_names,
+    offline_error,
     offline_from_env,
+    present_report,
+    verify_local,
 )
-from .options import EnsureOptions, Tracker, check_ensure_options, trust_applies
+from .options import EnsureOptions, EnsureProgress, check_ensure_options, trust_applies
 
 if TYPE_CHECKING:
     import httpx
@@ -115,10 +115,10 @@ async def aensure(
         InsufficientSpace, StoreError: from pulling, as :func:`apull`.
     """
     settings = check_ensure_options({"timeout": timeout, "wait_timeout": wait_timeout, **options})
-    refs = _names(names)
+    refs = model_names(names)
     from .server import parse_host  # httpx loads only where a server is involved
 
-    tracker = Tracker(settings.progress)
+    tracker = EnsureProgress(settings.progress)
     opts = EnsureOptions(
         store=ModelStore(models_dir),
         verify=verify,
@@ -176,7 +176,7 @@ async def _created(modelfiles: Modelfiles, o: EnsureOptions) -> list[EnsureRepor
         started = time.monotonic()
         made = created_up_to_date(o.store, name, modelfile)
         if made is not None:
-            reports.append(_present(made, started))
+            reports.append(present_report(made, started))
             continue
         result = await acreate(
             name,
@@ -206,17 +206,19 @@ async def _created(modelfiles: Modelfiles, o: EnsureOptions) -> list[EnsureRepor
 
 async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
     started = time.monotonic()
-    locals_ = [_inspect(o.store, ref) for ref in refs]
+    locals_ = [inspect_local(o.store, ref) for ref in refs]
     if o.verify:
         o.tracker.phase = "verifying blobs"
-        locals_ = [await anyio.to_thread.run_sync(_verified, o.store, item, abandon_on_cancel=True) for item in locals_]
+        locals_ = [
+            await anyio.to_thread.run_sync(verify_local, o.store, item, abandon_on_cancel=True) for item in locals_
+        ]
     incomplete = [item for item in locals_ if not item.complete]
     if o.offline and incomplete:
-        raise _offline_error(o.store, incomplete)
+        raise offline_error(o.store, incomplete)
     reports: dict[str, EnsureReport] = {}
     for ref, item in zip(refs, locals_, strict=True):
         if item.complete and not (o.update and not o.offline):
-            reports[str(ref)] = _present(item, started)
+            reports[str(ref)] = present_report(item, started)
     if trust_applies(o.trust) and reports:
         from .signed import sign_present
 
@@ -253,7 +255,7 @@ def _partial_failure(errors: list[SeedError], ready: dict[str, EnsureReport]) ->
 
 
 async def _pull_all(
-    todo: list[tuple[ModelName, _Local]], o: EnsureOptions, started: float
+    todo: list[tuple[ModelName, LocalState]], o: EnsureOptions, started: float
 ) -> tuple[dict[str, EnsureReport], dict[str, SeedError]]:
     from ..pulling.session import PullSession
 
@@ -263,7 +265,7 @@ async def _pull_all(
     errors: dict[str, SeedError] = {}
     async with PullSession(o.store, **o.pull) as session:
 
-        async def one(ref: ModelName, item: _Local) -> None:
+        async def one(ref: ModelName, item: LocalState) -> None:
             try:
                 reports[str(ref)] = await _pull_one(session, ref, item, o.update, started)
             except SeedError as exc:
@@ -276,14 +278,16 @@ async def _pull_all(
     return reports, errors
 
 
-async def _pull_one(session: PullSession, ref: ModelName, item: _Local, update: bool, started: float) -> EnsureReport:
+async def _pull_one(
+    session: PullSession, ref: ModelName, item: LocalState, update: bool, started: float
+) -> EnsureReport:
     name = item.name
     manifest = item.manifest
     if update:
         manifest = await session.fetch_manifest(name)
         assert manifest is not None
         if item.complete and item.manifest is not None and manifest.digest == item.manifest.digest:
-            return _present(item, started)
+            return present_report(item, started)
     # Blobs verify=True found corrupt are marked damaged (store/verified): the pull hashes them, fetches
     # them again and renames the new bytes over the old, never deleting first (a crash in between
     # would leave the manifest naming nothing).

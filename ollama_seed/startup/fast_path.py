@@ -48,10 +48,10 @@ def _signed(trust: object, names: Names) -> bool:
     """A signature may be needed (then the cheap path, which checks none, is not taken)."""
     if trust is None:
         return False
-    from .local import _names
+    from .local import model_names
     from .options import trust_applies
 
-    return trust_applies(trust, _names(names))
+    return trust_applies(trust, model_names(names))
 
 
 if TYPE_CHECKING:

@@ -23,7 +23,20 @@ from ..store.store import ModelStore
 if TYPE_CHECKING:
     pass
 
-__all__ = ["OFFLINE_ENV", "EnsureReport", "Modelfiles", "check_local", "created_up_to_date", "offline_from_env"]
+__all__ = [
+    "OFFLINE_ENV",
+    "EnsureReport",
+    "LocalState",
+    "Modelfiles",
+    "check_local",
+    "created_up_to_date",
+    "inspect_local",
+    "model_names",
+    "offline_error",
+    "offline_from_env",
+    "present_report",
+    "verify_local",
+]
 
 OFFLINE_ENV = "OLLAMA_SEED_OFFLINE"
 _FALSY = {"", "0", "false", "no", "off", "f", "n"}
@@ -85,7 +98,7 @@ def offline_from_env(environ: dict[str, str] | None = None) -> bool:
     return env.get(OFFLINE_ENV, "").strip().lower() not in _FALSY
 
 
-def _names(names: Names) -> list[ModelName]:
+def model_names(names: Names) -> list[ModelName]:
     items: Iterable[str | ModelName] = [names] if isinstance(names, (str, ModelName)) else names
     out: dict[str, ModelName] = {}
     for item in items:
@@ -95,7 +108,7 @@ def _names(names: Names) -> list[ModelName]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Local:
+class LocalState:
     """The cheap check's verdict on one model."""
 
     name: ModelName
@@ -122,23 +135,23 @@ class _Local:
         return f"{self.name.display}: " + "; ".join(parts)
 
 
-def _inspect(store: ModelStore, name: ModelName) -> _Local:
+def inspect_local(store: ModelStore, name: ModelName) -> LocalState:
     """The cheap check: manifest parses, pin matches, every blob present with its size."""
     resolved = store.resolve(name)
     try:
         manifest = store.read_manifest(resolved)
     except StoreError as exc:
-        return _Local(resolved, None, problem=f"its manifest is unreadable ({exc})")
+        return LocalState(resolved, None, problem=f"its manifest is unreadable ({exc})")
     if manifest is None:
-        return _Local(resolved, None, problem=f"not in {store.root}")
+        return LocalState(resolved, None, problem=f"not in {store.root}")
     if name.digest is not None and manifest.digest != name.digest:
-        return _Local(
+        return LocalState(
             resolved, None, problem=f"the manifest on disk is {manifest.digest}, not the pinned {name.digest}"
         )
-    return _Local(resolved, manifest, tuple(store.missing(manifest)))
+    return LocalState(resolved, manifest, tuple(store.missing(manifest)))
 
 
-def _verified(store: ModelStore, local: _Local) -> _Local:
+def verify_local(store: ModelStore, local: LocalState) -> LocalState:
     """*local* with the blobs whose sha256 is wrong listed as corrupt (reads every blob)."""
     if local.manifest is None:
         return local
@@ -146,10 +159,10 @@ def _verified(store: ModelStore, local: _Local) -> _Local:
     corrupt = tuple(
         layer for layer in local.manifest.blobs if layer.digest not in absent and store.verify_blob(layer) is not None
     )
-    return _Local(local.name, local.manifest, local.missing, corrupt, local.problem)
+    return LocalState(local.name, local.manifest, local.missing, corrupt, local.problem)
 
 
-def _offline_error(store: ModelStore, incomplete: list[_Local]) -> OfflineError:
+def offline_error(store: ModelStore, incomplete: list[LocalState]) -> OfflineError:
     lines = "; ".join(item.describe() for item in incomplete)
     return OfflineError(
         f"offline mode ({OFFLINE_ENV} or --offline) and {len(incomplete)} model(s) are not "
@@ -157,16 +170,16 @@ def _offline_error(store: ModelStore, incomplete: list[_Local]) -> OfflineError:
     )
 
 
-def _present(local: _Local, started: float) -> EnsureReport:
+def present_report(local: LocalState, started: float) -> EnsureReport:
     digest = local.manifest.digest if local.manifest else None
     return EnsureReport(local.name, "present", 0, time.monotonic() - started, digest)
 
 
-def created_up_to_date(store: ModelStore, name: str, modelfile: str | os.PathLike[str]) -> _Local | None:
+def created_up_to_date(store: ModelStore, name: str, modelfile: str | os.PathLike[str]) -> LocalState | None:
     """The cheap check of a model made from *modelfile*: complete, and created from exactly these files."""
     from ..creation.record import up_to_date
 
-    local = _inspect(store, ModelName.parse(name))
+    local = inspect_local(store, ModelName.parse(name))
     if not local.complete or up_to_date(store, local.name, Path(modelfile).expanduser()) is None:
         return None
     return local
@@ -180,14 +193,14 @@ def check_local(
     started = time.monotonic()
     store = ModelStore(models_dir)
     reports = []
-    for ref in _names(names):
-        local = _inspect(store, ref)
+    for ref in model_names(names):
+        local = inspect_local(store, ref)
         if not local.complete:
             return None
-        reports.append(_present(local, started))
+        reports.append(present_report(local, started))
     for name, modelfile in (modelfiles or {}).items():
         made = created_up_to_date(store, name, modelfile)
         if made is None:
             return None
-        reports.append(_present(made, started))
+        reports.append(present_report(made, started))
     return reports

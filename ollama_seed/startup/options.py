@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..pulling.options import PullOptions
     from ..wire.verify import TrustLike
 
-__all__ = ["ENSURE_KEYS", "EnsureOptions", "Tracker", "check_ensure_options", "trust_applies"]
+__all__ = ["ENSURE_KEYS", "EnsureOptions", "EnsureProgress", "check_ensure_options", "trust_applies"]
 
 ENSURE_KEYS = frozenset(
     {
@@ -57,7 +57,7 @@ def check_ensure_options(options: Mapping[str, Any]) -> PullSettings:
     return PullSettings.of({k: v for k, v in options.items() if k in PULL_KEYS}, caller="ensure")
 
 
-class Tracker:
+class EnsureProgress:
     """Forwards progress events and remembers enough to say what a timeout interrupted."""
 
     def __init__(self, progress: ProgressCallback | None) -> None:
@@ -96,7 +96,7 @@ class EnsureOptions:
     pull: PullOptions
     """Every pull option set, ``progress`` being the tracker."""
     server_transport: httpx.AsyncBaseTransport | None
-    tracker: Tracker
+    tracker: EnsureProgress
     trust: TrustLike = None
 
 

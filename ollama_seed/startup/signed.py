@@ -16,7 +16,7 @@ from ..core.errors import SignatureError
 from ..core.reference import ModelName
 from ..pulling.provenance import stored_signer
 from ..wire.verify import TrustResolver
-from .local import EnsureReport, _Local
+from .local import EnsureReport, LocalState
 from .options import EnsureOptions
 
 __all__ = ["sign_present"]
@@ -25,7 +25,7 @@ log = logging.getLogger("ollama_seed")
 
 
 async def sign_present(
-    present: list[tuple[ModelName, _Local, EnsureReport]], o: EnsureOptions
+    present: list[tuple[ModelName, LocalState, EnsureReport]], o: EnsureOptions
 ) -> dict[str, EnsureReport]:
     """The reports of *present* models with their signers; raises when one has no trusted signature.
 
@@ -34,7 +34,7 @@ async def sign_present(
     """
     resolver = TrustResolver(o.trust)
     out: dict[str, EnsureReport] = {}
-    remote: list[tuple[ModelName, _Local, EnsureReport]] = []
+    remote: list[tuple[ModelName, LocalState, EnsureReport]] = []
     for ref, item, report in present:
         mode, trust = resolver.for_name(item.name)
         out[str(ref)] = report

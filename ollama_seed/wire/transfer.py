@@ -110,7 +110,7 @@ class Within:
 
 
 @dataclass(eq=False)
-class _Job:
+class BlobJob:
     name: RepoName
     layer: Layer
     fd: int
@@ -244,7 +244,7 @@ class BlobDownloader:
 
     def _start(
         self, name: RepoName, layer: Layer, data: Path, state: Path, *, fresh: bool, base: str | None = None
-    ) -> _Job:
+    ) -> BlobJob:
         fd, plan, mm = open_staging(layer, data, state, fresh=fresh)
 
         def on_record(i: int, value: int) -> None:
@@ -253,7 +253,7 @@ class BlobDownloader:
 
         sched = Scheduler(plan, self.cfg.connections, on_record)
         # At a mirror the requests carry the mirror's own login (RegistryClient.at), not the registry's.
-        return _Job(
+        return BlobJob(
             self.client.at(name, base),
             layer,
             fd,
@@ -265,7 +265,7 @@ class BlobDownloader:
         )
 
     @staticmethod
-    def _close(job: _Job) -> None:
+    def _close(job: BlobJob) -> None:
         job.digest.close()
         if job.state is not None:
             job.state.close()
@@ -274,7 +274,7 @@ class BlobDownloader:
             os.close(job.fd)
             job.fd = -1
 
-    async def _fetch(self, job: _Job, on_bytes: Callable[[int], None]) -> None:
+    async def _fetch(self, job: BlobJob, on_bytes: Callable[[int], None]) -> None:
         done = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
@@ -307,7 +307,7 @@ class BlobDownloader:
         )
         on_bytes(job.plan.completed)
 
-    async def _worker(self, job: _Job, ramp: Ramp | None) -> None:
+    async def _worker(self, job: BlobJob, ramp: Ramp | None) -> None:
         """Fetch runs until none is left; a probe (*ramp* given) fetches one piece first and then
         stays only if the link needs it (see wire.ramp)."""
         while (run := job.sched.claim(1 if ramp is not None else None)) is not None:
@@ -324,7 +324,7 @@ class BlobDownloader:
                 ramp = None
 
     # -- hashing -------------------------------------------------------------------------
-    async def _writeback(self, job: _Job, done: anyio.Event) -> None:
+    async def _writeback(self, job: BlobJob, done: anyio.Event) -> None:
         """Write hashed data out while the download runs, so the fsync before the install has
         little left to do (it was ~0.25 s per 512 MiB at the end). Its own thread: an
         fdatasync takes ~0.2 s per 512 MiB here, and the hasher must not wait for it. The resume
@@ -337,7 +337,7 @@ class BlobDownloader:
                 await anyio.to_thread.run_sync(sync_prefix, job.fd, job.state, hashed)
                 job.synced = hashed
 
-    async def _hash_follower(self, job: _Job, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
+    async def _hash_follower(self, job: BlobJob, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
         shown, last = -1, 0.0
         while not done.is_set():
             with anyio.move_on_after(HASH_POLL):
@@ -354,7 +354,7 @@ class BlobDownloader:
                 await anyio.to_thread.run_sync(job.digest.catch_up, frontier)
 
     # -- one run -------------------------------------------------------------------------
-    async def _fetch_run(self, job: _Job, run: Run, *, ranged: bool) -> float | None:
+    async def _fetch_run(self, job: BlobJob, run: Run, *, ranged: bool) -> float | None:
         """Fetch *run* (retrying as its responses say); the bytes/s of the body that finished it,
         from its response head to its last byte (None if no body did)."""
         layer, plan = job.layer, job.plan
@@ -464,7 +464,7 @@ class BlobDownloader:
         return None  # finished by others (a steal took the rest)
 
     async def _send(
-        self, job: _Job, url: str, headers: dict[str, str], *, ranged: bool
+        self, job: BlobJob, url: str, headers: dict[str, str], *, ranged: bool
     ) -> httpx.Response | DirectResponse:
         """The request, on a direct connection when the link allows one, else through httpx."""
         direct = self.direct
@@ -477,7 +477,7 @@ class BlobDownloader:
         with anyio.fail_after(self.cfg.stall_timeout):
             return await self.client.send(job.name, "GET", url, headers)
 
-    def _read_run(self, job: _Job, run: Run, resp: DirectResponse) -> None:
+    def _read_run(self, job: BlobJob, run: Run, resp: DirectResponse) -> None:
         """In a worker thread: the body of *resp* into the staging file (see direct.read_body)."""
         view = getattr(self._buffers, "view", None)
         if view is None:
