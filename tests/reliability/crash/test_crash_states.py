@@ -13,15 +13,12 @@ from __future__ import annotations
 import pytest
 
 from .explore import Bound, explore
-from .places import PLACES
+from .places import LIMITS, PLACES
 from .workloads import WORKLOADS
 
 pytestmark = pytest.mark.crash
 
 OPEN: dict[str, set[str]] = {}
-# What no code can fix: a macOS file system that refuses both F_FULLFSYNC and F_BARRIERFSYNC orders
-# nothing, so a power cut can leave lost bytes at a blob's name (docs/reliability.md, "Power loss").
-LIMITS: dict[str, set[str]] = {"pull-macos-unordered": {"a1"}}
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
