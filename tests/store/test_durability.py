@@ -187,3 +187,8 @@ def test_ensure_verify_replaces_zero_filled_weights_by_rename_never_deleting_fir
     rel = f"0:blobs/{blob.name}"
     assert ("unlink", rel) not in [(op.kind, op.path) for op in rec.ops]
     assert any(op.kind == "rename" and op.dst == rel for op in rec.ops)
+
+
+def test_cp_overwrites_an_unreadable_manifest(torn: Path) -> None:
+    assert main(["cp", "--models-dir", str(torn), "reg.test/library/other:latest", NAME]) == 0
+    assert ModelStore(torn).verify(ModelName.parse(NAME)) == []
