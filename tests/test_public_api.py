@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -44,14 +45,81 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         ollama_seed.no_such_thing  # noqa: B018
 
 
-def test_import_and_ensure_of_a_complete_model_load_no_network_stack() -> None:
-    """`import ollama_seed` and the cheap ensure path import neither httpx nor anyio."""
-    code = (
-        "import sys, ollama_seed; ollama_seed.ensure; ollama_seed.ModelStore; "
-        "print(sorted(m for m in ('httpx', 'anyio', 'rich', 'uvicorn', 'zstandard') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+# What `import ollama_seed` and `ensure()` of a complete model load: every application pays for
+# each of these modules at start-up (docs/performance.md, "Start-up"). A module that joins this set
+# must earn its place with `python -X importtime` figures there; otherwise import it where it is used
+# (a function-level import, or under TYPE_CHECKING for a type).
+CHEAP_PATH_MODULES = frozenset(
+    {
+        "ollama_seed",
+        "ollama_seed.__about__",
+        "ollama_seed.core",
+        "ollama_seed.core.digest",
+        "ollama_seed.core.errors",
+        "ollama_seed.core.layout",
+        "ollama_seed.core.manifest",
+        "ollama_seed.core.progress",
+        "ollama_seed.core.reference",
+        "ollama_seed.startup",
+        "ollama_seed.startup.fast_path",
+        "ollama_seed.startup.local",
+        "ollama_seed.store",
+        "ollama_seed.store.fsutil",
+        "ollama_seed.store.oscalls",
+        "ollama_seed.store.store",
+        "ollama_seed.store.verified",
+    }
+)
+# Loaded by none of them (each costs 1 to 70 ms): no network stack, no event loop, no threads, no
+# logging, no validation tables or trust policies (those load when a keyword or a trust is given).
+NOT_ON_THE_CHEAP_PATH = (
+    "anyio",
+    "asyncio",
+    "concurrent.futures",
+    "cryptography",
+    "httpx",
+    "logging",
+    "ollama_seed.core.bounds",
+    "ollama_seed.core.trustpolicy",
+    "ollama_seed.pulling.options",
+    "ollama_seed.startup.options",
+    "ollama_seed.wire.sync",
+    "rich",
+    "secrets",
+    "socket",
+    "ssl",
+    "subprocess",
+    "threading",
+    "tomllib",
+    "uvicorn",
+    "zstandard",
+)
+
+_IMPORT_SET = """
+import json, sys
+before = set(sys.modules)
+import ollama_seed
+imported = set(sys.modules)
+reports = ollama_seed.ensure("tiny", models_dir=sys.argv[1])
+assert [r.status for r in reports] == ["present"], reports
+ensured = set(sys.modules)
+print(json.dumps([sorted(imported - before), sorted(ensured - before)]))
+"""
+
+
+def test_import_and_ensure_of_a_complete_model_load_only_the_cheap_path(tmp_path: Path) -> None:
+    """`import ollama_seed` and the cheap ensure path load exactly CHEAP_PATH_MODULES of the package,
+    and ensure() adds none to what the import loaded: at start-up it costs what the import costs."""
+    from tests.support.model import make_model
+
+    make_model(size_bytes=10_000).expected_store(tmp_path, "registry.ollama.ai", "library/tiny", "latest")
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_SET, str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    imported, ensured = (set(names) for names in json.loads(out))
+    assert {m for m in imported if m.startswith("ollama_seed")} == CHEAP_PATH_MODULES
+    assert ensured == imported, sorted(ensured - imported)
+    assert not imported & set(NOT_ON_THE_CHEAP_PATH), sorted(imported & set(NOT_ON_THE_CHEAP_PATH))
 
 
 _LOADED = """

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..core.bounds import check
 from ..core.errors import ConfigError
-from ..core.units import parse_rate
 
 if TYPE_CHECKING:
     import httpx
@@ -107,6 +106,8 @@ class PullSettings:
                 check(key, values[key])
         rate = values.get("max_rate")
         if isinstance(rate, str):
+            from ..core.units import parse_rate
+
             try:
                 rate = parse_rate(rate)
             except ValueError as exc:

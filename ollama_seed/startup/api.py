@@ -116,15 +116,18 @@ async def aensure(
     """
     settings = check_ensure_options({"timeout": timeout, "wait_timeout": wait_timeout, **options})
     refs = model_names(names)
-    from .server import parse_host  # httpx loads only where a server is involved
+    server_url = None
+    if server is not None or via_server or warm:
+        from .server import parse_host  # httpx loads only where a server is involved
 
+        server_url = parse_host(server)
     tracker = EnsureProgress(settings.progress)
     opts = EnsureOptions(
         store=ModelStore(models_dir),
         verify=verify,
         update=update,
         offline=offline_from_env() if offline is None else offline,
-        server=parse_host(server) if (server is not None or via_server or warm) else None,
+        server=server_url,
         wait_timeout=wait_timeout,
         warm=warm,
         keep_alive=keep_alive,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..core.digest import Digest
 from ..core.errors import OfflineError, StoreError
@@ -20,15 +20,13 @@ from ..core.manifest import Layer, Manifest
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "OFFLINE_ENV",
     "EnsureReport",
     "LocalState",
     "Modelfiles",
     "check_local",
+    "complete_locally",
     "created_up_to_date",
     "inspect_local",
     "model_names",
@@ -185,22 +183,35 @@ def created_up_to_date(store: ModelStore, name: str, modelfile: str | os.PathLik
     return local
 
 
+def complete_locally(
+    names: Names, *, models_dir: str | os.PathLike[str] | None = None, modelfiles: Modelfiles | None = None
+) -> tuple[ModelStore, list[tuple[ModelName, LocalState]], list[LocalState]] | None:
+    """The store, each named model's state and each Modelfile's model's, if every one is complete on
+    disk (and every Modelfile's model up to date), else None. No network, no event loop."""
+    store = ModelStore(models_dir)
+    named = []
+    for ref in model_names(names):
+        local = inspect_local(store, ref)
+        if not local.complete:
+            return None
+        named.append((ref, local))
+    made = []
+    for name, modelfile in (modelfiles or {}).items():
+        created = created_up_to_date(store, name, modelfile)
+        if created is None:
+            return None
+        made.append(created)
+    return store, named, made
+
+
 def check_local(
     names: Names, *, models_dir: str | os.PathLike[str] | None = None, modelfiles: Modelfiles | None = None
 ) -> list[EnsureReport] | None:
     """Reports if every model is complete on disk (and every Modelfile's model up to date), else
     None. No network, no event loop."""
     started = time.monotonic()
-    store = ModelStore(models_dir)
-    reports = []
-    for ref in model_names(names):
-        local = inspect_local(store, ref)
-        if not local.complete:
-            return None
-        reports.append(present_report(local, started))
-    for name, modelfile in (modelfiles or {}).items():
-        made = created_up_to_date(store, name, modelfile)
-        if made is None:
-            return None
-        reports.append(present_report(made, started))
-    return reports
+    found = complete_locally(names, models_dir=models_dir, modelfiles=modelfiles)
+    if found is None:
+        return None
+    _, named, made = found
+    return [present_report(local, started) for _, local in named] + [present_report(m, started) for m in made]

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from ..core.bounds import check
 from ..core.progress import LayerProgress, ProgressCallback, ProgressEvent
 from ..core.reference import ModelName
-from ..core.trustpolicy import TrustPolicy
 from ..pulling.options import PULL_KEYS, PullSettings
 from ..store.store import ModelStore
 
@@ -105,6 +104,8 @@ def trust_applies(trust: object, names: list[ModelName] | None = None) -> bool:
     (of any model when None). Cheap: no key is loaded, nothing but the core is imported."""
     if trust is None:
         return False
+    from ..core.trustpolicy import TrustPolicy  # loaded already when *trust* is one
+
     if not isinstance(trust, TrustPolicy):
         return True  # a Trust: every model
     if names is None:

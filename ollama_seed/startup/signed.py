@@ -11,40 +11,51 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from ..core.errors import SignatureError
 from ..core.reference import ModelName
 from ..pulling.provenance import stored_signer
 from ..wire.verify import TrustResolver
 from .local import EnsureReport, LocalState
-from .options import EnsureOptions
 
-__all__ = ["sign_present"]
+if TYPE_CHECKING:
+    from ..store.store import ModelStore
+    from ..wire.verify import TrustLike
+    from .options import EnsureOptions
+
+__all__ = ["sign_kept", "sign_present"]
 
 log = logging.getLogger("ollama_seed")
 
 
-async def sign_present(
-    present: list[tuple[ModelName, LocalState, EnsureReport]], o: EnsureOptions
-) -> dict[str, EnsureReport]:
-    """The reports of *present* models with their signers; raises when one has no trusted signature.
+Present = list[tuple[ModelName, LocalState, EnsureReport]]
+
+
+def sign_kept(
+    present: Present, store: ModelStore, trust: TrustLike, *, offline: bool
+) -> tuple[dict[str, EnsureReport], Present]:
+    """The reports of *present* models with the signers the store keeps, and the models whose
+    signature is still to be asked of their registry (none when *offline*). No network: the
+    blocking ``ensure()`` calls it without an event loop, and needs :func:`sign_present` only for
+    the models it returns.
 
     Raises:
-        SignatureError: ``enforce`` and no trusted signature (kept, or at its registry when online).
+        SignatureError: *offline*, ``enforce`` and no trusted signature kept.
     """
-    resolver = TrustResolver(o.trust)
+    resolver = TrustResolver(trust)
     out: dict[str, EnsureReport] = {}
-    remote: list[tuple[ModelName, LocalState, EnsureReport]] = []
+    remote: Present = []
     for ref, item, report in present:
-        mode, trust = resolver.for_name(item.name)
+        mode, wanted = resolver.for_name(item.name)
         out[str(ref)] = report
-        if trust is None:
+        if wanted is None:
             continue
         assert item.manifest is not None
-        signer = stored_signer(o.store, item.name, item.manifest, trust)
+        signer = stored_signer(store, item.name, item.manifest, wanted)
         if signer is not None:
             out[str(ref)] = dataclasses.replace(report, signer=str(signer))
-        elif not o.offline:
+        elif not offline:
             remote.append((ref, item, report))
         elif mode == "enforce":
             raise SignatureError(
@@ -54,6 +65,16 @@ async def sign_present(
             )
         else:
             log.warning("%s: no trusted signature is kept with it (trust mode 'warn')", item.name.display)
+    return out, remote
+
+
+async def sign_present(present: Present, o: EnsureOptions) -> dict[str, EnsureReport]:
+    """The reports of *present* models with their signers; raises when one has no trusted signature.
+
+    Raises:
+        SignatureError: ``enforce`` and no trusted signature (kept, or at its registry when online).
+    """
+    out, remote = sign_kept(present, o.store, o.trust, offline=o.offline)
     if remote:
         from ..pulling.session import PullSession
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -112,7 +111,8 @@ def atomic_write(
     path: Path, data: bytes, tmp_dir: Path, mode: int = FILE_MODE, owner: tuple[int, int] | None = None
 ) -> None:
     """Write *data* to *path* atomically: temp file in *tmp_dir* (same file system), fsync, rename."""
-    tmp = tmp_dir / f"{path.name}.{secrets.token_hex(8)}.tmp"
+    # os.urandom(8).hex() is secrets.token_hex(8), without the import (this module is on ensure's cheap path)
+    tmp = tmp_dir / f"{path.name}.{os.urandom(8).hex()}.tmp"
     try:
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:

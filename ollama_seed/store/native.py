@@ -1,8 +1,9 @@
 """Calls Python's ``os`` module does not offer: macOS and Windows system calls made through
 ``fcntl`` and ``ctypes``, and the Windows emulation's look at what this process holds open.
 
-Only :mod:`.oscalls` (and :func:`.locks.pid_alive`) use these; each returns a plain answer and never raises for a system
-that cannot do it (the platform layer then takes its fallback).
+Only :mod:`.oscalls` (and :func:`.locks.pid_alive`) use these, imported by the call that needs one (the
+cheap ``ensure()`` path needs none); each returns a plain answer and never raises for a system that
+cannot do it (the platform layer then takes its fallback).
 """
 
 from __future__ import annotations

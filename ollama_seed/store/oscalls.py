@@ -24,8 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import native as _native
-
 if TYPE_CHECKING:
     import mmap
     import socket
@@ -124,8 +122,11 @@ class Platform:
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                     raise
-        elif self.kind == "macos" and not self.emulated and _native.mac_preallocate(fd, size):  # pragma: no cover
-            return
+        elif self.kind == "macos" and not self.emulated:  # pragma: no cover
+            from .native import mac_preallocate
+
+            if mac_preallocate(fd, size):
+                return
         free = _free_bytes(directory)
         if free is not None and free < size:
             raise OSError(errno.ENOSPC, f"{size} bytes needed, {free} free", str(directory))
@@ -274,7 +275,9 @@ class Platform:
         Linux: ``/proc/sys/kernel/random/boot_id``; macOS: ``kern.boottime``; Windows: the boot
         time from ``GetTickCount64``."""
         if self._boot is None:
-            self._boot = _native.boot_id(self.kind if not self.emulated else "linux")
+            from .native import boot_id
+
+            self._boot = boot_id(self.kind if not self.emulated else "linux")
         return self._boot
 
     def poke(self, mapped: mmap.mmap, offset: int, data: bytes) -> None:
@@ -336,8 +339,10 @@ class Platform:
 
     def _checked(self, op: Callable[..., None], *paths: Path | str) -> None:
         if self.emulated and self.sharing_violations:
+            from .native import open_here
+
             for p in paths:
-                if _native.open_here(p):
+                if open_here(p):
                     raise PermissionError(errno.EACCES, "emulated Windows: the file is open in this process", str(p))
         op(*paths)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def mark_damaged(layout: ModelsLayout, digest: Digest) -> None:
 
 def _write(layout: ModelsLayout, digest: Digest, text: str) -> None:
     target = _path(layout, digest)
-    tmp = target.with_name(f"{target.name}.{secrets.token_hex(4)}.tmp")
+    tmp = target.with_name(f"{target.name}.{os.urandom(4).hex()}.tmp")  # as secrets.token_hex(4)
     try:
         ensure_dir(target.parent, PRIVATE_DIR_MODE)
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

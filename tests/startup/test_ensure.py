@@ -136,6 +136,15 @@ def test_duplicate_names_are_ensured_once(models_dir: Path) -> None:
     assert len(reports) == 1
 
 
+def test_names_given_as_an_iterator_are_read_once(models_dir: Path) -> None:
+    """The cheap check and the pull both need the names: a generator is not used up by the first."""
+    _install(make_model(size_bytes=1000, seed=3), models_dir)
+    reg = FakeRegistry()
+    reg.add("library/other", "latest", make_model(size_bytes=2000, seed=4))
+    reports = ollama_seed.ensure((n for n in ["tiny", "other"]), models_dir=models_dir, transport=reg.transport())
+    assert [(r.model, r.status) for r in reports] == [("tiny:latest", "present"), ("other:latest", "pulled")]
+
+
 def _with_new_template(model: BuiltModel, text: str) -> BuiltModel:
     """The same model with its template layer replaced (an upstream update)."""
     layers = [

@@ -4,6 +4,8 @@ a model pulled checked before it is written; the config file's [[trust]] rules; 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -63,6 +65,33 @@ def test_present_model_needs_a_kept_signature_offline(
     narrow = TrustPolicy((TrustRule("registry.lan/*", (str(other),)),))  # does not match tiny
     (report2,) = ollama_seed.ensure("tiny", models_dir=store, offline=True, trust=narrow)
     assert report2.signer is None and report2.status == "present"
+
+
+_KEPT_CHILD = """
+import json, sys
+import ollama_seed
+from ollama_seed.wire.trust import Trust
+(report,) = ollama_seed.ensure("tiny", models_dir=sys.argv[1], trust=Trust.load([sys.argv[2]]))
+print(json.dumps([report.status, report.signer, sorted(m for m in ("anyio", "asyncio", "httpx") if m in sys.modules)]))
+"""
+
+
+def test_a_kept_signature_is_checked_without_an_event_loop(
+    store: Path, tmp_path: Path, site: tuple[SigningKey, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Online as well: a trusted signature the store keeps settles a present model, so the blocking
+    ensure() checks it on its cheap path (no event loop, no network stack, no registry asked)."""
+    key, pub, _ = site
+    sig = tmp_path / "tiny.sig"
+    assert main(["sign", "tiny", "--key", str(tmp_path / "site.key"), "-o", str(sig), "--models-dir", str(store)]) == 0
+    assert main(["verify", "tiny", "--signature", str(sig), "--trust", str(pub), "--models-dir", str(store)]) == 0
+    capsys.readouterr()
+    child = subprocess.run(
+        [sys.executable, "-c", _KEPT_CHILD, str(store), str(pub)], capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr
+    status, signer, loaded = json.loads(child.stdout)
+    assert (status, signer, loaded) == ("present", f"key {key.public_key.fingerprint} (P-256)", [])
 
 
 def test_config_rules_enforce_and_warn(
