@@ -25,7 +25,8 @@ models directory; the commands are the CLI's, as users run them:
 
 Needs docker-registry (scripts/install-test-deps.sh) and, for ``pull-500m``, root and a cgroup
 CPU controller. Results go to ``benchmarks/results/<time>-versions.{json,md}``; exit status 1
-when a median ratio is over ``--limit`` (1.03). Take the quiet-machine lock first (HELPERS.md).
+when a median ratio is over ``--limit`` (1.03). Run it on an otherwise idle machine: other work
+shifts single runs by more than the 3 % it tests.
 """
 
 from __future__ import annotations
