@@ -90,10 +90,28 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
     explicit = env.get(CONFIG_ENV, "").strip()
     if explicit:
         return Path(explicit).expanduser()
+    xdg = _xdg_config_home(env)
+    if xdg is not None:
+        return xdg / "ollama-seed" / "config.toml"
     import platformdirs  # only when a config is looked for: keeps `import ollama_seed` light
 
     # appauthor=False: %LOCALAPPDATA%\\ollama-seed on Windows, not ...\\ollama-seed\\ollama-seed
     return Path(platformdirs.user_config_dir("ollama-seed", appauthor=False)) / "config.toml"
+
+
+def _xdg_config_home(env: Mapping[str, str]) -> Path | None:
+    """platformdirs' user config directory on Linux (the XDG base directory spec: an absolute
+    ``$XDG_CONFIG_HOME``, else ``$HOME/.config``), without importing it: its Unix module loads
+    tempfile, shutil, random, bz2 and lzma (9 ms of every command that reads the config file).
+    None elsewhere, and for what platformdirs decides otherwise (Android, a relative ``$HOME``).
+    ``tests/startup/test_config.py`` checks that the two agree."""
+    if not sys.platform.startswith("linux") or "ANDROID_ROOT" in env or hasattr(sys, "getandroidapilevel"):
+        return None
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg)
+    home = env.get("HOME", "")
+    return Path(home) / ".config" if os.path.isabs(home) else None
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
