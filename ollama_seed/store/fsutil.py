@@ -49,13 +49,15 @@ def fsync_dir(path: Path) -> None:
         raise_os_error(exc, f"syncing the directory {path}")
 
 
-def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
+def ensure_dir(path: Path, mode: int = DIR_MODE, *, sync_parent: bool = True) -> bool:
     """Create *path* (and parents); refuse if it, or anything on the way, is a symlink we did not expect.
+    True when this call created *path*.
 
     The models root itself may be a symlink (users move stores to other disks); every
     directory we create below it must be a real directory. A directory created here is made
     durable in its parent at once (a power cut could otherwise take it, and everything later
-    written and synced in it, away).
+    written and synced in it, away); with *sync_parent* False the caller does that (one sync of
+    a parent for several directories it creates there).
     """
     try:  # one look: another process may create the directory at any moment (is_dir then exists raced)
         st = os.lstat(path)
@@ -71,7 +73,7 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
                 "Remove it or point OLLAMA_MODELS at the real directory"
             )
         if stat.S_ISDIR(st.st_mode):
-            return
+            return False
         raise StoreError(f"{path} exists and is not a directory")
     if not path.parent.exists():
         ensure_dir(path.parent, DIR_MODE)
@@ -80,10 +82,12 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
     except FileExistsError:
         if not path.is_dir() or path.is_symlink():
             raise StoreError(f"{path} appeared as something other than a directory") from None
-        return
+        return False
     except OSError as exc:
         raise_os_error(exc, f"creating {path}")
-    fsync_dir(path.parent)
+    if sync_parent:
+        fsync_dir(path.parent)
+    return True
 
 
 def remove_tree(path: Path) -> None:

@@ -104,16 +104,21 @@ class ModelStore:
         return self.layout.root
 
     def prepare(self) -> None:
-        """Create ``blobs/``, ``manifests/`` and our private state directory."""
+        """Create ``blobs/``, ``manifests/`` and our private state directory, durable in their parents."""
         if not self.root.is_dir():  # a root that is a link to a directory is fine (stores moved to other disks)
             ensure_dir(self.root)
         self._owner = _foreign_owner(self.root)
+        made: list[Path] = []
         for d in (self.layout.blobs_dir, self.layout.manifests_dir):
-            ensure_dir(d)
+            if ensure_dir(d, sync_parent=False):
+                made.append(d)
             self._give(d)
         for d in (self.layout.state_dir, self.layout.staging_dir, self.layout.locks_dir, self.layout.tmp_dir):
-            ensure_dir(d, PRIVATE_DIR_MODE)
+            if ensure_dir(d, PRIVATE_DIR_MODE, sync_parent=False):
+                made.append(d)
             self._give(d)
+        # one sync per parent (the root, the state directory) for all it gained, not one per directory
+        self._sync_dirs(dict.fromkeys(d.parent for d in made), force=True)
 
     def remove_if_empty(self) -> bool:
         """Remove the models directory if it holds no manifest and no blob: what :meth:`prepare` made
@@ -329,7 +334,8 @@ class ModelStore:
         chain = [self.root, d]
         for part in name.path_parts[:-1]:
             d = d / part
-            ensure_dir(d)
+            if ensure_dir(d):  # made here, and its parent synced with it: no second sync below
+                self._synced.add(d.parent)
             self._give(d)
             chain.append(d)
         if path.is_symlink() or path.is_dir():

@@ -85,7 +85,7 @@ def _write(layout: ModelsLayout, digest: Digest, text: str) -> None:
     target = _path(layout, digest)
     tmp = target.with_name(f"{target.name}.{os.urandom(4).hex()}.tmp")  # as secrets.token_hex(4)
     try:
-        ensure_dir(target.parent, PRIVATE_DIR_MODE)
+        ensure_dir(target.parent, PRIVATE_DIR_MODE, sync_parent=False)  # a cache, as the stamps (no fsync)
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             oscalls.host.write_all(fd, text.encode("ascii"))
