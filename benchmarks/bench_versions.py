@@ -80,8 +80,10 @@ class Version:
         env.update(HOME=str(home), NO_PROXY="127.0.0.1,localhost")
         return env
 
-    def run(self, args: list[str], home: Path, *, preexec: Callable[[], None] | None = None) -> tuple[float, float]:
-        """Wall and CPU seconds of ``python -m ollama_seed ARGS`` (or ``python ARGS`` for ``-c``)."""
+    def run(
+        self, args: list[str], home: Path, *, preexec: Callable[[], None] | None = None
+    ) -> tuple[float, float, float]:
+        """Wall, CPU and user CPU seconds of ``python -m ollama_seed ARGS`` (or ``python ARGS`` for ``-c``)."""
         argv = [self.python, *(args if args[0] == "-c" else ["-m", "ollama_seed", *args])]
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -92,7 +94,7 @@ class Version:
         err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"{self.label}: {' '.join(argv[-4:])} failed: {err[-1500:]}")
-        return wall, usage.ru_utime + usage.ru_stime
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_utime
 
 
 def _git(*args: str, cwd: Path = ROOT) -> str:
@@ -141,6 +143,10 @@ class Series:
     b: list[float] = field(default_factory=list)  # this checkout
     cpu_a: list[float] = field(default_factory=list)
     cpu_b: list[float] = field(default_factory=list)
+    user_a: list[float] = field(
+        default_factory=list
+    )  # user CPU: the kernel's share (page cache, writeback) varies most
+    user_b: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -157,6 +163,8 @@ class Series:
             "this_s": self.b,
             "base_cpu_s": self.cpu_a,
             "this_cpu_s": self.cpu_b,
+            "base_user_s": self.user_a,
+            "this_user_s": self.user_b,
             "median_base_s": statistics.median(self.a),
             "median_this_s": statistics.median(self.b),
             "ratio_of_medians": round(self.ratio, 4),
@@ -165,14 +173,15 @@ class Series:
 
 
 def alternate(
-    series: Series, rounds: int, base: Version, this: Version, one: Callable[[Version], tuple[float, float]]
+    series: Series, rounds: int, base: Version, this: Version, one: Callable[[Version], tuple[float, float, float]]
 ) -> None:
     """A B B A A B ...: each round both once, the order flipped every round."""
     for i in range(rounds):
         for v in (base, this) if i % 2 == 0 else (this, base):
-            wall, cpu = one(v)
+            wall, cpu, user = one(v)
             (series.a if v is base else series.b).append(wall)
             (series.cpu_a if v is base else series.cpu_b).append(cpu)
+            (series.user_a if v is base else series.user_b).append(user)
             print(f"  {series.scenario:<10} {v.label:<5} {wall:8.3f} s wall {cpu:8.3f} s CPU", flush=True)
 
 
@@ -245,7 +254,7 @@ def _measure(args: argparse.Namespace, wanted: list[str], base: Version, this: V
                     continue
                 series = Series(scenario)
 
-                def pull(v: Version, scenario: str = scenario) -> tuple[float, float]:
+                def pull(v: Version, scenario: str = scenario) -> tuple[float, float, float]:
                     cmd = ["pull", "--insecure", "--progress", "none", "--models-dir", str(fresh(v)), target]
                     if scenario == "pull":
                         return v.run(cmd, home)
@@ -338,13 +347,17 @@ def report(out: list[Series], base: Version, this: Version, args: argparse.Names
             f"(ensure: {args.ensure_runs}), A B B A order; ratio = this / base (lower is faster)."
         ),
         "",
-        "| scenario | base (s) | this (s) | ratio of medians | median paired ratio | CPU base / this (s) |",
-        "|---|---|---|---|---|---|",
+        (
+            "| scenario | base (s) | this (s) | ratio of medians | median paired ratio | CPU base / this (s) "
+            "| user CPU base / this (s) |"
+        ),
+        "|---|---|---|---|---|---|---|",
     ]
     for s in out:
         lines.append(
             f"| {s.scenario} | {statistics.median(s.a):.3f} | {statistics.median(s.b):.3f} | {s.ratio:.4f} | "
-            f"{s.paired:.4f} | {statistics.median(s.cpu_a):.2f} / {statistics.median(s.cpu_b):.2f} |"
+            f"{s.paired:.4f} | {statistics.median(s.cpu_a):.2f} / {statistics.median(s.cpu_b):.2f} | "
+            f"{statistics.median(s.user_a):.3f} / {statistics.median(s.user_b):.3f} |"
         )
     text = "\n".join(lines) + "\n"
     (results / f"{stamp}-versions.md").write_text(text)
