@@ -23,14 +23,12 @@ from ..core.errors import (
     InvalidName,
     SeedError,
     StoreError,
-    TransferError,
 )
 from ..core.groups import collapse
 from ..core.layout import StrPath
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 from ..core.ocidoc import Descriptor
 from ..core.progress import LayerProgress, ProgressCallback, Status, no_progress
-from ..core.ranges import backoff
 from ..core.reference import ModelName
 from ..store import oscalls
 from ..store.fsutil import open_nofollow, raise_os_error
@@ -38,7 +36,7 @@ from ..store.signatures import SignatureStore
 from ..store.store import InstalledModel, ModelStore
 from ..wire.registry import Credentials, RegistryClient
 from ..wire.sync import blocking
-from ..wire.upload import ATTEMPTS, DEFAULT_CHUNK, Retry, Uploader
+from ..wire.upload import DEFAULT_CHUNK, Uploader, with_retries
 
 if TYPE_CHECKING:
     from ..wire.cosign_attach import PreparedSignature
@@ -129,16 +127,7 @@ class _Pusher:
     # -- one blob ------------------------------------------------------------------------
     async def blob(self, layer: Layer) -> str:
         """Push one blob; ``"existing"``, ``"mounted"`` or ``"uploaded"``."""
-        for attempt in range(ATTEMPTS):
-            try:
-                return await self._blob_once(layer)
-            except (Retry, TransferError) as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise TransferError(
-                        f"pushing {layer.digest} to {self.target.host} failed {ATTEMPTS} times: {exc}"
-                    ) from None
-                await anyio.sleep(backoff(attempt))
-        raise AssertionError("unreachable")
+        return await with_retries(lambda: self._blob_once(layer), f"pushing {layer.digest} to {self.target.host}")
 
     async def _source_for(self, digest: Digest) -> str | None:
         if digest in self.known:

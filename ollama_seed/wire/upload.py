@@ -14,9 +14,11 @@ For each blob:
    computed on the way (:meth:`Uploader.stream`). Bodies are never held whole.
 
 Manifests: ``PUT /v2/<repo>/manifests/<reference>`` with the exact bytes and their media type; the
-registry's ``Docker-Content-Digest`` must equal ours. Blob uploads failing with 5xx/429 or a
-network error start again (three tries). Tokens come from the registry client's challenge logic
-with scope ``repository:<repo>:pull,push`` (and ``pull`` on a mount's source repository).
+registry's ``Docker-Content-Digest`` must equal ours. Blob uploads and manifests failing with
+5xx/429 or a network error start again (three tries, :func:`with_retries`); a failure no retry can
+cure (plain http answering a TLS hello, an untrusted certificate: :func:`wire.errors.permanent`)
+ends the push at once. Tokens come from the registry client's challenge logic with scope
+``repository:<repo>:pull,push`` (and ``pull`` on a mount's source repository).
 
 Signing (issue 21) hooks in at :meth:`Uploader.manifest`: every manifest and index a push writes
 goes through it, models and images alike.
@@ -25,8 +27,8 @@ goes through it, models and images alike.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -34,17 +36,39 @@ import httpx
 from ..core.digest import Digest
 from ..core.errors import AuthenticationError, IntegrityError, RegistryError, RegistryProtocolError, TransferError
 from ..core.ranges import backoff
+from .errors import permanent
 from .registry import RegistryClient, RepoName, map_errors
 
-__all__ = ["ATTEMPTS", "DEFAULT_CHUNK", "Retry", "Uploader"]
+__all__ = ["ATTEMPTS", "DEFAULT_CHUNK", "Retry", "Uploader", "with_retries"]
 
 DEFAULT_CHUNK = 32 * 1024 * 1024
 ATTEMPTS = 3
 Body = Callable[[int, int], AsyncIterator[bytes]]  # (start, length) -> a fresh iterator over those bytes
+T = TypeVar("T")
 
 
 class Retry(Exception):
     """A transient failure (5xx, 429): the caller may try the whole blob again."""
+
+
+async def with_retries(attempt: Callable[[], Awaitable[T]], what: str) -> T:
+    """*attempt* until it succeeds, at most :data:`ATTEMPTS` times while it fails transiently (a 5xx or
+    429, a network error), with backoff between.
+
+    Raises:
+        TransferError: "*what* failed ...": after the last try, or at once for a failure no retry can
+            cure (plain http answering TLS, an untrusted certificate: the same every time).
+    """
+    for n in range(ATTEMPTS):
+        try:
+            return await attempt()
+        except (Retry, TransferError) as exc:
+            if permanent(exc):
+                raise TransferError(f"{what} failed: {exc}") from None
+            if n == ATTEMPTS - 1:
+                raise TransferError(f"{what} failed {ATTEMPTS} times: {exc}") from None
+            await anyio.sleep(backoff(n))
+    raise AssertionError("unreachable")
 
 
 def _excerpt(body: bytes) -> str:
@@ -183,14 +207,10 @@ class Uploader:
         Returns the answer's ``OCI-Subject`` header: a registry with the referrers API names there the
         subject of a manifest that has one (see :mod:`.cosign_attach`)."""
         url = f"{self.base}/v2/{self.repo}/manifests/{reference}"
-        for attempt in range(ATTEMPTS):
-            try:
-                resp = await self.request("PUT", url, {"Content-Type": media_type}, raw, ok=(200, 201, 202, 204))
-                break
-            except (Retry, TransferError) as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise TransferError(f"pushing the manifest to {self.target.host} failed: {exc}") from None
-                await anyio.sleep(backoff(attempt))
+        resp = await with_retries(
+            lambda: self.request("PUT", url, {"Content-Type": media_type}, raw, ok=(200, 201, 202, 204)),
+            f"pushing the manifest to {self.target.host}",
+        )
         stored = resp.headers.get("docker-content-digest")
         if stored and stored != str(digest):
             raise IntegrityError(

@@ -58,3 +58,57 @@ def test_the_python_api_names_it_and_does_not_retry(plain_http: str, tmp_path: P
     assert "insecure=True" in str(info.value)
     _says_insecure(str(info.value))
     assert time.monotonic() - started < 2.0  # no backoff: TLS to a plain-http server fails the same way every time
+
+
+@pytest.fixture
+def counting_plain_http() -> Iterator[tuple[str, list[int]]]:
+    """``127.0.0.1:PORT`` of a plain-http server that answers 400 to anything, and the TLS hellos it got
+    (one entry per connection that opened with one)."""
+    import socket
+    import threading
+
+    hellos: list[int] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    if conn.recv(4096)[:1] == b"\x16":  # a TLS handshake record
+                        hellos.append(1)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}", hellos
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def test_push_to_plain_http_is_not_retried(counting_plain_http: tuple[str, list[int]], tmp_path: Path) -> None:
+    """Plain http answering a TLS hello stays plain http: push fails on its first request (before: three
+    tries per blob with backoff, then the same message)."""
+    address, hellos = counting_plain_http
+    models = tmp_path / "m"
+    make_model(size_bytes=1000).expected_store(models, "registry.ollama.ai", REPO, TAG)
+    with pytest.raises(ollama_seed.TransferError) as info:
+        ollama_seed.push(f"demo:{TAG}", f"{address}/ns/demo:{TAG}", models_dir=models, concurrency=1)
+    _says_insecure(str(info.value))
+    assert "insecure=True" in str(info.value)
+    # before: three TLS hellos for the first blob (and more for the next); now one, and at most one more
+    # from the next blob, started as the first failed and cancelled
+    assert len(hellos) < 3, f"{len(hellos)} TLS hellos: a TLS failure against plain http was retried"
