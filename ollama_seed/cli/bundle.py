@@ -139,8 +139,6 @@ def register(sub: Any) -> None:
         "verify",
         help="read a whole bundle (any source import reads) and check every digest, and with --trust its "
         "signature; writes nothing",
-        epilog="exit codes: 0 ok; 2 bad usage; 12 a damaged or hostile bundle; 13 unsigned, altered, or not "
-        "signed by a key or CA you trust; 14 a key or certificate file that cannot be used",
     )
     p.add_argument("source", metavar="SOURCE", help="a bundle, its first part, an OCI layout or a models directory")
     add_trust_options(p)

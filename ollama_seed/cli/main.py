@@ -1,14 +1,10 @@
-"""The ``ollama-seed`` command line. The only module that prints.
+"""The ``ollama-seed`` command line: the parser, logging, and a failure turned into its exit code.
 
 Subcommands live in the other modules of ``cli/`` (``store``, ``ensure``, ``create``, ``bundle``,
-``image``, ``serve``), each with a ``register(subparsers)`` function that adds its parsers and sets ``func``
-to a handler ``(args) -> int``.
-
-Exit codes (also in README.md): 0 success, 1 unexpected error, 2 usage or invalid
-name, 3 model not found, 4 network or registry error, 5 integrity (digest/size mismatch),
-6 not enough disk space, 7 authentication, 8 local store unusable, 9 timeout,
-10 offline and missing, 11 Ollama server error, 12 bad bundle, 13 a signature missing, invalid or
-untrusted, 14 a key, certificate or passphrase that cannot be used, 130 interrupted.
+``image``, ``serve``, ``provenance``), each with a ``register(subparsers)`` function that adds its
+parsers and sets ``func`` to a handler ``(args) -> int``. The exit codes are the table of
+:mod:`.helptext` (``EXIT_MEANINGS``; README.md's is checked against it), each carried by its
+exception class in ``core/errors``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from ..wire.trust import Trust
 
 __all__ = [
-    "EXIT_CODES",
     "add_key_options",
     "add_trust_options",
     "load_key",
@@ -30,11 +29,6 @@ __all__ = [
     "trust_from",
 ]
 
-EXIT_CODES = (
-    "exit codes: 0 done; 2 bad usage, option or config file; 3 model not found; 5 a blob does not "
-    "hash to its name; 8 the store is unusable; 12 a bad bundle; 13 a signature is missing, does not "
-    "verify, or is not from a key or CA you trust; 14 a key, certificate or passphrase cannot be used"
-)
 PASSWORD_HELP = "a file whose first line is the key's passphrase (else $OLLAMA_SEED_KEY_PASSWORD)"
 
 
@@ -123,7 +117,6 @@ def register(sub: Any) -> None:
         description="Write STEM.key (the private key: PKCS#8 PEM, passphrase-encrypted, mode 0600; keep it on "
         "the signing host) and STEM.pub (the public key: give it to the hosts that verify). The passphrase "
         "comes from --key-password-file or $OLLAMA_SEED_KEY_PASSWORD.",
-        epilog=EXIT_CODES,
     )
     p.add_argument(
         "-o",
@@ -147,7 +140,6 @@ def register(sub: Any) -> None:
         "(nothing is hashed: blob names are digests). Check it with 'ollama-seed verify NAME --signature FILE "
         "--trust KEY.pub', or with the upstream 'model_signing verify key MODELS_DIR --signature FILE "
         "--public_key KEY.pub --ignore_unsigned_files'.",
-        epilog=EXIT_CODES,
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="a model in the store (gemma3:270m, ...)")
     add_key_options(p, "--key", required=True)

@@ -74,8 +74,7 @@ def register(sub: Any) -> None:
         description="With --signature FILE (an OpenSSF Model Signing signature from 'ollama-seed sign', "
         "'export --sign' or 'model_signing sign'), also check that a key or CA you trust made it and that it "
         "covers each model as it is; a signature that verified is kept in the store, for 'ensure "
-        "--require-signature' and 'serve'. Exit codes: 0 ok, 3 not installed, 5 a blob is corrupt, 13 the "
-        "signature is missing, untrusted or does not match, 14 a key or certificate cannot be used.",
+        "--require-signature' and 'serve'.",
     )
     p.add_argument(
         "names", nargs="*", metavar="NAME", help="a model in the store (default: all, or all the signature covers)"
