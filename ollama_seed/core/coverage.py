@@ -50,15 +50,15 @@ def subject_name(names: Sequence[ModelName]) -> str:
 
 
 def _manifest_name(path: str) -> ModelName | None:
+    """The model a ``manifests/<host>/<namespace>/<model>/<tag>`` resource names, as the store reads
+    its manifest paths (:meth:`ModelName.from_parts`); None for any other path."""
     parts = path.split("/")
     if len(parts) != 5 or parts[0] != "manifests":
         return None
-    host, namespace, model, tag = parts[1:]
     try:
-        name = ModelName.parse(f"{host}/{namespace}/{model}:{tag}")
+        return ModelName.from_parts(*parts[1:])
     except InvalidName:
         return None
-    return name if name.path_parts == tuple(parts[1:]) else None
 
 
 @dataclass(frozen=True, slots=True)
