@@ -25,6 +25,7 @@ import h11
 
 from ..store import oscalls
 from .asgi import ClientGone, Message
+from .routes import OPS
 
 if TYPE_CHECKING:
     from .http11 import Http11Server
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["DONE", "Connection", "Refusal", "Writer", "plain_response", "send_file"]
 
 log = logging.getLogger("ollama_seed.mirror")
-OPS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 BUFFER = int(os.environ.get("OLLAMA_SEED_SEND_BUFFER", 1 << 20))  # bytes per read-and-send (TLS); benchmarks vary it
 DONE = object()
 _REASONS = {
@@ -149,7 +149,8 @@ class Connection:
                 return
             self.busy = False
             self.idle_since = time.monotonic()
-            self.server._idle(self)
+            if self.reserved:  # a reserve connection that finished its request: an ordinary one if there is room
+                self.server.promote(self)
 
     def _read_head(self, data: bytes, deadline: float | None) -> tuple[h11.Request, bytes, bool] | None:
         """The next request head; None when the client closed or idled out between requests.

@@ -196,14 +196,6 @@ class Http11Server:
         with self._lock:
             self._conns.pop(conn, None)
 
-    def _idle(self, conn: Connection) -> None:
-        """A reserve connection that finished its request goes back to being an ordinary one, if there is room."""
-        if conn.reserved:
-            with self._lock:
-                ordinary = sum(1 for c in self._conns if not c.reserved and not c.leaving)
-                if self.limits.limit is None or ordinary < self.limits.limit:
-                    conn.reserved = False
-
     def connections(self) -> int:
         with self._lock:
             return len(self._conns)

@@ -21,6 +21,7 @@ __all__ = [
     "DIRECT",
     "MAX_PAGE",
     "MAX_PATH",
+    "OPS",
     "SEGMENT",
     "Refused",
     "Route",
@@ -36,7 +37,7 @@ MAX_PAGE = 10_000
 DIRECT = "direct=1"  # the query that marks a request sent by our own 307: serve the bytes
 _DIGITS = re.compile(r"[0-9]*", re.ASCII)
 _KINDS = {"manifests": "manifest", "blobs": "blob", "referrers": "referrers"}
-_OPS = {b"/healthz": "healthz", b"/readyz": "readyz", b"/metrics": "metrics"}
+OPS = {b"/healthz": "healthz", b"/readyz": "readyz", b"/metrics": "metrics"}  # also served by reserve connections
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,8 @@ def _segment(raw: bytes) -> str | None:
 def route(raw_path: bytes) -> Route:
     """The route of a raw request path (the query, if any, is ignored)."""
     raw = raw_path.split(b"?", 1)[0]
-    if raw in _OPS:
-        return Route(_OPS[raw])
+    if raw in OPS:
+        return Route(OPS[raw])
     if len(raw) > MAX_PATH:
         return Route("other", refused=Refused(414, "NAME_INVALID", f"the path is longer than {MAX_PATH} bytes"))
     pieces = raw.split(b"/")
