@@ -165,11 +165,6 @@ def _run(
             renderer.close()
 
 
-def _mb(n: int) -> str:
-    """``3.5 KB``, ``253.1 MB``, ``1.2 GB``: as progress lines say sizes (a small model is not "0.0 MB")."""
-    return human_size(n)
-
-
 def _existing_output(args: argparse.Namespace) -> list[Path]:
     """The files an export to ``-o`` would replace: FILE, or every FILE.NNN part for --split-size."""
     out = str(args.output)
@@ -246,8 +241,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if len(result.paths) > 3:
         where = f"{result.paths[0]} .. {result.paths[-1]} ({len(result.paths)} parts)"
     print(
-        f"exported {len(result.models)} model(s), {result.blobs} blob(s): {_mb(result.bytes_in)} -> "
-        f"{_mb(result.bytes_out)} ({result.compression}, {result.format}) to {where} in {result.elapsed:.1f} s",
+        f"exported {len(result.models)} model(s), {result.blobs} blob(s): {human_size(result.bytes_in)} -> "
+        f"{human_size(result.bytes_out)} ({result.compression}, {result.format}) to {where} in {result.elapsed:.1f} s",
         file=sys.stderr,
     )
     return 0
@@ -297,7 +292,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         state = "unchanged" if name in result.unchanged else "replaced" if name in result.replaced else "installed"
         print(f"{name.display}: {state}", file=sys.stderr)
     print(
-        f"{result.blobs_written} blob(s) written ({_mb(result.bytes_written)}), {result.blobs_skipped} already "
+        f"{result.blobs_written} blob(s) written ({human_size(result.bytes_written)}), {result.blobs_skipped} already "
         f"in the store; {result.elapsed:.1f} s" + (f"; signed by {result.signer}" if result.signer else ""),
         file=sys.stderr,
     )
@@ -361,8 +356,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(f"{info.format}{version} bundle, compression {info.compression}{made}")
     print(f"{'NAME':<50} {'ID':<12} {'SIZE':>10} {'BLOBS':>5}")
     for m in info.models:
-        print(f"{m.name.display:<50} {m.manifest_digest.hex[:12]:<12} {_mb(m.size):>10} {m.blobs:>5}")
-    print(f"{len(info.blobs)} distinct blob(s), {_mb(info.size)} in all")
+        print(f"{m.name.display:<50} {m.manifest_digest.hex[:12]:<12} {human_size(m.size):>10} {m.blobs:>5}")
+    print(f"{len(info.blobs)} distinct blob(s), {human_size(info.size)} in all")
     for signer in info.signers:
         print(f"signed by {signer} (not verified here: 'bundle verify SOURCE --trust KEY' checks it)")
     if not info.signers:
