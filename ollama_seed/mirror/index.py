@@ -12,8 +12,15 @@ file is read only up to the size a manifest may have. These functions do blockin
 work: the app calls them in worker threads.
 
 Which blobs a repository lists is cached per tag directory until a tag file changes. The catalog
-is kept in memory: it is walked again (directories only, no file read) when a directory of the
-first three levels changed, or after ``CATALOG_TTL`` seconds, and concurrent callers share one walk.
+is kept in memory: it is walked again when a directory of the first three levels changed, or after
+``CATALOG_TTL`` seconds, and concurrent callers share one walk.
+
+The catalog and ``tags/list`` name only what a GET serves: a tag whose file is not a valid manifest
+(torn by a power cut, or not a manifest at all) answers 404 ``MANIFEST_UNKNOWN``, so it is not
+listed, and neither is a repository with no servable tag (Docker Distribution lists repositories by
+directory; a client walking the catalog would then meet only 404s). Whether a tag file is valid is
+remembered per file (its size, inode and modification time), so a walk reads only the files that
+changed since the last one, each at most a manifest's size.
 """
 
 from __future__ import annotations
@@ -130,6 +137,7 @@ class MirrorIndex:
         self._layers: dict[Path, tuple[tuple[Any, ...], dict[Digest, Layer]]] = {}
         self._catalog_lock = threading.Lock()
         self._catalog: tuple[float, tuple[Any, ...], list[tuple[str, str, str]]] | None = None
+        self._servable: dict[Path, tuple[tuple[int, int, int], bool]] = {}
 
     def search_hosts(self, repo: Repo | None = None) -> list[str]:
         """Registry hosts to look under, in order."""
@@ -188,10 +196,30 @@ class MirrorIndex:
             log.warning("skipping %s: %s", path, exc)
             return None
 
+    def _serves(self, path: Path, st: os.stat_result | None = None) -> bool:
+        """Whether the tag file *path* holds a manifest a GET would serve (remembered per file version)."""
+        if st is None:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return False
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        known = self._servable.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        ok = st.st_size <= MAX_MANIFEST_BYTES and self._read(path) is not None
+        self._servable[path] = (stamp, ok)
+        return ok
+
     def tags(self, repo: Repo) -> list[str]:
-        """Every tag of *repo* under its search hosts."""
+        """Every tag of *repo* under its search hosts whose manifest is served."""
         return sorted(
-            {t for host in self.search_hosts(repo) for t, _ in self._tag_files(host, repo.namespace, repo.model)}
+            {
+                t
+                for host in self.search_hosts(repo)
+                for t, path in self._tag_files(host, repo.namespace, repo.model)
+                if self._serves(path)
+            }
         )
 
     def find_manifest(self, repo: Repo, ref: str) -> Manifest | None:
@@ -241,7 +269,7 @@ class MirrorIndex:
         """Repositories: ``ns/model`` for models under a search host, ``host/ns/model`` for the others.
 
         A repository is listed when its directory holds a tag file (a regular file with a valid
-        name, of at most a manifest's size); the files are not read.
+        name) that is a valid manifest (see the module docstring).
         """
         search = set(self.search_hosts())
         names = {f"{ns}/{model}" if host in search else f"{host}/{ns}/{model}" for host, ns, model in self._repos()}
@@ -267,8 +295,11 @@ class MirrorIndex:
                 return cached[2]
             repos: list[tuple[str, str, str]] = []
             base = self.store.layout.manifests_dir
-            for path, depth in _dirs(base, 3):
-                if depth != 3 or not self._has_tag(path):
+            models = [path for path, depth in _dirs(base, 3) if depth == 3]
+            walked = set(models)
+            self._servable = {p: v for p, v in self._servable.items() if p.parent in walked}  # removed models go
+            for path in models:
+                if not self._has_tag(path):
                     continue
                 host, ns, model = path.relative_to(base).parts
                 repos.append((host, ns, model))
@@ -278,15 +309,14 @@ class MirrorIndex:
             self._catalog = (now, stamp, repos)
             return repos
 
-    @staticmethod
-    def _has_tag(model_dir: Path) -> bool:
+    def _has_tag(self, model_dir: Path) -> bool:
         try:
             with os.scandir(model_dir) as entries:
                 for e in entries:
                     if (
                         SEGMENT.fullmatch(e.name)
                         and e.is_file(follow_symlinks=False)
-                        and e.stat(follow_symlinks=False).st_size <= MAX_MANIFEST_BYTES
+                        and self._serves(Path(e.path), e.stat(follow_symlinks=False))
                     ):
                         return True
         except OSError:

@@ -83,6 +83,28 @@ async def test_catalog_and_tags_paginate(store_dir: Path, client: httpx.AsyncCli
         assert r.status_code == 200 and len(r.json()["tags"]) == 4, odd
 
 
+async def test_a_corrupt_manifest_is_neither_listed_nor_served(
+    store_dir: Path, client: httpx.AsyncClient, model: BuiltModel
+) -> None:
+    """The catalog and tags/list name only what a GET serves: a tag file that is not a manifest (torn
+    by a power cut, say) answers 404 MANIFEST_UNKNOWN, so its tag is not listed, nor a repository
+    with no other tag. (Before: listed by file name, then 404 on GET.)"""
+    model.expected_store(store_dir, "registry.ollama.ai", "library/tiny", "torn")
+    model.expected_store(store_dir, "registry.ollama.ai", "library/broken", "latest")
+    tags = store_dir / "manifests" / "registry.ollama.ai" / "library"
+    (tags / "tiny" / "torn").write_bytes(model.manifest[:40])
+    (tags / "broken" / "latest").write_bytes(b"")
+    for path in ("/v2/library/tiny/manifests/torn", "/v2/library/broken/manifests/latest"):
+        r = await client.get(path)
+        assert r.status_code == 404 and errors(r) == ["MANIFEST_UNKNOWN"], path
+    assert (await client.get("/v2/_catalog")).json() == {"repositories": ["library/tiny"]}
+    assert (await client.get("/v2/library/tiny/tags/list")).json()["tags"] == ["latest"]
+    r = await client.get("/v2/library/broken/tags/list")
+    assert r.status_code == 404 and errors(r) == ["NAME_UNKNOWN"]
+    (tags / "broken" / "latest").write_bytes(model.manifest)  # repaired: listed again, at once
+    assert (await client.get("/v2/library/broken/tags/list")).json()["tags"] == ["latest"]
+
+
 async def test_manifest_by_tag_and_digest(client: httpx.AsyncClient, model: BuiltModel) -> None:
     for ref in ("latest", model.manifest_digest):
         r = await client.get(f"/v2/library/tiny/manifests/{ref}")

@@ -64,7 +64,7 @@ async def test_a_link_to_the_root_and_a_fifo_block_nothing(tmp_path: Path, store
             assert (await c.get("/healthz")).status_code == 200
 
 
-async def test_the_catalog_runs_off_the_event_loop_and_reads_no_file(
+async def test_the_catalog_runs_off_the_event_loop_and_reads_no_big_file(
     tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stray = store / "manifests" / "registry.ollama.ai" / "library" / "small" / "huge"
