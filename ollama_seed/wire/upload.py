@@ -91,8 +91,34 @@ class Uploader:
         self.repo = target.repository
         self.scope = f"repository:{self.repo}:pull,push"
         self.uploads = f"{self.base}/v2/{self.repo}/blobs/uploads/"
+        self._first_done = anyio.Event()
+        self._first_sent = False
 
     async def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        content: Any = None,
+        ok: Sequence[int] = (200, 201, 202, 204),
+    ) -> httpx.Response:
+        """One request, checked; the first one goes alone.
+
+        Concurrent callers wait until the first request has an answer, so a registry that cannot be
+        reached at all (plain http answering a TLS hello, an untrusted certificate, a refused login)
+        fails on one connection. Several connections cancelled mid-handshake would be left to the
+        garbage collector: httpcore 1.0 closes a TLS stream on an error, not on a cancellation.
+        """
+        if self._first_sent:
+            await self._first_done.wait()
+            return await self._request(method, url, headers, content, ok)
+        self._first_sent = True
+        try:
+            return await self._request(method, url, headers, content, ok)
+        finally:
+            self._first_done.set()
+
+    async def _request(
         self,
         method: str,
         url: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +21,27 @@ pytestmark = pytest.mark.interop
 CHECK = 'cd "$OLLAMA_MODELS/blobs" && for f in sha256-*; do echo "${f#sha256-}  $f"; done | sha256sum -c'
 
 
+def short_lowercase_dir() -> Path:
+    """A new folder under /tmp: podman refuses a --runroot of over 50 characters and an ``oci:`` path
+    with capitals (its image name), and pytest's folders under CI's ``mktemp -d`` have both."""
+    return Path(tempfile.mkdtemp(prefix="ollama-seed-podman-", dir="/tmp"))
+
+
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+def podman() -> Iterator[Podman]:
     if shutil.which("podman") is None or not BUSYBOX.is_file():
         pytest.skip("podman or busybox-static is not installed (scripts/install-test-deps.sh installs them)")
-    work = tmp_path_factory.mktemp("podman")
+    work = short_lowercase_dir()
     yield Podman(work)
     subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """This module's own tmp_path, in a folder podman takes (see short_lowercase_dir)."""
+    path = short_lowercase_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_an_image_on_a_busybox_base_runs_and_its_blobs_hash_to_their_names(tmp_path: Path, podman: Podman) -> None:
