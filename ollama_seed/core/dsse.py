@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SignatureError
+from .manifest import load_json_object
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
@@ -127,12 +128,10 @@ def parse_bundle(raw: bytes) -> SigstoreBundle:
     Raises:
         SignatureError: not JSON, not a v0.3 bundle, no DSSE envelope, or a malformed field.
     """
-    if len(raw) > MAX_BUNDLE_BYTES:
-        raise _bad(f"{len(raw)} bytes, more than the {MAX_BUNDLE_BYTES} allowed")
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise _bad(f"not JSON ({str(exc)[:120]})") from None
+        doc = load_json_object(raw, "the bundle", MAX_BUNDLE_BYTES)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
     return bundle_from_json(doc, raw)
 
 

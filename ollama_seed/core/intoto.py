@@ -31,6 +31,7 @@ from typing import Any
 
 from .digest import Digest
 from .errors import InvalidName, SignatureError
+from .manifest import load_json_object
 
 __all__ = [
     "COSIGN_PREDICATE_TYPE",
@@ -103,10 +104,10 @@ def _bad(why: str) -> SignatureError:
 
 def _statement(payload: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
-        raise _bad("it is not JSON") from None
-    if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
+        doc = load_json_object(payload, "it")
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    if doc.get("_type") != STATEMENT_TYPE:
         raise _bad(f"it is not an in-toto statement ({STATEMENT_TYPE})")
     return doc
 
@@ -230,10 +231,10 @@ def parse_simple_signing(payload: bytes) -> Digest:
         SignatureError: not a cosign container image signature.
     """
     try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
-        raise _bad("the simple-signing payload is not JSON") from None
-    critical = doc.get("critical") if isinstance(doc, dict) else None
+        doc = load_json_object(payload, "the simple-signing payload")
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    critical = doc.get("critical")
     if not isinstance(critical, dict) or critical.get("type") != SIMPLE_SIGNING_TYPE:
         raise _bad(f"the simple-signing payload is not a {SIMPLE_SIGNING_TYPE!r}")
     image = critical.get("image")

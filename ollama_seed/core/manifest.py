@@ -2,6 +2,9 @@
 
 The registry's key order varies, and the model's ID is the sha256 of the manifest file,
 so the raw bytes are the truth: :attr:`Manifest.raw` is written to disk unchanged.
+
+:func:`load_json_object` is how every JSON document nobody vouches for (a manifest, a bundle or
+image index, a signature) is read: bounded, and an object at the top.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "OCI_MANIFEST_MEDIA_TYPE",
     "Layer",
     "Manifest",
+    "load_json_object",
 ]
 
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -33,6 +37,24 @@ MAX_LAYERS = 10_000
 
 class _Bad(Exception):
     pass
+
+
+def load_json_object(raw: bytes, what: str, limit: int | None = None) -> dict[str, Any]:
+    """The JSON object *raw* holds; *what* names it in the error (``the bundle index``).
+
+    Raises:
+        ValueError: more than *limit* bytes, not JSON (nested too deep included), or not an
+            object; each caller turns it into its own error.
+    """
+    if limit is not None and len(raw) > limit:
+        raise ValueError(f"{what} is {len(raw)} bytes, more than the {limit} allowed")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{what} is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +120,10 @@ class Manifest:
 
     @classmethod
     def _parse(cls, raw: bytes) -> Manifest:
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise _Bad(f"it is {len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
         try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise _Bad(f"not JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise _Bad("the top level is not a JSON object")
+            doc = load_json_object(raw, "it", MAX_MANIFEST_BYTES)
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
         if doc.get("schemaVersion") != 2:
             raise _Bad(f"schemaVersion is {doc.get('schemaVersion')!r}, not 2")
         media_type = _text(doc.get("mediaType", MANIFEST_MEDIA_TYPE), "mediaType")

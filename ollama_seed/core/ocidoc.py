@@ -7,13 +7,12 @@ manifest that mixes Docker and OCI media types, a config whose diff_ids do not m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from .digest import Digest
 from .errors import BundleError, InvalidName
-from .manifest import MAX_BLOB_SIZE, MAX_MANIFEST_BYTES
+from .manifest import MAX_BLOB_SIZE, MAX_MANIFEST_BYTES, load_json_object
 from .ociimage import (
     ANNOTATION_LAYER,
     CONFIG_MEDIA_TYPE,
@@ -73,15 +72,10 @@ class Descriptor:
 
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{what} is {len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise BundleError(f"{what} is not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise BundleError(f"{what} is not a JSON object")
-    return doc
+        return load_json_object(raw, what, MAX_MANIFEST_BYTES)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def descriptor(obj: Any, what: str) -> Descriptor:

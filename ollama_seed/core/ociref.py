@@ -28,6 +28,7 @@ from typing import Any
 from .digest import Digest
 from .dsse import BUNDLE_MEDIA_TYPE
 from .errors import InvalidName, SignatureError
+from .manifest import load_json_object
 from .ocidoc import Descriptor
 from .ociimage import CONFIG_MEDIA_TYPE, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from .sigrecord import OciArtifact
@@ -145,12 +146,9 @@ def entry_for(artifact: OciArtifact) -> ReferrerEntry:
 
 def _object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise SignatureError(f"{what} is not JSON") from None
-    if not isinstance(doc, dict):
-        raise SignatureError(f"{what} is not a JSON object")
-    return doc
+        return load_json_object(raw, what)
+    except ValueError as exc:
+        raise SignatureError(str(exc)) from None
 
 
 def _listed(raw: bytes, what: str, key: str) -> list[Any]:

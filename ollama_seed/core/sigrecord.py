@@ -26,6 +26,7 @@ from typing import Any
 
 from .digest import Digest
 from .errors import InvalidName
+from .manifest import load_json_object
 
 __all__ = ["KINDS", "MAX_RECORD_BYTES", "OciArtifact", "StoredSignature"]
 
@@ -94,11 +95,9 @@ class StoredSignature:
     @classmethod
     def decode(cls, raw: bytes) -> StoredSignature | None:
         """The record in *raw*, or None when it is not one (a damaged file is passed over)."""
-        if len(raw) > MAX_RECORD_BYTES:
-            return None
         try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict) or doc.get("kind") not in KINDS:
+            doc = load_json_object(raw, "the record", MAX_RECORD_BYTES)
+            if doc.get("kind") not in KINDS:
                 return None
             artifact = None
             art = doc.get("artifact")

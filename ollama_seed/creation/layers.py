@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.digest import Digest
-from ..core.manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest
+from ..core.manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest, load_json_object
 from .config import MEDIA_ADAPTER, MEDIA_MODEL, MEDIA_PROJECTOR, Era, config_blob, model_fields
 from .gguf import GGUFInfo
 from .gojson import GoValue, Struct, decode_object, encode, go_bytes
@@ -215,12 +215,9 @@ def _inherited(config: bytes | None) -> dict[str, object]:
     if config is None:
         return {}
     try:
-        doc = json.loads(config)
-    except (ValueError, RecursionError) as exc:
-        raise CreateError(f"the base model's config blob is not JSON ({exc}); pull the base model again") from None
-    if not isinstance(doc, dict):
-        raise CreateError("the base model's config blob is not a JSON object; pull the base model again")
-    return doc
+        return load_json_object(config, "the base model's config blob")
+    except ValueError as exc:
+        raise CreateError(f"{exc}; pull the base model again") from None
 
 
 def _text(doc: Mapping[str, object], key: str) -> str:

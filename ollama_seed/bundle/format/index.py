@@ -19,7 +19,7 @@ from typing import Any
 
 from ...core.digest import Digest
 from ...core.errors import BundleError, InvalidName
-from ...core.manifest import MAX_BLOB_SIZE, MAX_MANIFEST_BYTES, Manifest
+from ...core.manifest import MAX_BLOB_SIZE, MAX_MANIFEST_BYTES, Manifest, load_json_object
 from ...core.reference import ModelName
 
 __all__ = ["FORMAT_ID", "FORMAT_VERSION", "MAX_INDEX_BYTES", "BundleIndex", "IndexBlob", "IndexModel"]
@@ -155,13 +155,11 @@ class BundleIndex:
         Raises:
             BundleError: not an index, a newer format version, or inconsistent content.
         """
-        if len(raw) > MAX_INDEX_BYTES:
-            raise BundleError(f"the bundle index is {len(raw)} bytes, more than the {MAX_INDEX_BYTES} allowed")
         try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise BundleError(f"the bundle index is not JSON ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT_ID:
+            doc = load_json_object(raw, "the bundle index", MAX_INDEX_BYTES)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
+        if doc.get("format") != FORMAT_ID:
             raise BundleError(f"the bundle index does not say format {FORMAT_ID!r}")
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:

@@ -28,7 +28,7 @@ from typing import Any
 
 from ...core.digest import Digest
 from ...core.errors import BundleError, InvalidName
-from ...core.manifest import MAX_MANIFEST_BYTES, Manifest
+from ...core.manifest import MAX_MANIFEST_BYTES, Manifest, load_json_object
 from ...core.reference import ModelName
 from .index import MAX_INDEX_BYTES
 
@@ -156,13 +156,11 @@ def parse_index(raw: bytes) -> tuple[tuple[OciEntry, ...], frozenset[Digest]]:
     Raises:
         BundleError: not an image index, or an entry without a usable model name.
     """
-    if len(raw) > MAX_INDEX_BYTES:
-        raise BundleError(f"index.json is {len(raw)} bytes, more than the {MAX_INDEX_BYTES} allowed")
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise BundleError(f"index.json is not JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2 or not isinstance(doc.get("manifests"), list):
+        doc = load_json_object(raw, "index.json", MAX_INDEX_BYTES)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
+    if doc.get("schemaVersion") != 2 or not isinstance(doc.get("manifests"), list):
         raise BundleError("index.json is not an OCI image index (schemaVersion 2 with a manifests list)")
     found = [_entry(obj, i) for i, obj in enumerate(doc["manifests"])]
     entries = tuple(e for e in found if isinstance(e, OciEntry))

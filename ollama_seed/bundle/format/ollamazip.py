@@ -14,10 +14,8 @@ The format was read from ollamazip 0.2.0's source; nothing of its code is used.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from ...core.errors import BundleError, InvalidName
+from ...core.manifest import load_json_object
 from ...core.reference import ModelName
 
 __all__ = ["MAX_METADATA_BYTES", "metadata_name"]
@@ -39,11 +37,9 @@ def metadata_name(raw: bytes, *, need_name: bool = True) -> ModelName | None:
             valid Ollama model name (path traversal, separators, empty parts...).
     """
     try:
-        doc: Any = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise BundleError(f"refusing ollamazip metadata.json: it is not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise BundleError("refusing ollamazip metadata.json: it is not a JSON object")
+        doc = load_json_object(raw, "it")
+    except ValueError as exc:
+        raise BundleError(f"refusing ollamazip metadata.json: {exc}") from None
     version = doc.get("archive_version", KNOWN_VERSION)
     if version != KNOWN_VERSION:
         raise BundleError(
