@@ -38,6 +38,7 @@ __all__ = [
     "ANNOTATION_CREATED",
     "ANNOTATION_PREDICATE",
     "EMPTY_CONFIG",
+    "EMPTY_CONFIG_DIGEST",
     "EMPTY_MEDIA_TYPE",
     "INDEX_MEDIA_TYPE",
     "OCI_MANIFEST",
@@ -45,6 +46,7 @@ __all__ = [
     "SIMPLE_SIGNING_MEDIA_TYPE",
     "ReferrerEntry",
     "bundle_referrer",
+    "config_digest",
     "fallback_tag",
     "legacy_tag",
     "parse_referrers",
@@ -58,6 +60,7 @@ OCI_MANIFEST = MANIFEST_MEDIA_TYPE
 OCI_CONFIG = CONFIG_MEDIA_TYPE
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
+EMPTY_CONFIG_DIGEST = Digest(hashlib.sha256(EMPTY_CONFIG).hexdigest())
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIG_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERT_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -97,7 +100,7 @@ def bundle_referrer(bundle: bytes, subject: Descriptor, predicate_type: str, *, 
         "config": {
             "mediaType": EMPTY_MEDIA_TYPE,
             "size": len(EMPTY_CONFIG),
-            "digest": str(_digest_of(EMPTY_CONFIG)),
+            "digest": str(EMPTY_CONFIG_DIGEST),
             "artifactType": BUNDLE_MEDIA_TYPE,
         },
         "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "size": len(bundle), "digest": str(_digest_of(bundle))}],
@@ -105,7 +108,7 @@ def bundle_referrer(bundle: bytes, subject: Descriptor, predicate_type: str, *, 
         "subject": {"mediaType": subject.media_type, "size": subject.size, "digest": str(subject.digest)},
         "artifactType": BUNDLE_MEDIA_TYPE,
     }
-    blobs = {_digest_of(EMPTY_CONFIG): EMPTY_CONFIG, _digest_of(bundle): bundle}
+    blobs = {EMPTY_CONFIG_DIGEST: EMPTY_CONFIG, _digest_of(bundle): bundle}
     return OciArtifact(OCI_MANIFEST, _dumps(doc), blobs)
 
 
@@ -136,7 +139,7 @@ def entry_for(artifact: OciArtifact) -> ReferrerEntry:
     """The referrers-list entry of an artifact manifest."""
     doc = _object(artifact.manifest, "the signature manifest")
     annotations = doc.get("annotations") or {}
-    kind = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType") or ""
+    kind = doc.get("artifactType") or _config(doc).get("mediaType") or ""
     if not isinstance(annotations, dict) or not isinstance(kind, str):
         raise SignatureError("the signature manifest has malformed annotations or artifactType")
     return ReferrerEntry(
@@ -149,6 +152,24 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
         return load_json_object(raw, what)
     except ValueError as exc:
         raise SignatureError(str(exc)) from None
+
+
+def _config(doc: dict[str, Any]) -> dict[str, Any]:
+    """The config descriptor of a manifest document, ``{}`` when it has none that is an object."""
+    config = doc.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def config_digest(raw: bytes, what: str = "the signature manifest") -> Digest | None:
+    """The digest of the config a signature manifest names; None when it names none.
+
+    Raises:
+        SignatureError: not a JSON object.
+    """
+    try:
+        return Digest.parse(str(_config(_object(raw, what)).get("digest", "")))
+    except InvalidName:
+        return None
 
 
 def _listed(raw: bytes, what: str, key: str) -> list[Any]:
@@ -198,9 +219,7 @@ def parse_referrers(raw: bytes) -> list[ReferrerEntry]:
 def read_bundle_referrer(raw: bytes, subject: Digest) -> Digest | None:
     """The digest of the Sigstore bundle blob a referrer manifest names, if it is one about *subject*."""
     doc = _object(raw, "a referrer manifest")
-    if doc.get("artifactType") != BUNDLE_MEDIA_TYPE and (doc.get("config") or {}).get("artifactType") != (
-        BUNDLE_MEDIA_TYPE
-    ):
+    if BUNDLE_MEDIA_TYPE not in (doc.get("artifactType"), _config(doc).get("artifactType")):
         return None
     sub = doc.get("subject")
     if sub is not None and _descriptor(sub, "its subject")[0] != subject:

@@ -27,9 +27,12 @@ from ..core.intoto import OMS_PREDICATE_TYPE
 from ..core.manifest import MAX_MANIFEST_BYTES
 from ..core.ocidoc import Descriptor
 from ..core.ociref import (
+    EMPTY_CONFIG,
+    EMPTY_CONFIG_DIGEST,
     INDEX_MEDIA_TYPE,
     OCI_MANIFEST,
     ReferrerEntry,
+    config_digest,
     fallback_tag,
     legacy_tag,
     parse_referrers,
@@ -146,13 +149,8 @@ async def _bundle_referrer(docs: RegistryDocs, entry: ReferrerEntry, subject: Di
     if bundle is None:
         return None
     blobs = {blob_digest: bundle}
-    config = json.loads(raw).get("config") or {}
-    try:
-        config_digest = Digest.parse(str(config.get("digest", "")))
-        if config.get("size") == 2:  # the empty config: kept so serve can answer it
-            blobs[config_digest] = b"{}"
-    except SeedError:
-        pass
+    if config_digest(raw) == EMPTY_CONFIG_DIGEST:  # the empty config: kept so serve can answer it
+        blobs[EMPTY_CONFIG_DIGEST] = EMPTY_CONFIG
     kind = "cosign"
     try:
         if json.loads(parse_bundle(bundle).payload).get("predicateType") == OMS_PREDICATE_TYPE:
@@ -168,14 +166,13 @@ async def _legacy(docs: RegistryDocs, subject: Digest) -> list[StoredSignature]:
         return []
     layers = read_simple_signing(raw)
     blobs: dict[Digest, bytes] = {}
-    config = json.loads(raw).get("config") or {}
+    config = config_digest(raw, "the .sig manifest")
     try:
-        config_digest = Digest.parse(str(config.get("digest", "")))
-        data = await docs.blob(config_digest, 64 * 1024)
-        if data is not None:
-            blobs[config_digest] = data
+        data = None if config is None else await docs.blob(config, 64 * 1024)
     except SeedError:
-        pass
+        data = None
+    if config is not None and data is not None:
+        blobs[config] = data
     found = []
     for digest, _size, signature, pems in layers[:MAX_REFERRERS_READ]:
         payload = await docs.blob(digest, 64 * 1024)
