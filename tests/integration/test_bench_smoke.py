@@ -111,7 +111,10 @@ def test_harness_smoke_run_produces_a_well_formed_result(tmp_path: Path) -> None
     for m in quota["measurements"]:  # each tool ran in its own cgroup, whose counters were read
         assert m["quota"]["cpus"] == 0.5 and "nr_throttled" in m["quota"], m
     ours = next(m for m in quota["measurements"] if m["tool"] == "ollama-seed")
-    assert ours["quota"]["nr_throttled"] >= 1, ours  # a Python start-up alone outruns 50 ms per 100 ms
+    # the quota was in force while it ran: the kernel counts periods only for a cgroup with a quota.
+    # (Throttling itself is not asserted: on a machine loaded by other suites a process may never
+    # get 50 ms of CPU in a 100 ms period.)
+    assert ours["quota"]["nr_periods"] >= 1, ours
     names = {t["target"] for t in doc["targets"]}
     assert any(n.startswith("uncapped loopback: at most 1.25x the durable-download limit") for n in names)
     assert any(n.startswith("CPU per GiB") for n in names)
