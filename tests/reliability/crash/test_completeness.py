@@ -169,7 +169,9 @@ def test_the_recorder_sees_every_state_changing_call_of_a_pull(tmp_path: Path) -
             timeout=120,
             check=False,
         )
-    assert done.returncode == 0, done.stderr[-2000:]
+    last = ([line for line in done.stderr.splitlines() if line.strip()] or ["(no stderr)"])[-1]
+    # the cause first: pytest's summary line shows only the first line of the message
+    assert done.returncode == 0, f"the traced pull exited {done.returncode}: {last}\n{done.stderr[-2000:]}"
     recorded = json.loads(log.read_text())
     assert recorded["bypasses"] == []
     ops, inodes = recorded["ops"], recorded["inodes"]
