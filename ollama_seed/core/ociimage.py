@@ -27,12 +27,17 @@ from typing import Any
 
 from .digest import Digest
 from .errors import ConfigError
+from .manifest import CONFIG_MEDIA_TYPE as DOCKER_CONFIG
+from .manifest import MANIFEST_MEDIA_TYPE as DOCKER_MANIFEST
+from .manifest import OCI_MANIFEST_MEDIA_TYPE as MANIFEST_MEDIA_TYPE
 from .manifest import Manifest
 from .reference import ModelName
 
 __all__ = [
     "ANNOTATION_LAYER",
     "CONFIG_MEDIA_TYPE",
+    "DOCKER_CONFIG",
+    "DOCKER_MANIFEST",
     "END_OF_ARCHIVE",
     "INDEX_MEDIA_TYPE",
     "LAYER_MEDIA_TYPES",
@@ -52,12 +57,9 @@ __all__ = [
     "tar_header",
 ]
 
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 LAYER_MEDIA_TYPES = {
     "none": "application/vnd.oci.image.layer.v1.tar",

@@ -30,7 +30,7 @@ from .dsse import BUNDLE_MEDIA_TYPE
 from .errors import InvalidName, SignatureError
 from .manifest import load_json_object
 from .ocidoc import Descriptor
-from .ociimage import CONFIG_MEDIA_TYPE, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+from .ociimage import ANNOTATION_CREATED, CONFIG_MEDIA_TYPE, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from .sigrecord import OciArtifact
 
 __all__ = [
@@ -67,7 +67,6 @@ CERT_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 ANNOTATION_CONTENT = "dev.sigstore.bundle.content"
 ANNOTATION_PREDICATE = "dev.sigstore.bundle.predicateType"
-ANNOTATION_CREATED = "org.opencontainers.image.created"
 MAX_REFERRERS = 256
 
 

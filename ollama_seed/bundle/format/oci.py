@@ -29,6 +29,9 @@ from typing import Any
 from ...core.digest import Digest
 from ...core.errors import BundleError, InvalidName
 from ...core.manifest import MAX_MANIFEST_BYTES, Manifest, load_json_object
+from ...core.ociimage import ANNOTATION_REF as REF_NAME
+from ...core.ociimage import INDEX_MEDIA_TYPE
+from ...core.ociimage import MANIFEST_MEDIA_TYPE as OCI_MANIFEST
 from ...core.reference import ModelName
 from .index import MAX_INDEX_BYTES
 
@@ -44,11 +47,8 @@ __all__ = [
 ]
 
 LAYOUT_VERSION = "1.0.0"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-REF_NAME = "org.opencontainers.image.ref.name"
 SEED_NAME = "io.ollama-seed.name"
 TWIN_OF = "io.ollama-seed.twin-of"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _NAME_KEYS = (SEED_NAME, REF_NAME, "io.containerd.image.name")
 MAX_LAYOUT_FILE = 4096
 
