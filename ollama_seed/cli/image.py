@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.groups import collapse
@@ -73,16 +74,36 @@ def register(sub: Any) -> None:
     )
     add_common(p)
     _common(p, source=False)
-    p.set_defaults(func=cmd_build)
+    p.set_defaults(func=cmd_build, network=_build_network)
 
     p = isub.add_parser("verify", help="check an image completely (digests, diff_ids, members, Ollama's rules)")
     _common(p, source=True)
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=cmd_verify, network=_source_network("verify"))
 
     p = isub.add_parser("extract", help="install an image's models into the store, no container runtime needed")
     add_common(p)
     _common(p, source=True)
-    p.set_defaults(func=cmd_extract)
+    p.set_defaults(func=cmd_extract, network=_source_network("extract"))
+
+
+def _build_network(args: argparse.Namespace) -> tuple[str, str] | None:
+    """A push, or a base image in a registry, needs the network (a missing model is --offline's refusal)."""
+    if args.push:
+        return f"image build --push {args.push}", "write the image with --oci-layout DIR or --oci-archive FILE"
+    if args.base and not args.base.startswith("oci:"):
+        return f"image build --base {args.base}", "take the base from an OCI layout on disk, --base oci:DIR[:TAG]"
+    return None
+
+
+def _source_network(verb: str) -> Callable[[argparse.Namespace], tuple[str, str] | None]:
+    """``image verify|extract REF`` reads a registry; ``--oci-layout DIR`` reads the disk."""
+
+    def network(args: argparse.Namespace) -> tuple[str, str] | None:
+        if args.ref is None:
+            return None
+        return f"image {verb} {args.ref}", "read an image on disk with --oci-layout DIR[:TAG]"
+
+    return network
 
 
 def _run(func: Any, *args: Any, args_ns: argparse.Namespace, verb: str, **kwargs: Any) -> Any:

@@ -159,14 +159,22 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser = sub.choices[chosen]
 
 
-def _refuse_offline(command: str) -> None:
+def _refuse_offline(args: argparse.Namespace) -> None:
+    """``OLLAMA_SEED_OFFLINE``: a command that would use the network fails at once (exit 10), before it
+    writes anything. A subcommand says what of its arguments needs the network with ``network=``
+    (``args -> (what, what to do instead)``, or None when this call needs none)."""
+    network = getattr(args, "network", None)
+    need: tuple[str, str] | None = network(args) if network is not None else None
+    if need is None:
+        return
     from ..core.errors import OfflineError
     from ..startup.local import OFFLINE_ENV, offline_from_env
 
     if offline_from_env():
+        what, instead = need
         raise OfflineError(
-            f"{OFFLINE_ENV} is set, and '{command}' needs a registry; unset {OFFLINE_ENV} to let it go to the "
-            "network, or check what is on disk with 'ollama-seed ensure --offline NAME'"
+            f"{OFFLINE_ENV} is set, and '{what}' needs the network; {instead}, or unset {OFFLINE_ENV} to let it "
+            "go to the network"
         )
 
 
@@ -188,8 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         where.resolve(args)
-        if getattr(args, "needs_registry", False):
-            _refuse_offline(args.command)
+        _refuse_offline(args)
         code: int = args.func(args)
         return code
     except SeedError as exc:

@@ -188,7 +188,7 @@ def register(sub: Any) -> None:
         metavar="S",
         help="on SIGTERM, seconds the responses in flight may take to finish (default 30)",
     )
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, network=_serve_network)
 
     p = sub.add_parser("push", help="push a stored model into a registry (Docker Distribution, Harbor, zot, ...)")
     p.add_argument("name", metavar="NAME", help="the model in the store")
@@ -227,7 +227,17 @@ def register(sub: Any) -> None:
         help="with --sign, also write cosign v2's sha256-<hex>.sig simple signing (for cosign 2, older Kyverno)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.set_defaults(func=cmd_push, needs_registry=True)
+    p.set_defaults(
+        func=cmd_push,
+        network=lambda args: (f"push {args.target}", "carry the model in a bundle ('ollama-seed export NAME -o FILE')"),
+    )
+
+
+def _serve_network(args: argparse.Namespace) -> tuple[str, str] | None:
+    """Only the pull-through goes to the network: without ``--upstream`` serve reads the store."""
+    if not args.upstream:
+        return None
+    return f"serve --upstream {args.upstream}", "leave out --upstream to serve only what the store holds"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

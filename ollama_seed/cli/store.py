@@ -49,7 +49,10 @@ def register(sub: Any) -> None:
     from .provenance import add_trust_options
 
     add_trust_options(p)
-    p.set_defaults(func=cmd_pull, needs_registry=True)
+    p.set_defaults(
+        func=cmd_pull,
+        network=lambda args: ("pull", "check what is on disk with 'ollama-seed ensure --offline NAME'"),
+    )
 
     p = sub.add_parser("list", aliases=["ls"], help="list the models in the store (as ollama list)")
     add_common(p, reads_only=True)
