@@ -26,6 +26,7 @@ from ..__about__ import __version__
 from ..core.digest import Digest
 from ..core.errors import IntegrityError, StoreError
 from ..core.manifest import Layer, Manifest
+from ..core.ociimage import END_OF_ARCHIVE, padding, tar_header
 from ..core.progress import LayerProgress, ProgressEvent, Status, no_progress
 from ..core.reference import ModelName
 from ..store import oscalls
@@ -34,7 +35,6 @@ from ..store.store import ModelStore
 from .buffer_ring import BufferRing
 from .format.index import BundleIndex
 from .format.names import INDEX_MEMBER
-from .format.tar import END_OF_ARCHIVE, encode_header, padding
 from .options import DEFAULT_ZSTD_LEVEL, Compression
 from .sinks import FileSink, Sink
 from .sources.streams import CHUNK
@@ -246,14 +246,14 @@ class Exporter:
             return default
 
     def _member(self, sink: Sink, path: str, data: bytes, mtime: float) -> None:
-        sink.write(encode_header(path, len(data), mtime=mtime))
+        sink.write(tar_header(path, len(data), mtime=int(mtime)))
         sink.write(data)
         sink.write(bytes(padding(len(data))))
 
     def _blob(self, name: ModelName, layer: Layer, path: str, sink: Sink) -> None:
         fd, mtime = self._open_blob(layer)
         try:
-            sink.write(encode_header(path, layer.size, mtime=mtime))
+            sink.write(tar_header(path, layer.size, mtime=int(mtime)))
             self._copy(name, layer, fd, sink)
             sink.write(bytes(padding(layer.size)))
         finally:

@@ -35,6 +35,7 @@ from .reference import ModelName
 
 __all__ = [
     "ANNOTATION_LAYER",
+    "BLOCK",
     "CONFIG_MEDIA_TYPE",
     "DOCKER_CONFIG",
     "DOCKER_MANIFEST",
@@ -169,6 +170,7 @@ def tar_header(path: str, size: int, *, mtime: int, directory: bool = False) -> 
 
 
 def padding(size: int) -> int:
+    """Bytes of zero padding after *size* bytes of member data."""
     return -size % BLOCK
 
 

@@ -10,8 +10,9 @@ import pytest
 from ollama_seed import BundleError, Digest, Manifest, ModelName
 from ollama_seed.bundle.format.index import FORMAT_VERSION, BundleIndex
 from ollama_seed.bundle.format.names import MemberKind, classify_member
-from ollama_seed.bundle.format.tar import encode_header, padding, parse_header, parse_pax, pax_size
+from ollama_seed.bundle.format.tar import padding, parse_header, parse_pax, pax_size
 from ollama_seed.bundle.options import Compression, parse_compress, parse_split_size
+from ollama_seed.core.ociimage import tar_header
 from tests.support.model import make_model
 
 HEX = "0123456789abcdef" * 4
@@ -193,7 +194,7 @@ def test_parse_size_refuses(text: str) -> None:
 
 def test_tar_header_for_a_blob_over_8_gib_uses_pax() -> None:
     name = f"blobs/sha256-{HEX}"
-    raw = encode_header(name, 13_000_000_000, mtime=1_700_000_000)
+    raw = tar_header(name, 13_000_000_000, mtime=1_700_000_000)
     pax = parse_header(raw[:512])
     assert pax is not None and pax.kind == "pax"
     records = parse_pax(raw[512 : 512 + pax.size])
@@ -206,7 +207,7 @@ def test_tar_header_for_a_blob_over_8_gib_uses_pax() -> None:
 
 def test_tar_header_long_names_and_refusals() -> None:
     long = "manifests/" + "h" * 200 + "/ns/m/t"
-    raw = encode_header(long, 10)
+    raw = tar_header(long, 10, mtime=0)
     pax = parse_header(raw[:512])
     assert pax is not None and parse_pax(raw[512 : 512 + pax.size])["path"] == long
     assert parse_header(bytes(512)) is None

@@ -1,10 +1,11 @@
-"""Tar headers for bundles: encode (POSIX pax) and decode, with hostile input in mind. Pure, no I/O.
+"""Tar headers of bundles, decoded with hostile input in mind. Pure, no I/O.
 
 Decoding accepts what GNU tar, bsdtar and Python's tarfile write for regular files and
 directories: ustar/v7/GNU headers, pax extended headers (``path``, ``size``) and GNU long
 names. Extended headers are bounded in size, so a header cannot make us hold much memory.
 Links, devices, FIFOs, sparse files and anything else are refused by the caller, which gets
-their type here. Encoding uses :mod:`tarfile`'s pax writer, which every tar reads.
+their type here. Bundles are written with :func:`ollama_seed.core.ociimage.tar_header`, the
+encoder image layers use (ustar, pax records where needed), which every tar reads.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass
 
 from ...core.errors import BundleError
 from ...core.manifest import MAX_BLOB_SIZE
+from ...core.ociimage import BLOCK, END_OF_ARCHIVE, padding
 
-__all__ = ["BLOCK", "END_OF_ARCHIVE", "TarHeader", "encode_header", "padding", "parse_header", "parse_pax"]
+__all__ = ["BLOCK", "END_OF_ARCHIVE", "TarHeader", "padding", "parse_header", "parse_pax"]
 
-BLOCK = 512
-END_OF_ARCHIVE = bytes(2 * BLOCK)
 MAX_PAX = 64 * 1024
 MAX_LONGNAME = 4096
 
@@ -52,11 +52,6 @@ class TarHeader:
     @property
     def refused(self) -> bool:
         return self.kind not in (FILE, DIR, PAX, GLOBAL_PAX, LONGNAME)
-
-
-def padding(size: int) -> int:
-    """Bytes of zero padding after *size* bytes of member data."""
-    return -size % BLOCK
 
 
 def parse_header(block: bytes) -> TarHeader | None:
@@ -126,14 +121,3 @@ def pax_size(records: dict[str, str], fallback: int) -> int:
     if not text.isdigit() or int(text) > MAX_BLOB_SIZE:
         raise BundleError(f"a pax size record of {text[:40]!r}; refusing the bundle")
     return int(text)
-
-
-def encode_header(name: str, size: int, *, mtime: float = 0, mode: int = 0o644, directory: bool = False) -> bytes:
-    """Header block(s) for a regular file (or directory) member: ustar, with pax records when needed."""
-    info = tarfile.TarInfo(name)
-    info.size = 0 if directory else size
-    info.mtime = int(mtime)
-    info.mode = mode
-    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-    info.uname = info.gname = ""
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
