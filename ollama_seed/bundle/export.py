@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import hashlib
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ import zstandard
 
 from ..__about__ import __version__
 from ..core.digest import Digest
-from ..core.errors import IntegrityError, StoreError
+from ..core.errors import SeedError, StoreError
 from ..core.manifest import Layer, Manifest
 from ..core.ociimage import END_OF_ARCHIVE, padding, tar_header
 from ..core.progress import LayerProgress, ProgressEvent, Status, no_progress
@@ -32,7 +31,7 @@ from ..core.reference import ModelName
 from ..store import oscalls
 from ..store.fsutil import ensure_dir, open_nofollow, raise_os_error, remove_tree
 from ..store.store import ModelStore
-from .buffer_ring import BufferRing
+from .buffer_ring import BufferRing, open_blob
 from .format.index import BundleIndex
 from .format.names import INDEX_MEMBER
 from .options import DEFAULT_ZSTD_LEVEL, Compression
@@ -45,10 +44,6 @@ AUTO_MIN_SAVING = 0.02
 SAMPLE_WINDOW = 4 * 1024 * 1024
 PROGRESS_STEP = 16 * CHUNK
 TOOL = f"ollama-seed {__version__}"
-
-
-class Cancelled(Exception):
-    """The caller cancelled the export."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,49 +255,25 @@ class Exporter:
             os.close(fd)
 
     def _open_blob(self, layer: Layer) -> tuple[int, float]:
-        path = self.store.layout.blob(layer.digest)
-        try:
-            fd = open_nofollow(path, os.O_RDONLY)
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != layer.size:
-            os.close(fd)
-            raise StoreError(f"{path} is not a {layer.size}-byte file; run 'ollama-seed verify' and pull again")
-        with contextlib.suppress(OSError):
-            oscalls.host.fadvise_sequential(fd)
-        return fd, st.st_mtime
+        return open_blob(self.store.layout.blob(layer.digest), layer.size)
 
     def _copy(self, name: ModelName, layer: Layer, fd: int, sink: Sink) -> None:
-        hasher = hashlib.sha256() if self.verify else None
-        left, done, reported = layer.size, 0, 0
+        path = self.store.layout.blob(layer.digest)
+        remedy = f"run 'ollama-seed pull {name.display}' to repair it"
+        done, reported = 0, 0
         try:
-            while left:
-                if self.cancel is not None and self.cancel.is_set():
-                    raise Cancelled
-                slot, view = self.ring.take()
-                n = os.readv(fd, [view[:left] if left < len(view) else view])
-                if not n:
-                    raise StoreError(f"{layer.digest} shrank while it was read; is something rewriting the store?")
-                chunk = view[:n]
-                if hasher is not None:
-                    self.ring.update(slot, hasher, chunk)
+            for chunk in self.ring.read_blob(
+                fd, path, layer.digest, layer.size, verify=self.verify, cancel=self.cancel, remedy=remedy
+            ):
                 sink.write(chunk)
-                left -= n
-                done += n
+                done += len(chunk)
                 if done - reported >= PROGRESS_STEP:
                     reported = done
                     self.emit(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, done))
         except OSError as exc:
-            raise_os_error(exc, f"reading {layer.digest}")
-        self.ring.wait()
-        if hasher is not None and hasher.hexdigest() != layer.digest.hex:
-            raise IntegrityError(
-                f"blob {layer.digest} in {self.store.root} is corrupt (its sha256 is "
-                f"{hasher.hexdigest()}); run 'ollama-seed pull {name.display}' to repair it",
-                expected=layer.digest.hex,
-                actual=hasher.hexdigest(),
-            )
+            if isinstance(exc, SeedError):  # StoreError and InsufficientSpace are OSErrors too
+                raise
+            raise_os_error(exc, f"writing {layer.digest} into the bundle")
         self.blobs += 1
         self.bytes_in += layer.size
         self.emit(LayerProgress(name.display, str(layer.digest), layer.media_type, layer.size, layer.size, done=True))

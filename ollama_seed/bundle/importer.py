@@ -31,7 +31,7 @@ from ..core.reference import ModelName
 from ..store import oscalls
 from ..store.fsutil import raise_os_error
 from ..store.store import ModelStore
-from .buffer_ring import BufferRing
+from .buffer_ring import BufferRing, Cancelled
 from .completion import Completion
 from .format.index import MAX_INDEX_BYTES, BundleIndex
 from .format.names import INDEX_MEMBER, MemberKind
@@ -61,10 +61,6 @@ _FAMILY = {
     MemberKind.OZ_MANIFEST: "ollamazip",
 }
 _SHOWN = {"oci": "OCI layout", "ollamazip": "ollamazip", "tar": "models-directory", "ollama-seed": "ollama-seed"}
-
-
-class Cancelled(Exception):
-    """The caller cancelled the import; raised inside the worker thread."""
 
 
 class Importer:

@@ -17,6 +17,7 @@ import pytest
 
 from ollama_seed import (
     BundleError,
+    InsufficientSpace,
     IntegrityError,
     LayerProgress,
     ModelName,
@@ -341,6 +342,25 @@ def test_export_refuses_missing_incomplete_and_corrupt_models(src: Path, tmp_pat
     blob.unlink()
     with pytest.raises(StoreError, match="incomplete"):
         export_bundle(NAMES, out, models_dir=src)
+
+
+def test_a_full_disk_mid_blob_says_so(src: Path) -> None:
+    """ENOSPC while a blob is copied stays InsufficientSpace (exit 6), not a read error."""
+    from ollama_seed.bundle.export import Exporter
+
+    class FullSink:
+        written = 0
+
+        def write(self, data: bytes | memoryview) -> int:
+            self.written += len(data)
+            if self.written > 100_000:
+                raise InsufficientSpace("no space left on the device while writing x.bundle; free some space")
+            return len(data)
+
+    store = ModelStore(src)
+    model = store.get(ModelName.parse(NAMES[0]))
+    with pytest.raises(InsufficientSpace, match="no space left"):
+        Exporter(store, [(model.name, model.manifest)]).write_tar(FullSink())  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio

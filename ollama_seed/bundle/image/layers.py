@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -28,13 +27,11 @@ from dataclasses import dataclass
 import zstandard
 
 from ...core.digest import Digest
-from ...core.errors import IntegrityError, StoreError
 from ...core.ociimage import END_OF_ARCHIVE, LAYER_MEDIA_TYPES, PlannedLayer, padding, tar_header
 from ...core.progress import LayerProgress, ProgressEvent, no_progress
-from ...store import oscalls
-from ...store.fsutil import atomic_write, open_nofollow, raise_os_error
+from ...store.fsutil import atomic_write
 from ...store.store import ModelStore
-from ..buffer_ring import BufferRing
+from ..buffer_ring import BufferRing, Cancelled, open_blob
 from ..options import Compression
 from ..sources.streams import CHUNK
 
@@ -43,10 +40,6 @@ __all__ = ["Cancelled", "LayerCache", "LayerDigests", "LayerStream", "media_type
 PROGRESS_STEP = 16 * CHUNK
 CACHE_FILE = "image-layers.json"
 MAX_CACHE = 10_000
-
-
-class Cancelled(Exception):
-    """The caller cancelled the build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,47 +185,19 @@ class LayerStream:
 
     def _blob(self, digest: Digest, size: int) -> Iterator[memoryview]:
         path = self.store.layout.blob(digest)
+        fd, _ = open_blob(path, size)
         try:
-            fd = open_nofollow(path, os.O_RDONLY)
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}; run 'ollama-seed verify'") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-                raise StoreError(f"{path} is not a {size}-byte file; run 'ollama-seed verify' and pull it again")
-            with contextlib.suppress(OSError):
-                oscalls.host.fadvise_sequential(fd)
-            hasher = hashlib.sha256() if self.verify else None
-            left, reported = size, 0
-            while left:
-                if self.cancel is not None and self.cancel.is_set():
-                    raise Cancelled
-                slot, view = self.ring.take()
-                try:
-                    n = os.readv(fd, [view[:left] if left < len(view) else view])
-                except OSError as exc:
-                    raise_os_error(exc, f"reading {path}")
-                    raise
-                if not n:
-                    raise StoreError(f"{path} shrank while it was read; is something rewriting the store?")
-                chunk = view[:n]
-                if hasher is not None:
-                    self.ring.update(slot, hasher, chunk)
-                left -= n
+            reported = 0
+            remedy = "run 'ollama-seed verify' and pull the model again"
+            for chunk in self.ring.read_blob(
+                fd, path, digest, size, verify=self.verify, cancel=self.cancel, remedy=remedy
+            ):
                 yield chunk
                 if self.done - reported >= PROGRESS_STEP:
                     reported = self.done
                     self._progress()
-            self.ring.wait()
         finally:
             os.close(fd)
-        if hasher is not None and hasher.hexdigest() != digest.hex:
-            raise IntegrityError(
-                f"blob {digest} in {self.store.root} is corrupt (its sha256 is {hasher.hexdigest()}); "
-                "run 'ollama-seed verify' and pull the model again",
-                expected=str(digest),
-                actual=f"sha256:{hasher.hexdigest()}",
-            )
 
     def _progress(self, *, done: bool = False) -> None:
         self.emit(LayerProgress(self.label, self.layer.label[:80], "", self.total, self.done, done=done))
