@@ -104,16 +104,10 @@ def resolve_models(store: ModelStore, names: Sequence[ModelName]) -> list[tuple[
     out: list[tuple[ModelName, Manifest]] = []
     seen: set[ModelName] = set()
     for name in names:
-        model = store.get(name)
+        model = store.get_complete(name, before="exporting it")
         if model.name in seen:
             continue
         seen.add(model.name)
-        missing = store.missing(model.manifest)
-        if missing:
-            raise StoreError(
-                f"{model.name.display} is incomplete in {store.root}: blob {missing[0].digest} is "
-                f"missing or of the wrong size; run 'ollama-seed pull {model.name.display}' first"
-            )
         out.append((model.name, model.manifest))
     return out
 

@@ -207,13 +207,7 @@ async def apush(
     if cosign_legacy and sign is None:
         raise ValueError("cosign_legacy adds a signature format: it needs a key to sign with (sign=)")
     store = ModelStore(models_dir)
-    model = store.get(src)
-    missing = store.missing(model.manifest)
-    if missing:
-        raise StoreError(
-            f"{model.name.display} is incomplete in {store.root}: {len(missing)} blob(s) missing or "
-            f"short, first {missing[0].digest}; pull it again before pushing"
-        )
+    model = store.get_complete(src, before="pushing it")
     emit = progress or no_progress
     outcome: dict[Digest, str] = {}
     signatures: tuple[Digest, ...] = ()

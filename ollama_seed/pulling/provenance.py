@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..core.coverage import check_models
-from ..core.errors import IntegrityError, SignatureError, StoreError
+from ..core.errors import IntegrityError, SignatureError
 from ..core.layout import StrPath
 from ..core.manifest import Manifest
 from ..core.reference import ModelName
@@ -56,13 +56,7 @@ def sign_models(
     store = ModelStore(models_dir)
     models: list[tuple[ModelName, Manifest]] = []
     for ref in refs:
-        model = store.get(ref)
-        missing = store.missing(model.manifest)
-        if missing:
-            raise StoreError(
-                f"{model.name.display} is incomplete in {store.root} (blob {missing[0].digest} is missing); "
-                f"pull it before signing it"
-            )
+        model = store.get_complete(ref, before="signing it")
         if all(model.name != n for n, _ in models):
             models.append((model.name, model.manifest))
     return _sign(key, models)

@@ -232,6 +232,22 @@ class ModelStore:
         path = self.layout.manifest(name)
         return InstalledModel(name, manifest, path.stat().st_mtime, path)
 
+    def get_complete(self, name: ModelName, *, before: str) -> InstalledModel:
+        """The installed model *name*, every blob of it present at its size (not hashed).
+
+        Raises:
+            ModelNotFound: no manifest for it. StoreError: a blob is missing or short; the message
+                says to pull the model again before *before* (``exporting it``).
+        """
+        model = self.get(name)
+        missing = self.missing(model.manifest)
+        if missing:
+            raise StoreError(
+                f"{model.name.display} is incomplete in {self.root}: {len(missing)} blob(s) missing or short, "
+                f"first {missing[0].digest}; run 'ollama-seed pull {model.name.display}' before {before}"
+            )
+        return model
+
     def verify_blob(self, layer: Layer) -> str | None:
         """None if the blob is intact, else what is wrong with it."""
         size = self.blob_size(layer.digest)
