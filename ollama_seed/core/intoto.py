@@ -112,6 +112,16 @@ def _statement(payload: bytes) -> dict[str, Any]:
     return doc
 
 
+def _subject(doc: dict[str, Any]) -> tuple[str, str]:
+    """The sha256 hex digest and the name (``""`` when none) of a statement's one subject."""
+    subjects = doc.get("subject")
+    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
+        raise _bad("it must have exactly one subject")
+    digest, name = subjects[0].get("digest"), subjects[0].get("name", "")
+    root = _hex(digest.get("sha256") if isinstance(digest, dict) else None, "subject digest")
+    return root, name if isinstance(name, str) else ""
+
+
 def _hex(value: Any, what: str) -> str:
     if not isinstance(value, str) or len(value) != 64:
         raise _bad(f"{what} is not a sha256 hex digest")
@@ -143,12 +153,7 @@ def parse_oms(payload: bytes) -> OmsManifest:
         raise _bad(f"it uses the pre-1.0 predicate {OMS_COMPAT_TYPE}; sign again with model_signing 1.0 or later")
     if kind != OMS_PREDICATE_TYPE:
         raise _bad(f"its predicateType is {str(kind)[:100]!r}, not {OMS_PREDICATE_TYPE!r}")
-    subjects = doc.get("subject")
-    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
-        raise _bad("it must have exactly one subject")
-    digest = subjects[0].get("digest")
-    root = _hex(digest.get("sha256") if isinstance(digest, dict) else None, "subject digest")
-    name = subjects[0].get("name", "")
+    root, name = _subject(doc)
     predicate = doc.get("predicate")
     if not isinstance(predicate, dict):
         raise _bad("it has no predicate")
@@ -181,7 +186,7 @@ def parse_oms(payload: bytes) -> OmsManifest:
         resources[rname] = _hex(item.get("digest"), f"the digest of {rname}")
     if root_digest(resources.values()) != root:
         raise _bad("its subject digest does not match its resources (the statement was altered)")
-    return OmsManifest(name if isinstance(name, str) else "", root, resources, tuple(ignore))
+    return OmsManifest(name, root, resources, tuple(ignore))
 
 
 def cosign_statement(digest: Digest) -> bytes:
@@ -204,11 +209,7 @@ def parse_cosign_statement(payload: bytes) -> Digest:
     doc = _statement(payload)
     if doc.get("predicateType") != COSIGN_PREDICATE_TYPE:
         raise _bad(f"its predicateType is {str(doc.get('predicateType'))[:100]!r}, not {COSIGN_PREDICATE_TYPE!r}")
-    subjects = doc.get("subject")
-    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
-        raise _bad("it must have exactly one subject")
-    digest = subjects[0].get("digest")
-    return Digest(_hex(digest.get("sha256") if isinstance(digest, dict) else None, "subject digest"))
+    return Digest(_subject(doc)[0])
 
 
 def simple_signing_payload(reference: str, digest: Digest) -> bytes:
