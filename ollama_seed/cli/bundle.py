@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError
 from ..core.groups import collapse
 from ..core.progress import human_size
-from .render import add_progress, make_renderer
+from .render import add_progress, rendering
 from .store import add_common
 
 if TYPE_CHECKING:
@@ -155,14 +155,8 @@ def _run(
     func: Any, *args: Any, progress_mode: str = "none", interval: float = 5.0, verb: str = "pulling", **kwargs: Any
 ) -> Any:
     """*func*, a blocking bundle function, with a progress renderer; it runs in this thread, no event loop."""
-    renderer = make_renderer(progress_mode, sys.stderr, interval=interval, verb=verb)
-    try:
+    with rendering(progress_mode, sys.stderr, interval=interval, verb=verb) as renderer:
         return func(*args, progress=renderer, **kwargs)
-    except BaseException as exc:
-        raise collapse(exc) from None
-    finally:
-        if renderer is not None:
-            renderer.close()
 
 
 def _existing_output(args: argparse.Namespace) -> list[Path]:

@@ -7,8 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..core.groups import collapse
-from .render import add_progress, make_renderer
+from .render import add_progress, rendering
 from .store import add_common
 
 __all__ = ["register"]
@@ -67,8 +66,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from ..startup.local import offline_from_env
 
     offline = args.offline or offline_from_env()
-    renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
-    try:
+    with rendering("json" if args.json else args.progress, interval=args.progress_interval) as renderer:
         result: CreateResult = run_sync(
             acreate,
             args.name,
@@ -80,11 +78,6 @@ def cmd_create(args: argparse.Namespace) -> int:
             era=Era(args.era),
             **pull_options(args, load_config(args.config, required=args.config is not None), progress=renderer),
         )
-    except BaseException as exc:
-        raise collapse(exc) from None
-    finally:
-        if renderer is not None:
-            renderer.close()
     for warning in result.warnings:
         print(f"ollama-seed: warning: {warning.removeprefix('warning: ')}", file=sys.stderr)
     if args.json:

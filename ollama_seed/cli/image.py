@@ -11,8 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core.groups import collapse
-from .render import add_progress, make_renderer
+from .render import add_progress, rendering
 from .store import add_common
 
 if TYPE_CHECKING:
@@ -111,18 +110,9 @@ def _run(func: Any, *args: Any, args_ns: argparse.Namespace, verb: str, **kwargs
     from .gcpause import resume
 
     resume()
-    renderer = (
-        None
-        if args_ns.json
-        else make_renderer(args_ns.progress, sys.stderr, interval=args_ns.progress_interval, verb=verb)
-    )
-    try:
+    mode = "none" if args_ns.json else args_ns.progress
+    with rendering(mode, sys.stderr, interval=args_ns.progress_interval, verb=verb) as renderer:
         return run_sync(func, *args, progress=renderer, **kwargs)
-    except BaseException as exc:
-        raise collapse(exc) from None
-    finally:
-        if renderer is not None:
-            renderer.close()
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -17,10 +17,11 @@ a resume or retry line adds ``event`` and ``message``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -238,3 +239,21 @@ def make_renderer(
 
         return RichRenderer(Console(file=out), verb=verb)
     return None
+
+
+@contextlib.contextmanager
+def rendering(
+    mode: str, stream: IO[str] | None = None, *, interval: float = 5.0, verb: str = "pulling"
+) -> Iterator[JsonRenderer | LineRenderer | RichRenderer | None]:
+    """One command's progress renderer (see :func:`make_renderer`), closed at the end. An error
+    inside leaves as the one exception the command reports (:func:`~ollama_seed.core.groups.collapse`)."""
+    from ..core.groups import collapse
+
+    renderer = make_renderer(mode, stream, interval=interval, verb=verb)
+    try:
+        yield renderer
+    except BaseException as exc:
+        raise collapse(exc) from None
+    finally:
+        if renderer is not None:
+            renderer.close()

@@ -10,12 +10,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, IntegrityError, SeedError
-from ..core.groups import collapse
 from ..core.progress import human_bytes, human_duration, human_size
 from ..core.reference import ModelName
 from ..store.store import ModelStore
 from .options import add_pull_options
-from .render import add_progress, make_renderer
+from .render import add_progress, rendering
 from .where import add_store_options, describe
 
 if TYPE_CHECKING:
@@ -118,18 +117,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
     resume()
 
     names = list(dict.fromkeys(ModelName.parse(n) for n in args.names))
-    renderer = make_renderer("json" if args.json else args.progress, interval=args.progress_interval)
-    results: list[PullResult] = []
-    started = time.monotonic()
-    try:
+    with rendering("json" if args.json else args.progress, interval=args.progress_interval) as renderer:
+        started = time.monotonic()
         config = load_config(args.config, required=args.config is not None)
         options = pull_options(args, config, progress=renderer, trust=trust_from(args, config=config))
-        results = run_sync(apull_all, names, models_dir=args.models_dir, **options)
-    except BaseException as exc:
-        raise collapse(exc) from None
-    finally:
-        if renderer is not None:
-            renderer.close()
+        results: list[PullResult] = run_sync(apull_all, names, models_dir=args.models_dir, **options)
     wall = time.monotonic() - started
     down, reused = sum(r.bytes_downloaded for r in results), sum(r.bytes_reused for r in results)
     rate = down / wall if wall > 0 else 0.0
