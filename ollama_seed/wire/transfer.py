@@ -15,7 +15,8 @@ How it works:
 - Hashing follows the contiguous on-disk prefix while the download runs (see
   :mod:`wire.hashing`: from a reader's buffer when its bytes land where the hash stands, else
   from the mapped page cache), so once the last byte lands only a short tail remains to hash:
-  verification costs no second full read of a large blob.
+  verification costs no second full read of a large blob. The blob's state in flight and the
+  tasks that hash and sync behind the workers are :mod:`wire.blobjob`'s.
 - After size and sha256 match, the data is fsynced and renamed into ``blobs/``.
 """
 
@@ -28,7 +29,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,8 +44,9 @@ from ..core.progress import LayerNote, retry_reason
 from ..core.ranges import Accept, Attempts, Expired, Fail, Ignored, Redirect, Retry, backoff, classify, range_header
 from ..store import oscalls
 from ..store.fsutil import raise_os_error
-from ..store.staging import ResumeState, open_staging, staging_paths, sync_prefix
+from ..store.staging import open_staging, staging_paths
 from ..store.store import ModelStore
+from .blobjob import BlobJob, Within, follow_hash, write_back
 from .direct import (
     READ_SIZE,
     DirectPool,
@@ -58,8 +60,7 @@ from .direct import (
     run_in_thread,
 )
 from .errors import describe_transport_error, httpx_transport_errors
-from .hashing import PrefixHash
-from .httpx_body import Watch, stream_watched, watchdog
+from .httpx_body import stream_watched, watchdog
 from .ramp import Ramp
 from .registry import RegistryClient, RepoName, user_agent
 from .throttle import TokenBucket
@@ -70,9 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BlobDownloader", "TransferConfig", "Within"]
 
-HASH_LAG = 2 * 1024 * 1024  # the follower hashes once the prefix is this far ahead ...
-HASH_POLL = 0.025  # ... looking every this many seconds: at most ~5 MB left to hash at 100 MB/s
-SYNC_STEP = 64 * 1024 * 1024  # writeback (fdatasync) runs once this many more bytes are hashed
 MAX_REDIRECTS = 10
 MAX_REFRESHES = 5
 RESUME = "run the pull again to resume"
@@ -97,46 +95,6 @@ class TransferConfig:
 
 class _RangeIgnored(Exception):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Within:
-    """The blob's bytes sit at *offset* of another registry blob *digest* of *size* bytes (an image
-    layer's tar): ranged requests go there, shifted, and the file holds only the blob's bytes."""
-
-    digest: str
-    offset: int
-    size: int
-
-
-@dataclass(eq=False)
-class BlobJob:
-    name: RepoName
-    layer: Layer
-    fd: int
-    plan: BlobPlan
-    sched: Scheduler
-    state: ResumeState | None
-    blob_url: str
-    direct_url: str | None = None
-    shift: int = 0  # where the blob starts in what the URL serves (see Within)
-    remote_size: int | None = None
-    synced: int = 0
-    digest: PrefixHash = field(init=False)
-    watches: set[Watch] = field(default_factory=set)
-    on_note: Callable[[LayerNote], None] | None = None
-
-    def __post_init__(self) -> None:
-        self.digest = PrefixHash(self.fd, self.plan.size, str(self.layer.digest))
-
-    def reset(self) -> None:
-        """Forget every byte on disk (the server ignores Range: it all comes again from 0)."""
-        old, self.sched = self.sched, Scheduler(self.plan, 1, self.sched.on_record)
-        self.sched.received = old.received  # what came before the restart was still downloaded
-        for i in range(self.plan.pieces):
-            self.plan.done[i] = 0
-            if self.sched.on_record is not None:
-                self.sched.on_record(i, 0)
 
 
 class BlobDownloader:
@@ -222,7 +180,7 @@ class BlobDownloader:
                 received += job.sched.received
                 if actual == layer.digest.hex and os.fstat(job.fd).st_size == layer.size:
                     await anyio.to_thread.run_sync(self.store.seal, job.fd, data)
-                    self._close(job)
+                    job.close()
                     self.store.install_blob(data, layer)
                     oscalls.host.remove(state)
                     return received
@@ -233,7 +191,7 @@ class BlobDownloader:
                     actual=f"sha256:{actual}",
                 )
             finally:
-                self._close(job)
+                job.close()
             oscalls.host.remove(data)
             oscalls.host.remove(state)
             if attempt == retries:
@@ -264,23 +222,13 @@ class BlobDownloader:
             synced=plan.synced,
         )
 
-    @staticmethod
-    def _close(job: BlobJob) -> None:
-        job.digest.close()
-        if job.state is not None:
-            job.state.close()
-            job.state = None
-        if job.fd >= 0:
-            os.close(job.fd)
-            job.fd = -1
-
     async def _fetch(self, job: BlobJob, on_bytes: Callable[[int], None]) -> None:
         done = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._hash_follower, job, done, on_bytes)
+                tg.start_soon(follow_hash, job, done, on_bytes, self.cfg.progress_interval)
                 tg.start_soon(watchdog, job.watches, self.cfg.stall_timeout, done)
-                tg.start_soon(self._writeback, job, done)
+                tg.start_soon(write_back, job, done)
                 try:
                     connections = min(self.cfg.connections, max(1, job.plan.pieces))
                     ramp = Ramp(connections)
@@ -322,36 +270,6 @@ class BlobDownloader:
                     log.debug("%s: a connection left after its first piece: %s", job.layer.digest, why)
                     return
                 ramp = None
-
-    # -- hashing -------------------------------------------------------------------------
-    async def _writeback(self, job: BlobJob, done: anyio.Event) -> None:
-        """Write hashed data out while the download runs, so the fsync before the install has
-        little left to do (it was ~0.25 s per 512 MiB at the end). Its own thread: an
-        fdatasync takes ~0.2 s per 512 MiB here, and the hasher must not wait for it. The resume
-        state then records the prefix as durable: all a resume after a power cut keeps."""
-        while not done.is_set():
-            with anyio.move_on_after(0.05):
-                await done.wait()
-            hashed = job.digest.hashed
-            if hashed - job.synced >= SYNC_STEP and hashed < job.plan.size and not done.is_set():
-                await anyio.to_thread.run_sync(sync_prefix, job.fd, job.state, hashed)
-                job.synced = hashed
-
-    async def _hash_follower(self, job: BlobJob, done: anyio.Event, on_bytes: Callable[[int], None]) -> None:
-        shown, last = -1, 0.0
-        while not done.is_set():
-            with anyio.move_on_after(HASH_POLL):
-                await done.wait()
-            now = time.monotonic()
-            if now - last >= self.cfg.progress_interval:  # progress of both paths, reported here only
-                completed = job.plan.completed
-                if completed != shown:
-                    shown, last = completed, now
-                    on_bytes(completed)
-            frontier = job.plan.frontier
-            hashed = job.digest.hashed
-            if frontier - hashed >= HASH_LAG or frontier < hashed:
-                await anyio.to_thread.run_sync(job.digest.catch_up, frontier)
 
     # -- one run -------------------------------------------------------------------------
     async def _fetch_run(self, job: BlobJob, run: Run, *, ranged: bool) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -116,8 +117,13 @@ class Ctx:
 @contextlib.contextmanager
 def small_steps() -> Iterator[None]:
     """Resume watermarks every 512 KiB, so a 2 MiB blob records some (when the code has them)."""
-    if hasattr(transfer, "SYNC_STEP"):
-        with mock.patch.object(transfer, "SYNC_STEP", SYNC_STEP):
+    try:  # where the code keeps it: wire/blobjob, or wire/transfer before it
+        blobjob: Any = importlib.import_module("ollama_seed.wire.blobjob")
+    except ImportError:
+        blobjob = None
+    holder = next((m for m in (blobjob, transfer) if m is not None and hasattr(m, "SYNC_STEP")), None)
+    if holder is not None:
+        with mock.patch.object(holder, "SYNC_STEP", SYNC_STEP):
             yield
     else:
         yield
