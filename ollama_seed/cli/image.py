@@ -25,6 +25,10 @@ def _common(p: argparse.ArgumentParser, *, source: bool) -> None:
     if source:
         p.add_argument("ref", nargs="?", metavar="REF", help="the image in a registry (registry.lan:5000/ai/models:v1)")
         p.add_argument("--oci-layout", metavar="DIR[:TAG]", help="the image in an OCI layout directory instead")
+        p.add_argument("--oci-archive", metavar="FILE[:TAG]", help="or in a tar of one (image build, skopeo)")
+        from .provenance import add_trust_options
+
+        add_trust_options(p)
         p.add_argument(
             "--models-path", metavar="PATH", help="where the models sit in the image (default: its OLLAMA_MODELS)"
         )
@@ -69,7 +73,7 @@ def register(sub: Any) -> None:
 
     add_key_options(p, "--sign")
     p.add_argument(
-        "--cosign-legacy", action="store_true", help="with --sign, also write cosign v2's sha256-<hex>.sig tags"
+        "--cosign-legacy", action="store_true", help="with --sign --push, also write cosign v2's sha256-<hex>.sig tags"
     )
     add_common(p)
     _common(p, source=False)
@@ -125,11 +129,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         options["base"] = args.base
     key = load_key(args)
     if key is not None:
-        if not args.push:
-            raise ConfigError(
-                "--sign signs an image pushed to a registry (cosign signatures live there): add --push REF"
-            )
-        options.update(sign=key, cosign_legacy=args.cosign_legacy)
+        options["sign"] = key
+        if args.cosign_legacy:
+            options["cosign_legacy"] = True
     elif args.cosign_legacy:
         raise ConfigError("--cosign-legacy is a signature format: give the key to sign with, --sign KEY")
     result: ImageResult = _run(
@@ -200,11 +202,14 @@ def _report(report: ImageReport, args: argparse.Namespace, verb: str) -> int:
                     "blobs_written": report.blobs_written,
                     "bytes_written": report.bytes_written,
                     "elapsed": round(report.elapsed, 3),
+                    "signer": str(report.signer) if report.signer is not None else None,
                 }
             )
         )
         return 0
     names = ", ".join(n.display for n in report.models)
+    if report.signer is not None:
+        print(f"signed by {report.signer}")
     print(
         f"{verb} {report.digest}: {len(report.models)} model(s) ({names}); {report.layers_read} layer(s) read, "
         f"{report.layers_skipped} skipped, {report.blobs_written} blob(s) written in {report.elapsed:.1f} s"
@@ -214,6 +219,7 @@ def _report(report: ImageReport, args: argparse.Namespace, verb: str) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..bundle.image.api import averify_image
+    from .provenance import trust_from
 
     report: ImageReport = _run(
         averify_image,
@@ -221,6 +227,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args_ns=args,
         verb="verifying",
         oci_layout=args.oci_layout,
+        oci_archive=args.oci_archive,
+        trust=trust_from(args),
         insecure=args.insecure,
         models_path=args.models_path,
     )
@@ -229,6 +237,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from ..bundle.image.api import aextract_image
+    from .provenance import trust_from
 
     report: ImageReport = _run(
         aextract_image,
@@ -236,6 +245,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         args_ns=args,
         verb="extracting",
         oci_layout=args.oci_layout,
+        oci_archive=args.oci_archive,
+        trust=trust_from(args),
         models_dir=args.models_dir,
         insecure=args.insecure,
         models_path=args.models_path,

@@ -157,9 +157,12 @@ def models_dirs(models_path: str) -> tuple[str, ...]:
     return ("/".join(parts),)
 
 
-def tar_header(path: str, size: int, *, mtime: int, directory: bool = False) -> bytes:
-    """The header block(s) of one member: ustar, with pax records only when needed."""
+def tar_header(path: str, size: int, *, mtime: int, directory: bool = False, pax_size: bool = False) -> bytes:
+    """The header block(s) of one member: ustar, with pax records only when needed (or, with
+    *pax_size*, always a pax ``size`` record: the same length whatever the size)."""
     info = tarfile.TarInfo(path + ("/" if directory else ""))
+    if pax_size:
+        info.pax_headers = {"size": str(size)}
     info.size = 0 if directory else size
     info.mtime = mtime
     info.mode = DIR_MODE if directory else FILE_MODE

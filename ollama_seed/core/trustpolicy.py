@@ -13,7 +13,9 @@ In the config file (``[[trust]]`` tables, first match wins)::
     mode = "off"
 
 ``match`` is matched (``fnmatch``, case-sensitive; ``*`` also crosses ``/``) against the full name
-``registry.ollama.ai/library/gemma3:270m`` and against the short form ``gemma3:270m``. A model no
+``registry.ollama.ai/library/gemma3:270m`` and against the short form ``gemma3:270m``; a container
+image (``image verify``/``image extract``) by ``host/repository:tag``, or, read from disk, by
+``oci:/abs/dir:tag`` or ``oci-archive:/abs/file.tar``. A model no
 rule matches needs no signature: without any rule nothing changes for anyone. Keys and CAs never
 come from a bundle or a registry, only from files this policy (or a ``--trust`` option) names.
 """
@@ -27,13 +29,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .imageref import ImageRef
 from .reference import ModelName
 
-__all__ = ["MODES", "Mode", "TrustPolicy", "TrustRule", "parse_trust_rules"]
+__all__ = ["MODES", "Mode", "Subject", "TrustPolicy", "TrustRule", "parse_trust_rules"]
 
 Mode = Literal["enforce", "warn", "off"]
+Subject = ModelName | ImageRef | str  # a model, an image in a registry, or an image on disk (``oci:DIR:TAG``)
 MODES: tuple[Mode, ...] = ("enforce", "warn", "off")
 _KEYS = {"match", "keys", "cas", "mode"}
+
+
+def _forms(name: Subject) -> tuple[str, ...]:
+    """The names a rule's pattern is matched against: a model's full and short names, an image's
+    ``host/repository:tag``, or the text given (``oci:/abs/dir:tag`` for an image on disk)."""
+    if isinstance(name, ModelName):
+        return str(name.unpinned()), name.unpinned().display
+    if isinstance(name, ImageRef):
+        return (f"{name.host}/{name.repository}:{name.tag}",)
+    return (name,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +59,8 @@ class TrustRule:
     cas: tuple[str, ...] = ()
     mode: Mode = "enforce"
 
-    def matches(self, name: ModelName) -> bool:
-        full = str(name.unpinned())
-        return fnmatch.fnmatchcase(full, self.match) or fnmatch.fnmatchcase(name.unpinned().display, self.match)
+    def matches(self, name: Subject) -> bool:
+        return any(fnmatch.fnmatchcase(form, self.match) for form in _forms(name))
 
     @property
     def has_trust(self) -> bool:
@@ -68,7 +81,7 @@ class TrustPolicy:
     def __bool__(self) -> bool:
         return any(rule.mode != "off" for rule in self.rules)
 
-    def rule_for(self, name: ModelName) -> TrustRule | None:
+    def rule_for(self, name: Subject) -> TrustRule | None:
         """The rule that applies to *name*, or None (no signature needed)."""
         return next((rule for rule in self.rules if rule.matches(name)), None)
 

@@ -51,7 +51,7 @@ from .keys import SigningKey
 from .pem import der_to_pem
 from .upload import Uploader
 
-__all__ = ["PreparedSignature", "attach_signature", "prepare_signature"]
+__all__ = ["PreparedSignature", "attach_signature", "cosign_referrer", "prepare_signature"]
 
 
 def _now() -> str:
@@ -112,6 +112,16 @@ class PreparedSignature:
         return records
 
 
+def cosign_referrer(subject: Descriptor, key: SigningKey) -> tuple[bytes, OciArtifact]:
+    """What ``cosign sign --key`` (v3) makes for *subject*: the Sigstore bundle, and the referrer
+    manifest carrying it (with the empty config and the bundle as its blobs)."""
+    statement = cosign_statement(subject.digest)
+    signature = key.sign(pae(INTOTO_PAYLOAD_TYPE, statement))
+    hint = None if key.certificates else key.public_key.cosign_hint
+    bundle = encode_bundle(statement, signature, key_hint=hint, certificates=key.certificates)
+    return bundle, bundle_referrer(bundle, subject, COSIGN_PREDICATE_TYPE, created=_now())
+
+
 async def prepare_signature(
     up: Uploader, subject: Descriptor, key: SigningKey, *, legacy: bool = False
 ) -> PreparedSignature:
@@ -120,11 +130,7 @@ async def prepare_signature(
     Raises:
         AuthenticationError, RegistryError, TransferError, IntegrityError: the registry refused or failed.
     """
-    statement = cosign_statement(subject.digest)
-    signature = key.sign(pae(INTOTO_PAYLOAD_TYPE, statement))
-    hint = None if key.certificates else key.public_key.cosign_hint
-    bundle = encode_bundle(statement, signature, key_hint=hint, certificates=key.certificates)
-    artifact = bundle_referrer(bundle, subject, COSIGN_PREDICATE_TYPE, created=_now())
+    bundle, artifact = cosign_referrer(subject, key)
     docs = RegistryDocs(up.client, up.target)
     found: dict[str, object] = {}
 

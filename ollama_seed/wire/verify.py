@@ -14,17 +14,18 @@ from the config file) into a mode and a loaded :class:`~.trust.Trust` per model 
 from __future__ import annotations
 
 from ..core.coverage import manifest_resource
+from ..core.digest import Digest
 from ..core.dsse import INTOTO_PAYLOAD_TYPE, parse_bundle
 from ..core.errors import SignatureError
 from ..core.intoto import parse_cosign_statement, parse_simple_signing
 from ..core.manifest import Manifest
 from ..core.reference import ModelName
 from ..core.sigrecord import StoredSignature
-from ..core.trustpolicy import Mode, TrustPolicy, TrustRule
+from ..core.trustpolicy import Mode, Subject, TrustPolicy, TrustRule
 from .oms import verify_oms
 from .trust import Signer, Trust
 
-__all__ = ["TrustLike", "TrustResolver", "check_record", "first_trusted"]
+__all__ = ["TrustLike", "TrustResolver", "check_cosign", "check_record", "first_trusted"]
 
 TrustLike = Trust | TrustPolicy | None
 
@@ -41,8 +42,8 @@ class TrustResolver:
         """Some model may need a signature."""
         return isinstance(self.trust, Trust) or bool(self.trust)
 
-    def for_name(self, name: ModelName) -> tuple[Mode, Trust | None]:
-        """``("enforce" | "warn" | "off", trust)`` for *name*.
+    def for_name(self, name: Subject) -> tuple[Mode, Trust | None]:
+        """``("enforce" | "warn" | "off", trust)`` for *name* (a model or an image: see ``core.trustpolicy``).
 
         Raises:
             SigningKeyError: a key or CA file of the matching rule cannot be used.
@@ -68,12 +69,6 @@ def check_record(record: StoredSignature, trust: Trust, name: ModelName, manifes
     Raises:
         SignatureError: not trusted, altered, or about another manifest or model.
     """
-    if record.kind == "cosign-legacy":
-        signer = trust.verify_raw(record.signature, record.payload, record.certificates)
-        signed = parse_simple_signing(record.payload)
-        if signed != manifest.digest:
-            raise SignatureError(f"the signature is for the manifest {signed}, not for {manifest.digest}")
-        return signer
     if record.kind == "oms":
         verified = verify_oms(record.bundle, trust)
         for signed_name, digest in verified.signed.manifests.items():
@@ -83,13 +78,34 @@ def check_record(record: StoredSignature, trust: Trust, name: ModelName, manifes
             f"the signature does not cover {manifest_resource(name)} with the digest {manifest.digest} "
             f"(it covers {', '.join(n.display for n in verified.signed.names()[:5]) or 'no model'})"
         )
+    return check_cosign(record, trust, manifest.digest)
+
+
+def check_cosign(record: StoredSignature, trust: Trust, subject: Digest) -> Signer:
+    """The signer when *record* is a trusted cosign signature (v3 bundle or v2 simple signing) over the
+    manifest or image index *subject*.
+
+    Raises:
+        SignatureError: not trusted, altered, about another digest, or an OMS signature (it lists
+            model files, not an image: an image is signed with cosign).
+    """
+    if record.kind == "oms":
+        raise SignatureError(
+            "the signature is an OpenSSF model signature, which lists model files, not an image's digest"
+        )
+    if record.kind == "cosign-legacy":
+        signer = trust.verify_raw(record.signature, record.payload, record.certificates)
+        signed = parse_simple_signing(record.payload)
+        if signed != subject:
+            raise SignatureError(f"the signature is for the manifest {signed}, not for {subject}")
+        return signer
     bundle = parse_bundle(record.bundle)
     if bundle.payload_type != INTOTO_PAYLOAD_TYPE:
         raise SignatureError(f"the signature's payload is {bundle.payload_type[:80]!r}, not an in-toto statement")
     signer = trust.verify(bundle)
     signed = parse_cosign_statement(bundle.payload)
-    if signed != manifest.digest:
-        raise SignatureError(f"the signature is for the manifest {signed}, not for {manifest.digest}")
+    if signed != subject:
+        raise SignatureError(f"the signature is for the manifest {signed}, not for {subject}")
     return signer
 
 

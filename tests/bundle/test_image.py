@@ -110,6 +110,13 @@ def test_compressed_layers_verify_and_extract(tmp_path: Path, compression: str) 
     verify_image(oci_layout=tmp_path / "img")
     extract_image(oci_layout=tmp_path / "img", models_dir=tmp_path / "out")
     assert models_of(tmp_path / "out") == models_of(store)
+    # an archive takes compressed layers too (each header rewritten once the size is known): same digests
+    archive = build_image(names, oci_archive=tmp_path / "img.tar", models_dir=store, compression=compression)
+    assert archive.digest == result.digest
+    with tarfile.open(tmp_path / "img.tar") as tf:
+        sizes = {m.name: m.size for m in tf.getmembers()}
+    assert all(sizes[f"blobs/sha256/{la.digest.hex}"] == la.size for la in archive.layers)
+    assert verify_image(oci_archive=tmp_path / "img.tar").digest == result.digest
 
 
 def test_extract_installs_the_same_store_and_skips_what_is_there(

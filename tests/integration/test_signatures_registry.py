@@ -353,10 +353,11 @@ async def test_image_build_sign_signs_the_index_and_each_platform(
             assert parse_cosign_statement(bundle.payload) == digest
 
 
-def test_image_build_sign_needs_a_registry(
+def test_image_build_cosign_legacy_needs_a_registry(
     tmp_path: Path, keys: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """--sign also signs a layout (tests/bundle/test_image_trust.py); the legacy .sig tags need a registry."""
     argv = ["image", "build", "tiny", "--oci-layout", str(tmp_path / "lay"), "--sign", str(tmp_path / "site.key")]
-    assert main([*argv, "--models-dir", str(tmp_path / "none")]) == 2
-    assert "--sign signs an image pushed to a registry" in capsys.readouterr().err
+    assert main([*argv, "--cosign-legacy", "--models-dir", str(tmp_path / "none"), "--offline"]) == 2
+    assert "--cosign-legacy writes registry tags" in capsys.readouterr().err
     assert not (tmp_path / "lay").exists()

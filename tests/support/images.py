@@ -26,6 +26,8 @@ __all__ = [
     "wrong_diff_id",
 ]
 
+REF_NAME = "org.opencontainers.image.ref.name"
+
 
 def store_models(root: Path, count: int = 2, size: int = 200_000) -> list[str]:
     items = models(count, size)
@@ -49,7 +51,7 @@ def layout_put(layout: Path, data: bytes) -> tuple[str, int]:
 
 def layout_ref(layout: Path, name: str) -> dict[str, Any]:
     index = json.loads((layout / "index.json").read_text())
-    return next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == name)
+    return next(m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) == name)
 
 
 def rewrite(layout: Path, name: str, change: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
@@ -62,7 +64,7 @@ def rewrite(layout: Path, name: str, change: Callable[[dict[str, Any], dict[str,
     digest, size = layout_put(layout, json.dumps(manifest).encode())
     index = json.loads((layout / "index.json").read_text())
     for m in index["manifests"]:
-        if m["annotations"]["org.opencontainers.image.ref.name"] == name:
+        if m.get("annotations", {}).get(REF_NAME) == name:
             m["digest"], m["size"] = digest, size
     (layout / "index.json").write_text(json.dumps(index))
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ...wire.keys import SigningKey
     from ...wire.registry import Credentials
+    from ...wire.verify import TrustLike
 
 __all__ = [
     "ImagePushOptions",
@@ -67,7 +68,8 @@ class ImagePushOptions(RegistryOptions, total=False):
     Attributes:
         chunk_size: blobs up to this size go in one PUT, larger ones in PATCH chunks of it.
         concurrency: layers pushed at once.
-        sign: a key to sign the index and each platform's manifest with (cosign signatures).
+        sign: a key to sign the index and each platform's manifest with (cosign signatures); also
+            for an OCI layout or archive, where the signatures are referrers listed in ``index.json``.
         cosign_legacy: with *sign*, also write cosign v2's ``.sig`` simple signing.
     """
 
@@ -203,11 +205,9 @@ async def abuild_image(
     )
     names = _names(models)
     store = ModelStore(models_dir)
-    if oci_archive is not None and options.compression.kind != "none":
-        raise ConfigError(
-            "--oci-archive writes uncompressed layers (a tar header needs each size first); "
-            "write --oci-layout DIR and tar it, or leave out --compression"
-        )
+    sign = push_options.pop("sign", None) if push is None else None
+    if push is None and push_options.pop("cosign_legacy", False):
+        raise ConfigError("--cosign-legacy writes registry tags (sha256-<hex>.sig): use it with --push REF")
     if push is None and push_options:
         raise TypeError(f"unexpected options {sorted(push_options)} (they apply to push only)")
     resolved = await _models(store, names, offline=offline, insecure=insecure, progress=progress)
@@ -237,6 +237,7 @@ async def abuild_image(
             insecure,
             progress,
             push_options,
+            sign,
         )
     finally:
         if base_image is not None:
@@ -252,6 +253,7 @@ async def _build(
     insecure: bool,
     progress: ProgressCallback | None,
     push_options: ImagePushOptions,
+    sign: SigningKey | None,
 ) -> ImageResult:
     options = plan.options
     if push is not None:
@@ -268,7 +270,7 @@ async def _build(
 
     def work(cancel: Any, emit: Any) -> ImageResult:
         target = LayoutTarget(root) if oci_layout is not None else ArchiveTarget(root, options.mtime)
-        return build_to(store, plan, target, tag, emit=emit, cancel=cancel)
+        return build_to(store, plan, target, tag, emit=emit, cancel=cancel, sign=sign)
 
     return await run_job(Job(work, progress))
 
@@ -279,15 +281,27 @@ build_image = blocking(abuild_image)
 # -- verify and extract ---------------------------------------------------------------
 
 
-def _source(ref: str | None, oci_layout: StrPath | None, scratch: Path, insecure: bool, client: RegistryOptions) -> Any:
-    if (ref is None) == (oci_layout is None):
-        raise ConfigError("name the image: a registry reference, or --oci-layout DIR[:TAG]")
-    if oci_layout is not None:
+def _source(
+    ref: str | None,
+    oci_layout: StrPath | None,
+    oci_archive: StrPath | None,
+    scratch: Path,
+    insecure: bool,
+    client: RegistryOptions,
+) -> Any:
+    if sum(x is not None for x in (ref, oci_layout, oci_archive)) != 1:
+        raise ConfigError("name the image: a registry reference, --oci-layout DIR[:TAG] or --oci-archive FILE[:TAG]")
+    if oci_layout is not None or oci_archive is not None:
+        text = os.fspath(oci_layout if oci_layout is not None else oci_archive)  # type: ignore[arg-type]
+        root, tag = split_layout_arg(text)
+        picked = tag if root != Path(text) else None
+        if oci_archive is not None:
+            from .archive import ArchiveSource
+
+            return ArchiveSource(root, picked)
         from .source import LayoutSource
 
-        text = os.fspath(oci_layout)
-        root, tag = split_layout_arg(text)
-        return LayoutSource(root, tag if root != Path(text) else None)
+        return LayoutSource(root, picked)
     from ...core.imageref import ImageRef
     from .source import RegistrySource
 
@@ -297,36 +311,43 @@ def _source(ref: str | None, oci_layout: StrPath | None, scratch: Path, insecure
 
 
 async def _read(
-    ref: str | None,
-    oci_layout: StrPath | None,
+    source: Any,
     store: ModelStore | None,
-    scratch: Path,
     *,
     install: bool,
-    insecure: bool,
+    trust: TrustLike,
     models_path: str | None,
     progress: ProgressCallback | None,
-    client: RegistryOptions,
 ) -> ImageReport:
+    import dataclasses
     import threading
 
     from ...core.errors import SeedError
     from ...core.groups import collapse
     from .read import read_image
 
-    source = _source(ref, oci_layout, scratch, insecure, client)
+    emit = progress or no_progress
     ok = False
     try:
+        resolved = await source.resolve()
+        signed = None
+        if trust is not None:
+            from .trusted import check_image
+
+            signed = await check_image(source, resolved[0], trust, emit)
+        if store is not None:
+            store.prepare()
         report = await read_image(
             source,
             store,
             install=install,
             models_path=models_path,
-            emit=progress or no_progress,
+            emit=emit,
             cancel=threading.Event(),
+            resolved=resolved,
         )
         ok = True
-        return report
+        return dataclasses.replace(report, signer=signed.signer) if signed is not None else report
     except BaseException as exc:
         err = collapse(exc)
         if err is exc or not isinstance(err, SeedError):
@@ -340,36 +361,33 @@ async def averify_image(
     ref: str | None = None,
     *,
     oci_layout: StrPath | None = None,
+    oci_archive: StrPath | None = None,
+    trust: TrustLike = None,
     insecure: bool = False,
     models_path: str | None = None,
     progress: ProgressCallback | None = None,
     **client: Unpack[RegistryOptions],
 ) -> ImageReport:
-    """Check an image (in a registry, or ``oci_layout="DIR[:TAG]"``) completely; write nothing.
+    """Check an image (in a registry, ``oci_layout="DIR[:TAG]"`` or ``oci_archive="FILE[:TAG]"``)
+    completely; write nothing.
 
     Every platform; every digest and size; every diff_id; every model layer's members confined to
     the models path (``OLLAMA_MODELS`` of the image's config, or *models_path*); every blob hashing
     to its name; every Ollama manifest's blobs present; files world-readable; no empty directory
-    under ``manifests/``.
+    under ``manifests/``. With *trust* (a :class:`~ollama_seed.Trust`, or a
+    :class:`~ollama_seed.TrustPolicy` whose rules match the image's name), first its cosign
+    signature, before any layer is read.
 
     Raises:
+        SignatureError: *trust* applies and no signature of the image is by a key or CA you trust.
         BundleError: the first problem found. ModelNotFound: no such image or tag.
         RegistryError, AuthenticationError, TransferError: the registry failed.
     """
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ollama-seed-verify.") as tmp:
-        return await _read(
-            ref,
-            oci_layout,
-            None,
-            Path(tmp),
-            install=False,
-            insecure=insecure,
-            models_path=models_path,
-            progress=progress,
-            client=client,
-        )
+        source = _source(ref, oci_layout, oci_archive, Path(tmp), insecure, client)
+        return await _read(source, None, install=False, trust=trust, models_path=models_path, progress=progress)
 
 
 verify_image = blocking(averify_image)
@@ -379,6 +397,8 @@ async def aextract_image(
     ref: str | None = None,
     *,
     oci_layout: StrPath | None = None,
+    oci_archive: StrPath | None = None,
+    trust: TrustLike = None,
     models_dir: StrPath | None = None,
     insecure: bool = False,
     models_path: str | None = None,
@@ -391,25 +411,18 @@ async def aextract_image(
     reaches the store until every layer read has matched its digest and diff_id. Layers whose
     blobs the store has are not fetched; a registry's layers are downloaded by the pull engine
     into ``.ollama-seed/image-layers/`` of the store and resume there after an interruption.
+    With *trust*, the image's cosign signature is checked first: with none by a key or CA you
+    trust, nothing is fetched and the store is not touched.
 
     Raises:
+        SignatureError: *trust* applies and no signature of the image is by a key or CA you trust.
         BundleError: a damaged or hostile image (the store is left as it was).
         ModelNotFound: no such image or tag. StoreError, InsufficientSpace: the store cannot take it.
         RegistryError, AuthenticationError, TransferError: the registry failed.
     """
     store = ModelStore(models_dir)
-    store.prepare()
-    return await _read(
-        ref,
-        oci_layout,
-        store,
-        store.layout.state_dir / "image-layers",
-        install=True,
-        insecure=insecure,
-        models_path=models_path,
-        progress=progress,
-        client=client,
-    )
+    source = _source(ref, oci_layout, oci_archive, store.layout.state_dir / "image-layers", insecure, client)
+    return await _read(source, store, install=True, trust=trust, models_path=models_path, progress=progress)
 
 
 extract_image = blocking(aextract_image)

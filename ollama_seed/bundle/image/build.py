@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.digest import Digest
 from ...core.errors import BundleError, ConfigError
 from ...core.manifest import Manifest
+from ...core.ocidoc import Descriptor
 from ...core.ociimage import (
     ANNOTATION_LAYER,
     CONFIG_MEDIA_TYPE,
@@ -43,7 +44,10 @@ from ...store.store import ModelStore
 from ..options import Compression
 from .base import BaseImage
 from .layers import LayerCache, LayerDigests, LayerStream, media_type
-from .layout import ArchiveTarget, LayoutTarget
+from .layout import ArchiveTarget, LayoutTarget, compressed_bound
+
+if TYPE_CHECKING:
+    from ...wire.keys import SigningKey
 
 __all__ = ["BuildOptions", "BuiltLayer", "ImagePlan", "ImageResult", "build_to", "default_mtime"]
 
@@ -217,8 +221,11 @@ def build_to(
     *,
     emit: Callable[[ProgressEvent], None],
     cancel: threading.Event,
+    sign: SigningKey | None = None,
 ) -> ImageResult:
-    """Write the image of *plan* into *target* under *tag*; on any failure the target is left as it was."""
+    """Write the image of *plan* into *target* under *tag*; on any failure the target is left as it was.
+
+    With *sign*, the index and each platform's manifest get a cosign signature (see :mod:`.trusted`)."""
     started = time.monotonic()
     opts = plan.options
     cache = LayerCache(store)
@@ -236,7 +243,9 @@ def build_to(
                     built.append(BuiltLayer(layer.label, known.digest, known.size, known.diff_id, plan.media_type))
                     continue
                 stream = plan.stream(store, layer, pool=pool, emit=emit, label=label, cancel=cancel)
-                if isinstance(target, ArchiveTarget):
+                if isinstance(target, ArchiveTarget) and opts.compression.kind != "none":
+                    digest, size = target.put(stream.chunks(), None, compressed_bound(stream.total))
+                elif isinstance(target, ArchiveTarget):
                     digest, size = target.put(stream.chunks(), stream.total)
                 else:
                     digest, size = target.put(stream.chunks())
@@ -250,6 +259,13 @@ def build_to(
             target.put_bytes(doc.raw)
             written += len(doc.raw)
         refs = plan.refs(tag, manifests, index)
+        if sign is not None:
+            from .trusted import sign_documents
+
+            emit(Status(label, f"signing with {sign.public_key.fingerprint}"))
+            subjects = [Descriptor(INDEX_MEDIA_TYPE, index.digest, len(index.raw), {})]
+            subjects += [Descriptor(MANIFEST_MEDIA_TYPE, m.digest, len(m.raw), {}) for m in manifests]
+            refs = {**refs, **sign_documents(sign, subjects, target.put_bytes, target.tagged)}
         target.commit(refs)
     except BaseException:
         target.abort()
@@ -286,14 +302,14 @@ def copy_base_layers(
         if target.has(desc.digest, desc.size):
             continue
         emit(Status(label, f"base layer {desc.digest.short}"))
-        path, release, _ = anyio.from_thread.run(base.source.layer, desc)
+        file = anyio.from_thread.run(base.source.layer, desc)
         try:
             if isinstance(target, ArchiveTarget):
-                digest, size = target.put(_file_chunks(path), desc.size)
+                digest, size = target.put(_file_chunks(file.path), desc.size)
             else:
-                digest, size = target.put(_file_chunks(path))
+                digest, size = target.put(_file_chunks(file.path))
         finally:
-            release()
+            file.release()
         if digest != desc.digest or size != desc.size:
             raise BundleError(f"base layer {desc.digest} of {base.name} hashes to {digest}; the base is damaged")
         written += size

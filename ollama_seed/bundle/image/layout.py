@@ -6,9 +6,9 @@ Both take blobs as streams whose digest is known only at their end:
   digest when it is complete (fsynced); ``index.json`` is replaced last and atomically, keeping
   the other tags of an existing layout. A failed build removes what it added (the whole
   directory if it made it);
-* an archive writes each blob as a tar member with a placeholder name and rewrites that 512-byte
-  header in place once the digest is known (so it needs a file, not a pipe, and sizes known in
-  advance: uncompressed layers). It is written under a temporary name and renamed when complete.
+* an archive writes each blob as a tar member with a placeholder name and rewrites that header
+  in place once the digest (and, for a compressed layer, the size) is known, so it needs a file,
+  not a pipe. It is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -30,9 +30,16 @@ from ...store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, 
 from ..format.oci import encode_layout, parse_layout
 from ..sinks import FileSink
 
-__all__ = ["ArchiveTarget", "LayoutTarget", "read_small", "split_layout_arg"]
+__all__ = ["ArchiveTarget", "LayoutTarget", "compressed_bound", "read_small", "split_layout_arg"]
 
 MAX_INDEX = 4 * 1024 * 1024
+USTAR_MAX_SIZE = 0o77777777777  # the largest size a ustar header holds without a pax record
+
+
+def compressed_bound(size: int) -> int:
+    """At most how many bytes gzip or zstd make of *size* bytes (incompressible data grows by under
+    0.4 %: zstd's ZSTD_COMPRESSBOUND; gzip's stored blocks add less)."""
+    return size + size // 128 + (1 << 20)
 
 
 def split_layout_arg(text: str, default_tag: str = "latest") -> tuple[Path, str]:
@@ -121,6 +128,15 @@ class LayoutTarget:
     def put_bytes(self, data: bytes) -> tuple[Digest, int]:
         return self.put([data])
 
+    def tagged(self, ref: str) -> bytes | None:
+        """The document *ref* names in the layout as it was (None: no such ref, or its blob is gone)."""
+        for m in self.index.get("manifests", []):
+            if isinstance(m, dict) and (m.get("annotations") or {}).get(ANNOTATION_REF) == ref:
+                path = self.blob_dir / str(m.get("digest", "")).partition(":")[2]
+                if path.is_file() and path.parent == self.blob_dir:
+                    return read_small(path, MAX_INDEX)
+        return None
+
     def commit(self, refs: dict[str, dict[str, Any]]) -> None:
         """Point each ref name at its descriptor in ``index.json`` (other refs of the layout kept)."""
         kept = [
@@ -171,20 +187,29 @@ class ArchiveTarget:
     def has(self, digest: Digest, size: int) -> bool:
         return digest in self.seen
 
-    def put(self, chunks: Iterable[memoryview | bytes], size: int) -> tuple[Digest, int]:
-        """A blob of exactly *size* bytes (known before its first byte, as a tar header needs)."""
+    def put(self, chunks: Iterable[memoryview | bytes], size: int | None, most: int = 0) -> tuple[Digest, int]:
+        """A blob of exactly *size* bytes, or (a compressed layer: *size* None) of at most *most* bytes.
+
+        The header is written first with a placeholder name and rewritten in place at the end with
+        the digest (and the size): it must keep its length, so a blob that may pass ustar's 8 GiB
+        size field gets a pax ``size`` record whatever its size turns out to be.
+        """
         at = self.pos
-        self._write(tar_header(self.PLACEHOLDER, size, mtime=self.mtime))
+        pax = size is None and most > USTAR_MAX_SIZE
+        self._write(tar_header(self.PLACEHOLDER, size or 0, mtime=self.mtime, pax_size=pax))
         hasher, n = hashlib.sha256(), 0
         for chunk in chunks:
             hasher.update(chunk)
             self._write(chunk)
             n += len(chunk)
-        if n != size:
+        if size is not None and n != size:
             raise StoreError(f"a layer came out at {n} bytes, not the {size} planned; the store changed meanwhile")
+        if size is None and not pax and n > USTAR_MAX_SIZE:
+            raise StoreError(f"a compressed layer came out at {n} bytes, more than the {most} it may take")
+        size = n
         self._write(bytes(padding(size)))
         digest = Digest(hasher.hexdigest())
-        header = tar_header(f"blobs/sha256/{digest.hex}", size, mtime=self.mtime)
+        header = tar_header(f"blobs/sha256/{digest.hex}", size, mtime=self.mtime, pax_size=pax)
         try:
             oscalls.host.pwrite_all(self.sink.file.fd, header, at)
             os.lseek(self.sink.file.fd, self.pos, os.SEEK_SET)  # where pwrite is emulated by seek and write
@@ -198,6 +223,9 @@ class ArchiveTarget:
         if digest not in self.seen:
             self.put([data], len(data))
         return digest, len(data)
+
+    def tagged(self, ref: str) -> bytes | None:
+        return None  # a new archive: no ref names anything yet
 
     def commit(self, refs: dict[str, dict[str, Any]]) -> None:
         manifests = [

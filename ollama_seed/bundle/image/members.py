@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import zstandard
 
@@ -33,7 +34,7 @@ from ..sources.base import Member
 from ..sources.streams import CHUNK, TruncatedBundle
 from ..sources.tar import TarMembers
 
-__all__ = ["ImageLayer", "LayerMembers", "image_classifier"]
+__all__ = ["ImageLayer", "LayerFile", "LayerMembers", "image_classifier"]
 
 MAX_TRAILER = 1 << 20  # zeros allowed after a tar's end-of-archive marker (record padding)
 
@@ -65,6 +66,41 @@ def image_classifier(root: str) -> Callable[..., MemberRef]:
     return classify
 
 
+class LayerFile(NamedTuple):
+    """Where a layer's bytes are: *path* (from *offset*: a member of an OCI archive), a clean-up to run
+    once it is read, and whether its digest was checked already (a registry's, by the pull engine)."""
+
+    path: Path
+    release: Callable[[], None]
+    checked: bool
+    offset: int = 0
+
+
+def open_layer(file: LayerFile, desc: Descriptor) -> int:
+    """A descriptor open on the layer's first byte; it must hold exactly *desc*'s size from there.
+
+    Raises:
+        BundleError: unreadable, not a regular file, or a size other than the manifest's.
+    """
+    try:
+        fd = open_nofollow(file.path, os.O_RDONLY)
+    except OSError as exc:
+        raise BundleError(f"cannot read layer {desc.digest} ({file.path}): {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise BundleError(f"layer {desc.digest} ({file.path}) is not a regular file")
+    if (st.st_size != desc.size) if file.offset == 0 else (st.st_size < file.offset + desc.size):
+        os.close(fd)
+        raise BundleError(
+            f"layer {desc.digest} is {st.st_size - file.offset} bytes, but the manifest says {desc.size}: "
+            "the image is damaged or was tampered with"
+        )
+    if file.offset:
+        os.lseek(fd, file.offset, os.SEEK_SET)
+    return fd
+
+
 @dataclass(frozen=True, slots=True)
 class ImageLayer:
     """A model layer to read: its descriptor, its diff_id, and whether its digest was already checked."""
@@ -75,24 +111,11 @@ class ImageLayer:
 
 
 class _Counted:
-    """A layer file: at most *size* bytes, hashed unless the digest was checked already."""
+    """A layer's bytes: exactly its size, hashed unless the digest was checked already."""
 
-    def __init__(self, path: Path, desc: Descriptor, checked: bool) -> None:
+    def __init__(self, file: LayerFile, desc: Descriptor, checked: bool) -> None:
         self.desc = desc
-        try:
-            self.fd = open_nofollow(path, os.O_RDONLY)
-        except OSError as exc:
-            raise BundleError(f"cannot read layer {desc.digest} ({path}): {exc.strerror or exc}") from None
-        st = os.fstat(self.fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(self.fd)
-            raise BundleError(f"layer {desc.digest} ({path}) is not a regular file")
-        if st.st_size != desc.size:
-            os.close(self.fd)
-            raise BundleError(
-                f"layer {desc.digest} is {st.st_size} bytes, but the manifest says {desc.size}: "
-                "the image is damaged or was tampered with"
-            )
+        self.fd = open_layer(file, desc)
         self.hasher = None if checked else hashlib.sha256()
         self.left = desc.size
 
@@ -165,13 +188,12 @@ class _Unpacked:
 
 
 class LayerMembers:
-    """The members of *layers* in order, as one stream; *fetch* gives a layer's file, a clean-up, and
-    whether its digest was checked already (a registry's layer, downloaded by the pull engine)."""
+    """The members of *layers* in order, as one stream; *fetch* gives where a layer's bytes are."""
 
     def __init__(
         self,
         layers: Sequence[ImageLayer],
-        fetch: Callable[[ImageLayer], tuple[Path, Callable[[], None], bool]],
+        fetch: Callable[[ImageLayer], LayerFile],
         root: str,
     ) -> None:
         self.layers = list(layers)
@@ -207,8 +229,9 @@ class LayerMembers:
         self.tar.skip()
 
     def _open(self, layer: ImageLayer) -> None:
-        path, self.release, checked = self.fetch(layer)
-        self.raw = _Counted(path, layer.desc, checked or layer.checked)
+        file = self.fetch(layer)
+        self.release = file.release
+        self.raw = _Counted(file, layer.desc, file.checked or layer.checked)
         self.unpacked = _Unpacked(self.raw, layer.desc.compression)
         self.tar = TarMembers(self.unpacked, classify=self.classify)
 

@@ -254,7 +254,8 @@ async def _base_layer(up: Uploader, plan: ImagePlan, target: ImageRef, desc: Des
         location = await up.mount(desc.digest, base.ref.repository)
         if location is None:
             return "mounted"
-    path, release, _ = await base.source.layer(desc)
+    file = await base.source.layer(desc)
+    path, release = file.path, file.release
 
     async def body(start: int, n: int) -> AsyncIterator[bytes]:
         f = await anyio.open_file(path, "rb")

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import platform as _host
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zstandard
 
@@ -38,7 +38,10 @@ from ...core.progress import ProgressEvent, Status
 from ...core.reference import ModelName
 from ...store.store import ModelStore
 from ..importer import Importer
-from .members import ImageLayer, LayerMembers
+from .members import ImageLayer, LayerFile, LayerMembers, open_layer
+
+if TYPE_CHECKING:
+    from ...wire.trust import Signer
 
 __all__ = ["ImageReport", "ImageSource", "read_image"]
 
@@ -50,12 +53,13 @@ class ImageSource(Protocol):
 
     async def resolve(self) -> tuple[Descriptor, bytes]: ...
     async def small(self, desc: Descriptor) -> bytes: ...
-    async def layer(self, desc: Descriptor) -> tuple[Path, Callable[[], None], bool]: ...
+    async def layer(self, desc: Descriptor) -> LayerFile: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ImageReport:
-    """What verify or extract found: the models, the image's digest, the platforms read, the work done."""
+    """What verify or extract found: the models, the image's digest, the platforms read, the work done,
+    and who signed the image (when trust was asked for and a trusted signature was found)."""
 
     models: tuple[ModelName, ...]
     digest: Digest
@@ -65,6 +69,7 @@ class ImageReport:
     blobs_written: int
     bytes_written: int
     elapsed: float
+    signer: Signer | None = None
 
 
 def host_platform() -> tuple[str, str]:
@@ -73,8 +78,10 @@ def host_platform() -> tuple[str, str]:
     return "linux", arch
 
 
-async def _manifests(source: ImageSource, every: bool) -> tuple[Digest, list[tuple[str, ImageManifest]]]:
-    root, raw = await source.resolve()
+async def _manifests(
+    source: ImageSource, every: bool, resolved: tuple[Descriptor, bytes] | None
+) -> tuple[Digest, list[tuple[str, ImageManifest]]]:
+    root, raw = resolved or await source.resolve()
     if not is_index(root.media_type, raw):
         return root.digest, [("", parse_manifest(raw, f"the manifest of {source.label}"))]
     children = parse_index(raw, f"the index of {source.label}")
@@ -136,15 +143,15 @@ def _progress(emit: Emit, what: str, blob: Digest, size: int) -> Callable[[int],
     return lambda n: emit(LayerProgress(what, str(blob), "", size, n))
 
 
-def check_layer_file(path: Path, layer: ImageLayer, checked: bool) -> None:
+def check_layer_file(file: LayerFile, layer: ImageLayer) -> None:
     """A base layer: its digest and its diff_id, without looking inside."""
     raw, unpacked = hashlib.sha256(), hashlib.sha256()
     kind = layer.desc.compression
     gz = zlib.decompressobj(16 + zlib.MAX_WBITS) if kind == "gzip" else None
     zs = zstandard.ZstdDecompressor().decompressobj() if kind == "zstd" else None
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+    size, checked = 0, file.checked
+    with os.fdopen(open_layer(file, layer.desc), "rb") as f:
+        while size < layer.desc.size and (chunk := f.read(min(1 << 20, layer.desc.size - size))):
             size += len(chunk)
             raw.update(chunk)
             try:
@@ -183,14 +190,16 @@ async def read_image(
     models_path: str | None,
     emit: Emit,
     cancel: threading.Event,
+    resolved: tuple[Descriptor, bytes] | None = None,
 ) -> ImageReport:
-    """Verify (*install* false) or extract the image of *source* into *store*."""
+    """Verify (*install* false) or extract the image of *source* into *store*; *resolved* is what
+    ``source.resolve()`` answered already (the document whose signature was checked)."""
     import anyio
     import anyio.from_thread
     import anyio.to_thread
 
     started = time.monotonic()
-    digest, manifests = await _manifests(source, every=not install)
+    digest, manifests = await _manifests(source, not install, resolved)
     done: dict[Digest, int] = {}
     models: list[ModelName] = []
     written = bytes_written = skipped = 0
@@ -205,11 +214,11 @@ async def read_image(
         if not install:
             for layer in base:
                 if layer.desc.digest not in done:
-                    path, release, checked = await source.layer(layer.desc)
+                    file = await source.layer(layer.desc)
                     try:
-                        await anyio.to_thread.run_sync(check_layer_file, path, layer, checked)
+                        await anyio.to_thread.run_sync(check_layer_file, file, layer)
                     finally:
-                        release()
+                        file.release()
                     done[layer.desc.digest] = 1
         todo = []
         for layer in model_layers:
@@ -233,7 +242,7 @@ async def read_image(
         if not install and all(layer.desc.digest in done for layer in todo):
             continue  # another platform's manifest over the same model layers: read once
 
-        def fetch(layer: ImageLayer) -> tuple[Path, Callable[[], None], bool]:
+        def fetch(layer: ImageLayer) -> LayerFile:
             return anyio.from_thread.run(source.layer, layer.desc)
 
         members = LayerMembers(todo, fetch, root)

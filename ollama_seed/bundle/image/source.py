@@ -16,7 +16,7 @@ import shutil
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...core.digest import Digest
 from ...core.errors import BundleError, IntegrityError, ModelNotFound, RegistryError
@@ -24,25 +24,51 @@ from ...core.imageref import ImageRef
 from ...core.manifest import MAX_MANIFEST_BYTES, Layer
 from ...core.ocidoc import ACCEPT, Descriptor
 from ...core.ociimage import ANNOTATION_REF
+from ...core.sigrecord import StoredSignature
+from ...core.trustpolicy import Subject
 from ...store.store import ModelStore
 from ..format.oci import parse_layout
 from .layout import read_small
+from .members import LayerFile
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .api import RegistryOptions
 
-__all__ = ["LayoutSource", "RegistrySource"]
+__all__ = ["LayoutSource", "RegistrySource", "checked_small", "pick_ref"]
 
 
-def _checked(data: bytes, desc: Descriptor, where: str) -> bytes:
+def checked_small(data: bytes, desc: Descriptor, where: str) -> bytes:
     if len(data) != desc.size or hashlib.sha256(data).hexdigest() != desc.digest.hex:
         raise BundleError(
             f"{where}: blob {desc.digest} does not match its descriptor ({len(data)} bytes, sha256:"
             f"{hashlib.sha256(data).hexdigest()}); the image is damaged or was tampered with"
         )
     return data
+
+
+def pick_ref(index: bytes, tag: str | None, where: Path) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """The ``index.json`` entry of *tag* (default: the only image's ref, else ``latest``), every entry,
+    and the tag. Refs ``sha256-<hex>`` name signature lists (see :mod:`.trusted`), not images.
+
+    Raises:
+        BundleError: not an image index. ModelNotFound: no such tag.
+    """
+    try:
+        doc = json.loads(index)
+        entries = [m for m in doc["manifests"] if isinstance(m, dict)]
+    except (ValueError, KeyError, TypeError):
+        raise BundleError(f"{where}: index.json is not an OCI image index") from None
+    refs = {(m.get("annotations") or {}).get(ANNOTATION_REF): m for m in entries}
+    refs.pop(None, None)
+    images = [r for r in refs if not (isinstance(r, str) and r.startswith("sha256-"))]
+    if tag is None:
+        tag = str(images[0]) if len(images) == 1 else "latest"
+    if tag not in refs:
+        known = ", ".join(sorted(str(r) for r in images)) or "none"
+        raise ModelNotFound(f"{where} has no image tagged {tag!r} (its tags: {known}); add :TAG")
+    return refs[tag], entries, tag
 
 
 class LayoutSource:
@@ -53,20 +79,21 @@ class LayoutSource:
         if not (root / "oci-layout").is_file():
             raise BundleError(f"{root} is not an OCI image layout (no oci-layout file)")
         parse_layout(read_small(root / "oci-layout", 4096))
-        try:
-            doc = json.loads(read_small(root / "index.json", MAX_MANIFEST_BYTES))
-            entries = [m for m in doc["manifests"] if isinstance(m, dict)]
-        except (ValueError, KeyError, TypeError):
-            raise BundleError(f"{root}/index.json is not an OCI image index") from None
-        refs = {(m.get("annotations") or {}).get(ANNOTATION_REF): m for m in entries}
-        refs.pop(None, None)
-        if tag is None:
-            tag = next(iter(refs)) if len(refs) == 1 else "latest"
-        if tag not in refs:
-            known = ", ".join(sorted(str(r) for r in refs)) or "none"
-            raise ModelNotFound(f"{root} has no image tagged {tag!r} (its tags: {known}); give DIR:TAG")
-        self.entry = refs[tag]
+        self.entry, self.entries, tag = pick_ref(read_small(root / "index.json", MAX_MANIFEST_BYTES), tag, root)
         self.label = f"{root}:{tag}"
+        self.trust_name: Subject = f"oci:{root.resolve()}:{tag}"
+
+    async def signatures(self, subject: Descriptor) -> list[StoredSignature]:
+        """The cosign signatures of *subject* the layout lists (see :mod:`.trusted`)."""
+        from .trusted import checked_blob, layout_signatures
+
+        async def read(digest: Digest, limit: int) -> bytes | None:
+            path = self.root / "blobs" / "sha256" / digest.hex
+            if not path.is_file():
+                return None
+            return checked_blob(read_small(path, limit), digest, self.label)
+
+        return await layout_signatures(self.entries, subject.digest, read)
 
     async def resolve(self) -> tuple[Descriptor, bytes]:
         from ...core.ocidoc import descriptor
@@ -75,14 +102,14 @@ class LayoutSource:
         return desc, await self.small(desc)
 
     async def small(self, desc: Descriptor) -> bytes:
-        return _checked(read_small(self.path(desc), MAX_MANIFEST_BYTES), desc, self.label)
+        return checked_small(read_small(self.path(desc), MAX_MANIFEST_BYTES), desc, self.label)
 
     def path(self, desc: Descriptor) -> Path:
         return self.root / "blobs" / "sha256" / desc.digest.hex
 
-    async def layer(self, desc: Descriptor) -> tuple[Path, Callable[[], None], bool]:
-        """The layer's file, a clean-up, and whether its digest is already checked (no: it is read here)."""
-        return self.path(desc), lambda: None, False
+    async def layer(self, desc: Descriptor) -> LayerFile:
+        """The layer's file (its digest is checked as it is read)."""
+        return LayerFile(self.path(desc), lambda: None, False)
 
     async def aclose(self, *, done: bool = True) -> None:
         return None
@@ -98,10 +125,17 @@ class RegistrySource:
 
         self.ref, self.insecure = ref, insecure
         self.label = ref.display
+        self.trust_name: Subject = ref
         self.client = RegistryClient(insecure=insecure, **client)
         self.scratch = ModelStore(scratch)
         self.downloader: object | None = None
         self.direct: object | None = None
+
+    async def signatures(self, subject: Descriptor) -> list[StoredSignature]:
+        """The cosign signatures the registry keeps for *subject* (referrers, fallback tag, ``.sig``)."""
+        from ...wire.cosign_fetch import fetch_signatures
+
+        return await fetch_signatures(self.client, self.ref, subject)
 
     async def _get(self, url: str, accept: str) -> tuple[int, str, bytes]:
         status, body = await self.client.get_small(self.ref, url, {"Accept": accept, "Accept-Encoding": "identity"})
@@ -140,9 +174,9 @@ class RegistrySource:
                 status, _, body = await self._get(urllib.parse.urljoin(url, location), accept)
         if status != 200:
             raise RegistryError(f"GET {url} answered HTTP {status}", url=url, status=status)
-        return _checked(body, desc, self.label)
+        return checked_small(body, desc, self.label)
 
-    async def layer(self, desc: Descriptor) -> tuple[Path, Callable[[], None], bool]:
+    async def layer(self, desc: Descriptor) -> LayerFile:
         """Download the layer into scratch space (resuming an earlier attempt), verified by its digest."""
         import anyio
 
@@ -158,7 +192,7 @@ class RegistrySource:
         if not self.scratch.has_blob(layer):
             await self.downloader.download(self.ref, layer, lambda n: None)
         path = self.scratch.layout.blob(desc.digest)
-        return path, lambda: path.unlink(missing_ok=True), True
+        return LayerFile(path, lambda: path.unlink(missing_ok=True), True)
 
     async def _range(self, desc: Descriptor, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of a small range of a layer (a registry's 307 to storage is followed once)."""
