@@ -99,12 +99,12 @@ def _build_network(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _source_network(verb: str) -> Callable[[argparse.Namespace], tuple[str, str] | None]:
-    """``image verify|extract REF`` reads a registry; ``--oci-layout DIR`` reads the disk."""
+    """``image verify|extract REF`` reads a registry; ``--oci-layout DIR`` and ``--oci-archive FILE`` the disk."""
 
     def network(args: argparse.Namespace) -> tuple[str, str] | None:
         if args.ref is None:
             return None
-        return f"image {verb} {args.ref}", "read an image on disk with --oci-layout DIR[:TAG]"
+        return f"image {verb} {args.ref}", "read an image on disk with --oci-layout DIR[:TAG] or --oci-archive FILE"
 
     return network
 
