@@ -65,6 +65,23 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
+@pytest.fixture(scope="module")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Key pairs ``site`` and ``other`` (unencrypted): ``site.key``, ``site.pub``, ``other.key``, ``other.pub``."""
+    from tests.support.images import make_keys
+
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def image_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A store with two small models, and their names: what image tests build images of."""
+    from tests.support.images import store_models
+
+    root = tmp_path_factory.mktemp("store")
+    return root, store_models(root, 2, 60_000)
+
+
 @pytest.fixture(scope="session")
 def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
     """A real Docker Distribution registry on 127.0.0.1 for the whole session."""

@@ -14,36 +14,22 @@ from ollama_seed.core.errors import ConfigError, SignatureError
 from ollama_seed.core.trustpolicy import TrustPolicy, TrustRule
 from ollama_seed.wire.keys import SigningKey
 from ollama_seed.wire.trust import Trust
-from tests.support.images import layout_doc, layout_ref, models_of, rewrite, store_models
+from tests.support.images import layout_doc, layout_ref, models_of, rewrite
 
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("keys")
-    for label in ("site", "other"):
-        SigningKey.generate("p256").save(root / f"{label}.key", root / f"{label}.pub", None)
-    return {name: root / name for name in ("site.key", "site.pub", "other.key", "other.pub")}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("store")
-    return root, store_models(root, 2, 60_000)
-
-
-def _signed_layout(tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path]) -> Path:
+def _signed_layout(tmp_path: Path, image_store: tuple[Path, list[str]], signing_keys: dict[str, Path]) -> Path:
     layout = tmp_path / "img"
-    key = SigningKey.load(keys["site.key"], None)
-    build_image(store[1], oci_layout=f"{layout}:t", models_dir=store[0], sign=key)
+    key = SigningKey.load(signing_keys["site.key"], None)
+    build_image(image_store[1], oci_layout=f"{layout}:t", models_dir=image_store[0], sign=key)
     return layout
 
 
 def test_a_signed_layout_lists_cosign_referrers_and_verifies(
-    tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path]
+    tmp_path: Path, image_store: tuple[Path, list[str]], signing_keys: dict[str, Path]
 ) -> None:
-    layout = _signed_layout(tmp_path, store, keys)
+    layout = _signed_layout(tmp_path, image_store, signing_keys)
     index = json.loads((layout / "index.json").read_text())
     refs = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
     images = {refs[t]["digest"] for t in ("t", "t-linux-amd64", "t-linux-arm64")}
@@ -56,18 +42,23 @@ def test_a_signed_layout_lists_cosign_referrers_and_verifies(
         (referrer,) = layout_doc(layout, entry["digest"])["manifests"]
         assert referrer["artifactType"] == BUNDLE
         assert layout_doc(layout, referrer["digest"])["subject"]["digest"] == f"sha256:{tag[7:]}"
-    trust = Trust.load([keys["site.pub"]])
+    trust = Trust.load([signing_keys["site.pub"]])
     report = verify_image(oci_layout=f"{layout}:t", trust=trust)
     assert report.signer is not None and report.signer.fingerprint == trust.keys[0].fingerprint
     out = tmp_path / "out"
     extracted = extract_image(oci_layout=f"{layout}:t-linux-amd64", models_dir=out, trust=trust)
-    assert extracted.signer is not None and models_of(out) == models_of(store[0])
+    assert extracted.signer is not None and models_of(out) == models_of(image_store[0])
     # a rebuild of the same tag keeps the signatures it already has, as a registry's fallback tag does
-    build_image(store[1], oci_layout=f"{layout}:t", models_dir=store[0], sign=SigningKey.load(keys["other.key"], None))
+    build_image(
+        image_store[1],
+        oci_layout=f"{layout}:t",
+        models_dir=image_store[0],
+        sign=SigningKey.load(signing_keys["other.key"], None),
+    )
     again = json.loads((layout / "index.json").read_text())["manifests"]
     lists = [m for m in again if m["annotations"]["org.opencontainers.image.ref.name"].startswith("sha256-")]
     assert len(lists) == 3 and all(len(layout_doc(layout, m["digest"])["manifests"]) == 2 for m in lists)
-    assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([keys["other.pub"]])).signer is not None
+    assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([signing_keys["other.pub"]])).signer is not None
     assert verify_image(oci_layout=f"{layout}:t").signer is None  # no trust asked for: no signature checked
 
 
@@ -89,16 +80,16 @@ def _retag_unsigned(layout: Path) -> None:
     ],
 )
 def test_untrusted_layouts_are_refused_before_the_store_is_touched(
-    tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path], case: str, message: str
+    tmp_path: Path, image_store: tuple[Path, list[str]], signing_keys: dict[str, Path], case: str, message: str
 ) -> None:
     if case == "unsigned":
         layout = tmp_path / "img"
-        build_image(store[1], oci_layout=f"{layout}:t", models_dir=store[0])
+        build_image(image_store[1], oci_layout=f"{layout}:t", models_dir=image_store[0])
     else:
-        layout = _signed_layout(tmp_path, store, keys)
+        layout = _signed_layout(tmp_path, image_store, signing_keys)
     if case == "tampered":
         _retag_unsigned(layout)
-    trust = Trust.load([keys["other.pub" if case == "other key" else "site.pub"]])
+    trust = Trust.load([signing_keys["other.pub" if case == "other key" else "site.pub"]])
     with pytest.raises(SignatureError, match=message):
         verify_image(oci_layout=f"{layout}:t-linux-amd64", trust=trust)
     out = tmp_path / "out"
@@ -109,60 +100,79 @@ def test_untrusted_layouts_are_refused_before_the_store_is_touched(
 
 
 def test_trust_rules_match_an_image_on_disk_by_its_oci_name(
-    tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path]
+    tmp_path: Path, image_store: tuple[Path, list[str]], signing_keys: dict[str, Path]
 ) -> None:
     layout = tmp_path / "img"
-    build_image(store[1], oci_layout=f"{layout}:t", models_dir=store[0])  # unsigned
-    other = TrustPolicy((TrustRule("registry.lan/*", (str(keys["site.pub"]),)),))
+    build_image(image_store[1], oci_layout=f"{layout}:t", models_dir=image_store[0])  # unsigned
+    other = TrustPolicy((TrustRule("registry.lan/*", (str(signing_keys["site.pub"]),)),))
     assert verify_image(oci_layout=f"{layout}:t", trust=other).signer is None  # the rule does not match
-    warn = TrustPolicy((TrustRule(f"oci:{layout.resolve()}:*", (str(keys["site.pub"]),), (), "warn"),))
+    warn = TrustPolicy((TrustRule(f"oci:{layout.resolve()}:*", (str(signing_keys["site.pub"]),), (), "warn"),))
     assert verify_image(oci_layout=f"{layout}:t", trust=warn).signer is None  # logged, then read
-    enforce = TrustPolicy((TrustRule("oci:*", (str(keys["site.pub"]),)),))
+    enforce = TrustPolicy((TrustRule("oci:*", (str(signing_keys["site.pub"]),)),))
     with pytest.raises(SignatureError):
         verify_image(oci_layout=f"{layout}:t", trust=enforce)
 
 
 def test_a_signed_archive_verifies_and_the_cli_reports_the_signer(
-    tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    image_store: tuple[Path, list[str]],
+    signing_keys: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     archive = tmp_path / "img.tar"
-    common = ["--models-dir", str(store[0]), "--progress", "none"]
+    common = ["--models-dir", str(image_store[0]), "--progress", "none"]
     assert (
-        main(["image", "build", *store[1], "--oci-archive", str(archive), "--sign", str(keys["site.key"]), *common])
+        main(
+            [
+                "image",
+                "build",
+                *image_store[1],
+                "--oci-archive",
+                str(archive),
+                "--sign",
+                str(signing_keys["site.key"]),
+                *common,
+            ]
+        )
         == 0
     )
     capsys.readouterr()
-    assert main(["image", "verify", "--oci-archive", str(archive), "--trust", str(keys["site.pub"]), "--json"]) == 0
+    assert (
+        main(["image", "verify", "--oci-archive", str(archive), "--trust", str(signing_keys["site.pub"]), "--json"])
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["signer"].startswith("key sha256:")
     out = tmp_path / "out"
     args = ["image", "extract", "--oci-archive", f"{archive}:latest", "--models-dir", str(out), "--progress", "none"]
-    assert main([*args, "--trust", str(keys["other.pub"])]) == SignatureError.exit_code
+    assert main([*args, "--trust", str(signing_keys["other.pub"])]) == SignatureError.exit_code
     err = capsys.readouterr().err
     assert "no signature there is by a key or CA you trust" in err and "nothing was written" in err
     assert not out.exists()
-    assert main([*args, "--trust", str(keys["site.pub"])]) == 0
+    assert main([*args, "--trust", str(signing_keys["site.pub"])]) == 0
     assert "signed by key sha256:" in capsys.readouterr().out
-    assert models_of(out) == models_of(store[0])
+    assert models_of(out) == models_of(image_store[0])
 
 
-def test_cosign_legacy_needs_a_registry(tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path]) -> None:
+def test_cosign_legacy_needs_a_registry(
+    tmp_path: Path, image_store: tuple[Path, list[str]], signing_keys: dict[str, Path]
+) -> None:
     with pytest.raises(ConfigError, match="--push REF"):
         build_image(
-            store[1],
+            image_store[1],
             oci_layout=f"{tmp_path / 'img'}:t",
-            models_dir=store[0],
-            sign=SigningKey.load(keys["site.key"], None),
+            models_dir=image_store[0],
+            sign=SigningKey.load(signing_keys["site.key"], None),
             cosign_legacy=True,
         )
     assert not (tmp_path / "img").exists()
 
 
 def test_the_layout_signature_is_over_what_the_tag_names(
-    tmp_path: Path, store: tuple[Path, list[str]], keys: dict[str, Path]
+    tmp_path: Path, image_store: tuple[Path, list[str]], signing_keys: dict[str, Path]
 ) -> None:
     """A signature list under another document's tag does not vouch for this one, even by a trusted key."""
-    layout = _signed_layout(tmp_path, store, keys)
+    layout = _signed_layout(tmp_path, image_store, signing_keys)
     amd = layout_ref(layout, "t-linux-amd64")["digest"]
     arm = layout_ref(layout, "t-linux-arm64")["digest"]
     index = json.loads((layout / "index.json").read_text())
@@ -171,5 +181,5 @@ def test_the_layout_signature_is_over_what_the_tag_names(
     own["digest"], own["size"] = other["digest"], other["size"]  # amd64's list now holds arm64's signature
     (layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(SignatureError, match="keep no signature"):
-        verify_image(oci_layout=f"{layout}:t-linux-amd64", trust=Trust.load([keys["site.pub"]]))
-    assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([keys["site.pub"]])).signer is not None
+        verify_image(oci_layout=f"{layout}:t-linux-amd64", trust=Trust.load([signing_keys["site.pub"]]))
+    assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([signing_keys["site.pub"]])).signer is not None

@@ -144,9 +144,8 @@ def test_a_hostile_image_in_a_registry_is_refused_before_anything_is_written(
 
     from ollama_seed.core.errors import BundleError
     from tests.support.craft import snapshot
-    from tests.support.images import add_layer, tar_file, tar_of, wrong_diff_id
+    from tests.support.images import add_layer, skopeo_copy, tar_file, tar_of, wrong_diff_id
 
-    skopeo = _skopeo()
     store = tmp_path / "store"
     names = store_models(store, 1, 300_000)
     layout = tmp_path / "img"
@@ -162,19 +161,7 @@ def test_a_hostile_image_in_a_registry_is_refused_before_anything_is_written(
     else:
         wrong_diff_id(layout)
     ref = f"{docker_registry.host}/img/hostile-{damage}:t"
-    copy = subprocess.run(
-        [
-            skopeo,
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            f"oci:{layout}:t-linux-amd64",
-            f"docker://{ref}",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert copy.returncode == 0, copy.stderr
+    skopeo_copy(f"oci:{layout}:t-linux-amd64", f"docker://{ref}", "--dest-tls-verify=false")
     out = tmp_path / "out"
     store_models(out, 1, 7777)
     before = {k: v for k, v in snapshot(out).items() if not k.startswith(".ollama-seed")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,9 @@ __all__ = [
     "layout_put",
     "layout_ref",
     "models_of",
+    "make_keys",
     "rewrite",
+    "skopeo_copy",
     "store_models",
     "tar_file",
     "tar_of",
@@ -33,6 +37,26 @@ def store_models(root: Path, count: int = 2, size: int = 200_000) -> list[str]:
     items = models(count, size)
     install(root, items)
     return [m.name.display for m in items]
+
+
+def make_keys(root: Path, labels: tuple[str, ...] = ("site", "other")) -> dict[str, Path]:
+    """Unencrypted P-256 key pairs ``LABEL.key``/``LABEL.pub`` under *root*, by file name."""
+    from ollama_seed.wire.keys import SigningKey
+
+    for label in labels:
+        SigningKey.generate("p256").save(root / f"{label}.key", root / f"{label}.pub", None)
+    return {f"{label}.{ext}": root / f"{label}.{ext}" for label in labels for ext in ("key", "pub")}
+
+
+def skopeo_copy(src: str, dst: str, *flags: str) -> None:
+    """``skopeo copy --preserve-digests FLAGS SRC DST``, which must succeed (skipped without skopeo)."""
+    import pytest
+
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        pytest.skip("skopeo is not installed (scripts/install-test-deps.sh installs it)")
+    done = subprocess.run([skopeo, "copy", "--preserve-digests", *flags, src, dst], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def layout_blob(layout: Path, digest: str) -> Path:
