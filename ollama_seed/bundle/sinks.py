@@ -27,11 +27,22 @@ __all__ = ["FileSink", "GzipSink", "PartsSink", "Sink", "StreamSink", "Writeback
 
 
 class Sink(Protocol):
+    """Where an export's bytes go (a file, split parts, stdout, a compressor in front of one):
+    written in order, then committed, or aborted with nothing left behind."""
+
     bytes_written: int
 
-    def write(self, data: bytes | memoryview, /) -> int: ...
-    def commit(self) -> list[str]: ...
-    def abort(self) -> None: ...
+    def write(self, data: bytes | memoryview, /) -> int:
+        """Write all of *data*; its length."""
+        ...
+
+    def commit(self) -> list[str]:
+        """Make what was written durable under its final name(s); the paths written."""
+        ...
+
+    def abort(self) -> None:
+        """Remove whatever was written (after a failure); nothing is left under a final name."""
+        ...
 
 
 WRITEBACK_STEP = 8 * CHUNK

@@ -26,7 +26,15 @@ from .ociimage import (
     Platform,
 )
 
-__all__ = ["Descriptor", "ImageManifest", "is_index", "parse_config", "parse_index", "parse_manifest"]
+__all__ = [
+    "Descriptor",
+    "ImageManifest",
+    "is_index",
+    "parse_config",
+    "parse_descriptor",
+    "parse_index",
+    "parse_manifest",
+]
 
 MAX_LAYERS = 1000
 INDEX_TYPES = (INDEX_MEDIA_TYPE, DOCKER_LIST)
@@ -43,6 +51,8 @@ _COMPRESSION = {
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
+    """An OCI descriptor as read: what a document says of a blob or manifest it names."""
+
     media_type: str
     digest: Digest
     size: int
@@ -63,6 +73,7 @@ class Descriptor:
         return self.annotations.get(ANNOTATION_LAYER)
 
     def doc(self) -> dict[str, Any]:
+        """The descriptor as JSON again (the fields it was read with)."""
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
         if self.annotations:
             out["annotations"] = dict(self.annotations)
@@ -78,7 +89,12 @@ def _load(raw: bytes, what: str) -> dict[str, Any]:
         raise BundleError(str(exc)) from None
 
 
-def descriptor(obj: Any, what: str) -> Descriptor:
+def parse_descriptor(obj: Any, what: str) -> Descriptor:
+    """The descriptor object *obj* (*what* names it in errors), its fields checked.
+
+    Raises:
+        BundleError: not an object, or a media type, digest, size or annotation that is not usable.
+    """
     if not isinstance(obj, dict):
         raise BundleError(f"{what} is not an object")
     media_type = obj.get("mediaType")
@@ -98,6 +114,8 @@ def descriptor(obj: Any, what: str) -> Descriptor:
 
 
 def is_index(media_type: str, raw: bytes) -> bool:
+    """Whether *raw* (served as *media_type*) is an image index rather than one image manifest;
+    a registry's vague media type is settled by the document's own fields."""
     if media_type in INDEX_TYPES:
         return True
     if media_type in MANIFEST_TYPES:
@@ -113,7 +131,7 @@ def parse_index(raw: bytes, what: str = "the image index") -> list[Descriptor]:
         raise BundleError(f"{what} is not an image index (schemaVersion 2 with a manifests list)")
     out = []
     for i, obj in enumerate(doc["manifests"][:MAX_LAYERS]):
-        desc = descriptor(obj, f"{what} manifests[{i}]")
+        desc = parse_descriptor(obj, f"{what} manifests[{i}]")
         if desc.media_type not in MANIFEST_TYPES:
             continue
         if desc.platform is not None and desc.platform.os == "unknown":
@@ -126,6 +144,8 @@ def parse_index(raw: bytes, what: str = "the image index") -> list[Descriptor]:
 
 @dataclass(frozen=True, slots=True)
 class ImageManifest:
+    """One image manifest as read (exact bytes kept): its config and layers."""
+
     raw: bytes
     media_type: str
     config: Descriptor
@@ -147,11 +167,11 @@ def parse_manifest(raw: bytes, what: str = "the image manifest") -> ImageManifes
     media_type = doc.get("mediaType") or MANIFEST_MEDIA_TYPE
     if doc.get("schemaVersion") != 2 or media_type not in MANIFEST_TYPES:
         raise BundleError(f"{what} is not an image manifest (mediaType {media_type!r})")
-    config = descriptor(doc.get("config"), f"{what} config")
+    config = parse_descriptor(doc.get("config"), f"{what} config")
     layers_obj = doc.get("layers")
     if not isinstance(layers_obj, list) or len(layers_obj) > MAX_LAYERS:
         raise BundleError(f"{what}.layers is not a list of at most {MAX_LAYERS}")
-    layers = tuple(descriptor(obj, f"{what} layers[{i}]") for i, obj in enumerate(layers_obj))
+    layers = tuple(parse_descriptor(obj, f"{what} layers[{i}]") for i, obj in enumerate(layers_obj))
     docker = media_type == DOCKER_MANIFEST
     want_config = DOCKER_CONFIG if docker else CONFIG_MEDIA_TYPE
     if config.media_type != want_config:

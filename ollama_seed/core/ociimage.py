@@ -99,11 +99,14 @@ def layer_cap(host: str) -> tuple[int, str] | None:
 
 @dataclass(frozen=True, slots=True)
 class Platform:
+    """An image platform: ``os/architecture[/variant]``."""
+
     os: str
     architecture: str
     variant: str = ""
 
     def doc(self) -> dict[str, str]:
+        """The ``platform`` object of an index entry."""
         out = {"architecture": self.architecture, "os": self.os}
         if self.variant:
             out["variant"] = self.variant
@@ -114,6 +117,7 @@ class Platform:
 
     @classmethod
     def of(cls, doc: Any) -> Platform | None:
+        """The platform a ``platform`` object names; None when it is not one."""
         if (
             not isinstance(doc, dict)
             or not isinstance(doc.get("os"), str)
@@ -272,10 +276,12 @@ def encode_json(doc: Any) -> bytes:
 
 
 def rfc3339(mtime: int) -> str:
+    """*mtime* (seconds since the epoch) as OCI's ``created``: ``2024-01-02T03:04:05Z``."""
     return datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def descriptor(media_type: str, digest: Digest, size: int, **extra: Any) -> dict[str, Any]:
+    """A descriptor object to write (empty *extra* fields left out); :func:`.ocidoc.parse_descriptor` reads one."""
     return {"mediaType": media_type, "digest": str(digest), "size": size, **{k: v for k, v in extra.items() if v}}
 
 
@@ -320,6 +326,8 @@ def image_manifest(
     media_type: str = MANIFEST_MEDIA_TYPE,
     base: tuple[str, Digest] | None = None,
 ) -> dict[str, Any]:
+    """One platform's image manifest over *config* and *layers* (descriptor objects); an OCI one is
+    annotated with its creation time, the models and the *base* (name, digest) it was built on."""
     annotations = {ANNOTATION_CREATED: rfc3339(mtime), ANNOTATION_MODELS: " ".join(str(n) for n in models)}
     if base is not None:
         annotations[ANNOTATION_BASE_NAME], annotations[ANNOTATION_BASE_DIGEST] = base[0], str(base[1])
@@ -332,6 +340,8 @@ def image_manifest(
 def image_index(
     children: Sequence[tuple[Platform, Digest, int]], *, models: Sequence[ModelName], media_type: str = INDEX_MEDIA_TYPE
 ) -> dict[str, Any]:
+    """The image index over *children*, each ``(platform, manifest digest, manifest size)``; a Docker
+    manifest list when *media_type* says so (a Docker base), with Docker manifest entries."""
     manifest_type = MANIFEST_MEDIA_TYPE if media_type == INDEX_MEDIA_TYPE else DOCKER_MANIFEST
     doc: dict[str, Any] = {
         "schemaVersion": 2,

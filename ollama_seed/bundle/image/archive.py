@@ -136,9 +136,9 @@ class ArchiveSource:
         return self.members.get(f"blobs/sha256/{digest.hex}")
 
     async def resolve(self) -> tuple[Descriptor, bytes]:
-        from ...core.ocidoc import descriptor
+        from ...core.ocidoc import parse_descriptor
 
-        desc = descriptor(self.entry, f"{self.path} index.json entry")
+        desc = parse_descriptor(self.entry, f"{self.path} index.json entry")
         return desc, await self.small(desc)
 
     async def small(self, desc: Descriptor) -> bytes:

@@ -49,11 +49,21 @@ Emit = Callable[[ProgressEvent], None]
 
 
 class ImageSource(Protocol):
+    """Where verify and extract read an image: an OCI layout or a registry."""
+
     label: str
 
-    async def resolve(self) -> tuple[Descriptor, bytes]: ...
-    async def small(self, desc: Descriptor) -> bytes: ...
-    async def layer(self, desc: Descriptor) -> LayerFile: ...
+    async def resolve(self) -> tuple[Descriptor, bytes]:
+        """The descriptor and bytes of the image the reference names (an index or a manifest)."""
+        ...
+
+    async def small(self, desc: Descriptor) -> bytes:
+        """A small document (manifest, index, config) by its descriptor, checked against its digest."""
+        ...
+
+    async def layer(self, desc: Descriptor) -> LayerFile:
+        """Where the layer's bytes are (see :class:`.members.LayerFile`)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,7 @@ class ImageReport:
 
 
 def host_platform() -> tuple[str, str]:
+    """``("linux", <this machine's architecture as OCI names it>)``: the platform extract installs."""
     machine = _host.machine().lower()
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
     return "linux", arch

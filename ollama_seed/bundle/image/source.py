@@ -96,9 +96,9 @@ class LayoutSource:
         return await layout_signatures(self.entries, subject.digest, read)
 
     async def resolve(self) -> tuple[Descriptor, bytes]:
-        from ...core.ocidoc import descriptor
+        from ...core.ocidoc import parse_descriptor
 
-        desc = descriptor(self.entry, f"{self.root}/index.json entry")
+        desc = parse_descriptor(self.entry, f"{self.root}/index.json entry")
         return desc, await self.small(desc)
 
     async def small(self, desc: Descriptor) -> bytes:
