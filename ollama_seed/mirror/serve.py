@@ -68,7 +68,10 @@ def _bind(host: str, port: int) -> socket.socket:
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except (socket.gaierror, IndexError) as exc:
-        raise ConfigError(f"cannot listen on {host!r}: {exc}") from None
+        raise ConfigError(
+            f"cannot listen on {host!r}: {exc}; give --host an address of this machine "
+            "(127.0.0.1, or 0.0.0.0 for every interface)"
+        ) from None
     sock = socket.socket(family, kind, proto)
     try:
         oscalls.host.listen_options(sock)

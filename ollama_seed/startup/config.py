@@ -139,7 +139,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
         text = target.read_text(encoding="utf-8")
     except FileNotFoundError:
         if required:
-            raise ConfigError(f"config file {target} does not exist") from None
+            raise ConfigError(f"config file {target} does not exist; create it, or name another file") from None
         return Config(path=None)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {target}: {exc}") from None

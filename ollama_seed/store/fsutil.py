@@ -74,7 +74,7 @@ def ensure_dir(path: Path, mode: int = DIR_MODE, *, sync_parent: bool = True) ->
             )
         if stat.S_ISDIR(st.st_mode):
             return False
-        raise StoreError(f"{path} exists and is not a directory")
+        raise StoreError(f"{path} exists and is not a directory; move it away, or choose another models directory")
     if not path.parent.exists():
         ensure_dir(path.parent, DIR_MODE)
     try:

@@ -245,7 +245,10 @@ class SigningKey:
                 ) from None
         except ValueError as exc:
             if b"ENCRYPTED" in data and secret:
-                raise SigningKeyError(f"wrong passphrase for {where} (or the key file is damaged)") from None
+                raise SigningKeyError(
+                    f"wrong passphrase for {where} (or the key file is damaged); check --key-password-file "
+                    f"or ${KEY_PASSWORD_ENV}"
+                ) from None
             raise SigningKeyError(f"{where} is not a PEM private key ({short(exc)})") from None
         except Exception as exc:  # cryptography's UnsupportedAlgorithm and the like
             raise SigningKeyError(f"{where} cannot be used as a signing key ({short(exc)})") from None

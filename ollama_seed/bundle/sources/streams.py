@@ -221,7 +221,7 @@ def open_source(source: str | os.PathLike[str] | IO[bytes]) -> OpenedSource:
             label, closer = inner.label, inner.close
         else:
             if not path.exists():
-                raise BundleError(f"no bundle at {path}")
+                raise BundleError(f"no bundle at {path} (nor a first part {path.name}.000 beside it); check the path")
             f = _open_read(path)
             inner, label, closer = _FdSource(f, str(path)), str(path), f.close
     else:
