@@ -12,7 +12,7 @@ import pytest
 
 from ollama_seed.bundle.image.api import build_image, extract_image, verify_image
 from ollama_seed.bundle.image.archive import scan_members
-from ollama_seed.bundle.image.layout import USTAR_MAX_SIZE, ArchiveTarget
+from ollama_seed.bundle.image.layout import USTAR_MAX_SIZE, ArchiveTarget, split_layout_arg
 from ollama_seed.core.errors import BundleError, ConfigError, ModelNotFound
 from tests.support.craft import snapshot
 from tests.support.images import models_of, store_models
@@ -148,3 +148,17 @@ def test_a_header_that_may_pass_8_gib_keeps_its_length(tmp_path: Path) -> None:
     with open(tmp_path / "x.tar", "rb") as f:  # and our own reader finds both where they are
         members = scan_members(f.fileno(), (tmp_path / "x.tar").stat().st_size, "x.tar")
     assert members[f"blobs/sha256/{digest.hex}"][1] == 1024 and members[f"blobs/sha256/{digest2.hex}"][1] == 5
+
+
+@pytest.mark.parametrize(
+    ("arg", "path", "tag"),
+    [
+        ("img.tar", "img.tar", "latest"),
+        ("img.tar:v1", "img.tar", "v1"),
+        ("/srv/a:b/img.tar", "/srv/a:b/img.tar", "latest"),
+        ("C:\\img\\m.tar", "C:\\img\\m.tar", "latest"),  # a Windows path is not DIR:TAG
+        ("C:\\img\\m.tar:v1", "C:\\img\\m.tar", "v1"),
+    ],
+)
+def test_file_and_tag_arguments(arg: str, path: str, tag: str) -> None:
+    assert split_layout_arg(arg) == (Path(path), tag)

@@ -43,9 +43,9 @@ def compressed_bound(size: int) -> int:
 
 
 def split_layout_arg(text: str, default_tag: str = "latest") -> tuple[Path, str]:
-    """``DIR[:TAG]`` -> (DIR, TAG), as skopeo's ``oci:DIR:TAG``."""
+    """``DIR[:TAG]`` -> (DIR, TAG), as skopeo's ``oci:DIR:TAG`` (``C:\\img`` is a Windows path, not a tag)."""
     path, sep, tag = text.rpartition(":")
-    if sep and tag and "/" not in tag and path:
+    if sep and tag and "/" not in tag and "\\" not in tag and path:
         return Path(path), tag
     return Path(text), default_tag
 
