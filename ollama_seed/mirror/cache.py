@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 import logging
-import socket
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -38,7 +36,9 @@ from ..core.reference import ModelName
 from ..pulling.options import PullOptions, PullSettings
 from ..pulling.session import PullSession
 from ..store.store import ModelStore
+from ..wire.redirects import RedirectRule
 from ..wire.registry import Credentials, map_errors
+from ..wire.urls import origin
 from .budget import CacheBudget, discard_staging
 from .metrics import MirrorMetrics, note_miss
 
@@ -137,7 +137,8 @@ class PullThroughCache:
         )
         PullSettings.of(self._session_args, caller="PullThroughCache")  # out of range: ConfigError now
         self.remember = remember
-        self.private_redirects = private_redirects
+        self.redirects = RedirectRule(private=private_redirects)
+        self.origin = origin(self.upstream)[1]  # where redirects are always followed
         self.budget = budget
         self.metrics = metrics
         if budget is not None:
@@ -158,7 +159,8 @@ class PullThroughCache:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            self._session = await stack.enter_async_context(PullSession(self.store, **self._session_args))
+            session = PullSession(self.store, redirects=self.redirects, **self._session_args)
+            self._session = await stack.enter_async_context(session)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
             await stack.aclose()
@@ -333,7 +335,7 @@ class PullThroughCache:
             location = resp.headers.get("location")
             if resp.status_code in _REDIRECTS and location:
                 url = urllib.parse.urljoin(url, location)
-                await self._check_redirect(url)
+                await self.redirects.check(url, own=self.origin)
                 continue
             break
         length = resp.headers.get("content-length", "")
@@ -346,28 +348,6 @@ class PullThroughCache:
             url=url.split("?", 1)[0],
             status=resp.status_code,
         )
-
-    async def _check_redirect(self, url: str) -> None:
-        """Refuse a redirect to a loopback, link-local or private address (unless allowed, or the upstream's own).
-
-        Raises:
-            RegistryError: the target is such an address; the client gets 502, never its answer.
-        """
-        parts = urllib.parse.urlsplit(url)
-        if self.private_redirects or parts.netloc == self.host or not parts.hostname:
-            return
-        try:
-            infos = await anyio.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise RegistryError(f"{self.host} redirected to {parts.hostname}, which does not resolve: {exc}") from None
-        for *_, address in infos:
-            ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
-            if not ip.is_global:
-                raise RegistryError(
-                    f"{self.host} redirected a blob to {parts.hostname} ({ip}), a loopback, link-local or private "
-                    "address; refused (start serve with --upstream-private-redirects if that is intended)",
-                    url=f"{parts.scheme}://{parts.netloc}",
-                )
 
     async def fetch_blob(self, namespace: str, model: str, layer: Layer) -> None:
         """Download *layer* from the upstream into the store, unless it is there already.

@@ -44,6 +44,7 @@ from .signed import SignatureGate
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ..wire.redirects import RedirectRule
     from ..wire.trust import Signer
 
 __all__ = ["PullResult", "PullSession"]
@@ -89,9 +90,11 @@ class PullSession:
         *,
         check_space: bool = True,
         transfer: TransferConfig | None = None,
+        redirects: RedirectRule | None = None,
         **options: Unpack[PullOptions],
     ) -> None:
-        """*options*: see :class:`~.options.PullOptions`.
+        """*options*: see :class:`~.options.PullOptions`. *redirects*: which redirects a blob GET
+        follows (default: every one; the mirror's pull-through passes its rule).
 
         Raises:
             ConfigError: an option out of range. TypeError: an unknown option.
@@ -116,6 +119,7 @@ class PullSession:
         bucket = TokenBucket(s.max_rate) if s.max_rate else None
         limiter = anyio.CapacityLimiter(s.max_connections)
         self.downloader = BlobDownloader(self.client, store, limiter, bucket, cfg)
+        self.downloader.redirects = redirects
         self._inflight: dict[Digest, _Inflight] = {}
         self._sources: dict[ModelName, str] = {}
         self.signatures = SignatureGate(s.trust, self.client, store, self.progress)

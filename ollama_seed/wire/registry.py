@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import platform
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -52,7 +53,14 @@ from .urls import origin
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Credentials", "RegistryClient", "RepoName", "describe_transport_error", "user_agent"]
+__all__ = [
+    "Credentials",
+    "RegistryClient",
+    "RepoName",
+    "credentials_refused",
+    "describe_transport_error",
+    "user_agent",
+]
 
 log = logging.getLogger("ollama_seed")
 
@@ -72,6 +80,25 @@ def user_agent() -> str:
 
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def credentials_refused(asked: str, realm: str, *, insecure: bool) -> str | None:
+    """Why a password must not go to the token endpoint *realm* that the registry named in its
+    answer to *asked* (None: it may). Over https the registry vouches for the realm, wherever it
+    is, and the realm must be https too. Over plain http anyone on the path could have named it:
+    the realm must then be on the registry's own host (any port). A plain-http realm only for an
+    ``--insecure`` registry, on its own host."""
+    own, host = (urllib.parse.urlsplit(u).hostname or "" for u in (asked, realm))
+    if host != own and origin(asked)[0] != "https":
+        return (
+            f"a token endpoint on another host than {own}, named over plain http (anyone on the path could have "
+            "named it); credentials go there only when the registry answers over https"
+        )
+    if origin(realm)[0] != "https" and (host != own or not insecure):
+        return "a plain-http token endpoint; credentials go over https only" + (
+            ", or over http to an --insecure registry's own host" if host == own else ""
+        )
+    return None
 
 
 def _excerpt(body: bytes) -> str:
@@ -257,13 +284,9 @@ class RegistryClient:
         else:
             turl = token_url(challenge, scope)
         auth = httpx.BasicAuth(*creds) if creds else None
-        realm = httpx.URL(turl)
-        if auth and realm.scheme != "https" and (not self.insecure or realm.netloc.decode() != name.host):
-            # over plain http a password goes only to the registry itself, and only when it is --insecure
-            raise AuthenticationError(
-                f"refusing to send credentials to a plain-http token endpoint {challenge.realm}"
-                + ("" if self.insecure else "; it needs --insecure, and must be on the registry's own host")
-            )
+        why = credentials_refused(url, turl, insecure=self.insecure) if auth else None
+        if why:
+            raise AuthenticationError(f"refusing to send the credentials for {name.host} to {challenge.realm}: {why}")
         try:
             resp = await self._client.get(turl, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, headers=signed)
         except httpx.TransportError as exc:

@@ -64,10 +64,12 @@ from .httpx_body import stream_watched, watchdog
 from .ramp import Ramp
 from .registry import RegistryClient, RepoName, user_agent
 from .throttle import TokenBucket
-from .urls import shown_url
+from .urls import origin, shown_url
 
 if TYPE_CHECKING:
     import httpx
+
+    from .redirects import RedirectRule
 
 __all__ = ["BlobDownloader", "TransferConfig", "Within"]
 
@@ -132,6 +134,7 @@ class BlobDownloader:
         )
         self._threads = anyio.CapacityLimiter(int(limiter.total_tokens) + 4)
         self._buffers = threading.local()
+        self.redirects: RedirectRule | None = None  # every redirect is followed (see wire.redirects)
 
     def close(self) -> None:
         """Close the kept-alive direct connections (the client closes those it shares)."""
@@ -326,6 +329,8 @@ class BlobDownloader:
                             if redirects > MAX_REDIRECTS:
                                 raise RegistryProtocolError(f"more than {MAX_REDIRECTS} redirects for {layer.digest}")
                             job.direct_url = urllib.parse.urljoin(url, outcome.location)
+                            if self.redirects is not None:
+                                await self.redirects.check(job.direct_url, own=origin(job.blob_url)[1])
                             await drain(resp, self._threads)
                             continue
                         elif isinstance(outcome, Ignored):

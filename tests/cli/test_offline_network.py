@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from ollama_seed.cli.main import main
 from tests.support.cli import run_cli, start_cli
 from tests.support.model import make_model
+from tests.support.net import unasked
 
 REPO, TAG = "library/demo", "v1"
 
@@ -33,11 +33,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def registry_never_asked() -> Iterator[str]:
     """``127.0.0.1:PORT`` where something listens; the test fails if anybody connects."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(0)
-        yield f"127.0.0.1:{listener.getsockname()[1]}"
-        with pytest.raises(BlockingIOError):
-            listener.accept()  # nobody connected
+    with unasked() as where:
+        yield where
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The in-process FakeRegistry (with its faults and bearer tokens) served over a real socket, and a
 raw ASGI call for the paths no HTTP client would send.
 
-``RegistryServer(reg, certs=...)`` runs uvicorn in a thread on 127.0.0.1, with TLS when given a
+``RegistryServer(reg, certs=...)`` runs uvicorn in a thread on 127.0.0.1 (or *host*), with TLS when given a
 :class:`~tests.support.tls.CertFiles`, so subprocesses (the CLI) can pull from it.
 """
 
@@ -64,14 +64,14 @@ class RegistryASGI:
 class RegistryServer:
     """``with RegistryServer(reg, certs=None) as srv: srv.url, srv.host``."""
 
-    def __init__(self, reg: FakeRegistry | Handler, *, certs: CertFiles | None = None) -> None:
+    def __init__(self, reg: FakeRegistry | Handler, *, certs: CertFiles | None = None, host: str = "127.0.0.1") -> None:
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.port = int(self.sock.getsockname()[1])
-        self.host = f"127.0.0.1:{self.port}"
+        self.host = f"{host}:{self.port}"
         self.url = f"{'https' if certs else 'http'}://{self.host}"
         tls: dict[str, Any] = {"ssl_certfile": str(certs.cert), "ssl_keyfile": str(certs.key)} if certs else {}
         config = uvicorn.Config(

@@ -1,4 +1,4 @@
-"""Loopback ports for tests: one free to listen on, one that refuses every connection."""
+"""Loopback ports for tests: one free to listen on, one that refuses every connection, one nobody may use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["free_port", "refused_port"]
+__all__ = ["free_port", "refused_port", "unasked"]
 
 
 def free_port() -> int:
@@ -22,3 +22,19 @@ def refused_port() -> Iterator[int]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         yield int(s.getsockname()[1])
+
+
+@contextmanager
+def unasked(host: str = "127.0.0.1") -> Iterator[str]:
+    """``HOST:PORT`` where something listens (a connection would succeed) for as long as the block
+    runs; leaving the block fails the test if anybody connected."""
+    with socket.create_server((host, 0)) as listener:
+        listener.settimeout(0)
+        where = f"{host}:{listener.getsockname()[1]}"
+        yield where
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        conn.close()
+        raise AssertionError(f"something connected to {where}, which nobody may ask")
