@@ -24,6 +24,7 @@ from ...core.manifest import MAX_MANIFEST_BYTES
 from ...core.ocidoc import Descriptor
 from ...core.sigrecord import StoredSignature
 from ...core.trustpolicy import Subject
+from ...store import oscalls
 from ...store.fsutil import open_nofollow
 from ..format.oci import parse_layout
 from ..format.tar import BLOCK, FILE, GLOBAL_PAX, LONGNAME, PAX, padding, parse_header, parse_pax, pax_size
@@ -37,7 +38,7 @@ _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\
 
 
 def _pread(fd: int, n: int, at: int) -> bytes:
-    data = os.pread(fd, n, at)
+    data = oscalls.host.pread(fd, n, at)
     if len(data) != n:
         raise BundleError(f"the archive ends inside a member (at byte {at + len(data)}): it is truncated")
     return data
@@ -59,7 +60,7 @@ def scan_members(fd: int, size: int, label: str) -> dict[str, tuple[int, int]]:
     Raises:
         BundleError: a hostile or damaged archive (see the module's text).
     """
-    head = os.pread(fd, 6, 0)
+    head = oscalls.host.pread(fd, 6, 0)
     kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
     if kind is not None:
         raise BundleError(f"{label} is a {kind}-compressed file; decompress it first (an OCI archive is a plain tar)")
