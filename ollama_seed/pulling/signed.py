@@ -98,7 +98,7 @@ async def find_trusted(
     elif problems:
         why = f"its signature could not be read ({problems[0]})"
     else:
-        why = f"{' and '.join(looked)} keep no signature for its manifest {subject}"
+        why = f"no signature of its manifest {subject} is kept at {' or '.join(looked)}"
     message = f"{label}: {why}; {advice}"
     if mode == "warn":
         log.warning("%s (trust mode 'warn': going on without it)", message)

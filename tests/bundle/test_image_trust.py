@@ -75,8 +75,8 @@ def _retag_unsigned(layout: Path) -> None:
     ("case", "message"),
     [
         ("other key", "no signature there is by a key or CA you trust"),
-        ("tampered", "keep no signature for its manifest"),
-        ("unsigned", "keep no signature for its manifest"),
+        ("tampered", "no signature of its manifest"),
+        ("unsigned", "no signature of its manifest"),
     ],
 )
 def test_untrusted_layouts_are_refused_before_the_store_is_touched(
@@ -180,6 +180,6 @@ def test_the_layout_signature_is_over_what_the_tag_names(
     own, other = lists[f"sha256-{amd[7:]}"], lists[f"sha256-{arm[7:]}"]
     own["digest"], own["size"] = other["digest"], other["size"]  # amd64's list now holds arm64's signature
     (layout / "index.json").write_text(json.dumps(index))
-    with pytest.raises(SignatureError, match="keep no signature"):
+    with pytest.raises(SignatureError, match="no signature of its manifest"):
         verify_image(oci_layout=f"{layout}:t-linux-amd64", trust=Trust.load([signing_keys["site.pub"]]))
     assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([signing_keys["site.pub"]])).signer is not None

@@ -84,7 +84,7 @@ def test_a_signed_image_extracts_with_trust_and_every_forgery_is_refused(
     refused(ref, "no signature there is by a key or CA you trust")
     # 3. an unsigned image pushed under the signed tag
     build_image(image_store[1][:1], push=ref, models_dir=image_store[0], insecure=True, mtime=7)
-    refused(ref, "keep no signature for its manifest")
+    refused(ref, "no signature of its manifest")
 
 
 async def _forge(ref: str, digest: Digest, key: SigningKey) -> None:

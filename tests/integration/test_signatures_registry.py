@@ -217,7 +217,7 @@ async def test_refusals_leave_the_store_unchanged(
     await refused(f"{docker_registry.host}/{repo}-other:v1", "not by a key you trust")
     # 3. an unsigned model pushed under the same tag
     await apush("other", target, models_dir=store_dir, insecure=True)
-    await refused(target, "keep no signature for its manifest")
+    await refused(target, "no signature of its manifest")
     # warn: pulled anyway, with a warning; off for other names
     policy = ollama_seed.TrustPolicy.trusting([str(keys["site.pub"])], mode="warn")
     warned = await ollama_seed.apull(target, models_dir=out, insecure=True, trust=policy)

@@ -60,6 +60,13 @@ class SignedSource(Protocol):
     async def signatures(self, subject: Descriptor) -> list[StoredSignature]: ...
 
 
+def _where(source: SignedSource) -> str:
+    name = source.trust_name
+    if isinstance(name, str):
+        return "its archive" if name.startswith("oci-archive:") else "its layout"
+    return name.host
+
+
 def _advice(source: SignedSource) -> str:
     if isinstance(source.trust_name, str):
         return (
@@ -90,7 +97,7 @@ async def check_image(
     return await find_trusted(
         source.label,
         mode,
-        [(source.label, lambda: source.signatures(root))],
+        [(_where(source), lambda: source.signatures(root))],
         lambda record: check_cosign(record, loaded, root.digest),
         root.digest,
         _advice(source),
