@@ -54,8 +54,8 @@ COMMAND_EXITS: dict[str, tuple[int, ...]] = {
     "push": (0, 2, 3, 4, 5, 7, 8, 10),
     "image": (0, 2, *_PULLING, 12, 13, 14),
     "image build": (0, 2, *_PULLING, 12, 14),
-    "image verify": (0, 2, 4, 7, 12, 13, 14),
-    "image extract": (0, 2, 4, 5, 6, 7, 8, 12, 13, 14),
+    "image verify": (0, 2, 3, 4, 7, 10, 12, 13, 14),
+    "image extract": (0, 2, 3, 4, 5, 6, 7, 8, 10, 12, 13, 14),
     "keygen": (0, 2, 14),
     "sign": (0, 2, 3, 5, 8, 14),
 }

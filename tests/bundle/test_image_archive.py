@@ -13,6 +13,7 @@ import pytest
 from ollama_seed.bundle.image.api import build_image, extract_image, verify_image
 from ollama_seed.bundle.image.archive import scan_members
 from ollama_seed.bundle.image.layout import USTAR_MAX_SIZE, ArchiveTarget, split_layout_arg
+from ollama_seed.cli.main import main
 from ollama_seed.core.errors import BundleError, ConfigError, ModelNotFound
 from tests.support.craft import snapshot
 from tests.support.images import models_of, store_models
@@ -37,6 +38,9 @@ def test_an_archive_verifies_and_extracts_without_unpacking(
     extracted = extract_image(oci_archive=f"{archive}:latest-linux-amd64", models_dir=out)
     assert models_of(out) == models_of(store) and extracted.digest != report.digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing unpacked beside it
+    with pytest.MonkeyPatch.context() as env:  # an archive on disk needs no network
+        env.setenv("OLLAMA_SEED_OFFLINE", "1")
+        assert main(["image", "verify", "--oci-archive", str(archive), "--progress", "none"]) == 0
     with pytest.raises(ModelNotFound, match="no image tagged 'v9'"):
         verify_image(oci_archive=f"{archive}:v9")
     with pytest.raises(ConfigError, match="name the image"):
