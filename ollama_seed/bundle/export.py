@@ -296,7 +296,7 @@ class Exporter:
                         written.append(self._file(blob_dir / layer.digest.hex, self._blob_filler(name, layer)))
                     twin = oci_twin(manifest)
                     for raw in (manifest.raw, twin):
-                        digest = Digest(hashlib.sha256(raw).hexdigest())
+                        digest = Digest.of(raw)
                         if digest not in seen:
                             seen.add(digest)
                             written.append(self._file(blob_dir / digest.hex, _writer(raw)))

@@ -23,7 +23,6 @@ missing. A signature that verified is kept in the store with each model it cover
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -197,7 +196,7 @@ def keep_signature(store: ModelStore, check: SignatureCheck, manifests: Iterable
     signed = set(check.verified.signed.manifests.values())
     keep = SignatureStore(store)
     for raw in manifests:
-        digest = Digest(hashlib.sha256(raw).hexdigest())
+        digest = Digest.of(raw)
         if digest in signed:
             try:
                 keep.add(digest, record)

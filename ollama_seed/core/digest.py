@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,11 @@ class Digest:
     def __post_init__(self) -> None:
         if len(self.hex) != 64 or any(c not in "0123456789abcdef" for c in self.hex):
             raise InvalidName(f"not a sha256 digest: {self.hex!r} (want 64 lowercase hex characters)")
+
+    @classmethod
+    def of(cls, data: bytes | bytearray | memoryview) -> Digest:
+        """The digest of *data*."""
+        return cls(hashlib.sha256(data).hexdigest())
 
     @classmethod
     def parse(cls, text: str) -> Digest:

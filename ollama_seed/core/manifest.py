@@ -9,7 +9,6 @@ image index, a signature) is read: bounded, and an object at the top.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -145,7 +144,7 @@ class Manifest:
         for layer in (*layers, *([config] if config else [])):
             if sizes.setdefault(layer.digest, layer.size) != layer.size:
                 raise _Bad(f"{layer.digest} is listed with two sizes, {sizes[layer.digest]} and {layer.size}")
-        return cls(raw, Digest(hashlib.sha256(raw).hexdigest()), media_type, config, layers)
+        return cls(raw, Digest.of(raw), media_type, config, layers)
 
     @property
     def blobs(self) -> tuple[Layer, ...]:

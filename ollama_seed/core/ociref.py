@@ -19,7 +19,6 @@ the empty image's, as go-containerregistry writes it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ OCI_MANIFEST = MANIFEST_MEDIA_TYPE
 OCI_CONFIG = CONFIG_MEDIA_TYPE
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
-EMPTY_CONFIG_DIGEST = Digest(hashlib.sha256(EMPTY_CONFIG).hexdigest())
+EMPTY_CONFIG_DIGEST = Digest.of(EMPTY_CONFIG)
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIG_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERT_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -68,10 +67,6 @@ CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 ANNOTATION_CONTENT = "dev.sigstore.bundle.content"
 ANNOTATION_PREDICATE = "dev.sigstore.bundle.predicateType"
 MAX_REFERRERS = 256
-
-
-def _digest_of(data: bytes) -> Digest:
-    return Digest(hashlib.sha256(data).hexdigest())
 
 
 def _dumps(doc: Any) -> bytes:
@@ -102,12 +97,12 @@ def bundle_referrer(bundle: bytes, subject: Descriptor, predicate_type: str, *, 
             "digest": str(EMPTY_CONFIG_DIGEST),
             "artifactType": BUNDLE_MEDIA_TYPE,
         },
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "size": len(bundle), "digest": str(_digest_of(bundle))}],
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "size": len(bundle), "digest": str(Digest.of(bundle))}],
         "annotations": dict(sorted(annotations.items())),
         "subject": {"mediaType": subject.media_type, "size": subject.size, "digest": str(subject.digest)},
         "artifactType": BUNDLE_MEDIA_TYPE,
     }
-    blobs = {EMPTY_CONFIG_DIGEST: EMPTY_CONFIG, _digest_of(bundle): bundle}
+    blobs = {EMPTY_CONFIG_DIGEST: EMPTY_CONFIG, Digest.of(bundle): bundle}
     return OciArtifact(OCI_MANIFEST, _dumps(doc), blobs)
 
 
@@ -234,7 +229,7 @@ def simple_signing_manifest(signatures: Sequence[tuple[bytes, bytes, Sequence[st
     """cosign v2's ``.sig`` manifest: one layer per (payload, DER signature, [certificate PEM, chain PEM])."""
     layers, blobs, diff_ids = [], {}, []
     for payload, signature, certs in signatures:
-        digest = _digest_of(payload)
+        digest = Digest.of(payload)
         annotations = {SIG_ANNOTATION: base64.b64encode(signature).decode()}
         if certs:
             annotations[CERT_ANNOTATION] = certs[0]
@@ -261,11 +256,11 @@ def simple_signing_manifest(signatures: Sequence[tuple[bytes, bytes, Sequence[st
             "config": {},
         }
     )
-    blobs[_digest_of(config)] = config
+    blobs[Digest.of(config)] = config
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": str(_digest_of(config))},
+        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": str(Digest.of(config))},
         "layers": layers,
     }
     return OciArtifact(OCI_MANIFEST, _dumps(doc), blobs)

@@ -44,7 +44,7 @@ class OciArtifact:
 
     @property
     def digest(self) -> Digest:
-        return Digest(hashlib.sha256(self.manifest).hexdigest())
+        return Digest.of(self.manifest)
 
 
 def _b64(data: bytes) -> str:
@@ -123,6 +123,6 @@ class StoredSignature:
             )
         except (ValueError, RecursionError, InvalidName):
             return None
-        if artifact is not None and any(Digest(hashlib.sha256(b).hexdigest()) != d for d, b in artifact.blobs.items()):
+        if artifact is not None and any(Digest.of(b) != d for d, b in artifact.blobs.items()):
             return None
         return record

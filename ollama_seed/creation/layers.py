@@ -19,7 +19,6 @@ it into the store, and writes every :attr:`CreatePlan.new_blobs` entry and then 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import ntpath
 import posixpath
@@ -89,7 +88,7 @@ class Blob:
     @classmethod
     def of(cls, media_type: str, data: bytes) -> Blob:
         """A new blob holding *data*."""
-        return cls(media_type, Digest(hashlib.sha256(data).hexdigest()), len(data), data)
+        return cls(media_type, Digest.of(data), len(data), data)
 
     def manifest_entry(self) -> Struct:
         """Ollama's ``Layer`` struct: mediaType, digest, size, then ``from`` and ``name`` if set."""
@@ -153,7 +152,7 @@ class CreatePlan:
     @property
     def manifest_digest(self) -> Digest:
         """The model's ID: the sha256 of the manifest file."""
-        return Digest(hashlib.sha256(self.manifest).hexdigest())
+        return Digest.of(self.manifest)
 
     @property
     def new_blobs(self) -> tuple[Blob, ...]:

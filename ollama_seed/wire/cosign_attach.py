@@ -22,7 +22,6 @@ of the manifest at the tag ``sha256-<hex>.sig`` (signatures already there are ke
 from __future__ import annotations
 
 import datetime
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -103,7 +102,7 @@ class PreparedSignature:
                 entries.append(entry_for(artifact))
                 index = referrers_index(entries)
                 tag = fallback_tag(subject.digest)
-                await up.manifest(tag, INDEX_MEDIA_TYPE, index, Digest(hashlib.sha256(index).hexdigest()))
+                await up.manifest(tag, INDEX_MEDIA_TYPE, index, Digest.of(index))
         records = [StoredSignature("cosign", bundle=self.bundle, artifact=artifact)]
         if self.legacy is not None and self.legacy.artifact is not None:
             sig = self.legacy.artifact

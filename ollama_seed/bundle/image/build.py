@@ -117,9 +117,8 @@ class Document:
     digest: Digest = field(init=False)
 
     def __post_init__(self) -> None:
-        import hashlib
 
-        self.digest = Digest(hashlib.sha256(self.raw).hexdigest())
+        self.digest = Digest.of(self.raw)
 
 
 class ImagePlan:

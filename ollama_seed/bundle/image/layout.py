@@ -219,7 +219,7 @@ class ArchiveTarget:
         return digest, size
 
     def put_bytes(self, data: bytes) -> tuple[Digest, int]:
-        digest = Digest(hashlib.sha256(data).hexdigest())
+        digest = Digest.of(data)
         if digest not in self.seen:
             self.put([data], len(data))
         return digest, len(data)

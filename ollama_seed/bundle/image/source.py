@@ -156,7 +156,7 @@ class RegistrySource:
             raise ModelNotFound(f"image {self.ref.display} not found (GET {url} answered 404)", url=url, status=404)
         if status != 200:
             raise RegistryError(f"GET {url} answered HTTP {status}", url=url, status=status)
-        digest = Digest(hashlib.sha256(body).hexdigest())
+        digest = Digest.of(body)
         if self.ref.digest is not None and digest != self.ref.digest:
             raise IntegrityError(
                 f"{self.ref.display}: the registry's manifest is {digest}", expected=str(self.ref.digest)

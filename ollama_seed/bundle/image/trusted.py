@@ -183,5 +183,5 @@ def sign_documents(
         entries = [*(parse_referrers(old) if old else []), entry_for(artifact)]
         index = referrers_index(entries)
         put_bytes(index)
-        refs[tag] = descriptor(INDEX_MEDIA_TYPE, Digest(hashlib.sha256(index).hexdigest()), len(index))
+        refs[tag] = descriptor(INDEX_MEDIA_TYPE, Digest.of(index), len(index))
     return refs
