@@ -104,6 +104,7 @@ def _gzipped(src: Path, dst: Path) -> None:
         (_duplicate_index, "two members named 'index.json'"),
         (_lying_size, "truncated, or the size lies"),
         (_gzipped, "gzip-compressed file; decompress it first"),
+        (lambda src, dst: dst.write_bytes(b"{}" * 600), "no valid tar header at byte 0; it is not an OCI archive"),
     ],
 )
 def test_hostile_archives_are_refused_and_nothing_is_written(

@@ -67,7 +67,13 @@ def scan_members(fd: int, size: int, label: str) -> dict[str, tuple[int, int]]:
     members: dict[str, tuple[int, int]] = {}
     pos, pax, long_name, count = 0, {}, None, 0
     while pos + BLOCK <= size:
-        header = parse_header(_pread(fd, BLOCK, pos))
+        try:
+            header = parse_header(_pread(fd, BLOCK, pos))
+        except BundleError:
+            raise BundleError(
+                f"{label}: no valid tar header at byte {pos}; it is not an OCI archive (a tar of an image "
+                "layout), or it is damaged"
+            ) from None
         pos += BLOCK
         if header is None:
             return members
