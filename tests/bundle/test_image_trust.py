@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from ollama_seed.core.errors import ConfigError, SignatureError
 from ollama_seed.core.trustpolicy import TrustPolicy, TrustRule
 from ollama_seed.wire.keys import SigningKey
 from ollama_seed.wire.trust import Trust
-from tests.support.images import layout_doc, layout_ref, models_of, rewrite
+from tests.support.images import layout_doc, layout_put, layout_ref, models_of, rewrite
 
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
@@ -183,3 +185,46 @@ def test_the_layout_signature_is_over_what_the_tag_names(
     with pytest.raises(SignatureError, match="no signature of its manifest"):
         verify_image(oci_layout=f"{layout}:t-linux-amd64", trust=Trust.load([signing_keys["site.pub"]]))
     assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([signing_keys["site.pub"]])).signer is not None
+
+
+def _index(layout: Path) -> dict[str, Any]:
+    return dict(json.loads((layout / "index.json").read_text()))
+
+
+def _garbled_list(layout: Path) -> None:
+    """The signature list of the tagged index points at bytes that are not an image index."""
+    index = _index(layout)
+    digest, size = layout_put(layout, b"not json")
+    for m in index["manifests"]:
+        if m["annotations"]["org.opencontainers.image.ref.name"].startswith("sha256-"):
+            m["digest"], m["size"] = digest, size
+    (layout / "index.json").write_text(json.dumps(index))
+
+
+def _odd_annotations(layout: Path) -> None:
+    """Entries whose annotations are not an object, and a missing signature blob: passed over."""
+    index = _index(layout)
+    index["manifests"] += [{"mediaType": "x", "digest": "sha256:" + "0" * 64, "size": 2, "annotations": ["t"]}]
+    for m in index["manifests"]:
+        names = m["annotations"] if isinstance(m["annotations"], dict) else {}
+        if names.get("org.opencontainers.image.ref.name", "").startswith("sha256-"):
+            m["digest"] = "sha256:" + "9" * 64  # a list that is not in the layout
+    (layout / "index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"), [(_garbled_list, "referrers list is not JSON"), (_odd_annotations, "no signature")]
+)
+def test_damaged_signature_lists_fail_closed(
+    tmp_path: Path,
+    image_store: tuple[Path, list[str]],
+    signing_keys: dict[str, Path],
+    damage: Callable[[Path], None],
+    message: str,
+) -> None:
+    layout = _signed_layout(tmp_path, image_store, signing_keys)
+    damage(layout)
+    out = tmp_path / "out"
+    with pytest.raises(SignatureError, match=message):
+        extract_image(oci_layout=f"{layout}:t", models_dir=out, trust=Trust.load([signing_keys["site.pub"]]))
+    assert not out.exists()

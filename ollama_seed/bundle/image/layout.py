@@ -30,7 +30,7 @@ from ...store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, 
 from ..format.oci import encode_layout, parse_layout
 from ..sinks import FileSink
 
-__all__ = ["ArchiveTarget", "LayoutTarget", "compressed_bound", "read_small", "split_layout_arg"]
+__all__ = ["ArchiveTarget", "LayoutTarget", "compressed_bound", "read_small", "ref_name", "split_layout_arg"]
 
 MAX_INDEX = 4 * 1024 * 1024
 USTAR_MAX_SIZE = 0o77777777777  # the largest size a ustar header holds without a pax record
@@ -48,6 +48,14 @@ def split_layout_arg(text: str, default_tag: str = "latest") -> tuple[Path, str]
     if sep and tag and "/" not in tag and "\\" not in tag and path:
         return Path(path), tag
     return Path(text), default_tag
+
+
+def ref_name(entry: Any) -> str | None:
+    """The ref name (``org.opencontainers.image.ref.name``) of an ``index.json`` entry; None for an
+    untagged one, or one whose annotations are not a JSON object of strings."""
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
+    name = annotations.get(ANNOTATION_REF) if isinstance(annotations, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def read_small(path: Path, limit: int) -> bytes:
@@ -131,7 +139,7 @@ class LayoutTarget:
     def tagged(self, ref: str) -> bytes | None:
         """The document *ref* names in the layout as it was (None: no such ref, or its blob is gone)."""
         for m in self.index.get("manifests", []):
-            if isinstance(m, dict) and (m.get("annotations") or {}).get(ANNOTATION_REF) == ref:
+            if ref_name(m) == ref:
                 path = self.blob_dir / str(m.get("digest", "")).partition(":")[2]
                 if path.is_file() and path.parent == self.blob_dir:
                     return read_small(path, MAX_INDEX)
@@ -139,11 +147,7 @@ class LayoutTarget:
 
     def commit(self, refs: dict[str, dict[str, Any]]) -> None:
         """Point each ref name at its descriptor in ``index.json`` (other refs of the layout kept)."""
-        kept = [
-            m
-            for m in self.index.get("manifests", [])
-            if not (isinstance(m, dict) and (m.get("annotations") or {}).get(ANNOTATION_REF) in refs)
-        ]
+        kept = [m for m in self.index.get("manifests", []) if ref_name(m) not in refs]
         for ref, desc in refs.items():
             kept.append({**desc, "annotations": {**(desc.get("annotations") or {}), ANNOTATION_REF: ref}})
         self.index["manifests"] = kept

@@ -23,12 +23,11 @@ from ...core.errors import BundleError, IntegrityError, ModelNotFound, RegistryE
 from ...core.imageref import ImageRef
 from ...core.manifest import MAX_MANIFEST_BYTES, Layer
 from ...core.ocidoc import ACCEPT, Descriptor
-from ...core.ociimage import ANNOTATION_REF
 from ...core.sigrecord import StoredSignature
 from ...core.trustpolicy import Subject
 from ...store.store import ModelStore
 from ..format.oci import parse_layout
-from .layout import read_small
+from .layout import read_small, ref_name
 from .members import LayerFile
 
 if TYPE_CHECKING:
@@ -60,13 +59,12 @@ def pick_ref(index: bytes, tag: str | None, where: Path) -> tuple[dict[str, Any]
         entries = [m for m in doc["manifests"] if isinstance(m, dict)]
     except (ValueError, KeyError, TypeError):
         raise BundleError(f"{where}: index.json is not an OCI image index") from None
-    refs = {(m.get("annotations") or {}).get(ANNOTATION_REF): m for m in entries}
-    refs.pop(None, None)
-    images = [r for r in refs if not (isinstance(r, str) and r.startswith("sha256-"))]
+    refs = {name: m for m in entries if (name := ref_name(m)) is not None}
+    images = [r for r in refs if not r.startswith("sha256-")]
     if tag is None:
-        tag = str(images[0]) if len(images) == 1 else "latest"
+        tag = images[0] if len(images) == 1 else "latest"
     if tag not in refs:
-        known = ", ".join(sorted(str(r) for r in images)) or "none"
+        known = ", ".join(sorted(images)) or "none"
         raise ModelNotFound(f"{where} has no image tagged {tag!r} (its tags: {known}); add :TAG")
     return refs[tag], entries, tag
 

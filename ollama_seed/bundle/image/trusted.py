@@ -26,7 +26,7 @@ from ...core.digest import Digest
 from ...core.dsse import BUNDLE_MEDIA_TYPE
 from ...core.errors import BundleError, SeedError
 from ...core.ocidoc import Descriptor
-from ...core.ociimage import ANNOTATION_REF, descriptor
+from ...core.ociimage import descriptor
 from ...core.ociref import (
     INDEX_MEDIA_TYPE,
     OCI_MANIFEST,
@@ -39,6 +39,7 @@ from ...core.ociref import (
 from ...core.progress import ProgressCallback
 from ...core.sigrecord import OciArtifact, StoredSignature
 from ...core.trustpolicy import Subject
+from .layout import ref_name
 
 if TYPE_CHECKING:
     from ...pulling.signed import Signed
@@ -123,7 +124,7 @@ async def layout_signatures(entries: Sequence[Any], subject: Digest, read: ReadB
             digest = Digest.parse(str(entry.get("digest", "")))
         except SeedError:
             continue
-        name = (entry.get("annotations") or {}).get(ANNOTATION_REF)
+        name = ref_name(entry)
         if name == tag:
             listed = await read(digest, 1024 * 1024)
             if listed is not None:
