@@ -94,7 +94,10 @@ def register(sub: Any) -> None:
     add_common(p, reads_only=True)
     p.set_defaults(func=cmd_rm)
 
-    p = sub.add_parser("prune", help="remove unreferenced blobs and abandoned partial downloads")
+    p = sub.add_parser(
+        "prune",
+        help="remove unreferenced blobs, abandoned partial downloads, and caches and signature records of what is gone",
+    )
     add_common(p, reads_only=True)
     p.add_argument(
         "--grace",
@@ -361,4 +364,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"removed {len(report.removed_blobs)} unreferenced blobs ({report.removed_bytes} bytes) "
         f"and {len(report.removed_staging)} abandoned staging files"
     )
+    state = report.state
+    if state is not None and (state.layer_entries or state.scratch_files or state.signatures):
+        print(
+            f"removed {state.layer_entries} image-layer digests of removed blobs, {state.scratch_files} files of "
+            f"abandoned image downloads ({state.scratch_bytes} bytes) and the signature records of "
+            f"{len(state.signatures)} manifests no longer in the store"
+        )
     return 0

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.digest import Digest
 from ..core.errors import IntegrityError, ModelNotFound, RegistryProtocolError, StoreError
@@ -34,6 +35,9 @@ from .fsutil import (
     raise_os_error,
     remove_tree,
 )
+
+if TYPE_CHECKING:
+    from .gc import StateReport
 
 __all__ = ["BlobProblem", "InstalledModel", "ModelStore", "PruneReport"]
 
@@ -64,6 +68,9 @@ class PruneReport:
     removed_bytes: int
     removed_staging: tuple[str, ...]
     skipped_reason: str | None = None
+    state: StateReport | None = None
+    """What went from ``.ollama-seed/`` besides staging (see :mod:`.gc`): image-layer digests of
+    blobs no longer here, abandoned image downloads, signature records of manifests no longer here."""
 
 
 def _foreign_owner(root: Path) -> tuple[int, int] | None:
@@ -382,13 +389,16 @@ class ModelStore:
         self.write_manifest(target, source.manifest)
         return source.name, target
 
-    def referenced(self) -> tuple[set[Digest], list[str]]:
-        """Digests referenced by any manifest, and descriptions of unreadable manifests."""
+    def referenced(self, manifests: set[Digest] | None = None) -> tuple[set[Digest], list[str]]:
+        """Digests referenced by any manifest, and descriptions of unreadable manifests; the digests
+        of the manifests themselves are added to *manifests* if given."""
         refs: set[Digest] = set()
         bad: list[str] = []
         for item in self.iter_models():
             if isinstance(item, InstalledModel):
                 refs.update(layer.digest for layer in item.manifest.blobs)
+                if manifests is not None:
+                    manifests.add(item.manifest.digest)
             else:
                 bad.append(f"{item[0]}: {item[1]}")
         return refs, bad
@@ -442,10 +452,14 @@ class ModelStore:
         Like Ollama's start-up prune, nothing is removed from ``blobs/`` while any manifest
         is unreadable, and strays are only removed once they are older than the grace period
         (another process may be about to write their manifest). Staging files named in
-        *staging_in_use* (held by a live lock) are kept.
+        *staging_in_use* (held by a live lock) are kept. Then what newer features keep in
+        ``.ollama-seed/`` and no longer serves the store goes (see :mod:`.gc`): image-layer
+        digests of removed blobs, image downloads abandoned past the grace period, signature
+        records of manifests no longer in the store.
         """
         now = time.time()
-        refs, bad = self.referenced()
+        manifests: set[Digest] = set()
+        refs, bad = self.referenced(manifests)
         removed: list[Digest] = []
         removed_bytes = 0
         skipped = None
@@ -477,4 +491,9 @@ class ModelStore:
                 oscalls.host.remove(entry.path)
                 staging.append(entry.name)
         self._prune_dirs()
-        return PruneReport(tuple(removed), removed_bytes, tuple(staging), skipped)
+        from .gc import prune_state  # loaded by prune only: import ollama_seed stays as cheap
+
+        names = os.listdir(self.layout.blobs_dir) if self.layout.blobs_dir.is_dir() else []
+        blobs = {d for d in map(Digest.from_filename, names) if d is not None}
+        state = prune_state(self.layout, blobs, None if bad else manifests, now=now, grace=grace_seconds)
+        return PruneReport(tuple(removed), removed_bytes, tuple(staging), skipped, state)

@@ -20,6 +20,7 @@ from ...core.manifest import Manifest
 from ...core.ociimage import parse_platforms
 from ...core.progress import ProgressCallback, no_progress
 from ...core.reference import ModelName
+from ...store.gc import BASE_SCRATCH, LAYER_SCRATCH
 from ...store.store import ModelStore
 from ...wire.sync import Job, blocking, run_job
 from ..export import resolve_models
@@ -223,7 +224,7 @@ async def abuild_image(
         base_image = await resolve_base(
             base,
             insecure=insecure,
-            scratch=store.layout.state_dir / "image-base",
+            scratch=store.layout.state_dir / BASE_SCRATCH,
             platforms=parse_platforms(platforms) if platforms is not None else None,
             client=client,
         )
@@ -421,7 +422,7 @@ async def aextract_image(
         RegistryError, AuthenticationError, TransferError: the registry failed.
     """
     store = ModelStore(models_dir)
-    source = _source(ref, oci_layout, oci_archive, store.layout.state_dir / "image-layers", insecure, client)
+    source = _source(ref, oci_layout, oci_archive, store.layout.state_dir / LAYER_SCRATCH, insecure, client)
     return await _read(source, store, install=True, trust=trust, models_path=models_path, progress=progress)
 
 

@@ -30,6 +30,7 @@ from ...core.digest import Digest
 from ...core.ociimage import END_OF_ARCHIVE, LAYER_MEDIA_TYPES, PlannedLayer, padding, tar_header
 from ...core.progress import LayerProgress, ProgressEvent, no_progress
 from ...store.fsutil import atomic_write
+from ...store.gc import LAYER_MEMO
 from ...store.store import ModelStore
 from ..buffer_ring import BufferRing, Cancelled, open_blob
 from ..options import Compression
@@ -38,7 +39,6 @@ from ..sources.streams import CHUNK
 __all__ = ["Cancelled", "LayerCache", "LayerDigests", "LayerStream", "media_type"]
 
 PROGRESS_STEP = 16 * CHUNK
-CACHE_FILE = "image-layers.json"
 MAX_CACHE = 10_000
 
 
@@ -68,7 +68,7 @@ class LayerCache:
 
     def __init__(self, store: ModelStore) -> None:
         self.store = store
-        self.path = store.layout.state_dir / CACHE_FILE
+        self.path = store.layout.state_dir / LAYER_MEMO
         self.entries: dict[str, list[object]] = {}
         self.dirty = False
         with contextlib.suppress(OSError, ValueError):
@@ -78,6 +78,7 @@ class LayerCache:
 
     @staticmethod
     def key(layer: PlannedLayer, mtime: int, compression: Compression) -> str | None:
+        """``<blob digest>|...``: ``prune`` drops the entries whose blob left the store (``store.gc``)."""
         if len(layer.files) != 1 or layer.files[0].digest is None:
             return None
         f = layer.files[0]
