@@ -38,7 +38,7 @@ from ..core.digest import Digest
 from ..core.errors import SeedError
 from ..core.manifest import MAX_MANIFEST_BYTES, Layer, Manifest
 from ..core.reference import DEFAULT_HOST
-from ..store import oscalls
+from ..store.fsutil import open_regular
 from ..store.store import ModelStore
 from .routes import SEGMENT
 
@@ -65,21 +65,10 @@ class Repo:
 
 def _open_regular(path: Path) -> int | None:
     """*path* opened for reading if it is a regular file (not a link, FIFO or device); else None."""
-    flags = os.O_RDONLY | oscalls.host.o_nofollow | oscalls.host.o_binary | getattr(os, "O_NONBLOCK", 0)
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        fd = os.open(path, flags)
+        return open_regular(path)
     except OSError:
         return None
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
 
 
 def read_small(path: Path) -> bytes | None:

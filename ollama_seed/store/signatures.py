@@ -21,7 +21,7 @@ from pathlib import Path
 from ..core.digest import Digest
 from ..core.sigrecord import MAX_RECORD_BYTES, StoredSignature
 from . import oscalls
-from .fsutil import PRIVATE_DIR_MODE, ensure_dir, open_nofollow, raise_os_error
+from .fsutil import PRIVATE_DIR_MODE, ensure_dir, open_nofollow, open_regular, raise_os_error
 from .store import ModelStore
 
 __all__ = ["SignatureStore"]
@@ -101,12 +101,13 @@ class SignatureStore:
 
 def _read(path: Path) -> bytes | None:
     try:
-        fd = open_nofollow(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return None
+    if fd is None:
+        return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD_BYTES:
+        if os.fstat(fd).st_size > MAX_RECORD_BYTES:
             return None
         with os.fdopen(os.dup(fd), "rb") as f:
             return f.read(MAX_RECORD_BYTES + 1)

@@ -296,6 +296,18 @@ def test_oci_layout_refuses_symlinked_blobs(src: Path, tmp_path: Path) -> None:
         import_bundle(layout, models_dir=tmp_path / "dst")
 
 
+@pytest.mark.parametrize("fifo", ["index.json", "a blob"])
+def test_oci_layout_refuses_a_fifo_without_waiting(src: Path, tmp_path: Path, fifo: str) -> None:
+    """Opening a FIFO for reading waits for a writer: the import must refuse it instead of hanging."""
+    layout = tmp_path / "layout"
+    export_bundle(NAMES, layout, models_dir=src, format="oci")
+    path = layout / "index.json" if fifo == "index.json" else next((layout / "blobs" / "sha256").iterdir())
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(BundleError, match="not a regular file"):
+        import_bundle(layout, models_dir=tmp_path / "dst")
+
+
 def test_inspect_and_verify(src: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.bundle"
     export_bundle(NAMES, out, models_dir=src, compress="zstd")

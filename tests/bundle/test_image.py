@@ -188,6 +188,12 @@ def _link(layout: Path) -> None:
     add_layer(layout, "t-linux-amd64", tar_of([info], {}))
 
 
+def _fifo_manifest(layout: Path) -> None:
+    path = layout_blob(layout, layout_ref(layout, "t-linux-amd64")["digest"])
+    path.unlink()
+    os.mkfifo(path)  # opening it for reading would wait for a writer forever
+
+
 def _missing_blob(layout: Path) -> None:
     def change(manifest: dict[str, Any], config: dict[str, Any]) -> None:
         del manifest["layers"][0]
@@ -218,6 +224,7 @@ def _foreign_layer_on_top(layout: Path) -> None:
         (_traversal, r"'\.\.'"),
         (_outside, "outside the models path"),
         (_link, "symbolic link"),
+        (_fifo_manifest, "not a regular file"),
         (_missing_blob, "neither in the bundle nor in the store"),
         (_foreign_layer_on_top, "not a model layer but lies above one"),
     ],
@@ -238,7 +245,8 @@ def test_hostile_images_are_refused_and_nothing_is_written(
     assert {k: v for k, v in after.items() if not k.startswith(".ollama-seed")} == {
         k: v for k, v in before.items() if not k.startswith(".ollama-seed")
     }
-    assert not list((out / ".ollama-seed" / "staging").iterdir())
+    staging = out / ".ollama-seed" / "staging"  # absent when the refusal came before the store was opened
+    assert not staging.exists() or not list(staging.iterdir())
 
 
 def test_verify_refuses_what_a_read_only_mount_cannot_serve(

@@ -26,11 +26,12 @@ from ...core.digest import Digest
 from ...core.errors import BundleError, StoreError
 from ...core.ociimage import ANNOTATION_REF, END_OF_ARCHIVE, INDEX_MEDIA_TYPE, encode_json, padding, tar_header
 from ...store import oscalls
-from ...store.fsutil import atomic_write, ensure_dir, fsync_dir, open_nofollow, raise_os_error
+from ...store.fsutil import atomic_write, ensure_dir, fsync_dir, raise_os_error
 from ..format.oci import encode_layout, parse_layout
 from ..sinks import FileSink
+from ..sources.files import read_small
 
-__all__ = ["ArchiveTarget", "LayoutTarget", "compressed_bound", "read_small", "ref_name", "split_layout_arg"]
+__all__ = ["ArchiveTarget", "LayoutTarget", "compressed_bound", "ref_name", "split_layout_arg"]
 
 MAX_INDEX = 4 * 1024 * 1024
 USTAR_MAX_SIZE = 0o77777777777  # the largest size a ustar header holds without a pax record
@@ -56,25 +57,6 @@ def ref_name(entry: Any) -> str | None:
     annotations = entry.get("annotations") if isinstance(entry, dict) else None
     name = annotations.get(ANNOTATION_REF) if isinstance(annotations, dict) else None
     return name if isinstance(name, str) else None
-
-
-def read_small(path: Path, limit: int) -> bytes:
-    """A small file of a layout (``oci-layout``, ``index.json``, a manifest), opened without following links.
-
-    Raises:
-        BundleError: unreadable, or larger than *limit*.
-    """
-    try:
-        fd = open_nofollow(path, os.O_RDONLY)
-        try:
-            data = os.read(fd, limit + 1)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise BundleError(f"{path} is larger than {limit} bytes")
-    return data
 
 
 class LayoutTarget:

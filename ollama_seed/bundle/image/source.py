@@ -27,7 +27,8 @@ from ...core.sigrecord import StoredSignature
 from ...core.trustpolicy import Subject
 from ...store.store import ModelStore
 from ..format.oci import parse_layout
-from .layout import read_small, ref_name
+from ..sources.files import read_small
+from .layout import ref_name
 from .members import LayerFile
 
 if TYPE_CHECKING:

@@ -1,22 +1,44 @@
 """Members read from files on disk (a models directory, an OCI layout directory), in plan order.
 
-Each file is opened without following a symbolic link and must be a regular file; its size when
-opened is the member's size, and a file that shrinks while it is read is an error. Subclasses
-build ``plan`` and may word the two refusals for their source.
+Each file is opened without following a symbolic link and must be a regular file (a FIFO or a
+device is refused without being opened); its size when opened is the member's size, and a file that
+shrinks while it is read is an error. Subclasses build ``plan`` and may word the two refusals for
+their source. :func:`read_small` reads one small file (a layout's ``index.json``, a manifest) the
+same way.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from ...core.errors import BundleError
-from ...store.fsutil import open_nofollow
+from ...store.fsutil import open_regular
 from ..format.names import MemberRef
 from .base import Member
 
-__all__ = ["FileMembers"]
+__all__ = ["FileMembers", "read_small"]
+
+
+def read_small(path: Path, limit: int) -> bytes:
+    """A small regular file (``oci-layout``, ``index.json``, a manifest), not through a link.
+
+    Raises:
+        BundleError: unreadable, not a regular file, or larger than *limit*.
+    """
+    try:
+        fd = open_regular(path)
+        if fd is None:
+            raise BundleError(f"{path} is not a regular file (a FIFO, a device or a directory); refusing it")
+        try:
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise BundleError(f"{path} is larger than {limit} bytes")
+    return data
 
 
 class FileMembers:
@@ -34,11 +56,10 @@ class FileMembers:
 
     def _open(self, path: Path) -> int:
         try:
-            fd = open_nofollow(path, os.O_RDONLY)
+            fd = open_regular(path)
         except OSError as exc:
             raise BundleError(f"cannot open {path} ({exc.strerror or exc}); symbolic links are refused") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
+        if fd is None:
             raise self._not_regular(path)
         return fd
 

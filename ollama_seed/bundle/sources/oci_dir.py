@@ -8,7 +8,6 @@ following symlinks and must be a regular file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ...core.digest import Digest
@@ -17,7 +16,7 @@ from ...core.manifest import MAX_MANIFEST_BYTES, Manifest
 from ..format.index import MAX_INDEX_BYTES
 from ..format.names import MemberKind, MemberRef
 from ..format.oci import OciEntry, parse_index
-from .files import FileMembers
+from .files import FileMembers, read_small
 
 __all__ = ["DirMembers", "is_layout_dir"]
 
@@ -39,7 +38,7 @@ class DirMembers(FileMembers):
             (MemberRef(MemberKind.OCI_INDEX, "index.json"), root / "index.json"),
         ]
         seen: set[Digest] = set()
-        for entry in parse_index(self._small(root / "index.json", MAX_INDEX_BYTES))[0]:
+        for entry in parse_index(read_small(root / "index.json", MAX_INDEX_BYTES))[0]:
             for digest in (entry.digest, *self._layers(entry)):
                 if digest not in seen:
                     seen.add(digest)
@@ -51,18 +50,8 @@ class DirMembers(FileMembers):
         self.fd = -1
         self.left = 0
 
-    def _small(self, path: Path, limit: int) -> bytes:
-        fd = self._open(path)
-        try:
-            data = os.read(fd, limit + 1)
-        finally:
-            os.close(fd)
-        if len(data) > limit:
-            raise BundleError(f"{path} is larger than {limit} bytes")
-        return data
-
     def _layers(self, entry: OciEntry) -> list[Digest]:
-        raw = self._small(self.root / "blobs" / "sha256" / entry.digest.hex, MAX_MANIFEST_BYTES)
+        raw = read_small(self.root / "blobs" / "sha256" / entry.digest.hex, MAX_MANIFEST_BYTES)
         try:
             return [layer.digest for layer in Manifest.parse(raw).blobs]
         except RegistryProtocolError as exc:
