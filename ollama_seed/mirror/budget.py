@@ -13,6 +13,11 @@ evicted until it fits:
   another model uses stays and Ollama's layout stays consistent;
 - a blob fetched by digest alone (no manifest of the store lists it) is an *orphan*: it is evicted
   before any model, least recently served first, unless a manifest lists it by then;
+- then any other blob no manifest lists (a *stray*: left by a pull-through interrupted before its
+  manifest, by a removal cut short, by a torn manifest's removal), oldest first, once it is older
+  than *stray_grace* (a younger one may be another process's pull whose manifest comes next) and
+  while no manifest is unreadable (it might list it): the rule of ``prune``
+  (:meth:`ModelStore.strays <ollama_seed.store.store.ModelStore.strays>`);
 - if nothing more can be evicted, the fetch fails with :class:`~ollama_seed.core.errors.InsufficientSpace`
   (the mirror answers 507) instead of growing past the limit; a blob larger than the whole limit
   is refused at once, without evicting anything for it.
@@ -124,6 +129,7 @@ class CacheBudget:
         keep: model names never evicted (as ``ollama pull`` names them).
         pending: the blobs of manifests the cache is still completing (never evicted).
         metrics: evictions and the cache size are reported there.
+        stray_grace: seconds a blob no manifest lists is left alone before it may be evicted.
 
     Raises:
         ConfigError: a *keep* name is invalid.
@@ -139,6 +145,7 @@ class CacheBudget:
         metrics: MirrorMetrics | None = None,
         flush_every: float = 30.0,
         clock: Callable[[], float] = time.time,
+        stray_grace: float = 3600.0,
     ) -> None:
         self.store = store
         self.max_bytes = max_bytes
@@ -146,6 +153,7 @@ class CacheBudget:
         self.pending = pending
         self.metrics = metrics
         self.flush_every = flush_every
+        self.stray_grace = stray_grace
         self._clock = clock
         self.pins: collections.Counter[Digest] = collections.Counter()
         self._reserved = 0
@@ -317,13 +325,22 @@ class CacheBudget:
             return
         busy = set(self.pins) | set(self.pending())
         users: collections.Counter[Digest] = collections.Counter()  # manifests on disk listing each blob
+        unreadable = False
         for item in self.store.iter_models():
             if isinstance(item, InstalledModel):
                 users.update({layer.digest for layer in item.manifest.blobs})
+            else:
+                unreadable = True
         for hex_digest in sorted(self._orphans, key=lambda k: self._orphans[k]):
             if used + need <= self.max_bytes:
                 break
             used -= self._evict_orphan(hex_digest, users, busy)
+        if used + need > self.max_bytes and not unreadable:
+            for digest, _ in self.store.strays(set(users), before=self._clock() - self.stray_grace):
+                if used + need <= self.max_bytes:
+                    break
+                if digest not in busy:
+                    used -= self._drop_blob(digest, "in no model: left by an interrupted fetch or removal")
         for key in self.evictable():
             if used + need <= self.max_bytes:
                 break
@@ -351,21 +368,24 @@ class CacheBudget:
             return 0
         if digest in busy:
             return 0
-        path = self.store.layout.blob(digest)
+        self._orphans.pop(text, None)
+        self._dirty = True
+        freed = self._drop_blob(digest, "fetched by digest, in no model")
+        self.flush(force=True)
+        return freed
+
+    def _drop_blob(self, digest: Digest, why: str) -> int:
+        """Remove a blob no manifest lists; the bytes freed."""
         try:
-            size = os.lstat(path).st_size
-            os.unlink(path)
+            size = os.lstat(self.store.layout.blob(digest)).st_size
+            self.store.drop_blob(digest)
         except OSError as exc:
             log.warning("could not evict the blob %s: %s", digest, exc)
             return 0
-        finally:
-            self._orphans.pop(text, None)
-            self._dirty = True
-        log.info("evicted the blob %s from the cache (%d bytes, fetched by digest, in no model)", digest, size)
+        log.info("evicted the blob %s from the cache (%d bytes, %s)", digest, size, why)
         if self.metrics is not None:
             self.metrics.evictions.inc()
             self.metrics.evicted_bytes.inc(size)
-        self.flush(force=True)
         return size
 
     def _evict(self, key: str) -> int:

@@ -446,6 +446,26 @@ class ModelStore:
                 with contextlib.suppress(OSError):
                     oscalls.host.rmdir(dirpath)
 
+    def strays(self, refs: set[Digest], *, before: float) -> list[tuple[Digest, int]]:
+        """Blobs no manifest lists (*refs*: the digests manifests list) last written at or before
+        *before* (younger ones may be a pull's whose manifest comes next), oldest first, with their
+        sizes: the blobs ``prune`` and the mirror's cache budget may remove on their own."""
+        found = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.layout.blobs_dir) as entries:
+            for entry in entries:
+                digest = Digest.from_filename(entry.name)
+                if digest is None or digest in refs or not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if st.st_mtime <= before:
+                    found.append((st.st_mtime, digest, st.st_size))
+        return [(digest, size) for _, digest, size in sorted(found)]
+
+    def drop_blob(self, digest: Digest) -> None:
+        """Remove one blob and its verified stamp (the caller knows no manifest lists it)."""
+        oscalls.host.remove(self.layout.blob(digest))
+        verified.unstamp(self.layout, digest)
+
     def prune(self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None) -> PruneReport:
         """Remove unreferenced blobs older than *grace_seconds* and abandoned staging files.
 
@@ -465,18 +485,11 @@ class ModelStore:
         skipped = None
         if bad:
             skipped = f"unreadable manifest(s), blobs kept: {bad[0]}"
-        elif self.layout.blobs_dir.is_dir():
-            for entry in os.scandir(self.layout.blobs_dir):
-                digest = Digest.from_filename(entry.name)
-                if digest is None or digest in refs or not entry.is_file(follow_symlinks=False):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                if now - st.st_mtime < grace_seconds:
-                    continue
-                oscalls.host.remove(entry.path)
-                verified.unstamp(self.layout, digest)
+        else:
+            for digest, size in self.strays(refs, before=now - grace_seconds):
+                self.drop_blob(digest)
                 removed.append(digest)
-                removed_bytes += st.st_size
+                removed_bytes += size
         staging: list[str] = []
         in_use = staging_in_use or set()
         for d in (self.layout.staging_dir, self.layout.tmp_dir):

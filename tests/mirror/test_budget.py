@@ -4,7 +4,9 @@ through the store's own remove; kept and busy models stay; the order survives a 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -172,3 +174,38 @@ def test_models_that_were_there_before_are_kept_and_a_full_cache_answers_507(tmp
     budget.start()
     budget.adopt(ModelName.parse("upstream.test/library/pinned"))
     assert budget.evictable() == []  # --keep
+
+
+@pytest.mark.anyio
+async def test_blobs_no_manifest_lists_are_reclaimed_once_past_their_grace(
+    tmp_path: Path, trio: dict[str, BuiltModel]
+) -> None:
+    a, b, _ = trio.values()
+    reg = FakeRegistry()
+    reg.add("library/b", "latest", b)
+    root = tmp_path / "mirror"
+    # a's blobs without its manifest: a pull-through stopped before the manifest, or a removal cut short
+    os.remove(a.expected_store(root, HOST, "library/a", "latest"))
+    strays = sorted(p.name for p in (root / "blobs").iterdir())
+    app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(b) + MIB)
+
+    async def fetch_b() -> int:
+        async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
+            assert (await c.get("/v2/library/b/manifests/latest")).status_code == 200
+            codes = {(await c.get(f"/v2/library/b/blobs/{x.digest}")).status_code for x in b.blobs}
+            return max(codes)
+
+    assert await fetch_b() == 507  # young strays may be a pull's whose manifest comes next: kept
+    assert sorted(p.name for p in (root / "blobs").iterdir() if p.name in strays) == strays
+    old = time.time() - 7200
+    for name in strays:
+        os.utime(root / "blobs" / name, (old, old))
+    torn = root / "manifests" / HOST / "library" / "torn" / "latest"
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b'{"schemaVersion": 2, "lay')
+    assert await fetch_b() == 507  # an unreadable manifest might list them: kept, as prune keeps them
+    torn.unlink()
+    assert await fetch_b() == 200  # before: 507 for good, the strays counted and never evicted
+    kept = {p.name for p in (root / "blobs").iterdir()}
+    assert kept == {f"sha256-{x.hex}" for x in b.blobs}  # a's blobs shared with b stay
+    check_store(root, {"library/b": b})
