@@ -223,12 +223,12 @@ async def _local(refs: list[ModelName], o: EnsureOptions) -> list[EnsureReport]:
         if item.complete and not (o.update and not o.offline):
             reports[str(ref)] = present_report(item, started)
     if trust_applies(o.trust) and reports:
-        from .signed import sign_present
+        from .signed import check_present_signatures
 
         present = [
             (ref, item, reports[str(ref)]) for ref, item in zip(refs, locals_, strict=True) if str(ref) in reports
         ]
-        reports.update(await sign_present(present, o))
+        reports.update(await check_present_signatures(present, o))
     todo = [(ref, item) for ref, item in zip(refs, locals_, strict=True) if str(ref) not in reports]
     if todo:
         pulled, errors = await _pull_all(todo, o, started)

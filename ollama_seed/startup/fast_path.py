@@ -74,10 +74,12 @@ def _kept_signatures(
     if found is None:
         return None
     store, named, made = found
-    from .signed import sign_kept
+    from .signed import check_kept_signatures
 
     present = [(ref, local, present_report(local, started)) for ref, local in named]
-    signed, remote = sign_kept(present, store, trust, offline=offline_from_env() if offline is None else offline)
+    signed, remote = check_kept_signatures(
+        present, store, trust, offline=offline_from_env() if offline is None else offline
+    )
     if remote:
         return None
     return [signed[str(ref)] for ref, _ in named] + [present_report(local, started) for local in made]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..wire.verify import TrustLike
     from .options import EnsureOptions
 
-__all__ = ["sign_kept", "sign_present"]
+__all__ = ["check_kept_signatures", "check_present_signatures"]
 
 log = logging.getLogger("ollama_seed")
 
@@ -32,13 +32,13 @@ log = logging.getLogger("ollama_seed")
 Present = list[tuple[ModelName, LocalState, EnsureReport]]
 
 
-def sign_kept(
+def check_kept_signatures(
     present: Present, store: ModelStore, trust: TrustLike, *, offline: bool
 ) -> tuple[dict[str, EnsureReport], Present]:
     """The reports of *present* models with the signers the store keeps, and the models whose
     signature is still to be asked of their registry (none when *offline*). No network: the
-    blocking ``ensure()`` calls it without an event loop, and needs :func:`sign_present` only for
-    the models it returns.
+    blocking ``ensure()`` calls it without an event loop, and needs
+    :func:`check_present_signatures` only for the models it returns.
 
     Raises:
         SignatureError: *offline*, ``enforce`` and no trusted signature kept.
@@ -68,13 +68,13 @@ def sign_kept(
     return out, remote
 
 
-async def sign_present(present: Present, o: EnsureOptions) -> dict[str, EnsureReport]:
+async def check_present_signatures(present: Present, o: EnsureOptions) -> dict[str, EnsureReport]:
     """The reports of *present* models with their signers; raises when one has no trusted signature.
 
     Raises:
         SignatureError: ``enforce`` and no trusted signature (kept, or at its registry when online).
     """
-    out, remote = sign_kept(present, o.store, o.trust, offline=o.offline)
+    out, remote = check_kept_signatures(present, o.store, o.trust, offline=o.offline)
     if remote:
         from ..pulling.session import PullSession
 
