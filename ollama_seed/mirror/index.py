@@ -16,11 +16,13 @@ is kept in memory: it is walked again when a directory of the first three levels
 ``CATALOG_TTL`` seconds, and concurrent callers share one walk.
 
 The catalog and ``tags/list`` name only what a GET serves: a tag whose file is not a valid manifest
-(torn by a power cut, or not a manifest at all) answers 404 ``MANIFEST_UNKNOWN``, so it is not
-listed, and neither is a repository with no servable tag (Docker Distribution lists repositories by
-directory; a client walking the catalog would then meet only 404s). Whether a tag file is valid is
-remembered per file (its size, inode and modification time), so a walk reads only the files that
-changed since the last one, each at most a manifest's size.
+(torn by a power cut, or not a manifest at all) answers 404 ``MANIFEST_UNKNOWN``, and a name a
+request may not spell (``-tag``, ``a:b``, a 200-character tag, ``library/.hidden``) answers 400
+``NAME_INVALID``, so neither is listed, nor is a repository with no servable tag (Docker
+Distribution lists repositories by directory; a client walking the catalog would then meet only
+errors). Whether a tag file is valid is remembered per file (its size, inode and modification
+time), so a walk reads only the files that changed since the last one, each at most a manifest's
+size.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from ..core.manifest import MAX_MANIFEST_BYTES, Layer, Manifest
 from ..core.reference import DEFAULT_HOST
 from ..store.fsutil import open_regular
 from ..store.store import ModelStore
-from .routes import SEGMENT
+from .routes import SEGMENT, check_name
 
 __all__ = ["CATALOG_TTL", "SEGMENT", "MirrorIndex", "Repo", "open_blob", "read_small"]
 
@@ -207,7 +209,7 @@ class MirrorIndex:
                 t
                 for host in self.search_hosts(repo)
                 for t, path in self._tag_files(host, repo.namespace, repo.model)
-                if self._serves(path)
+                if check_name((repo.host or "h", repo.namespace, repo.model), t) is None and self._serves(path)
             }
         )
 
@@ -262,7 +264,7 @@ class MirrorIndex:
         """
         search = set(self.search_hosts())
         names = {f"{ns}/{model}" if host in search else f"{host}/{ns}/{model}" for host, ns, model in self._repos()}
-        return sorted(names)
+        return sorted(n for n in names if check_name(tuple(n.split("/"))) is None)  # as a request names it
 
     def _top_stamp(self) -> tuple[Any, ...]:
         """The modification times of ``manifests/`` and its host and namespace directories."""
@@ -299,11 +301,13 @@ class MirrorIndex:
             return repos
 
     def _has_tag(self, model_dir: Path) -> bool:
+        parts = model_dir.relative_to(self.store.layout.manifests_dir).parts
         try:
             with os.scandir(model_dir) as entries:
                 for e in entries:
                     if (
                         SEGMENT.fullmatch(e.name)
+                        and check_name(parts, e.name) is None
                         and e.is_file(follow_symlinks=False)
                         and self._serves(Path(e.path), e.stat(follow_symlinks=False))
                     ):

@@ -105,6 +105,26 @@ async def test_a_corrupt_manifest_is_neither_listed_nor_served(
     assert (await client.get("/v2/library/broken/tags/list")).json()["tags"] == ["latest"]
 
 
+async def test_a_name_no_request_may_spell_is_not_listed(
+    store_dir: Path, client: httpx.AsyncClient, model: BuiltModel
+) -> None:
+    """Tag files and repository directories whose names a request may not spell (Ollama's name
+    rules) answer 400 NAME_INVALID, so they are not listed either. (Before: listed, then 400.)"""
+    tiny = store_dir / "manifests" / "registry.ollama.ai" / "library" / "tiny"
+    for tag in ("-dash", "a:b", "x" * 200, "_under"):
+        (tiny / tag).write_bytes(model.manifest)
+    for repo in ("library/-bad", "Bad:ns/model"):
+        model.expected_store(store_dir, "registry.ollama.ai", repo, "latest")
+    for path in ("/v2/library/tiny/manifests/-dash", "/v2/library/-bad/tags/list", "/v2/Bad:ns/model/tags/list"):
+        r = await client.get(path)
+        assert r.status_code == 400 and errors(r) == ["NAME_INVALID"], path
+    assert (await client.get("/v2/_catalog")).json() == {"repositories": ["library/tiny"]}
+    tags = (await client.get("/v2/library/tiny/tags/list")).json()["tags"]
+    assert tags == ["_under", "latest"]
+    for tag in tags:  # every tag listed is served
+        assert (await client.get(f"/v2/library/tiny/manifests/{tag}")).status_code == 200
+
+
 async def test_manifest_by_tag_and_digest(client: httpx.AsyncClient, model: BuiltModel) -> None:
     for ref in ("latest", model.manifest_digest):
         r = await client.get(f"/v2/library/tiny/manifests/{ref}")
