@@ -4,6 +4,7 @@ hostile archives (links, traversal, two members of one name, lying sizes) refuse
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -167,3 +168,28 @@ def test_a_header_that_may_pass_8_gib_keeps_its_length(tmp_path: Path) -> None:
 )
 def test_file_and_tag_arguments(arg: str, path: str, tag: str) -> None:
     assert split_layout_arg(arg) == (Path(path), tag)
+
+
+def test_fifos_are_refused_not_waited_on(tmp_path: Path, built: tuple[Path, Path, list[str]]) -> None:
+    """An --oci-archive that is a FIFO (or /dev/stdin from a pipe), and a layer blob of a layout that
+    is one: refused at once, never opened for a writer that does not come."""
+    import signal
+
+    store, _, names = built
+    fifo = tmp_path / "pipe.tar"
+    os.mkfifo(fifo)
+    layout = tmp_path / "img"
+    result = build_image(names, oci_layout=f"{layout}:t", models_dir=store, platforms="linux/amd64")
+    blob = layout / "blobs" / "sha256" / result.layers[0].digest.hex
+    blob.unlink()
+    os.mkfifo(blob)
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("waited on a FIFO"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(BundleError, match="not a regular file; --oci-archive reads a tar file"):
+            verify_image(oci_archive=fifo)
+        with pytest.raises(BundleError, match="is not a regular file"):
+            extract_image(oci_layout=f"{layout}:t", models_dir=tmp_path / "out")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -15,7 +15,6 @@ would count?); a member that claims more bytes than the file holds (a lying size
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from ...core.digest import Digest
@@ -25,7 +24,7 @@ from ...core.ocidoc import Descriptor
 from ...core.sigrecord import StoredSignature
 from ...core.trustpolicy import Subject
 from ...store import oscalls
-from ...store.fsutil import open_nofollow
+from ...store.fsutil import open_regular
 from ..format.oci import parse_layout
 from ..format.tar import BLOCK, FILE, GLOBAL_PAX, LONGNAME, PAX, padding, parse_header, parse_pax, pax_size
 from .members import LayerFile
@@ -113,13 +112,16 @@ class ArchiveSource:
     def __init__(self, path: Path, tag: str | None) -> None:
         self.path = path
         try:
-            self.fd = open_nofollow(path, os.O_RDONLY)
+            found = open_regular(path)  # a FIFO is refused, not waited on
         except OSError as exc:
             raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if found is None:
+            raise BundleError(
+                f"{path} is not a regular file; --oci-archive reads a tar file (not a pipe: its index comes last)"
+            )
+        self.fd = found
         try:
             st = os.fstat(self.fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise BundleError(f"{path} is not a regular file; --oci-archive reads a tar file")
             self.members = scan_members(self.fd, st.st_size, str(path))
             if "oci-layout" not in self.members:
                 raise BundleError(f"{path} is not an OCI image archive (no oci-layout member)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import zstandard
 from ...core.digest import Digest
 from ...core.errors import BundleError
 from ...core.ocidoc import Descriptor
-from ...store.fsutil import open_nofollow
+from ...store.fsutil import open_regular
 from ..format.names import MemberKind, MemberRef, classify_member
 from ..sources.base import Member
 from ..sources.streams import CHUNK, TruncatedBundle
@@ -83,13 +82,13 @@ def open_layer(file: LayerFile, desc: Descriptor) -> int:
         BundleError: unreadable, not a regular file, or a size other than the manifest's.
     """
     try:
-        fd = open_nofollow(file.path, os.O_RDONLY)
+        found = open_regular(file.path)  # a FIFO is refused, not waited on
     except OSError as exc:
         raise BundleError(f"cannot read layer {desc.digest} ({file.path}): {exc.strerror or exc}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
+    if found is None:
         raise BundleError(f"layer {desc.digest} ({file.path}) is not a regular file")
+    fd = found
+    st = os.fstat(fd)
     if (st.st_size != desc.size) if file.offset == 0 else (st.st_size < file.offset + desc.size):
         os.close(fd)
         raise BundleError(
