@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
+import stat
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -107,8 +109,19 @@ class LayoutSource:
         return self.root / "blobs" / "sha256" / desc.digest.hex
 
     async def layer(self, desc: Descriptor) -> LayerFile:
-        """The layer's file (its digest is checked as it is read)."""
-        return LayerFile(self.path(desc), lambda: None, False)
+        """The layer's file (its digest is checked as it is read).
+
+        Raises:
+            BundleError: missing, or not a regular file (a FIFO would make a reader wait forever).
+        """
+        path = self.path(desc)
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError as exc:
+            raise BundleError(f"{self.label}: layer {desc.digest} cannot be read ({exc.strerror or exc})") from None
+        if not regular:
+            raise BundleError(f"{self.label}: layer {desc.digest} ({path}) is not a regular file")
+        return LayerFile(path, lambda: None, False)
 
     async def aclose(self, *, done: bool = True) -> None:
         return None
