@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -14,17 +15,20 @@ from . import oscalls
 __all__ = [
     "atomic_write",
     "ensure_dir",
+    "foreign_owner",
     "fsync_dir",
     "open_nofollow",
     "open_regular",
     "pwrite_all",
     "raise_os_error",
     "remove_tree",
+    "sha256_file",
 ]
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 PRIVATE_DIR_MODE = 0o700
+HASH_CHUNK = 4 * 1024 * 1024
 
 
 def raise_os_error(exc: OSError, what: str) -> None:
@@ -129,6 +133,28 @@ def open_regular(path: Path) -> int | None:
         raise
     os.close(fd)
     return None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def foreign_owner(root: Path) -> tuple[int, int] | None:
+    """``(uid, gid)`` of the models directory when we run as root and it belongs to someone else."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
 
 
 def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:

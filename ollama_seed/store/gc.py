@@ -1,4 +1,8 @@
-"""What ``prune`` reclaims beside ``blobs/``: the files newer features keep in ``.ollama-seed/``.
+"""What ``prune`` reclaims beside ``blobs/``: abandoned staging files, and the files newer
+features keep in ``.ollama-seed/``.
+
+- ``staging/`` and ``tmp/``: a download no live lock holds, a manifest on its way that no
+  process finished (``tmp/`` past the grace period only).
 
 - ``image-layers.json``, the digests of image layers built from single blobs (``image build``):
   its keys start with the blob's digest and ``|``; an entry whose blob left the store is dropped.
@@ -29,7 +33,7 @@ from ..core.layout import ModelsLayout
 from . import oscalls
 from .fsutil import atomic_write, remove_tree
 
-__all__ = ["BASE_SCRATCH", "LAYER_MEMO", "LAYER_SCRATCH", "StateReport", "prune_state"]
+__all__ = ["BASE_SCRATCH", "LAYER_MEMO", "LAYER_SCRATCH", "StateReport", "prune_staging", "prune_state"]
 
 LAYER_MEMO = "image-layers.json"
 LAYER_SCRATCH, BASE_SCRATCH = "image-layers", "image-base"  # image extract/verify, image build --base
@@ -44,6 +48,25 @@ class StateReport:
     scratch_files: int = 0
     scratch_bytes: int = 0
     signatures: tuple[Digest, ...] = ()
+
+
+def prune_staging(layout: ModelsLayout, in_use: set[str], *, now: float, grace: float) -> list[str]:
+    """Remove the files of ``staging/`` and ``tmp/`` no process uses; their names. *in_use*: the
+    staging files (or their ``sha256-<hex>`` stems) a live lock holds; ``tmp/`` files younger than
+    *grace* seconds are kept (a manifest may be on its way)."""
+    removed: list[str] = []
+    for d in (layout.staging_dir, layout.tmp_dir):
+        if not d.is_dir():
+            continue
+        for entry in os.scandir(d):
+            stem = entry.name.split(".", 1)[0]
+            if stem in in_use or entry.name in in_use or not entry.is_file(follow_symlinks=False):
+                continue
+            if d == layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace:
+                continue
+            oscalls.host.remove(entry.path)
+            removed.append(entry.name)
+    return removed
 
 
 def prune_state(

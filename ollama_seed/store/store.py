@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 import time
@@ -31,17 +30,17 @@ from .fsutil import (
     PRIVATE_DIR_MODE,
     atomic_write,
     ensure_dir,
+    foreign_owner,
     fsync_dir,
     raise_os_error,
     remove_tree,
+    sha256_file,
 )
 
 if TYPE_CHECKING:
     from .gc import StateReport
 
 __all__ = ["BlobProblem", "InstalledModel", "ModelStore", "PruneReport"]
-
-HASH_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,28 +72,6 @@ class PruneReport:
     blobs no longer here, abandoned image downloads, signature records of manifests no longer here."""
 
 
-def _foreign_owner(root: Path) -> tuple[int, int] | None:
-    """``(uid, gid)`` of the models directory when we run as root and it belongs to someone else."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return None
-    try:
-        st = os.stat(root)
-    except OSError:
-        return None
-    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 class ModelStore:
     """One Ollama models directory (``$OLLAMA_MODELS``, else ``~/.ollama/models``)."""
 
@@ -114,7 +91,7 @@ class ModelStore:
         """Create ``blobs/``, ``manifests/`` and our private state directory, durable in their parents."""
         if not self.root.is_dir():  # a root that is a link to a directory is fine (stores moved to other disks)
             ensure_dir(self.root)
-        self._owner = _foreign_owner(self.root)
+        self._owner = foreign_owner(self.root)
         made: list[Path] = []
         for d in (self.layout.blobs_dir, self.layout.manifests_dir):
             if ensure_dir(d, sync_parent=False):
@@ -490,21 +467,10 @@ class ModelStore:
                 self.drop_blob(digest)
                 removed.append(digest)
                 removed_bytes += size
-        staging: list[str] = []
-        in_use = staging_in_use or set()
-        for d in (self.layout.staging_dir, self.layout.tmp_dir):
-            if not d.is_dir():
-                continue
-            for entry in os.scandir(d):
-                stem = entry.name.split(".", 1)[0]
-                if stem in in_use or entry.name in in_use or not entry.is_file(follow_symlinks=False):
-                    continue
-                if d == self.layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace_seconds:
-                    continue
-                oscalls.host.remove(entry.path)
-                staging.append(entry.name)
+        from .gc import prune_staging, prune_state  # loaded by prune only: import ollama_seed stays as cheap
+
+        staging = prune_staging(self.layout, staging_in_use or set(), now=now, grace=grace_seconds)
         self._prune_dirs()
-        from .gc import prune_state  # loaded by prune only: import ollama_seed stays as cheap
 
         names = os.listdir(self.layout.blobs_dir) if self.layout.blobs_dir.is_dir() else []
         blobs = {d for d in map(Digest.from_filename, names) if d is not None}
