@@ -94,8 +94,7 @@ def test_a_pull_over_an_intact_store_reads_no_blob(
     assert _pull(name, models) == 0
     hashed: list[Path] = []
     import ollama_seed.store.store as store_module
-
-    real = store_module.sha256_file
+    from ollama_seed.store.fsutil import sha256_file as real
 
     def counting(p: Path) -> Any:
         hashed.append(p)
