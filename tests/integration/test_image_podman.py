@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +23,15 @@ CHECK = 'cd "$OLLAMA_MODELS/blobs" && for f in sha256-*; do echo "${f#sha256-}  
 
 def short_lowercase_dir() -> Path:
     """A new folder under /tmp: podman refuses a --runroot of over 50 characters and an ``oci:`` path
-    with capitals (its image name), and pytest's folders under CI's ``mktemp -d`` have both."""
-    return Path(tempfile.mkdtemp(prefix="ollama-seed-podman-", dir="/tmp"))
+    with capitals (its image name), and pytest's folders under CI's ``mktemp -d`` have both. The name
+    is hex only: mkdtemp's random part may hold ``_``, and ``-_`` is not valid in an image name."""
+    while True:
+        path = Path("/tmp") / f"ollama-seed-podman-{secrets.token_hex(6)}"
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
 
 
 @pytest.fixture(scope="module")
