@@ -17,7 +17,8 @@ evicted until it fits:
   manifest, by a removal cut short, by a torn manifest's removal), oldest first, once it is older
   than *stray_grace* (a younger one may be another process's pull whose manifest comes next) and
   while no manifest is unreadable (it might list it): the rule of ``prune``
-  (:meth:`ModelStore.strays <ollama_seed.store.store.ModelStore.strays>`);
+  (:meth:`ModelStore.strays <ollama_seed.store.store.ModelStore.strays>`); then the staging files
+  of fetches no process runs (a killed mirror's) last written before *stray_grace*;
 - if nothing more can be evicted, the fetch fails with :class:`~ollama_seed.core.errors.InsufficientSpace`
   (the mirror answers 507) instead of growing past the limit; a blob larger than the whole limit
   is refused at once, without evicting anything for it.
@@ -51,7 +52,15 @@ from ..store.fsutil import atomic_write
 from ..store.store import InstalledModel, ModelStore
 from .metrics import MirrorMetrics
 
-__all__ = ["STATE_FILE", "CacheBudget", "blob_bytes", "discard_staging", "model_key", "staging_bytes"]
+__all__ = [
+    "STATE_FILE",
+    "CacheBudget",
+    "blob_bytes",
+    "discard_staging",
+    "model_key",
+    "staging_bytes",
+    "staging_files",
+]
 
 log = logging.getLogger("ollama_seed.mirror")
 STATE_FILE = "mirror-served.json"
@@ -78,22 +87,27 @@ def blob_bytes(store: ModelStore) -> int:
     return total
 
 
+def staging_files(store: ModelStore) -> list[tuple[Digest, int, float]]:
+    """The staging files (``.data``) of the store: the blob, the disk bytes (preallocated ones
+    count whole) and the last write, oldest first."""
+    found = []
+    with contextlib.suppress(OSError), os.scandir(store.layout.staging_dir) as entries:
+        for entry in entries:
+            digest = Digest.from_filename(entry.name.removesuffix(".data"))
+            if digest is None or not entry.name.endswith(".data"):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    size = max(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
+                    found.append((st.st_mtime, digest, size))
+    return [(digest, size, mtime) for mtime, digest, size in sorted(found)]
+
+
 def staging_bytes(store: ModelStore, skip: Iterable[Digest] = ()) -> int:
     """Disk bytes of the staging files (``.data``, preallocated) of blobs not in *skip*."""
-    names = {f"{d.filename}.data" for d in skip}
-    total = 0
-    try:
-        with os.scandir(store.layout.staging_dir) as entries:
-            for entry in entries:
-                if not entry.name.endswith(".data") or entry.name in names:
-                    continue
-                with contextlib.suppress(OSError):
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode):
-                        total += max(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
-    except OSError:
-        pass
-    return total
+    skipped = set(skip)
+    return sum(size for digest, size, _ in staging_files(store) if digest not in skipped)
 
 
 def discard_staging(store: ModelStore, digest: Digest) -> bool:
@@ -341,6 +355,12 @@ class CacheBudget:
                     break
                 if digest not in busy:
                     used -= self._drop_blob(digest, "in no model: left by an interrupted fetch or removal")
+            for digest, size, mtime in staging_files(self.store):
+                if used + need <= self.max_bytes or mtime > self._clock() - self.stray_grace:
+                    break
+                if digest not in busy and digest not in self._fetching and discard_staging(self.store, digest):
+                    log.info("removed the staging files of %s (%d bytes, an interrupted fetch)", digest, size)
+                    used -= size
         for key in self.evictable():
             if used + need <= self.max_bytes:
                 break

@@ -209,3 +209,31 @@ async def test_blobs_no_manifest_lists_are_reclaimed_once_past_their_grace(
     kept = {p.name for p in (root / "blobs").iterdir()}
     assert kept == {f"sha256-{x.hex}" for x in b.blobs}  # a's blobs shared with b stay
     check_store(root, {"library/b": b})
+
+
+@pytest.mark.anyio
+async def test_a_killed_fetch_s_staging_files_are_reclaimed_once_past_their_grace(
+    tmp_path: Path, trio: dict[str, BuiltModel]
+) -> None:
+    _, b, _ = trio.values()
+    reg = FakeRegistry()
+    reg.add("library/b", "latest", b)
+    root = tmp_path / "mirror"
+    staging = root / ".ollama-seed" / "staging"
+    staging.mkdir(parents=True)
+    left = staging / f"sha256-{'d' * 64}.data"  # a mirror killed mid-fetch: counted, never resumed
+    left.write_bytes(bytes(MIB + MIB // 2))
+    (staging / f"sha256-{'d' * 64}.state").write_bytes(b"state")
+    app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(b) + MIB)
+
+    async def fetch_b() -> int:
+        async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
+            assert (await c.get("/v2/library/b/manifests/latest")).status_code == 200
+            return max([(await c.get(f"/v2/library/b/blobs/{x.digest}")).status_code for x in b.blobs])
+
+    assert await fetch_b() == 507 and left.exists()  # it may be another process's download: kept
+    old = time.time() - 7200
+    os.utime(left, (old, old))
+    assert await fetch_b() == 200  # before: 507 for good
+    assert list(staging.iterdir()) == []
+    check_store(root, {"library/b": b})
