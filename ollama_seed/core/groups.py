@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 from .errors import SeedError
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["collapse", "leaves"]
+__all__ = ["collapse", "leaves", "raise_collapsed"]
 
 
 def leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -33,3 +34,12 @@ def collapse(exc: BaseException) -> BaseException:
             if isinstance(leaf, kind):
                 return leaf
     return found[0] if found else exc
+
+
+def raise_collapsed(exc: BaseException) -> NoReturn:
+    """Raise what a public operation lets out for *exc*: itself when it is no group, else the one
+    exception :func:`collapse` picks (never an exception group), its group's noise dropped."""
+    err = collapse(exc)
+    if err is exc:
+        raise exc
+    raise err from None

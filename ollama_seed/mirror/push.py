@@ -21,10 +21,9 @@ import httpx
 from ..core.digest import Digest
 from ..core.errors import (
     InvalidName,
-    SeedError,
     StoreError,
 )
-from ..core.groups import collapse
+from ..core.groups import raise_collapsed
 from ..core.layout import StrPath
 from ..core.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 from ..core.ocidoc import Descriptor
@@ -242,10 +241,7 @@ async def apush(
                     keep.add(model.manifest.digest, record)
             emit(Status(dst.display, "success"))
     except BaseException as exc:
-        err = collapse(exc)
-        if err is exc or not isinstance(err, SeedError):
-            raise
-        raise err from None
+        raise_collapsed(exc)
 
     def kind(k: str) -> tuple[Digest, ...]:
         return tuple(d for d, v in outcome.items() if v == k)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..core.groups import collapse
+from ..core.groups import raise_collapsed
 from ..core.layout import StrPath
 from ..core.reference import ModelName
 from ..store.store import ModelStore
@@ -68,10 +68,7 @@ async def apull_all(
                 for i, ref in enumerate(refs):
                     tg.start_soon(one, i, ref)
     except BaseException as exc:
-        err = collapse(exc)
-        if err is exc:
-            raise
-        raise err from None
+        raise_collapsed(exc)
     return [results[i] for i in range(len(refs))]
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..core.errors import ConfigError, SeedError, SeedTimeout
-from ..core.groups import collapse
+from ..core.groups import raise_collapsed
 from ..core.layout import StrPath
 from ..core.reference import ModelName
 from ..store.store import ModelStore
@@ -158,10 +158,7 @@ async def aensure(
                 if modelfiles:
                     result += await _created(modelfiles, opts)
         except BaseException as exc:
-            err = collapse(exc)
-            if err is exc:
-                raise
-            raise err from None
+            raise_collapsed(exc)
     if result is None:  # the deadline cancelled the work
         raise SeedTimeout(
             f"ensure did not finish within {timeout} s {opts.tracker.describe()}; "

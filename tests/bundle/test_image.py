@@ -280,3 +280,21 @@ def test_a_layer_over_the_registrys_cap_is_refused_before_any_request(tmp_path: 
     (store / "manifests" / "registry.ollama.ai" / "library" / "huge" / "1").write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match=r"GitHub Container Registry .*10\.0 GB"):
         build_image(["huge:1"], push="ghcr.io/acme/models:huge", models_dir=store, offline=True)
+
+
+def test_no_exception_group_leaves_verify(built: tuple[Path, Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task group's failure that is no SeedError comes out as itself, never as an exception group."""
+    import builtins
+    import importlib
+
+    from ollama_seed.bundle.image import read
+
+    group: Any = getattr(builtins, "ExceptionGroup", None) or importlib.import_module("exceptiongroup").ExceptionGroup
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise group("unhandled errors in a TaskGroup", [RuntimeError("a bug in a worker")])
+
+    monkeypatch.setattr(read, "read_image", failing)
+    _, layout, _ = built
+    with pytest.raises(RuntimeError, match="a bug in a worker"):
+        verify_image(oci_layout=f"{layout}:t-linux-amd64")

@@ -323,8 +323,7 @@ async def _read(
     import dataclasses
     import threading
 
-    from ...core.errors import SeedError
-    from ...core.groups import collapse
+    from ...core.groups import raise_collapsed
     from .read import read_image
 
     emit = progress or no_progress
@@ -350,10 +349,7 @@ async def _read(
         ok = True
         return dataclasses.replace(report, signer=signed.signer) if signed is not None else report
     except BaseException as exc:
-        err = collapse(exc)
-        if err is exc or not isinstance(err, SeedError):
-            raise
-        raise err from None
+        raise_collapsed(exc)
     finally:
         await source.aclose(done=ok or not install)
 

@@ -24,8 +24,8 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ...core.digest import Digest
-from ...core.errors import BundleError, ConfigError, SeedError
-from ...core.groups import collapse
+from ...core.errors import BundleError, ConfigError
+from ...core.groups import raise_collapsed
 from ...core.imageref import ImageRef
 from ...core.ocidoc import Descriptor
 from ...core.ociimage import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, PlannedLayer, layer_cap
@@ -216,10 +216,7 @@ async def apush_image(
                     subject = Descriptor(media_type, doc.digest, len(doc.raw), {})
                     await attach_signature(up, subject, sign, legacy=cosign_legacy)
     except BaseException as exc:
-        err = collapse(exc)
-        if err is exc or not isinstance(err, SeedError):
-            raise
-        raise err from None
+        raise_collapsed(exc)
     finally:
         cache.save()
     report(Status(label, "success"))
