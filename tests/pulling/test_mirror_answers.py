@@ -21,6 +21,7 @@ import pytest
 from ollama_seed.cli.main import main
 from tests.support.mirror import serving
 from tests.support.model import BuiltModel, make_model
+from tests.support.net import http_server
 
 REPO, TAG = "library/demo", "v1"
 
@@ -119,16 +120,10 @@ def test_a_full_mirror_s_507_is_shown_with_its_body_and_address(
 ) -> None:
     model = make_model(size_bytes=100_000, seed=6)
     _Full.manifest = model.manifest
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Full)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     (tmp_path / "empty").mkdir()
-    try:
-        with serving(tmp_path / "empty") as empty:  # a registry without the model: only the mirror has it
-            registry = f"127.0.0.1:{empty.port}"
-            assert _pull(tmp_path / "m", f"{registry}/{REPO}:{TAG}", f"http://127.0.0.1:{server.server_port}") == 4
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(_Full) as server, serving(tmp_path / "empty") as empty:  # the registry lacks the model
+        registry = f"127.0.0.1:{empty.port}"
+        assert _pull(tmp_path / "m", f"{registry}/{REPO}:{TAG}", f"http://127.0.0.1:{server.server_port}") == 4
     err = capsys.readouterr().err
     assert f"http://127.0.0.1:{server.server_port}/v2/{REPO}/blobs/sha256:" in err  # the port is kept
     assert "unexpected HTTP 507: 253113024 more bytes would take it over --max-cache-size 1G" in err

@@ -5,7 +5,6 @@ refuses an address that is not one; ``ensure a b`` with ``a`` missing says that 
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from ollama_seed.cli.main import main
 from tests.support.mirror import serving
 from tests.support.model import make_model
+from tests.support.net import http_server
 
 
 class _Answers200(http.server.BaseHTTPRequestHandler):
@@ -40,11 +40,8 @@ class _Answers200(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def not_ollama() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers200)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with http_server(_Answers200) as server:
+        yield server
 
 
 @pytest.mark.parametrize("version_body", [b"", b"<html>hello</html>"])

@@ -1,12 +1,29 @@
-"""Loopback ports for tests: one free to listen on, one that refuses every connection, one nobody may use."""
+"""Loopback ports for tests: one free to listen on, one that refuses every connection, one nobody may use;
+and a stdlib HTTP server on one, for a test's own handler."""
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["free_port", "refused_port", "unasked"]
+__all__ = ["free_port", "http_server", "refused_port", "unasked"]
+
+
+@contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[http.server.ThreadingHTTPServer]:
+    """*handler* served on 127.0.0.1 (``server.server_port``) in a thread, for as long as the block runs."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.model import MANIFEST_V2, MT_MODEL, BuiltModel, make_model
+from tests.support.net import http_server
 from tests.support.proxy import ProxyThread, ShapingProxy, mbit
 from tests.support.registry import DockerRegistry, push_blob, registry_available, seed_registry
 
@@ -436,13 +437,8 @@ class _Framings(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def framings() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Framings)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    t.join(5)
+    with http_server(_Framings) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.mark.parametrize("cap", [0.0, mbit(100)])

@@ -5,7 +5,6 @@ storm on the manifest cost several seconds of backoff with nothing in the log ev
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.support.cli import run_cli
 from tests.support.model import BuiltModel, make_model
+from tests.support.net import http_server
 
 MODEL = make_model(size_bytes=2000, seed=4)
 
@@ -51,11 +51,8 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky() -> Iterator[str]:
     _Flaky.manifest_gets = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_Flaky) as server:
+        yield f"127.0.0.1:{server.server_port}"
 
 
 def test_manifest_retries_show_with_v(flaky: str, tmp_path: Path) -> None:
