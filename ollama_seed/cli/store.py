@@ -106,6 +106,7 @@ def register(sub: Any) -> None:
         metavar="S",
         help="keep unreferenced blobs younger than S seconds (default 3600, as Ollama)",
     )
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed, and remove nothing")
     p.set_defaults(func=cmd_prune)
 
 
@@ -357,18 +358,24 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from ..store.locks import staging_in_use
 
     store = ModelStore(args.models_dir)
-    report = store.prune(grace_seconds=args.grace, staging_in_use=staging_in_use(store))
+    report = store.prune(grace_seconds=args.grace, staging_in_use=staging_in_use(store), dry_run=args.dry_run)
     if report.skipped_reason:
         print(f"blobs kept: {report.skipped_reason}", file=sys.stderr)
+    verb = "would remove" if args.dry_run else "removed"
     print(
-        f"removed {len(report.removed_blobs)} unreferenced blobs ({report.removed_bytes} bytes) "
+        f"{verb} {len(report.removed_blobs)} unreferenced blobs ({report.removed_bytes} bytes) "
         f"and {len(report.removed_staging)} abandoned staging files"
     )
+    if args.dry_run:
+        print("".join(f"  blob {d}\n" for d in report.removed_blobs), end="")
+        print("".join(f"  staging {n}\n" for n in report.removed_staging), end="")
     state = report.state
     if state is not None and (state.layer_entries or state.scratch_files or state.signatures):
         print(
-            f"removed {state.layer_entries} image-layer digests of removed blobs, {state.scratch_files} files of "
+            f"{verb} {state.layer_entries} image-layer digests of removed blobs, {state.scratch_files} files of "
             f"abandoned image downloads ({state.scratch_bytes} bytes) and the signature records of "
             f"{len(state.signatures)} manifests no longer in the store"
         )
+        if args.dry_run:
+            print("".join(f"  signatures of {d}\n" for d in state.signatures), end="")
     return 0

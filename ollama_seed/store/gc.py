@@ -50,7 +50,9 @@ class StateReport:
     signatures: tuple[Digest, ...] = ()
 
 
-def prune_staging(layout: ModelsLayout, in_use: set[str], *, now: float, grace: float) -> list[str]:
+def prune_staging(
+    layout: ModelsLayout, in_use: set[str], *, now: float, grace: float, dry_run: bool = False
+) -> list[str]:
     """Remove the files of ``staging/`` and ``tmp/`` no process uses; their names. *in_use*: the
     staging files (or their ``sha256-<hex>`` stems) a live lock holds; ``tmp/`` files younger than
     *grace* seconds are kept (a manifest may be on its way)."""
@@ -64,22 +66,30 @@ def prune_staging(layout: ModelsLayout, in_use: set[str], *, now: float, grace: 
                 continue
             if d == layout.tmp_dir and now - entry.stat(follow_symlinks=False).st_mtime < grace:
                 continue
-            oscalls.host.remove(entry.path)
+            if not dry_run:
+                oscalls.host.remove(entry.path)
             removed.append(entry.name)
     return removed
 
 
 def prune_state(
-    layout: ModelsLayout, blobs: set[Digest], manifests: set[Digest] | None, *, now: float, grace: float
+    layout: ModelsLayout,
+    blobs: set[Digest],
+    manifests: set[Digest] | None,
+    *,
+    now: float,
+    grace: float,
+    dry_run: bool = False,
 ) -> StateReport:
     """Reclaim the state that no longer serves the store. *blobs*: the blobs in ``blobs/``;
-    *manifests*: the digests of every manifest (None: one is unreadable, signatures are kept)."""
-    files, size = _scratch(layout, now - grace)
-    gone = _signatures(layout, manifests, now - grace) if manifests is not None else ()
-    return StateReport(_layer_memo(layout, blobs), files, size, gone)
+    *manifests*: the digests of every manifest (None: one is unreadable, signatures are kept);
+    *dry_run*: report what would go, remove nothing."""
+    files, size = _scratch(layout, now - grace, dry_run)
+    gone = _signatures(layout, manifests, now - grace, dry_run) if manifests is not None else ()
+    return StateReport(_layer_memo(layout, blobs, dry_run), files, size, gone)
 
 
-def _layer_memo(layout: ModelsLayout, blobs: set[Digest]) -> int:
+def _layer_memo(layout: ModelsLayout, blobs: set[Digest], dry_run: bool) -> int:
     path = layout.state_dir / LAYER_MEMO
     try:
         doc = json.loads(path.read_bytes())
@@ -89,15 +99,15 @@ def _layer_memo(layout: ModelsLayout, blobs: set[Digest]) -> int:
         return 0
     present = {str(d) for d in blobs}
     kept = {k: v for k, v in doc.items() if k.split("|", 1)[0] in present}
-    if len(kept) == len(doc):
-        return 0
+    if len(kept) == len(doc) or dry_run:
+        return len(doc) - len(kept)
     with contextlib.suppress(OSError):  # a store we may not write: the entries only cost a lookup
         atomic_write(path, json.dumps(kept).encode(), layout.tmp_dir, 0o600)
         return len(doc) - len(kept)
     return 0
 
 
-def _scratch(layout: ModelsLayout, before: float) -> tuple[int, int]:
+def _scratch(layout: ModelsLayout, before: float, dry_run: bool) -> tuple[int, int]:
     files = size = 0
     for name in (LAYER_SCRATCH, BASE_SCRATCH):
         root = layout.state_dir / name
@@ -109,16 +119,17 @@ def _scratch(layout: ModelsLayout, before: float) -> tuple[int, int]:
                 with contextlib.suppress(OSError):
                     st = os.lstat(here / entry)
                     if st.st_mtime < before:
-                        oscalls.host.remove(here / entry)
+                        if not dry_run:
+                            oscalls.host.remove(here / entry)
                         files += 1
                         size += st.st_size if stat.S_ISREG(st.st_mode) else 0
             with contextlib.suppress(OSError):
-                if not os.listdir(here):
+                if not dry_run and not os.listdir(here):
                     oscalls.host.rmdir(here)
     return files, size
 
 
-def _signatures(layout: ModelsLayout, manifests: set[Digest], before: float) -> tuple[Digest, ...]:
+def _signatures(layout: ModelsLayout, manifests: set[Digest], before: float, dry_run: bool) -> tuple[Digest, ...]:
     gone = []
     try:
         names = sorted(os.listdir(layout.signatures_dir))
@@ -134,6 +145,7 @@ def _signatures(layout: ModelsLayout, manifests: set[Digest], before: float) -> 
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode) and st.st_mtime < before:
-            remove_tree(folder)
+            if not dry_run:
+                remove_tree(folder)
             gone.append(digest)
     return tuple(gone)

@@ -443,7 +443,9 @@ class ModelStore:
         oscalls.host.remove(self.layout.blob(digest))
         verified.unstamp(self.layout, digest)
 
-    def prune(self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None) -> PruneReport:
+    def prune(
+        self, *, grace_seconds: float = 3600.0, staging_in_use: set[str] | None = None, dry_run: bool = False
+    ) -> PruneReport:
         """Remove unreferenced blobs older than *grace_seconds* and abandoned staging files.
 
         Like Ollama's start-up prune, nothing is removed from ``blobs/`` while any manifest
@@ -452,7 +454,7 @@ class ModelStore:
         *staging_in_use* (held by a live lock) are kept. Then what newer features keep in
         ``.ollama-seed/`` and no longer serves the store goes (see :mod:`.gc`): image-layer
         digests of removed blobs, image downloads abandoned past the grace period, signature
-        records of manifests no longer in the store.
+        records of manifests no longer in the store. *dry_run*: the same report, nothing removed.
         """
         now = time.time()
         manifests: set[Digest] = set()
@@ -464,15 +466,18 @@ class ModelStore:
             skipped = f"unreadable manifest(s), blobs kept: {bad[0]}"
         else:
             for digest, size in self.strays(refs, before=now - grace_seconds):
-                self.drop_blob(digest)
+                if not dry_run:
+                    self.drop_blob(digest)
                 removed.append(digest)
                 removed_bytes += size
         from .gc import prune_staging, prune_state  # loaded by prune only: import ollama_seed stays as cheap
 
-        staging = prune_staging(self.layout, staging_in_use or set(), now=now, grace=grace_seconds)
-        self._prune_dirs()
+        staging = prune_staging(self.layout, staging_in_use or set(), now=now, grace=grace_seconds, dry_run=dry_run)
+        if not dry_run:
+            self._prune_dirs()
 
         names = os.listdir(self.layout.blobs_dir) if self.layout.blobs_dir.is_dir() else []
-        blobs = {d for d in map(Digest.from_filename, names) if d is not None}
-        state = prune_state(self.layout, blobs, None if bad else manifests, now=now, grace=grace_seconds)
+        blobs = {d for d in map(Digest.from_filename, names) if d is not None} - set(removed)
+        known = None if bad else manifests
+        state = prune_state(self.layout, blobs, known, now=now, grace=grace_seconds, dry_run=dry_run)
         return PruneReport(tuple(removed), removed_bytes, tuple(staging), skipped, state)

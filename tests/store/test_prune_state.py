@@ -92,3 +92,33 @@ def test_abandoned_image_downloads_go_after_the_grace_period(store: tuple[ModelS
     assert not scratch.exists()  # the directories left empty went too
     assert fresh.is_file()  # a download that may still run
     assert {m.name.display for m in s.list_models()} == {f"{HOST}/library/a:latest", f"{HOST}/library/b:v1"}
+
+
+def test_dry_run_says_what_prune_removes_and_removes_nothing(
+    store: tuple[ModelStore, BuiltModel, BuiltModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s, _, _ = store
+    models = str(s.root)
+    build = ["image", "build", "--models-dir", models, f"{HOST}/library/a", "--oci-layout", str(tmp_path / "i")]
+    assert main([*build, "--progress", "none"]) == 0
+    a = s.get(ModelName.parse(f"{HOST}/library/a")).manifest.digest
+    SignatureStore(s).add(a, StoredSignature("oms", bundle=b'{"bundle": 1}'))
+    s.remove(ModelName.parse(f"{HOST}/library/a"))
+    (s.layout.blobs_dir / f"sha256-{'e' * 64}").write_bytes(b"stray")
+    (s.layout.staging_dir / f"sha256-{'f' * 64}.data").write_bytes(b"partial")
+    tree = sorted(str(p) for p in s.root.rglob("*") if p.parent.name != "locks")  # prune probes the locks
+    memo = (s.layout.state_dir / "image-layers.json").read_bytes()
+    capsys.readouterr()
+    assert main(["prune", "--models-dir", models, "--grace", "0", "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        sorted(str(p) for p in s.root.rglob("*") if p.parent.name != "locks") == tree
+        and (s.layout.state_dir / "image-layers.json").read_bytes() == memo
+    )
+    assert "would remove 1 unreferenced blobs (5 bytes) and 1 abandoned staging files" in said
+    assert f"  blob sha256:{'e' * 64}" in said and f"  signatures of {a}" in said
+    assert main(["prune", "--models-dir", models, "--grace", "0"]) == 0
+    done = capsys.readouterr().out
+    assert done.splitlines()[0] == said.splitlines()[0].replace("would remove", "removed")
+    assert [x for x in said.splitlines() if x.startswith("would")][1].replace("would remove", "removed") in done
+    assert not s.layout.signatures(a).exists() and not (s.layout.blobs_dir / f"sha256-{'e' * 64}").exists()
