@@ -110,7 +110,7 @@ class BufferRing:
                 raise Cancelled
             slot, view = self.take()
             try:
-                n = os.readv(fd, [view[:left] if left < len(view) else view])
+                n = oscalls.host.readinto(fd, view[:left] if left < len(view) else view)
             except OSError as exc:
                 raise_os_error(exc, f"reading {path}")
                 raise

@@ -56,6 +56,7 @@ class Platform:
         os_pread: Callable[[int, int, int], bytes] | None = None,
         os_pwrite: Callable[[int, bytes | memoryview, int], int] | None = None,
         os_preadv: Callable[[int, list[memoryview], int], int] | None = None,
+        os_readv: Callable[[int, list[memoryview]], int] | None = None,
         os_fdatasync: Callable[[int], None] | None = None,
         os_fchmod: Callable[[int, int], None] | None = None,
         o_nofollow: int = 0,
@@ -73,6 +74,7 @@ class Platform:
         self.os_pread = os_pread
         self.os_pwrite = os_pwrite
         self.os_preadv = os_preadv
+        self.os_readv = os_readv
         self.os_fdatasync = os_fdatasync
         self.os_fchmod = os_fchmod
         self.o_nofollow = o_nofollow
@@ -94,6 +96,7 @@ class Platform:
                 "os_pread",
                 "os_pwrite",
                 "os_preadv",
+                "os_readv",
                 "os_fdatasync",
                 "os_fchmod",
                 "o_nofollow",
@@ -163,6 +166,15 @@ class Platform:
         if self.os_preadv is not None:
             return self.os_preadv(fd, [buf], pos)
         chunk = self.pread(fd, len(buf), pos)
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+    def readinto(self, fd: int, buf: memoryview) -> int:
+        """Read into *buf* at *fd*'s position; the number of bytes read, 0 at the end of the file
+        (``readv`` where there is one: no copy; Windows has none)."""
+        if self.os_readv is not None:
+            return self.os_readv(fd, [buf])
+        chunk = os.read(fd, len(buf))
         buf[: len(chunk)] = chunk
         return len(chunk)
 
@@ -464,7 +476,7 @@ def _from_os(kind: Kind, *, emulated: bool) -> Platform:
     if kind in ("macos", "windows"):
         hide |= {"posix_fallocate", "posix_fadvise", "fdatasync"}
     if kind == "windows":
-        hide |= {"pread", "pwrite", "preadv", "fchmod", "O_NOFOLLOW", "O_DIRECTORY"}
+        hide |= {"pread", "pwrite", "preadv", "readv", "fchmod", "O_NOFOLLOW", "O_DIRECTORY"}
     if kind == "macos" and emulated:
         hide.add("preadv")  # present only on macOS 11+ builds: test the older case
 
@@ -485,6 +497,7 @@ def _from_os(kind: Kind, *, emulated: bool) -> Platform:
         os_pread=has("pread"),
         os_pwrite=has("pwrite"),
         os_preadv=has("preadv"),
+        os_readv=has("readv"),
         os_fdatasync=has("fdatasync"),
         os_fchmod=has("fchmod"),
         o_nofollow=int(has("O_NOFOLLOW") or 0),

@@ -27,6 +27,7 @@ import zstandard
 from ...core.digest import Digest
 from ...core.errors import BundleError
 from ...core.ocidoc import Descriptor
+from ...store import oscalls
 from ...store.fsutil import open_regular
 from ..format.names import MemberKind, MemberRef, classify_member
 from ..sources.base import Member
@@ -121,7 +122,7 @@ class _Counted:
     def readinto(self, view: memoryview) -> int:
         if not self.left:
             return 0
-        n = os.readv(self.fd, [view[: self.left] if len(view) > self.left else view])
+        n = oscalls.host.readinto(self.fd, view[: self.left] if len(view) > self.left else view)
         if not n:
             raise TruncatedBundle(f"layer {self.desc.digest} ended {self.left} bytes early")
         if self.hasher is not None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ...core.errors import BundleError
+from ...store import oscalls
 from ...store.fsutil import open_regular
 from ..format.names import MemberRef
 from .base import Member
@@ -75,7 +76,7 @@ class FileMembers:
     def readinto(self, view: memoryview) -> int:
         if self.left <= 0 or self.fd < 0:
             return 0
-        n = os.readv(self.fd, [view[: self.left] if len(view) > self.left else view])
+        n = oscalls.host.readinto(self.fd, view[: self.left] if len(view) > self.left else view)
         if not n:
             raise self._shrank()
         self.left -= n
