@@ -58,8 +58,8 @@ def test_a_signed_layout_lists_cosign_referrers_and_verifies(
         sign=SigningKey.load(signing_keys["other.key"], None),
     )
     again = json.loads((layout / "index.json").read_text())["manifests"]
-    lists = [m for m in again if m["annotations"]["org.opencontainers.image.ref.name"].startswith("sha256-")]
-    assert len(lists) == 3 and all(len(layout_doc(layout, m["digest"])["manifests"]) == 2 for m in lists)
+    relisted = [m for m in again if m["annotations"]["org.opencontainers.image.ref.name"].startswith("sha256-")]
+    assert len(relisted) == 3 and all(len(layout_doc(layout, m["digest"])["manifests"]) == 2 for m in relisted)
     assert verify_image(oci_layout=f"{layout}:t", trust=Trust.load([signing_keys["other.pub"]])).signer is not None
     assert verify_image(oci_layout=f"{layout}:t").signer is None  # no trust asked for: no signature checked
 
