@@ -79,7 +79,12 @@ def blocking(afn: Callable[P, Coroutine[Any, Any, T]], name: str | None = None) 
         refuse_in_loop(twin, async_name)
         import anyio
 
-        return anyio.run(functools.partial(afn, *args, **kwargs))
+        try:
+            return anyio.run(functools.partial(afn, *args, **kwargs))
+        except TypeError as exc:  # wrong arguments (bound, or checked against the options): name the twin called
+            if str(exc).startswith(f"{async_name}() "):
+                raise TypeError(f"{twin}(){str(exc).removeprefix(async_name + '()')}") from None
+            raise
 
     run.__name__ = run.__qualname__ = twin
     run.__doc__ = (

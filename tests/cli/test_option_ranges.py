@@ -11,9 +11,11 @@ accepted, and ``pull(..., connections=0)`` raised ``IntegrityError``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 import ollama_seed
@@ -147,3 +149,14 @@ async def test_every_way_in_to_a_pull_session_is_checked(tmp_path: Path) -> None
         await ollama_seed.acreate("x", tmp_path / "Modelfile", models_dir=tmp_path, stall_timeout=-1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'conections'"):
         await ollama_seed.apull("x", models_dir=tmp_path, conections=4)  # type: ignore[call-arg]
+
+
+def test_a_blocking_twin_names_itself_in_a_wrong_argument_error(tmp_path: Path) -> None:
+    """``pull(..., conections=4)`` said ``apull() got an unexpected keyword argument``: a function the
+    caller never called."""
+    with pytest.raises(TypeError, match=r"^pull\(\) got an unexpected keyword argument 'conections'$"):
+        ollama_seed.pull("x", models_dir=tmp_path, conections=4)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^create\(\) missing 1 required positional argument: 'modelfile'$"):
+        ollama_seed.create("x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^apull\(\) got an unexpected keyword argument"):
+        anyio.run(functools.partial(ollama_seed.apull, "x", models_dir=tmp_path, conections=4))  # type: ignore[call-arg]
