@@ -102,32 +102,8 @@ class Uploader:
         content: Any = None,
         ok: Sequence[int] = (200, 201, 202, 204),
     ) -> httpx.Response:
-        """One request, checked; the first one goes alone.
-
-        Concurrent callers wait until the first request has an answer, so a registry that cannot be
-        reached at all (plain http answering a TLS hello, an untrusted certificate, a refused login)
-        fails on one connection. Several connections cancelled mid-handshake would be left to the
-        garbage collector: httpcore 1.0 closes a TLS stream on an error, not on a cancellation.
-        """
-        if self._first_sent:
-            await self._first_done.wait()
-            return await self._request(method, url, headers, content, ok)
-        self._first_sent = True
-        try:
-            return await self._request(method, url, headers, content, ok)
-        finally:
-            self._first_done.set()
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str] | None = None,
-        content: Any = None,
-        ok: Sequence[int] = (200, 201, 202, 204),
-    ) -> httpx.Response:
         with map_errors(url):
-            resp = await self.client.send(self.target, method, url, headers or {}, content=content, scope=self.scope)
+            resp = await self._send(method, url, headers or {}, content)
             try:
                 body = await resp.aread()
             finally:
@@ -153,6 +129,23 @@ class Uploader:
                 status=status,
             )
         raise RegistryError(f"{method} {shown} answered HTTP {status}: {_excerpt(body)}", url=shown, status=status)
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], content: Any) -> httpx.Response:
+        """Send one request; the first one goes alone.
+
+        Concurrent callers wait until the first request has an answer, so a registry that cannot be
+        reached at all (plain http answering a TLS hello, an untrusted certificate, a refused login)
+        fails on one connection. Several connections cancelled mid-handshake would be left to the
+        garbage collector: httpcore 1.0 closes a TLS stream on an error, not on a cancellation.
+        """
+        first, self._first_sent = not self._first_sent, True
+        if not first:
+            await self._first_done.wait()
+        try:
+            return await self.client.send(self.target, method, url, headers, content=content, scope=self.scope)
+        finally:
+            if first:
+                self._first_done.set()
 
     async def exists(self, digest: Digest, repo: str | None = None) -> bool:
         resp = await self.request(
