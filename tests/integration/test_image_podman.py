@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ollama_seed.bundle.image.api import build_image
-from tests.support.images import store_models
+from tests.support.images import skopeo_copy, store_models
 from tests.support.podman import BUSYBOX, Podman, busybox_layout
 from tests.support.registry import DockerRegistry
 
@@ -97,16 +97,9 @@ def test_a_model_only_image_mounted_as_an_image_volume_is_there_and_read_only(tm
 def test_base_from_the_same_registry_is_mounted_and_the_image_runs(
     tmp_path: Path, podman: Podman, docker_registry: DockerRegistry
 ) -> None:
-    skopeo = shutil.which("skopeo")
-    assert skopeo is not None
     base = busybox_layout(tmp_path / "busybox")
     base_ref = f"{docker_registry.host}/base/busybox:1"
-    copy = subprocess.run(
-        [skopeo, "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{base}:latest", f"docker://{base_ref}"],
-        capture_output=True,
-        text=True,
-    )
-    assert copy.returncode == 0, copy.stderr
+    skopeo_copy(f"oci:{base}:latest", f"docker://{base_ref}", "--dest-tls-verify=false")
     store = tmp_path / "store"
     names = store_models(store, 1, 300_000)
     ref = f"{docker_registry.host}/apps/with-models:1"
