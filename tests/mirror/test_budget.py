@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,21 @@ HOST = "upstream.test"
 
 def union_size(*models: BuiltModel) -> int:
     return sum({b.digest: b.size for m in models for b in m.blobs}.values())
+
+
+def tight_fetch_of_b(root: Path, b: BuiltModel) -> Callable[[], Awaitable[int]]:
+    """A fetch of model *b* (its manifest, then each blob) through a pull-through mirror at *root*
+    whose cache holds *b* and one MiB more; it answers the worst status of the blob GETs."""
+    reg = FakeRegistry()
+    reg.add("library/b", "latest", b)
+    app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(b) + MIB)
+
+    async def fetch_b() -> int:
+        async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
+            assert (await c.get("/v2/library/b/manifests/latest")).status_code == 200
+            return max([(await c.get(f"/v2/library/b/blobs/{x.digest}")).status_code for x in b.blobs])
+
+    return fetch_b
 
 
 def metric(url: str, name: str) -> float:
@@ -181,20 +197,11 @@ async def test_blobs_no_manifest_lists_are_reclaimed_once_past_their_grace(
     tmp_path: Path, trio: dict[str, BuiltModel]
 ) -> None:
     a, b, _ = trio.values()
-    reg = FakeRegistry()
-    reg.add("library/b", "latest", b)
     root = tmp_path / "mirror"
     # a's blobs without its manifest: a pull-through stopped before the manifest, or a removal cut short
     os.remove(a.expected_store(root, HOST, "library/a", "latest"))
     strays = sorted(p.name for p in (root / "blobs").iterdir())
-    app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(b) + MIB)
-
-    async def fetch_b() -> int:
-        async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
-            assert (await c.get("/v2/library/b/manifests/latest")).status_code == 200
-            codes = {(await c.get(f"/v2/library/b/blobs/{x.digest}")).status_code for x in b.blobs}
-            return max(codes)
-
+    fetch_b = tight_fetch_of_b(root, b)
     assert await fetch_b() == 507  # young strays may be a pull's whose manifest comes next: kept
     assert sorted(p.name for p in (root / "blobs").iterdir() if p.name in strays) == strays
     old = time.time() - 7200
@@ -216,21 +223,13 @@ async def test_a_killed_fetch_s_staging_files_are_reclaimed_once_past_their_grac
     tmp_path: Path, trio: dict[str, BuiltModel]
 ) -> None:
     _, b, _ = trio.values()
-    reg = FakeRegistry()
-    reg.add("library/b", "latest", b)
     root = tmp_path / "mirror"
     staging = root / ".ollama-seed" / "staging"
     staging.mkdir(parents=True)
     left = staging / f"sha256-{'d' * 64}.data"  # a mirror killed mid-fetch: counted, never resumed
     left.write_bytes(bytes(MIB + MIB // 2))
     (staging / f"sha256-{'d' * 64}.state").write_bytes(b"state")
-    app = create_app(root, upstream=UPSTREAM, transport=reg.transport(), max_cache_size=union_size(b) + MIB)
-
-    async def fetch_b() -> int:
-        async with app, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://m") as c:
-            assert (await c.get("/v2/library/b/manifests/latest")).status_code == 200
-            return max([(await c.get(f"/v2/library/b/blobs/{x.digest}")).status_code for x in b.blobs])
-
+    fetch_b = tight_fetch_of_b(root, b)
     assert await fetch_b() == 507 and left.exists()  # it may be another process's download: kept
     old = time.time() - 7200
     os.utime(left, (old, old))
